@@ -1,0 +1,58 @@
+/*
+ * One block-device interface for every disk Amber drives (virtio-blk, NVMe,
+ * ATA), and the registry of disks found at boot. The snapshot code talks only
+ * to this interface and never learns what kind of disk it has.
+ *
+ * Requests are synchronous and polled (host context, interrupts off). They may
+ * be of any length; the driver splits them to its limits. On failure a request
+ * returns a negative errno and leaves a one-line explanation in dev->error.
+ */
+#ifndef AMBER_BLOCKDEV_H
+#define AMBER_BLOCKDEV_H
+
+#include "kernel/types.h"
+
+struct blkdev;
+
+struct blkdev_ops {
+	/* buf is a kernel virtual address; drivers translate with virt_to_phys
+	 * and bounce when their DMA constraints require it. */
+	int (*read)(struct blkdev *dev, u64 lba, u64 count, void *buf);
+	int (*write)(struct blkdev *dev, u64 lba, u64 count, const void *buf);
+	int (*flush)(struct blkdev *dev);
+};
+
+struct blkdev {
+	char name[16];   /* "vblk0", "nvme0n1", "ata0" */
+	const char *kind; /* "virtio-blk", "nvme", "ata" */
+	char model[41];
+	char serial[21];
+	u32 sector_size;
+	u64 sectors;
+	bool readonly;
+	bool can_flush;
+	u64 commands; /* device commands issued (for `disk bench`, `make bench`) */
+	char error[128];
+	const struct blkdev_ops *ops;
+	void *priv;
+};
+
+#define BLKDEV_MAX 16
+
+/* Registers a disk found by a driver; returns its index or -ENOSPC. */
+int blkdev_register(struct blkdev *dev);
+int blkdev_count(void);
+struct blkdev *blkdev_get(int index);
+
+/* Checked entry points: validate the range and read-only state, then call the
+ * driver. Return 0 or a negative errno with dev->error set. */
+int blkdev_read(struct blkdev *dev, u64 lba, u64 count, void *buf);
+int blkdev_write(struct blkdev *dev, u64 lba, u64 count, const void *buf);
+int blkdev_flush(struct blkdev *dev);
+/* Sets dev->error from a format string and returns err. */
+int blkdev_fail(struct blkdev *dev, int err, const char *fmt, ...) __printf(3, 4);
+
+/* Probes every driver on the PCI list and the legacy ATA ports. */
+void drivers_init(void);
+
+#endif

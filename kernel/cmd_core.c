@@ -1,0 +1,137 @@
+/*
+ * The shell's basic commands: help, version, uptime, log, mem, reboot, poweroff.
+ * Host context (the shell).
+ */
+#include "kernel/acpi.h"
+#include "kernel/bootinfo.h"
+#include "kernel/lib.h"
+#include "kernel/mm.h"
+#include "kernel/printk.h"
+#include "kernel/shell.h"
+#include "kernel/time.h"
+#include "kernel/version.h"
+
+static int cmd_help(int argc, char **argv)
+{
+	const struct shell_cmd *c;
+
+	if (argc > 2)
+		return shell_usage("help");
+	if (argc == 2) {
+		c = shell_find(argv[1]);
+		if (!c) {
+			printk("help: no command '%s' (type 'help' for the list)\n", argv[1]);
+			return -ENOENT;
+		}
+		printk("usage: %s\n%s\n", c->usage, c->summary);
+		if (c->help)
+			printk("%s", c->help);
+		return 0;
+	}
+	printk("Commands (help CMD for details):\n");
+	for (c = shell_cmds_begin(); c < shell_cmds_end(); c++)
+		printk("  %-10s %s\n", c->name, c->summary);
+	return 0;
+}
+SHELL_COMMAND(help, .name = "help", .usage = "help [COMMAND]",
+	      .summary = "list the commands, or describe one", .fn = cmd_help);
+
+static int cmd_version(int argc, char **argv)
+{
+	if (argc != 1)
+		return shell_usage("version");
+	printk("Amber %s, built %s (%s)\n", AMBER_VERSION, AMBER_BUILD_DATE, AMBER_GIT);
+	printk("booted by %s (Multiboot %d)\n", boot_info.loader[0] ? boot_info.loader : "unknown",
+	       boot_info.multiboot_version);
+	return 0;
+}
+SHELL_COMMAND(version, .name = "version", .usage = "version",
+	      .summary = "show Amber's version and how it was booted", .fn = cmd_version);
+
+static int cmd_uptime(int argc, char **argv)
+{
+	u64 t = ticks();
+
+	if (argc != 1)
+		return shell_usage("uptime");
+	printk("up %lu.%03lu s (%lu ticks of 1 us; TSC %lu.%03lu MHz)\n", t / TICKS_PER_SEC,
+	       t % TICKS_PER_SEC / 1000, t, tsc_hz() / 1000000, tsc_hz() / 1000 % 1000);
+	return 0;
+}
+SHELL_COMMAND(uptime, .name = "uptime", .usage = "uptime",
+	      .summary = "time since boot, in seconds and ticks", .fn = cmd_uptime);
+
+static void log_line(const char *line) { printk("%s\n", line); }
+
+static int cmd_log(int argc, char **argv)
+{
+	if (argc != 1)
+		return shell_usage("log");
+	log_dump(log_line);
+	return 0;
+}
+SHELL_COMMAND(log, .name = "log", .usage = "log", .summary = "show the kernel message log",
+	      .fn = cmd_log);
+
+static const char *mem_type_name(u32 type)
+{
+	switch (type) {
+	case MEM_USABLE: return "usable";
+	case MEM_ACPI_RECLAIM: return "ACPI reclaimable";
+	case MEM_ACPI_NVS: return "ACPI NVS";
+	case MEM_BAD: return "bad";
+	default: return "reserved";
+	}
+}
+
+static int cmd_mem(int argc, char **argv)
+{
+	char total[24], free_s[24], heap_s[24], heap_u[24], len[24];
+	u64 hused, hsize;
+
+	if (argc != 1)
+		return shell_usage("mem");
+	printk("Memory map from the boot loader:\n");
+	for (int i = 0; i < boot_info.mmap_count; i++) {
+		const struct mem_range *r = &boot_info.mmap[i];
+
+		format_size(len, sizeof(len), r->len);
+		printk("  %016lx-%016lx %10s  %s\n", r->base, r->base + r->len - 1, len,
+		       mem_type_name(r->type));
+	}
+	for (int i = 0; i < boot_info.module_count; i++)
+		printk("  module %d: %08lx-%08lx  %s\n", i, boot_info.modules[i].start,
+		       boot_info.modules[i].end - 1, boot_info.modules[i].cmdline);
+	format_size(total, sizeof(total), pmm_total_pages() * PAGE_SIZE);
+	format_size(free_s, sizeof(free_s), pmm_free_pages() * PAGE_SIZE);
+	heap_stats(&hused, &hsize);
+	format_size(heap_u, sizeof(heap_u), hused);
+	format_size(heap_s, sizeof(heap_s), hsize);
+	printk("Free: %s of %s managed (4 KiB pages: %lu free)\n", free_s, total, pmm_free_pages());
+	printk("Heap: %s of %s used\n", heap_u, heap_s);
+	return 0;
+}
+SHELL_COMMAND(mem, .name = "mem", .usage = "mem",
+	      .summary = "memory map, free memory and heap use", .fn = cmd_mem);
+
+static int cmd_reboot(int argc, char **argv)
+{
+	if (argc != 1)
+		return shell_usage("reboot");
+	printk("Rebooting...\n");
+	acpi_reboot(); /* does not return: it ends in a triple fault at worst */
+}
+SHELL_COMMAND(reboot, .name = "reboot", .usage = "reboot", .summary = "restart the machine",
+	      .fn = cmd_reboot);
+
+static int cmd_poweroff(int argc, char **argv)
+{
+	if (argc != 1)
+		return shell_usage("poweroff");
+	printk("Powering off...\n");
+	acpi_poweroff();
+	printk("poweroff failed: ACPI S5 did not take effect\n");
+	return -EIO;
+}
+SHELL_COMMAND(poweroff, .name = "poweroff", .usage = "poweroff",
+	      .summary = "switch the machine off (ACPI S5)", .fn = cmd_poweroff);

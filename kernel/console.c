@@ -1,0 +1,40 @@
+/*
+ * Console multiplexer: every byte goes to COM1 and, when enabled, the VGA text
+ * screen; input comes from COM1. Host context.
+ */
+#include "kernel/console.h"
+
+#define COM1 0x3F8
+
+static bool vga_on;
+
+void console_init(void)
+{
+	uart_init(COM1);
+}
+
+void console_enable_vga(u64 text_phys)
+{
+	vga_init(text_phys);
+	vga_on = true;
+}
+
+void console_putc(char c)
+{
+	if (c == '\n')
+		uart_putc(COM1, '\r');
+	uart_putc(COM1, c);
+	if (vga_on)
+		vga_putc(c);
+}
+
+void console_write(const char *s, size_t n)
+{
+	while (n--)
+		console_putc(*s++);
+}
+
+int console_getc(void)
+{
+	return uart_getc(COM1);
+}

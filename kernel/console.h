@@ -1,0 +1,26 @@
+/*
+ * The console: COM1 (16550 UART, 115200 8N1) for input and output, mirrored to
+ * the VGA text screen when the machine booted in text mode, so a person at a
+ * bare-metal machine sees the boot. Host context; polled, no interrupts.
+ */
+#ifndef AMBER_CONSOLE_H
+#define AMBER_CONSOLE_H
+
+#include "kernel/types.h"
+
+void console_init(void);
+void console_enable_vga(u64 text_phys);
+void console_putc(char c);
+void console_write(const char *s, size_t n);
+/* Next byte typed on the serial console, or -1 when none is waiting. */
+int console_getc(void);
+
+/* 16550 UART on an I/O port base; also used by the guest COM1 emulation's tests. */
+void uart_init(u16 base);
+void uart_putc(u16 base, char c);
+int uart_getc(u16 base);
+
+void vga_init(u64 text_phys);
+void vga_putc(char c);
+
+#endif

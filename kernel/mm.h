@@ -1,0 +1,44 @@
+/*
+ * Memory management of the host: the physical page allocator (built from the
+ * boot memory map), the kernel's page tables and a small heap.
+ *
+ * Amber maps all physical memory 1:1 (virtual == physical) in its own page
+ * tables, so phys_to_virt() is the identity; every conversion still goes through
+ * these helpers so that a reader sees where a physical address is dereferenced.
+ * Page 0 is left unmapped to catch NULL dereferences.
+ */
+#ifndef AMBER_MM_H
+#define AMBER_MM_H
+
+#include "kernel/types.h"
+
+static inline void *phys_to_virt(u64 pa) { return (void *)(uintptr_t)pa; }
+static inline u64 virt_to_phys(const void *va) { return (u64)(uintptr_t)va; }
+
+/* Physical allocator. Addresses returned are zeroed and naturally aligned;
+ * 0 means out of memory. Contiguous runs serve DMA buffers and guest RAM. */
+u64 pmm_alloc_page(void);
+u64 pmm_alloc_2m(void);
+u64 pmm_alloc_contig(u64 npages, u64 align_pages);
+void pmm_free_page(u64 pa);
+void pmm_free_2m(u64 pa);
+void pmm_free_contig(u64 pa, u64 npages);
+u64 pmm_free_pages(void);
+u64 pmm_total_pages(void);
+/* Boot only: allocator, page tables, heap, in that order (kernel/mm.c). */
+void mm_init(void);
+void pmm_init(void);
+void paging_init(void);
+void heap_init(void);
+
+/* Maps a device's registers (uncached) into the kernel's address space and
+ * returns the virtual address; NULL if the page tables cannot grow. */
+void *ioremap(u64 phys, u64 size);
+
+/* Kernel heap: small objects (up to a few pages). kzalloc zeroes. */
+void *kmalloc(size_t size);
+void *kzalloc(size_t size);
+void kfree(void *p);
+void heap_stats(u64 *used, u64 *size);
+
+#endif

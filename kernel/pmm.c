@@ -1,0 +1,186 @@
+/*
+ * Physical page allocator: one bit per 4 KiB page (1 = in use), built from the
+ * boot memory map with the kernel image, the loader's structures, the modules
+ * and the low 1 MiB reserved. Serves single pages, 2 MiB pages and contiguous
+ * runs (DMA buffers). Host context, boot onwards; not reentrant (one CPU,
+ * interrupts off).
+ */
+#include "kernel/bootinfo.h"
+#include "kernel/lib.h"
+#include "kernel/mm.h"
+#include "kernel/printk.h"
+
+/* Pages above this are ignored: 64 GiB keeps the bitmap at 2 MiB at most. */
+#define PMM_MAX_PHYS GiB(64)
+
+extern char _load_start[], _kernel_end[];
+
+static u64 *bitmap;
+static u64 bitmap_pages; /* pages the bitmap describes */
+static u64 free_count, total_count;
+static u64 search_hint;
+
+static inline bool page_used(u64 pfn) { return bitmap[pfn / 64] & BIT(pfn % 64); }
+static inline void set_used(u64 pfn) { bitmap[pfn / 64] |= BIT(pfn % 64); }
+static inline void set_free(u64 pfn) { bitmap[pfn / 64] &= ~BIT(pfn % 64); }
+
+static void mark_range(u64 base, u64 len, bool used)
+{
+	u64 first = base / PAGE_SIZE;
+	u64 last = MIN(ALIGN_UP(base + len, PAGE_SIZE) / PAGE_SIZE, bitmap_pages);
+
+	/* Usable ranges are rounded inwards, reserved ones outwards. */
+	if (!used) {
+		first = ALIGN_UP(base, PAGE_SIZE) / PAGE_SIZE;
+		last = MIN((base + len) / PAGE_SIZE, bitmap_pages);
+	}
+	for (u64 pfn = first; pfn < last; pfn++) {
+		if (used && !page_used(pfn)) {
+			set_used(pfn);
+			free_count--;
+		} else if (!used && page_used(pfn)) {
+			set_free(pfn);
+			free_count++;
+		}
+	}
+}
+
+/* Is [base, base+len) free of everything the boot must keep? */
+static bool overlaps_boot_data(u64 base, u64 len)
+{
+	struct { u64 s, e; } keep[BOOT_MAX_MODULES + 2];
+	int n = 0;
+
+	keep[n].s = virt_to_phys(_load_start);
+	keep[n++].e = virt_to_phys(_kernel_end);
+	keep[n].s = boot_info.info_phys;
+	keep[n++].e = boot_info.info_phys + boot_info.info_size;
+	for (int i = 0; i < boot_info.module_count; i++) {
+		keep[n].s = boot_info.modules[i].start;
+		keep[n++].e = boot_info.modules[i].end;
+	}
+	for (int i = 0; i < n; i++)
+		if (base < keep[i].e && keep[i].s < base + len)
+			return true;
+	return base < MiB(1);
+}
+
+void pmm_init(void)
+{
+	u64 top = 0, bytes;
+
+	for (int i = 0; i < boot_info.mmap_count; i++) {
+		const struct mem_range *r = &boot_info.mmap[i];
+
+		if (r->type == MEM_USABLE)
+			top = MAX(top, MIN(r->base + r->len, PMM_MAX_PHYS));
+	}
+	if (!top)
+		panic("the boot loader reported no usable memory");
+	bitmap_pages = top / PAGE_SIZE;
+	bytes = ALIGN_UP(bitmap_pages / 8 + 8, PAGE_SIZE);
+
+	/* Place the bitmap in the first usable range that holds it and no boot data. */
+	for (int i = 0; i < boot_info.mmap_count && !bitmap; i++) {
+		const struct mem_range *r = &boot_info.mmap[i];
+		u64 cand = ALIGN_UP(MAX(r->base, MiB(1)), PAGE_SIZE);
+
+		if (r->type != MEM_USABLE)
+			continue;
+		for (; cand + bytes <= r->base + r->len && cand + bytes <= GiB(4); cand += PAGE_SIZE) {
+			if (!overlaps_boot_data(cand, bytes)) {
+				bitmap = phys_to_virt(cand);
+				break;
+			}
+		}
+	}
+	if (!bitmap)
+		panic("no room for the physical page bitmap (%lu bytes)", bytes);
+
+	memset(bitmap, 0xFF, bytes); /* everything in use ... */
+	free_count = 0;
+	for (int i = 0; i < boot_info.mmap_count; i++) /* ... but usable RAM */
+		if (boot_info.mmap[i].type == MEM_USABLE)
+			mark_range(boot_info.mmap[i].base, boot_info.mmap[i].len, false);
+	/* Overlapping map entries: anything not usable wins. */
+	for (int i = 0; i < boot_info.mmap_count; i++)
+		if (boot_info.mmap[i].type != MEM_USABLE)
+			mark_range(boot_info.mmap[i].base, boot_info.mmap[i].len, true);
+	mark_range(0, MiB(1), true);
+	mark_range(virt_to_phys(_load_start), _kernel_end - _load_start, true);
+	mark_range(boot_info.info_phys, boot_info.info_size, true);
+	for (int i = 0; i < boot_info.module_count; i++)
+		mark_range(boot_info.modules[i].start,
+			   boot_info.modules[i].end - boot_info.modules[i].start, true);
+	mark_range(virt_to_phys(bitmap), bytes, true);
+	total_count = free_count;
+	search_hint = MiB(1) / PAGE_SIZE;
+}
+
+/* Finds `npages` free pages starting at a multiple of `align` pages. */
+static u64 find_run(u64 npages, u64 align)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		u64 start = pass == 0 ? ALIGN_UP(search_hint, align) : 0;
+		u64 end = pass == 0 ? bitmap_pages : search_hint + npages;
+
+		for (u64 pfn = start; pfn + npages <= MIN(end, bitmap_pages); pfn += align) {
+			u64 n;
+
+			/* Skip whole used words quickly. */
+			if (align == 1 && bitmap[pfn / 64] == ~0ULL) {
+				pfn = ALIGN_UP(pfn + 1, 64) - 1;
+				continue;
+			}
+			for (n = 0; n < npages && !page_used(pfn + n); n++)
+				;
+			if (n == npages)
+				return pfn;
+			if (align == 1)
+				pfn += n;
+		}
+	}
+	return 0;
+}
+
+u64 pmm_alloc_contig(u64 npages, u64 align_pages)
+{
+	u64 pfn;
+
+	if (!npages || npages > free_count)
+		return 0;
+	if (!align_pages)
+		align_pages = 1;
+	pfn = find_run(npages, align_pages);
+	if (!pfn)
+		return 0;
+	for (u64 i = 0; i < npages; i++)
+		set_used(pfn + i);
+	free_count -= npages;
+	if (align_pages == 1)
+		search_hint = pfn + npages;
+	memset(phys_to_virt(pfn * PAGE_SIZE), 0, npages * PAGE_SIZE);
+	return pfn * PAGE_SIZE;
+}
+
+u64 pmm_alloc_page(void) { return pmm_alloc_contig(1, 1); }
+u64 pmm_alloc_2m(void) { return pmm_alloc_contig(512, 512); }
+
+void pmm_free_contig(u64 pa, u64 npages)
+{
+	u64 pfn = pa / PAGE_SIZE;
+
+	BUG_ON(pa & (PAGE_SIZE - 1));
+	for (u64 i = 0; i < npages; i++) {
+		BUG_ON(pfn + i >= bitmap_pages || !page_used(pfn + i));
+		set_free(pfn + i);
+	}
+	free_count += npages;
+	if (pfn < search_hint)
+		search_hint = pfn;
+}
+
+void pmm_free_page(u64 pa) { pmm_free_contig(pa, 1); }
+void pmm_free_2m(u64 pa) { pmm_free_contig(pa, 512); }
+u64 pmm_free_pages(void) { return free_count; }
+u64 pmm_total_pages(void) { return total_count; }

@@ -1,0 +1,222 @@
+/*
+ * The command shell on the serial console: reads bytes, feeds the line editor,
+ * splits finished lines into words and runs the matching command from the
+ * .shell_cmds table. Between keystrokes it gives the CPU to the idle hook (the
+ * VMM runs guests there), so the shell stays responsive while VMs run.
+ * Host context, the boot CPU's main loop.
+ */
+#include "kernel/shell.h"
+#include "kernel/console.h"
+#include "kernel/lib.h"
+#include "kernel/lineedit.h"
+#include "kernel/printk.h"
+#include "kernel/time.h"
+#include "kernel/x86.h"
+
+extern const struct shell_cmd __shell_cmds_start[], __shell_cmds_end[];
+
+static struct lineedit editor;
+static void (*idle_hook)(void);
+static bool (*input_handler)(u8 c, void *ctx);
+static void *input_ctx;
+
+/* Bytes typed while a long command ran; replayed to the editor afterwards. */
+static u8 pending[64];
+static unsigned pending_len;
+
+const struct shell_cmd *shell_find(const char *name)
+{
+	for (const struct shell_cmd *c = __shell_cmds_start; c < __shell_cmds_end; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+const struct shell_cmd *shell_cmds_begin(void) { return __shell_cmds_start; }
+const struct shell_cmd *shell_cmds_end(void) { return __shell_cmds_end; }
+
+int shell_usage(const char *cmd_name)
+{
+	const struct shell_cmd *c = shell_find(cmd_name);
+
+	if (c)
+		printk("usage: %s\n", c->usage);
+	return -EINVAL;
+}
+
+const char *shell_opt(int argc, char **argv, int from, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (int i = from; i < argc; i++)
+		if (strncmp(argv[i], key, n) == 0 && argv[i][n] == '=')
+			return argv[i] + n + 1;
+	return NULL;
+}
+
+bool shell_flag(int argc, char **argv, int from, const char *flag)
+{
+	for (int i = from; i < argc; i++)
+		if (strcmp(argv[i], flag) == 0)
+			return true;
+	return false;
+}
+
+bool shell_interrupted(void)
+{
+	int c;
+	bool hit = false;
+
+	while ((c = console_getc()) >= 0) {
+		if (c == 0x03)
+			hit = true;
+		else if (pending_len < sizeof(pending))
+			pending[pending_len++] = (u8)c;
+	}
+	return hit;
+}
+
+void shell_progress(const char *what, u64 done, u64 total, u64 start_ticks)
+{
+	const int width = 30;
+	u64 pct = total ? done * 100 / total : 100;
+	u64 elapsed = ticks() - start_ticks;
+	u64 rate = elapsed ? done * TICKS_PER_SEC / elapsed : 0; /* bytes per second */
+	char bar[32];
+	int fill = (int)(pct * width / 100);
+
+	for (int i = 0; i < width; i++)
+		bar[i] = i < fill ? '#' : ' ';
+	bar[width] = '\0';
+	printk("\r%s [%s] %3lu%% %4lu.%lu MiB/s", what, bar, pct, rate >> 20,
+	       ((rate & (MiB(1) - 1)) * 10) >> 20);
+}
+
+/* Splits a line into words in place; "double quotes" group words. Returns argc,
+ * or -E2BIG when there are more than SHELL_MAX_ARGS words. */
+static int split(char *line, char **argv)
+{
+	int argc = 0;
+	char *p = line;
+
+	for (;;) {
+		char *w;
+
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			return argc;
+		if (argc == SHELL_MAX_ARGS)
+			return -E2BIG;
+		if (*p == '"') {
+			w = ++p;
+			while (*p && *p != '"')
+				p++;
+		} else {
+			w = p;
+			while (*p && *p != ' ')
+				p++;
+		}
+		argv[argc++] = w;
+		if (*p)
+			*p++ = '\0';
+	}
+}
+
+int shell_exec(char *line)
+{
+	char *argv[SHELL_MAX_ARGS + 1];
+	const struct shell_cmd *c;
+	int argc = split(line, argv);
+
+	if (argc == -E2BIG) {
+		printk("error: too many words (at most %d)\n", SHELL_MAX_ARGS);
+		return -E2BIG;
+	}
+	if (argc == 0)
+		return 0;
+	argv[argc] = NULL;
+	c = shell_find(argv[0]);
+	if (!c) {
+		printk("%s: unknown command (type 'help' for the list)\n", argv[0]);
+		return -ENOENT;
+	}
+	return c->fn(argc, argv);
+}
+
+void shell_set_idle(void (*fn)(void)) { idle_hook = fn; }
+
+void shell_attach_input(bool (*handler)(u8 c, void *ctx), void *ctx)
+{
+	input_handler = handler;
+	input_ctx = ctx;
+}
+
+static void editor_write(void *ctx, const char *s, size_t n) { console_write(s, n); }
+
+static void editor_complete(void *ctx, const char *prefix,
+			    void (*add)(struct lineedit *le, const char *cand), struct lineedit *le)
+{
+	size_t n = strlen(prefix);
+
+	for (const struct shell_cmd *c = __shell_cmds_start; c < __shell_cmds_end; c++)
+		if (strncmp(c->name, prefix, n) == 0)
+			add(le, c->name);
+}
+
+static void feed(u8 c)
+{
+	char line[LE_LINE_MAX];
+
+	if (input_handler) {
+		if (!input_handler(c, input_ctx)) {
+			input_handler = NULL;
+			le_start(&editor);
+		}
+		return;
+	}
+	switch (le_feed(&editor, c)) {
+	case LE_MORE:
+		return;
+	case LE_LINE:
+		le_history_add(&editor, editor.buf);
+		strlcpy(line, editor.buf, sizeof(line));
+		shell_exec(line);
+		break;
+	case LE_TOO_LONG:
+		printk("error: line too long (at most %d characters); ignored\n", LE_LINE_MAX - 1);
+		break;
+	case LE_GARBAGE:
+		printk("error: line held %u non-text byte(s); ignored\n", editor.garbage);
+		break;
+	case LE_CANCEL:
+		break;
+	}
+	/* A command may have attached the input to a guest console. */
+	if (!input_handler)
+		le_start(&editor);
+}
+
+void shell_run(void)
+{
+	le_init(&editor, "amber> ");
+	editor.write = editor_write;
+	editor.complete = editor_complete;
+	le_start(&editor);
+	for (;;) {
+		int c;
+
+		while (pending_len) {
+			u8 b = pending[0];
+
+			memmove(pending, pending + 1, --pending_len);
+			feed(b);
+		}
+		while ((c = console_getc()) >= 0)
+			feed((u8)c);
+		if (idle_hook)
+			idle_hook();
+		else
+			cpu_relax();
+	}
+}

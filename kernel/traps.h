@@ -1,0 +1,33 @@
+/*
+ * CPU tables and exceptions of the host: GDT with a TSS, IDT, the exception
+ * dump, and the exception-fixup table that makes rdmsr_safe() possible.
+ */
+#ifndef AMBER_TRAPS_H
+#define AMBER_TRAPS_H
+
+#include "kernel/types.h"
+
+#define GDT_KERNEL_CS 0x08
+#define GDT_KERNEL_DS 0x10
+#define GDT_TSS 0x18
+
+/* Registers saved by the exception entry stubs (kernel/isr.asm), lowest address first. */
+struct trap_frame {
+	u64 rax, rbx, rcx, rdx, rsi, rdi, rbp;
+	u64 r8, r9, r10, r11, r12, r13, r14, r15;
+	u64 vector, error;
+	u64 rip, cs, rflags, rsp, ss; /* pushed by the CPU */
+};
+_Static_assert(sizeof(struct trap_frame) == 22 * 8, "trap_frame must match kernel/isr.asm");
+
+void traps_init(void);
+void trap_handler(struct trap_frame *f);
+/* Interrupt vector used by the IPI/timer path of the VMM; exported for it. */
+void idt_set_handler(u8 vector, void (*handler)(void), u8 ist);
+
+/* Exception fixup entry: a fault at `insn` resumes at `fixup`. */
+struct extable_entry {
+	u64 insn, fixup;
+};
+
+#endif
