@@ -60,7 +60,8 @@ run: deps all
 
 # ---- host unit tests: pure modules built with sanitizers -------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g -I. -Wall -Wextra -Werror -Wno-unused-parameter \
-               -fsanitize=address,undefined -fno-sanitize-recover=all -DAMBER_HOST_TEST
+               -fsanitize=address,undefined -fno-sanitize-recover=all -DAMBER_HOST_TEST \
+               -fno-builtin-snprintf -fno-builtin-vsnprintf -Wno-format-truncation
 include tests/unit/unit.mk
 
 test: deps all iso unit-build

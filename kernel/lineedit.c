@@ -214,12 +214,12 @@ static void handle_csi(struct lineedit *le, u8 c)
 		le->cursor = le->len;
 		break;
 	case '~':
-		if (le->esc_param == '3' && le->cursor < le->len) { /* Delete key */
+		if (le->esc_param == 3 && le->cursor < le->len) { /* Delete key */
 			delete_at(le, le->cursor);
 			redraw_tail(le);
-		} else if (le->esc_param == '1' || le->esc_param == '7') {
+		} else if (le->esc_param == 1 || le->esc_param == 7) {
 			handle_csi(le, 'H');
-		} else if (le->esc_param == '4' || le->esc_param == '8') {
+		} else if (le->esc_param == 4 || le->esc_param == 8) {
 			handle_csi(le, 'F');
 		}
 		break;
@@ -236,14 +236,18 @@ enum le_result le_feed(struct lineedit *le, u8 c)
 	if (le->esc == 1) {
 		le->esc = (c == '[' || c == 'O') ? 2 : 0;
 		le->esc_param = 0;
+		le->esc_param_done = false;
 		return LE_MORE;
 	}
 	if (le->esc == 2) {
 		if (c >= 0x40 && c <= 0x7E) { /* final byte of the sequence */
 			le->esc = 0;
 			handle_csi(le, c);
-		} else if (!le->esc_param && c >= '0' && c <= '9') {
-			le->esc_param = (char)c;
+		} else if (c >= '0' && c <= '9') {
+			if (!le->esc_param_done && le->esc_param < 1000)
+				le->esc_param = le->esc_param * 10 + (c - '0');
+		} else if (c == ';') {
+			le->esc_param_done = true;
 		} else if (c < 0x20 || c > 0x7E) {
 			le->esc = 0; /* broken sequence: drop it */
 		}

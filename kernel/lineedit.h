@@ -27,7 +27,8 @@ struct lineedit {
 	bool overflow;
 	unsigned garbage;     /* non-text bytes seen in this line */
 	int esc;              /* escape-sequence state: 0 none, 1 ESC, 2 CSI/SS3 */
-	char esc_param;       /* first parameter digit of a CSI sequence */
+	int esc_param;        /* first numeric parameter of a CSI sequence */
+	bool esc_param_done;  /* a ';' ended the first parameter */
 	bool last_cr;         /* swallow the LF of a CR LF pair */
 	const char *prompt;
 	char history[LE_HISTORY][LE_LINE_MAX];
