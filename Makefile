@@ -31,6 +31,15 @@ CFLAGS   := -std=gnu11 -O2 -g -ffreestanding -fno-pic -fno-pie -mno-red-zone -mn
 LDFLAGS  := -nostdlib -static -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments \
             -no-pie -T boot/linker.ld
 
+# Quiet by default; `make V=1` shows every command.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 .PHONY: all run test iso bench check clean deps unit guests
 all: $(BUILD)/amber.elf
 
@@ -42,14 +51,17 @@ include tests/guests/guests.mk
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/%.asm.o: %.asm
 	@mkdir -p $(dir $@)
-	$(NASM) -f elf64 -g -F dwarf -I. -MD $(@:.o=.d) $< -o $@
+	$(call say,NASM,$<)
+	$(Q)$(NASM) -f elf64 -g -F dwarf -I. -I$(BUILD)/ -MD $(@:.o=.d) $< -o $@
 
 $(BUILD)/amber.elf: $(KERNEL_OBJ) $(GUEST_BLOBS_OBJ) boot/linker.ld
-	$(LD) $(LDFLAGS) -o $@ $(KERNEL_OBJ) $(GUEST_BLOBS_OBJ)
+	$(call say,LD,$@)
+	$(Q)$(LD) $(LDFLAGS) -o $@ $(KERNEL_OBJ) $(GUEST_BLOBS_OBJ)
 
 iso: $(BUILD)/amber.iso
 $(BUILD)/amber.iso: $(BUILD)/amber.elf scripts/mkiso

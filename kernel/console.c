@@ -6,7 +6,7 @@
 
 #define COM1 0x3F8
 
-static bool vga_on;
+static bool vga_on, fb_on;
 
 void console_init(void)
 {
@@ -19,6 +19,11 @@ void console_enable_vga(u64 text_phys)
 	vga_on = true;
 }
 
+void console_enable_fb(u64 phys, u32 pitch, u32 width, u32 height, u8 bpp)
+{
+	fb_on = fbcon_init(phys, pitch, width, height, bpp);
+}
+
 void console_putc(char c)
 {
 	if (c == '\n')
@@ -26,6 +31,8 @@ void console_putc(char c)
 	uart_putc(COM1, c);
 	if (vga_on)
 		vga_putc(c);
+	if (fb_on)
+		fbcon_putc(c);
 }
 
 void console_write(const char *s, size_t n)

@@ -1,7 +1,8 @@
 /*
  * The console: COM1 (16550 UART, 115200 8N1) for input and output, mirrored to
- * the VGA text screen when the machine booted in text mode, so a person at a
- * bare-metal machine sees the boot. Host context; polled, no interrupts.
+ * the VGA text screen when the machine booted in text mode, or to the boot
+ * loader's framebuffer (UEFI), so a person at a bare-metal machine sees the
+ * boot. Host context; polled, no interrupts.
  */
 #ifndef AMBER_CONSOLE_H
 #define AMBER_CONSOLE_H
@@ -22,5 +23,10 @@ int uart_getc(u16 base);
 
 void vga_init(u64 text_phys);
 void vga_putc(char c);
+
+/* Linear framebuffer mirror (needs ioremap, so after mm_init). */
+bool fbcon_init(u64 phys, u32 pitch, u32 width, u32 height, u8 bpp);
+void fbcon_putc(char c);
+void console_enable_fb(u64 phys, u32 pitch, u32 width, u32 height, u8 bpp);
 
 #endif

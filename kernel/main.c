@@ -21,6 +21,8 @@ struct boot_info boot_info;
 
 void kmain(u32 magic, u64 info_phys);
 
+static const char banner[] = "\nAmber " AMBER_VERSION ": a minimal x86_64 hypervisor with snapshots\n";
+
 void kmain(u32 magic, u64 info_phys)
 {
 	int err;
@@ -30,12 +32,19 @@ void kmain(u32 magic, u64 info_phys)
 	err = multiboot_parse(magic, phys_to_virt(info_phys), &boot_info);
 	if (boot_info.fb_is_text && boot_info.fb_phys)
 		console_enable_vga(boot_info.fb_phys);
-	printk("\nAmber %s: a minimal x86_64 hypervisor with snapshots\n", AMBER_VERSION);
+	printk("%s", banner);
 	if (err)
 		panic("not started by a Multiboot loader (magic 0x%x): boot Amber with QEMU -kernel "
 		      "or GRUB multiboot2", magic);
 	time_init();
 	mm_init();
+	if (!boot_info.fb_is_text && boot_info.fb_phys) {
+		console_enable_fb(boot_info.fb_phys, boot_info.fb_pitch, boot_info.fb_width,
+				  boot_info.fb_height, boot_info.fb_bpp);
+		/* The serial console printed the banner already; the screen gets it now. */
+		for (const char *p = banner; *p; p++)
+			fbcon_putc(*p);
+	}
 	pr_info("boot: Multiboot %d from %s; %d memory ranges, %d module(s)",
 		boot_info.multiboot_version, boot_info.loader[0] ? boot_info.loader : "unknown loader",
 		boot_info.mmap_count, boot_info.module_count);

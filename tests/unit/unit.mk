@@ -11,7 +11,8 @@ UNIT_BINS := $(addprefix $(BUILD)/unit/,$(UNIT_TESTS))
 define unit_rule
 $(BUILD)/unit/$(1): $$($(1)_SRCS) $$(wildcard tests/unit/*.h)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(HOST_CFLAGS) -o $$@ $$($(1)_SRCS)
+	$$(call say,HOSTCC,$$@)
+	$$(Q)$$(CC) $$(HOST_CFLAGS) -o $$@ $$($(1)_SRCS)
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 
