@@ -26,6 +26,7 @@ _Static_assert(sizeof(struct acpi_sdt_header) == 36, "ACPI header is 36 bytes");
 
 struct acpi_info {
 	u64 rsdp_phys;
+	bool rsdp_from_loader; /* the loader's copy (Multiboot 2 tag 14/15) */
 	u8 revision;
 	int table_count;
 	struct {
@@ -47,11 +48,11 @@ struct acpi_info {
 	u8 reset_value;
 	/* Added by the hardware-discovery work (kernel/acpi_parse.c). */
 	u64 dsdt_phys;
-	u32 smi_cmd;       /* FADT SMI_CMD port; 0: the machine is always in ACPI mode */
-	u8 acpi_enable;    /* value written to SMI_CMD to enter ACPI mode */
+	u32 smi_cmd;	/* FADT SMI_CMD port; 0: the machine is always in ACPI mode */
+	u8 acpi_enable; /* value written to SMI_CMD to enter ACPI mode */
 	u8 fadt_revision;
 	int ioapic_count;
-	u64 ioapic_phys;   /* first I/O APIC */
+	u64 ioapic_phys;    /* first I/O APIC */
 	int skipped_tables; /* refused: bad checksum, absurd length, unreadable */
 };
 

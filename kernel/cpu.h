@@ -15,7 +15,7 @@ struct cpu_features {
 	u32 max_leaf, max_ext_leaf;
 	u8 phys_addr_bits;
 	bool is_intel, is_amd;
-	bool hypervisor;  /* running under another hypervisor */
+	bool hypervisor; /* running under another hypervisor */
 	bool tsc_invariant;
 	bool pdpe1gb, nx, xsave, avx, fxsr;
 	u64 xcr0_supported;
@@ -30,7 +30,7 @@ struct cpu_features {
 
 	/* AMD-V; APM Vol. 2 15.4 "Enabling SVM", CPUID 8000_000A. */
 	bool svm;
-	bool svm_disabled; /* VM_CR.SVMDIS set (firmware), or VM_CR unreadable and unknown */
+	bool svm_disabled;     /* VM_CR.SVMDIS set (firmware); false when VM_CR faults */
 	bool svm_vm_cr_faults; /* RDMSR of VM_CR raised #GP (Bochs) */
 	bool svm_npt, svm_nrips, svm_flush_asid, svm_vmcb_clean, svm_decode_assists;
 	u32 svm_nasid;
@@ -40,5 +40,8 @@ extern struct cpu_features cpu;
 
 void cpu_init(void);
 void cpu_print_features(void); /* the `cpu` command's report */
+/* The report's last line: "virtualization: VT-x with EPT (...)", "...: AMD-V
+ * with NPT (...)" or "...: none (reason)". */
+void cpu_virt_summary(char *buf, size_t len);
 
 #endif

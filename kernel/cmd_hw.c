@@ -1,0 +1,105 @@
+/*
+ * Shell commands that show what hardware discovery found at boot: `cpu`, `pci`
+ * and `acpi`. They print the records filled by cpu_init, pci_init and
+ * acpi_init and touch no hardware themselves. Host context (the shell).
+ */
+#include "kernel/acpi.h"
+#include "kernel/cpu.h"
+#include "kernel/lib.h"
+#include "kernel/pci.h"
+#include "kernel/printk.h"
+#include "kernel/shell.h"
+
+static int cmd_cpu(int argc, char **argv)
+{
+	if (argc != 1)
+		return shell_usage("cpu");
+	cpu_print_features();
+	return 0;
+}
+SHELL_COMMAND(cpu, .name = "cpu", .usage = "cpu",
+	      .summary = "CPU model, features and which virtualization it offers", .fn = cmd_cpu);
+
+static void print_bar(const struct pci_dev *d, int i)
+{
+	char size[24];
+
+	if (d->bar_is_io[i]) {
+		printk("    BAR%d io 0x%lx size %lu\n", i, d->bar[i], d->bar_size[i]);
+		return;
+	}
+	format_size(size, sizeof(size), d->bar_size[i]);
+	printk("    BAR%d mem 0x%lx size %s%s%s\n", i, d->bar[i], size,
+	       d->bar_is_64[i] ? " 64-bit" : "", d->bar_prefetch[i] ? " prefetchable" : "");
+}
+
+static int cmd_pci(int argc, char **argv)
+{
+	if (argc != 1)
+		return shell_usage("pci");
+	for (int n = 0; n < pci_dev_count; n++) {
+		const struct pci_dev *d = &pci_devs[n];
+		const char *name = pci_class_name(d->class_code, d->subclass);
+
+		printk("%02x:%02x.%x %04x:%04x %s", d->bus, d->dev, d->fn, d->vendor, d->device,
+		       name);
+		if (!strcmp(name, "unknown class"))
+			printk(" %02x/%02x", d->class_code, d->subclass);
+		printk(" (class %02x%02x%02x, rev %02x)\n", d->class_code, d->subclass, d->prog_if,
+		       d->revision);
+		for (int i = 0; i < 6; i++)
+			if (d->bar_size[i])
+				print_bar(d, i);
+	}
+	printk("%d function(s); config space via ports 0xCF8/0xCFC", pci_dev_count);
+	if (pci_has_ecam())
+		printk(", extended space via ECAM at 0x%lx (buses %u-%u)\n", acpi.ecam_base,
+		       acpi.ecam_bus_start, acpi.ecam_bus_end);
+	else
+		printk(", no extended space (no ECAM)\n");
+	return 0;
+}
+SHELL_COMMAND(pci, .name = "pci", .usage = "pci",
+	      .summary = "list the PCI functions and their BARs", .fn = cmd_pci);
+
+static int cmd_acpi(int argc, char **argv)
+{
+	char how[96];
+
+	if (argc != 1)
+		return shell_usage("acpi");
+	if (!acpi.rsdp_phys) {
+		printk("acpi: no ACPI tables were found at boot\n");
+		return 0;
+	}
+	printk("RSDP at 0x%lx%s, revision %u (%s)\n", acpi.rsdp_phys,
+	       acpi.rsdp_from_loader ? " (the boot loader's copy)" : "", acpi.revision,
+	       acpi.revision >= 2 ? "ACPI 2.0+, XSDT" : "ACPI 1.0, RSDT");
+	for (int i = 0; i < acpi.table_count; i++)
+		printk("  %-4s at 0x%08lx, %6u bytes, OEM %s\n", acpi.tables[i].sig,
+		       acpi.tables[i].phys, acpi.tables[i].length, acpi.tables[i].oem_id);
+	if (acpi.skipped_tables)
+		printk("  (%d table(s) skipped as malformed; see `log`)\n", acpi.skipped_tables);
+	printk("CPUs: %d enabled (APIC ids", acpi.cpu_count);
+	for (int i = 0; i < acpi.cpu_count && i < ACPI_MAX_CPUS; i++)
+		printk(" %u", acpi.cpu_apic_ids[i]);
+	printk(")\n");
+	if (acpi.lapic_phys)
+		printk("local APIC at 0x%lx; %d I/O APIC(s), first at 0x%lx\n", acpi.lapic_phys,
+		       acpi.ioapic_count, acpi.ioapic_phys);
+	if (acpi.ecam_base)
+		printk("ECAM (MCFG) at 0x%lx, buses %u-%u\n", acpi.ecam_base, acpi.ecam_bus_start,
+		       acpi.ecam_bus_end);
+	else
+		printk("ECAM: none (no MCFG)\n");
+	acpi_describe_poweroff(how, sizeof(how));
+	printk("%s\n", how);
+	if (acpi.reset_port)
+		printk("reset via FADT reset register: port 0x%x value 0x%x\n", acpi.reset_port,
+		       acpi.reset_value);
+	else
+		printk("reset via the 8042 keyboard controller (no FADT reset register)\n");
+	return 0;
+}
+SHELL_COMMAND(acpi, .name = "acpi", .usage = "acpi",
+	      .summary = "ACPI tables, CPUs, ECAM and the power-off method", .fn = cmd_acpi);
