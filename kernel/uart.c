@@ -19,6 +19,7 @@
 #define UART_LSR_THRE 0x20 /* transmit holding register empty */
 
 static bool uart_present;
+static int early_byte = -1; /* a key that arrived before the FIFOs were enabled */
 
 void uart_init(u16 base)
 {
@@ -27,6 +28,12 @@ void uart_init(u16 base)
 	outb(base + UART_DLL, 1);    /* 115200 = 1.8432 MHz / 16 / 1 */
 	outb(base + UART_DLM, 0);
 	outb(base + UART_LCR, 0x03); /* 8 data bits, no parity, 1 stop bit */
+	/* Enabling the FIFOs resets them (PC16550D "FIFO Control Register"): keep a
+	 * key that arrived while the machine booted. */
+	u8 lsr = inb(base + UART_LSR);
+
+	if (lsr != 0xFF && (lsr & UART_LSR_DR))
+		early_byte = inb(base + UART_RBR);
 	outb(base + UART_FCR, 0xC7); /* enable and clear FIFOs, 14-byte threshold */
 	outb(base + UART_MCR, 0x03); /* DTR, RTS */
 	/* A missing UART reads back 0xFF from every register. */
@@ -47,6 +54,12 @@ void uart_putc(u16 base, char c)
 
 int uart_getc(u16 base)
 {
+	if (early_byte >= 0) {
+		int c = early_byte;
+
+		early_byte = -1;
+		return c;
+	}
 	if (!uart_present || !(inb(base + UART_LSR) & UART_LSR_DR))
 		return -1;
 	return inb(base + UART_RBR);
