@@ -40,7 +40,7 @@ Q := @
 say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-.PHONY: all run test iso bench check clean deps unit guests
+.PHONY: all run test iso bench check clean deps unit guests print-unit-bins
 all: $(BUILD)/amber.elf
 
 deps:
@@ -89,3 +89,7 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# For tests/run.py: the unit-test programs this tree defines.
+print-unit-bins:
+	@echo $(UNIT_BINS)
