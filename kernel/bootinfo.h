@@ -31,7 +31,7 @@ struct boot_module {
 };
 
 struct boot_info {
-	int multiboot_version; /* 1 or 2 */
+	int multiboot_version;	  /* 1 or 2 */
 	u64 info_phys, info_size; /* the loader's structure, kept reserved */
 	char loader[64];
 	char cmdline[256];

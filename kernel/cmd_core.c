@@ -76,11 +76,16 @@ SHELL_COMMAND(log, .name = "log", .usage = "log", .summary = "show the kernel me
 static const char *mem_type_name(u32 type)
 {
 	switch (type) {
-	case MEM_USABLE: return "usable";
-	case MEM_ACPI_RECLAIM: return "ACPI reclaimable";
-	case MEM_ACPI_NVS: return "ACPI NVS";
-	case MEM_BAD: return "bad";
-	default: return "reserved";
+	case MEM_USABLE:
+		return "usable";
+	case MEM_ACPI_RECLAIM:
+		return "ACPI reclaimable";
+	case MEM_ACPI_NVS:
+		return "ACPI NVS";
+	case MEM_BAD:
+		return "bad";
+	default:
+		return "reserved";
 	}
 }
 
@@ -111,8 +116,8 @@ static int cmd_mem(int argc, char **argv)
 	printk("Heap: %s of %s used\n", heap_u, heap_s);
 	return 0;
 }
-SHELL_COMMAND(mem, .name = "mem", .usage = "mem",
-	      .summary = "memory map, free memory and heap use", .fn = cmd_mem);
+SHELL_COMMAND(mem, .name = "mem", .usage = "mem", .summary = "memory map, free memory and heap use",
+	      .fn = cmd_mem);
 
 static int cmd_reboot(int argc, char **argv)
 {

@@ -8,10 +8,7 @@
 
 static bool vga_on, fb_on;
 
-void console_init(void)
-{
-	uart_init(COM1);
-}
+void console_init(void) { uart_init(COM1); }
 
 void console_enable_vga(u64 text_phys)
 {
@@ -41,7 +38,4 @@ void console_write(const char *s, size_t n)
 		console_putc(*s++);
 }
 
-int console_getc(void)
-{
-	return uart_getc(COM1);
-}
+int console_getc(void) { return uart_getc(COM1); }

@@ -30,9 +30,9 @@ static void put_pixel_row(u8 *dst, u8 bits)
 
 static void draw(u32 cx, u32 cy, char ch)
 {
-	const u8 *glyph = ((u8)ch >= FONT_FIRST && (u8)ch < FONT_FIRST + FONT_GLYPHS)
-				  ? font8x16[(u8)ch - FONT_FIRST]
-				  : font8x16[0];
+	const u8 *glyph = ((u8)ch >= FONT_FIRST && (u8)ch < FONT_FIRST + FONT_GLYPHS) ?
+				  font8x16[(u8)ch - FONT_FIRST] :
+				  font8x16[0];
 	u8 *base = fb + (u64)cy * FONT_HEIGHT * pitch + (u64)cx * FONT_WIDTH * bytes_pp;
 
 	for (int y = 0; y < FONT_HEIGHT; y++)

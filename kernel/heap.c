@@ -42,8 +42,8 @@ void *kmalloc(size_t size)
 		if (b->size >= size + sizeof(struct block) + 64) {
 			struct block *rest = (struct block *)((char *)(b + 1) + size);
 
-			*rest = (struct block){ HEAP_MAGIC, 1, b->size - size - sizeof(struct block),
-						b->next, 0 };
+			*rest = (struct block){ HEAP_MAGIC, 1,
+						b->size - size - sizeof(struct block), b->next, 0 };
 			b->size = size;
 			b->next = rest;
 		}

@@ -158,11 +158,24 @@ int parse_size(const char *s, u64 *out)
 		 strchr("KkMmGg", num[len - 2]))
 		num[--len] = '\0';
 	switch (num[len - 1]) {
-	case 'K': case 'k': shift = 10; break;
-	case 'M': case 'm': shift = 20; break;
-	case 'G': case 'g': shift = 30; break;
-	case 'T': case 't': shift = 40; break;
-	default: break;
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		break;
+	default:
+		break;
 	}
 	if (shift)
 		num[--len] = '\0';
@@ -214,12 +227,12 @@ const char *errno_name(int err)
 		int err;
 		const char *name;
 	} names[] = {
-		{ EPERM, "EPERM" },	{ ENOENT, "ENOENT" },	  { EIO, "EIO" },
-		{ E2BIG, "E2BIG" },	{ ENOEXEC, "ENOEXEC" },	  { EAGAIN, "EAGAIN" },
-		{ ENOMEM, "ENOMEM" },	{ EFAULT, "EFAULT" },	  { EBUSY, "EBUSY" },
-		{ EEXIST, "EEXIST" },	{ ENODEV, "ENODEV" },	  { EINVAL, "EINVAL" },
-		{ ENOSPC, "ENOSPC" },	{ EROFS, "EROFS" },	  { ERANGE, "ERANGE" },
-		{ ENOSYS, "ENOSYS" },	{ ENODATA, "ENODATA" },	  { ETIMEDOUT, "ETIMEDOUT" },
+		{ EPERM, "EPERM" },	    { ENOENT, "ENOENT" },   { EIO, "EIO" },
+		{ E2BIG, "E2BIG" },	    { ENOEXEC, "ENOEXEC" }, { EAGAIN, "EAGAIN" },
+		{ ENOMEM, "ENOMEM" },	    { EFAULT, "EFAULT" },   { EBUSY, "EBUSY" },
+		{ EEXIST, "EEXIST" },	    { ENODEV, "ENODEV" },   { EINVAL, "EINVAL" },
+		{ ENOSPC, "ENOSPC" },	    { EROFS, "EROFS" },	    { ERANGE, "ERANGE" },
+		{ ENOSYS, "ENOSYS" },	    { ENODATA, "ENODATA" }, { ETIMEDOUT, "ETIMEDOUT" },
 		{ ECANCELED, "ECANCELED" }, { EBADMSG, "EBADMSG" }, { EOPNOTSUPP, "EOPNOTSUPP" },
 	};
 

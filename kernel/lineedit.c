@@ -132,7 +132,8 @@ static void comp_add(struct lineedit *le, const char *cand)
 	}
 	if (n + strlen(cand) + 3 < sizeof(le->comp_list)) {
 		strlcpy(le->comp_list + n, cand, sizeof(le->comp_list) - n);
-		strlcpy(le->comp_list + n + strlen(cand), "  ", sizeof(le->comp_list) - n - strlen(cand));
+		strlcpy(le->comp_list + n + strlen(cand), "  ",
+			sizeof(le->comp_list) - n - strlen(cand));
 	}
 }
 

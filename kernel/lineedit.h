@@ -25,15 +25,15 @@ struct lineedit {
 	char buf[LE_LINE_MAX];
 	size_t len, cursor;
 	bool overflow;
-	unsigned garbage;     /* non-text bytes seen in this line */
-	int esc;              /* escape-sequence state: 0 none, 1 ESC, 2 CSI/SS3 */
-	int esc_param;        /* first numeric parameter of a CSI sequence */
-	bool esc_param_done;  /* a ';' ended the first parameter */
-	bool last_cr;         /* swallow the LF of a CR LF pair */
+	unsigned garbage;    /* non-text bytes seen in this line */
+	int esc;	     /* escape-sequence state: 0 none, 1 ESC, 2 CSI/SS3 */
+	int esc_param;	     /* first numeric parameter of a CSI sequence */
+	bool esc_param_done; /* a ';' ended the first parameter */
+	bool last_cr;	     /* swallow the LF of a CR LF pair */
 	const char *prompt;
 	char history[LE_HISTORY][LE_LINE_MAX];
-	int hist_count;       /* entries stored (at most LE_HISTORY) */
-	int hist_pos;         /* -1: editing a fresh line; else 0 = newest */
+	int hist_count; /* entries stored (at most LE_HISTORY) */
+	int hist_pos;	/* -1: editing a fresh line; else 0 = newest */
 	char saved[LE_LINE_MAX];
 	/* Output sink and Tab completion (both set by the owner). complete() is
 	 * called with the word prefix and must call `add` for each candidate. */

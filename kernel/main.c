@@ -16,12 +16,12 @@
 #include "kernel/version.h"
 #include "drivers/blockdev.h"
 
-
 struct boot_info boot_info;
 
 void kmain(u32 magic, u64 info_phys);
 
-static const char banner[] = "\nAmber " AMBER_VERSION ": a minimal x86_64 hypervisor with snapshots\n";
+static const char banner[] = "\nAmber " AMBER_VERSION
+			     ": a minimal x86_64 hypervisor with snapshots\n";
 
 void kmain(u32 magic, u64 info_phys)
 {
@@ -35,7 +35,8 @@ void kmain(u32 magic, u64 info_phys)
 	printk("%s", banner);
 	if (err)
 		panic("not started by a Multiboot loader (magic 0x%x): boot Amber with QEMU -kernel "
-		      "or GRUB multiboot2", magic);
+		      "or GRUB multiboot2",
+		      magic);
 	time_init();
 	mm_init();
 	if (!boot_info.fb_is_text && boot_info.fb_phys) {
@@ -46,8 +47,9 @@ void kmain(u32 magic, u64 info_phys)
 			fbcon_putc(*p);
 	}
 	pr_info("boot: Multiboot %d from %s; %d memory ranges, %d module(s)",
-		boot_info.multiboot_version, boot_info.loader[0] ? boot_info.loader : "unknown loader",
-		boot_info.mmap_count, boot_info.module_count);
+		boot_info.multiboot_version,
+		boot_info.loader[0] ? boot_info.loader : "unknown loader", boot_info.mmap_count,
+		boot_info.module_count);
 	pr_info("time: TSC %lu.%03lu MHz; a tick is 1 us", tsc_hz() / 1000000,
 		tsc_hz() / 1000 % 1000);
 	pr_info("memory: %lu MiB free", pmm_free_pages() * PAGE_SIZE >> 20);

@@ -70,7 +70,8 @@ void paging_init(void)
 	u64 top = GiB(4), pt_pa, *pt, *pd;
 
 	for (int i = 0; i < boot_info.mmap_count; i++)
-		top = MAX(top, ALIGN_UP(boot_info.mmap[i].base + boot_info.mmap[i].len, HUGE_PAGE_SIZE));
+		top = MAX(top,
+			  ALIGN_UP(boot_info.mmap[i].base + boot_info.mmap[i].len, HUGE_PAGE_SIZE));
 	top = MIN(top, GiB(64));
 
 	pml4 = phys_to_virt(pmm_alloc_page());

@@ -48,7 +48,9 @@ static void mark_range(u64 base, u64 len, bool used)
 /* Is [base, base+len) free of everything the boot must keep? */
 static bool overlaps_boot_data(u64 base, u64 len)
 {
-	struct { u64 s, e; } keep[BOOT_MAX_MODULES + 2];
+	struct {
+		u64 s, e;
+	} keep[BOOT_MAX_MODULES + 2];
 	int n = 0;
 
 	keep[n].s = virt_to_phys(_load_start);
@@ -87,7 +89,8 @@ void pmm_init(void)
 
 		if (r->type != MEM_USABLE)
 			continue;
-		for (; cand + bytes <= r->base + r->len && cand + bytes <= GiB(4); cand += PAGE_SIZE) {
+		for (; cand + bytes <= r->base + r->len && cand + bytes <= GiB(4);
+		     cand += PAGE_SIZE) {
 			if (!overlaps_boot_data(cand, bytes)) {
 				bitmap = phys_to_virt(cand);
 				break;

@@ -27,7 +27,7 @@ static u64 pit_measure(unsigned ms)
 	long guard = 100000000; /* a PIT that never fires must not hang the boot */
 
 	outb(PORT_61, (p61 & ~0x02) | 0x01); /* gate on, speaker off */
-	outb(PIT_CMD, 0xB0);                 /* channel 2, lobyte/hibyte, mode 0 */
+	outb(PIT_CMD, 0xB0);		     /* channel 2, lobyte/hibyte, mode 0 */
 	outb(PIT_CH2, count & 0xFF);
 	outb(PIT_CH2, count >> 8);
 	start = rdtsc();

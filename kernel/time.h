@@ -11,8 +11,8 @@
 #define TICKS_PER_SEC 1000000UL
 
 void time_init(void);
-u64 ticks(void);           /* microseconds since boot */
-u64 tsc_hz(void);          /* calibrated TSC frequency */
+u64 ticks(void);  /* microseconds since boot */
+u64 tsc_hz(void); /* calibrated TSC frequency */
 void udelay(u64 us);
 void mdelay(u64 ms);
 

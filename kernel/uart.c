@@ -6,15 +6,15 @@
 #include "kernel/console.h"
 #include "kernel/x86.h"
 
-#define UART_RBR 0 /* receive buffer (read, DLAB=0) */
-#define UART_THR 0 /* transmit holding (write, DLAB=0) */
-#define UART_DLL 0 /* divisor latch low (DLAB=1) */
-#define UART_IER 1 /* interrupt enable (DLAB=0) */
-#define UART_DLM 1 /* divisor latch high (DLAB=1) */
-#define UART_FCR 2 /* FIFO control (write) */
-#define UART_LCR 3 /* line control; bit 7 = DLAB */
-#define UART_MCR 4 /* modem control */
-#define UART_LSR 5 /* line status */
+#define UART_RBR 0	   /* receive buffer (read, DLAB=0) */
+#define UART_THR 0	   /* transmit holding (write, DLAB=0) */
+#define UART_DLL 0	   /* divisor latch low (DLAB=1) */
+#define UART_IER 1	   /* interrupt enable (DLAB=0) */
+#define UART_DLM 1	   /* divisor latch high (DLAB=1) */
+#define UART_FCR 2	   /* FIFO control (write) */
+#define UART_LCR 3	   /* line control; bit 7 = DLAB */
+#define UART_MCR 4	   /* modem control */
+#define UART_LSR 5	   /* line status */
 #define UART_LSR_DR 0x01   /* data ready */
 #define UART_LSR_THRE 0x20 /* transmit holding register empty */
 

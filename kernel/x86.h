@@ -49,7 +49,10 @@ static inline void cpuid_count(u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c, u32 *d
 {
 	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
 }
-static inline void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d) { cpuid_count(leaf, 0, a, b, c, d); }
+static inline void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+	cpuid_count(leaf, 0, a, b, c, d);
+}
 
 static inline u64 rdtsc(void)
 {
@@ -65,7 +68,10 @@ static inline u64 rdtsc(void)
 		__asm__ volatile("mov %%cr" #n ", %0" : "=r"(v)); \
 		return v; \
 	} \
-	static inline void write_cr##n(u64 v) { __asm__ volatile("mov %0, %%cr" #n ::"r"(v) : "memory"); }
+	static inline void write_cr##n(u64 v) \
+	{ \
+		__asm__ volatile("mov %0, %%cr" #n ::"r"(v) : "memory"); \
+	}
 DEFINE_CR(0)
 DEFINE_CR(2)
 DEFINE_CR(3)

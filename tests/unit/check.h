@@ -28,7 +28,8 @@ static int check_count;
 		check_count++; \
 		if (va_ != vb_) { \
 			check_failures++; \
-			fprintf(stderr, "%s:%d: %s == %s: expected %lld (0x%llx), got %lld (0x%llx)\n", \
+			fprintf(stderr, \
+				"%s:%d: %s == %s: expected %lld (0x%llx), got %lld (0x%llx)\n", \
 				__FILE__, __LINE__, #a, #b, vb_, (unsigned long long)vb_, va_, \
 				(unsigned long long)va_); \
 		} \
@@ -40,8 +41,8 @@ static int check_count;
 		check_count++; \
 		if (strcmp(sa_, sb_) != 0) { \
 			check_failures++; \
-			fprintf(stderr, "%s:%d: %s: expected \"%s\", got \"%s\"\n", __FILE__, __LINE__, #a, \
-				sb_, sa_); \
+			fprintf(stderr, "%s:%d: %s: expected \"%s\", got \"%s\"\n", __FILE__, \
+				__LINE__, #a, sb_, sa_); \
 		} \
 	} while (0)
 

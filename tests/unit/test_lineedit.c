@@ -59,10 +59,14 @@ int main(void)
 
 	/* Backspace (DEL and ^H). */
 	le_start(&le);
-	CHECK_EQ(type(&le, "verzion\x7f\x7f\x7f\x7f" "sion\r"), LE_LINE);
+	CHECK_EQ(type(&le, "verzion\x7f\x7f\x7f\x7f"
+			   "sion\r"),
+		 LE_LINE);
 	CHECK_STR(le.buf, "version");
 	le_start(&le);
-	CHECK_EQ(type(&le, "ab\x08" "c\r"), LE_LINE);
+	CHECK_EQ(type(&le, "ab\x08"
+			   "c\r"),
+		 LE_LINE);
 	CHECK_STR(le.buf, "ac");
 
 	/* Left arrow then insert in the middle; right arrow; Home/End. */
@@ -132,7 +136,9 @@ int main(void)
 
 	/* Binary garbage is flagged, unknown escape sequences are swallowed. */
 	le_start(&le);
-	CHECK_EQ(type(&le, "a\x80\xff\x02" "b\r"), LE_GARBAGE);
+	CHECK_EQ(type(&le, "a\x80\xff\x02"
+			   "b\r"),
+		 LE_GARBAGE);
 	CHECK_EQ(le.garbage, 3);
 	le_start(&le);
 	CHECK_EQ(type(&le, "a\033[15;2~b\033OPc\r"), LE_LINE);

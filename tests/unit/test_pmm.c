@@ -37,7 +37,8 @@ int main(void)
 	boot_info.mmap[1] = (struct mem_range){ 0xF0000, 0x10000, MEM_RESERVED };
 	boot_info.mmap[2] = (struct mem_range){ RAM_BASE, RAM_SIZE, MEM_USABLE };
 	/* An overlapping reserved entry inside usable RAM must win. */
-	boot_info.mmap[3] = (struct mem_range){ RAM_BASE + RAM_SIZE - 0x3000, 0x1000, MEM_RESERVED };
+	boot_info.mmap[3] =
+		(struct mem_range){ RAM_BASE + RAM_SIZE - 0x3000, 0x1000, MEM_RESERVED };
 	boot_info.mmap_count = 4;
 	boot_info.info_phys = RAM_BASE + 0x10000;
 	boot_info.info_size = 0x800;
