@@ -17,6 +17,8 @@ MB2_ARCH_I386   equ 0
 
 CR0_PE          equ 1 << 0
 CR0_WP          equ 1 << 16
+CR0_NW          equ 1 << 29
+CR0_CD          equ 1 << 30
 CR0_PG          equ 1 << 31
 CR4_PAE         equ 1 << 5
 MSR_EFER        equ 0xC0000080
@@ -137,7 +139,10 @@ _start32:
 	rdmsr
 	or eax, ebx
 	wrmsr
+	; Caches on: some firmware (the Bochs BIOS) hands over with CR0.CD and NW
+	; set, and VMX entry never loads those two bits, so guests would inherit them.
 	mov eax, cr0
+	and eax, ~(CR0_CD | CR0_NW)
 	or eax, CR0_PE | CR0_PG | CR0_WP
 	mov cr0, eax
 
