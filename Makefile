@@ -14,7 +14,7 @@ PYTHON  := python3
 
 # Every .c below these folders is part of the kernel; a new file needs no edit here.
 KERNEL_DIRS := kernel vmm vmm/vmx vmm/svm snapshot drivers
-KERNEL_C    := $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c))
+KERNEL_C    := $(filter-out vmm/asm-offsets.c,$(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(wildcard boot/*.asm) $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm))
 KERNEL_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(KERNEL_C)) \
                $(patsubst %.asm,$(BUILD)/%.asm.o,$(KERNEL_ASM))
@@ -58,6 +58,16 @@ $(BUILD)/%.asm.o: %.asm
 	@mkdir -p $(dir $@)
 	$(call say,NASM,$<)
 	$(Q)$(NASM) -f elf64 -g -F dwarf -I. -I$(BUILD)/ -MD $(@:.o=.d) $< -o $@
+
+# Structure offsets for the entry stubs, generated from C (vmm/asm-offsets.c):
+# nasm %defines in $(BUILD)/asm-offsets.inc, never typed twice.
+$(BUILD)/asm-offsets.inc: vmm/asm-offsets.c vmm/vmm.h vmm/vcpu_state.h kernel/types.h
+	@mkdir -p $(dir $@)
+	$(call say,GEN,$@)
+	$(Q)$(CC) $(filter-out -MMD -MP -g,$(CFLAGS)) -S $< -o $@.s
+	$(Q)sed -n 's/^@@ASMOFF \([A-Za-z0-9_]*\) \([0-9]*\).*/%define \1 \2/p' $@.s > $@.tmp
+	$(Q)mv $@.tmp $@
+$(patsubst %.asm,$(BUILD)/%.asm.o,$(KERNEL_ASM)): | $(BUILD)/asm-offsets.inc
 
 $(BUILD)/amber.elf: $(KERNEL_OBJ) $(GUEST_BLOBS_OBJ) boot/linker.ld
 	$(call say,LD,$@)

@@ -1,0 +1,544 @@
+# The VM behaviour tests, written once for every backend (issues 3 and 4): each
+# case drives the `vm` shell command of a booted Amber and checks what the
+# guests and the shell say. A runner per backend (test_vm_svm.py for AMD-V in
+# QEMU TCG, test_vm_vmx.py for VT-x in Bochs, ...) describes how to boot and
+# calls install(), which adds one test_* function per case that applies to it.
+# A case that only makes sense on some backends lists them and says why.
+#
+#     backend = Backend("svm", boot=lambda modules: boot_qemu(modules=modules))
+#     install(globals(), backend)
+import os
+import re
+import struct
+import time
+
+import harness
+from harness import strip_ansi, work_dir
+
+GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench")
+
+
+class Backend:
+	"""How one backend is tested.
+
+	name:    "svm" or "vmx" (a case's `only` refers to it)
+	boot:    boot(modules) -> a harness.Emulator context manager; modules is a
+	         list of (path, args) Multiboot modules, usually empty
+	speed:   guest instructions per second, roughly (sizes busy loops)
+	slow:    multiplies every timeout (Bochs is slower than QEMU)
+	emulator: which emulator and CPU model ("qemu-tcg", "bochs-ryzen", ...),
+	         for the few cases an emulator's own bug rules out
+	"""
+
+	def __init__(self, name, boot, speed=200e6, slow=1.0, emulator=""):
+		self.name = name
+		self.emulator = emulator
+		self.boot = boot
+		self.speed = speed
+		self.slow = slow
+
+	def t(self, seconds):
+		return seconds * self.slow
+
+
+class Case:
+	def __init__(self, fn, timeout=120, only=None, why=None, modules=None, broken_on=None):
+		self.fn = fn
+		self.broken_on = broken_on or {}  # {emulator: why it cannot pass there}
+		self.name = fn.__name__[len("case_"):]
+		self.timeout = timeout
+		self.only = only      # None: every backend; else a tuple of backend names
+		self.why = why        # why the case is limited to `only`
+		self.modules = modules  # a function returning [(path, args)] to boot with
+
+
+CASES = []
+
+
+def case(timeout=120, only=None, why=None, modules=None, broken_on=None):
+	def add(fn):
+		CASES.append(Case(fn, timeout, only, why, modules, broken_on))
+		return fn
+	return add
+
+
+# ---- helpers ------------------------------------------------------------------
+
+def boot_qemu_tcg(modules=(), icount=False, mem="512M", name="qemu-svm"):
+	"""QEMU with TCG and -cpu max (AMD-V with NPT) whatever KVM the host has, so
+	the AMD-V backend is what runs; icount: -icount shift=0,sleep=off."""
+	args, _ = harness._qemu_args(modules, (), mem, "", (), None, False)
+	args += ["--accel", "tcg", "--cpu", "max"] + (["--icount"] if icount else [])
+	return harness.Emulator(name, lambda port, _: args + ["--serial-tcp", str(port)])
+
+
+def out_ok(vm, line, timeout=30, expect=None):
+	"""Runs a shell command that must succeed; returns its output."""
+	return vm.cmd_ok(line, timeout=timeout, expect=expect)
+
+
+def create(vm, args, timeout=30):
+	"""`vm create ARGS`; returns the new VM's id."""
+	out = vm.cmd("vm create " + args, timeout=timeout)
+	m = re.search(r"created vm (\d+)", out)
+	if not m:
+		vm.fail(f"'vm create {args}' did not create a VM:\n{out}")
+	return int(m.group(1))
+
+
+def start(vm, vid):
+	out_ok(vm, f"vm start {vid}", expect=rf"vm {vid} started")
+
+
+def run(vm, args):
+	"""Creates and starts a VM; returns its id."""
+	vid = create(vm, args)
+	start(vm, vid)
+	return vid
+
+
+def vm_state(vm, vid):
+	out = vm.cmd("vm list")
+	m = re.search(rf"(?m)^{vid}\s+\S+\s+(\w+)", out)
+	if not m:
+		vm.fail(f"vm {vid} missing from 'vm list':\n{out}")
+	return m.group(1)
+
+
+def wait_state(vm, vid, state, timeout):
+	deadline = time.monotonic() + timeout
+	while time.monotonic() < deadline:
+		if vm_state(vm, vid) == state:
+			return
+		time.sleep(0.3)
+	vm.fail(f"vm {vid} did not reach state '{state}' within {timeout:.0f} s "
+		f"(it is {vm_state(vm, vid)})")
+
+
+def guest_lines(vm, vid, start=0):
+	"""Every line guest `vid` printed since offset `start` of the output."""
+	text = strip_ansi(vm.seen[start:])
+	return re.findall(rf"(?m)^\[vm{vid}\] (.*)$", text)
+
+
+def exit_counts(vm, vid):
+	"""The exit counts `vm info` shows, as {kind: count}."""
+	out = out_ok(vm, f"vm info {vid}")
+	return {k: int(n) for k, n in re.findall(r"(?m)^\s+([a-z-]+)\s+(\d+)\s*$", out)}
+
+
+def every_for(backend, seconds):
+	"""A counter `every=` value giving about one line per `seconds`."""
+	return max(1000, int(backend.speed * seconds / 2))
+
+
+def shell_alive(vm):
+	out_ok(vm, "version", expect=r"Amber")
+
+
+# ---- the cases ----------------------------------------------------------------
+
+@case()
+def case_images(vm, backend):
+	out = out_ok(vm, "vm images")
+	for g in GUESTS:
+		if not re.search(rf"(?m)^{g}\s+\S+ \S+\s+built-in", out):
+			vm.fail(f"built-in guest '{g}' missing from 'vm images':\n{out}")
+
+
+@case()
+def case_hello_exits_zero(vm, backend):
+	vid = run(vm, "hello -- one two")
+	vm.wait_for(rf"\[vm{vid}\] Hello from an Amber guest!", timeout=backend.t(20))
+	vm.wait_for(rf"\[vm{vid}\] cmdline: hello one two", timeout=backend.t(10))
+	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=backend.t(20))
+	out = out_ok(vm, f"vm info {vid}")
+	if not re.search(r"(?m)^exit code: 0$", out) or "exited" not in out:
+		vm.fail(f"'vm info {vid}' does not show exit code 0:\n{out}")
+	shell_alive(vm)
+
+
+@case()
+def case_counter_pause_resume(vm, backend):
+	vid = run(vm, f"counter -- every={every_for(backend, 0.15)}")
+	vm.wait_for(rf"\[vm{vid}\] count=3\r?\n", timeout=backend.t(30))
+	out_ok(vm, f"vm pause {vid}", expect="paused")
+	paused_at = len(vm.seen)
+	counts = [int(n) for n in re.findall(rf"\[vm{vid}\] count=(\d+)", strip_ansi(vm.seen))]
+	last = counts[-1]
+	info = out_ok(vm, f"vm info {vid}")
+	if "paused" not in info or "RIP=" not in info:
+		vm.fail(f"'vm info' of a paused VM shows no registers:\n{info}")
+	time.sleep(backend.t(1.5))
+	later = [l for l in guest_lines(vm, vid, paused_at) if l.startswith("count=")]
+	if later:
+		vm.fail(f"vm {vid} printed {later} while paused")
+	out_ok(vm, f"vm resume {vid}", expect="resumed")
+	m = vm.wait_for(rf"\[vm{vid}\] count=(\d+)\r?\n", timeout=backend.t(30))
+	if int(m.group(1)) != last + 1:
+		vm.fail(f"after resume the counter went on at {m.group(1)}, expected {last + 1}")
+	out_ok(vm, f"vm kill {vid}", expect="killed")
+
+
+@case(timeout=240)
+def case_memtest_passes(vm, backend):
+	vid = run(vm, "memtest mem=8M -- seed=7")
+	# Wait for the whole line: the checksum must not be cut mid-number.
+	vm.wait_for(rf"\[vm{vid}\] memtest: pass 3 ok, checksum 0x[0-9a-f]+\r?\n",
+		    timeout=backend.t(90))
+	text = "\n".join(guest_lines(vm, vid))
+	if "CORRUPTION" in text or "FAILED" in text:
+		vm.fail(f"memtest reported corruption:\n{text}")
+	sums = set(re.findall(r"pass \d+ ok, checksum (0x[0-9a-f]+)", text))
+	if len(sums) != 1:
+		vm.fail(f"memtest checksums differ between passes: {sums}")
+	out_ok(vm, f"vm kill {vid}")
+
+
+@case()
+def case_exit_counts(vm, backend):
+	vid = run(vm, "exits -- cpuid=1234 rdmsr=7 out=321")
+	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=backend.t(30))
+	counts = exit_counts(vm, vid)
+	if counts.get("cpuid") != 1234 or counts.get("rdmsr") != 7:
+		vm.fail(f"expected 1234 cpuid and 7 rdmsr exits, 'vm info' counted {counts}")
+	if counts.get("io", 0) < 321 + 1:
+		vm.fail(f"expected at least 322 io exits (321 OUTs and the exit), counted {counts}")
+
+
+@case()
+def case_list_and_several_vms(vm, backend):
+	a = run(vm, f"counter -- every={every_for(backend, 0.2)}")
+	b = run(vm, f"counter -- every={every_for(backend, 0.2)}")
+	c = create(vm, "hello mem=4M")
+	# Either line may have come already, even while the commands were typed.
+	for vid in (a, b):
+		vm.pos = 0
+		vm.wait_for(rf"\[vm{vid}\] count=2\r?\n", timeout=backend.t(30))
+	out = out_ok(vm, "vm list")
+	for vid, image, state, mem in ((a, "counter", "running", "32 MiB"),
+				       (b, "counter", "running", "32 MiB"),
+				       (c, "hello", "created", "4 MiB")):
+		if not re.search(rf"(?m)^{vid}\s+{image}\s+{state}\s+{mem}\s+1\s+\d+", out):
+			vm.fail(f"expected vm {vid} ({image}, {state}, {mem}) in 'vm list':\n{out}")
+	for vid in (a, b, c):
+		out_ok(vm, f"vm kill {vid}", expect=f"killed vm {vid}")
+	out = out_ok(vm, "vm list", expect="no VMs")
+
+
+@case()
+def case_fpu_state_per_vcpu(vm, backend):
+	"""Two guests with different SSE register contents, time-sliced on one CPU:
+	each must keep its own (the FPU state is switched with XSAVE/XRSTOR)."""
+	a = run(vm, f"counter -- every={every_for(backend, 0.05)} sse=11")
+	b = run(vm, f"counter -- every={every_for(backend, 0.05)} sse=22")
+	for vid in (a, b):
+		vm.pos = 0
+		vm.wait_for(rf"\[vm{vid}\] count=20\r?\n", timeout=backend.t(60))
+	out_ok(vm, f"vm pause {a}")
+	out_ok(vm, f"vm resume {a}")
+	vm.wait_for(rf"\[vm{a}\] count=\d+\r?\n", timeout=backend.t(30))
+	for vid in (a, b):
+		text = "\n".join(guest_lines(vm, vid))
+		if "XMM0-7 loaded" not in text:
+			vm.fail(f"vm {vid} did not load its XMM registers")
+		if "CORRUPTED" in text:
+			vm.fail(f"vm {vid} lost its XMM registers to the other guest")
+
+
+@case()
+def case_halt(vm, backend):
+	vid = run(vm, "hello -- halt")
+	vm.wait_for(rf"\[vm{vid}\] halted", timeout=backend.t(20))
+	if vm_state(vm, vid) != "halted":
+		vm.fail(f"vm {vid} should be halted")
+	counts = exit_counts(vm, vid)
+	if counts.get("hlt") != 1:
+		vm.fail(f"expected one hlt exit, counted {counts}")
+
+
+@case()
+def case_console(vm, backend):
+	vid = run(vm, "hello -- echo")
+	vm.wait_for(rf"\[vm{vid}\] hello: type a line", timeout=backend.t(20))
+	vm.send(f"vm console {vid}\r")
+	vm.wait_for(r"Ctrl-\] detaches", timeout=10)
+	vm.send("ping\r", pace=0.02)
+	vm.wait_for(rf"\[vm{vid}\] hello: you typed 'ping'", timeout=backend.t(20))
+	vm.send("\x1d")
+	vm.wait_for(rf"detached from vm {vid}", timeout=10)
+	vm.wait_prompt(timeout=10)
+	shell_alive(vm)
+	vm.send(f"vm console {vid}\r")
+	vm.wait_for(r"Ctrl-\] detaches", timeout=10)
+	vm.send("bye\r", pace=0.02)
+	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=backend.t(20))
+	vm.send("\x1d")
+	vm.wait_prompt(timeout=10)
+
+
+@case()
+def case_screen(vm, backend):
+	vid = run(vm, "hello")
+	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=backend.t(20))
+	out = out_ok(vm, f"vm screen {vid}")
+	rows = [l for l in out.splitlines() if l.startswith("|")]
+	if len(rows) != 25 or any(len(r) != 82 for r in rows):
+		vm.fail(f"'vm screen' should show 25 rows of 80 columns:\n{out}")
+	if not rows[0].startswith("|Hello from an Amber guest!"):
+		vm.fail(f"the guest's VGA text is missing from 'vm screen':\n{out}")
+
+
+@case()
+def case_bad_arguments(vm, backend):
+	for line, regex in (("vm create nosuch", r"no guest image 'nosuch'"),
+			    ("vm create hello mem=12xyz", r"not a size"),
+			    ("vm create hello mem=1M", r"between 2 MiB and 64 GiB"),
+			    ("vm create hello mem=60G", r"only .* is free"),
+			    ("vm create hello cpus=2", r"only cpus=1"),
+			    ("vm create hello cpus=0", r"cpus must be"),
+			    ("vm create hello colour=red", r"unknown option"),
+			    ("vm start 7", r"there is no vm 7"),
+			    ("vm pause x", r"not a VM id"),
+			    ("vm frobnicate 1", r"unknown subcommand"),
+			    ("vm", r"usage")):
+		out = vm.cmd(line)
+		if not re.search(regex, out) or len(out.strip().splitlines()) > 2:
+			vm.fail(f"'{line}' should answer one clear line matching /{regex}/, got:\n{out}")
+	vid = create(vm, "hello")
+	out = vm.cmd(f"vm resume {vid}")
+	if "only a paused VM" not in out:
+		vm.fail(f"resuming a created VM should be refused:\n{out}")
+	shell_alive(vm)
+
+
+def _odd_modules():
+	"""Two Multiboot modules: a valid a.out-kludge image whose bss makes it need
+	64 MiB, and a file that is not a Multiboot image at all."""
+	d = work_dir()
+	big = os.path.join(d, "big.bin")
+	magic, flags = 0x1BADB002, 0x00010002
+	hdr = struct.pack("<8I", magic, flags, (-(magic + flags)) & 0xFFFFFFFF,
+			  0x100000, 0x100000, 0x100000 + 64, 0x100000 + (64 << 20), 0x100020)
+	with open(big, "wb") as f:
+		f.write(hdr + b"\xf4" * 32)
+	junk = os.path.join(d, "junk.bin")
+	with open(junk, "wb") as f:
+		f.write(bytes(range(256)) * 64)
+	return [(big, ""), (junk, "")]
+
+
+@case(modules=_odd_modules)
+def case_refused_images(vm, backend):
+	out = out_ok(vm, "vm images")
+	for name in ("big.bin", "junk.bin"):
+		if not re.search(rf"(?m)^{re.escape(name)}\s+.*module", out):
+			vm.fail(f"module '{name}' missing from 'vm images':\n{out}")
+	out = vm.cmd("vm create big.bin mem=16M")
+	if "larger than the VM's RAM" not in out or "created vm" in out:
+		vm.fail(f"an image larger than the VM's RAM should be refused:\n{out}")
+	out = vm.cmd("vm create junk.bin")
+	if "not a Multiboot image" not in out or "created vm" in out:
+		vm.fail(f"a file that is not Multiboot should be refused:\n{out}")
+	out = out_ok(vm, "vm list", expect="no VMs")
+
+
+# ---- a guest nobody here wrote ------------------------------------------------
+
+INVADERS = "/boot/invaders.exec"  # Debian's grub-invaders (scripts/install-deps)
+
+
+def _invaders_module():
+	return [(INVADERS, "")] if os.path.isfile(INVADERS) else []
+
+
+def _screen_rows(vm, vid):
+	out = out_ok(vm, f"vm screen {vid}")
+	rows = [l[1:81] for l in out.splitlines() if l.startswith("|") and len(l) == 82]
+	if len(rows) != 25:
+		vm.fail(f"'vm screen {vid}' did not show 25 rows:\n{out}")
+	return rows
+
+
+@case(timeout=240, modules=_invaders_module)
+def case_invaders(vm, backend):
+	"""grub-invaders polls the PIT, port 0x61 and the 8042 and draws on the VGA
+	text buffer: its invaders must appear on `vm screen` and move."""
+	if not os.path.isfile(INVADERS):
+		harness.skip(f"{INVADERS} missing: install Debian's grub-invaders package")
+	vid = run(vm, "invaders.exec")
+	deadline = time.monotonic() + backend.t(60)
+	while True:
+		first = _screen_rows(vm, vid)
+		if sum(r.count("-*-") for r in first) >= 10:
+			break
+		if time.monotonic() > deadline:
+			vm.fail("no invaders (-*-) on the screen:\n" + "\n".join(first))
+		time.sleep(0.5)
+	if not any("/ \\" in r for r in first[-3:]):
+		vm.fail("the player's ship (/ \\) is missing at the bottom:\n" + "\n".join(first))
+	deadline = time.monotonic() + backend.t(30)
+	while _screen_rows(vm, vid) == first:
+		if time.monotonic() > deadline:
+			vm.fail("the invaders did not move within 30 s")
+		time.sleep(0.5)
+	if vm_state(vm, vid) != "running":
+		vm.fail(f"invaders should still be running:\n{vm.cmd('vm info ' + str(vid))}")
+	counts = exit_counts(vm, vid)
+	if counts.get("io", 0) < 100:
+		vm.fail(f"invaders polled no devices? {counts}")
+
+
+# ---- hostile guests: each stops only itself, with a report -------------------
+
+HOSTILE = {
+	# word: (regex the stop report must match, backends, why)
+	"oob-read": (r"read from GPA 0x[0-9a-f]+, outside its RAM", None),
+	"oob-write": (r"wrote to GPA 0x[0-9a-f]+, outside its RAM", None),
+	"oob-mmio": (r"GPA 0xfec00000, outside its RAM", None),
+	"oob-high": (r"GPA 0x100000000, outside its RAM", None),
+	"vmx": (r"virtualization instruction|triple fault", None),
+	"svm": (r"virtualization instruction|triple fault", None),
+	"triple": (r"triple fault", None),
+	"io-storm": (r"I/O storm", None),
+	"gp-storm": (r"exception storm", None),
+}
+
+
+def _hostile_case(word, regex):
+	def run_hostile(vm, backend):
+		# A well-behaved neighbour that must keep running throughout.
+		good = run(vm, f"counter -- every={every_for(backend, 0.2)}")
+		vm.wait_for(rf"\[vm{good}\] count=1\r?\n", timeout=backend.t(30))
+		bad = run(vm, f"hostile -- {word}")
+		m = vm.wait_for(rf"\[vm{bad}\] stopped: ([^\r\n]+)\r?\n", timeout=backend.t(60))
+		report = m.group(1)
+		vm.wait_for(rf"\[vm{bad}\]\s+RIP=", timeout=10, what="the register dump of the report")
+		if not re.search(regex, report):
+			vm.fail(f"the stop report of '{word}' should match /{regex}/: {report}")
+		after = len(vm.seen)
+		seen = [int(n) for n in re.findall(rf"\[vm{good}\] count=(\d+)", strip_ansi(vm.seen))]
+		vm.pos = after
+		vm.wait_for(rf"\[vm{good}\] count={seen[-1] + 1}\r?\n", timeout=backend.t(30),
+			    what="the neighbour VM to keep counting")
+		if vm_state(vm, bad) != "stopped" or vm_state(vm, good) != "running":
+			vm.fail(f"expected vm {bad} stopped and vm {good} running:\n{vm.cmd('vm list')}")
+		if re.search(r"hostile: survived", "\n".join(guest_lines(vm, bad))):
+			vm.fail(f"the hostile guest ran past '{word}'")
+		shell_alive(vm)
+	run_hostile.__name__ = "case_hostile_" + word.replace("-", "_")
+	return run_hostile
+
+
+for _word, (_regex, _only) in HOSTILE.items():
+	CASES.append(Case(_hostile_case(_word, _regex), timeout=180, only=_only))
+
+
+BOCHS_INTR_BUG = ("Bochs 2.7 masks physical interrupts by the guest's IF even with "
+		  "V_INTR_MASKING, so nothing ends a guest that spins with interrupts off "
+		  "(hostile spin-sti shows the INTR intercept itself works there)")
+
+
+@case(timeout=180, broken_on={"bochs-ryzen": BOCHS_INTR_BUG})
+def case_hostile_spin_cli(vm, backend):
+	"""Interrupts off forever: the host timer still ends its slices, the other
+	VM keeps running, and pause, info and kill work."""
+	_spinner(vm, backend, "spin-cli")
+
+
+@case(timeout=180)
+def case_hostile_spin_sti(vm, backend):
+	"""The same with interrupts on: no interrupt is ever delivered to a guest."""
+	_spinner(vm, backend, "spin-sti")
+
+
+def _spinner(vm, backend, word):
+	bad = run(vm, f"hostile -- {word}")
+	vm.wait_for(rf"\[vm{bad}\] hostile: spinning", timeout=backend.t(20))
+	good = run(vm, f"counter -- every={every_for(backend, 0.2)}")
+	vm.wait_for(rf"\[vm{good}\] count=3\r?\n", timeout=backend.t(30),
+		    what="a second VM to run beside the spinning one")
+	shell_alive(vm)
+	out_ok(vm, f"vm pause {bad}", expect="paused")
+	info = out_ok(vm, f"vm info {bad}")
+	if "paused" not in info or "RIP=" not in info:
+		vm.fail(f"'vm info' of the paused spinner:\n{info}")
+	out_ok(vm, f"vm resume {bad}", expect="resumed")
+	out_ok(vm, f"vm kill {bad}", expect=f"killed vm {bad}")
+	seen = [int(n) for n in re.findall(rf"\[vm{good}\] count=(\d+)", strip_ansi(vm.seen))]
+	vm.wait_for(rf"\[vm{good}\] count={seen[-1] + 1}\r?\n", timeout=backend.t(30))
+
+
+@case(timeout=240)
+def case_hostile_long_line(vm, backend):
+	# Mark the start before the guest runs: under Bochs its first pieces arrive
+	# before run() returns.
+	start_at = len(vm.seen)
+	vid = run(vm, "hostile -- long-line")
+	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=backend.t(180))
+	lines = guest_lines(vm, vid, start_at)
+	longest = max(len(l) for l in lines)
+	xs = sum(len(l) for l in lines if l and set(l) == {"x"})
+	if longest > 127:
+		vm.fail(f"a guest line of {longest} characters reached the console (at most 127)")
+	if xs != 65536:
+		vm.fail(f"expected all 65536 characters in 127-character pieces, saw {xs}")
+	shell_alive(vm)
+
+
+# ---- the runner side ------------------------------------------------------------
+
+def install(namespace, backend):
+	"""Adds a test_<case> function to `namespace` (a test module's globals())
+	for every case that applies to `backend`."""
+	for c in CASES:
+		if c.only and backend.name not in c.only:
+			continue
+
+		def test(c=c):
+			if backend.emulator in c.broken_on:
+				harness.skip(c.broken_on[backend.emulator])
+			mods = c.modules() if c.modules else []
+			with backend.boot(mods) as vm:
+				vm.wait_prompt(timeout=backend.t(60))
+				c.fn(vm, backend)
+		test.__name__ = "test_" + c.name
+		test.__module__ = namespace["__name__"]  # the runner keeps a file's own tests only
+		test.timeout = int(c.timeout * backend.slow)
+		namespace[test.__name__] = test
+
+
+def kill_all(vm):
+	"""Kills every VM, so the next case starts from an empty VM table."""
+	for vid in re.findall(r"(?m)^(\d+)\s+\S+\s+\w+\s", vm.cmd("vm list")):
+		vm.cmd(f"vm kill {vid}")
+
+
+def install_grouped(namespace, backend, groups):
+	"""Like install(), for slow emulators: one test_<group> per entry of
+	`groups` ({group: [case names]}), which boots once and runs those cases in
+	order, killing every VM between them. A failure names the case."""
+	by_name = {c.name: c for c in CASES}
+	for group, names in groups.items():
+		cases = [by_name[n] for n in names
+			 if not (by_name[n].only and backend.name not in by_name[n].only)
+			 and backend.emulator not in by_name[n].broken_on]
+
+		def test(cases=cases):
+			mods = []
+			for c in cases:
+				mods += c.modules() if c.modules else []
+			with backend.boot(mods) as vm:
+				vm.wait_prompt(timeout=backend.t(60))
+				for c in cases:
+					try:
+						c.fn(vm, backend)
+					except harness.Skip as e:
+						print(f"case {c.name} skipped: {e}")
+					except AssertionError as e:
+						raise AssertionError(f"case {c.name}: {e}") from None
+					kill_all(vm)
+		test.__name__ = "test_" + group
+		test.__module__ = namespace["__name__"]
+		test.timeout = int((60 + 45 * len(cases)) * backend.slow)
+		namespace[test.__name__] = test

@@ -1,0 +1,254 @@
+/*
+ * Host unit test of the EPT builder (vmm/vmx/ept.c): maps guest RAM made of
+ * scattered 2 MiB chunks, then walks the tables like the CPU and checks every
+ * page lands where it should, with 2 MiB leaves exactly where both sides are
+ * aligned, write-back type, nothing mapped past the RAM; plus the error paths
+ * and that destroying the tables gives every page back.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/vmx/ept.h"
+#include "tests/unit/check.h"
+
+#define MAX_PAGES 4096
+
+/* A fake physical allocator: "physical" addresses are host pointers. */
+static struct {
+	void *pages[MAX_PAGES];
+	int used;
+	int live;
+	int limit; /* fail allocations after this many live pages; 0 = never */
+} pool;
+
+static u64 fake_alloc(void *ctx)
+{
+	void *p;
+
+	(void)ctx;
+	if (pool.used == MAX_PAGES || (pool.limit && pool.live >= pool.limit))
+		return 0;
+	p = aligned_alloc(4096, 4096);
+	if (!p)
+		return 0;
+	memset(p, 0, 4096);
+	pool.pages[pool.used++] = p;
+	pool.live++;
+	return (u64)(uintptr_t)p;
+}
+
+static void fake_free(void *ctx, u64 pa)
+{
+	(void)ctx;
+	for (int i = 0; i < pool.used; i++) {
+		if (pool.pages[i] == (void *)(uintptr_t)pa) {
+			free(pool.pages[i]);
+			pool.pages[i] = pool.pages[--pool.used];
+			pool.live--;
+			return;
+		}
+	}
+	fprintf(stderr, "free of a page never allocated: 0x%llx\n", (unsigned long long)pa);
+	abort();
+}
+
+static void *fake_to_virt(void *ctx, u64 pa)
+{
+	(void)ctx;
+	return (void *)(uintptr_t)pa;
+}
+
+static const struct ept_mm fake_mm = {
+	.alloc_page = fake_alloc,
+	.free_page = fake_free,
+	.to_virt = fake_to_virt,
+};
+
+/* Checks that gpa translates to hpa with the given leaf size. */
+static void expect_map(struct ept *e, u64 gpa, u64 hpa, u64 size)
+{
+	u64 got = 0, psize = 0, leaf = 0;
+
+	CHECK_EQ(ept_translate(e, gpa, &got, &psize, &leaf), 0);
+	CHECK_EQ(got, hpa);
+	CHECK_EQ(psize, size);
+	CHECK_EQ(leaf & EPT_RWX, EPT_RWX);
+	CHECK_EQ((leaf >> EPT_MT_SHIFT) & 7, EPT_MT_WB);
+	CHECK_EQ(!!(leaf & EPT_LARGE), size == EPT_PAGE_2M);
+	CHECK_EQ(leaf & EPT_IPAT, 0);
+}
+
+static void expect_unmapped(struct ept *e, u64 gpa)
+{
+	u64 got, psize, leaf;
+
+	CHECK_EQ(ept_translate(e, gpa, &got, &psize, &leaf), -ENOENT);
+}
+
+/* 32 MiB of RAM in 16 chunks scattered over host memory above 4 GiB. */
+static void test_whole_chunks(void)
+{
+	u64 chunks[16];
+	struct ept e;
+
+	for (int i = 0; i < 16; i++)
+		chunks[i] = 0x100000000ULL + (u64)((i * 7) % 16) * EPT_PAGE_2M;
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	CHECK_EQ(ept_map_ram(&e, chunks, 16, 32ULL << 20), 0);
+	/* PML4 + PDPT + PD, no page tables at all. */
+	CHECK_EQ(e.table_pages, 3);
+	for (u64 gpa = 0; gpa < (32ULL << 20); gpa += 0x3000 + 0x123)
+		expect_map(&e, gpa, chunks[gpa / EPT_PAGE_2M] + gpa % EPT_PAGE_2M, EPT_PAGE_2M);
+	expect_unmapped(&e, 32ULL << 20);
+	expect_unmapped(&e, 0xfee00000);
+	expect_unmapped(&e, 0x100000000ULL);
+	CHECK_EQ(ept_eptp(&e), e.root | (3 << 3) | 6);
+	CHECK_EQ(ept_eptp(&e) & 0xfff, 0x1e);
+	ept_destroy(&e);
+	CHECK_EQ(pool.live, 0);
+	CHECK_EQ(e.root, 0);
+}
+
+/* RAM that ends inside a chunk: the tail is mapped with 4 KiB pages, and not
+ * one page past mem_size. */
+static void test_partial_tail(void)
+{
+	u64 chunks[3] = { 0x40000000, 0x40600000, 0x40200000 };
+	u64 mem = 4 * 0x100000 + 0x3000; /* 4 MiB + 12 KiB */
+	struct ept e;
+
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	CHECK_EQ(ept_map_ram(&e, chunks, 3, mem), 0);
+	expect_map(&e, 0, 0x40000000, EPT_PAGE_2M);
+	expect_map(&e, 0x3fffff, 0x407fffff, EPT_PAGE_2M);
+	expect_map(&e, 0x400000, 0x40200000, EPT_PAGE_4K);
+	expect_map(&e, 0x402fff, 0x40202fff, EPT_PAGE_4K);
+	expect_unmapped(&e, 0x403000);
+	expect_unmapped(&e, 0x5ff000);
+	/* PML4, PDPT, PD and one PT. */
+	CHECK_EQ(e.table_pages, 4);
+	ept_destroy(&e);
+	CHECK_EQ(pool.live, 0);
+}
+
+/* Host memory that is not 2 MiB aligned, and a CPU without 2 MiB EPT pages:
+ * both get 4 KiB leaves only. */
+static void test_small_pages(void)
+{
+	struct ept e;
+
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	CHECK_EQ(ept_map(&e, 0x200000, 0x7001000, 0x400000, EPT_RWX), 0);
+	expect_map(&e, 0x200000, 0x7001000, EPT_PAGE_4K);
+	expect_map(&e, 0x5ff000, 0x73ff000 + 0x1000, EPT_PAGE_4K);
+	expect_unmapped(&e, 0x600000);
+	expect_unmapped(&e, 0x1ff000);
+	CHECK_EQ(e.table_pages, 3 + 2);
+	ept_destroy(&e);
+
+	CHECK_EQ(ept_init(&e, &fake_mm, false), 0);
+	CHECK_EQ(ept_map(&e, 0, 0x80000000ULL, 0x400000, EPT_RWX), 0);
+	expect_map(&e, 0x1ff123, 0x801ff123ULL, EPT_PAGE_4K);
+	expect_map(&e, 0x3ff000, 0x803ff000ULL, EPT_PAGE_4K);
+	ept_destroy(&e);
+	CHECK_EQ(pool.live, 0);
+}
+
+/* Mappings across a PDPT (1 GiB) and a PML4 (512 GiB) boundary, and RAM
+ * larger than 4 GiB. */
+static void test_boundaries(void)
+{
+	struct ept e;
+	u64 g512 = 512ULL << 30;
+
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	CHECK_EQ(ept_map(&e, g512 - EPT_PAGE_2M, 0x200000000ULL, 2 * EPT_PAGE_2M, EPT_RWX), 0);
+	expect_map(&e, g512 - 1, 0x200000000ULL + EPT_PAGE_2M - 1, EPT_PAGE_2M);
+	expect_map(&e, g512, 0x200000000ULL + EPT_PAGE_2M, EPT_PAGE_2M);
+	/* Two PDPTs and two PDs under one PML4. */
+	CHECK_EQ(e.table_pages, 5);
+	CHECK_EQ(ept_map(&e, (1ULL << 30) - 0x1000, 0x300000000ULL, 0x2000, EPT_RWX), 0);
+	expect_map(&e, (1ULL << 30) - 0x1000, 0x300000000ULL, EPT_PAGE_4K);
+	expect_map(&e, 1ULL << 30, 0x300001000ULL, EPT_PAGE_4K);
+	ept_destroy(&e);
+
+	/* 6 GiB of RAM in 3072 chunks: 2 MiB leaves all the way. */
+	{
+		static u64 chunks[3072];
+
+		for (int i = 0; i < 3072; i++)
+			chunks[i] = 0x1000000000ULL + (u64)i * EPT_PAGE_2M;
+		CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+		CHECK_EQ(ept_map_ram(&e, chunks, 3072, 6ULL << 30), 0);
+		CHECK_EQ(e.table_pages, 1 + 1 + 6);
+		expect_map(&e, (5ULL << 30) + 0x12345, 0x1000000000ULL + (5ULL << 30) + 0x12345,
+			   EPT_PAGE_2M);
+		expect_unmapped(&e, 6ULL << 30);
+		ept_destroy(&e);
+	}
+	CHECK_EQ(pool.live, 0);
+}
+
+static void test_errors(void)
+{
+	u64 chunks[2] = { 0x40000000, 0x40200000 };
+	struct ept e;
+
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	/* Unaligned addresses or size, bad permissions, beyond 48 bits. */
+	CHECK_EQ(ept_map(&e, 0x1001, 0x2000, 0x1000, EPT_RWX), -EINVAL);
+	CHECK_EQ(ept_map(&e, 0x1000, 0x2800, 0x1000, EPT_RWX), -EINVAL);
+	CHECK_EQ(ept_map(&e, 0x1000, 0x2000, 0x800, EPT_RWX), -EINVAL);
+	CHECK_EQ(ept_map(&e, 0x1000, 0x2000, 0x1000, 0), -EINVAL);
+	CHECK_EQ(ept_map(&e, 0x1000, 0x2000, 0x1000, EPT_WRITE), -EINVAL);
+	CHECK_EQ(ept_map(&e, 0x1000, 0x2000, 0x1000, 0x40), -EINVAL);
+	CHECK_EQ(ept_map(&e, 1ULL << 48, 0x2000, 0x1000, EPT_RWX), -EINVAL);
+	CHECK_EQ(ept_map(&e, 0, 1ULL << 52, 0x1000, EPT_RWX), -EINVAL);
+	/* RAM larger than its chunks, or not a whole number of pages. */
+	CHECK_EQ(ept_map_ram(&e, chunks, 2, 3 * EPT_PAGE_2M), -EINVAL);
+	CHECK_EQ(ept_map_ram(&e, chunks, 2, 0x100800), -EINVAL);
+	/* Overlaps: a 4 KiB page inside a 2 MiB leaf, a 2 MiB leaf over 4 KiB pages. */
+	CHECK_EQ(ept_map(&e, 0, 0x40000000, EPT_PAGE_2M, EPT_RWX), 0);
+	CHECK_EQ(ept_map(&e, 0x5000, 0x9000, 0x1000, EPT_RWX), -EEXIST);
+	CHECK_EQ(ept_map(&e, 0, 0x40000000, EPT_PAGE_2M, EPT_RWX), -EEXIST);
+	CHECK_EQ(ept_map(&e, 0x400000, 0x1000, 0x1000, EPT_READ | EPT_EXEC), 0);
+	CHECK_EQ(ept_map(&e, 0x400000, 0x40400000, EPT_PAGE_2M, EPT_RWX), -EEXIST);
+	{
+		u64 hpa, size, leaf;
+
+		CHECK_EQ(ept_translate(&e, 0x400000, &hpa, &size, &leaf), 0);
+		CHECK_EQ(leaf & EPT_RWX, EPT_READ | EPT_EXEC);
+	}
+	ept_destroy(&e);
+	CHECK_EQ(pool.live, 0);
+
+	/* Out of table pages half way: an error, and destroy frees what was built. */
+	pool.limit = 3;
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	CHECK_EQ(ept_map(&e, 0, 0x40000000, EPT_PAGE_2M, EPT_RWX), 0);
+	CHECK_EQ(ept_map(&e, 1ULL << 30, 0x40000000, EPT_PAGE_2M, EPT_RWX), -ENOMEM);
+	ept_destroy(&e);
+	CHECK_EQ(pool.live, 0);
+	pool.limit = 1;
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	CHECK_EQ(ept_map(&e, 0, 0x40000000, 0x1000, EPT_RWX), -ENOMEM);
+	ept_destroy(&e);
+	pool.limit = 0;
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	ept_destroy(&e);
+	ept_destroy(&e); /* twice is harmless */
+	CHECK_EQ(pool.live, 0);
+	expect_unmapped(&e, 0);
+}
+
+int main(void)
+{
+	test_whole_chunks();
+	test_partial_tail();
+	test_small_pages();
+	test_boundaries();
+	test_errors();
+	return test_done("ept");
+}

@@ -1,0 +1,152 @@
+/*
+ * Host unit test of the nested page-table builder (vmm/svm/npt.c): guest RAM
+ * made of scattered 2 MiB host chunks is mapped with 2 MiB leaves, a size that
+ * is not a multiple of 2 MiB ends in 4 KiB pages, nothing past the RAM is
+ * mapped, every entry carries P/RW/US, a failed allocation unwinds, and freeing
+ * gives every table page back. "Physical" addresses are host pointers here.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel/mm.h"
+#include "vmm/svm/npt.h"
+#include "tests/unit/check.h"
+
+static int live_pages, alloc_limit = -1;
+
+u64 pmm_alloc_page(void)
+{
+	void *p;
+
+	if (alloc_limit >= 0 && live_pages >= alloc_limit)
+		return 0;
+	p = aligned_alloc(4096, 4096);
+	if (!p)
+		return 0;
+	memset(p, 0, 4096);
+	live_pages++;
+	return (u64)(uintptr_t)p;
+}
+
+void pmm_free_page(u64 pa)
+{
+	free((void *)(uintptr_t)pa);
+	live_pages--;
+}
+
+/* Host chunks: fake 2 MiB-aligned addresses, scattered and descending, never
+ * dereferenced (only the tables are). */
+static void make_chunks(u64 *chunks, int n)
+{
+	for (int i = 0; i < n; i++)
+		chunks[i] = 0x4000000000ULL - (u64)(i * 7 + 3) * HUGE_PAGE_SIZE;
+}
+
+/* Every entry on the path to gpa has P, RW and US (nested walks are user). */
+static int path_flags_ok(const struct npt *npt, u64 gpa)
+{
+	u64 *t = (u64 *)(uintptr_t)npt->root_pa;
+
+	for (int level = 3; level >= 0; level--) {
+		u64 e = t[(gpa >> (12 + 9 * level)) & 511];
+
+		if ((e & NPT_LEAF) != NPT_LEAF)
+			return 0;
+		if ((level == 1 && (e & NPT_PS)) || level == 0)
+			return 1;
+		t = (u64 *)(uintptr_t)(e & NPT_ADDR);
+	}
+	return 0;
+}
+
+static void test_whole_chunks(void)
+{
+	u64 chunks[40], size;
+	struct npt npt;
+
+	make_chunks(chunks, 40);
+	CHECK_EQ(npt_build(&npt, chunks, 40 * HUGE_PAGE_SIZE), 0);
+	/* 1 PML4 + 1 PDPT + 1 PD: 80 MiB fits one page directory. */
+	CHECK_EQ(npt.table_pages, 3);
+	for (int i = 0; i < 40; i++) {
+		u64 gpa = (u64)i * HUGE_PAGE_SIZE;
+
+		CHECK_EQ(npt_translate(&npt, gpa, &size), chunks[i]);
+		CHECK_EQ(size, HUGE_PAGE_SIZE);
+		CHECK_EQ(npt_translate(&npt, gpa + 0x12345, NULL), chunks[i] + 0x12345);
+		CHECK(path_flags_ok(&npt, gpa));
+	}
+	CHECK_EQ(npt_translate(&npt, 40 * HUGE_PAGE_SIZE, NULL), ~0ULL);
+	CHECK_EQ(npt_translate(&npt, 0xFEC00000ULL, NULL), ~0ULL);
+	CHECK_EQ(npt_translate(&npt, 1ULL << 32, NULL), ~0ULL);
+	CHECK_EQ(npt_translate(&npt, 1ULL << 50, NULL), ~0ULL);
+	npt_free(&npt);
+	CHECK_EQ(live_pages, 0);
+}
+
+static void test_partial_tail(void)
+{
+	u64 chunks[3], size, mem = 2 * HUGE_PAGE_SIZE + 5 * PAGE_SIZE;
+	struct npt npt;
+
+	make_chunks(chunks, 3);
+	CHECK_EQ(npt_build(&npt, chunks, mem), 0);
+	CHECK_EQ(npt.table_pages, 4); /* plus one page table for the tail */
+	CHECK_EQ(npt_translate(&npt, HUGE_PAGE_SIZE, &size), chunks[1]);
+	CHECK_EQ(size, HUGE_PAGE_SIZE);
+	for (u64 off = 0; off < 5 * PAGE_SIZE; off += PAGE_SIZE) {
+		CHECK_EQ(npt_translate(&npt, 2 * HUGE_PAGE_SIZE + off + 8, &size),
+			 chunks[2] + off + 8);
+		CHECK_EQ(size, PAGE_SIZE);
+		CHECK(path_flags_ok(&npt, 2 * HUGE_PAGE_SIZE + off));
+	}
+	CHECK_EQ(npt_translate(&npt, mem, NULL), ~0ULL);
+	CHECK_EQ(npt_translate(&npt, mem + PAGE_SIZE, NULL), ~0ULL);
+	npt_free(&npt);
+	CHECK_EQ(live_pages, 0);
+}
+
+static void test_above_1g(void)
+{
+	static u64 chunks[1024 + 8];
+	struct npt npt;
+	u64 n = 1024 + 8; /* 2 GiB + 16 MiB: two page directories */
+
+	make_chunks((u64 *)chunks, (int)n);
+	CHECK_EQ(npt_build(&npt, chunks, n * HUGE_PAGE_SIZE), 0);
+	CHECK_EQ(npt.table_pages, 1 + 1 + 3);
+	CHECK_EQ(npt_translate(&npt, GiB(2) + HUGE_PAGE_SIZE, NULL), chunks[1025]);
+	CHECK_EQ(npt_translate(&npt, GiB(1) - 1, NULL), chunks[511] + HUGE_PAGE_SIZE - 1);
+	npt_free(&npt);
+	CHECK_EQ(live_pages, 0);
+}
+
+static void test_errors(void)
+{
+	u64 chunks[4];
+	struct npt npt;
+
+	make_chunks(chunks, 4);
+	CHECK_EQ(npt_build(&npt, chunks, 0), -EINVAL);
+	CHECK_EQ(npt_build(&npt, chunks, HUGE_PAGE_SIZE + 100), -EINVAL);
+	for (int limit = 0; limit < 4; limit++) {
+		alloc_limit = limit;
+		CHECK_EQ(npt_build(&npt, chunks, 3 * HUGE_PAGE_SIZE + PAGE_SIZE), -ENOMEM);
+		CHECK_EQ(live_pages, 0);
+		CHECK_EQ(npt.root_pa, 0);
+	}
+	alloc_limit = -1;
+	npt_free(&npt); /* freeing nothing is harmless */
+	CHECK_EQ(npt_translate(&npt, 0, NULL), ~0ULL);
+}
+
+int main(void)
+{
+	test_whole_chunks();
+	test_partial_tail();
+	test_above_1g();
+	test_errors();
+	return test_done("npt");
+}

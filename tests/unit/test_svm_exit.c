@@ -1,0 +1,174 @@
+/*
+ * Host unit test of the AMD-V exit decoder (vmm/svm/svm_exit.c): each EXITCODE
+ * becomes the right neutral exit kind with its details, the next RIP comes
+ * from NRIPS when the CPU has it and from EXITINFO2 or the fixed instruction
+ * lengths when it does not (QEMU TCG), and an interrupted event delivery is
+ * requeued for the next VMRUN (software interrupts excepted).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel/cpu.h"
+#include "vmm/svm/svm.h"
+#include "tests/unit/check.h"
+
+struct cpu_features cpu;
+
+static struct vmcb *vmcb;
+static struct svm_vcpu sv;
+static struct vcpu v;
+
+static struct vm_exit decode(u64 code, u64 info1, u64 info2)
+{
+	struct vm_exit e;
+
+	memset(&e, 0xA5, sizeof(e));
+	vmcb->control.exit_code = code;
+	vmcb->control.exit_info_1 = info1;
+	vmcb->control.exit_info_2 = info2;
+	vmcb->control.event_inj = 0;
+	svm_decode_exit(&v, &e);
+	return e;
+}
+
+static void test_without_nrips(void)
+{
+	struct vm_exit e;
+
+	cpu.svm_nrips = false;
+	vmcb->save.rip = 0x100000;
+	vmcb->control.next_rip = 0x100123; /* stale: must be ignored without NRIPS */
+
+	e = decode(SVM_EXIT_CPUID, 0, 0);
+	CHECK_EQ(e.kind, VMEXIT_CPUID);
+	CHECK_EQ(e.insn_len, 2);
+	CHECK_EQ(e.rip, 0x100000);
+	CHECK_EQ(e.raw_reason, SVM_EXIT_CPUID);
+
+	CHECK_EQ(decode(SVM_EXIT_HLT, 0, 0).insn_len, 1);
+	CHECK_EQ(decode(SVM_EXIT_VMMCALL, 0, 0).insn_len, 3);
+	CHECK_EQ(decode(SVM_EXIT_VMMCALL, 0, 0).kind, VMEXIT_VIRT_INSN);
+	CHECK_EQ(decode(SVM_EXIT_XSETBV, 0, 0).kind, VMEXIT_XSETBV);
+	CHECK_EQ(decode(SVM_EXIT_XSETBV, 0, 0).insn_len, 3);
+
+	/* RDMSR/WRMSR: EXITINFO1 0/1, index from ECX. */
+	v.regs[REG_RCX] = 0xC0000080;
+	e = decode(SVM_EXIT_MSR, 0, 0);
+	CHECK_EQ(e.kind, VMEXIT_MSR_READ);
+	CHECK_EQ(e.msr.index, 0xC0000080);
+	CHECK_EQ(e.insn_len, 2);
+	CHECK_EQ(decode(SVM_EXIT_MSR, 1, 0).kind, VMEXIT_MSR_WRITE);
+
+	/* IOIO: "in al, dx" from port 0x3FD; EXITINFO2 is the next RIP. */
+	e = decode(SVM_EXIT_IOIO, (0x3FDull << 16) | BIT(4) | 1, 0x100001);
+	CHECK_EQ(e.kind, VMEXIT_IO);
+	CHECK_EQ(e.io.port, 0x3FD);
+	CHECK_EQ(e.io.size, 1);
+	CHECK(e.io.in);
+	CHECK(!e.io.string);
+	CHECK_EQ(e.insn_len, 1);
+	/* "rep outsw" to port 0x1F0 with a 2-byte prefix: length from EXITINFO2. */
+	e = decode(SVM_EXIT_IOIO, (0x1F0ull << 16) | BIT(5) | BIT(2) | BIT(3), 0x100003);
+	CHECK_EQ(e.io.size, 2);
+	CHECK(!e.io.in);
+	CHECK(e.io.string);
+	CHECK(e.io.rep);
+	CHECK_EQ(e.insn_len, 3);
+	CHECK_EQ(decode(SVM_EXIT_IOIO, BIT(6), 0x100002).io.size, 4);
+
+	/* A nested page fault: a write at GPA 0x2001000; a code fetch. */
+	e = decode(SVM_EXIT_NPF, NPF_WRITE | NPF_USER, 0x2001000);
+	CHECK_EQ(e.kind, VMEXIT_MEM);
+	CHECK_EQ(e.mem.gpa, 0x2001000);
+	CHECK(e.mem.write);
+	CHECK(!e.mem.fetch);
+	CHECK(decode(SVM_EXIT_NPF, NPF_FETCH | NPF_USER, 0x100000000ULL).mem.fetch);
+
+	/* Exceptions: #GP with its error code, #UD without. */
+	e = decode(SVM_EXIT_EXCP_BASE + 13, 0xF8, 0);
+	CHECK_EQ(e.kind, VMEXIT_EXCEPTION);
+	CHECK_EQ(e.exc.vector, 13);
+	CHECK(e.exc.has_error);
+	CHECK_EQ(e.exc.error_code, 0xF8);
+	e = decode(SVM_EXIT_EXCP_BASE + 6, 0, 0);
+	CHECK_EQ(e.exc.vector, 6);
+	CHECK(!e.exc.has_error);
+	/* MONITOR/MWAIT are hidden: #UD for the guest. */
+	e = decode(SVM_EXIT_MWAIT, 0, 0);
+	CHECK_EQ(e.kind, VMEXIT_EXCEPTION);
+	CHECK_EQ(e.exc.vector, 6);
+
+	CHECK_EQ(decode(SVM_EXIT_INTR, 0, 0).kind, VMEXIT_HOST_INTERRUPT);
+	CHECK_EQ(decode(SVM_EXIT_NMI, 0, 0).kind, VMEXIT_HOST_INTERRUPT);
+	CHECK_EQ(decode(SVM_EXIT_SHUTDOWN, 0, 0).kind, VMEXIT_TRIPLE_FAULT);
+	CHECK_EQ(decode(SVM_EXIT_ERR, 0, 0).kind, VMEXIT_ENTRY_FAILED);
+	CHECK_EQ(decode(SVM_EXIT_INIT, 0, 0).kind, VMEXIT_UNHANDLED);
+	CHECK_EQ(decode(0x1234, 0, 0).kind, VMEXIT_UNHANDLED);
+
+	/* INVD is handled in the backend: RIP moves on, nothing for generic code. */
+	vmcb->save.rip = 0x100010;
+	CHECK_EQ(decode(SVM_EXIT_INVD, 0, 0).kind, VMEXIT_NONE);
+	CHECK_EQ(vmcb->save.rip, 0x100012);
+}
+
+static void test_with_nrips(void)
+{
+	cpu.svm_nrips = true;
+	vmcb->save.rip = 0x200000;
+	/* A CPUID with a (pointless) prefix: NRIPS knows better than 2. */
+	vmcb->control.next_rip = 0x200003;
+	CHECK_EQ(decode(SVM_EXIT_CPUID, 0, 0).insn_len, 3);
+	vmcb->control.next_rip = 0x200001;
+	CHECK_EQ(decode(SVM_EXIT_HLT, 0, 0).insn_len, 1);
+	/* An implausible next RIP falls back to the fixed length. */
+	vmcb->control.next_rip = 0;
+	CHECK_EQ(decode(SVM_EXIT_CPUID, 0, 0).insn_len, 2);
+	cpu.svm_nrips = false;
+}
+
+static void test_requeue(void)
+{
+	u64 df = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_EXEPT | SVM_EVTINJ_VALID_ERR | 8;
+	u64 intn = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_SOFT | 0x80;
+	u64 bp = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_EXEPT | 3;
+	struct vm_exit e;
+
+	vmcb->control.exit_int_info = df;
+	memset(&e, 0, sizeof(e));
+	vmcb->control.exit_code = SVM_EXIT_NPF;
+	svm_decode_exit(&v, &e);
+	CHECK_EQ(vmcb->control.event_inj, df);
+
+	vmcb->control.event_inj = 0;
+	vmcb->control.exit_int_info = intn;
+	svm_decode_exit(&v, &e);
+	CHECK_EQ(vmcb->control.event_inj, 0); /* INT n runs again instead */
+	vmcb->control.exit_int_info = bp;
+	svm_decode_exit(&v, &e);
+	CHECK_EQ(vmcb->control.event_inj, 0);
+	vmcb->control.exit_int_info = 0;
+}
+
+static void test_names(void)
+{
+	CHECK_STR(svm_exit_name(SVM_EXIT_NPF), "NPF");
+	CHECK_STR(svm_exit_name(SVM_EXIT_VMMCALL), "VMMCALL");
+	CHECK_STR(svm_exit_name(SVM_EXIT_EXCP_BASE + 13), "EXCP_GP");
+	CHECK_STR(svm_exit_name((u32)SVM_EXIT_ERR), "INVALID");
+	CHECK_STR(svm_exit_name(0x05), "CR_ACCESS");
+	CHECK_STR(svm_exit_name(0x999), "UNKNOWN");
+}
+
+int main(void)
+{
+	vmcb = aligned_alloc(4096, sizeof(*vmcb));
+	memset(vmcb, 0, sizeof(*vmcb));
+	sv.vmcb = vmcb;
+	v.arch = &sv;
+	test_without_nrips();
+	test_with_nrips();
+	test_requeue();
+	test_names();
+	free(vmcb);
+	return test_done("svm_exit");
+}

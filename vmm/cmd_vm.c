@@ -1,0 +1,319 @@
+/*
+ * The `vm` shell command: list guest images, create VMs from them, start,
+ * pause, resume and kill them, show their state and exit counts, attach the
+ * terminal to a guest's COM1 and print a guest's VGA text screen.
+ * Host context (the shell); no vCPU is in guest mode while a command runs.
+ */
+#include "kernel/lib.h"
+#include "kernel/printk.h"
+#include "kernel/shell.h"
+#include "kernel/time.h"
+#include "vmm/vmm_internal.h"
+
+#define CTRL_RIGHT_BRACKET 0x1D /* Ctrl-]: detaches `vm console` */
+#define VGA_TEXT_GPA 0xB8000
+#define VGA_COLS 80
+#define VGA_ROWS 25
+
+static const char vm_usage[] = "vm images | vm create IMAGE [mem=SIZE] [cpus=N] [-- GUEST ARGS] | "
+			       "vm start|pause|resume|kill|info|console|screen ID | vm list";
+
+/* Parses a VM id and finds the VM; prints why not and returns NULL. */
+static struct vm *arg_vm(int argc, char **argv)
+{
+	u64 id;
+	struct vm *vm;
+
+	if (argc != 3) {
+		printk("usage: vm %s ID\n", argv[1]);
+		return NULL;
+	}
+	if (parse_u64(argv[2], &id) || id < 1 || id > VM_MAX) {
+		printk("vm %s: '%s' is not a VM id (1-%d)\n", argv[1], argv[2], VM_MAX);
+		return NULL;
+	}
+	vm = vm_get((int)id);
+	if (!vm)
+		printk("vm %s: there is no vm %lu (vm list shows them)\n", argv[1], id);
+	return vm;
+}
+
+static int cmd_images(int argc, char **argv)
+{
+	int n = guest_image_count();
+
+	if (argc != 2)
+		return shell_usage("vm");
+	if (!n) {
+		printk("no guest images (built-in guests missing and no Multiboot modules)\n");
+		return 0;
+	}
+	printk("%-16s %10s  %-9s %s\n", "NAME", "SIZE", "FROM", "DEFAULT ARGUMENTS");
+	for (int i = 0; i < n; i++) {
+		const struct guest_image *img = guest_image_at(i);
+		char size[24];
+
+		format_size(size, sizeof(size), img->size);
+		printk("%-16s %10s  %-9s %s\n", img->name, size,
+		       img->module ? "module" : "built-in", img->cmdline);
+	}
+	return 0;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+	u64 mem = VM_DEFAULT_MEM, cpus = 1;
+	char args[128];
+	const char *cmdline = NULL;
+	struct vm *vm;
+	int i;
+
+	if (argc < 3)
+		return shell_usage("vm");
+	for (i = 3; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (!strncmp(argv[i], "mem=", 4)) {
+			if (parse_size(argv[i] + 4, &mem)) {
+				printk("vm create: '%s' is not a size (like 64M or 1G)\n",
+				       argv[i] + 4);
+				return -EINVAL;
+			}
+		} else if (!strncmp(argv[i], "cpus=", 5)) {
+			if (parse_u64(argv[i] + 5, &cpus) || cpus < 1 || cpus > VM_MAX_VCPUS) {
+				printk("vm create: cpus must be a number from 1 to %d\n",
+				       VM_MAX_VCPUS);
+				return -EINVAL;
+			}
+		} else {
+			printk("vm create: unknown option '%s' (mem=SIZE, cpus=N, or -- before guest "
+			       "arguments)\n",
+			       argv[i]);
+			return -EINVAL;
+		}
+	}
+	if (i < argc) { /* "--": the rest is the guest's command line */
+		size_t len = 0;
+
+		args[0] = '\0';
+		for (i++; i < argc; i++) {
+			size_t w = strlen(argv[i]);
+
+			if (len + w + 2 > sizeof(args)) {
+				printk("vm create: guest arguments longer than %zu characters\n",
+				       sizeof(args) - 1);
+				return -EINVAL;
+			}
+			if (len)
+				args[len++] = ' ';
+			memcpy(args + len, argv[i], w + 1);
+			len += w;
+		}
+		cmdline = args;
+	}
+	vm = vm_create(argv[2], mem, (int)cpus, cmdline);
+	if (!vm)
+		return -EINVAL;
+	printk("created vm %d (%s, %lu MiB, %d vCPU): vm start %d runs it\n", vm->id, vm->image,
+	       vm->mem_size >> 20, vm->nvcpus, vm->id);
+	return 0;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	bool any = false;
+
+	if (argc != 2)
+		return shell_usage("vm");
+	for (int id = 1; id <= VM_MAX; id++) {
+		struct vm *vm = vm_get(id);
+		u64 exits = 0;
+		char mem[24];
+
+		if (!vm)
+			continue;
+		if (!any)
+			printk("%-3s %-16s %-8s %10s %5s %12s\n", "ID", "IMAGE", "STATE", "MEMORY",
+			       "VCPUS", "EXITS");
+		any = true;
+		for (int i = 0; i < vm->nvcpus; i++)
+			exits += vm->vcpus[i]->exits;
+		format_size(mem, sizeof(mem), vm->mem_size);
+		printk("%-3d %-16s %-8s %10s %5d %12lu\n", vm->id, vm->image,
+		       vm_state_name(vm->state), mem, vm->nvcpus, exits);
+	}
+	if (!any)
+		printk("no VMs (vm create IMAGE makes one)\n");
+	return 0;
+}
+
+static int cmd_info(struct vm *vm)
+{
+	char mem[24];
+
+	format_size(mem, sizeof(mem), vm->mem_size);
+	printk("vm %d: %s, %s, %s RAM, %d vCPU(s)\n", vm->id, vm->image, vm_state_name(vm->state),
+	       mem, vm->nvcpus);
+	printk("command line: %s\n", vm->cmdline);
+	if (vm->state == VM_EXITED)
+		printk("exit code: %d\n", vm->exit_code);
+	if (vm->state == VM_STOPPED)
+		printk("stopped: %s\n", vm->stop_reason);
+	if (vm->io_unemulated)
+		printk("accesses to unemulated ports: %lu\n", vm->io_unemulated);
+	for (int i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		printk("vCPU %d: %lu exits%s\n", i, v->exits, v->halted ? ", halted" : "");
+		for (int k = 0; k < VMEXIT_KIND_COUNT; k++)
+			if (v->exit_counts[k])
+				printk("  %-14s %lu\n", vm_exit_kind_name(k), v->exit_counts[k]);
+		if (vm->state != VM_RUNNING) {
+			printk("  registers:\n");
+			vcpu_dump(v);
+		}
+	}
+	return 0;
+}
+
+static bool console_input(u8 c, void *ctx)
+{
+	int id = (int)(uintptr_t)ctx;
+	struct vm *vm = vm_get(id);
+
+	if (c == CTRL_RIGHT_BRACKET || !vm) {
+		if (vm)
+			vm->console_attached = false;
+		printk("\n[detached from vm %d]\n", id);
+		return false;
+	}
+	vuart_input(vm, c); /* a full receive buffer drops the byte, like a real UART */
+	return true;
+}
+
+static int cmd_console(struct vm *vm)
+{
+	vuart_flush(vm);
+	vm->console_attached = true;
+	printk("[attached to vm %d's COM1; Ctrl-] detaches]\n", vm->id);
+	shell_attach_input(console_input, (void *)(uintptr_t)vm->id);
+	return 0;
+}
+
+/* Code page 437 as plain ASCII, so a serial terminal shows what a guest draws. */
+static char cp437_ascii(u8 c)
+{
+	if (c >= 0x20 && c < 0x7F)
+		return (char)c;
+	if (c == 0 || c == 0xFF)
+		return ' ';
+	if (c <= 0x02)
+		return 'o';
+	if (c <= 0x06)
+		return '*';
+	if (c >= 0xB0 && c <= 0xB2)
+		return ':';
+	if (c == 0xB3 || c == 0xBA)
+		return '|';
+	if (c == 0xC4 || c == 0xCD)
+		return '-';
+	if (c >= 0xB4 && c <= 0xDA)
+		return '+';
+	if (c >= 0xDB && c <= 0xDF)
+		return '#';
+	return '?';
+}
+
+static int cmd_screen(struct vm *vm)
+{
+	const u8 *vga = gpa_to_hva(vm, VGA_TEXT_GPA, VGA_COLS * VGA_ROWS * 2);
+	char line[VGA_COLS + 3];
+
+	if (!vga) {
+		printk("vm screen: vm %d has no RAM at the VGA text buffer (0x%x)\n", vm->id,
+		       VGA_TEXT_GPA);
+		return -EINVAL;
+	}
+	memset(line, '-', sizeof(line) - 1);
+	line[0] = line[VGA_COLS + 1] = '+';
+	line[VGA_COLS + 2] = '\0';
+	printk("%s\n", line);
+	for (int r = 0; r < VGA_ROWS; r++) {
+		line[0] = line[VGA_COLS + 1] = '|';
+		for (int c = 0; c < VGA_COLS; c++)
+			line[1 + c] = cp437_ascii(vga[(r * VGA_COLS + c) * 2]);
+		printk("%s\n", line);
+	}
+	memset(line, '-', sizeof(line) - 1);
+	line[0] = line[VGA_COLS + 1] = '+';
+	printk("%s\n", line);
+	return 0;
+}
+
+static int cmd_vm(int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "";
+	const char *why = vmm_unavailable_reason();
+	struct vm *vm;
+	int err;
+
+	if (argc < 2)
+		return shell_usage("vm");
+	if (!strcmp(sub, "images"))
+		return cmd_images(argc, argv);
+	if (!strcmp(sub, "list"))
+		return cmd_list(argc, argv);
+	if (!strcmp(sub, "create")) {
+		if (why) {
+			printk("vm create: no guest can run here: %s\n", why);
+			return -ENODEV;
+		}
+		return cmd_create(argc, argv);
+	}
+	if (strcmp(sub, "start") && strcmp(sub, "pause") && strcmp(sub, "resume") &&
+	    strcmp(sub, "kill") && strcmp(sub, "info") && strcmp(sub, "console") &&
+	    strcmp(sub, "screen")) {
+		printk("vm: unknown subcommand '%s'\n", sub);
+		return shell_usage("vm");
+	}
+	vm = arg_vm(argc, argv);
+	if (!vm)
+		return -EINVAL;
+	if (!strcmp(sub, "info"))
+		return cmd_info(vm);
+	if (!strcmp(sub, "console"))
+		return cmd_console(vm);
+	if (!strcmp(sub, "screen"))
+		return cmd_screen(vm);
+	if (!strcmp(sub, "kill")) {
+		int id = vm->id;
+
+		vm_destroy(vm);
+		printk("killed vm %d\n", id);
+		return 0;
+	}
+	if (!strcmp(sub, "start"))
+		err = vm_start(vm);
+	else if (!strcmp(sub, "pause"))
+		err = vm_pause(vm);
+	else
+		err = vm_resume(vm);
+	if (!err)
+		printk("vm %d %s\n", vm->id,
+		       !strcmp(sub, "start") ? "started" :
+		       !strcmp(sub, "pause") ? "paused" :
+					       "resumed");
+	return err;
+}
+
+SHELL_COMMAND(vm, .name = "vm", .usage = vm_usage, .summary = "create, run and control guests",
+	      .help = "  vm images                 guest images: built-in demos and boot modules\n"
+		      "  vm create IMAGE [mem=SIZE] [cpus=N] [-- ARGS]\n"
+		      "                            a VM with SIZE of RAM (default 32M) running\n"
+		      "                            IMAGE with ARGS as its command line\n"
+		      "  vm start ID               run a created VM\n"
+		      "  vm pause ID / resume ID   stop and continue it (state kept complete)\n"
+		      "  vm kill ID                end it and free its memory\n"
+		      "  vm list                   every VM with its state\n"
+		      "  vm info ID                state, exit counts, registers when not running\n"
+		      "  vm console ID             type to the guest's COM1; Ctrl-] detaches\n"
+		      "  vm screen ID              the guest's VGA text screen (80x25)\n",
+	      .fn = cmd_vm);

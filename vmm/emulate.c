@@ -1,0 +1,396 @@
+/*
+ * What a guest's intercepted instructions do, written once for both backends:
+ * port I/O (dispatched to the emulated devices), CPUID (the host's, with the
+ * virtualization extensions and what Amber does not emulate hidden), MSRs from
+ * an allow-list (anything else is #GP) and XSETBV.
+ * Host context, on the exit path of the vCPU named in each call.
+ */
+#include "kernel/cpu.h"
+#include "kernel/lib.h"
+#include "kernel/msr.h"
+#include "kernel/printk.h"
+#include "kernel/x86.h"
+#include "vmm/vmm_internal.h"
+
+#define GP_VECTOR 13
+
+static struct vcpu_state st; /* the backend's state around an MSR access */
+
+/* ---- port I/O ------------------------------------------------------------ */
+
+#define DEBUG_EXIT_PORT 0xF4 /* QEMU's isa-debug-exit, iobase=0xf4, iosize=4 */
+
+static void debug_exit(struct vm *vm, u32 code)
+{
+	vuart_flush(vm);
+	vm->exit_code = (int)code;
+	vm->state = VM_EXITED;
+	printk("[vm%d] exited with code %u\n", vm->id, code);
+}
+
+static void unemulated(struct vcpu *v, const struct vm_exit *e)
+{
+	struct vm *vm = v->vm;
+	u16 port = e->io.port;
+
+	vm->io_unemulated++;
+	for (unsigned i = 0; i < ARRAY_SIZE(vm->warned_ports); i++) {
+		if (vm->warned_ports[i] == port)
+			break;
+		if (!vm->warned_ports[i]) {
+			vm->warned_ports[i] = port;
+			printk("[vm%d] note: port 0x%x is not emulated (reads give all ones, writes "
+			       "are dropped)\n",
+			       vm->id, port);
+			break;
+		}
+	}
+	if (vm->io_unemulated > IO_STORM_LIMIT)
+		vcpu_stop_report(v, e,
+				 "I/O storm: more than %d accesses to unemulated ports "
+				 "(the last one %s port 0x%x)",
+				 IO_STORM_LIMIT, e->io.in ? "read" : "wrote", port);
+}
+
+/* Emulates one IN or OUT of `size` bytes at `port`; *val holds the value out, or
+ * receives the value in (all ones when nothing answers). */
+static void io_dispatch(struct vcpu *v, const struct vm_exit *e, u32 *val)
+{
+	struct vm *vm = v->vm;
+	u16 port = e->io.port;
+
+	if (port >= VUART_BASE && port < VUART_BASE + 8) {
+		if (e->io.in)
+			*val = vuart_read(vm, port - VUART_BASE);
+		else
+			vuart_write(vm, port - VUART_BASE, (u8)*val);
+		return;
+	}
+	if (port >= DEBUG_EXIT_PORT && port < DEBUG_EXIT_PORT + 4) {
+		if (!e->io.in)
+			debug_exit(vm, *val);
+		return;
+	}
+	if (legacy_io(v, port, e->io.size, e->io.in, val))
+		return;
+	unemulated(v, e);
+}
+
+int emulate_io(struct vcpu *v, const struct vm_exit *e)
+{
+	u64 mask = e->io.size == 1 ? 0xFF : e->io.size == 2 ? 0xFFFF : 0xFFFFFFFFULL;
+	u64 *rax = &v->regs[REG_RAX];
+	u32 val;
+
+	if (e->io.string)
+		return vcpu_stop_report(v, e, "string I/O (INS/OUTS) on port 0x%x is not emulated",
+					e->io.port);
+	if (e->io.in) {
+		val = 0xFFFFFFFF;
+		io_dispatch(v, e, &val);
+		/* A 32-bit IN zero-extends into RAX; 8 and 16 bits merge (SDM "IN"). */
+		*rax = e->io.size == 4 ? (u32)val : (*rax & ~mask) | (val & mask);
+	} else {
+		val = (u32)(*rax & mask);
+		io_dispatch(v, e, &val);
+	}
+	if (v->vm->state == VM_STOPPED)
+		return EXIT_YIELD;
+	vcpu_ops->advance_rip(v, e);
+	return v->vm->state == VM_RUNNING ? EXIT_RESUME : EXIT_YIELD;
+}
+
+/* ---- CPUID --------------------------------------------------------------- */
+
+/* SDM Vol. 2A "CPUID" and APM Vol. 3 Appendix E "Obtaining Processor
+ * Information Via the CPUID Instruction". */
+#define CPUID_1_ECX_MONITOR BIT(3)
+#define CPUID_1_ECX_VMX BIT(5)
+#define CPUID_1_ECX_X2APIC BIT(21)
+#define CPUID_1_ECX_TSC_DEADLINE BIT(24)
+#define CPUID_1_ECX_XSAVE BIT(26)
+#define CPUID_1_ECX_OSXSAVE BIT(27)
+#define CPUID_1_ECX_HYPERVISOR BIT(31)
+#define CPUID_1_EDX_APIC BIT(9)
+#define CPUID_7_ECX_WAITPKG BIT(5)
+#define CPUID_D1_EAX_XSAVES BIT(3)
+#define CPUID_80000001_ECX_SVM BIT(2)
+#define CPUID_80000001_ECX_SKINIT BIT(12)
+#define X86_CR4_OSXSAVE BIT(18)
+
+#define AMBER_CPUID_BASE 0x40000000
+/* The hypervisor signature in EBX, ECX, EDX of leaf 0x40000000. */
+static const char amber_signature[12] = "AmberAmberAm";
+
+int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
+{
+	u32 leaf = (u32)v->regs[REG_RAX], sub = (u32)v->regs[REG_RCX];
+	u32 a = 0, b = 0, c = 0, d = 0;
+	u64 allowed = vcpu_xcr0_allowed();
+
+	if ((leaf & 0xFFFFFF00) == AMBER_CPUID_BASE) {
+		if (leaf == AMBER_CPUID_BASE) {
+			a = AMBER_CPUID_BASE; /* the highest hypervisor leaf */
+			memcpy(&b, amber_signature, 4);
+			memcpy(&c, amber_signature + 4, 4);
+			memcpy(&d, amber_signature + 8, 4);
+		}
+		goto out;
+	}
+	cpuid_count(leaf, sub, &a, &b, &c, &d);
+	switch (leaf) {
+	case 1:
+		/* No VMX, no MONITOR/MWAIT (intercepted as #UD), no local APIC or
+		 * its timer: Amber emulates none of them. OSXSAVE mirrors the
+		 * guest's CR4. */
+		c &= ~(CPUID_1_ECX_VMX | CPUID_1_ECX_MONITOR | CPUID_1_ECX_X2APIC |
+		       CPUID_1_ECX_TSC_DEADLINE | CPUID_1_ECX_OSXSAVE);
+		c |= CPUID_1_ECX_HYPERVISOR;
+		if (c & CPUID_1_ECX_XSAVE) {
+			vcpu_ops->get_state(v, &st);
+			if (st.cr4 & X86_CR4_OSXSAVE)
+				c |= CPUID_1_ECX_OSXSAVE;
+		}
+		d &= ~CPUID_1_EDX_APIC;
+		b = (b & 0x00FFFFFF) | ((u32)v->id << 24); /* initial APIC id */
+		break;
+	case 5:	  /* MONITOR/MWAIT */
+	case 6:	  /* thermal and power management */
+	case 0xA: /* performance monitoring: no virtual PMU */
+		a = b = c = d = 0;
+		break;
+	case 7:
+		if (sub == 0)
+			c &= ~CPUID_7_ECX_WAITPKG;
+		break;
+	case 0xB:
+	case 0x1F:
+		d = v->id; /* x2APIC id */
+		break;
+	case 0xD:
+		if (sub == 0) {
+			a = (u32)allowed;
+			d = (u32)(allowed >> 32);
+			/* EBX (size for the XCR0 in force) is right as read: the guest's
+			 * XCR0 is loaded while it runs. ECX: size for all it may enable. */
+			c = 0;
+			for (u32 i = 2; i < 32; i++) {
+				u32 sa, sb, sc, sd;
+
+				if (!(allowed & BIT(i)))
+					continue;
+				cpuid_count(0xd, i, &sa, &sb, &sc, &sd);
+				c = MAX(c, sa + sb);
+			}
+			c = MAX(c, 576u);
+		} else if (sub == 1) {
+			a &= ~CPUID_D1_EAX_XSAVES; /* no IA32_XSS management */
+			b = c = d = 0;
+		} else if (sub < 64 && !(allowed & BIT(sub))) {
+			a = b = c = d = 0;
+		}
+		break;
+	case 0x80000001:
+		c &= ~(CPUID_80000001_ECX_SVM | CPUID_80000001_ECX_SKINIT);
+		break;
+	case 0x8000000A: /* SVM features */
+		a = b = c = d = 0;
+		break;
+	default:
+		break;
+	}
+out:
+	v->regs[REG_RAX] = a;
+	v->regs[REG_RBX] = b;
+	v->regs[REG_RCX] = c;
+	v->regs[REG_RDX] = d;
+	vcpu_ops->advance_rip(v, e);
+	return EXIT_RESUME;
+}
+
+/* ---- MSRs ------------------------------------------------------------------ */
+
+#define MSR_IA32_UCODE_REV 0x0000008b
+#define MSR_MTRR_PHYS_FIRST 0x00000200
+#define MSR_MTRR_PHYS_LAST 0x0000020f
+#define MSR_MTRR_FIX_64K 0x00000250
+#define MSR_MTRR_FIX_16K_80000 0x00000258
+#define MSR_MTRR_FIX_16K_A0000 0x00000259
+#define MSR_MTRR_FIX_4K_FIRST 0x00000268
+#define MSR_MTRR_FIX_4K_LAST 0x0000026f
+#define APICBASE_BSP BIT(8)
+#define APIC_DEFAULT_BASE 0xFEE00000ULL
+#define MTRR_DEF_TYPE_E BIT(11)
+#define MTRR_TYPE_WB 6
+
+static bool is_mtrr(u32 msr)
+{
+	return msr == MSR_IA32_MTRR_DEF_TYPE ||
+	       (msr >= MSR_MTRR_PHYS_FIRST && msr <= MSR_MTRR_PHYS_LAST) ||
+	       msr == MSR_MTRR_FIX_64K || msr == MSR_MTRR_FIX_16K_80000 ||
+	       msr == MSR_MTRR_FIX_16K_A0000 ||
+	       (msr >= MSR_MTRR_FIX_4K_FIRST && msr <= MSR_MTRR_FIX_4K_LAST);
+}
+
+static bool canonical(u64 va) { return (u64)((s64)(va << 16) >> 16) == va; }
+
+/* PAT entries must be UC, WC, WT, WP, WB or UC- (SDM Vol. 3A 12.12.2
+ * "IA32_PAT MSR"); anything else is #GP. */
+static bool pat_valid(u64 pat)
+{
+	for (int i = 0; i < 8; i++) {
+		u8 t = (pat >> (8 * i)) & 0xFF;
+
+		if (t != 0 && t != 1 && t != 4 && t != 5 && t != 6 && t != 7)
+			return false;
+	}
+	return true;
+}
+
+/* Points at the field of the backend state that holds `msr`, or NULL. */
+static u64 *state_field(u32 msr)
+{
+	switch (msr) {
+	case MSR_IA32_PAT:
+		return &st.pat;
+	case MSR_IA32_SYSENTER_CS:
+		return &st.sysenter_cs;
+	case MSR_IA32_SYSENTER_ESP:
+		return &st.sysenter_esp;
+	case MSR_IA32_SYSENTER_EIP:
+		return &st.sysenter_eip;
+	case MSR_STAR:
+		return &st.star;
+	case MSR_LSTAR:
+		return &st.lstar;
+	case MSR_CSTAR:
+		return &st.cstar;
+	case MSR_SYSCALL_MASK:
+		return &st.sfmask;
+	case MSR_FS_BASE:
+		return &st.fs.base;
+	case MSR_GS_BASE:
+		return &st.gs.base;
+	case MSR_KERNEL_GS_BASE:
+		return &st.kernel_gs_base;
+	case MSR_EFER:
+		return &st.efer;
+	case MSR_IA32_TSC:
+		return &st.tsc;
+	default:
+		return NULL;
+	}
+}
+
+static int msr_read(struct vcpu *v, u32 msr, u64 *val)
+{
+	u64 *f = state_field(msr);
+
+	if (f) {
+		vcpu_ops->get_state(v, &st);
+		*val = *f;
+		return 0;
+	}
+	if (is_mtrr(msr)) {
+		/* No variable or fixed ranges; the default type is write-back. */
+		*val = msr == MSR_IA32_MTRR_DEF_TYPE ? MTRR_DEF_TYPE_E | MTRR_TYPE_WB : 0;
+		return 0;
+	}
+	switch (msr) {
+	case MSR_IA32_MTRRCAP:
+	case MSR_IA32_UCODE_REV:
+		*val = 0;
+		return 0;
+	case MSR_IA32_MISC_ENABLE:
+		*val = 1; /* fast strings */
+		return 0;
+	case MSR_IA32_APICBASE:
+		/* CPUID says there is no local APIC: its base MSR reads as disabled. */
+		*val = APIC_DEFAULT_BASE | (v->id == 0 ? APICBASE_BSP : 0);
+		return 0;
+	default:
+		return -EPERM;
+	}
+}
+
+static int msr_write(struct vcpu *v, u32 msr, u64 val)
+{
+	u64 *f = state_field(msr);
+	u64 efer_ok = EFER_SCE | EFER_LME | EFER_LMA | (cpu.nx ? EFER_NX : 0);
+
+	if (is_mtrr(msr))
+		return 0; /* accepted, without effect: EPT/NPT use write-back */
+	if (!f)
+		return msr == MSR_IA32_UCODE_REV ? 0 : -EPERM;
+	vcpu_ops->get_state(v, &st);
+	switch (msr) {
+	case MSR_EFER:
+		if (val & ~efer_ok)
+			return -EPERM;
+		/* LMA is the CPU's to set; LME cannot change while paging is on. */
+		if (((val ^ st.efer) & EFER_LME) && (st.cr0 & BIT(31)))
+			return -EPERM;
+		val = (val & ~EFER_LMA) | (st.efer & EFER_LMA);
+		break;
+	case MSR_IA32_PAT:
+		if (!pat_valid(val))
+			return -EPERM;
+		break;
+	case MSR_LSTAR:
+	case MSR_CSTAR:
+	case MSR_FS_BASE:
+	case MSR_GS_BASE:
+	case MSR_KERNEL_GS_BASE:
+	case MSR_IA32_SYSENTER_ESP:
+	case MSR_IA32_SYSENTER_EIP:
+		if (!canonical(val))
+			return -EPERM;
+		break;
+	default:
+		break;
+	}
+	*f = val;
+	vcpu_ops->set_state(v, &st);
+	return 0;
+}
+
+int emulate_rdmsr(struct vcpu *v, const struct vm_exit *e)
+{
+	u64 val;
+
+	if (msr_read(v, (u32)v->regs[REG_RCX], &val)) {
+		vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
+		return EXIT_RESUME;
+	}
+	v->regs[REG_RAX] = (u32)val;
+	v->regs[REG_RDX] = val >> 32;
+	vcpu_ops->advance_rip(v, e);
+	return EXIT_RESUME;
+}
+
+int emulate_wrmsr(struct vcpu *v, const struct vm_exit *e)
+{
+	u64 val = (v->regs[REG_RDX] << 32) | (u32)v->regs[REG_RAX];
+
+	if (msr_write(v, (u32)v->regs[REG_RCX], val)) {
+		vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
+		return EXIT_RESUME;
+	}
+	vcpu_ops->advance_rip(v, e);
+	return EXIT_RESUME;
+}
+
+/* XSETBV: only XCR0, only valid combinations of what the guest may use
+ * (SDM Vol. 2C "XSETBV"); anything else is #GP. */
+int emulate_xsetbv(struct vcpu *v, const struct vm_exit *e)
+{
+	u64 val = (v->regs[REG_RDX] << 32) | (u32)v->regs[REG_RAX];
+
+	if ((u32)v->regs[REG_RCX] != 0 || !vcpu_xcr0_valid(val)) {
+		vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
+		return EXIT_RESUME;
+	}
+	vcpu_fpu_set_xcr0(v, val);
+	vcpu_ops->advance_rip(v, e);
+	return EXIT_RESUME;
+}

@@ -1,0 +1,408 @@
+/*
+ * The AMD-V backend: SVM bring-up, one VMCB per vCPU with its intercepts, one
+ * ASID and one nested page table per VM, entering the guest, and conversion of
+ * the VMCB to and from the neutral struct vcpu_state. Exits are decoded in
+ * svm_exit.c; everything they mean is emulated by generic code in vmm/.
+ * Host context, boot CPU, interrupts off.
+ * APM Vol. 2 15 "Secure Virtual Machine", Appendix B "Layout of VMCB".
+ */
+#include "kernel/cpu.h"
+#include "kernel/lib.h"
+#include "kernel/mm.h"
+#include "kernel/msr.h"
+#include "kernel/printk.h"
+#include "kernel/x86.h"
+#include "vmm/svm/svm.h"
+
+#define X86_CR0_PE BIT(0)
+#define X86_RFLAGS_VM BIT(17)
+#define SVM_DEFAULT_PAT 0x0007040600070406ULL
+
+/* Exceptions intercepted so generic code can count them (#GP and #AC storms,
+ * the latter also a known way to wedge a CPU in microcode) and reinject them. */
+#define SVM_EXCEPTION_INTERCEPTS (BIT(13) | BIT(17))
+
+static u64 host_save_pa; /* the host's VMSAVE state, reloaded after every exit */
+static u64 iopm_pa, msrpm_pa;
+static struct vcpu *dr_owner; /* whose DR0-3 are in the CPU */
+
+static struct svm_vcpu *to_svm(struct vcpu *v) { return v->arch; }
+
+/* One feature check that fails fast and says what is missing, then EFER.SVME,
+ * the host save area (VM_HSAVE_PA) and the shared permission maps.
+ * APM Vol. 2 15.4 "Enabling SVM", 15.30.4 "VM_HSAVE_PA MSR". */
+static int svm_hw_enable(void)
+{
+	u64 efer, hsave;
+
+	if (!cpu.svm || !cpu.svm_npt || cpu.svm_disabled) {
+		pr_err("AMD-V: %s", !cpu.svm ? "the CPU has no SVM" :
+				    cpu.svm_disabled ?
+					       "SVM is disabled by the firmware (VM_CR.SVMDIS)" :
+					       "the CPU has no nested paging (NPT)");
+		return -ENODEV;
+	}
+	if (cpu.svm_nasid && cpu.svm_nasid <= VM_MAX) {
+		pr_err("AMD-V: only %u ASIDs, Amber needs %d", cpu.svm_nasid, VM_MAX + 1);
+		return -ENODEV;
+	}
+	if (rdmsr_safe(MSR_EFER, &efer) || wrmsr_safe(MSR_EFER, efer | EFER_SVME)) {
+		pr_err("AMD-V: setting EFER.SVME faulted");
+		return -ENODEV;
+	}
+	hsave = pmm_alloc_page();
+	host_save_pa = pmm_alloc_page();
+	iopm_pa = pmm_alloc_contig(SVM_IOPM_SIZE / PAGE_SIZE, 1);
+	msrpm_pa = pmm_alloc_contig(SVM_MSRPM_SIZE / PAGE_SIZE, 1);
+	if (!hsave || !host_save_pa || !iopm_pa || !msrpm_pa) {
+		pr_err("AMD-V: out of memory for the host save area and permission maps");
+		return -ENOMEM;
+	}
+	if (wrmsr_safe(MSR_VM_HSAVE_PA, hsave)) {
+		pr_err("AMD-V: writing VM_HSAVE_PA faulted");
+		return -ENODEV;
+	}
+	/* Every port and every MSR is intercepted: generic code decides. */
+	memset(phys_to_virt(iopm_pa), 0xFF, SVM_IOPM_SIZE);
+	memset(phys_to_virt(msrpm_pa), 0xFF, SVM_MSRPM_SIZE);
+	__asm__ volatile("vmsave %%rax" ::"a"(host_save_pa) : "memory");
+	pr_info("AMD-V: enabled (NPT, %u ASIDs, NRIPS %s, VM_CR %s)", cpu.svm_nasid,
+		cpu.svm_nrips ? "yes" : "no: next RIP decoded by Amber",
+		cpu.svm_vm_cr_faults ? "unreadable (#GP), taken as enabled" : "readable");
+	return 0;
+}
+
+static int svm_vm_init(struct vm *vm)
+{
+	struct svm_vm *s = kzalloc(sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	if (npt_build(&s->npt, vm->chunks, vm->mem_size)) {
+		kfree(s);
+		return -ENOMEM;
+	}
+	s->asid = vm->id; /* 1..VM_MAX; ASID 0 is the host's */
+	vm->arch = s;
+	return 0;
+}
+
+static void svm_vm_destroy(struct vm *vm)
+{
+	struct svm_vm *s = vm->arch;
+
+	npt_free(&s->npt);
+	kfree(s);
+	vm->arch = NULL;
+}
+
+/* The intercepts of APM Vol. 2 15.9-15.14, nested paging, V_INTR_MASKING. The
+ * guest state comes later, from vcpu_set_state(). */
+static int svm_vcpu_init(struct vcpu *v)
+{
+	struct svm_vm *svm = v->vm->arch;
+	struct svm_vcpu *s = kzalloc(sizeof(*s));
+	struct vmcb_control_area *c;
+
+	if (!s)
+		return -ENOMEM;
+	s->vmcb_pa = pmm_alloc_page();
+	if (!s->vmcb_pa) {
+		kfree(s);
+		return -ENOMEM;
+	}
+	s->vmcb = phys_to_virt(s->vmcb_pa);
+	s->flush = true;
+	v->arch = s;
+	c = &s->vmcb->control;
+	c->intercept_exceptions = SVM_EXCEPTION_INTERCEPTS;
+	c->intercept_misc1 = INTERCEPT_INTR | INTERCEPT_NMI | INTERCEPT_SMI | INTERCEPT_INIT |
+			     INTERCEPT_CPUID | INTERCEPT_INVD | INTERCEPT_HLT | INTERCEPT_INVLPGA |
+			     INTERCEPT_IOIO_PROT | INTERCEPT_MSR_PROT | INTERCEPT_SHUTDOWN;
+	c->intercept_misc2 = INTERCEPT_VMRUN | INTERCEPT_VMMCALL | INTERCEPT_VMLOAD |
+			     INTERCEPT_VMSAVE | INTERCEPT_STGI | INTERCEPT_CLGI | INTERCEPT_SKINIT |
+			     INTERCEPT_MONITOR | INTERCEPT_MWAIT | INTERCEPT_MWAIT_COND |
+			     INTERCEPT_XSETBV;
+	c->iopm_base_pa = iopm_pa;
+	c->msrpm_base_pa = msrpm_pa;
+	c->asid = svm->asid;
+	c->int_ctl = V_INTR_MASKING_MASK;
+	c->nested_ctl = SVM_NESTED_CTL_NP_ENABLE;
+	c->nested_cr3 = svm->npt.root_pa;
+	s->vmcb->save.g_pat = SVM_DEFAULT_PAT;
+	return 0;
+}
+
+static void svm_vcpu_destroy(struct vcpu *v)
+{
+	struct svm_vcpu *s = to_svm(v);
+
+	if (dr_owner == v)
+		dr_owner = NULL;
+	pmm_free_page(s->vmcb_pa);
+	kfree(s);
+	v->arch = NULL;
+}
+
+static u64 read_dr(int n)
+{
+	u64 val = 0;
+
+	switch (n) {
+	case 0:
+		__asm__ volatile("mov %%db0, %0" : "=r"(val));
+		break;
+	case 1:
+		__asm__ volatile("mov %%db1, %0" : "=r"(val));
+		break;
+	case 2:
+		__asm__ volatile("mov %%db2, %0" : "=r"(val));
+		break;
+	case 3:
+		__asm__ volatile("mov %%db3, %0" : "=r"(val));
+		break;
+	}
+	return val;
+}
+
+static void write_dr(int n, u64 val)
+{
+	switch (n) {
+	case 0:
+		__asm__ volatile("mov %0, %%db0" ::"r"(val));
+		break;
+	case 1:
+		__asm__ volatile("mov %0, %%db1" ::"r"(val));
+		break;
+	case 2:
+		__asm__ volatile("mov %0, %%db2" ::"r"(val));
+		break;
+	case 3:
+		__asm__ volatile("mov %0, %%db3" ::"r"(val));
+		break;
+	}
+}
+
+/* DR0-3 are not part of the VMCB; they are switched only when another vCPU
+ * runs (the host never uses them). */
+static void dr_switch(struct vcpu *v)
+{
+	if (dr_owner == v)
+		return;
+	if (dr_owner)
+		for (int i = 0; i < 4; i++)
+			to_svm(dr_owner)->dr[i] = read_dr(i);
+	for (int i = 0; i < 4; i++)
+		write_dr(i, to_svm(v)->dr[i]);
+	dr_owner = v;
+}
+
+static int svm_vcpu_run(struct vcpu *v, struct vm_exit *e)
+{
+	struct svm_vcpu *s = to_svm(v);
+	struct vmcb *vmcb = s->vmcb;
+
+	dr_switch(v);
+	vmcb->save.rax = v->regs[REG_RAX];
+	vmcb->save.rsp = v->regs[REG_RSP];
+	/* Without flush-by-ASID the only TLB control is "flush everything"; it is
+	 * needed once per vCPU, since a VM's ASID may have served an older VM. */
+	vmcb->control.tlb_ctl = s->flush ? TLB_CONTROL_FLUSH_ALL_ASID : TLB_CONTROL_DO_NOTHING;
+	s->flush = false;
+	svm_vmrun(v, s->vmcb_pa, host_save_pa);
+	v->regs[REG_RAX] = vmcb->save.rax;
+	v->regs[REG_RSP] = vmcb->save.rsp;
+	/* The injected event, if any, was delivered or is in EXITINTINFO now. */
+	vmcb->control.event_inj = 0;
+	svm_decode_exit(v, e);
+	return e->kind == VMEXIT_ENTRY_FAILED ? -EINVAL : 0;
+}
+
+/* Event types: struct vcpu_event uses the VMX encoding, EVENTINJ its own
+ * (APM Vol. 2 15.20 "Event Injection"). */
+static u8 event_type_to_vmx(u64 inj)
+{
+	u32 type = (inj & SVM_EVTINJ_TYPE_MASK) >> SVM_EVTINJ_TYPE_SHIFT;
+	u8 vec = inj & SVM_EVTINJ_VEC_MASK;
+
+	if (type == 3 && (vec == 3 || vec == 4))
+		return 6; /* INT3/INTO: software exception */
+	return (u8)type;
+}
+
+static u64 event_type_from_vmx(u8 type)
+{
+	switch (type) {
+	case 0:
+		return SVM_EVTINJ_TYPE_INTR;
+	case 2:
+		return SVM_EVTINJ_TYPE_NMI;
+	case 4:
+		return SVM_EVTINJ_TYPE_SOFT;
+	default:
+		return SVM_EVTINJ_TYPE_EXEPT;
+	}
+}
+
+static void seg_out(struct vcpu_segment *d, const struct vmcb_seg *s)
+{
+	*d = (struct vcpu_segment){ s->selector, s->attrib, s->limit, s->base };
+}
+
+static void seg_in(struct vmcb_seg *d, const struct vcpu_segment *s)
+{
+	*d = (struct vmcb_seg){ s->selector, s->attr & 0xFFF, s->limit, s->base };
+}
+
+static void svm_get_state(struct vcpu *v, struct vcpu_state *st)
+{
+	struct svm_vcpu *s = to_svm(v);
+	const struct vmcb_save_area *sa = &s->vmcb->save;
+	const struct vmcb_control_area *c = &s->vmcb->control;
+
+	st->rip = sa->rip;
+	st->rflags = sa->rflags;
+	st->cr0 = sa->cr0;
+	st->cr2 = sa->cr2;
+	st->cr3 = sa->cr3;
+	st->cr4 = sa->cr4;
+	st->cr8 = c->int_ctl & V_TPR_MASK;
+	st->efer = sa->efer & ~EFER_SVME; /* Amber's, not the guest's */
+	st->pat = sa->g_pat;
+	seg_out(&st->es, &sa->es);
+	seg_out(&st->cs, &sa->cs);
+	seg_out(&st->ss, &sa->ss);
+	seg_out(&st->ds, &sa->ds);
+	seg_out(&st->fs, &sa->fs);
+	seg_out(&st->gs, &sa->gs);
+	seg_out(&st->ldtr, &sa->ldtr);
+	seg_out(&st->tr, &sa->tr);
+	st->gdtr = (struct vcpu_dtable){ sa->gdtr.base, sa->gdtr.limit, 0 };
+	st->idtr = (struct vcpu_dtable){ sa->idtr.base, sa->idtr.limit, 0 };
+	st->sysenter_cs = sa->sysenter_cs;
+	st->sysenter_esp = sa->sysenter_esp;
+	st->sysenter_eip = sa->sysenter_eip;
+	st->star = sa->star;
+	st->lstar = sa->lstar;
+	st->cstar = sa->cstar;
+	st->sfmask = sa->sfmask;
+	st->kernel_gs_base = sa->kernel_gs_base;
+	if (dr_owner == v)
+		for (int i = 0; i < 4; i++)
+			s->dr[i] = read_dr(i);
+	st->dr0 = s->dr[0];
+	st->dr1 = s->dr[1];
+	st->dr2 = s->dr[2];
+	st->dr3 = s->dr[3];
+	st->dr6 = sa->dr6;
+	st->dr7 = sa->dr7;
+	st->tsc = rdtsc() + c->tsc_offset;
+	st->interruptibility = (c->int_state & SVM_INTERRUPT_SHADOW_MASK) ? VCPU_INTR_STI : 0;
+	memset(&st->pending, 0, sizeof(st->pending));
+	if (c->event_inj & SVM_EVTINJ_VALID)
+		st->pending =
+			(struct vcpu_event){ .valid = 1,
+					     .type = event_type_to_vmx(c->event_inj),
+					     .vector = c->event_inj & SVM_EVTINJ_VEC_MASK,
+					     .has_error = !!(c->event_inj & SVM_EVTINJ_VALID_ERR),
+					     .error_code = (u32)(c->event_inj >> 32) };
+}
+
+static void svm_set_state(struct vcpu *v, const struct vcpu_state *st)
+{
+	struct svm_vcpu *s = to_svm(v);
+	struct vmcb_save_area *sa = &s->vmcb->save;
+	struct vmcb_control_area *c = &s->vmcb->control;
+
+	sa->rip = st->rip;
+	sa->rflags = st->rflags | 0x2;
+	sa->cr0 = st->cr0;
+	sa->cr2 = st->cr2;
+	sa->cr3 = st->cr3;
+	sa->cr4 = st->cr4;
+	c->int_ctl = (c->int_ctl & ~(u64)V_TPR_MASK) | (st->cr8 & V_TPR_MASK);
+	sa->efer = st->efer | EFER_SVME; /* VMRUN requires it (15.5.1 "Basic Operation") */
+	sa->g_pat = st->pat;
+	seg_in(&sa->es, &st->es);
+	seg_in(&sa->cs, &st->cs);
+	seg_in(&sa->ss, &st->ss);
+	seg_in(&sa->ds, &st->ds);
+	seg_in(&sa->fs, &st->fs);
+	seg_in(&sa->gs, &st->gs);
+	seg_in(&sa->ldtr, &st->ldtr);
+	seg_in(&sa->tr, &st->tr);
+	sa->gdtr = (struct vmcb_seg){ 0, 0, (u32)st->gdtr.limit, st->gdtr.base };
+	sa->idtr = (struct vmcb_seg){ 0, 0, (u32)st->idtr.limit, st->idtr.base };
+	/* CPL is SS.DPL in protected mode, 0 in real mode, 3 in virtual-8086 mode. */
+	if (!(st->cr0 & X86_CR0_PE))
+		sa->cpl = 0;
+	else if (st->rflags & X86_RFLAGS_VM)
+		sa->cpl = 3;
+	else
+		sa->cpl = (st->ss.attr >> 5) & 3;
+	sa->sysenter_cs = st->sysenter_cs;
+	sa->sysenter_esp = st->sysenter_esp;
+	sa->sysenter_eip = st->sysenter_eip;
+	sa->star = st->star;
+	sa->lstar = st->lstar;
+	sa->cstar = st->cstar;
+	sa->sfmask = st->sfmask;
+	sa->kernel_gs_base = st->kernel_gs_base;
+	s->dr[0] = st->dr0;
+	s->dr[1] = st->dr1;
+	s->dr[2] = st->dr2;
+	s->dr[3] = st->dr3;
+	if (dr_owner == v)
+		dr_owner = NULL; /* reload them before the next entry */
+	sa->dr6 = st->dr6;
+	sa->dr7 = st->dr7;
+	c->tsc_offset = st->tsc - rdtsc();
+	c->int_state = (st->interruptibility & (VCPU_INTR_STI | VCPU_INTR_MOV_SS)) ?
+			       SVM_INTERRUPT_SHADOW_MASK :
+			       0;
+	c->event_inj = 0;
+	if (st->pending.valid)
+		c->event_inj = SVM_EVTINJ_VALID | (st->pending.vector & SVM_EVTINJ_VEC_MASK) |
+			       event_type_from_vmx(st->pending.type) |
+			       (st->pending.has_error ?
+					SVM_EVTINJ_VALID_ERR | (u64)st->pending.error_code << 32 :
+					0);
+}
+
+static void svm_advance_rip(struct vcpu *v, const struct vm_exit *e)
+{
+	struct vmcb *vmcb = to_svm(v)->vmcb;
+
+	vmcb->save.rip += e->insn_len;
+	vmcb->control.int_state &= ~SVM_INTERRUPT_SHADOW_MASK; /* the instruction ran */
+}
+
+static void svm_inject_exception(struct vcpu *v, u8 vector, bool has_error, u32 error_code)
+{
+	struct vmcb *vmcb = to_svm(v)->vmcb;
+
+	/* Real mode pushes no error code; VMRUN refuses an EVENTINJ that has one
+	 * (APM Vol. 2 15.20 "Event Injection"). */
+	if (!(vmcb->save.cr0 & X86_CR0_PE))
+		has_error = false;
+	vmcb->control.event_inj = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_EXEPT | vector |
+				  (has_error ? SVM_EVTINJ_VALID_ERR | (u64)error_code << 32 : 0);
+}
+
+static u64 svm_read_rip(struct vcpu *v) { return to_svm(v)->vmcb->save.rip; }
+
+const struct vcpu_ops svm_ops = {
+	.name = "AMD-V",
+	.hw_enable = svm_hw_enable,
+	.vm_init = svm_vm_init,
+	.vm_destroy = svm_vm_destroy,
+	.vcpu_init = svm_vcpu_init,
+	.vcpu_destroy = svm_vcpu_destroy,
+	.vcpu_run = svm_vcpu_run,
+	.get_state = svm_get_state,
+	.set_state = svm_set_state,
+	.advance_rip = svm_advance_rip,
+	.inject_exception = svm_inject_exception,
+	.read_rip = svm_read_rip,
+	.exit_name = svm_exit_name,
+};

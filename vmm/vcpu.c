@@ -1,0 +1,409 @@
+/*
+ * The generic vCPU run loop: enter the guest through the backend, dispatch the
+ * neutral exit record through one table indexed by enum vm_exit_kind, and the
+ * round-robin scheduler that the shell runs while it waits for a key. Also the
+ * stop report (reason, exit record, registers, code bytes) every misbehaving
+ * guest gets. Host context, boot CPU, interrupts off (the backends open the
+ * window in which the host timer ends a slice).
+ */
+#include "kernel/irq.h"
+#include "kernel/lib.h"
+#include "kernel/printk.h"
+#include "kernel/time.h"
+#include "kernel/x86.h"
+#include "vmm/vmm_internal.h"
+
+typedef int (*exit_handler_t)(struct vcpu *v, struct vm_exit *e);
+
+static struct vcpu_state scratch; /* reports and page walks; never nested */
+
+static const char *const kind_names[VMEXIT_KIND_COUNT] = {
+	[VMEXIT_NONE] = "other",
+	[VMEXIT_HOST_INTERRUPT] = "interrupt",
+	[VMEXIT_IO] = "io",
+	[VMEXIT_MEM] = "mem",
+	[VMEXIT_CPUID] = "cpuid",
+	[VMEXIT_MSR_READ] = "rdmsr",
+	[VMEXIT_MSR_WRITE] = "wrmsr",
+	[VMEXIT_HLT] = "hlt",
+	[VMEXIT_TRIPLE_FAULT] = "triple-fault",
+	[VMEXIT_VIRT_INSN] = "virt-insn",
+	[VMEXIT_EXCEPTION] = "exception",
+	[VMEXIT_ENTRY_FAILED] = "entry-failed",
+	[VMEXIT_UNHANDLED] = "unhandled",
+	[VMEXIT_XSETBV] = "xsetbv",
+};
+
+const char *vm_exit_kind_name(enum vm_exit_kind kind)
+{
+	return (unsigned)kind < VMEXIT_KIND_COUNT && kind_names[kind] ? kind_names[kind] : "?";
+}
+
+static const char *const exception_names[32] = {
+	"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#09", "#TS",
+	"#NP", "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
+	"#22", "#23", "#24", "#25", "#26", "#27", "#HV", "#VC", "#SX", "#31",
+};
+
+/* ---- guest memory through the guest's own page tables ---------------------- */
+
+#define PG_P BIT(0)
+#define PG_PS BIT(7)
+#define X86_CR0_PG BIT(31)
+#define X86_CR4_PSE BIT(4)
+#define X86_CR4_PAE BIT(5)
+#define EFER_LMA_BIT BIT(10)
+
+static bool read_gpa64(struct vm *vm, u64 gpa, u64 *val, bool wide)
+{
+	void *p = gpa_to_hva(vm, gpa, wide ? 8 : 4);
+
+	if (!p)
+		return false;
+	*val = wide ? *(u64 *)p : *(u32 *)p;
+	return true;
+}
+
+/* Translates a guest-linear address with the paging mode of state s
+ * (SDM Vol. 3A 4.3 "32-Bit Paging", 4.4 "PAE Paging", 4.5 "4-Level Paging").
+ * Access rights are not checked: this serves reports and emulation only. */
+static int guest_translate(struct vm *vm, const struct vcpu_state *s, u64 la, u64 *gpa)
+{
+	u64 e, table;
+	int level;
+
+	if (!(s->cr0 & X86_CR0_PG)) {
+		*gpa = la & 0xFFFFFFFFULL;
+		return 0;
+	}
+	if (!(s->cr4 & X86_CR4_PAE)) {
+		la &= 0xFFFFFFFFULL;
+		if (!read_gpa64(vm, (s->cr3 & 0xFFFFF000) + ((la >> 22) << 2), &e, false) ||
+		    !(e & PG_P))
+			return -EFAULT;
+		if ((e & PG_PS) && (s->cr4 & X86_CR4_PSE)) {
+			*gpa = (e & 0xFFC00000) | ((e & 0x1FE000) << 19) | (la & 0x3FFFFF);
+			return 0;
+		}
+		if (!read_gpa64(vm, (e & 0xFFFFF000) + (((la >> 12) & 0x3FF) << 2), &e, false) ||
+		    !(e & PG_P))
+			return -EFAULT;
+		*gpa = (e & 0xFFFFF000) | (la & 0xFFF);
+		return 0;
+	}
+	if (s->efer & EFER_LMA_BIT) {
+		table = s->cr3 & GENMASK_ULL(51, 12);
+		level = 3;
+	} else {
+		la &= 0xFFFFFFFFULL;
+		if (!read_gpa64(vm, (s->cr3 & 0xFFFFFFE0) + ((la >> 30) << 3), &e, true) ||
+		    !(e & PG_P))
+			return -EFAULT;
+		table = e & GENMASK_ULL(51, 12);
+		level = 1;
+	}
+	for (; level >= 0; level--) {
+		if (!read_gpa64(vm, table + (((la >> (12 + 9 * level)) & 511) << 3), &e, true) ||
+		    !(e & PG_P))
+			return -EFAULT;
+		if (level > 0 && (e & PG_PS)) {
+			u64 size = 1ULL << (12 + 9 * level);
+
+			*gpa = (e & GENMASK_ULL(51, 12) & ~(size - 1)) | (la & (size - 1));
+			return 0;
+		}
+		table = e & GENMASK_ULL(51, 12);
+	}
+	*gpa = table | (la & 0xFFF);
+	return 0;
+}
+
+int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len)
+{
+	u8 *d = dst;
+
+	vcpu_ops->get_state(v, &scratch);
+	while (len) {
+		u64 n = MIN(len, PAGE_SIZE - (la & (PAGE_SIZE - 1))), gpa;
+
+		if (guest_translate(v->vm, &scratch, la, &gpa) ||
+		    vm_copy_from_guest(v->vm, d, gpa, n))
+			return -EFAULT;
+		la += n;
+		d += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* ---- reports --------------------------------------------------------------- */
+
+static void dump_segment(int id, const char *name, const struct vcpu_segment *sg)
+{
+	printk("[vm%d]   %s=%04x base=%016lx limit=%08x attr=%03x\n", id, name, sg->selector,
+	       sg->base, sg->limit, sg->attr);
+}
+
+void vcpu_dump(struct vcpu *v)
+{
+	const u64 *r = v->regs;
+	struct vcpu_state *s = &scratch;
+	int id = v->vm->id;
+	u8 code[16];
+	char hex[64];
+	int n = 0;
+
+	vcpu_ops->get_state(v, s);
+	printk("[vm%d]   RAX=%016lx RBX=%016lx RCX=%016lx RDX=%016lx\n", id, r[REG_RAX], r[REG_RBX],
+	       r[REG_RCX], r[REG_RDX]);
+	printk("[vm%d]   RSI=%016lx RDI=%016lx RBP=%016lx RSP=%016lx\n", id, r[REG_RSI], r[REG_RDI],
+	       r[REG_RBP], r[REG_RSP]);
+	printk("[vm%d]   R8 =%016lx R9 =%016lx R10=%016lx R11=%016lx\n", id, r[REG_R8], r[REG_R9],
+	       r[REG_R10], r[REG_R11]);
+	printk("[vm%d]   R12=%016lx R13=%016lx R14=%016lx R15=%016lx\n", id, r[REG_R12], r[REG_R13],
+	       r[REG_R14], r[REG_R15]);
+	printk("[vm%d]   RIP=%016lx RFLAGS=%08lx CR0=%08lx CR2=%016lx CR3=%016lx\n", id, s->rip,
+	       s->rflags, s->cr0, s->cr2, s->cr3);
+	printk("[vm%d]   CR4=%08lx EFER=%08lx XCR0=%lx GDTR=%016lx/%x IDTR=%016lx/%x\n", id, s->cr4,
+	       s->efer, v->xcr0, s->gdtr.base, s->gdtr.limit, s->idtr.base, s->idtr.limit);
+	dump_segment(id, "CS", &s->cs);
+	dump_segment(id, "SS", &s->ss);
+	dump_segment(id, "DS", &s->ds);
+	if (s->pending.valid)
+		printk("[vm%d]   event being delivered: type %u vector %u error 0x%x\n", id,
+		       s->pending.type, s->pending.vector, s->pending.error_code);
+	if (vcpu_read_linear(v, s->cs.base + s->rip, code, sizeof(code)) == 0) {
+		for (unsigned i = 0; i < sizeof(code) && n < (int)sizeof(hex) - 3; i++)
+			n += snprintf(hex + n, sizeof(hex) - n, "%02x ", code[i]);
+		printk("[vm%d]   code at RIP: %s\n", id, hex);
+	} else {
+		printk("[vm%d]   code at RIP: not readable (outside RAM or not mapped)\n", id);
+	}
+}
+
+int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, ...)
+{
+	struct vm *vm = v->vm;
+	const char *name = vcpu_ops->exit_name ? vcpu_ops->exit_name(e->raw_reason) : NULL;
+	char reason[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	vm_stop(vm, "%s", reason);
+	printk("[vm%d]   vCPU %d, %s exit %s (0x%x), qualification 0x%lx, info 0x%lx, RIP 0x%lx\n",
+	       vm->id, v->id, vcpu_ops->name, name ? name : "?", e->raw_reason, e->qualification,
+	       e->info2, e->rip);
+	vcpu_dump(v);
+	return EXIT_YIELD;
+}
+
+/* ---- exit handlers ----------------------------------------------------------- */
+
+static int handle_none(struct vcpu *v, struct vm_exit *e) { return EXIT_RESUME; }
+
+static int handle_host_interrupt(struct vcpu *v, struct vm_exit *e) { return EXIT_YIELD; }
+
+static int handle_io(struct vcpu *v, struct vm_exit *e) { return emulate_io(v, e); }
+
+static int handle_mem(struct vcpu *v, struct vm_exit *e)
+{
+	return vcpu_stop_report(v, e,
+				"guest %s GPA 0x%lx, outside its RAM (0-0x%lx) and every device",
+				e->mem.fetch ? "fetched code at" :
+				e->mem.write ? "wrote to" :
+					       "read from",
+				e->mem.gpa, v->vm->mem_size - 1);
+}
+
+static int handle_cpuid(struct vcpu *v, struct vm_exit *e) { return emulate_cpuid(v, e); }
+static int handle_rdmsr(struct vcpu *v, struct vm_exit *e) { return emulate_rdmsr(v, e); }
+static int handle_wrmsr(struct vcpu *v, struct vm_exit *e) { return emulate_wrmsr(v, e); }
+static int handle_xsetbv(struct vcpu *v, struct vm_exit *e) { return emulate_xsetbv(v, e); }
+
+/* HLT: with no virtual interrupt controller nothing can wake the vCPU, so it
+ * stays halted; the VM is "halted" once all its vCPUs are. */
+static int handle_hlt(struct vcpu *v, struct vm_exit *e)
+{
+	vcpu_ops->advance_rip(v, e);
+	v->halted = true;
+	return EXIT_YIELD;
+}
+
+static int handle_triple_fault(struct vcpu *v, struct vm_exit *e)
+{
+	return vcpu_stop_report(v, e,
+				"triple fault: an exception the guest could not handle "
+				"(shutdown)");
+}
+
+static int handle_virt_insn(struct vcpu *v, struct vm_exit *e)
+{
+	const char *name = vcpu_ops->exit_name ? vcpu_ops->exit_name(e->raw_reason) : NULL;
+
+	return vcpu_stop_report(v, e,
+				"executed the virtualization instruction %s, which Amber "
+				"does not offer to guests",
+				name ? name : "?");
+}
+
+/* Contributory exceptions, SDM Vol. 3A 6.15 "Exception and Interrupt Reference",
+ * Interrupt 8, Table 6-4: two of them in a row make a #DF. */
+static bool contributory(u8 vec) { return vec == 0 || (vec >= 10 && vec <= 13); }
+
+/* An intercepted exception goes back to the guest, unless they come in a storm
+ * (a handler that faults again, forever): then the VM is stopped. When it
+ * arose while the CPU was delivering another exception (the backend requeued
+ * that one as the pending event), the two combine as the CPU would have
+ * combined them: a #DF, or a triple fault after a #DF (SDM Vol. 3A 6.15,
+ * Table 6-5 "Conditions for Generating a Double Fault"). */
+static int handle_exception(struct vcpu *v, struct vm_exit *e)
+{
+	u64 now = ticks();
+	u8 vec = e->exc.vector;
+	bool has_error = e->exc.has_error;
+	u32 error = e->exc.error_code;
+
+	vcpu_ops->get_state(v, &scratch);
+	if (scratch.pending.valid && scratch.pending.type == 3) {
+		u8 prev = scratch.pending.vector;
+
+		if (prev == 8)
+			return handle_triple_fault(v, e);
+		if ((contributory(prev) && contributory(vec)) ||
+		    (prev == 14 && (contributory(vec) || vec == 14))) {
+			vec = 8;
+			has_error = true;
+			error = 0;
+		}
+	}
+
+	if (now - v->exc_window > EXC_STORM_WINDOW_US) {
+		v->exc_window = now;
+		v->exceptions = 0;
+	}
+	if (++v->exceptions > EXC_STORM_LIMIT)
+		return vcpu_stop_report(v, e,
+					"exception storm: more than %d %s exceptions within "
+					"a second",
+					EXC_STORM_LIMIT, exception_names[vec & 31]);
+	vcpu_ops->inject_exception(v, vec, has_error, error);
+	return EXIT_RESUME;
+}
+
+static int handle_entry_failed(struct vcpu *v, struct vm_exit *e)
+{
+	return vcpu_stop_report(v, e, "the CPU refused to enter the guest (invalid guest state)");
+}
+
+static int handle_unhandled(struct vcpu *v, struct vm_exit *e)
+{
+	const char *name = vcpu_ops->exit_name ? vcpu_ops->exit_name(e->raw_reason) : NULL;
+
+	return vcpu_stop_report(v, e, "unexpected VM exit %s (0x%x)", name ? name : "?",
+				e->raw_reason);
+}
+
+static const exit_handler_t exit_handlers[VMEXIT_KIND_COUNT] = {
+	[VMEXIT_NONE] = handle_none,
+	[VMEXIT_HOST_INTERRUPT] = handle_host_interrupt,
+	[VMEXIT_IO] = handle_io,
+	[VMEXIT_MEM] = handle_mem,
+	[VMEXIT_CPUID] = handle_cpuid,
+	[VMEXIT_MSR_READ] = handle_rdmsr,
+	[VMEXIT_MSR_WRITE] = handle_wrmsr,
+	[VMEXIT_HLT] = handle_hlt,
+	[VMEXIT_TRIPLE_FAULT] = handle_triple_fault,
+	[VMEXIT_VIRT_INSN] = handle_virt_insn,
+	[VMEXIT_EXCEPTION] = handle_exception,
+	[VMEXIT_ENTRY_FAILED] = handle_entry_failed,
+	[VMEXIT_UNHANDLED] = handle_unhandled,
+	[VMEXIT_XSETBV] = handle_xsetbv,
+};
+
+/* ---- the run loop and the scheduler --------------------------------------- */
+
+/* Runs v until its slice ends (host timer, VMM_SLICE_US), it halts, or its VM
+ * leaves the running state. */
+static void vcpu_run_slice(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	u64 deadline = ticks() + VMM_SLICE_US, tick0 = irq_timer_count();
+	unsigned n = 0;
+	struct vm_exit e;
+
+	vcpu_fpu_switch(v);
+	while (vm->state == VM_RUNNING && !v->halted) {
+		int err, action;
+
+		e.kind = VMEXIT_UNHANDLED; /* the backend fills in the record */
+		err = vcpu_ops->vcpu_run(v, &e);
+		if (err && e.kind != VMEXIT_ENTRY_FAILED)
+			e.kind = VMEXIT_ENTRY_FAILED;
+		if ((unsigned)e.kind >= VMEXIT_KIND_COUNT)
+			e.kind = VMEXIT_UNHANDLED;
+		v->exits++;
+		v->exit_counts[e.kind]++;
+		action = exit_handlers[e.kind](v, &e);
+		/* The slice ends at the next timer tick (taken on this exit's way
+		 * out), or by the clock should the timer not tick. */
+		if (action == EXIT_YIELD || irq_timer_count() != tick0 ||
+		    (++n % 64 == 0 && ticks() >= deadline))
+			break;
+	}
+}
+
+static bool all_halted(struct vm *vm)
+{
+	for (int i = 0; i < vm->nvcpus; i++)
+		if (!vm->vcpus[i]->halted)
+			return false;
+	return true;
+}
+
+/* The next runnable vCPU after the last one run, round robin over all VMs. */
+static struct vcpu *sched_next(void)
+{
+	static unsigned cursor;
+	const unsigned slots = VM_MAX * VM_MAX_VCPUS;
+
+	for (unsigned i = 1; i <= slots; i++) {
+		unsigned k = (cursor + i) % slots;
+		struct vm *vm = vm_table[k / VM_MAX_VCPUS];
+		struct vcpu *v;
+
+		if (!vm || vm->state != VM_RUNNING || (int)(k % VM_MAX_VCPUS) >= vm->nvcpus)
+			continue;
+		v = vm->vcpus[k % VM_MAX_VCPUS];
+		if (v && !v->halted) {
+			cursor = k;
+			return v;
+		}
+	}
+	return NULL;
+}
+
+void vmm_idle(void)
+{
+	struct vcpu *v = sched_next();
+	struct vm *vm;
+
+	if (!v) {
+		/* Nothing to run: sleep until the next tick instead of spinning (the
+		 * shell polls the console again after it). */
+		if (irq_timer_count())
+			irq_wait();
+		else
+			cpu_relax();
+		return;
+	}
+	vm = v->vm;
+	vcpu_run_slice(v);
+	if (vm->state == VM_RUNNING && all_halted(vm)) {
+		vm->state = VM_HALTED;
+		vuart_flush(vm);
+		printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it (RIP 0x%lx)\n",
+		       vm->id, vcpu_ops->read_rip(v));
+	}
+}

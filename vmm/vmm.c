@@ -1,0 +1,404 @@
+/*
+ * The VMM core: picks the hardware backend at boot, and owns the VM table, guest
+ * RAM (2 MiB chunks from the physical allocator), loading a guest image and the
+ * VM life cycle (create, start, pause, resume, stop, destroy).
+ * Host context on the boot CPU, interrupts off; no vCPU is in guest mode while
+ * any of this runs (guests only run inside vmm_idle()).
+ */
+#include "vmm/vmm.h"
+#include "kernel/cpu.h"
+#include "kernel/irq.h"
+#include "kernel/lib.h"
+#include "kernel/mm.h"
+#include "kernel/printk.h"
+#include "kernel/shell.h"
+#include "kernel/time.h"
+#include "kernel/x86.h"
+#include "vmm/loader.h"
+#include "vmm/vmm_internal.h"
+
+const struct vcpu_ops *vcpu_ops;
+struct vm *vm_table[VM_MAX];
+static char unavailable[200] = "the VMM was not initialised";
+
+static const char *const state_names[] = {
+	[VM_CREATED] = "created", [VM_RUNNING] = "running", [VM_PAUSED] = "paused",
+	[VM_HALTED] = "halted",	  [VM_EXITED] = "exited",   [VM_STOPPED] = "stopped",
+};
+
+const char *vm_state_name(enum vm_state st)
+{
+	return (unsigned)st < ARRAY_SIZE(state_names) ? state_names[st] : "?";
+}
+
+const char *vmm_unavailable_reason(void) { return vcpu_ops ? NULL : unavailable; }
+
+/* Chooses the backend once: VT-x with EPT, else AMD-V with NPT
+ * (docs/vmm.md "Backends"). */
+static const struct vcpu_ops *pick_backend(void)
+{
+	if (cpu.vmx && cpu.vmx_locked_off)
+		snprintf(unavailable, sizeof(unavailable),
+			 "VT-x is disabled by the firmware (IA32_FEATURE_CONTROL is locked)");
+	else if (cpu.vmx && !cpu.vmx_ept)
+		snprintf(unavailable, sizeof(unavailable), "the CPU has VT-x but no EPT");
+	else if (cpu.vmx)
+		return &vmx_ops;
+	else if (cpu.svm && cpu.svm_disabled)
+		snprintf(unavailable, sizeof(unavailable),
+			 "AMD-V is disabled by the firmware (VM_CR.SVMDIS)");
+	else if (cpu.svm && !cpu.svm_npt)
+		snprintf(unavailable, sizeof(unavailable),
+			 "the CPU has AMD-V but no nested paging");
+	else if (cpu.svm)
+		return &svm_ops;
+	else
+		snprintf(unavailable, sizeof(unavailable),
+			 "the CPU offers neither VT-x nor AMD-V%s",
+			 cpu.hypervisor ?
+				 " (Amber runs under a hypervisor without nested virtualization)" :
+				 "");
+	return NULL;
+}
+
+/* The host timer is what ends a slice of a guest that never exits; say so at
+ * boot if it does not tick. */
+static void check_timer(void)
+{
+	u64 dl = deadline_after_us(100000);
+
+	while (!irq_timer_count() && !deadline_passed(dl))
+		irq_window();
+	if (!irq_timer_count())
+		pr_warn("vmm: the host timer (PIT, IRQ0) does not tick: a guest that never exits "
+			"will keep the CPU");
+}
+
+void vmm_init(void)
+{
+	const struct vcpu_ops *ops = pick_backend();
+
+	guest_images_init();
+	if (ops) {
+		if (ops->hw_enable() == 0) {
+			vcpu_ops = ops;
+		} else {
+			snprintf(unavailable, sizeof(unavailable),
+				 "%s could not be enabled (see the boot log)", ops->name);
+		}
+	}
+	if (!vcpu_ops) {
+		pr_warn("vmm: no guests can run: %s", unavailable);
+		return;
+	}
+	vcpu_fpu_setup();
+	irq_timer_start(VMM_TIMER_HZ);
+	check_timer();
+	shell_set_idle(vmm_idle);
+	pr_info("vmm: %s backend ready; %d guest image(s)", vcpu_ops->name, guest_image_count());
+}
+
+struct vm *vm_get(int id)
+{
+	if (id < 1 || id > VM_MAX)
+		return NULL;
+	return vm_table[id - 1];
+}
+
+static void free_ram(struct vm *vm)
+{
+	for (u64 i = 0; i < vm->nchunks; i++)
+		if (vm->chunks[i])
+			pmm_free_2m(vm->chunks[i]);
+	kfree(vm->chunks);
+	vm->chunks = NULL;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vuart_flush(vm);
+	for (int i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (!v)
+			continue;
+		if (v->arch && vcpu_ops)
+			vcpu_ops->vcpu_destroy(v);
+		vcpu_free(v);
+		vm->vcpus[i] = NULL;
+	}
+	if (vm->arch && vcpu_ops)
+		vcpu_ops->vm_destroy(vm);
+	free_ram(vm);
+	if (vm->id >= 1 && vm->id <= VM_MAX && vm_table[vm->id - 1] == vm)
+		vm_table[vm->id - 1] = NULL;
+	kfree(vm);
+}
+
+/* Allocates a VM with its RAM and vCPUs and lets the backend build the nested
+ * page tables and VMCS/VMCBs. Prints why and returns NULL on failure. */
+static struct vm *vm_alloc(const char *image, u64 mem, int ncpus)
+{
+	char want[24], have[24];
+	u64 free_bytes = pmm_free_pages() * PAGE_SIZE;
+	struct vm *vm;
+	int slot;
+
+	if (!vcpu_ops) {
+		printk("vm: cannot run guests: %s\n", unavailable);
+		return NULL;
+	}
+	if (mem < VM_MIN_MEM || mem > VM_MAX_MEM || (mem & (PAGE_SIZE - 1))) {
+		printk("vm: memory must be a multiple of 4 KiB between 2 MiB and 64 GiB\n");
+		return NULL;
+	}
+	if (ncpus < 1 || ncpus > VM_MAX_VCPUS) {
+		printk("vm: cpus must be between 1 and %d\n", VM_MAX_VCPUS);
+		return NULL;
+	}
+	if (ncpus > 1) {
+		printk("vm: only cpus=1 for now: Amber runs every vCPU on the boot CPU and "
+		       "has no virtual APIC to start the others\n");
+		return NULL;
+	}
+	if (ALIGN_UP(mem, VM_CHUNK_SIZE) + VM_HOST_RESERVE > free_bytes) {
+		format_size(want, sizeof(want), mem);
+		format_size(have, sizeof(have),
+			    free_bytes > VM_HOST_RESERVE ? free_bytes - VM_HOST_RESERVE : 0);
+		printk("vm: %s of guest RAM requested, but only %s is free for guests\n", want,
+		       have);
+		return NULL;
+	}
+	for (slot = 0; slot < VM_MAX && vm_table[slot]; slot++)
+		;
+	if (slot == VM_MAX) {
+		printk("vm: all %d VM slots are in use (vm kill one first)\n", VM_MAX);
+		return NULL;
+	}
+	vm = kzalloc(sizeof(*vm));
+	if (!vm)
+		goto nomem;
+	vm->id = slot + 1;
+	vm_table[slot] = vm;
+	strlcpy(vm->image, image, sizeof(vm->image));
+	vm->mem_size = mem;
+	vm->nchunks = ALIGN_UP(mem, VM_CHUNK_SIZE) / VM_CHUNK_SIZE;
+	vm->chunks = kzalloc(vm->nchunks * sizeof(u64));
+	if (!vm->chunks)
+		goto nomem;
+	for (u64 i = 0; i < vm->nchunks; i++) {
+		vm->chunks[i] = pmm_alloc_2m();
+		if (!vm->chunks[i]) {
+			printk("vm: could not allocate guest RAM in 2 MiB pieces (memory fragmented)\n");
+			goto fail;
+		}
+	}
+	vm->guest_tsc_hz = tsc_hz();
+	vm->created_ticks = ticks();
+	legacy_reset(vm);
+	if (vcpu_ops->vm_init(vm)) {
+		printk("vm: %s could not set up the VM's nested paging\n", vcpu_ops->name);
+		goto fail;
+	}
+	vm->nvcpus = ncpus;
+	for (int i = 0; i < ncpus; i++) {
+		vm->vcpus[i] = vcpu_create(vm, i);
+		if (!vm->vcpus[i])
+			goto nomem;
+		if (vcpu_ops->vcpu_init(vm->vcpus[i])) {
+			printk("vm: %s could not set up vCPU %d\n", vcpu_ops->name, i);
+			goto fail;
+		}
+	}
+	vm->state = VM_CREATED;
+	return vm;
+nomem:
+	printk("vm: out of host memory for the VM's bookkeeping\n");
+fail:
+	vm_destroy(vm);
+	return NULL;
+}
+
+static int target_write(void *ctx, u64 gpa, const void *src, u64 len)
+{
+	return vm_copy_to_guest(ctx, gpa, src, len);
+}
+
+static int target_zero(void *ctx, u64 gpa, u64 len)
+{
+	static const u8 zeros[4096];
+
+	while (len) {
+		u64 n = MIN(len, sizeof(zeros));
+		int err = vm_copy_to_guest(ctx, gpa, zeros, n);
+
+		if (err)
+			return err;
+		gpa += n;
+		len -= n;
+	}
+	return 0;
+}
+
+struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline)
+{
+	static struct vcpu_state entry; /* large: not on the shell's stack */
+	const struct guest_image *img = guest_image_find(image);
+	struct loader_target t;
+	struct mb_loaded info;
+	char err[160];
+	struct vm *vm;
+	u32 info_gpa;
+
+	if (!img) {
+		printk("vm: no guest image '%s' (vm images lists them)\n", image);
+		return NULL;
+	}
+	vm = vm_alloc(img->name, mem, ncpus);
+	if (!vm)
+		return NULL;
+	if (!cmdline)
+		cmdline = img->cmdline;
+	strlcpy(vm->image_cmdline, img->cmdline, sizeof(vm->image_cmdline));
+	/* Like GRUB, the command line starts with the kernel's own name. */
+	snprintf(vm->cmdline, sizeof(vm->cmdline), "%s%s%s", img->name, cmdline[0] ? " " : "",
+		 cmdline);
+	t = (struct loader_target){
+		.mem_size = mem, .write = target_write, .zero = target_zero, .ctx = vm
+	};
+	if (mb_load(img->data, img->size, &t, &info, err, sizeof(err)) ||
+	    mb_write_info(&t, vm->cmdline, &info_gpa)) {
+		printk("vm: cannot load '%s': %s\n", img->name,
+		       err[0] ? err : "guest memory write failed");
+		vm_destroy(vm);
+		return NULL;
+	}
+	mb_entry_state(&entry, info.entry, info_gpa);
+	vcpu_set_state(vm->vcpus[0], &entry);
+	pr_debug("vm%d: %s (%s) at 0x%lx-0x%lx, entry 0x%x", vm->id, img->name,
+		 mb_format_name(info.format), info.lo, info.hi, info.entry);
+	return vm;
+}
+
+struct vm *vm_create_empty(const char *image, u64 mem, int ncpus)
+{
+	return vm_alloc(image, mem, ncpus);
+}
+
+int vm_start(struct vm *vm)
+{
+	if (vm->state != VM_CREATED) {
+		printk("vm %d is %s; only a created VM can be started\n", vm->id,
+		       vm_state_name(vm->state));
+		return -EINVAL;
+	}
+	vm->state = VM_RUNNING;
+	vm->started_ticks = ticks();
+	return 0;
+}
+
+/* Freezes the guest's TSC: read at pause, written back at resume, so a paused
+ * guest does not see the time it spent paused (and a snapshot holds the value). */
+static void tsc_freeze(struct vm *vm, bool freeze)
+{
+	static struct vcpu_state s;
+
+	for (int i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		vcpu_ops->get_state(v, &s);
+		if (freeze) {
+			v->frozen_tsc = s.tsc;
+		} else {
+			s.tsc = v->frozen_tsc;
+			vcpu_ops->set_state(v, &s);
+		}
+	}
+}
+
+int vm_pause(struct vm *vm)
+{
+	if (vm->state != VM_RUNNING && vm->state != VM_HALTED) {
+		printk("vm %d is %s; only a running VM can be paused\n", vm->id,
+		       vm_state_name(vm->state));
+		return -EINVAL;
+	}
+	/* No vCPU is in guest mode here (guests run only inside vmm_idle), so the
+	 * VMCS/VMCB and regs[] are complete; the FPU is saved into v->fpu. */
+	for (int i = 0; i < vm->nvcpus; i++)
+		vcpu_fpu_release(vm->vcpus[i]);
+	tsc_freeze(vm, true);
+	vm->state = VM_PAUSED;
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	if (vm->state != VM_PAUSED) {
+		printk("vm %d is %s; only a paused VM can be resumed\n", vm->id,
+		       vm_state_name(vm->state));
+		return -EINVAL;
+	}
+	tsc_freeze(vm, false);
+	vm->state = VM_RUNNING;
+	return 0;
+}
+
+void vm_stop(struct vm *vm, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (vm->state == VM_STOPPED || vm->state == VM_EXITED)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(vm->stop_reason, sizeof(vm->stop_reason), fmt, ap);
+	va_end(ap);
+	vuart_flush(vm);
+	vm->state = VM_STOPPED;
+	printk("[vm%d] stopped: %s\n", vm->id, vm->stop_reason);
+}
+
+void *gpa_to_hva(struct vm *vm, u64 gpa, u64 len)
+{
+	u64 off = gpa & (VM_CHUNK_SIZE - 1);
+
+	if (gpa >= vm->mem_size || len > vm->mem_size - gpa || off + len > VM_CHUNK_SIZE)
+		return NULL;
+	return (u8 *)phys_to_virt(vm->chunks[gpa / VM_CHUNK_SIZE]) + off;
+}
+
+int vm_copy_to_guest(struct vm *vm, u64 gpa, const void *src, u64 len)
+{
+	const u8 *s = src;
+
+	if (gpa >= vm->mem_size || len > vm->mem_size - gpa)
+		return -EFAULT;
+	while (len) {
+		u64 n = MIN(len, VM_CHUNK_SIZE - (gpa & (VM_CHUNK_SIZE - 1)));
+
+		memcpy(gpa_to_hva(vm, gpa, n), s, n);
+		gpa += n;
+		s += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int vm_copy_from_guest(struct vm *vm, void *dst, u64 gpa, u64 len)
+{
+	u8 *d = dst;
+
+	if (gpa >= vm->mem_size || len > vm->mem_size - gpa)
+		return -EFAULT;
+	while (len) {
+		u64 n = MIN(len, VM_CHUNK_SIZE - (gpa & (VM_CHUNK_SIZE - 1)));
+
+		memcpy(d, gpa_to_hva(vm, gpa, n), n);
+		gpa += n;
+		d += n;
+		len -= n;
+	}
+	return 0;
+}

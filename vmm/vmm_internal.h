@@ -1,0 +1,85 @@
+/*
+ * Interfaces between the generic VMM files (the C files of vmm/). Backends do not include
+ * this: they see only vmm/vmm.h. Host context, boot CPU, interrupts off.
+ */
+#ifndef AMBER_VMM_INTERNAL_H
+#define AMBER_VMM_INTERNAL_H
+
+#include "vmm/vmm.h"
+
+#define VM_MIN_MEM MiB(2)
+#define VM_MAX_MEM GiB(64)
+#define VM_DEFAULT_MEM MiB(32)
+#define VM_HOST_RESERVE MiB(8) /* memory vm create leaves to the host */
+#define VMM_SLICE_US 10000     /* longest a vCPU runs before the shell's turn */
+#define VMM_TIMER_HZ 100
+#define IO_STORM_LIMIT 100000 /* unemulated port accesses before a VM is stopped */
+#define EXC_STORM_LIMIT 1000  /* intercepted exceptions in one window: a storm */
+#define EXC_STORM_WINDOW_US 1000000
+
+/* What an exit handler tells the run loop. */
+enum exit_action {
+	EXIT_RESUME, /* re-enter the guest */
+	EXIT_YIELD,  /* back to the scheduler: slice over, vCPU halted or VM ended */
+};
+
+/* vmm/vcpu.c */
+struct vcpu *vcpu_create(struct vm *vm, int id);
+void vcpu_free(struct vcpu *v);
+void vcpu_fpu_setup(void);
+/* Saves the vCPU's FPU state into v->fpu if it is loaded in the registers, so
+ * that v->fpu is complete (pause, snapshot, destroy). */
+void vcpu_fpu_release(struct vcpu *v);
+u64 vcpu_xcr0_allowed(void);
+/* Makes v the FPU owner (its state loaded in the registers) before it runs. */
+void vcpu_fpu_switch(struct vcpu *v);
+/* The guest changed XCR0 (XSETBV, already checked): v owns the FPU. */
+void vcpu_fpu_set_xcr0(struct vcpu *v, u64 xcr0);
+/* A valid XCR0 for a guest (SDM Vol. 1 13.3 "Enabling the XSAVE Feature Set"). */
+bool vcpu_xcr0_valid(u64 xcr0);
+/* Prints the registers of a vCPU, lines prefixed "[vmN]   ". */
+void vcpu_dump(struct vcpu *v);
+/* Stops v's VM: the reason, the exit record and the registers. Returns EXIT_YIELD. */
+int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, ...) __printf(3, 4);
+/* Reads guest memory at a guest-linear address through the guest's own paging
+ * (none, 32-bit, PAE or 4-level). Returns 0 or -EFAULT. */
+int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len);
+
+/* vmm/emulate.c: CPUID, MSR and port I/O. */
+int emulate_io(struct vcpu *v, const struct vm_exit *e);
+int emulate_cpuid(struct vcpu *v, const struct vm_exit *e);
+int emulate_rdmsr(struct vcpu *v, const struct vm_exit *e);
+int emulate_wrmsr(struct vcpu *v, const struct vm_exit *e);
+int emulate_xsetbv(struct vcpu *v, const struct vm_exit *e);
+
+/* vmm/dev_uart.c: COM1. */
+#define VUART_BASE 0x3F8
+u32 vuart_read(struct vm *vm, u16 offset);
+void vuart_write(struct vm *vm, u16 offset, u8 val);
+/* Prints a partial line (VM ending, console attach). */
+void vuart_flush(struct vm *vm);
+/* Queues a byte typed on `vm console`; false when the receive buffer is full. */
+bool vuart_input(struct vm *vm, u8 c);
+
+/* vmm/dev_legacy.c: PIT, port 0x61, 8042, PIC, POST, CMOS. Returns true when
+ * the port belongs to one of them; *val in and out as emulate_io passes it. */
+bool legacy_io(struct vcpu *v, u16 port, u8 size, bool in, u32 *val);
+void legacy_reset(struct vm *vm);
+
+/* vmm/images.c: the guest images Amber can run. */
+struct guest_image {
+	const char *name;
+	const u8 *data;
+	u64 size;
+	const char *cmdline; /* default guest arguments */
+	bool module;	     /* a Multiboot module, not built in */
+};
+void guest_images_init(void);
+const struct guest_image *guest_image_find(const char *name);
+int guest_image_count(void);
+const struct guest_image *guest_image_at(int i);
+
+/* vmm/vmm.c */
+extern struct vm *vm_table[VM_MAX];
+
+#endif

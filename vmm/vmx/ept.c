@@ -1,0 +1,166 @@
+/*
+ * EPT builder: four levels of 512-entry tables (PML4, PDPT, PD, PT), leaves of
+ * 2 MiB at the PD level where possible and 4 KiB in the PT otherwise, all
+ * write-back. Pure code without inline assembly: the kernel passes the page
+ * allocator, the host unit test (tests/unit/test_ept.c) a fake one.
+ * SDM Vol. 3C 29.3.2 "EPT Translation Mechanism".
+ */
+#include "vmm/vmx/ept.h"
+
+#define EPT_ENTRIES 512
+#define EPT_LEVEL_SHIFT(level) (12 + 9 * (level)) /* level 0 = PT .. 3 = PML4 */
+#define EPT_INDEX(gpa, level) (((gpa) >> EPT_LEVEL_SHIFT(level)) & (EPT_ENTRIES - 1))
+/* Guest-physical addresses a 4-level walk can express: 48 bits. */
+#define EPT_GPA_LIMIT (1ULL << 48)
+/* Host-physical addresses an entry can hold: bits 51:12. */
+#define EPT_HPA_LIMIT (1ULL << 52)
+
+static u64 *ept_table(const struct ept *e, u64 pa) { return e->mm->to_virt(e->mm->ctx, pa); }
+
+int ept_init(struct ept *e, const struct ept_mm *mm, bool large_pages)
+{
+	e->mm = mm;
+	e->large_pages = large_pages;
+	e->table_pages = 0;
+	e->root = mm->alloc_page(mm->ctx);
+	if (!e->root)
+		return -ENOMEM;
+	e->table_pages = 1;
+	return 0;
+}
+
+/* Frees the table at `pa` of `level` and the tables below it. */
+static void ept_free_table(struct ept *e, u64 pa, int level)
+{
+	u64 *t = ept_table(e, pa);
+
+	for (int i = 0; level > 0 && i < EPT_ENTRIES; i++) {
+		if (!(t[i] & EPT_RWX) || (t[i] & EPT_LARGE))
+			continue;
+		ept_free_table(e, t[i] & EPT_ADDR_MASK, level - 1);
+	}
+	e->mm->free_page(e->mm->ctx, pa);
+	e->table_pages--;
+}
+
+void ept_destroy(struct ept *e)
+{
+	if (!e->root)
+		return;
+	ept_free_table(e, e->root, 3);
+	e->root = 0;
+}
+
+/* Returns the table that the entry at t[idx] points to, creating it if the
+ * entry is empty; NULL with *err set if it maps a page or no page is left. */
+static u64 *ept_next_table(struct ept *e, u64 *t, u64 idx, int *err)
+{
+	u64 pa;
+
+	if (t[idx] & EPT_LARGE) {
+		*err = -EEXIST;
+		return NULL;
+	}
+	if (!(t[idx] & EPT_RWX)) {
+		pa = e->mm->alloc_page(e->mm->ctx);
+		if (!pa) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		e->table_pages++;
+		/* Non-leaf entries grant everything; the leaf decides. */
+		t[idx] = pa | EPT_RWX;
+	}
+	return ept_table(e, t[idx] & EPT_ADDR_MASK);
+}
+
+/* Installs one leaf of `size` (4 KiB or 2 MiB) for gpa. */
+static int ept_map_one(struct ept *e, u64 gpa, u64 hpa, u64 size, u64 prot)
+{
+	int leaf_level = size == EPT_PAGE_2M ? 1 : 0;
+	u64 *t = ept_table(e, e->root);
+	int err = 0;
+
+	for (int level = 3; level > leaf_level; level--) {
+		t = ept_next_table(e, t, EPT_INDEX(gpa, level), &err);
+		if (!t)
+			return err;
+	}
+	if (t[EPT_INDEX(gpa, leaf_level)] & EPT_RWX)
+		return -EEXIST;
+	/* IPAT stays clear so that a guest's own PAT can still ask for UC. */
+	t[EPT_INDEX(gpa, leaf_level)] = hpa | prot | (EPT_MT_WB << EPT_MT_SHIFT) |
+					(leaf_level ? EPT_LARGE : 0);
+	return 0;
+}
+
+int ept_map(struct ept *e, u64 gpa, u64 hpa, u64 size, u64 prot)
+{
+	u64 step;
+	int err;
+
+	if (!e->root || ((gpa | hpa | size) & (EPT_PAGE_4K - 1)) || !(prot & EPT_RWX) ||
+	    (prot & ~EPT_RWX) || gpa + size > EPT_GPA_LIMIT || gpa + size < gpa ||
+	    hpa + size > EPT_HPA_LIMIT || hpa + size < hpa)
+		return -EINVAL;
+	/* Write without read is a misconfiguration (SDM Vol. 3C 29.3.3.1 "EPT Misconfigurations"). */
+	if ((prot & EPT_WRITE) && !(prot & EPT_READ))
+		return -EINVAL;
+	while (size) {
+		bool big = e->large_pages && !(gpa & (EPT_PAGE_2M - 1)) &&
+			   !(hpa & (EPT_PAGE_2M - 1)) && size >= EPT_PAGE_2M;
+
+		step = big ? EPT_PAGE_2M : EPT_PAGE_4K;
+		err = ept_map_one(e, gpa, hpa, step, prot);
+		if (err)
+			return err;
+		gpa += step;
+		hpa += step;
+		size -= step;
+	}
+	return 0;
+}
+
+int ept_map_ram(struct ept *e, const u64 *chunks, u64 nchunks, u64 mem_size)
+{
+	int err;
+
+	if (mem_size & (EPT_PAGE_4K - 1) || mem_size > nchunks * EPT_PAGE_2M)
+		return -EINVAL;
+	for (u64 i = 0; i * EPT_PAGE_2M < mem_size; i++) {
+		u64 len = mem_size - i * EPT_PAGE_2M;
+
+		if (len > EPT_PAGE_2M)
+			len = EPT_PAGE_2M;
+		err = ept_map(e, i * EPT_PAGE_2M, chunks[i], len, EPT_RWX);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int ept_translate(const struct ept *e, u64 gpa, u64 *hpa, u64 *page_size, u64 *leaf)
+{
+	u64 *t, entry;
+
+	if (!e->root || gpa >= EPT_GPA_LIMIT)
+		return -ENOENT;
+	t = ept_table(e, e->root);
+	for (int level = 3; level >= 0; level--) {
+		entry = t[EPT_INDEX(gpa, level)];
+		if (!(entry & EPT_RWX))
+			return -ENOENT;
+		if (level == 0 || (entry & EPT_LARGE)) {
+			u64 size = 1ULL << EPT_LEVEL_SHIFT(level);
+
+			*hpa = (entry & EPT_ADDR_MASK & ~(size - 1)) | (gpa & (size - 1));
+			*page_size = size;
+			*leaf = entry;
+			return 0;
+		}
+		t = ept_table(e, entry & EPT_ADDR_MASK);
+	}
+	return -ENOENT;
+}
+
+u64 ept_eptp(const struct ept *e) { return e->root | VMX_EPTP_PWL_4 | VMX_EPTP_MT_WB; }
