@@ -86,6 +86,18 @@ HOST_CFLAGS := -std=gnu11 -O1 -g -I. -Wall -Wextra -Werror -Wno-unused-parameter
                -fno-builtin-snprintf -fno-builtin-vsnprintf -Wno-format-truncation
 include tests/unit/unit.mk
 
+# ---- host tool: amber-snap, built from the kernel's own snapshot code ------
+AMBER_SNAP_SRCS := tools/amber-snap.c tools/snapcore.c tools/hostdisk.c snapshot/format.c \
+                   snapshot/image.c snapshot/reader.c snapshot/describe.c snapshot/store.c \
+                   snapshot/crc32c.c kernel/lib.c kernel/format.c
+TOOL_CFLAGS := -std=gnu11 -O2 -g -I. -Wall -Wextra -Werror -Wno-unused-parameter -DAMBER_HOST_TEST \
+               -fno-builtin-snprintf -fno-builtin-vsnprintf -Wno-format-truncation
+all: $(BUILD)/amber-snap
+$(BUILD)/amber-snap: $(AMBER_SNAP_SRCS) $(wildcard snapshot/*.h tools/*.h kernel/*.h) drivers/blockdev.h
+	@mkdir -p $(dir $@)
+	$(call say,HOSTCC,$@)
+	$(Q)$(CC) $(TOOL_CFLAGS) -o $@ $(AMBER_SNAP_SRCS)
+
 test: deps all iso unit-build
 	$(PYTHON) tests/run.py
 

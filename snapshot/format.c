@@ -1,0 +1,561 @@
+/*
+ * Encoders and decoders for the fixed parts of a snapshot image: the 64-byte
+ * header, section headers and the small records (IMAGE, DEVICES, vCPU state,
+ * PAGES index head). Every multi-byte value goes through snap_put/get*, so the
+ * layout is little-endian whatever the compiler does. Pure code (host and kernel).
+ */
+#include "kernel/lib.h"
+#include "kernel/printk.h"
+#include "snapshot/format.h"
+
+u64 snap_header_compute_checksum(const struct snapshot_header *h)
+{
+	return (u64)h->magic ^ (u64)h->version ^ h->vm_id ^ (u64)h->vcpu_count ^ h->memory_pages ^
+	       (u64)h->region_count ^ h->total_size ^ h->timestamp;
+}
+
+bool snap_header_is_valid(const struct snapshot_header *h)
+{
+	return h->magic == SNAPSHOT_MAGIC && h->version == SNAPSHOT_VERSION &&
+	       h->checksum == snap_header_compute_checksum(h);
+}
+
+void snap_header_encode(const struct snapshot_header *h, u8 out[SNAP_HEADER_SIZE])
+{
+	snap_put32(out + 0x00, h->magic);
+	snap_put32(out + 0x04, h->version);
+	snap_put64(out + 0x08, h->vm_id);
+	snap_put32(out + 0x10, h->vcpu_count);
+	snap_put32(out + 0x14, h->pad0);
+	snap_put64(out + 0x18, h->memory_pages);
+	snap_put32(out + 0x20, h->region_count);
+	snap_put32(out + 0x24, h->pad1);
+	snap_put64(out + 0x28, h->total_size);
+	snap_put64(out + 0x30, h->timestamp);
+	snap_put64(out + 0x38, h->checksum);
+}
+
+void snap_header_decode(const u8 in[SNAP_HEADER_SIZE], struct snapshot_header *h)
+{
+	h->magic = snap_get32(in + 0x00);
+	h->version = snap_get32(in + 0x04);
+	h->vm_id = snap_get64(in + 0x08);
+	h->vcpu_count = snap_get32(in + 0x10);
+	h->pad0 = snap_get32(in + 0x14);
+	h->memory_pages = snap_get64(in + 0x18);
+	h->region_count = snap_get32(in + 0x20);
+	h->pad1 = snap_get32(in + 0x24);
+	h->total_size = snap_get64(in + 0x28);
+	h->timestamp = snap_get64(in + 0x30);
+	h->checksum = snap_get64(in + 0x38);
+}
+
+void snap_section_encode(const struct snap_section *s, u8 out[SNAP_SECTION_HDR_SIZE])
+{
+	snap_put32(out + 0x00, s->type);
+	snap_put32(out + 0x04, s->flags);
+	snap_put64(out + 0x08, s->length);
+	snap_put32(out + 0x10, s->index);
+	snap_put32(out + 0x14, s->reserved);
+	snap_put32(out + 0x18, s->payload_crc);
+	snap_put32(out + 0x1C, snap_crc32c(0, out, 0x1C));
+}
+
+int snap_section_decode(const u8 in[SNAP_SECTION_HDR_SIZE], struct snap_section *s)
+{
+	s->type = snap_get32(in + 0x00);
+	s->flags = snap_get32(in + 0x04);
+	s->length = snap_get64(in + 0x08);
+	s->index = snap_get32(in + 0x10);
+	s->reserved = snap_get32(in + 0x14);
+	s->payload_crc = snap_get32(in + 0x18);
+	s->header_crc = snap_get32(in + 0x1C);
+	if (s->header_crc != snap_crc32c(0, in, 0x1C))
+		return -EBADMSG;
+	return 0;
+}
+
+const char *snap_section_name(u32 type)
+{
+	switch (type) {
+	case SNAP_SEC_IMAGE:
+		return "IMAGE";
+	case SNAP_SEC_REGIONS:
+		return "REGIONS";
+	case SNAP_SEC_VCPU:
+		return "VCPU";
+	case SNAP_SEC_DEVICES:
+		return "DEVICES";
+	case SNAP_SEC_PAGES:
+		return "PAGES";
+	case SNAP_SEC_PLATFORM:
+		return "PLATFORM";
+	case SNAP_SEC_NOTE:
+		return "NOTE";
+	case SNAP_SEC_END:
+		return "END";
+	default:
+		return "unknown";
+	}
+}
+
+/* Copies a string into a fixed NUL-padded field; the last byte stays NUL. */
+static void put_str(u8 *out, const char *s, size_t field)
+{
+	size_t n = s ? strnlen(s, field - 1) : 0;
+
+	memset(out, 0, field);
+	memcpy(out, s, n);
+}
+
+static void get_str(char *dst, const u8 *in, size_t field)
+{
+	memcpy(dst, in, field);
+	dst[field - 1] = '\0';
+}
+
+void snap_image_info_encode(const struct snap_image_info *in, u8 out[SNAP_IMAGE_SIZE])
+{
+	snap_put32(out + 0x00, in->header_crc);
+	snap_put32(out + 0x04, in->section_count);
+	snap_put64(out + 0x08, 0);
+	put_str(out + 0x10, in->name, 32);
+	put_str(out + 0x30, in->backend, 16);
+}
+
+void snap_image_info_decode(const u8 in[SNAP_IMAGE_SIZE], struct snap_image_info *out)
+{
+	out->header_crc = snap_get32(in + 0x00);
+	out->section_count = snap_get32(in + 0x04);
+	get_str(out->name, in + 0x10, 32);
+	get_str(out->backend, in + 0x30, 16);
+}
+
+void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE])
+{
+	const struct snap_uart_state *u = &d->uart;
+
+	memset(out, 0, SNAP_DEVICES_SIZE);
+	snap_put32(out + 0x000, d->vm_id);
+	snap_put32(out + 0x004, d->vm_state);
+	snap_put64(out + 0x008, d->mem_size);
+	put_str(out + 0x010, d->image, 32);
+	put_str(out + 0x030, d->cmdline, 128);
+	out[0x0B0] = u->ier;
+	out[0x0B1] = u->lcr;
+	out[0x0B2] = u->mcr;
+	out[0x0B3] = u->scr;
+	out[0x0B4] = u->dll;
+	out[0x0B5] = u->dlm;
+	out[0x0B6] = u->fcr;
+	snap_put32(out + 0x0B8, u->line_len);
+	snap_put32(out + 0x0BC, u->rx_head);
+	snap_put32(out + 0x0C0, u->rx_tail);
+	memcpy(out + 0x0C8, u->line, sizeof(u->line));
+	memcpy(out + 0x148, u->rx, sizeof(u->rx));
+}
+
+void snap_devices_decode(const u8 in[SNAP_DEVICES_SIZE], struct snap_devices *d)
+{
+	struct snap_uart_state *u = &d->uart;
+
+	d->vm_id = snap_get32(in + 0x000);
+	d->vm_state = snap_get32(in + 0x004);
+	d->mem_size = snap_get64(in + 0x008);
+	get_str(d->image, in + 0x010, 32);
+	get_str(d->cmdline, in + 0x030, 128);
+	u->ier = in[0x0B0];
+	u->lcr = in[0x0B1];
+	u->mcr = in[0x0B2];
+	u->scr = in[0x0B3];
+	u->dll = in[0x0B4];
+	u->dlm = in[0x0B5];
+	u->fcr = in[0x0B6];
+	u->line_len = snap_get32(in + 0x0B8);
+	u->rx_head = snap_get32(in + 0x0BC);
+	u->rx_tail = snap_get32(in + 0x0C0);
+	memcpy(u->line, in + 0x0C8, sizeof(u->line));
+	memcpy(u->rx, in + 0x148, sizeof(u->rx));
+}
+
+void snap_platform_encode(const struct snap_platform *pf, u8 out[SNAP_PLATFORM_SIZE])
+{
+	memset(out, 0, SNAP_PLATFORM_SIZE);
+	for (int i = 0; i < 3; i++) {
+		const struct snap_pit_state *c = &pf->pit[i];
+		u8 *o = out + i * 24;
+
+		o[0] = c->mode;
+		o[1] = c->access;
+		o[2] = c->write_hi;
+		o[3] = c->read_hi;
+		o[4] = c->latched;
+		o[5] = c->armed;
+		snap_put16(o + 6, c->latch);
+		snap_put32(o + 8, c->reload);
+		snap_put64(o + 16, c->start_tsc);
+	}
+	out[0x48] = pf->port61;
+	out[0x49] = pf->pic_imr[0];
+	out[0x4A] = pf->pic_imr[1];
+	out[0x4B] = pf->kbd_cmd;
+	out[0x4C] = pf->kbd_ccb;
+	out[0x4D] = pf->kbd_out_len;
+	out[0x4E] = pf->post;
+	out[0x4F] = pf->cmos_index;
+	memcpy(out + 0x50, pf->kbd_out, 4);
+	snap_put32(out + 0x54, pf->pci_addr);
+	snap_put64(out + 0x58, pf->guest_tsc_hz);
+}
+
+void snap_platform_decode(const u8 in[SNAP_PLATFORM_SIZE], struct snap_platform *pf)
+{
+	for (int i = 0; i < 3; i++) {
+		struct snap_pit_state *c = &pf->pit[i];
+		const u8 *o = in + i * 24;
+
+		c->mode = o[0];
+		c->access = o[1];
+		c->write_hi = o[2];
+		c->read_hi = o[3];
+		c->latched = o[4];
+		c->armed = o[5];
+		c->latch = snap_get16(o + 6);
+		c->reload = snap_get32(o + 8);
+		c->start_tsc = snap_get64(o + 16);
+	}
+	pf->port61 = in[0x48];
+	pf->pic_imr[0] = in[0x49];
+	pf->pic_imr[1] = in[0x4A];
+	pf->kbd_cmd = in[0x4B];
+	pf->kbd_ccb = in[0x4C];
+	pf->kbd_out_len = in[0x4D];
+	pf->post = in[0x4E];
+	pf->cmos_index = in[0x4F];
+	memcpy(pf->kbd_out, in + 0x50, 4);
+	pf->pci_addr = snap_get32(in + 0x54);
+	pf->guest_tsc_hz = snap_get64(in + 0x58);
+}
+
+const char *snap_vm_state_name(u32 state)
+{
+	switch (state) {
+	case SNAP_VM_RUNNING:
+		return "running";
+	case SNAP_VM_PAUSED:
+		return "paused";
+	case SNAP_VM_HALTED:
+		return "halted";
+	default:
+		return "other";
+	}
+}
+
+/*
+ * The vCPU record, field by field: record offsets follow from the order and
+ * the sizes (the first field sits at 0x008, after the vCPU number and the
+ * fixed-part size). docs/snapshot-format.md lists the same table with offsets;
+ * tests/unit/test_snapformat.c checks that the two agree.
+ */
+struct vcpu_field {
+	const char *name;
+	u16 off; /* in struct vcpu_state */
+	u8 size; /* 1, 2, 4 or 8 */
+};
+#define VF(n, f) \
+	{ \
+		n, offsetof(struct vcpu_state, f), sizeof(((struct vcpu_state *)0)->f) \
+	}
+#define VSEG(s) \
+	VF(#s ".selector", s.selector), VF(#s ".attr", s.attr), VF(#s ".limit", s.limit), \
+		VF(#s ".base", s.base)
+#define VDT(t) VF(#t ".base", t.base), VF(#t ".limit", t.limit), VF(#t ".reserved", t.reserved)
+
+static const struct vcpu_field vcpu_fields[] = {
+	VF("rax", regs[REG_RAX]),
+	VF("rcx", regs[REG_RCX]),
+	VF("rdx", regs[REG_RDX]),
+	VF("rbx", regs[REG_RBX]),
+	VF("rsp", regs[REG_RSP]),
+	VF("rbp", regs[REG_RBP]),
+	VF("rsi", regs[REG_RSI]),
+	VF("rdi", regs[REG_RDI]),
+	VF("r8", regs[REG_R8]),
+	VF("r9", regs[REG_R9]),
+	VF("r10", regs[REG_R10]),
+	VF("r11", regs[REG_R11]),
+	VF("r12", regs[REG_R12]),
+	VF("r13", regs[REG_R13]),
+	VF("r14", regs[REG_R14]),
+	VF("r15", regs[REG_R15]),
+	VF("rip", rip),
+	VF("rflags", rflags),
+	VF("cr0", cr0),
+	VF("cr2", cr2),
+	VF("cr3", cr3),
+	VF("cr4", cr4),
+	VF("cr8", cr8),
+	VF("efer", efer),
+	VF("pat", pat),
+	VSEG(es),
+	VSEG(cs),
+	VSEG(ss),
+	VSEG(ds),
+	VSEG(fs),
+	VSEG(gs),
+	VSEG(ldtr),
+	VSEG(tr),
+	VDT(gdtr),
+	VDT(idtr),
+	VF("sysenter_cs", sysenter_cs),
+	VF("sysenter_esp", sysenter_esp),
+	VF("sysenter_eip", sysenter_eip),
+	VF("star", star),
+	VF("lstar", lstar),
+	VF("cstar", cstar),
+	VF("sfmask", sfmask),
+	VF("kernel_gs_base", kernel_gs_base),
+	VF("dr0", dr0),
+	VF("dr1", dr1),
+	VF("dr2", dr2),
+	VF("dr3", dr3),
+	VF("dr6", dr6),
+	VF("dr7", dr7),
+	VF("tsc", tsc),
+	VF("interruptibility", interruptibility),
+	VF("halted", halted),
+	VF("pending.valid", pending.valid),
+	VF("pending.type", pending.type),
+	VF("pending.vector", pending.vector),
+	VF("pending.has_error", pending.has_error),
+	VF("pending.error_code", pending.error_code),
+	VF("xcr0", xcr0),
+	VF("xsave_size", xsave_size),
+	VF("reserved", reserved),
+};
+
+static u64 field_load(const struct vcpu_state *s, const struct vcpu_field *f)
+{
+	const u8 *p = (const u8 *)s + f->off;
+	u8 v8;
+	u16 v16;
+	u32 v32;
+	u64 v64;
+
+	switch (f->size) {
+	case 1:
+		memcpy(&v8, p, 1);
+		return v8;
+	case 2:
+		memcpy(&v16, p, 2);
+		return v16;
+	case 4:
+		memcpy(&v32, p, 4);
+		return v32;
+	default:
+		memcpy(&v64, p, 8);
+		return v64;
+	}
+}
+
+static void field_store(struct vcpu_state *s, const struct vcpu_field *f, u64 v)
+{
+	u8 *p = (u8 *)s + f->off;
+	u8 v8 = (u8)v;
+	u16 v16 = (u16)v;
+	u32 v32 = (u32)v;
+
+	switch (f->size) {
+	case 1:
+		memcpy(p, &v8, 1);
+		break;
+	case 2:
+		memcpy(p, &v16, 2);
+		break;
+	case 4:
+		memcpy(p, &v32, 4);
+		break;
+	default:
+		memcpy(p, &v, 8);
+		break;
+	}
+}
+
+static void put_le(u8 *p, u64 v, unsigned size)
+{
+	for (unsigned i = 0; i < size; i++)
+		p[i] = (u8)(v >> (8 * i));
+}
+
+static u64 get_le(const u8 *p, unsigned size)
+{
+	u64 v = 0;
+
+	for (unsigned i = 0; i < size; i++)
+		v |= (u64)p[i] << (8 * i);
+	return v;
+}
+
+void snap_vcpu_encode(u32 id, const struct vcpu_state *s, u8 *out)
+{
+	u64 off = 8;
+
+	snap_put32(out, id);
+	snap_put32(out + 4, SNAP_VCPU_FIXED);
+	for (size_t i = 0; i < ARRAY_SIZE(vcpu_fields); i++) {
+		put_le(out + off, field_load(s, &vcpu_fields[i]), vcpu_fields[i].size);
+		off += vcpu_fields[i].size;
+	}
+	memcpy(out + SNAP_VCPU_FIXED, s->xsave, s->xsave_size);
+	memset(out + SNAP_VCPU_FIXED + s->xsave_size, 0,
+	       snap_vcpu_size(s->xsave_size) - SNAP_VCPU_FIXED - s->xsave_size);
+}
+
+int snap_vcpu_decode(const u8 *in, u64 len, u32 *id, struct vcpu_state *s, const char **why)
+{
+	u64 off = 8;
+
+	if (len < SNAP_VCPU_FIXED) {
+		*why = "record shorter than its fixed part";
+		return -EBADMSG;
+	}
+	if (snap_get32(in + 4) != SNAP_VCPU_FIXED) {
+		*why = "fixed part of an unknown size";
+		return -EBADMSG;
+	}
+	memset(s, 0, sizeof(*s));
+	*id = snap_get32(in);
+	for (size_t i = 0; i < ARRAY_SIZE(vcpu_fields); i++) {
+		field_store(s, &vcpu_fields[i], get_le(in + off, vcpu_fields[i].size));
+		off += vcpu_fields[i].size;
+	}
+	if (s->xsave_size > SNAP_VCPU_XSAVE_MAX) {
+		*why = "XSAVE area larger than 4096 bytes";
+		return -EBADMSG;
+	}
+	if (len != snap_vcpu_size(s->xsave_size)) {
+		*why = "record length does not match its XSAVE size";
+		return -EBADMSG;
+	}
+	memcpy(s->xsave, in + SNAP_VCPU_FIXED, s->xsave_size);
+	return 0;
+}
+
+int snap_vcpu_field_offset(const char *name)
+{
+	u64 off = 8;
+
+	for (size_t i = 0; i < ARRAY_SIZE(vcpu_fields); i++) {
+		if (strcmp(vcpu_fields[i].name, name) == 0)
+			return (int)off;
+		off += vcpu_fields[i].size;
+	}
+	if (strcmp(name, "xsave") == 0)
+		return (int)off;
+	return -1;
+}
+
+const char *snap_vcpu_field_at(u64 rec_off)
+{
+	u64 off = 8;
+
+	if (rec_off < 4)
+		return "vCPU number";
+	if (rec_off < 8)
+		return "fixed-part size";
+	for (size_t i = 0; i < ARRAY_SIZE(vcpu_fields); i++) {
+		if (rec_off < off + vcpu_fields[i].size)
+			return vcpu_fields[i].name;
+		off += vcpu_fields[i].size;
+	}
+	return "xsave area";
+}
+
+void snap_pages_head_encode(const struct snap_pages_head *h, u8 out[SNAP_PAGES_HEAD])
+{
+	snap_put32(out + 0x00, h->pages_per_crc);
+	snap_put32(out + 0x04, 0);
+	snap_put64(out + 0x08, h->region_pages);
+	snap_put64(out + 0x10, h->stored_pages);
+	snap_put64(out + 0x18, h->data_offset);
+}
+
+void snap_pages_head_decode(const u8 in[SNAP_PAGES_HEAD], struct snap_pages_head *h)
+{
+	h->pages_per_crc = snap_get32(in + 0x00);
+	h->region_pages = snap_get64(in + 0x08);
+	h->stored_pages = snap_get64(in + 0x10);
+	h->data_offset = snap_get64(in + 0x18);
+}
+
+bool snap_page_is_zero(const void *page)
+{
+	const u64 *w = page;
+
+	for (size_t i = 0; i < PAGE_SIZE / 8; i += 8)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
+		    w[i + 7])
+			return false;
+	return true;
+}
+
+bool snap_name_valid(const char *name)
+{
+	size_t n = strnlen(name, 32);
+
+	if (n == 0 || n > 31)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* Days since 1970-01-01 of a civil date (the well-known era arithmetic:
+ * 400-year eras of 146097 days, March-based years so leap days come last). */
+static s64 days_from_civil(s64 y, u32 m, u32 d)
+{
+	s64 era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * ((s64)m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+u64 snap_unix_time(u32 year, u32 month, u32 day, u32 hour, u32 min, u32 sec)
+{
+	s64 days = days_from_civil(year, month, day);
+
+	if (days < 0)
+		return 0;
+	return (u64)days * 86400 + hour * 3600 + min * 60 + sec;
+}
+
+void snap_format_time(char *buf, size_t len, u64 t)
+{
+	s64 z = (s64)(t / 86400) + 719468, era, doe, yoe, doy, mp, y;
+	u32 d, m, secs = (u32)(t % 86400);
+
+	if (!t) {
+		strlcpy(buf, "unknown", len);
+		return;
+	}
+	era = z / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	y = yoe + era * 400;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = (u32)(doy - (153 * mp + 2) / 5 + 1);
+	m = (u32)(mp < 10 ? mp + 3 : mp - 9);
+	y += m <= 2;
+	snprintf(buf, len, "%04lld-%02u-%02u %02u:%02u:%02u", (long long)y, m, d, secs / 3600,
+		 secs / 60 % 60, secs % 60);
+}

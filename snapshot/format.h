@@ -1,0 +1,240 @@
+/*
+ * The snapshot image format: the seed's 64-byte SnapshotHeader, then typed,
+ * length-prefixed sections, each covered by CRC32C (docs/snapshot-format.md
+ * describes every byte). Pure code: no kernel services, so the host tool
+ * (tools/amber-snap) and the unit tests build the very same encoder.
+ */
+#ifndef AMBER_SNAP_FORMAT_H
+#define AMBER_SNAP_FORMAT_H
+
+#include "kernel/types.h"
+#include "vmm/vcpu_state.h"
+
+#define SNAPSHOT_MAGIC 0x50414E53u /* the bytes 'S' 'N' 'A' 'P' in little-endian order */
+#define SNAPSHOT_VERSION 1
+#define SNAP_HEADER_SIZE 64
+#define SNAP_BLOCK 4096 /* images are a whole number of these; page data is aligned to them */
+
+/*
+ * SnapshotHeader of the seed document, laid out as #[repr(C)] lays it out
+ * (natural alignment, little-endian). checksum is the XOR of the eight other
+ * fields, each zero-extended to 64 bits: kept for compatibility; the CRC32C of
+ * these 64 bytes in the IMAGE section is what protects them.
+ */
+struct snapshot_header {
+	u32 magic;   /* SNAPSHOT_MAGIC */
+	u32 version; /* SNAPSHOT_VERSION */
+	u64 vm_id;   /* id of the VM that was saved */
+	u32 vcpu_count;
+	u32 pad0;	  /* zero */
+	u64 memory_pages; /* guest memory in 4 KiB pages (all regions) */
+	u32 region_count;
+	u32 pad1;	/* zero */
+	u64 total_size; /* bytes of the whole image, header included */
+	u64 timestamp;	/* Amber's kernel ticks (microseconds since boot) at the freeze */
+	u64 checksum;
+};
+_Static_assert(sizeof(struct snapshot_header) == SNAP_HEADER_SIZE, "header is 64 bytes");
+_Static_assert(offsetof(struct snapshot_header, magic) == 0x00, "magic at 0x00");
+_Static_assert(offsetof(struct snapshot_header, version) == 0x04, "version at 0x04");
+_Static_assert(offsetof(struct snapshot_header, vm_id) == 0x08, "vm_id at 0x08");
+_Static_assert(offsetof(struct snapshot_header, vcpu_count) == 0x10, "vcpu_count at 0x10");
+_Static_assert(offsetof(struct snapshot_header, pad0) == 0x14, "padding at 0x14");
+_Static_assert(offsetof(struct snapshot_header, memory_pages) == 0x18, "memory_pages at 0x18");
+_Static_assert(offsetof(struct snapshot_header, region_count) == 0x20, "region_count at 0x20");
+_Static_assert(offsetof(struct snapshot_header, pad1) == 0x24, "padding at 0x24");
+_Static_assert(offsetof(struct snapshot_header, total_size) == 0x28, "total_size at 0x28");
+_Static_assert(offsetof(struct snapshot_header, timestamp) == 0x30, "timestamp at 0x30");
+_Static_assert(offsetof(struct snapshot_header, checksum) == 0x38, "checksum at 0x38");
+
+/* The seed's compute_checksum(): XOR of the eight fields other than checksum. */
+u64 snap_header_compute_checksum(const struct snapshot_header *h);
+/* The seed's is_valid(): magic, a supported version and the checksum match. */
+bool snap_header_is_valid(const struct snapshot_header *h);
+void snap_header_encode(const struct snapshot_header *h, u8 out[SNAP_HEADER_SIZE]);
+void snap_header_decode(const u8 in[SNAP_HEADER_SIZE], struct snapshot_header *h);
+
+/* ---- sections -------------------------------------------------------------- */
+/* Every section starts with this 32-byte header at an 8-byte aligned offset;
+ * the next one follows `length` bytes later. */
+#define SNAP_SECTION_HDR_SIZE 32
+#define SNAP_SEC_MANDATORY BIT(0) /* a reader that does not know the type must refuse */
+
+enum snap_section_type {
+	SNAP_SEC_IMAGE = 0x0001,    /* first: CRC of the header, name, backend */
+	SNAP_SEC_REGIONS = 0x0002,  /* guest-physical memory regions */
+	SNAP_SEC_VCPU = 0x0003,	    /* one per vCPU; index = vCPU number */
+	SNAP_SEC_DEVICES = 0x0004,  /* VM identity and emulated-device state (COM1) */
+	SNAP_SEC_PAGES = 0x0005,    /* one per region; index = region number */
+	SNAP_SEC_PLATFORM = 0x0006, /* legacy PC devices: PIT, PIC masks, 8042, port 0x61 */
+	SNAP_SEC_NOTE = 0x0100,	    /* optional free text (who wrote the image) */
+	SNAP_SEC_END = 0xFFFF,	    /* last: zero padding to a SNAP_BLOCK boundary */
+};
+
+struct snap_section {
+	u32 type;	 /* enum snap_section_type */
+	u32 flags;	 /* SNAP_SEC_MANDATORY; other bits zero */
+	u64 length;	 /* payload bytes after this header, a multiple of 8 */
+	u32 index;	 /* vCPU or region number; 0 for the others */
+	u32 reserved;	 /* zero */
+	u32 payload_crc; /* CRC32C of the payload (PAGES: of its index part only) */
+	u32 header_crc;	 /* CRC32C of bytes 0x00-0x1B of this header */
+};
+
+void snap_section_encode(const struct snap_section *s, u8 out[SNAP_SECTION_HDR_SIZE]);
+/* Decodes and checks header_crc and reserved; returns 0 or -EBADMSG. */
+int snap_section_decode(const u8 in[SNAP_SECTION_HDR_SIZE], struct snap_section *s);
+const char *snap_section_name(u32 type); /* "VCPU", or "unknown" */
+
+/* IMAGE payload (64 bytes). */
+#define SNAP_IMAGE_SIZE 64
+struct snap_image_info {
+	u32 header_crc;	   /* CRC32C of the 64 header bytes */
+	u32 section_count; /* every section, IMAGE and END included */
+	char name[32];	   /* the snapshot's name, NUL-padded */
+	char backend[16];  /* "VT-x" or "AMD-V": who captured it (informational) */
+};
+void snap_image_info_encode(const struct snap_image_info *in, u8 out[SNAP_IMAGE_SIZE]);
+void snap_image_info_decode(const u8 in[SNAP_IMAGE_SIZE], struct snap_image_info *out);
+
+/* REGIONS payload: u32 count, u32 zero, then count entries of 24 bytes. */
+#define SNAP_REGION_RAM 1
+#define SNAP_REGION_ENTRY_SIZE 24
+#define SNAP_MAX_REGIONS 16
+struct snap_region_desc {
+	u64 gpa;   /* guest-physical start, page aligned */
+	u64 pages; /* 4 KiB pages */
+	u32 type;  /* SNAP_REGION_RAM */
+};
+static inline u64 snap_regions_size(u32 n) { return 8 + (u64)n * SNAP_REGION_ENTRY_SIZE; }
+
+/* DEVICES payload (392 bytes): the VM and its emulated 16550 COM1. */
+#define SNAP_DEVICES_SIZE 0x188
+enum snap_vm_state {
+	SNAP_VM_OTHER,
+	SNAP_VM_RUNNING,
+	SNAP_VM_PAUSED,
+	SNAP_VM_HALTED
+};
+struct snap_uart_state {
+	u8 ier, lcr, mcr, scr, dll, dlm, fcr;
+	u32 line_len;
+	u32 rx_head, rx_tail;
+	char line[128]; /* output collected until the guest's next newline */
+	u8 rx[64];	/* input the guest has not read yet */
+};
+struct snap_devices {
+	u32 vm_id;
+	u32 vm_state; /* enum snap_vm_state, at the freeze */
+	u64 mem_size; /* bytes of guest RAM */
+	char image[32];
+	char cmdline[128];
+	struct snap_uart_state uart;
+};
+void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE]);
+void snap_devices_decode(const u8 in[SNAP_DEVICES_SIZE], struct snap_devices *d);
+const char *snap_vm_state_name(u32 state);
+
+/* PLATFORM payload (96 bytes): the legacy devices polling guests use. Times
+ * are in guest TSC cycles, so they stay right when the guest TSC is restored. */
+#define SNAP_PLATFORM_SIZE 0x60
+struct snap_pit_state {
+	u8 mode, access, write_hi, read_hi, latched, armed;
+	u16 latch;
+	u32 reload;
+	u64 start_tsc;
+};
+struct snap_platform {
+	struct snap_pit_state pit[3];
+	u8 port61, pic_imr[2], kbd_cmd, kbd_ccb, kbd_out_len, post, cmos_index;
+	u8 kbd_out[4];
+	u32 pci_addr;
+	u64 guest_tsc_hz; /* the TSC rate the PIT emulation converts with */
+};
+void snap_platform_encode(const struct snap_platform *pf, u8 out[SNAP_PLATFORM_SIZE]);
+void snap_platform_decode(const u8 in[SNAP_PLATFORM_SIZE], struct snap_platform *pf);
+
+/* VCPU payload: u32 vCPU number, u32 fixed-part size (SNAP_VCPU_FIXED), the
+ * fields of struct vcpu_state one by one in little-endian (the table in
+ * format.c, mirrored in the doc), then xsave_size bytes of XSAVE area and zero
+ * padding to a multiple of 8. */
+#define SNAP_VCPU_FIXED 0x208
+#define SNAP_VCPU_XSAVE_MAX sizeof(((struct vcpu_state *)0)->xsave)
+#define SNAP_MAX_VCPUS 64
+static inline u64 snap_vcpu_size(u32 xsave_size)
+{
+	return ALIGN_UP(SNAP_VCPU_FIXED + (u64)xsave_size, 8);
+}
+/* out must hold snap_vcpu_size(s->xsave_size) bytes. */
+void snap_vcpu_encode(u32 id, const struct vcpu_state *s, u8 *out);
+/* Decodes a record of `len` bytes; returns 0 or -EBADMSG with *why set. */
+int snap_vcpu_decode(const u8 *in, u64 len, u32 *id, struct vcpu_state *s, const char **why);
+/* The record offset of a named field ("rip", "cs.base"), or -1: for tests and tools. */
+int snap_vcpu_field_offset(const char *name);
+/* Names the field holding record byte `off` ("rip", "xsave area"), for reports. */
+const char *snap_vcpu_field_at(u64 off);
+
+/* PAGES payload: a 32-byte index head, the bitmap of stored (non-zero) pages,
+ * one CRC32C per pages_per_crc stored pages, zero padding up to data_offset,
+ * then the stored pages. payload_crc covers [0, data_offset). */
+#define SNAP_PAGES_HEAD 32
+#define SNAP_PAGES_PER_CRC 16	   /* what the writer uses: a CRC per 64 KiB of pages */
+#define SNAP_PAGES_PER_CRC_MAX 256 /* what a reader accepts (1 MiB chunks) */
+struct snap_pages_head {
+	u32 pages_per_crc;
+	u64 region_pages; /* bits in the bitmap */
+	u64 stored_pages; /* bits set */
+	u64 data_offset;  /* payload offset of the first stored page */
+};
+void snap_pages_head_encode(const struct snap_pages_head *h, u8 out[SNAP_PAGES_HEAD]);
+void snap_pages_head_decode(const u8 in[SNAP_PAGES_HEAD], struct snap_pages_head *h);
+static inline u64 snap_bitmap_words(u64 pages) { return (pages + 63) / 64; }
+static inline u64 snap_crc_count(u64 stored, u32 ppc) { return (stored + ppc - 1) / ppc; }
+
+/* ---- helpers --------------------------------------------------------------- */
+/* CRC-32C (Castagnoli), slicing-by-8; same convention as crc32c() in
+ * kernel/lib.h: pass the previous result to continue a running CRC. */
+u32 snap_crc32c(u32 crc, const void *data, size_t len);
+bool snap_page_is_zero(const void *page);
+/* Valid snapshot names: 1-31 characters of A-Z a-z 0-9 . _ - */
+bool snap_name_valid(const char *name);
+
+/* Calendar time (UTC, proleptic Gregorian) to Unix seconds and back to
+ * "YYYY-MM-DD HH:MM:SS"; for catalog times, kernel and host alike. */
+u64 snap_unix_time(u32 year, u32 month, u32 day, u32 hour, u32 min, u32 sec);
+void snap_format_time(char *buf, size_t len, u64 unix_seconds);
+
+/* Memory for bitmaps and buffers: the kernel backs these with its page
+ * allocator (snapshot/snap.c), the host tool and tests with malloc. */
+void *snap_mem_alloc(size_t size);
+void snap_mem_free(void *p, size_t size);
+
+/* Set bits of a word; the kernel links no libgcc (so no __builtin_popcountll). */
+static inline u64 snap_popcount64(u64 v)
+{
+	v = v - ((v >> 1) & 0x5555555555555555ULL);
+	v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+	v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+	return (v * 0x0101010101010101ULL) >> 56;
+}
+
+static inline void snap_put16(u8 *p, u16 v)
+{
+	p[0] = (u8)v;
+	p[1] = (u8)(v >> 8);
+}
+static inline void snap_put32(u8 *p, u32 v)
+{
+	snap_put16(p, (u16)v);
+	snap_put16(p + 2, (u16)(v >> 16));
+}
+static inline void snap_put64(u8 *p, u64 v)
+{
+	snap_put32(p, (u32)v);
+	snap_put32(p + 4, (u32)(v >> 32));
+}
+static inline u16 snap_get16(const u8 *p) { return (u16)(p[0] | (p[1] << 8)); }
+static inline u32 snap_get32(const u8 *p) { return snap_get16(p) | ((u32)snap_get16(p + 2) << 16); }
+static inline u64 snap_get64(const u8 *p) { return snap_get32(p) | ((u64)snap_get32(p + 4) << 32); }
+
+#endif

@@ -1,0 +1,401 @@
+/*
+ * Writing a snapshot image: scan guest memory into bitmaps and chunk CRCs, lay
+ * the sections out, then stream them into a sink. Page data goes to the sink
+ * straight from guest memory, the rest through a staging buffer. Pure code;
+ * snapshot/snap.c runs it with the VM paused (so memory cannot change between
+ * the scan and the write).
+ */
+#include "kernel/lib.h"
+#include "snapshot/image.h"
+
+static const u8 zeros[256];
+
+int snap_region_init(struct snap_region *r, u64 gpa, u64 pages, u32 pages_per_crc)
+{
+	memset(r, 0, sizeof(*r));
+	if (!pages || !pages_per_crc || pages_per_crc > SNAP_PAGES_PER_CRC_MAX)
+		return -EINVAL;
+	r->gpa = gpa;
+	r->pages = pages;
+	r->type = SNAP_REGION_RAM;
+	r->pages_per_crc = pages_per_crc;
+	r->crc_cap = snap_crc_count(pages, pages_per_crc);
+	r->bitmap = snap_mem_alloc(snap_bitmap_words(pages) * 8);
+	r->crc = snap_mem_alloc(r->crc_cap * 4);
+	if (!r->bitmap || !r->crc) {
+		snap_region_release(r);
+		return -ENOMEM;
+	}
+	memset(r->bitmap, 0, snap_bitmap_words(pages) * 8);
+	memset(r->crc, 0, r->crc_cap * 4);
+	return 0;
+}
+
+void snap_region_release(struct snap_region *r)
+{
+	if (r->bitmap)
+		snap_mem_free(r->bitmap, snap_bitmap_words(r->pages) * 8);
+	if (r->crc)
+		snap_mem_free(r->crc, r->crc_cap * 4);
+	r->bitmap = NULL;
+	r->crc = NULL;
+}
+
+int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx)
+{
+	r->stored = 0;
+	memset(r->bitmap, 0, snap_bitmap_words(r->pages) * 8);
+	memset(r->crc, 0, r->crc_cap * 4);
+	for (u64 i = 0; i < r->pages; i++) {
+		const void *p = page(ctx, r->gpa + i * PAGE_SIZE);
+		u64 chunk;
+
+		if (!p)
+			return -EFAULT;
+		if (snap_page_is_zero(p))
+			continue;
+		r->bitmap[i / 64] |= 1ULL << (i % 64);
+		chunk = r->stored / r->pages_per_crc;
+		r->crc[chunk] = snap_crc32c(r->crc[chunk], p, PAGE_SIZE);
+		r->stored++;
+	}
+	return 0;
+}
+
+u64 snap_region_stored_gpa(const struct snap_region *r, u64 n)
+{
+	for (u64 w = 0; w < snap_bitmap_words(r->pages); w++) {
+		u64 bits = r->bitmap[w];
+		u64 cnt = snap_popcount64(bits);
+
+		if (n >= cnt) {
+			n -= cnt;
+			continue;
+		}
+		for (;; n--) {
+			u64 bit = (u64)__builtin_ctzll(bits);
+
+			if (!n)
+				return r->gpa + (w * 64 + bit) * PAGE_SIZE;
+			bits &= bits - 1;
+		}
+	}
+	return ~0ULL;
+}
+
+static u64 note_len(const char *note) { return ALIGN_UP(strlen(note) + 1, 8); }
+
+static u64 pages_index_len(const struct snap_region *r)
+{
+	return SNAP_PAGES_HEAD + snap_bitmap_words(r->pages) * 8 +
+	       snap_crc_count(r->stored, r->pages_per_crc) * 4;
+}
+
+u64 snap_image_layout(struct snap_image *img)
+{
+	struct snapshot_header *h = &img->hdr;
+	u64 pos = SNAP_HEADER_SIZE, mem_pages = 0;
+	u32 sections = 0;
+	u8 raw[SNAP_HEADER_SIZE];
+
+	if (!img->nvcpus || img->nvcpus > SNAP_MAX_VCPUS || !img->nregions ||
+	    img->nregions > SNAP_MAX_REGIONS)
+		return 0;
+	pos += SNAP_SECTION_HDR_SIZE + SNAP_IMAGE_SIZE;
+	pos += SNAP_SECTION_HDR_SIZE + snap_regions_size(img->nregions);
+	for (u32 i = 0; i < img->nvcpus; i++) {
+		if (img->vcpu[i]->xsave_size > SNAP_VCPU_XSAVE_MAX)
+			return 0;
+		pos += SNAP_SECTION_HDR_SIZE + snap_vcpu_size(img->vcpu[i]->xsave_size);
+	}
+	pos += SNAP_SECTION_HDR_SIZE + SNAP_DEVICES_SIZE;
+	pos += SNAP_SECTION_HDR_SIZE + SNAP_PLATFORM_SIZE;
+	sections = 4 + img->nvcpus;
+	if (img->note) {
+		pos += SNAP_SECTION_HDR_SIZE + note_len(img->note);
+		sections++;
+	}
+	for (u32 i = 0; i < img->nregions; i++) {
+		struct snap_region *r = &img->region[i];
+
+		r->sec_pos = pos;
+		r->data_pos =
+			ALIGN_UP(pos + SNAP_SECTION_HDR_SIZE + pages_index_len(r), SNAP_BLOCK);
+		pos = r->data_pos + r->stored * PAGE_SIZE;
+		mem_pages += r->pages;
+		sections++;
+	}
+	/* END: its header, then zeros up to the next block boundary. */
+	pos = ALIGN_UP(pos + SNAP_SECTION_HDR_SIZE, SNAP_BLOCK);
+	sections++;
+
+	h->magic = SNAPSHOT_MAGIC;
+	h->version = SNAPSHOT_VERSION;
+	h->vcpu_count = img->nvcpus;
+	h->pad0 = 0;
+	h->memory_pages = mem_pages;
+	h->region_count = img->nregions;
+	h->pad1 = 0;
+	h->total_size = pos;
+	h->checksum = snap_header_compute_checksum(h);
+	snap_header_encode(h, raw);
+	img->info.header_crc = snap_crc32c(0, raw, sizeof(raw));
+	img->info.section_count = sections;
+	return pos;
+}
+
+/* ---- the sink -------------------------------------------------------------- */
+static int sink_progress(struct snap_sink *s)
+{
+	return s->progress ? s->progress(s->progress_ctx, s->pos + s->stage_len, s->total) : 0;
+}
+
+/* Writes out what is staged; the staged length must be whole blocks. */
+static int sink_flush(struct snap_sink *s)
+{
+	int ret;
+
+	if (!s->stage_len)
+		return 0;
+	if (s->stage_len % SNAP_BLOCK)
+		return -EINVAL;
+	ret = s->write(s, s->pos, s->stage, s->stage_len);
+	if (ret)
+		return ret;
+	s->pos += s->stage_len;
+	s->stage_len = 0;
+	return sink_progress(s);
+}
+
+static int sink_put(struct snap_sink *s, const void *data, u64 len)
+{
+	const u8 *p = data;
+
+	while (len) {
+		u64 n = MIN(len, s->stage_size - s->stage_len);
+		int ret;
+
+		if (p)
+			memcpy(s->stage + s->stage_len, p, n);
+		else
+			memset(s->stage + s->stage_len, 0, n);
+		s->stage_len += n;
+		len -= n;
+		if (p)
+			p += n;
+		if (s->stage_len == s->stage_size) {
+			ret = sink_flush(s);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static int put_section(struct snap_sink *s, u32 type, u32 flags, u32 index, u64 length, u32 crc)
+{
+	struct snap_section sec = {
+		.type = type,
+		.flags = flags,
+		.length = length,
+		.index = index,
+		.payload_crc = crc,
+	};
+	u8 raw[SNAP_SECTION_HDR_SIZE];
+
+	snap_section_encode(&sec, raw);
+	return sink_put(s, raw, sizeof(raw));
+}
+
+/* A whole small section: header, then the payload it covers. */
+static int put_record(struct snap_sink *s, u32 type, u32 index, const void *payload, u64 len)
+{
+	int ret =
+		put_section(s, type, SNAP_SEC_MANDATORY, index, len, snap_crc32c(0, payload, len));
+
+	return ret ? ret : sink_put(s, payload, len);
+}
+
+static u32 crc_zeros(u32 crc, u64 len)
+{
+	while (len) {
+		u64 n = MIN(len, sizeof(zeros));
+
+		crc = snap_crc32c(crc, zeros, n);
+		len -= n;
+	}
+	return crc;
+}
+
+/* The bitmap and the CRC table in their little-endian disk form, through a
+ * small bounce so the in-memory arrays stay native. */
+static u32 put_words(struct snap_sink *s, const void *arr, u64 count, unsigned size, u32 crc,
+		     int *err)
+{
+	u8 buf[256];
+	u64 i = 0;
+
+	while (i < count && !*err) {
+		u64 n = MIN(count - i, sizeof(buf) / size);
+
+		for (u64 k = 0; k < n; k++) {
+			if (size == 8)
+				snap_put64(buf + k * 8, ((const u64 *)arr)[i + k]);
+			else
+				snap_put32(buf + k * 4, ((const u32 *)arr)[i + k]);
+		}
+		crc = snap_crc32c(crc, buf, n * size);
+		if (s)
+			*err = sink_put(s, buf, n * size);
+		i += n;
+	}
+	return crc;
+}
+
+static int put_pages(struct snap_sink *s, struct snap_region *r, u32 index, snap_page_fn page,
+		     void *ctx)
+{
+	struct snap_pages_head head = {
+		.pages_per_crc = r->pages_per_crc,
+		.region_pages = r->pages,
+		.stored_pages = r->stored,
+		.data_offset = r->data_pos - (r->sec_pos + SNAP_SECTION_HDR_SIZE),
+	};
+	u64 words = snap_bitmap_words(r->pages), ncrc = snap_crc_count(r->stored, r->pages_per_crc);
+	u64 pad = head.data_offset - pages_index_len(r);
+	u8 raw[SNAP_PAGES_HEAD];
+	u32 crc;
+	int err = 0;
+
+	/* The index CRC goes into the section header, so compute it first. */
+	snap_pages_head_encode(&head, raw);
+	crc = snap_crc32c(0, raw, sizeof(raw));
+	crc = put_words(NULL, r->bitmap, words, 8, crc, &err);
+	crc = put_words(NULL, r->crc, ncrc, 4, crc, &err);
+	crc = crc_zeros(crc, pad);
+	err = put_section(s, SNAP_SEC_PAGES, SNAP_SEC_MANDATORY, index,
+			  head.data_offset + r->stored * PAGE_SIZE, crc);
+	if (!err)
+		err = sink_put(s, raw, sizeof(raw));
+	put_words(s, r->bitmap, words, 8, 0, &err);
+	put_words(s, r->crc, ncrc, 4, 0, &err);
+	if (!err)
+		err = sink_put(s, NULL, pad);
+	if (!err)
+		err = sink_flush(s);
+	if (err)
+		return err;
+	if (s->pos != r->data_pos)
+		return -EINVAL;
+
+	/* Runs of stored pages that are contiguous in host memory go out in one
+	 * write each, at most 1 MiB so progress and Ctrl-C stay responsive. */
+	for (u64 i = 0; i < r->pages;) {
+		const u8 *start;
+		u64 n = 1;
+
+		if (!(r->bitmap[i / 64] & (1ULL << (i % 64)))) {
+			i++;
+			continue;
+		}
+		start = page(ctx, r->gpa + i * PAGE_SIZE);
+		if (!start)
+			return -EFAULT;
+		while (i + n < r->pages && n < 256 &&
+		       (r->bitmap[(i + n) / 64] & (1ULL << ((i + n) % 64))) &&
+		       page(ctx, r->gpa + (i + n) * PAGE_SIZE) == start + n * PAGE_SIZE)
+			n++;
+		err = s->write(s, s->pos, start, n * PAGE_SIZE);
+		if (err)
+			return err;
+		s->pos += n * PAGE_SIZE;
+		i += n;
+		err = sink_progress(s);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int snap_image_write(struct snap_image *img, struct snap_sink *s, snap_page_fn page, void *ctx)
+{
+	u8 raw[SNAP_DEVICES_SIZE > SNAP_HEADER_SIZE ? SNAP_DEVICES_SIZE : SNAP_HEADER_SIZE];
+	u64 vlen = snap_vcpu_size(SNAP_VCPU_XSAVE_MAX);
+	u8 *vbuf;
+	int err;
+
+	if (!s->stage_size || s->stage_size % SNAP_BLOCK)
+		return -EINVAL;
+	s->stage_len = 0;
+	s->pos = 0;
+	s->total = img->hdr.total_size;
+	vbuf = snap_mem_alloc(vlen);
+	if (!vbuf)
+		return -ENOMEM;
+
+	snap_header_encode(&img->hdr, raw);
+	err = sink_put(s, raw, SNAP_HEADER_SIZE);
+	if (!err) {
+		snap_image_info_encode(&img->info, raw);
+		err = put_record(s, SNAP_SEC_IMAGE, 0, raw, SNAP_IMAGE_SIZE);
+	}
+	if (!err) {
+		u64 len = snap_regions_size(img->nregions);
+
+		snap_put32(vbuf, img->nregions);
+		snap_put32(vbuf + 4, 0);
+		for (u32 i = 0; i < img->nregions; i++) {
+			u8 *e = vbuf + 8 + i * SNAP_REGION_ENTRY_SIZE;
+
+			snap_put64(e, img->region[i].gpa);
+			snap_put64(e + 8, img->region[i].pages);
+			snap_put32(e + 16, img->region[i].type);
+			snap_put32(e + 20, 0);
+		}
+		err = put_record(s, SNAP_SEC_REGIONS, 0, vbuf, len);
+	}
+	for (u32 i = 0; i < img->nvcpus && !err; i++) {
+		snap_vcpu_encode(i, img->vcpu[i], vbuf);
+		err = put_record(s, SNAP_SEC_VCPU, i, vbuf,
+				 snap_vcpu_size(img->vcpu[i]->xsave_size));
+	}
+	if (!err) {
+		snap_devices_encode(&img->dev, raw);
+		err = put_record(s, SNAP_SEC_DEVICES, 0, raw, SNAP_DEVICES_SIZE);
+	}
+	if (!err) {
+		snap_platform_encode(&img->platform, raw);
+		err = put_record(s, SNAP_SEC_PLATFORM, 0, raw, SNAP_PLATFORM_SIZE);
+	}
+	if (!err && img->note) {
+		u64 len = note_len(img->note);
+
+		if (len > vlen)
+			err = -EINVAL;
+		if (!err) {
+			memset(vbuf, 0, len);
+			memcpy(vbuf, img->note, strlen(img->note));
+			err = put_section(s, SNAP_SEC_NOTE, 0, 0, len, snap_crc32c(0, vbuf, len));
+		}
+		if (!err)
+			err = sink_put(s, vbuf, len);
+	}
+	snap_mem_free(vbuf, vlen);
+	for (u32 i = 0; i < img->nregions && !err; i++) {
+		if (s->pos + s->stage_len != img->region[i].sec_pos)
+			return -EINVAL;
+		err = put_pages(s, &img->region[i], i, page, ctx);
+	}
+	if (!err) {
+		u64 pad = img->hdr.total_size - (s->pos + s->stage_len + SNAP_SECTION_HDR_SIZE);
+
+		err = put_section(s, SNAP_SEC_END, SNAP_SEC_MANDATORY, 0, pad, crc_zeros(0, pad));
+		if (!err)
+			err = sink_put(s, NULL, pad);
+		if (!err)
+			err = sink_flush(s);
+	}
+	if (!err && s->pos != img->hdr.total_size)
+		err = -EINVAL;
+	return err;
+}

@@ -1,0 +1,147 @@
+/*
+ * Whole snapshot images: the layout and streaming writer (save), and the
+ * walker that verifies every CRC, names the broken part and loads the pages
+ * (restore, `snap verify`, amber-snap). Pure code over two small callbacks, a
+ * sink that stores image blocks and a source that reads image bytes.
+ */
+#ifndef AMBER_SNAP_IMAGE_H
+#define AMBER_SNAP_IMAGE_H
+
+#include "snapshot/format.h"
+
+/* Host-virtual address of the guest page at `gpa` (4 KiB), or NULL. */
+typedef void *(*snap_page_fn)(void *ctx, u64 gpa);
+/* Called as the work advances; a nonzero return (e.g. -ECANCELED) stops it. */
+typedef int (*snap_progress_fn)(void *ctx, u64 done, u64 total);
+
+/* One guest-physical memory region with its bitmap of stored pages. */
+struct snap_region {
+	u64 gpa;
+	u64 pages;
+	u32 type; /* SNAP_REGION_RAM */
+	u32 pages_per_crc;
+	u64 stored;   /* pages with a bit in the bitmap */
+	u64 *bitmap;  /* snap_bitmap_words(pages) words, bit set = page stored */
+	u32 *crc;     /* CRC32C of each run of pages_per_crc stored pages */
+	u64 crc_cap;  /* entries allocated in crc[] */
+	u64 sec_pos;  /* image offset of its PAGES section header */
+	u64 data_pos; /* image offset of its first stored page */
+};
+
+/* Allocates the bitmap and the CRC table for the worst case (every page stored). */
+int snap_region_init(struct snap_region *r, u64 gpa, u64 pages, u32 pages_per_crc);
+void snap_region_release(struct snap_region *r);
+/* Builds the bitmap (all-zero pages are left out) and the chunk CRCs; `page`
+ * must return every page of the region. */
+int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx);
+/* Guest-physical address of the stored page number `n` of r, or ~0 if none. */
+u64 snap_region_stored_gpa(const struct snap_region *r, u64 n);
+
+/* ---- writing --------------------------------------------------------------- */
+struct snap_image {
+	struct snapshot_header hdr;  /* caller: vm_id, timestamp; layout: the rest */
+	struct snap_image_info info; /* caller: name, backend; layout: the rest */
+	struct snap_devices dev;
+	struct snap_platform platform;
+	u32 nvcpus;
+	const struct vcpu_state *vcpu[SNAP_MAX_VCPUS];
+	u32 nregions;
+	struct snap_region region[SNAP_MAX_REGIONS]; /* scanned */
+	const char *note;			     /* optional NOTE text, or NULL */
+};
+
+/* Computes the image's layout: fills the header (checksum included), the
+ * IMAGE record and each region's positions. Returns total_size (a multiple of
+ * SNAP_BLOCK), or 0 when the image description is not valid. */
+u64 snap_image_layout(struct snap_image *img);
+
+struct snap_sink {
+	/* Stores `len` image bytes at image offset `off`; both are multiples of
+	 * SNAP_BLOCK. buf may point into guest memory (page data is written
+	 * straight from it, without a copy). Returns 0 or a negative errno. */
+	int (*write)(struct snap_sink *s, u64 off, const void *buf, u64 len);
+	snap_progress_fn progress; /* optional */
+	void *progress_ctx;
+	void *ctx;		   /* for write */
+	u8 *stage;		   /* staging buffer for everything but page data */
+	u64 stage_size;		   /* a multiple of SNAP_BLOCK */
+	u64 stage_len, pos, total; /* private */
+};
+
+/* Streams the image laid out by snap_image_layout() into the sink. */
+int snap_image_write(struct snap_image *img, struct snap_sink *sink, snap_page_fn page, void *ctx);
+
+/* ---- reading --------------------------------------------------------------- */
+struct snap_source {
+	/* Reads `len` image bytes at image offset `off` into buf. When off and
+	 * len are multiples of SNAP_BLOCK, buf is a page-aligned destination
+	 * (possibly guest memory). Returns 0 or a negative errno. */
+	int (*read)(struct snap_source *src, u64 off, void *buf, u64 len);
+	u64 size; /* bytes the image may occupy (its extent on disk, or the file) */
+	void *ctx;
+};
+
+/* What a walk found wrong, one line per finding. */
+struct snap_report {
+	void (*emit)(struct snap_report *r, const char *line); /* may be NULL */
+	void *ctx;
+	int errors;
+	char first[200]; /* the first finding, for one-line refusals */
+};
+void snap_report(struct snap_report *r, const char *fmt, ...) __printf(2, 3);
+
+#define SNAP_MAX_SECTIONS (SNAP_MAX_VCPUS + SNAP_MAX_REGIONS + 32)
+#define SNAP_SCRATCH (1UL << 20) /* reader's buffer: one maximal CRC chunk */
+
+struct snap_sec_desc {
+	u32 type, flags, index;
+	u64 pos;    /* image offset of the section header */
+	u64 length; /* payload bytes */
+	u32 crc;    /* payload_crc */
+};
+
+struct snap_parsed {
+	struct snapshot_header hdr;
+	u8 hdr_raw[SNAP_HEADER_SIZE];
+	struct snap_image_info info;
+	struct snap_devices dev;
+	struct snap_platform platform;
+	char note[256];
+	struct snap_region_desc rdesc[SNAP_MAX_REGIONS]; /* the REGIONS table */
+	u32 nregions;
+	struct snap_region region[SNAP_MAX_REGIONS]; /* bitmap NULL if its index is bad */
+	u32 pages_seen;				     /* PAGES sections met, by region */
+	u32 nsections;
+	struct snap_sec_desc sec[SNAP_MAX_SECTIONS];
+	int vcpu_sec[SNAP_MAX_VCPUS]; /* index into sec[] of each valid vCPU record */
+	u64 vcpus_seen;		      /* VCPU sections met, by vCPU number */
+	u32 skipped;		      /* optional sections of unknown types */
+	u8 *scratch;		      /* SNAP_SCRATCH bytes */
+};
+
+/* Reads and checks the header and every section except the page data (their
+ * CRCs included); reports each finding. Returns 0, -EBADMSG when something is
+ * wrong, or the source's errno when it cannot be read. Call snap_image_close()
+ * afterwards in every case. */
+int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep);
+void snap_image_close(struct snap_parsed *p);
+/* Checks every chunk CRC of the page data, naming each broken page range. */
+int snap_image_check_pages(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep,
+			   snap_progress_fn progress, void *pctx);
+/* Reads vCPU `id`'s record again (CRC re-checked) and decodes it. */
+int snap_image_read_vcpu(struct snap_source *src, struct snap_parsed *p, u32 id,
+			 struct vcpu_state *s, struct snap_report *rep);
+/* Fills guest memory: stored pages read straight into the pages `page`
+ * returns (CRCs re-checked), the others zeroed. */
+int snap_image_load_pages(struct snap_source *src, struct snap_parsed *p, snap_page_fn page,
+			  void *ctx, struct snap_report *rep, snap_progress_fn progress,
+			  void *pctx);
+/* Bytes of page data (stored pages) in the image: the progress total. */
+u64 snap_image_page_bytes(const struct snap_parsed *p);
+
+/* Prints the header fields, the sections, the regions and each vCPU's main
+ * registers, one line per call of emit (used by `snap info` and amber-snap). */
+void snap_image_describe(struct snap_source *src, struct snap_parsed *p,
+			 void (*emit)(void *ctx, const char *line), void *ctx);
+
+#endif

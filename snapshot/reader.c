@@ -1,0 +1,653 @@
+/*
+ * Reading a snapshot image: walk the sections, check every CRC and every
+ * count against the header, and name the broken part (header, a section, a
+ * vCPU record, a range of pages); then load vCPU records and pages. The image
+ * is untrusted input: every length is bounded before it is used. Pure code.
+ */
+#include "kernel/lib.h"
+#include "kernel/printk.h"
+#include "snapshot/image.h"
+
+#define SNAP_MAX_REGION_PAGES (1ULL << 24) /* 64 GiB per region */
+#define MAX_PAGE_REPORTS 16
+
+static struct vcpu_state check_state; /* the shell runs one command at a time */
+
+void snap_report(struct snap_report *r, const char *fmt, ...)
+{
+	char line[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (!r->errors)
+		strlcpy(r->first, line, sizeof(r->first));
+	r->errors++;
+	if (r->emit)
+		r->emit(r, line);
+}
+
+/* CRC32C of image bytes [off, off+len), read through the scratch buffer. */
+static int crc_range(struct snap_source *src, struct snap_parsed *p, u64 off, u64 len, u32 *crc,
+		     bool *all_zero)
+{
+	while (len) {
+		u64 n = MIN(len, SNAP_SCRATCH);
+		int ret = src->read(src, off, p->scratch, n);
+
+		if (ret)
+			return ret;
+		*crc = snap_crc32c(*crc, p->scratch, n);
+		for (u64 i = 0; all_zero && *all_zero && i < n; i++)
+			if (p->scratch[i])
+				*all_zero = false;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* "vCPU 1 state record (section 4 at image offset 0x1a0)" and the like. */
+static void sec_label(char *buf, size_t size, const struct snap_sec_desc *d, u32 num)
+{
+	char what[48];
+
+	switch (d->type) {
+	case SNAP_SEC_VCPU:
+		snprintf(what, sizeof(what), "vCPU %u state record", d->index);
+		break;
+	case SNAP_SEC_PAGES:
+		snprintf(what, sizeof(what), "memory region %u index", d->index);
+		break;
+	case SNAP_SEC_REGIONS:
+		strlcpy(what, "region table", sizeof(what));
+		break;
+	case SNAP_SEC_DEVICES:
+		strlcpy(what, "device state", sizeof(what));
+		break;
+	case SNAP_SEC_PLATFORM:
+		strlcpy(what, "platform device state", sizeof(what));
+		break;
+	default:
+		snprintf(what, sizeof(what), "%s section", snap_section_name(d->type));
+		break;
+	}
+	snprintf(buf, size, "%s (section %u at image offset 0x%llx)", what, num,
+		 (unsigned long long)d->pos);
+}
+
+/* Reads a small payload into scratch and checks its CRC. */
+static int read_payload(struct snap_source *src, struct snap_parsed *p,
+			const struct snap_sec_desc *d, u32 num, struct snap_report *rep)
+{
+	char label[96];
+	u32 crc;
+	int ret;
+
+	if (d->length > SNAP_SCRATCH)
+		return -EBADMSG;
+	ret = src->read(src, d->pos + SNAP_SECTION_HDR_SIZE, p->scratch, d->length);
+	if (ret)
+		return ret;
+	crc = snap_crc32c(0, p->scratch, d->length);
+	if (crc != d->crc) {
+		sec_label(label, sizeof(label), d, num);
+		snap_report(rep, "%s: CRC32C mismatch (stored 0x%08x, computed 0x%08x)", label,
+			    d->crc, crc);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* The PAGES index: head, bitmap and chunk CRCs into p->region[index]. */
+static int open_pages(struct snap_source *src, struct snap_parsed *p, const struct snap_sec_desc *d,
+		      u32 num, struct snap_report *rep)
+{
+	struct snap_region *r = &p->region[d->index];
+	struct snap_pages_head h;
+	u64 payload = d->pos + SNAP_SECTION_HDR_SIZE, words, ncrc, index_len, off, bits = 0;
+	char label[96];
+	bool zero = true;
+	u8 raw[SNAP_PAGES_HEAD];
+	u32 crc;
+	int ret;
+
+	sec_label(label, sizeof(label), d, num);
+	if (d->length < SNAP_PAGES_HEAD) {
+		snap_report(rep, "%s: %llu bytes, too short", label, (unsigned long long)d->length);
+		return -EBADMSG;
+	}
+	ret = src->read(src, payload, raw, sizeof(raw));
+	if (ret)
+		return ret;
+	snap_pages_head_decode(raw, &h);
+	crc = snap_crc32c(0, raw, sizeof(raw));
+	words = snap_bitmap_words(h.region_pages);
+	if (h.pages_per_crc == 0 || h.pages_per_crc > SNAP_PAGES_PER_CRC_MAX || !h.region_pages ||
+	    h.region_pages > SNAP_MAX_REGION_PAGES || h.stored_pages > h.region_pages) {
+		snap_report(rep, "%s: impossible index (%llu pages, %llu stored, CRC per %u)",
+			    label, (unsigned long long)h.region_pages,
+			    (unsigned long long)h.stored_pages, h.pages_per_crc);
+		return -EBADMSG;
+	}
+	ncrc = snap_crc_count(h.stored_pages, h.pages_per_crc);
+	index_len = SNAP_PAGES_HEAD + words * 8 + ncrc * 4;
+	if (h.data_offset < index_len || h.data_offset - index_len >= SNAP_BLOCK ||
+	    (payload + h.data_offset) % SNAP_BLOCK ||
+	    d->length != h.data_offset + h.stored_pages * PAGE_SIZE) {
+		snap_report(rep, "%s: page data misplaced (data offset 0x%llx, length 0x%llx)",
+			    label, (unsigned long long)h.data_offset,
+			    (unsigned long long)d->length);
+		return -EBADMSG;
+	}
+	ret = snap_region_init(r, 0, h.region_pages, h.pages_per_crc);
+	if (ret)
+		return ret;
+	r->stored = h.stored_pages;
+	r->sec_pos = d->pos;
+	r->data_pos = payload + h.data_offset;
+	off = payload + SNAP_PAGES_HEAD;
+	/* Bitmap, then CRC table, each converted from little-endian in place. */
+	for (u64 i = 0; i < words + ncrc;) {
+		u64 n = i < words ? MIN(words - i, SNAP_SCRATCH / 8) :
+				    MIN(words + ncrc - i, SNAP_SCRATCH / 4);
+		unsigned size = i < words ? 8 : 4;
+
+		ret = src->read(src, off, p->scratch, n * size);
+		if (ret)
+			return ret;
+		crc = snap_crc32c(crc, p->scratch, n * size);
+		for (u64 k = 0; k < n; k++) {
+			if (size == 8) {
+				r->bitmap[i + k] = snap_get64(p->scratch + k * 8);
+				bits += snap_popcount64(r->bitmap[i + k]);
+			} else {
+				r->crc[i + k - words] = snap_get32(p->scratch + k * 4);
+			}
+		}
+		off += n * size;
+		i += n;
+	}
+	ret = crc_range(src, p, off, h.data_offset - index_len, &crc, &zero);
+	if (ret)
+		return ret;
+	if (crc != d->crc) {
+		snap_report(
+			rep,
+			"%s: CRC32C mismatch in the bitmap or chunk CRCs (stored 0x%08x, computed 0x%08x)",
+			label, d->crc, crc);
+		return -EBADMSG;
+	}
+	if (!zero || (h.region_pages % 64 && (r->bitmap[words - 1] >> (h.region_pages % 64))) ||
+	    bits != h.stored_pages) {
+		snap_report(rep, "%s: bitmap counts %llu pages, index says %llu", label,
+			    (unsigned long long)bits, (unsigned long long)h.stored_pages);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Checks one section's payload by type; unknown optional ones are skipped
+ * (their CRC still checked), unknown mandatory ones refused. */
+static int open_section(struct snap_source *src, struct snap_parsed *p, struct snap_sec_desc *d,
+			u32 num, struct snap_report *rep, u64 *seen)
+{
+	char label[96];
+	const char *why;
+	u32 crc = 0, id;
+	int ret;
+
+	sec_label(label, sizeof(label), d, num);
+	if ((d->type == SNAP_SEC_IMAGE) != (num == 0)) {
+		snap_report(rep, "%s: the IMAGE section must come first, and only there", label);
+		return -EBADMSG;
+	}
+	switch (d->type) {
+	case SNAP_SEC_IMAGE:
+		if (d->length != SNAP_IMAGE_SIZE)
+			break;
+		ret = read_payload(src, p, d, num, rep);
+		if (!ret)
+			snap_image_info_decode(p->scratch, &p->info);
+		return ret;
+	case SNAP_SEC_REGIONS:
+		if (d->length < 8 || d->length > snap_regions_size(SNAP_MAX_REGIONS))
+			break;
+		ret = read_payload(src, p, d, num, rep);
+		if (ret)
+			return ret;
+		p->nregions = snap_get32(p->scratch);
+		if (p->nregions > SNAP_MAX_REGIONS || d->length != snap_regions_size(p->nregions))
+			break;
+		for (u32 i = 0; i < p->nregions; i++) {
+			const u8 *e = p->scratch + 8 + i * SNAP_REGION_ENTRY_SIZE;
+
+			p->rdesc[i].gpa = snap_get64(e);
+			p->rdesc[i].pages = snap_get64(e + 8);
+			p->rdesc[i].type = snap_get32(e + 16);
+		}
+		*seen |= BIT(1);
+		return 0;
+	case SNAP_SEC_VCPU:
+		if (d->index >= SNAP_MAX_VCPUS || (p->vcpus_seen & BIT(d->index)) ||
+		    d->length > snap_vcpu_size(SNAP_VCPU_XSAVE_MAX))
+			break;
+		p->vcpus_seen |= BIT(d->index);
+		ret = read_payload(src, p, d, num, rep);
+		if (ret)
+			return ret;
+		/* Decoded only to validate it; restore reads it again. */
+		ret = snap_vcpu_decode(p->scratch, d->length, &id, &check_state, &why);
+		if (ret || id != d->index) {
+			snap_report(rep, "%s: %s", label,
+				    ret ? why : "vCPU number differs from the header's");
+			return -EBADMSG;
+		}
+		p->vcpu_sec[d->index] = (int)num;
+		return 0;
+	case SNAP_SEC_DEVICES:
+		if (d->length != SNAP_DEVICES_SIZE || (*seen & BIT(2)))
+			break;
+		ret = read_payload(src, p, d, num, rep);
+		if (!ret) {
+			snap_devices_decode(p->scratch, &p->dev);
+			*seen |= BIT(2);
+		}
+		return ret;
+	case SNAP_SEC_PLATFORM:
+		if (d->length != SNAP_PLATFORM_SIZE || (*seen & BIT(4)))
+			break;
+		ret = read_payload(src, p, d, num, rep);
+		if (!ret) {
+			snap_platform_decode(p->scratch, &p->platform);
+			*seen |= BIT(4);
+		}
+		return ret;
+	case SNAP_SEC_NOTE:
+		if (d->length > SNAP_SCRATCH)
+			break;
+		ret = read_payload(src, p, d, num, rep);
+		if (!ret) {
+			memcpy(p->note, p->scratch, MIN(d->length, sizeof(p->note) - 1));
+			p->note[sizeof(p->note) - 1] = '\0';
+		}
+		return ret;
+	case SNAP_SEC_PAGES:
+		if (d->index >= SNAP_MAX_REGIONS || (p->pages_seen & BIT(d->index)))
+			break;
+		p->pages_seen |= BIT(d->index);
+		ret = open_pages(src, p, d, num, rep);
+		if (ret)
+			snap_region_release(&p->region[d->index]);
+		return ret;
+	case SNAP_SEC_END: {
+		bool zero = true;
+
+		*seen |= BIT(3);
+		ret = crc_range(src, p, d->pos + SNAP_SECTION_HDR_SIZE, d->length, &crc, &zero);
+		if (ret)
+			return ret;
+		if (crc != d->crc || !zero) {
+			snap_report(rep, "%s: padding damaged (CRC32C 0x%08x, stored 0x%08x)",
+				    label, crc, d->crc);
+			return -EBADMSG;
+		}
+		return 0;
+	}
+	default:
+		if (d->flags & SNAP_SEC_MANDATORY) {
+			snap_report(rep,
+				    "%s: mandatory section type 0x%04x is unknown to this Amber "
+				    "(written by a newer version?)",
+				    label, d->type);
+			return -EBADMSG;
+		}
+		ret = crc_range(src, p, d->pos + SNAP_SECTION_HDR_SIZE, d->length, &crc, NULL);
+		if (ret)
+			return ret;
+		if (crc != d->crc) {
+			snap_report(rep,
+				    "%s: CRC32C mismatch (optional section of unknown type 0x%04x)",
+				    label, d->type);
+			return -EBADMSG;
+		}
+		p->skipped++;
+		return 0;
+	}
+	snap_report(rep, "%s: unexpected length %llu, index %u or repeated section", label,
+		    (unsigned long long)d->length, d->index);
+	return -EBADMSG;
+}
+
+/* Counts and positions that must agree once every section was seen. */
+static void check_whole(struct snap_parsed *p, struct snap_report *rep, u64 seen, u64 limit,
+			u64 end, bool walked)
+{
+	const struct snapshot_header *h = &p->hdr;
+	u64 pages = 0;
+	u32 nvcpus = 0;
+
+	if (p->nsections && p->sec[0].type == SNAP_SEC_IMAGE && p->info.section_count) {
+		if (p->info.header_crc != snap_crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE))
+			snap_report(
+				rep,
+				"header (image bytes 0x00-0x3f): CRC32C mismatch (stored in IMAGE 0x%08x, computed 0x%08x)",
+				p->info.header_crc, snap_crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE));
+	}
+	/* A walk cut short by a damaged section header was reported already;
+	 * what it could not reach is no separate finding. */
+	if (!walked)
+		return;
+	if (p->nsections && p->info.section_count && p->info.section_count != p->nsections)
+		snap_report(rep, "image: %u sections found, IMAGE says %u", p->nsections,
+			    p->info.section_count);
+	if (!(seen & BIT(3)))
+		snap_report(rep, "image: no END section before byte 0x%llx (image cut short?)",
+			    (unsigned long long)limit);
+	else if (end != h->total_size)
+		snap_report(rep, "image: END section ends at 0x%llx, header's total_size is 0x%llx",
+			    (unsigned long long)end, (unsigned long long)h->total_size);
+	if (!(seen & BIT(1)))
+		snap_report(rep, "image: no region table");
+	if (!(seen & BIT(2)))
+		snap_report(rep, "image: no device state");
+	if (!(seen & BIT(4)))
+		snap_report(rep, "image: no platform device state");
+	for (u32 i = 0; i < SNAP_MAX_VCPUS; i++)
+		if (p->vcpus_seen & BIT(i))
+			nvcpus = i + 1;
+	for (u32 i = 0; i < nvcpus; i++)
+		if (!(p->vcpus_seen & BIT(i)))
+			snap_report(rep, "image: vCPU %u has no state record", i);
+	if (nvcpus != h->vcpu_count)
+		snap_report(rep, "image: %u vCPU records, header says %u", nvcpus, h->vcpu_count);
+	if ((seen & BIT(1)) && p->nregions != h->region_count)
+		snap_report(rep, "image: %u regions in the table, header says %u", p->nregions,
+			    h->region_count);
+	for (u32 i = 0; (seen & BIT(1)) && i < p->nregions; i++) {
+		struct snap_region *r = &p->region[i];
+
+		pages += p->rdesc[i].pages;
+		if (!(p->pages_seen & BIT(i)))
+			snap_report(rep, "image: memory region %u has no pages section", i);
+		if (!r->bitmap)
+			continue;
+		if (r->pages != p->rdesc[i].pages || p->rdesc[i].type != SNAP_REGION_RAM ||
+		    p->rdesc[i].gpa % PAGE_SIZE)
+			snap_report(rep,
+				    "image: memory region %u: table and pages section disagree", i);
+		r->gpa = p->rdesc[i].gpa;
+		r->type = p->rdesc[i].type;
+	}
+	if ((seen & BIT(1)) && pages != h->memory_pages)
+		snap_report(rep, "image: regions hold %llu pages, header says %llu",
+			    (unsigned long long)pages, (unsigned long long)h->memory_pages);
+}
+
+int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep)
+{
+	struct snapshot_header *h = &p->hdr;
+	u64 pos = SNAP_HEADER_SIZE, limit, seen = 0, end = 0;
+	int ret, errors = rep->errors;
+	bool walked = true;
+
+	memset(p, 0, sizeof(*p));
+	for (u32 i = 0; i < SNAP_MAX_VCPUS; i++)
+		p->vcpu_sec[i] = -1;
+	p->scratch = snap_mem_alloc(SNAP_SCRATCH);
+	if (!p->scratch)
+		return -ENOMEM;
+	if (src->size < SNAP_HEADER_SIZE) {
+		snap_report(rep, "image: %llu bytes, too short for a header",
+			    (unsigned long long)src->size);
+		return -EBADMSG;
+	}
+	ret = src->read(src, 0, p->hdr_raw, SNAP_HEADER_SIZE);
+	if (ret)
+		return ret;
+	snap_header_decode(p->hdr_raw, h);
+	if (h->magic != SNAPSHOT_MAGIC) {
+		snap_report(rep,
+			    "header: bad magic 0x%08x (a snapshot starts with 0x%08x, \"SNAP\")",
+			    h->magic, SNAPSHOT_MAGIC);
+		return -EBADMSG;
+	}
+	if (h->version != SNAPSHOT_VERSION) {
+		snap_report(rep, "header: format version %u; this Amber reads version %u",
+			    h->version, SNAPSHOT_VERSION);
+		return -EBADMSG;
+	}
+	if (!snap_header_is_valid(h))
+		snap_report(
+			rep,
+			"header (image bytes 0x00-0x3f): checksum mismatch (stored 0x%016llx, computed 0x%016llx)",
+			(unsigned long long)h->checksum,
+			(unsigned long long)snap_header_compute_checksum(h));
+	if (h->pad0 || h->pad1)
+		snap_report(rep, "header: padding at 0x14 or 0x24 is not zero");
+	limit = src->size;
+	if (h->total_size % SNAP_BLOCK || h->total_size > src->size || h->total_size < SNAP_BLOCK)
+		snap_report(
+			rep,
+			"header: total_size 0x%llx is impossible (the image has room for 0x%llx)",
+			(unsigned long long)h->total_size, (unsigned long long)src->size);
+	else
+		limit = h->total_size;
+
+	while (pos < limit && !(seen & BIT(3))) {
+		struct snap_sec_desc *d = &p->sec[p->nsections];
+		struct snap_section s;
+		u8 raw[SNAP_SECTION_HDR_SIZE];
+
+		if (p->nsections == SNAP_MAX_SECTIONS) {
+			snap_report(rep, "image: more than %d sections", SNAP_MAX_SECTIONS);
+			walked = false;
+			break;
+		}
+		if (limit - pos < SNAP_SECTION_HDR_SIZE) {
+			snap_report(rep, "image: section header at 0x%llx runs past the end",
+				    (unsigned long long)pos);
+			walked = false;
+			break;
+		}
+		ret = src->read(src, pos, raw, sizeof(raw));
+		if (ret)
+			return ret;
+		if (snap_section_decode(raw, &s)) {
+			snap_report(
+				rep,
+				"section %u header at image offset 0x%llx: CRC32C mismatch; the sections after it cannot be found",
+				p->nsections, (unsigned long long)pos);
+			walked = false;
+			break;
+		}
+		if (s.reserved || (s.flags & ~SNAP_SEC_MANDATORY) || s.length % 8 ||
+		    s.length > limit - pos - SNAP_SECTION_HDR_SIZE) {
+			snap_report(
+				rep,
+				"section %u header at image offset 0x%llx: impossible length 0x%llx or flags 0x%x",
+				p->nsections, (unsigned long long)pos, (unsigned long long)s.length,
+				s.flags);
+			walked = false;
+			break;
+		}
+		*d = (struct snap_sec_desc){ .type = s.type,
+					     .flags = s.flags,
+					     .index = s.index,
+					     .pos = pos,
+					     .length = s.length,
+					     .crc = s.payload_crc };
+		ret = open_section(src, p, d, p->nsections, rep, &seen);
+		if (ret && ret != -EBADMSG)
+			return ret;
+		p->nsections++;
+		pos += SNAP_SECTION_HDR_SIZE + s.length;
+		end = pos;
+	}
+	check_whole(p, rep, seen, limit, end, walked);
+	return rep->errors > errors ? -EBADMSG : 0;
+}
+
+void snap_image_close(struct snap_parsed *p)
+{
+	for (u32 i = 0; i < SNAP_MAX_REGIONS; i++)
+		snap_region_release(&p->region[i]);
+	if (p->scratch)
+		snap_mem_free(p->scratch, SNAP_SCRATCH);
+	p->scratch = NULL;
+}
+
+u64 snap_image_page_bytes(const struct snap_parsed *p)
+{
+	u64 total = 0;
+
+	for (u32 i = 0; i < p->nregions; i++)
+		total += p->region[i].stored * PAGE_SIZE;
+	return total;
+}
+
+/* Next stored page at or after *i in r (a bitmap walk); returns its number. */
+static u64 next_stored(const struct snap_region *r, u64 i)
+{
+	for (u64 w = i / 64; w < snap_bitmap_words(r->pages); w++) {
+		u64 bits = r->bitmap[w] & (w == i / 64 ? ~0ULL << (i % 64) : ~0ULL);
+
+		if (bits)
+			return w * 64 + (u64)__builtin_ctzll(bits);
+	}
+	return r->pages;
+}
+
+/* Folds stored page number n (at guest page `pg`) into the running chunk CRC
+ * and checks the chunk when it is complete. Returns false on a mismatch. */
+struct chunk_state {
+	u32 crc;
+	u64 first_pg;
+};
+static bool chunk_add(const struct snap_region *r, u32 ri, struct chunk_state *c, u64 n, u64 pg,
+		      const void *data, struct snap_report *rep, int *reports)
+{
+	u32 ppc = r->pages_per_crc;
+
+	if (n % ppc == 0) {
+		c->crc = 0;
+		c->first_pg = pg;
+	}
+	c->crc = snap_crc32c(c->crc, data, PAGE_SIZE);
+	if (n % ppc != ppc - 1 && n != r->stored - 1)
+		return true;
+	if (c->crc == r->crc[n / ppc])
+		return true;
+	if ((*reports)++ < MAX_PAGE_REPORTS)
+		snap_report(
+			rep,
+			"memory region %u, stored pages %llu-%llu between guest-physical 0x%llx and 0x%llx (image bytes 0x%llx-0x%llx): CRC32C mismatch",
+			ri, (unsigned long long)(n - n % ppc), (unsigned long long)n,
+			(unsigned long long)(r->gpa + c->first_pg * PAGE_SIZE),
+			(unsigned long long)(r->gpa + (pg + 1) * PAGE_SIZE - 1),
+			(unsigned long long)(r->data_pos + (n - n % ppc) * PAGE_SIZE),
+			(unsigned long long)(r->data_pos + (n + 1) * PAGE_SIZE - 1));
+	return false;
+}
+
+int snap_image_check_pages(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep,
+			   snap_progress_fn progress, void *pctx)
+{
+	u64 total = snap_image_page_bytes(p), done = 0;
+	int reports = 0, ret;
+
+	for (u32 ri = 0; ri < p->nregions; ri++) {
+		const struct snap_region *r = &p->region[ri];
+		struct chunk_state c = { 0 };
+		u64 pg = 0;
+
+		if (!r->bitmap)
+			continue;
+		for (u64 n = 0; n < r->stored;) {
+			u64 batch = MIN(r->stored - n, SNAP_SCRATCH / PAGE_SIZE);
+
+			ret = src->read(src, r->data_pos + n * PAGE_SIZE, p->scratch,
+					batch * PAGE_SIZE);
+			if (ret)
+				return ret;
+			for (u64 k = 0; k < batch; k++, n++, pg++) {
+				pg = next_stored(r, pg);
+				chunk_add(r, ri, &c, n, pg, p->scratch + k * PAGE_SIZE, rep,
+					  &reports);
+			}
+			done += batch * PAGE_SIZE;
+			ret = progress ? progress(pctx, done, total) : 0;
+			if (ret)
+				return ret;
+		}
+	}
+	if (reports > MAX_PAGE_REPORTS)
+		snap_report(rep, "... %d more damaged page ranges", reports - MAX_PAGE_REPORTS);
+	return reports ? -EBADMSG : 0;
+}
+
+int snap_image_read_vcpu(struct snap_source *src, struct snap_parsed *p, u32 id,
+			 struct vcpu_state *s, struct snap_report *rep)
+{
+	const struct snap_sec_desc *d;
+	const char *why;
+	u32 got;
+	int ret;
+
+	if (id >= SNAP_MAX_VCPUS || p->vcpu_sec[id] < 0)
+		return -ENOENT;
+	d = &p->sec[p->vcpu_sec[id]];
+	ret = read_payload(src, p, d, (u32)p->vcpu_sec[id], rep);
+	if (ret)
+		return ret;
+	ret = snap_vcpu_decode(p->scratch, d->length, &got, s, &why);
+	if (ret)
+		snap_report(rep, "vCPU %u state record: %s", id, why);
+	return ret;
+}
+
+int snap_image_load_pages(struct snap_source *src, struct snap_parsed *p, snap_page_fn page,
+			  void *ctx, struct snap_report *rep, snap_progress_fn progress, void *pctx)
+{
+	u64 total = snap_image_page_bytes(p), done = 0;
+	int reports = 0, ret;
+
+	for (u32 ri = 0; ri < p->nregions; ri++) {
+		const struct snap_region *r = &p->region[ri];
+		struct chunk_state c = { 0 };
+		u64 n = 0;
+
+		if (!r->bitmap)
+			return -EBADMSG;
+		for (u64 i = 0; i < r->pages;) {
+			u8 *dst = page(ctx, r->gpa + i * PAGE_SIZE);
+			u64 run = 1;
+
+			if (!dst)
+				return -EFAULT;
+			if (!(r->bitmap[i / 64] & (1ULL << (i % 64)))) {
+				memset(dst, 0, PAGE_SIZE);
+				i++;
+				continue;
+			}
+			while (i + run < r->pages && run < 256 &&
+			       (r->bitmap[(i + run) / 64] & (1ULL << ((i + run) % 64))) &&
+			       page(ctx, r->gpa + (i + run) * PAGE_SIZE) == dst + run * PAGE_SIZE)
+				run++;
+			ret = src->read(src, r->data_pos + n * PAGE_SIZE, dst, run * PAGE_SIZE);
+			if (ret)
+				return ret;
+			for (u64 k = 0; k < run; k++, n++)
+				if (!chunk_add(r, ri, &c, n, i + k, dst + k * PAGE_SIZE, rep,
+					       &reports))
+					return -EBADMSG;
+			i += run;
+			done += run * PAGE_SIZE;
+			ret = progress ? progress(pctx, done, total) : 0;
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,693 @@
+/*
+ * Save and restore of whole VMs. Save pauses the VM (every vCPU out of guest
+ * mode), captures the neutral vCPU state and the devices, scans guest memory,
+ * writes the image into free space of the store, flushes, commits the catalog
+ * and resumes. Restore verifies every byte of the image before it creates the
+ * VM, then loads it paused. Kernel only; host context (the shell).
+ */
+#include "kernel/lib.h"
+#include "kernel/mm.h"
+#include "kernel/printk.h"
+#include "kernel/shell.h"
+#include "kernel/time.h"
+#include "kernel/version.h"
+#include "kernel/x86.h"
+#include "snapshot/snap.h"
+#include "vmm/vmm.h"
+
+#define SNAP_STAGE (256 * 1024) /* staging buffer for the metadata of an image */
+
+struct snap_store snap_store;
+static struct snap_image image;		       /* save: the image being written */
+static struct snap_parsed parsed;	       /* restore: the image being read */
+static struct vcpu_state vstate[VM_MAX_VCPUS]; /* save: every vCPU, captured at once */
+
+/* Small objects come from the heap, the rest as whole pages (zeroed). */
+void *snap_mem_alloc(size_t size)
+{
+	u64 pa;
+
+	if (size <= 2048)
+		return kmalloc(size);
+	pa = pmm_alloc_contig(ALIGN_UP(size, PAGE_SIZE) / PAGE_SIZE, 1);
+	return pa ? phys_to_virt(pa) : NULL;
+}
+
+void snap_mem_free(void *p, size_t size)
+{
+	if (!p)
+		return;
+	if (size <= 2048)
+		kfree(p);
+	else
+		pmm_free_contig(virt_to_phys(p), ALIGN_UP(size, PAGE_SIZE) / PAGE_SIZE);
+}
+
+/* ---- wall clock: the CMOS RTC ---------------------------------------------- */
+/* MC146818 registers (the PC's CMOS RTC): 0x00 seconds, 0x02 minutes, 0x04
+ * hours, 0x07 day, 0x08 month, 0x09 year; status A bit 7 = update in progress,
+ * status B bit 2 = binary (else BCD), bit 1 = 24-hour mode (else bit 7 of the
+ * hour is PM). */
+static u8 cmos_read(u8 reg)
+{
+	outb(0x70, reg);
+	return inb(0x71);
+}
+
+static u32 bcd(u8 v, bool binary) { return binary ? v : (v & 0x0F) + (v >> 4) * 10; }
+
+u64 snap_wallclock(void)
+{
+	u8 now[6], again[6], regs[6] = { 0x00, 0x02, 0x04, 0x07, 0x08, 0x09 };
+	u64 dl = deadline_after_us(20000); /* an update takes at most 2 ms */
+	u8 b;
+	u32 hour;
+	bool binary;
+
+	/* Read until two reads, both outside an update, agree. */
+	for (;;) {
+		while (cmos_read(0x0A) & 0x80)
+			if (deadline_passed(dl))
+				return 0;
+		for (int i = 0; i < 6; i++)
+			now[i] = cmos_read(regs[i]);
+		for (int i = 0; i < 6; i++)
+			again[i] = cmos_read(regs[i]);
+		if (!memcmp(now, again, sizeof(now)))
+			break;
+		if (deadline_passed(dl))
+			return 0;
+	}
+	b = cmos_read(0x0B);
+	binary = b & 0x04;
+	hour = bcd(now[2] & 0x7F, binary);
+	if (!(b & 0x02) && (now[2] & 0x80))
+		hour = (hour % 12) + 12;
+	else if (!(b & 0x02) && hour == 12)
+		hour = 0;
+	if (bcd(now[4], binary) < 1 || bcd(now[4], binary) > 12 || bcd(now[3], binary) < 1)
+		return 0;
+	return snap_unix_time(2000 + bcd(now[5], binary), bcd(now[4], binary), bcd(now[3], binary),
+			      hour, bcd(now[1], binary), bcd(now[0], binary));
+}
+
+/* ---- progress and reports ------------------------------------------------- */
+void snap_progress_init(struct snap_progress *pr, const char *what)
+{
+	pr->what = what;
+	pr->start = pr->last = ticks();
+	pr->shown = false;
+}
+
+/* Redraws the bar at most four times a second (the serial line is slow) and
+ * polls for Ctrl-C. */
+int snap_progress(void *ctx, u64 done, u64 total)
+{
+	struct snap_progress *pr = ctx;
+	u64 now = ticks();
+
+	if (shell_interrupted())
+		return -ECANCELED;
+	if (now - pr->last >= 250000 || (done == total && pr->shown)) {
+		shell_progress(pr->what, done, total, pr->start);
+		pr->last = now;
+		pr->shown = true;
+	}
+	return 0;
+}
+
+void snap_progress_done(struct snap_progress *pr)
+{
+	if (pr->shown)
+		printk("\n");
+	pr->shown = false;
+}
+
+void snap_report_print(struct snap_report *r, const char *line) { printk("  damaged: %s\n", line); }
+
+/* ---- disks and the store ---------------------------------------------------- */
+struct blkdev *snap_pick_disk(const char *opt, int *index)
+{
+	int n = blkdev_count();
+	u64 idx;
+
+	if (!n) {
+		printk("error: no snapshot disk: Amber found no disk (attach a virtio-blk, NVMe or ATA disk)\n");
+		return NULL;
+	}
+	if (opt) {
+		if (!parse_u64(opt, &idx) && idx < (u64)n) {
+			*index = (int)idx;
+			return blkdev_get((int)idx);
+		}
+		for (int i = 0; i < n; i++) {
+			if (!strcmp(blkdev_get(i)->name, opt)) {
+				*index = i;
+				return blkdev_get(i);
+			}
+		}
+		printk("error: no disk '%s' (disks 0-%d; see 'disk list')\n", opt, n - 1);
+		return NULL;
+	}
+	for (int i = 0; i < n; i++) {
+		if (blkdev_holds_snapshots(blkdev_get(i))) {
+			*index = i;
+			return blkdev_get(i);
+		}
+	}
+	*index = 0;
+	return blkdev_get(0);
+}
+
+int snap_open_store(struct blkdev *dev, int index)
+{
+	int ret = snap_store_open(&snap_store, dev);
+
+	if (ret == -ENODATA)
+		printk("error: disk %d (%s) holds no snapshot store ('snap save' creates one on a "
+		       "blank disk, 'snap format %d' on any other)\n",
+		       index, dev->name, index);
+	else if (ret)
+		printk("error: disk %d: %s\n", index, snap_store.err);
+	return ret;
+}
+
+struct entry_io {
+	u64 start;  /* first block of the image */
+	u8 *bounce; /* one block, for reads that are not whole blocks */
+	u64 cached; /* block held in bounce, or ~0 */
+};
+static struct entry_io entry_io;
+
+/* Whole blocks go straight into buf (scratch or guest memory, both page
+ * aligned); anything else through the one-block bounce. */
+static int entry_read(struct snap_source *src, u64 off, void *buf, u64 len)
+{
+	struct entry_io *io = src->ctx;
+	u8 *dst = buf;
+	int ret;
+
+	if (off > src->size || len > src->size - off)
+		return -ERANGE;
+	if (off % SNAP_BLOCK == 0 && len % SNAP_BLOCK == 0)
+		return snap_store_read(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK,
+				       buf);
+	while (len) {
+		u64 blk = off / SNAP_BLOCK, in = off % SNAP_BLOCK, n = MIN(len, SNAP_BLOCK - in);
+
+		if (blk != io->cached) {
+			io->cached = ~0ULL;
+			ret = snap_store_read(&snap_store, io->start + blk, 1, io->bounce);
+			if (ret)
+				return ret;
+			io->cached = blk;
+		}
+		memcpy(dst, io->bounce + in, n);
+		dst += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int snap_source_get(struct snap_source *src, int entry)
+{
+	const struct snap_entry *e = &snap_store.entry[entry];
+
+	entry_io.bounce = snap_mem_alloc(SNAP_BLOCK);
+	if (!entry_io.bounce)
+		return -ENOMEM;
+	entry_io.start = e->start_block;
+	entry_io.cached = ~0ULL;
+	src->read = entry_read;
+	src->size = snap_entry_blocks(e) * SNAP_BLOCK;
+	src->ctx = &entry_io;
+	return 0;
+}
+
+void snap_source_put(struct snap_source *src)
+{
+	snap_mem_free(entry_io.bounce, SNAP_BLOCK);
+	entry_io.bounce = NULL;
+}
+
+/* ---- save ------------------------------------------------------------------- */
+struct save_io {
+	u64 start, blocks; /* the extent the store gave the image */
+};
+
+static int save_write(struct snap_sink *s, u64 off, const void *buf, u64 len)
+{
+	struct save_io *io = s->ctx;
+
+	if (off / SNAP_BLOCK + len / SNAP_BLOCK > io->blocks)
+		return -ERANGE; /* never past the extent */
+	return snap_store_write(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK, buf);
+}
+
+static void *guest_page(void *ctx, u64 gpa) { return gpa_to_hva(ctx, gpa, PAGE_SIZE); }
+
+static u32 snap_vm_state(enum vm_state st)
+{
+	switch (st) {
+	case VM_RUNNING:
+		return SNAP_VM_RUNNING;
+	case VM_PAUSED:
+		return SNAP_VM_PAUSED;
+	case VM_HALTED:
+		return SNAP_VM_HALTED;
+	default:
+		return SNAP_VM_OTHER;
+	}
+}
+
+static void capture_devices(struct vm *vm)
+{
+	const struct vuart *u = &vm->uart;
+	const struct vplatform *pf = &vm->platform;
+	struct snap_uart_state *su = &image.dev.uart;
+	struct snap_platform *sp = &image.platform;
+
+	image.dev.vm_id = (u32)vm->id;
+	image.dev.mem_size = vm->mem_size;
+	strlcpy(image.dev.image, vm->image, sizeof(image.dev.image));
+	strlcpy(image.dev.cmdline, vm->cmdline, sizeof(image.dev.cmdline));
+	su->ier = u->ier;
+	su->lcr = u->lcr;
+	su->mcr = u->mcr;
+	su->scr = u->scr;
+	su->dll = u->dll;
+	su->dlm = u->dlm;
+	su->fcr = u->fcr;
+	su->line_len = u->line_len;
+	su->rx_head = u->rx_head;
+	su->rx_tail = u->rx_tail;
+	memcpy(su->line, u->line, sizeof(su->line));
+	memcpy(su->rx, u->rx, sizeof(su->rx));
+
+	for (int i = 0; i < 3; i++) {
+		const struct vpit_channel *c = &pf->pit[i];
+
+		sp->pit[i] = (struct snap_pit_state){
+			.mode = c->mode,
+			.access = c->access,
+			.write_hi = c->write_hi,
+			.read_hi = c->read_hi,
+			.latched = c->latched,
+			.armed = c->armed,
+			.latch = c->latch,
+			.reload = c->reload,
+			.start_tsc = c->start_tsc,
+		};
+	}
+	sp->port61 = pf->port61;
+	memcpy(sp->pic_imr, pf->pic_imr, sizeof(sp->pic_imr));
+	sp->kbd_cmd = pf->kbd_cmd;
+	sp->kbd_ccb = pf->kbd_ccb;
+	memcpy(sp->kbd_out, pf->kbd_out, sizeof(sp->kbd_out));
+	sp->kbd_out_len = pf->kbd_out_len;
+	sp->post = pf->post;
+	sp->cmos_index = pf->cmos_index;
+	sp->pci_addr = pf->pci_addr;
+	sp->guest_tsc_hz = vm->guest_tsc_hz;
+}
+
+/* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory. */
+static int capture(struct vm *vm, enum vm_state was, const char *name)
+{
+	int ret;
+
+	memset(&image, 0, sizeof(image));
+	image.hdr.vm_id = (u64)vm->id;
+	image.hdr.timestamp = ticks();
+	strlcpy(image.info.name, name, sizeof(image.info.name));
+	strlcpy(image.info.backend, vcpu_ops ? vcpu_ops->name : "?", sizeof(image.info.backend));
+	image.note = "written by Amber " AMBER_VERSION " (" AMBER_GIT ")";
+	image.nvcpus = (u32)vm->nvcpus;
+	for (int i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		vcpu_get_state(v, &vstate[i]);
+		/* A paused guest's TSC stands still at the value it resumes with. */
+		if (vm->state == VM_PAUSED)
+			vstate[i].tsc = v->frozen_tsc;
+		image.vcpu[i] = &vstate[i];
+	}
+	capture_devices(vm);
+	image.dev.vm_state = snap_vm_state(was);
+	/* Guest RAM is one region at GPA 0 (the 2 MiB chunks of vm->chunks). */
+	image.nregions = 1;
+	ret = snap_region_init(&image.region[0], 0, vm->mem_size / PAGE_SIZE, SNAP_PAGES_PER_CRC);
+	if (!ret)
+		ret = snap_region_scan(&image.region[0], guest_page, vm);
+	if (ret)
+		printk("error: snap save: %s while scanning guest memory\n", errno_name(ret));
+	return ret;
+}
+
+u64 snap_new_store_id(void) { return rdtsc() * 0x9E3779B97F4A7C15ULL ^ ticks() ^ snap_wallclock(); }
+
+/* The store on dev for a save: opened, or created on a blank disk. */
+static int save_store(struct blkdev *dev, int index)
+{
+	char size[32];
+	int ret = snap_store_open(&snap_store, dev);
+
+	if (ret && ret != -ENODATA)
+		printk("error: disk %d: %s\n", index, snap_store.err);
+	if (ret != -ENODATA)
+		return ret;
+	ret = snap_store_blank(&snap_store, dev);
+	if (ret < 0) {
+		printk("error: disk %d: %s\n", index, snap_store.err);
+		return ret;
+	}
+	if (!ret) {
+		printk("error: disk %d (%s) holds data that is not a snapshot store; "
+		       "'snap format %d --force' erases it\n",
+		       index, dev->name, index);
+		return -EEXIST;
+	}
+	ret = snap_store_format(&snap_store, dev, snap_new_store_id());
+	if (ret) {
+		printk("error: disk %d: %s\n", index, snap_store.err);
+		return ret;
+	}
+	format_size(size, sizeof(size), dev->sectors * dev->sector_size);
+	printk("snap: disk %d (%s, %s) was blank: created a snapshot store on it\n", index,
+	       dev->name, size);
+	return 0;
+}
+
+static int write_image(struct vm *vm, struct save_io *io, u64 *elapsed)
+{
+	struct snap_progress pr;
+	struct snap_sink sink = {
+		.write = save_write,
+		.progress = snap_progress,
+		.progress_ctx = &pr,
+		.ctx = io,
+		.stage_size = SNAP_STAGE,
+	};
+	int ret;
+
+	sink.stage = snap_mem_alloc(SNAP_STAGE);
+	if (!sink.stage)
+		return -ENOMEM;
+	snap_progress_init(&pr, "save");
+	ret = snap_image_write(&image, &sink, guest_page, vm);
+	snap_progress_done(&pr);
+	*elapsed = ticks() - pr.start;
+	snap_mem_free(sink.stage, SNAP_STAGE);
+	return ret;
+}
+
+static void print_rate(char *buf, size_t len, u64 bytes, u64 us)
+{
+	u64 rate = us ? bytes * TICKS_PER_SEC / us : 0;
+
+	snprintf(buf, len, "%llu.%llu MiB/s", (unsigned long long)(rate >> 20),
+		 (unsigned long long)(((rate & (MiB(1) - 1)) * 10) >> 20));
+}
+
+static int save_image(struct vm *vm, const char *name, int index, u64 *t_write)
+{
+	char need[32], big[32], all[32];
+	struct snap_entry e = { 0 };
+	struct save_io io;
+	u64 total = snap_image_layout(&image), free_blocks, largest;
+	u8 raw[SNAP_HEADER_SIZE];
+	int ret;
+
+	if (!total) {
+		printk("error: snap save: VM %d cannot be described as an image\n", vm->id);
+		return -EINVAL;
+	}
+	if (snap_store_alloc(&snap_store, total, &io.start)) {
+		snap_store_space(&snap_store, &free_blocks, &largest);
+		format_size(need, sizeof(need), total);
+		format_size(big, sizeof(big), largest * SNAP_BLOCK);
+		format_size(all, sizeof(all), free_blocks * SNAP_BLOCK);
+		printk("error: disk full: the image of VM %d needs %s, but the largest free extent "
+		       "on disk %d (%s) is %s (%s free in all); earlier snapshots are intact\n",
+		       vm->id, need, index, snap_store.dev->name, big, all);
+		return -ENOSPC;
+	}
+	io.blocks = total / SNAP_BLOCK;
+	ret = write_image(vm, &io, t_write);
+	if (ret == -ECANCELED) {
+		printk("snap save: cancelled; nothing was committed, earlier snapshots are intact\n");
+		return ret;
+	}
+	if (ret) {
+		printk("error: snap save: writing the image failed: %s; nothing was committed, "
+		       "earlier snapshots are intact\n",
+		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+		return ret;
+	}
+	strlcpy(e.name, name, sizeof(e.name));
+	strlcpy(e.vm_image, vm->image, sizeof(e.vm_image));
+	e.start_block = io.start;
+	e.size = total;
+	e.ticks = image.hdr.timestamp;
+	e.wall = snap_wallclock();
+	e.memory_pages = image.hdr.memory_pages;
+	snap_header_encode(&image.hdr, raw);
+	e.header_crc = snap_crc32c(0, raw, sizeof(raw));
+	e.vm_id = (u16)vm->id;
+	e.vcpus = (u16)vm->nvcpus;
+	ret = snap_store_add(&snap_store, &e);
+	if (ret)
+		printk("error: snap save: committing the catalog failed: %s; the previous catalog "
+		       "still describes the disk, earlier snapshots are intact\n",
+		       snap_store.err);
+	return ret;
+}
+
+int snap_save(int vm_id, const char *name, const char *disk_opt)
+{
+	struct vm *vm = vm_get(vm_id);
+	struct blkdev *dev;
+	enum vm_state was;
+	char img[32], mem[32], rate[32];
+	u64 t0, t_write = 0, frozen;
+	bool paused = false;
+	int index, ret;
+
+	if (!snap_name_valid(name)) {
+		printk("error: snap save: '%s' is not a valid name (1-31 letters, digits, '.', '_', '-')\n",
+		       name);
+		return -EINVAL;
+	}
+	if (!vm) {
+		printk("error: snap save: no VM %d (see 'vm list')\n", vm_id);
+		return -ENOENT;
+	}
+	dev = snap_pick_disk(disk_opt, &index);
+	if (!dev)
+		return -ENODEV;
+	if (dev->readonly) {
+		printk("error: snap save: disk %d (%s) is read-only\n", index, dev->name);
+		return -EROFS;
+	}
+	ret = save_store(dev, index);
+	if (ret)
+		return ret;
+	if (snap_store_find(&snap_store, name) >= 0) {
+		printk("error: snap save: a snapshot named '%s' exists on disk %d ('snap delete %s' "
+		       "first, or pick another name)\n",
+		       name, index, name);
+		return -EEXIST;
+	}
+
+	was = vm->state;
+	t0 = ticks();
+	if (was == VM_RUNNING || was == VM_HALTED) {
+		ret = vm_pause(vm);
+		if (ret)
+			return ret;
+		paused = true;
+	}
+	ret = capture(vm, was, name);
+	if (!ret)
+		ret = save_image(vm, name, index, &t_write);
+	snap_region_release(&image.region[0]);
+	if (paused)
+		vm_resume(vm);
+	frozen = ticks() - t0;
+	if (ret)
+		return ret;
+	format_size(img, sizeof(img), image.hdr.total_size);
+	format_size(mem, sizeof(mem), vm->mem_size);
+	print_rate(rate, sizeof(rate), image.hdr.total_size, t_write);
+	printk("saved VM %d as '%s' on disk %d (%s): image %s for %s of RAM (%llu of %llu pages "
+	       "stored), written at %s; VM frozen %llu ms%s\n",
+	       vm->id, name, index, dev->name, img, mem, (unsigned long long)image.region[0].stored,
+	       (unsigned long long)image.hdr.memory_pages, rate,
+	       (unsigned long long)(frozen / 1000), paused ? ", running again" : "");
+	return 0;
+}
+
+/* ---- restore ---------------------------------------------------------------- */
+static void restore_devices(struct vm *vm, const struct snap_parsed *p)
+{
+	const struct snap_uart_state *su = &p->dev.uart;
+	const struct snap_platform *sp = &p->platform;
+	struct vuart *u = &vm->uart;
+	struct vplatform *pf = &vm->platform;
+
+	strlcpy(vm->cmdline, p->dev.cmdline, sizeof(vm->cmdline));
+	u->ier = su->ier;
+	u->lcr = su->lcr;
+	u->mcr = su->mcr;
+	u->scr = su->scr;
+	u->dll = su->dll;
+	u->dlm = su->dlm;
+	u->fcr = su->fcr;
+	/* Indexes are bounded: the image is trusted only as far as it is checked. */
+	u->line_len = MIN(su->line_len, (u32)sizeof(u->line) - 1);
+	u->rx_head = su->rx_head % sizeof(u->rx);
+	u->rx_tail = su->rx_tail % sizeof(u->rx);
+	memcpy(u->line, su->line, sizeof(u->line));
+	memcpy(u->rx, su->rx, sizeof(u->rx));
+
+	for (int i = 0; i < 3; i++) {
+		const struct snap_pit_state *c = &sp->pit[i];
+
+		pf->pit[i] = (struct vpit_channel){
+			.mode = c->mode,
+			.access = c->access,
+			.write_hi = c->write_hi,
+			.read_hi = c->read_hi,
+			.latched = c->latched,
+			.armed = c->armed,
+			.latch = c->latch,
+			.reload = c->reload,
+			.start_tsc = c->start_tsc,
+		};
+	}
+	pf->port61 = sp->port61;
+	memcpy(pf->pic_imr, sp->pic_imr, sizeof(pf->pic_imr));
+	pf->kbd_cmd = sp->kbd_cmd;
+	pf->kbd_ccb = sp->kbd_ccb;
+	memcpy(pf->kbd_out, sp->kbd_out, sizeof(pf->kbd_out));
+	pf->kbd_out_len = MIN(sp->kbd_out_len, (u8)sizeof(pf->kbd_out));
+	pf->post = sp->post;
+	pf->cmos_index = sp->cmos_index;
+	pf->pci_addr = sp->pci_addr;
+	if (sp->guest_tsc_hz)
+		vm->guest_tsc_hz = sp->guest_tsc_hz;
+}
+
+/* Pass 1: every CRC of the image, before any VM exists. */
+static int restore_verify(struct snap_source *src, const struct snap_entry *e, const char *name)
+{
+	struct snap_report rep = { .emit = snap_report_print };
+	struct snap_progress pr;
+	int ret = snap_image_open(src, &parsed, &rep);
+
+	if (!ret) {
+		snap_progress_init(&pr, "verify");
+		ret = snap_image_check_pages(src, &parsed, &rep, snap_progress, &pr);
+		snap_progress_done(&pr);
+	}
+	if (!ret && snap_crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE) != e->header_crc) {
+		snap_report(&rep, "catalog entry and image header disagree (image overwritten?)");
+		ret = -EBADMSG;
+	}
+	if (ret == -ECANCELED)
+		printk("snap restore: cancelled; no VM created\n");
+	else if (ret == -EBADMSG)
+		printk("error: snap restore: snapshot '%s' is damaged (%d problem%s, first: %s); "
+		       "restore refused, no VM created\n",
+		       name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+	else if (ret)
+		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", name,
+		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+	if (!ret && (parsed.nregions != 1 || parsed.region[0].gpa != 0 ||
+		     parsed.hdr.vcpu_count > VM_MAX_VCPUS)) {
+		printk("error: snap restore: '%s' has %u memory regions and %u vCPUs; this Amber "
+		       "restores one region at address 0 and at most %d vCPUs\n",
+		       name, parsed.nregions, parsed.hdr.vcpu_count, VM_MAX_VCPUS);
+		ret = -EOPNOTSUPP;
+	}
+	return ret;
+}
+
+/* Pass 2: the VM, its memory (CRCs checked again), vCPUs and devices. */
+static int restore_load(struct snap_source *src, const char *name, struct vm **out)
+{
+	struct snap_report rep = { .emit = snap_report_print };
+	struct snap_progress pr;
+	struct vm *vm;
+	int ret;
+
+	vm = vm_create_empty(parsed.dev.image, parsed.hdr.memory_pages * PAGE_SIZE,
+			     (int)parsed.hdr.vcpu_count);
+	if (!vm) {
+		printk("error: snap restore: could not create the VM (see above); nothing restored\n");
+		return -ENOMEM;
+	}
+	snap_progress_init(&pr, "restore");
+	ret = snap_image_load_pages(src, &parsed, guest_page, vm, &rep, snap_progress, &pr);
+	snap_progress_done(&pr);
+	for (u32 i = 0; !ret && i < parsed.hdr.vcpu_count; i++) {
+		ret = snap_image_read_vcpu(src, &parsed, i, &vstate[0], &rep);
+		if (!ret) {
+			vcpu_set_state(vm->vcpus[i], &vstate[0]);
+			vm->vcpus[i]->frozen_tsc = vstate[0].tsc; /* what `vm resume` loads */
+		}
+	}
+	if (ret) {
+		vm_destroy(vm);
+		if (ret == -ECANCELED)
+			printk("snap restore: cancelled; the half-built VM was removed\n");
+		else
+			printk("error: snap restore: '%s' changed while it was read (%s); the half-built "
+			       "VM was removed\n",
+			       name, rep.errors ? rep.first : errno_name(ret));
+		return ret;
+	}
+	restore_devices(vm, &parsed);
+	vm->state = VM_PAUSED;
+	vm->started_ticks = ticks();
+	*out = vm;
+	return 0;
+}
+
+int snap_restore(const char *name, const char *disk_opt)
+{
+	struct snap_source src;
+	struct blkdev *dev;
+	struct vm *vm = NULL;
+	char mem[32];
+	int index, entry, ret;
+
+	dev = snap_pick_disk(disk_opt, &index);
+	if (!dev)
+		return -ENODEV;
+	ret = snap_open_store(dev, index);
+	if (ret)
+		return ret;
+	entry = snap_store_find(&snap_store, name);
+	if (entry < 0) {
+		printk("error: snap restore: no snapshot '%s' on disk %d (%s) (see 'snap list')\n",
+		       name, index, dev->name);
+		return -ENOENT;
+	}
+	ret = snap_source_get(&src, entry);
+	if (ret)
+		return ret;
+	ret = restore_verify(&src, &snap_store.entry[entry], name);
+	if (!ret)
+		ret = restore_load(&src, name, &vm);
+	snap_image_close(&parsed);
+	snap_source_put(&src);
+	if (ret)
+		return ret;
+	format_size(mem, sizeof(mem), vm->mem_size);
+	printk("restored '%s' as VM %d (%s, %s of RAM, saved from VM %u), paused: 'vm resume %d' "
+	       "continues it\n",
+	       name, vm->id, vm->image, mem, parsed.dev.vm_id, vm->id);
+	return 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * Save and restore of whole VMs into the snapshot store (snapshot/snap.c), and
+ * what the `snap` shell commands (snapshot/cmd_snap.c) share with them: the
+ * one open store, disk selection, an image source over a catalog entry, and the
+ * progress bar. Kernel only; host context (the shell), interrupts off.
+ */
+#ifndef AMBER_SNAP_H
+#define AMBER_SNAP_H
+
+#include "snapshot/image.h"
+#include "snapshot/store.h"
+
+/* The store the running command works on (the shell runs one at a time). */
+extern struct snap_store snap_store;
+
+/* Picks the disk for a command: `opt` is the value of disk=N (an index or a
+ * name such as vblk0), or NULL for the default: the first disk holding a store,
+ * else the first disk. Prints the error and returns NULL when there is none. */
+struct blkdev *snap_pick_disk(const char *opt, int *index);
+/* Opens the store on dev into snap_store; prints a clear error otherwise. */
+int snap_open_store(struct blkdev *dev, int index);
+
+/* A source reading catalog entry `entry` of snap_store. Release with
+ * snap_source_put(). */
+int snap_source_get(struct snap_source *src, int entry);
+void snap_source_put(struct snap_source *src);
+
+/* A progress bar for `what` that Ctrl-C cancels (returns -ECANCELED). */
+struct snap_progress {
+	const char *what;
+	u64 start, last;
+	bool shown;
+};
+void snap_progress_init(struct snap_progress *pr, const char *what);
+int snap_progress(void *ctx, u64 done, u64 total);
+/* Ends the bar's line if one was drawn. */
+void snap_progress_done(struct snap_progress *pr);
+
+/* Report sink printing each finding as "  damaged: ...". */
+void snap_report_print(struct snap_report *r, const char *line);
+
+/* Wall-clock time from the CMOS RTC in Unix seconds, 0 if it cannot be read. */
+u64 snap_wallclock(void);
+/* An identifier for a new store (TSC, ticks and RTC mixed). */
+u64 snap_new_store_id(void);
+
+int snap_save(int vm_id, const char *name, const char *disk_opt);
+int snap_restore(const char *name, const char *disk_opt);
+
+#endif
