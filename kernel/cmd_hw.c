@@ -9,12 +9,19 @@
 #include "kernel/pci.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
+#include "vmm/vmm.h"
 
 static int cmd_cpu(int argc, char **argv)
 {
 	if (argc != 1)
 		return shell_usage("cpu");
 	cpu_print_features();
+	/* Which backend vmm_init() chose, and why (vmm/vmm.c pick_backend). */
+	if (vcpu_ops)
+		printk("backend:  %s in use (the CPU offers %s)\n", vcpu_ops->name,
+		       vcpu_ops == &vmx_ops ? "VT-x with EPT" : "AMD-V with NPT");
+	else
+		printk("backend:  none: %s\n", vmm_unavailable_reason());
 	return 0;
 }
 SHELL_COMMAND(cpu, .name = "cpu", .usage = "cpu",

@@ -200,3 +200,4 @@ def test_cpu_svm_npt():
 		expect(vm, r"^AMD-V:\s+yes", out, "AMD-V (SVM) present under QEMU -cpu max")
 		expect(vm, r"\bNPT yes\b", out, "NPT present under QEMU -cpu max")
 		expect(vm, r"^virtualization: AMD-V with NPT", out, "the verdict 'AMD-V with NPT'")
+		expect(vm, r"^backend:\s+AMD-V in use", out, "the backend the VMM chose")
