@@ -6,6 +6,7 @@
 #include "kernel/printk.h"
 #include "kernel/console.h"
 #include "kernel/lib.h"
+#include "kernel/mm.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
 
@@ -24,9 +25,27 @@ static void log_append(const char *s, size_t n)
 void vprintk(const char *fmt, va_list ap)
 {
 	char buf[512];
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_list again;
+	int n;
 
-	console_write(buf, MIN((size_t)n, sizeof(buf) - 1));
+	va_copy(again, ap);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if ((size_t)n < sizeof(buf)) {
+		console_write(buf, n);
+	} else {
+		/* Longer than the stack buffer (a command's help text): format it
+		 * again into the heap, or print what fits if there is no heap yet. */
+		char *big = kmalloc(n + 1);
+
+		if (big) {
+			vsnprintf(big, n + 1, fmt, again);
+			console_write(big, n);
+			kfree(big);
+		} else {
+			console_write(buf, sizeof(buf) - 1);
+		}
+	}
+	va_end(again);
 }
 
 void printk(const char *fmt, ...)

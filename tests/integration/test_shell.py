@@ -54,6 +54,9 @@ def test_help_command():
 		expect(vm, r"^usage: version", out, "the usage line of 'version'")
 		out = vm.cmd("help nosuchcommand")
 		expect(vm, r"nosuchcommand", out, "a message naming the unknown command")
+		# A help text longer than printk's stack buffer arrives whole.
+		out = vm.cmd_ok("help vm")
+		expect(vm, r"^\s+vm screen ID\s", out, "the last line of the long 'help vm' text")
 
 
 def test_version():
