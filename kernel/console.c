@@ -7,6 +7,8 @@
 #define COM1 0x3F8
 
 static bool vga_on, fb_on;
+static bool line_guard; /* clear the prompt line before the next output */
+static u64 bytes_out;
 
 void console_init(void) { uart_init(COM1); }
 
@@ -21,8 +23,24 @@ void console_enable_fb(u64 phys, u32 pitch, u32 width, u32 height, u8 bpp)
 	fb_on = fbcon_init(phys, pitch, width, height, bpp);
 }
 
+void console_guard_line(bool on) { line_guard = on; }
+
+u64 console_output_count(void) { return bytes_out; }
+
 void console_putc(char c)
 {
+	if (line_guard) {
+		/* Output that interrupts a prompt (a guest's line) starts on a clean
+		 * line: carriage return, erase to end of line (ECMA-48 EL). */
+		line_guard = false;
+		for (const char *p = "\r\033[K"; *p; p++)
+			uart_putc(COM1, *p);
+		if (vga_on)
+			vga_putc('\r');
+		if (fb_on)
+			fbcon_putc('\r');
+	}
+	bytes_out++;
 	if (c == '\n')
 		uart_putc(COM1, '\r');
 	uart_putc(COM1, c);

@@ -13,6 +13,10 @@ void console_init(void);
 void console_enable_vga(u64 text_phys);
 void console_putc(char c);
 void console_write(const char *s, size_t n);
+/* While on, the next output first erases the current line (the shell sets it
+ * around guest time so a guest's line does not land after the prompt). */
+void console_guard_line(bool on);
+u64 console_output_count(void);
 /* Next byte typed on the serial console, or -1 when none is waiting. */
 int console_getc(void);
 

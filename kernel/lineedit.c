@@ -43,6 +43,8 @@ static void redraw_tail(struct lineedit *le)
 	cursor_left(le, le->len - le->cursor);
 }
 
+void le_redraw(struct lineedit *le) { redraw(le); }
+
 void le_init(struct lineedit *le, const char *prompt)
 {
 	memset(le, 0, sizeof(*le));

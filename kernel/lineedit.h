@@ -51,6 +51,9 @@ void le_init(struct lineedit *le, const char *prompt);
 /* Starts a fresh line (after a result other than LE_MORE) and prints the prompt. */
 void le_start(struct lineedit *le);
 enum le_result le_feed(struct lineedit *le, u8 c);
+/* Prints the prompt and the line being edited again, cursor in place (after
+ * other output overwrote them). */
+void le_redraw(struct lineedit *le);
 /* Adds a line to the history (the shell calls it for each executed line). */
 void le_history_add(struct lineedit *le, const char *line);
 

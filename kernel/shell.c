@@ -197,6 +197,25 @@ static void feed(u8 c)
 		le_start(&editor);
 }
 
+/* Gives the CPU to the idle hook (guests). While the line editor owns the
+ * terminal, whatever the guests print first clears the prompt line, and the
+ * prompt with the half-typed line is drawn again below it. */
+static void run_idle(void)
+{
+	u64 before;
+
+	if (input_handler) {
+		idle_hook();
+		return;
+	}
+	before = console_output_count();
+	console_guard_line(true);
+	idle_hook();
+	console_guard_line(false);
+	if (console_output_count() != before)
+		le_redraw(&editor);
+}
+
 void shell_run(void)
 {
 	le_init(&editor, "amber> ");
@@ -215,7 +234,7 @@ void shell_run(void)
 		while ((c = console_getc()) >= 0)
 			feed((u8)c);
 		if (idle_hook)
-			idle_hook();
+			run_idle();
 		else
 			cpu_relax();
 	}

@@ -66,8 +66,12 @@ def timeout(seconds):
 
 
 def strip_ansi(text):
-	"""Text without terminal control sequences and carriage returns."""
-	return CSI_RE.sub("", text).replace("\r", "")
+	"""Text as a terminal would leave it: control sequences removed, and on
+	each line only what follows its last carriage return (the shell redraws
+	its prompt line after a bare CR; a guest's line interrupting the prompt
+	starts with CR and erase-line)."""
+	lines = CSI_RE.sub("", text).split("\n")
+	return "\n".join(l.rstrip("\r").rsplit("\r", 1)[-1] for l in lines)
 
 
 def current_test():
