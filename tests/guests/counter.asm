@@ -102,6 +102,9 @@ align 16
 sse_pattern: times 32 dd 0
 sse_now: times 32 dd 0
 align 4
+; Host-side tests find the variables by this marker (test_snapshot.py reads
+; `count` from a core file with gdb): keep `every` and `count` right after it.
+vars_marker: db "CTRVARS", 0
 every:	dd 0
 count:	dd 0
 

@@ -347,10 +347,11 @@ def test_amber_snap_tool_and_gdb():
 	assert r.returncode == 0, r.stdout + r.stderr
 	if not have_tool("gdb"):
 		skip("gdb is not installed: the core file was written but not read back")
-	# Known values: the guest's "every=" key string, and `count` two words after it.
+	# Known values: the guest's "every=" key string, and `count`, which follows
+	# the 8-byte marker "CTRVARS\0" and `every` (tests/guests/counter.asm).
 	blob = open(COUNTER_BIN, "rb").read()
 	key = blob.index(b"every=\0")
-	count_addr = GUEST_BASE + ((key + 7 + 3) & ~3) + 4
+	count_addr = GUEST_BASE + blob.index(b"CTRVARS\0") + 8 + 4
 	g = subprocess.run(["gdb", "-batch", "-nx", "-c", core, "-ex", f"x/s {GUEST_BASE + key}",
 			    "-ex", f"x/wd {count_addr}", "-ex", "p/x $rip"],
 			   capture_output=True, text=True, timeout=60)
