@@ -10,8 +10,22 @@
 #include "kernel/types.h"
 
 enum vcpu_reg {
-	REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
-	REG_R8, REG_R9, REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15,
+	REG_RAX,
+	REG_RCX,
+	REG_RDX,
+	REG_RBX,
+	REG_RSP,
+	REG_RBP,
+	REG_RSI,
+	REG_RDI,
+	REG_R8,
+	REG_R9,
+	REG_R10,
+	REG_R11,
+	REG_R12,
+	REG_R13,
+	REG_R14,
+	REG_R15,
 	NR_VCPU_REGS,
 };
 
@@ -47,9 +61,9 @@ struct vcpu_event {
 	u32 error_code;
 };
 
-#define VCPU_INTR_STI BIT(0)    /* blocking by STI */
+#define VCPU_INTR_STI BIT(0)	/* blocking by STI */
 #define VCPU_INTR_MOV_SS BIT(1) /* blocking by MOV SS */
-#define VCPU_INTR_NMI BIT(3)    /* blocking by NMI */
+#define VCPU_INTR_NMI BIT(3)	/* blocking by NMI */
 
 struct vcpu_state {
 	u64 regs[NR_VCPU_REGS];
@@ -61,9 +75,9 @@ struct vcpu_state {
 	u64 sysenter_cs, sysenter_esp, sysenter_eip;
 	u64 star, lstar, cstar, sfmask, kernel_gs_base;
 	u64 dr0, dr1, dr2, dr3, dr6, dr7;
-	u64 tsc;            /* the guest's TSC value at the moment of the freeze */
+	u64 tsc;	      /* the guest's TSC value at the moment of the freeze */
 	u32 interruptibility; /* VCPU_INTR_* */
-	u32 halted;         /* 1 when the vCPU sat in HLT */
+	u32 halted;	      /* 1 when the vCPU sat in HLT */
 	struct vcpu_event pending;
 	/* FPU/SSE/AVX: the standard-format XSAVE area (SDM Vol. 1 13.4 "XSAVE
 	 * Area"), xsave_size bytes; xcr0 says which components it holds. */

@@ -20,34 +20,34 @@ struct vcpu;
 
 /* ---- the neutral exit record a backend fills after every VM exit ---------- */
 enum vm_exit_kind {
-	VMEXIT_NONE,          /* nothing for generic code to do (handled in backend) */
+	VMEXIT_NONE,	       /* nothing for generic code to do (handled in backend) */
 	VMEXIT_HOST_INTERRUPT, /* a physical interrupt or the slice timer: host's turn */
-	VMEXIT_IO,             /* IN/OUT (string forms included) */
-	VMEXIT_MEM,            /* EPT violation / NPT fault: no RAM at that address */
+	VMEXIT_IO,	       /* IN/OUT (string forms included) */
+	VMEXIT_MEM,	       /* EPT violation / NPT fault: no RAM at that address */
 	VMEXIT_CPUID,
 	VMEXIT_MSR_READ,
 	VMEXIT_MSR_WRITE,
 	VMEXIT_HLT,
-	VMEXIT_TRIPLE_FAULT,   /* shutdown */
-	VMEXIT_VIRT_INSN,      /* VMX/SVM instruction executed by the guest */
-	VMEXIT_EXCEPTION,      /* an intercepted guest exception */
-	VMEXIT_ENTRY_FAILED,   /* the CPU refused the guest state */
-	VMEXIT_UNHANDLED,      /* anything else: the guest is stopped with a report */
-	VMEXIT_XSETBV,         /* XSETBV: generic code checks and loads the new XCR0 */
+	VMEXIT_TRIPLE_FAULT, /* shutdown */
+	VMEXIT_VIRT_INSN,    /* VMX/SVM instruction executed by the guest */
+	VMEXIT_EXCEPTION,    /* an intercepted guest exception */
+	VMEXIT_ENTRY_FAILED, /* the CPU refused the guest state */
+	VMEXIT_UNHANDLED,    /* anything else: the guest is stopped with a report */
+	VMEXIT_XSETBV,	     /* XSETBV: generic code checks and loads the new XCR0 */
 	VMEXIT_KIND_COUNT,
 };
 
 struct vm_exit {
 	enum vm_exit_kind kind;
-	u32 raw_reason;     /* VMX basic exit reason or SVM EXITCODE, for reports */
-	u64 qualification;  /* VMX exit qualification or SVM EXITINFO1 */
-	u64 info2;          /* SVM EXITINFO2 / VMX guest-linear address, for reports */
-	u64 rip;            /* guest RIP of the exiting instruction */
-	u8 insn_len;        /* its length, so advance_rip() can skip it */
+	u32 raw_reason;	   /* VMX basic exit reason or SVM EXITCODE, for reports */
+	u64 qualification; /* VMX exit qualification or SVM EXITINFO1 */
+	u64 info2;	   /* SVM EXITINFO2 / VMX guest-linear address, for reports */
+	u64 rip;	   /* guest RIP of the exiting instruction */
+	u8 insn_len;	   /* its length, so advance_rip() can skip it */
 	union {
 		struct {
 			u16 port;
-			u8 size;    /* 1, 2 or 4 bytes */
+			u8 size; /* 1, 2 or 4 bytes */
 			bool in;
 			bool string;
 			bool rep;
@@ -105,12 +105,12 @@ extern const struct vcpu_ops *vcpu_ops; /* chosen once at boot from CPUID */
 
 /* ---- VMs and vCPUs -------------------------------------------------------- */
 enum vm_state {
-	VM_CREATED,  /* built, never started */
-	VM_RUNNING,  /* scheduled */
-	VM_PAUSED,   /* every vCPU out of guest mode, state complete in VMCS/VMCB + regs */
-	VM_HALTED,   /* every vCPU executed HLT with nothing to wake it */
-	VM_EXITED,   /* the guest wrote its exit code to port 0xF4 */
-	VM_STOPPED,  /* stopped by Amber after a fault; see vm->stop_reason */
+	VM_CREATED, /* built, never started */
+	VM_RUNNING, /* scheduled */
+	VM_PAUSED,  /* every vCPU out of guest mode, state complete in VMCS/VMCB + regs */
+	VM_HALTED,  /* every vCPU executed HLT with nothing to wake it */
+	VM_EXITED,  /* the guest wrote its exit code to port 0xF4 */
+	VM_STOPPED, /* stopped by Amber after a fault; see vm->stop_reason */
 };
 
 struct vcpu {
@@ -118,21 +118,21 @@ struct vcpu {
 	int id;
 	u64 regs[NR_VCPU_REGS];
 	bool halted;
-	void *arch;       /* backend's per-vCPU data (VMCS or VMCB and friends) */
-	u8 *fpu;          /* XSAVE area of this vCPU while another one owns the FPU */
+	void *arch; /* backend's per-vCPU data (VMCS or VMCB and friends) */
+	u8 *fpu;    /* XSAVE area of this vCPU while another one owns the FPU */
 	u64 exits;
 	u64 exit_counts[VMEXIT_KIND_COUNT];
 	/* Generic bookkeeping (vmm/vcpu.c). */
-	u64 xcr0;         /* the guest's XCR0 (valid in hardware while it owns the FPU) */
-	u64 frozen_tsc;   /* guest TSC at the last pause, restored on resume */
-	u64 exceptions;   /* intercepted guest exceptions in the current storm window */
-	u64 exc_window;   /* ticks() when that window began */
+	u64 xcr0;	/* the guest's XCR0 (valid in hardware while it owns the FPU) */
+	u64 frozen_tsc; /* guest TSC at the last pause, restored on resume */
+	u64 exceptions; /* intercepted guest exceptions in the current storm window */
+	u64 exc_window; /* ticks() when that window began */
 };
 
 /* Emulated COM1 (vmm/dev_uart.c). */
 struct vuart {
 	u8 ier, lcr, mcr, scr, dll, dlm;
-	u8 fcr;                 /* FIFO control as last written (IIR shows FIFOs on) */
+	u8 fcr; /* FIFO control as last written (IIR shows FIFOs on) */
 	char line[128];
 	u32 line_len;
 	u8 rx[64];
@@ -142,55 +142,55 @@ struct vuart {
 /* The legacy PC platform polling guests expect (vmm/dev_legacy.c). Times are
  * in guest TSC cycles; the PIT runs at 1.193182 MHz of guest time. */
 struct vpit_channel {
-	u8 mode;            /* 8254 mode 0-5 */
-	u8 access;          /* 1 lobyte, 2 hibyte, 3 lobyte then hibyte */
-	u8 write_hi;        /* next write of an access-3 counter is the high byte */
-	u8 read_hi;         /* next read of an access-3 counter is the high byte */
-	u8 latched;         /* a latch command froze `latch` */
-	u8 armed;           /* a count was written */
+	u8 mode;     /* 8254 mode 0-5 */
+	u8 access;   /* 1 lobyte, 2 hibyte, 3 lobyte then hibyte */
+	u8 write_hi; /* next write of an access-3 counter is the high byte */
+	u8 read_hi;  /* next read of an access-3 counter is the high byte */
+	u8 latched;  /* a latch command froze `latch` */
+	u8 armed;    /* a count was written */
 	u16 latch;
-	u32 reload;         /* the count written (0 means 65536) */
-	u64 start_tsc;      /* guest TSC when counting started */
+	u32 reload;    /* the count written (0 means 65536) */
+	u64 start_tsc; /* guest TSC when counting started */
 };
 
 struct vplatform {
 	struct vpit_channel pit[3];
-	u8 port61;          /* bit 0 gate of channel 2, bit 1 speaker data */
+	u8 port61; /* bit 0 gate of channel 2, bit 1 speaker data */
 	u8 pic_imr[2];
-	u8 kbd_cmd;         /* 8042 command waiting for its data byte (0x60), or 0 */
-	u8 kbd_ccb;         /* 8042 controller command byte */
-	u8 kbd_out[4];      /* bytes the 8042 has for the guest (port 0x60) */
+	u8 kbd_cmd;    /* 8042 command waiting for its data byte (0x60), or 0 */
+	u8 kbd_ccb;    /* 8042 controller command byte */
+	u8 kbd_out[4]; /* bytes the 8042 has for the guest (port 0x60) */
 	u8 kbd_out_len;
-	u8 post;            /* last POST code written to port 0x80 */
+	u8 post; /* last POST code written to port 0x80 */
 	u8 cmos_index;
-	u32 pci_addr;       /* last value written to 0xCF8 */
-	u8 crtc_index;      /* VGA CRT controller (0x3D4/0x3D5): cursor and friends */
+	u32 pci_addr;  /* last value written to 0xCF8 */
+	u8 crtc_index; /* VGA CRT controller (0x3D4/0x3D5): cursor and friends */
 	u8 crtc[32];
-	u8 vga_misc;        /* VGA miscellaneous output (0x3C2 write, 0x3CC read) */
+	u8 vga_misc; /* VGA miscellaneous output (0x3C2 write, 0x3CC read) */
 };
 
 struct vm {
-	int id;                 /* 1-based, as the shell shows it */
-	char image[32];         /* name of the guest image it was created from */
+	int id;		/* 1-based, as the shell shows it */
+	char image[32]; /* name of the guest image it was created from */
 	char cmdline[128];
 	enum vm_state state;
 	char stop_reason[160];
 	int exit_code;
-	u64 mem_size;           /* bytes of guest RAM, a multiple of 4 KiB */
+	u64 mem_size; /* bytes of guest RAM, a multiple of 4 KiB */
 	u64 nchunks;
-	u64 *chunks;            /* host-physical address of each 2 MiB chunk */
+	u64 *chunks; /* host-physical address of each 2 MiB chunk */
 	int nvcpus;
 	struct vcpu *vcpus[VM_MAX_VCPUS];
-	void *arch;             /* backend's per-VM data (EPT/NPT root) */
+	void *arch; /* backend's per-VM data (EPT/NPT root) */
 	struct vuart uart;
 	bool console_attached;
 	u64 created_ticks;
 	/* Added by the VMM core (vmm/vmm.c). */
 	struct vplatform platform;
-	u64 io_unemulated;      /* accesses to ports no device claims: an I/O storm stops the VM */
-	u16 warned_ports[8];    /* unemulated ports already reported once (0: free slot) */
-	u64 guest_tsc_hz;       /* the guest's TSC frequency (the host's) */
-	u64 started_ticks;      /* when `vm start` ran, 0 before */
+	u64 io_unemulated;	 /* accesses to ports no device claims: an I/O storm stops the VM */
+	u16 warned_ports[8];	 /* unemulated ports already reported once (0: free slot) */
+	u64 guest_tsc_hz;	 /* the guest's TSC frequency (the host's) */
+	u64 started_ticks;	 /* when `vm start` ran, 0 before */
 	char image_cmdline[128]; /* the cmdline the image came with */
 };
 
