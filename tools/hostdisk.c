@@ -1,7 +1,8 @@
 /*
- * Host shims (see hostdisk.h): blkdev_read/write/flush with the same range and
- * read-only checks as drivers/blockdev.c, a disk backed by an image file
- * (pread/pwrite/fsync), and snap_mem_alloc over aligned_alloc. Host only.
+ * Host shims (see hostdisk.h): a disk backed by an image file (pread/pwrite/
+ * fsync) behind the driver half of the block-device interface, whose checked
+ * half is drivers/blockdev.c itself, and snap_mem_alloc over aligned_alloc.
+ * Host only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,54 +16,6 @@
 
 #include "tools/hostdisk.h"
 #include "snapshot/format.h"
-
-int blkdev_fail(struct blkdev *dev, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(dev->error, sizeof(dev->error), fmt, ap);
-	va_end(ap);
-	return err;
-}
-
-static int check_range(struct blkdev *dev, const char *what, u64 lba, u64 count)
-{
-	if (lba >= dev->sectors || count > dev->sectors - lba)
-		return blkdev_fail(dev, -ERANGE,
-				   "%s of %llu sectors at LBA %llu goes past the end of %s", what,
-				   (unsigned long long)count, (unsigned long long)lba, dev->name);
-	return 0;
-}
-
-int blkdev_read(struct blkdev *dev, u64 lba, u64 count, void *buf)
-{
-	int ret;
-
-	if (!count)
-		return 0;
-	ret = check_range(dev, "read", lba, count);
-	return ret ? ret : dev->ops->read(dev, lba, count, buf);
-}
-
-int blkdev_write(struct blkdev *dev, u64 lba, u64 count, const void *buf)
-{
-	int ret;
-
-	if (!count)
-		return 0;
-	if (dev->readonly)
-		return blkdev_fail(dev, -EROFS, "write refused: %s is read-only", dev->name);
-	ret = check_range(dev, "write", lba, count);
-	return ret ? ret : dev->ops->write(dev, lba, count, buf);
-}
-
-int blkdev_flush(struct blkdev *dev)
-{
-	if (dev->readonly || !dev->can_flush || !dev->ops->flush)
-		return 0;
-	return dev->ops->flush(dev);
-}
 
 static int file_read(struct blkdev *dev, u64 lba, u64 count, void *buf)
 {

@@ -1,7 +1,7 @@
 /*
- * Host-side stand-ins for the kernel interfaces the snapshot code uses: the
- * checked block-device entry points over a disk image file, and the memory
- * hooks of snapshot/format.h. Linked into tools/amber-snap and the host unit
+ * Host-side stand-ins for the kernel interfaces the snapshot code uses: a
+ * block device over a disk image file (drivers/blockdev.c does the checks, as
+ * in the kernel), and the memory hooks of snapshot/format.h. Linked into tools/amber-snap and the host unit
  * tests; never into the kernel.
  */
 #ifndef AMBER_TOOLS_HOSTDISK_H
