@@ -8,46 +8,9 @@
 #include "kernel/bootinfo.h"
 #include "kernel/lib.h"
 #include "kernel/mm.h"
+#include "kernel/multiboot.h"
 
-#define MB1_BOOTLOADER_MAGIC 0x2BADB002
 #define MB2_BOOTLOADER_MAGIC 0x36D76289
-
-struct mb1_info {
-	u32 flags;
-	u32 mem_lower, mem_upper;
-	u32 boot_device;
-	u32 cmdline;
-	u32 mods_count, mods_addr;
-	u32 syms[4];
-	u32 mmap_length, mmap_addr;
-	u32 drives_length, drives_addr;
-	u32 config_table;
-	u32 boot_loader_name;
-	u32 apm_table;
-	u32 vbe_control_info, vbe_mode_info;
-	u16 vbe_mode, vbe_interface_seg, vbe_interface_off, vbe_interface_len;
-	u64 framebuffer_addr;
-	u32 framebuffer_pitch, framebuffer_width, framebuffer_height;
-	u8 framebuffer_bpp, framebuffer_type;
-} __packed;
-_Static_assert(offsetof(struct mb1_info, framebuffer_addr) == 88, "Multiboot 1 info layout");
-
-#define MB1_INFO_MEM BIT(0)
-#define MB1_INFO_CMDLINE BIT(2)
-#define MB1_INFO_MODS BIT(3)
-#define MB1_INFO_MMAP BIT(6)
-#define MB1_INFO_LOADER_NAME BIT(9)
-#define MB1_INFO_FRAMEBUFFER BIT(12)
-
-struct mb1_module {
-	u32 mod_start, mod_end, string, reserved;
-} __packed;
-
-struct mb1_mmap_entry {
-	u32 size; /* of the rest of the entry, not counting this field */
-	u64 base, len;
-	u32 type;
-} __packed;
 
 struct mb2_tag {
 	u32 type, size;
@@ -99,36 +62,36 @@ static void add_module(struct boot_info *bi, u64 start, u64 end, const char *cmd
 	m->cmdline[n] = '\0';
 }
 
-static int parse_mb1(const struct mb1_info *mi, struct boot_info *bi)
+static int parse_mb1(const struct multiboot_info *mi, struct boot_info *bi)
 {
 	bi->multiboot_version = 1;
 	bi->info_size = sizeof(*mi);
-	if (mi->flags & MB1_INFO_CMDLINE)
+	if (mi->flags & MULTIBOOT_INFO_CMDLINE)
 		copy_str(bi->cmdline, sizeof(bi->cmdline), mi->cmdline);
-	if (mi->flags & MB1_INFO_LOADER_NAME)
+	if (mi->flags & MULTIBOOT_INFO_BOOT_LOADER_NAME)
 		copy_str(bi->loader, sizeof(bi->loader), mi->boot_loader_name);
-	if (mi->flags & MB1_INFO_MODS) {
-		const struct mb1_module *mod = phys_to_virt(mi->mods_addr);
+	if (mi->flags & MULTIBOOT_INFO_MODS) {
+		const struct multiboot_module *mod = phys_to_virt(mi->mods_addr);
 
 		for (u32 i = 0; i < mi->mods_count; i++)
 			add_module(bi, mod[i].mod_start, mod[i].mod_end,
 				   mod[i].string ? (const char *)phys_to_virt(mod[i].string) : "",
 				   256);
 	}
-	if (mi->flags & MB1_INFO_MMAP) {
+	if (mi->flags & MULTIBOOT_INFO_MEM_MAP) {
 		u64 p = mi->mmap_addr, end = p + mi->mmap_length;
 
-		while (p + sizeof(struct mb1_mmap_entry) <= end) {
-			const struct mb1_mmap_entry *e = phys_to_virt(p);
+		while (p + sizeof(struct multiboot_mmap_entry) <= end) {
+			const struct multiboot_mmap_entry *e = phys_to_virt(p);
 
-			add_range(bi, e->base, e->len, e->type);
+			add_range(bi, e->addr, e->len, e->type);
 			p += e->size + sizeof(e->size);
 		}
-	} else if (mi->flags & MB1_INFO_MEM) {
+	} else if (mi->flags & MULTIBOOT_INFO_MEMORY) {
 		add_range(bi, 0, (u64)mi->mem_lower << 10, MEM_USABLE);
 		add_range(bi, MiB(1), (u64)mi->mem_upper << 10, MEM_USABLE);
 	}
-	if (mi->flags & MB1_INFO_FRAMEBUFFER) {
+	if (mi->flags & MULTIBOOT_INFO_FRAMEBUFFER) {
 		bi->fb_phys = mi->framebuffer_addr;
 		bi->fb_pitch = mi->framebuffer_pitch;
 		bi->fb_width = mi->framebuffer_width;
@@ -219,7 +182,7 @@ int multiboot_parse(u32 magic, const void *info, struct boot_info *bi)
 {
 	memset(bi, 0, sizeof(*bi));
 	bi->info_phys = virt_to_phys(info);
-	if (magic == MB1_BOOTLOADER_MAGIC)
+	if (magic == MULTIBOOT_BOOTLOADER_MAGIC)
 		return parse_mb1(info, bi);
 	if (magic == MB2_BOOTLOADER_MAGIC)
 		return parse_mb2(info, bi);
