@@ -214,16 +214,7 @@ int rdmsr_safe(u32 msr, u64 *val)
 	u32 lo = 0, hi = 0;
 	int err = 0;
 
-	__asm__ volatile("1: rdmsr\n"
-			 "2:\n"
-			 ".pushsection .fixup, \"ax\"\n"
-			 "3: mov %3, %2\n"
-			 "   jmp 2b\n"
-			 ".popsection\n"
-			 ".pushsection .extable, \"a\"\n"
-			 ".balign 8\n"
-			 ".quad 1b, 3b\n"
-			 ".popsection\n"
+	__asm__ volatile("1: rdmsr\n" ASM_FIXUP_ERR("%2", "%3")
 			 : "+a"(lo), "+d"(hi), "+r"(err)
 			 : "i"(-EIO), "c"(msr));
 	*val = ((u64)hi << 32) | lo;
@@ -234,16 +225,7 @@ int wrmsr_safe(u32 msr, u64 val)
 {
 	int err = 0;
 
-	__asm__ volatile("1: wrmsr\n"
-			 "2:\n"
-			 ".pushsection .fixup, \"ax\"\n"
-			 "3: mov %1, %0\n"
-			 "   jmp 2b\n"
-			 ".popsection\n"
-			 ".pushsection .extable, \"a\"\n"
-			 ".balign 8\n"
-			 ".quad 1b, 3b\n"
-			 ".popsection\n"
+	__asm__ volatile("1: wrmsr\n" ASM_FIXUP_ERR("%0", "%1")
 			 : "+r"(err)
 			 : "i"(-EIO), "c"(msr), "a"((u32)val), "d"((u32)(val >> 32))
 			 : "memory");

@@ -25,6 +25,24 @@ void trap_handler(struct trap_frame *f);
 /* Interrupt vector used by the IPI/timer path of the VMM; exported for it. */
 void idt_set_handler(u8 vector, void (*handler)(void), u8 ist);
 
+/*
+ * Exception fixup, for instructions that may fault on purpose (RDMSR of an MSR
+ * the CPU lacks, XRSTOR of a bad area). In inline assembly, label the
+ * instruction "1:" and follow it with ASM_FIXUP_ERR(err, val): a #GP or #UD at
+ * 1: then continues after the instruction with operand `err` set to `val`.
+ *   asm volatile("1: rdmsr\n" ASM_FIXUP_ERR("%2", "%3") : ... "+r"(err) : "i"(-EIO));
+ */
+#define ASM_FIXUP_ERR(err, val) \
+	"2:\n" \
+	".pushsection .fixup, \"ax\"\n" \
+	"3: mov " val ", " err "\n" \
+	"   jmp 2b\n" \
+	".popsection\n" \
+	".pushsection .extable, \"a\"\n" \
+	".balign 8\n" \
+	".quad 1b, 3b\n" \
+	".popsection\n"
+
 /* Exception fixup entry: a fault at `insn` resumes at `fixup`. */
 struct extable_entry {
 	u64 insn, fixup;

@@ -11,6 +11,7 @@
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
+#include "kernel/traps.h"
 #include "kernel/x86.h"
 #include "vmm/vmm_internal.h"
 
@@ -61,30 +62,12 @@ static int fpu_restore_safe(const void *area, u64 mask)
 	int err = 0;
 
 	if (use_xsave)
-		__asm__ volatile("1: xrstor64 (%1)\n"
-				 "2:\n"
-				 ".pushsection .fixup, \"ax\"\n"
-				 "3: mov %4, %0\n"
-				 "   jmp 2b\n"
-				 ".popsection\n"
-				 ".pushsection .extable, \"a\"\n"
-				 ".balign 8\n"
-				 ".quad 1b, 3b\n"
-				 ".popsection\n"
+		__asm__ volatile("1: xrstor64 (%1)\n" ASM_FIXUP_ERR("%0", "%4")
 				 : "+r"(err)
 				 : "r"(area), "a"((u32)mask), "d"((u32)(mask >> 32)), "i"(-EIO)
 				 : "memory");
 	else
-		__asm__ volatile("1: fxrstor64 (%1)\n"
-				 "2:\n"
-				 ".pushsection .fixup, \"ax\"\n"
-				 "3: mov %2, %0\n"
-				 "   jmp 2b\n"
-				 ".popsection\n"
-				 ".pushsection .extable, \"a\"\n"
-				 ".balign 8\n"
-				 ".quad 1b, 3b\n"
-				 ".popsection\n"
+		__asm__ volatile("1: fxrstor64 (%1)\n" ASM_FIXUP_ERR("%0", "%2")
 				 : "+r"(err)
 				 : "r"(area), "i"(-EIO)
 				 : "memory");
