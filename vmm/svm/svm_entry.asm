@@ -17,6 +17,7 @@
 ; is back before any host interrupt or exception can need it.
 
 %include "asm-offsets.inc"
+%include "vmm/guest_regs.inc"
 
 global svm_vmrun
 
@@ -38,19 +39,7 @@ svm_vmrun:
 	clgi
 	sti
 	vmload                          ; RAX: the VMCB
-	mov rcx, [rdi + VCPU_RCX]
-	mov rdx, [rdi + VCPU_RDX]
-	mov rbx, [rdi + VCPU_RBX]
-	mov rbp, [rdi + VCPU_RBP]
-	mov rsi, [rdi + VCPU_RSI]
-	mov r8, [rdi + VCPU_R8]
-	mov r9, [rdi + VCPU_R9]
-	mov r10, [rdi + VCPU_R10]
-	mov r11, [rdi + VCPU_R11]
-	mov r12, [rdi + VCPU_R12]
-	mov r13, [rdi + VCPU_R13]
-	mov r14, [rdi + VCPU_R14]
-	mov r15, [rdi + VCPU_R15]
+	LOAD_GUEST_GPRS rdi
 	mov rdi, [rdi + VCPU_RDI]
 
 	vmrun                           ; RAX: the VMCB
@@ -59,19 +48,7 @@ svm_vmrun:
 	vmsave                          ; RAX: the VMCB
 	push rdi
 	mov rdi, [rsp + 8]
-	mov [rdi + VCPU_RCX], rcx
-	mov [rdi + VCPU_RDX], rdx
-	mov [rdi + VCPU_RBX], rbx
-	mov [rdi + VCPU_RBP], rbp
-	mov [rdi + VCPU_RSI], rsi
-	mov [rdi + VCPU_R8], r8
-	mov [rdi + VCPU_R9], r9
-	mov [rdi + VCPU_R10], r10
-	mov [rdi + VCPU_R11], r11
-	mov [rdi + VCPU_R12], r12
-	mov [rdi + VCPU_R13], r13
-	mov [rdi + VCPU_R14], r14
-	mov [rdi + VCPU_R15], r15
+	STORE_GUEST_GPRS rdi
 	pop rax
 	mov [rdi + VCPU_RDI], rax
 

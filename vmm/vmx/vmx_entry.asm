@@ -4,6 +4,7 @@
 ; (vmm/asm-offsets.c). SDM Vol. 3C 27 "VM Entries", 28.5 "Loading Host State".
 
 %include "asm-offsets.inc"
+%include "vmm/guest_regs.inc"
 
 bits 64
 section .text
@@ -37,19 +38,7 @@ vmx_vcpu_enter:
 	; Flags for the choice below; the MOVs that follow keep them.
 	test esi, esi
 	mov rax, [rdi + VCPU_RAX]
-	mov rbx, [rdi + VCPU_RBX]
-	mov rcx, [rdi + VCPU_RCX]
-	mov rdx, [rdi + VCPU_RDX]
-	mov rsi, [rdi + VCPU_RSI]
-	mov rbp, [rdi + VCPU_RBP]
-	mov r8, [rdi + VCPU_R8]
-	mov r9, [rdi + VCPU_R9]
-	mov r10, [rdi + VCPU_R10]
-	mov r11, [rdi + VCPU_R11]
-	mov r12, [rdi + VCPU_R12]
-	mov r13, [rdi + VCPU_R13]
-	mov r14, [rdi + VCPU_R14]
-	mov r15, [rdi + VCPU_R15]
+	LOAD_GUEST_GPRS rdi
 	mov rdi, [rdi + VCPU_RDI]
 	jnz .resume
 	vmlaunch
@@ -71,19 +60,7 @@ vmx_vmexit_entry:
 	push rdi
 	mov rdi, [rsp + 8]
 	mov [rdi + VCPU_RAX], rax
-	mov [rdi + VCPU_RBX], rbx
-	mov [rdi + VCPU_RCX], rcx
-	mov [rdi + VCPU_RDX], rdx
-	mov [rdi + VCPU_RSI], rsi
-	mov [rdi + VCPU_RBP], rbp
-	mov [rdi + VCPU_R8], r8
-	mov [rdi + VCPU_R9], r9
-	mov [rdi + VCPU_R10], r10
-	mov [rdi + VCPU_R11], r11
-	mov [rdi + VCPU_R12], r12
-	mov [rdi + VCPU_R13], r13
-	mov [rdi + VCPU_R14], r14
-	mov [rdi + VCPU_R15], r15
+	STORE_GUEST_GPRS rdi
 	pop rax                         ; the guest's RDI
 	mov [rdi + VCPU_RDI], rax
 	xor eax, eax
