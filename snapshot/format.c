@@ -206,10 +206,14 @@ void snap_platform_encode(const struct snap_platform *pf, u8 out[SNAP_PLATFORM_S
 	memcpy(out + 0x50, pf->kbd_out, 4);
 	snap_put32(out + 0x54, pf->pci_addr);
 	snap_put64(out + 0x58, pf->guest_tsc_hz);
+	out[0x60] = pf->crtc_index;
+	out[0x61] = pf->vga_misc;
+	memcpy(out + 0x68, pf->crtc, sizeof(pf->crtc));
 }
 
-void snap_platform_decode(const u8 in[SNAP_PLATFORM_SIZE], struct snap_platform *pf)
+void snap_platform_decode(const u8 *in, u64 len, struct snap_platform *pf)
 {
+	memset(pf, 0, sizeof(*pf));
 	for (int i = 0; i < 3; i++) {
 		struct snap_pit_state *c = &pf->pit[i];
 		const u8 *o = in + i * 24;
@@ -235,6 +239,12 @@ void snap_platform_decode(const u8 in[SNAP_PLATFORM_SIZE], struct snap_platform 
 	memcpy(pf->kbd_out, in + 0x50, 4);
 	pf->pci_addr = snap_get32(in + 0x54);
 	pf->guest_tsc_hz = snap_get64(in + 0x58);
+	if (len < SNAP_PLATFORM_SIZE)
+		return; /* written before the VGA fields existed */
+	pf->has_vga = true;
+	pf->crtc_index = in[0x60];
+	pf->vga_misc = in[0x61];
+	memcpy(pf->crtc, in + 0x68, sizeof(pf->crtc));
 }
 
 const char *snap_vm_state_name(u32 state)

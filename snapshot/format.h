@@ -135,9 +135,12 @@ void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE]
 void snap_devices_decode(const u8 in[SNAP_DEVICES_SIZE], struct snap_devices *d);
 const char *snap_vm_state_name(u32 state);
 
-/* PLATFORM payload (96 bytes): the legacy devices polling guests use. Times
- * are in guest TSC cycles, so they stay right when the guest TSC is restored. */
-#define SNAP_PLATFORM_SIZE 0x60
+/* PLATFORM payload (136 bytes): the legacy devices polling guests use. Times
+ * are in guest TSC cycles, so they stay right when the guest TSC is restored.
+ * The first 0x60 bytes were the whole payload before the VGA registers were
+ * added; a reader still accepts that shorter form (has_vga false). */
+#define SNAP_PLATFORM_SIZE 0x88
+#define SNAP_PLATFORM_SIZE_NO_VGA 0x60
 struct snap_pit_state {
 	u8 mode, access, write_hi, read_hi, latched, armed;
 	u16 latch;
@@ -150,9 +153,15 @@ struct snap_platform {
 	u8 kbd_out[4];
 	u32 pci_addr;
 	u64 guest_tsc_hz; /* the TSC rate the PIT emulation converts with */
+	bool has_vga;	  /* decode: the payload held the VGA fields below */
+	u8 crtc_index;	  /* VGA CRT controller index (port 0x3D4) */
+	u8 vga_misc;	  /* VGA miscellaneous output register (0x3C2/0x3CC) */
+	u8 crtc[32];	  /* VGA CRT controller registers 0x00-0x1F (0x3D5) */
 };
 void snap_platform_encode(const struct snap_platform *pf, u8 out[SNAP_PLATFORM_SIZE]);
-void snap_platform_decode(const u8 in[SNAP_PLATFORM_SIZE], struct snap_platform *pf);
+/* Decodes a payload of `len` bytes: SNAP_PLATFORM_SIZE, or the older
+ * SNAP_PLATFORM_SIZE_NO_VGA (VGA fields zero, has_vga false). */
+void snap_platform_decode(const u8 *in, u64 len, struct snap_platform *pf);
 
 /* VCPU payload: u32 vCPU number, u32 fixed-part size (SNAP_VCPU_FIXED), the
  * fields of struct vcpu_state one by one in little-endian (the table in

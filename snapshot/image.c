@@ -41,8 +41,11 @@ void snap_region_release(struct snap_region *r)
 	r->crc = NULL;
 }
 
-int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx)
+int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx, snap_progress_fn progress,
+		     void *pctx)
 {
+	int ret;
+
 	r->stored = 0;
 	memset(r->bitmap, 0, snap_bitmap_words(r->pages) * 8);
 	memset(r->crc, 0, r->crc_cap * 4);
@@ -52,6 +55,11 @@ int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx)
 
 		if (!p)
 			return -EFAULT;
+		if (progress && i % SNAP_SCAN_STEP == 0) {
+			ret = progress(pctx, i * PAGE_SIZE, r->pages * PAGE_SIZE);
+			if (ret)
+				return ret;
+		}
 		if (snap_page_is_zero(p))
 			continue;
 		r->bitmap[i / 64] |= 1ULL << (i % 64);
@@ -59,7 +67,7 @@ int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx)
 		r->crc[chunk] = snap_crc32c(r->crc[chunk], p, PAGE_SIZE);
 		r->stored++;
 	}
-	return 0;
+	return progress ? progress(pctx, r->pages * PAGE_SIZE, r->pages * PAGE_SIZE) : 0;
 }
 
 u64 snap_region_stored_gpa(const struct snap_region *r, u64 n)

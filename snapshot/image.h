@@ -32,8 +32,12 @@ struct snap_region {
 int snap_region_init(struct snap_region *r, u64 gpa, u64 pages, u32 pages_per_crc);
 void snap_region_release(struct snap_region *r);
 /* Builds the bitmap (all-zero pages are left out) and the chunk CRCs; `page`
- * must return every page of the region. */
-int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx);
+ * must return every page of the region. progress (optional) is called every
+ * SNAP_SCAN_STEP pages with the bytes scanned so far; its nonzero return stops
+ * the scan. */
+#define SNAP_SCAN_STEP 256
+int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx, snap_progress_fn progress,
+		     void *pctx);
 /* Guest-physical address of the stored page number `n` of r, or ~0 if none. */
 u64 snap_region_stored_gpa(const struct snap_region *r, u64 n);
 

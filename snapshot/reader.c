@@ -256,11 +256,12 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 		}
 		return ret;
 	case SNAP_SEC_PLATFORM:
-		if (d->length != SNAP_PLATFORM_SIZE || (*seen & BIT(4)))
+		if ((d->length != SNAP_PLATFORM_SIZE && d->length != SNAP_PLATFORM_SIZE_NO_VGA) ||
+		    (*seen & BIT(4)))
 			break;
 		ret = read_payload(src, p, d, num, rep);
 		if (!ret) {
-			snap_platform_decode(p->scratch, &p->platform);
+			snap_platform_decode(p->scratch, d->length, &p->platform);
 			*seen |= BIT(4);
 		}
 		return ret;

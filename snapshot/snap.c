@@ -43,54 +43,6 @@ void snap_mem_free(void *p, size_t size)
 		pmm_free_contig(virt_to_phys(p), ALIGN_UP(size, PAGE_SIZE) / PAGE_SIZE);
 }
 
-/* ---- wall clock: the CMOS RTC ---------------------------------------------- */
-/* MC146818 registers (the PC's CMOS RTC): 0x00 seconds, 0x02 minutes, 0x04
- * hours, 0x07 day, 0x08 month, 0x09 year; status A bit 7 = update in progress,
- * status B bit 2 = binary (else BCD), bit 1 = 24-hour mode (else bit 7 of the
- * hour is PM). */
-static u8 cmos_read(u8 reg)
-{
-	outb(0x70, reg);
-	return inb(0x71);
-}
-
-static u32 bcd(u8 v, bool binary) { return binary ? v : (v & 0x0F) + (v >> 4) * 10; }
-
-u64 snap_wallclock(void)
-{
-	u8 now[6], again[6], regs[6] = { 0x00, 0x02, 0x04, 0x07, 0x08, 0x09 };
-	u64 dl = deadline_after_us(20000); /* an update takes at most 2 ms */
-	u8 b;
-	u32 hour;
-	bool binary;
-
-	/* Read until two reads, both outside an update, agree. */
-	for (;;) {
-		while (cmos_read(0x0A) & 0x80)
-			if (deadline_passed(dl))
-				return 0;
-		for (int i = 0; i < 6; i++)
-			now[i] = cmos_read(regs[i]);
-		for (int i = 0; i < 6; i++)
-			again[i] = cmos_read(regs[i]);
-		if (!memcmp(now, again, sizeof(now)))
-			break;
-		if (deadline_passed(dl))
-			return 0;
-	}
-	b = cmos_read(0x0B);
-	binary = b & 0x04;
-	hour = bcd(now[2] & 0x7F, binary);
-	if (!(b & 0x02) && (now[2] & 0x80))
-		hour = (hour % 12) + 12;
-	else if (!(b & 0x02) && hour == 12)
-		hour = 0;
-	if (bcd(now[4], binary) < 1 || bcd(now[4], binary) > 12 || bcd(now[3], binary) < 1)
-		return 0;
-	return snap_unix_time(2000 + bcd(now[5], binary), bcd(now[4], binary), bcd(now[3], binary),
-			      hour, bcd(now[1], binary), bcd(now[0], binary));
-}
-
 /* ---- progress and reports ------------------------------------------------- */
 void snap_progress_init(struct snap_progress *pr, const char *what)
 {
@@ -176,6 +128,7 @@ struct entry_io {
 	u64 start;  /* first block of the image */
 	u8 *bounce; /* one block, for reads that are not whole blocks */
 	u64 cached; /* block held in bounce, or ~0 */
+	u64 bytes;  /* bytes read from the disk (for the restore's summary) */
 };
 static struct entry_io entry_io;
 
@@ -189,9 +142,11 @@ static int entry_read(struct snap_source *src, u64 off, void *buf, u64 len)
 
 	if (off > src->size || len > src->size - off)
 		return -ERANGE;
-	if (off % SNAP_BLOCK == 0 && len % SNAP_BLOCK == 0)
+	if (off % SNAP_BLOCK == 0 && len % SNAP_BLOCK == 0) {
+		io->bytes += len;
 		return snap_store_read(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK,
 				       buf);
+	}
 	while (len) {
 		u64 blk = off / SNAP_BLOCK, in = off % SNAP_BLOCK, n = MIN(len, SNAP_BLOCK - in);
 
@@ -200,6 +155,7 @@ static int entry_read(struct snap_source *src, u64 off, void *buf, u64 len)
 			ret = snap_store_read(&snap_store, io->start + blk, 1, io->bounce);
 			if (ret)
 				return ret;
+			io->bytes += SNAP_BLOCK;
 			io->cached = blk;
 		}
 		memcpy(dst, io->bounce + in, n);
@@ -219,6 +175,7 @@ int snap_source_get(struct snap_source *src, int entry)
 		return -ENOMEM;
 	entry_io.start = e->start_block;
 	entry_io.cached = ~0ULL;
+	entry_io.bytes = 0;
 	src->read = entry_read;
 	src->size = snap_entry_blocks(e) * SNAP_BLOCK;
 	src->ctx = &entry_io;
@@ -234,15 +191,28 @@ void snap_source_put(struct snap_source *src)
 /* ---- save ------------------------------------------------------------------- */
 struct save_io {
 	u64 start, blocks; /* the extent the store gave the image */
+	u64 bytes;	   /* image bytes handed to the disk so far */
+};
+
+/* What one save cost, for its summary line (and `make bench`): times in
+ * microseconds, and what was counted. */
+struct save_stats {
+	u64 scan_us, write_us, commit_us;
+	u64 bytes; /* image bytes written */
+	u64 cmds;  /* device commands: image writes, flushes, catalog */
 };
 
 static int save_write(struct snap_sink *s, u64 off, const void *buf, u64 len)
 {
 	struct save_io *io = s->ctx;
+	int ret;
 
 	if (off / SNAP_BLOCK + len / SNAP_BLOCK > io->blocks)
 		return -ERANGE; /* never past the extent */
-	return snap_store_write(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK, buf);
+	ret = snap_store_write(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK, buf);
+	if (!ret)
+		io->bytes += len;
+	return ret;
 }
 
 static void *guest_page(void *ctx, u64 gpa) { return gpa_to_hva(ctx, gpa, PAGE_SIZE); }
@@ -310,11 +280,17 @@ static void capture_devices(struct vm *vm)
 	sp->cmos_index = pf->cmos_index;
 	sp->pci_addr = pf->pci_addr;
 	sp->guest_tsc_hz = vm->guest_tsc_hz;
+	sp->crtc_index = pf->crtc_index;
+	sp->vga_misc = pf->vga_misc;
+	memcpy(sp->crtc, pf->crtc, sizeof(sp->crtc));
 }
 
-/* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory. */
-static int capture(struct vm *vm, enum vm_state was, const char *name)
+/* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory
+ * (with a progress bar: the scan reads all of guest RAM and CRCs what is not
+ * zero, a good part of the freeze for a large guest). */
+static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan_us)
 {
+	struct snap_progress pr;
 	int ret;
 
 	memset(&image, 0, sizeof(image));
@@ -338,9 +314,17 @@ static int capture(struct vm *vm, enum vm_state was, const char *name)
 	/* Guest RAM is one region at GPA 0 (the 2 MiB chunks of vm->chunks). */
 	image.nregions = 1;
 	ret = snap_region_init(&image.region[0], 0, vm->mem_size / PAGE_SIZE, SNAP_PAGES_PER_CRC);
-	if (!ret)
-		ret = snap_region_scan(&image.region[0], guest_page, vm);
-	if (ret)
+	if (ret) {
+		printk("error: snap save: no memory for the page bitmap of VM %d\n", vm->id);
+		return ret;
+	}
+	snap_progress_init(&pr, "scan");
+	ret = snap_region_scan(&image.region[0], guest_page, vm, snap_progress, &pr);
+	snap_progress_done(&pr);
+	*scan_us = ticks() - pr.start;
+	if (ret == -ECANCELED)
+		printk("snap save: cancelled; nothing was committed, earlier snapshots are intact\n");
+	else if (ret)
 		printk("error: snap save: %s while scanning guest memory\n", errno_name(ret));
 	return ret;
 }
@@ -410,13 +394,14 @@ static void print_rate(char *buf, size_t len, u64 bytes, u64 us)
 		 (unsigned long long)(((rate & (MiB(1) - 1)) * 10) >> 20));
 }
 
-static int save_image(struct vm *vm, const char *name, int index, u64 *t_write)
+static int save_image(struct vm *vm, const char *name, int index, struct save_stats *st)
 {
 	char need[32], big[32], all[32];
 	struct snap_entry e = { 0 };
 	struct save_io io;
 	u64 total = snap_image_layout(&image), free_blocks, largest;
 	u8 raw[SNAP_HEADER_SIZE];
+	u64 t0;
 	int ret;
 
 	if (!total) {
@@ -434,7 +419,9 @@ static int save_image(struct vm *vm, const char *name, int index, u64 *t_write)
 		return -ENOSPC;
 	}
 	io.blocks = total / SNAP_BLOCK;
-	ret = write_image(vm, &io, t_write);
+	io.bytes = 0;
+	ret = write_image(vm, &io, &st->write_us);
+	st->bytes = io.bytes;
 	if (ret == -ECANCELED) {
 		printk("snap save: cancelled; nothing was committed, earlier snapshots are intact\n");
 		return ret;
@@ -456,7 +443,9 @@ static int save_image(struct vm *vm, const char *name, int index, u64 *t_write)
 	e.header_crc = snap_crc32c(0, raw, sizeof(raw));
 	e.vm_id = (u16)vm->id;
 	e.vcpus = (u16)vm->nvcpus;
+	t0 = ticks();
 	ret = snap_store_add(&snap_store, &e);
+	st->commit_us = ticks() - t0;
 	if (ret)
 		printk("error: snap save: committing the catalog failed: %s; the previous catalog "
 		       "still describes the disk, earlier snapshots are intact\n",
@@ -469,8 +458,9 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	struct vm *vm = vm_get(vm_id);
 	struct blkdev *dev;
 	enum vm_state was;
+	struct save_stats st = { 0 };
 	char img[32], mem[32], rate[32];
-	u64 t0, t_write = 0, frozen;
+	u64 t0, c0, frozen;
 	bool paused = false;
 	int index, ret;
 
@@ -501,6 +491,7 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	}
 
 	was = vm->state;
+	c0 = dev->commands;
 	t0 = ticks();
 	if (was == VM_RUNNING || was == VM_HALTED) {
 		ret = vm_pause(vm);
@@ -508,23 +499,30 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 			return ret;
 		paused = true;
 	}
-	ret = capture(vm, was, name);
+	ret = capture(vm, was, name, &st.scan_us);
 	if (!ret)
-		ret = save_image(vm, name, index, &t_write);
+		ret = save_image(vm, name, index, &st);
 	snap_region_release(&image.region[0]);
 	if (paused)
 		vm_resume(vm);
 	frozen = ticks() - t0;
+	st.cmds = dev->commands - c0;
 	if (ret)
 		return ret;
+	/* The rate covers what the disk did for the image: the writes, the flush
+	 * that makes it durable and the catalog commit (as `disk bench` counts
+	 * its flush); the byte and command counts are exact. */
 	format_size(img, sizeof(img), image.hdr.total_size);
 	format_size(mem, sizeof(mem), vm->mem_size);
-	print_rate(rate, sizeof(rate), image.hdr.total_size, t_write);
+	print_rate(rate, sizeof(rate), st.bytes, st.write_us + st.commit_us);
 	printk("saved VM %d as '%s' on disk %d (%s): image %s for %s of RAM (%llu of %llu pages "
-	       "stored), written at %s; VM frozen %llu ms%s\n",
+	       "stored), %llu bytes in %llu disk commands, written and flushed at %s; VM frozen "
+	       "%llu ms (scan %llu ms, write %llu ms, flush and commit %llu ms)%s\n",
 	       vm->id, name, index, dev->name, img, mem, (unsigned long long)image.region[0].stored,
-	       (unsigned long long)image.hdr.memory_pages, rate,
-	       (unsigned long long)(frozen / 1000), paused ? ", running again" : "");
+	       (unsigned long long)image.hdr.memory_pages, (unsigned long long)st.bytes,
+	       (unsigned long long)st.cmds, rate, (unsigned long long)(frozen / 1000),
+	       (unsigned long long)(st.scan_us / 1000), (unsigned long long)(st.write_us / 1000),
+	       (unsigned long long)(st.commit_us / 1000), paused ? ", running again" : "");
 	return 0;
 }
 
@@ -577,6 +575,12 @@ static void restore_devices(struct vm *vm, const struct snap_parsed *p)
 	pf->pci_addr = sp->pci_addr;
 	if (sp->guest_tsc_hz)
 		vm->guest_tsc_hz = sp->guest_tsc_hz;
+	/* An image from before the VGA fields keeps the power-on values. */
+	if (sp->has_vga) {
+		pf->crtc_index = sp->crtc_index & 0x1F;
+		pf->vga_misc = sp->vga_misc;
+		memcpy(pf->crtc, sp->crtc, sizeof(pf->crtc));
+	}
 }
 
 /* Pass 1: every CRC of the image, before any VM exists. */
@@ -614,16 +618,19 @@ static int restore_verify(struct snap_source *src, const struct snap_entry *e, c
 	return ret;
 }
 
-/* Pass 2: the VM, its memory (CRCs checked again), vCPUs and devices. */
-static int restore_load(struct snap_source *src, const char *name, struct vm **out)
+/* Pass 2: the VM, its memory (CRCs checked again), vCPUs and devices.
+ * *create_us is what making the empty VM took (its RAM comes zeroed). */
+static int restore_load(struct snap_source *src, const char *name, struct vm **out, u64 *create_us)
 {
 	struct snap_report rep = { .emit = snap_report_print };
 	struct snap_progress pr;
+	u64 t0 = ticks();
 	struct vm *vm;
 	int ret;
 
 	vm = vm_create_empty(parsed.dev.image, parsed.hdr.memory_pages * PAGE_SIZE,
 			     (int)parsed.hdr.vcpu_count);
+	*create_us = ticks() - t0;
 	if (!vm) {
 		printk("error: snap restore: could not create the VM (see above); nothing restored\n");
 		return -ENOMEM;
@@ -660,7 +667,8 @@ int snap_restore(const char *name, const char *disk_opt)
 	struct snap_source src;
 	struct blkdev *dev;
 	struct vm *vm = NULL;
-	char mem[32];
+	char mem[32], rate[32];
+	u64 t0, t_verify, t_load, t_create = 0, c0, size;
 	int index, entry, ret;
 
 	dev = snap_pick_disk(disk_opt, &index);
@@ -678,16 +686,29 @@ int snap_restore(const char *name, const char *disk_opt)
 	ret = snap_source_get(&src, entry);
 	if (ret)
 		return ret;
+	size = snap_store.entry[entry].size;
+	c0 = dev->commands;
+	t0 = ticks();
 	ret = restore_verify(&src, &snap_store.entry[entry], name);
+	t_verify = ticks() - t0;
 	if (!ret)
-		ret = restore_load(&src, name, &vm);
+		ret = restore_load(&src, name, &vm, &t_create);
+	t_load = ticks() - t0 - t_verify;
 	snap_image_close(&parsed);
 	snap_source_put(&src);
 	if (ret)
 		return ret;
+	/* The rate is the image's size over the whole restore (both passes): how
+	 * fast an image of that size comes back. Bytes and commands are counted. */
 	format_size(mem, sizeof(mem), vm->mem_size);
-	printk("restored '%s' as VM %d (%s, %s of RAM, saved from VM %u), paused: 'vm resume %d' "
-	       "continues it\n",
-	       name, vm->id, vm->image, mem, parsed.dev.vm_id, vm->id);
+	print_rate(rate, sizeof(rate), size, t_verify + t_load);
+	printk("restored '%s' as VM %d (%s, %s of RAM, saved from VM %u) in %llu ms = %s for the "
+	       "%llu-byte image (verify %llu ms, new VM %llu ms, load %llu ms; %llu bytes read in "
+	       "%llu disk commands), paused: 'vm resume %d' continues it\n",
+	       name, vm->id, vm->image, mem, parsed.dev.vm_id,
+	       (unsigned long long)((t_verify + t_load) / 1000), rate, (unsigned long long)size,
+	       (unsigned long long)(t_verify / 1000), (unsigned long long)(t_create / 1000),
+	       (unsigned long long)((t_load - t_create) / 1000), (unsigned long long)entry_io.bytes,
+	       (unsigned long long)(dev->commands - c0), vm->id);
 	return 0;
 }

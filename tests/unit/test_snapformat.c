@@ -117,11 +117,15 @@ static void write_image(u64 stage_size)
 	img.platform.pic_imr[1] = 0xFB;
 	img.platform.pci_addr = 0x80000810;
 	img.platform.guest_tsc_hz = 2600000000ULL;
+	img.platform.crtc_index = 0x0E;
+	img.platform.vga_misc = 0x63;
+	img.platform.crtc[0x0F] = 0x50;
+	img.platform.crtc[31] = 0xA5;
 	img.nregions = 2;
 	CHECK_EQ(snap_region_init(&img.region[0], 0, 200, SNAP_PAGES_PER_CRC), 0);
 	CHECK_EQ(snap_region_init(&img.region[1], 200 * PAGE_SIZE, 100, 5), 0);
 	for (u32 i = 0; i < img.nregions; i++)
-		CHECK_EQ(snap_region_scan(&img.region[i], guest_page, guest_mem), 0);
+		CHECK_EQ(snap_region_scan(&img.region[i], guest_page, guest_mem, NULL, NULL), 0);
 	img_size = snap_image_layout(&img);
 	CHECK(img_size > 0);
 	img_cap = img_size;
@@ -316,6 +320,11 @@ static void test_round_trip(void)
 	CHECK_EQ(p.platform.pic_imr[1], 0xFB);
 	CHECK_EQ(p.platform.pci_addr, 0x80000810);
 	CHECK_EQ(p.platform.guest_tsc_hz, 2600000000ULL);
+	CHECK(p.platform.has_vga);
+	CHECK_EQ(p.platform.crtc_index, 0x0E);
+	CHECK_EQ(p.platform.vga_misc, 0x63);
+	CHECK_EQ(p.platform.crtc[0x0F], 0x50);
+	CHECK_EQ(p.platform.crtc[31], 0xA5);
 	describe_lines = 0;
 	snap_image_describe(&src, &p, count_line, NULL);
 	CHECK(describe_lines > 10);
@@ -515,6 +524,101 @@ static void test_unknown_sections(void)
 	}
 }
 
+/* docs/snapshot-format.md "PLATFORM": the documented offsets, and the older
+ * 0x60-byte payload (before the VGA fields) that readers still accept. */
+static void test_platform_layout(void)
+{
+	struct snap_platform pf = { 0 }, back;
+	u8 raw[SNAP_PLATFORM_SIZE];
+
+	CHECK_EQ(SNAP_PLATFORM_SIZE, 0x88);
+	pf.pit[1].start_tsc = 0x1122334455667788ULL;
+	pf.pit[2].latch = 0xBEEF;
+	pf.port61 = 0x03;
+	pf.pic_imr[0] = 0xB8;
+	pf.kbd_out_len = 2;
+	pf.cmos_index = 0x8F;
+	pf.pci_addr = 0x80001234;
+	pf.guest_tsc_hz = 3000000000ULL;
+	pf.crtc_index = 0x0F;
+	pf.vga_misc = 0x67;
+	for (int i = 0; i < 32; i++)
+		pf.crtc[i] = (u8)(0xC0 + i);
+	memset(raw, 0xEE, sizeof(raw));
+	snap_platform_encode(&pf, raw);
+	CHECK_EQ(snap_get64(raw + 24 + 0x10), 0x1122334455667788ULL);
+	CHECK_EQ(snap_get16(raw + 48 + 0x06), 0xBEEF);
+	CHECK_EQ(raw[0x48], 0x03);
+	CHECK_EQ(raw[0x49], 0xB8);
+	CHECK_EQ(raw[0x4D], 2);
+	CHECK_EQ(raw[0x4F], 0x8F);
+	CHECK_EQ(snap_get32(raw + 0x54), 0x80001234);
+	CHECK_EQ(snap_get64(raw + 0x58), 3000000000ULL);
+	CHECK_EQ(raw[0x60], 0x0F);
+	CHECK_EQ(raw[0x61], 0x67);
+	for (int i = 0x62; i < 0x68; i++)
+		CHECK_EQ(raw[i], 0);
+	CHECK_EQ(raw[0x68], 0xC0);
+	CHECK_EQ(raw[0x87], 0xC0 + 31);
+	snap_platform_decode(raw, SNAP_PLATFORM_SIZE, &back);
+	CHECK(back.has_vga);
+	CHECK_EQ(back.vga_misc, 0x67);
+	CHECK(memcmp(back.crtc, pf.crtc, 32) == 0);
+	CHECK_EQ(back.guest_tsc_hz, 3000000000ULL);
+	snap_platform_decode(raw, SNAP_PLATFORM_SIZE_NO_VGA, &back);
+	CHECK(!back.has_vga);
+	CHECK_EQ(back.vga_misc, 0);
+	CHECK_EQ(back.crtc[0], 0);
+	CHECK_EQ(back.pci_addr, 0x80001234);
+}
+
+/* An image whose PLATFORM section has the older 0x60-byte form is still read:
+ * the image is rewritten here so (PLATFORM shortened, the freed 40 bytes made
+ * an optional section of unknown type, IMAGE's section count raised). */
+static void test_platform_without_vga(void)
+{
+	static struct snap_parsed p;
+	struct snap_source src = { .read = mem_read, .size = img_size };
+	struct snap_report rep = { .emit = collect };
+	u64 pf = section_pos(SNAP_SEC_PLATFORM, 0), im = section_pos(SNAP_SEC_IMAGE, 0);
+	struct snap_section sec = { .type = SNAP_SEC_PLATFORM, .flags = SNAP_SEC_MANDATORY };
+	struct snap_image_info info;
+	u8 *saved = malloc(img_size), *pay = img_buf + pf + SNAP_SECTION_HDR_SIZE;
+
+	CHECK(pf && im == SNAP_HEADER_SIZE);
+	memcpy(saved, img_buf, img_size);
+	sec.length = SNAP_PLATFORM_SIZE_NO_VGA;
+	sec.payload_crc = snap_crc32c(0, pay, SNAP_PLATFORM_SIZE_NO_VGA);
+	snap_section_encode(&sec, img_buf + pf);
+	sec = (struct snap_section){ .type = 0x0200, .length = 8 };
+	sec.payload_crc = snap_crc32c(0, pay + SNAP_PLATFORM_SIZE - 8, 8);
+	snap_section_encode(&sec, pay + SNAP_PLATFORM_SIZE_NO_VGA);
+	CHECK_EQ(SNAP_PLATFORM_SIZE_NO_VGA + SNAP_SECTION_HDR_SIZE + 8, SNAP_PLATFORM_SIZE);
+
+	snap_image_info_decode(img_buf + im + SNAP_SECTION_HDR_SIZE, &info);
+	info.section_count++;
+	snap_image_info_encode(&info, img_buf + im + SNAP_SECTION_HDR_SIZE);
+	CHECK_EQ(snap_section_decode(img_buf + im, &sec), 0);
+	sec.payload_crc = snap_crc32c(0, img_buf + im + SNAP_SECTION_HDR_SIZE, SNAP_IMAGE_SIZE);
+	snap_section_encode(&sec, img_buf + im);
+
+	report_text[0] = '\0';
+	CHECK_EQ(snap_image_open(&src, &p, &rep), 0);
+	CHECK_EQ(snap_image_check_pages(&src, &p, &rep, NULL, NULL), 0);
+	if (rep.errors)
+		fprintf(stderr, "%s", report_text);
+	CHECK_EQ(rep.errors, 0);
+	CHECK_EQ(p.skipped, 1);
+	CHECK(!p.platform.has_vga);
+	CHECK_EQ(p.platform.pic_imr[1], 0xFB);
+	CHECK_EQ(p.platform.guest_tsc_hz, 2600000000ULL);
+	snap_image_close(&p);
+
+	memcpy(img_buf, saved, img_size);
+	free(saved);
+	CHECK_EQ(verify_image(&p, img_size), 0);
+}
+
 static void test_names(void)
 {
 	CHECK(snap_name_valid("base-1.2_x"));
@@ -533,6 +637,8 @@ int main(void)
 	test_round_trip();
 	test_bit_flips();
 	test_unknown_sections();
+	test_platform_layout();
+	test_platform_without_vga();
 	test_names();
 	free(img_buf);
 	free(guest_mem);

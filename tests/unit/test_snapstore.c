@@ -346,7 +346,7 @@ static void test_real_image(void)
 	img.nregions = 1;
 	strcpy(img.info.name, "real");
 	CHECK_EQ(snap_region_init(&img.region[0], 0, 64, SNAP_PAGES_PER_CRC), 0);
-	CHECK_EQ(snap_region_scan(&img.region[0], guest_page, mem), 0);
+	CHECK_EQ(snap_region_scan(&img.region[0], guest_page, mem, NULL, NULL), 0);
 	CHECK_EQ(img.region[0].stored, 1);
 	CHECK(snap_image_layout(&img) > 0);
 
