@@ -1,0 +1,167 @@
+# Snapshot save and restore against the disk they go to (issue 6 "Measure"):
+# one boot of Amber per disk kind (QEMU TCG, -cpu max: the AMD-V backend), where
+# `disk bench` first measures the disk's own sequential write and read, then a
+# 64 MiB and a 256 MiB memtest guest (RAM filled with a pattern, so nearly every
+# page is stored) are saved, killed, restored and resumed on the same disk, and
+# a small counter guest shows the zero pages left out. The figures are what
+# Amber prints: the `snap save` line (image bytes and disk commands counted;
+# frozen, scan, write and flush+commit times) and the `snap restore` line
+# (verify, new-VM and load times, bytes and commands). The ratios save/disk
+# write and restore/disk read answer whether the disk is the limit; TCG's MiB/s
+# themselves depend on this host. Reported, never asserted; the figures and
+# what they mean are in docs/performance.md.
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import harness  # noqa: E402
+from harness import make_disk  # noqa: E402
+
+DISK_BENCH_SIZE = "256M"  # as much as the larger image moves
+GUEST_MIB = (64, 256)
+AMBER_MEM = "1G"  # a 256 MiB guest and its restored copy never live together
+
+BENCH_RE = re.compile(r"bench-result disk=(\S+) kind=(\S+) bytes=(\d+) write_us=(\d+) "
+		      r"read_us=(\d+) write_cmds=(\d+) read_cmds=(\d+) verify=(\w+)")
+SAVE_RE = re.compile(r"saved VM \d+ as '\S+' on disk \d+ \(\S+\): image \S+ \S+ for \S+ \S+ of "
+		     r"RAM \((\d+) of (\d+) pages stored\), (\d+) bytes in (\d+) disk commands, "
+		     r"written and flushed at (\S+) MiB/s; VM frozen (\d+) ms \(scan (\d+) ms, "
+		     r"write (\d+) ms, flush and commit (\d+) ms\)")
+RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) \(.*?\) in (\d+) ms = (\S+) MiB/s for the "
+			r"(\d+)-byte image \(verify (\d+) ms, new VM (\d+) ms, load (\d+) ms; "
+			r"(\d+) bytes read in (\d+) disk commands\)")
+
+
+def boot(kind, disk):
+	"""Amber in QEMU TCG with -cpu max (AMD-V, whatever KVM the host has) and
+	one disk of `kind` (run-qemu's names: virtio, nvme, ...)."""
+	args, _ = harness._qemu_args((), [(kind, disk)], AMBER_MEM, "", (), None, False)
+	args += ["--accel", "tcg", "--cpu", "max"]
+	return harness.Emulator(f"qemu-snap-{kind}",
+				lambda port, _: args + ["--serial-tcp", str(port)])
+
+
+def mib_s(nbytes, us):
+	return round(nbytes / (1 << 20) / (us / 1e6), 1) if us else 0
+
+
+def start_vm(vm, args):
+	out = vm.cmd_ok(f"vm create {args}", timeout=60)
+	m = re.search(r"created vm (\d+)", out)
+	if not m:
+		vm.fail(f"no VM id in the output of 'vm create {args}':\n{out}")
+	vid = int(m.group(1))
+	vm.cmd_ok(f"vm start {vid}")
+	return vid
+
+
+def save(vm, vid, name):
+	out = vm.cmd_ok(f"snap save {vid} {name}", timeout=240)
+	m = SAVE_RE.search(out)
+	if not m:
+		vm.fail(f"no summary line from 'snap save {vid} {name}':\n{out}")
+	stored, pages, nbytes, cmds, rate, frozen, scan, write, commit = m.groups()
+	return {"stored_pages": int(stored), "pages": int(pages), "bytes": int(nbytes),
+		"cmds": int(cmds), "rate": float(rate), "frozen_ms": int(frozen),
+		"scan_ms": int(scan), "write_ms": int(write), "commit_ms": int(commit)}
+
+
+def restore(vm, name):
+	out = vm.cmd_ok(f"snap restore {name}", timeout=240)
+	m = RESTORE_RE.search(out)
+	if not m:
+		vm.fail(f"no summary line from 'snap restore {name}':\n{out}")
+	vid, total, rate, size, verify, create, load, nread, cmds = m.groups()
+	return {"vm": int(vid), "ms": int(total), "rate": float(rate), "size": int(size),
+		"verify_ms": int(verify), "new_vm_ms": int(create), "load_ms": int(load),
+		"bytes_read": int(nread), "cmds": int(cmds)}
+
+
+def memtest_round(vm, mib, result):
+	"""Save and restore one memtest guest of `mib` MiB once its RAM is filled."""
+	vid = start_vm(vm, f"memtest mem={mib}M")
+	vm.wait_for(rf"\[vm{vid}\] memtest: pass \d+ ok", timeout=240,
+		    what=f"the first verified pass of the {mib} MiB memtest")
+	s = save(vm, vid, f"mt{mib}")
+	vm.cmd_ok(f"vm kill {vid}")
+	r = restore(vm, f"mt{mib}")
+	# The restored guest must verify its memory again: a figure for an image
+	# that does not restore would mean nothing.
+	vm.cmd_ok(f"vm resume {r['vm']}")
+	vm.wait_for(rf"\[vm{r['vm']}\] memtest: pass \d+ ok", timeout=240,
+		    what=f"a verified pass of the restored {mib} MiB memtest")
+	vm.cmd_ok(f"vm kill {r['vm']}")
+	p = f"mt{mib}_"
+	result[p + "image_bytes"] = r["size"]
+	result[p + "image_per_ram"] = round(r["size"] / (mib << 20), 3)
+	result[p + "save_MiB_s"] = s["rate"]
+	result[p + "restore_MiB_s"] = r["rate"]
+	result[p + "frozen_ms"] = s["frozen_ms"]
+	result[p + "save_whole_MiB_s"] = mib_s(s["bytes"], s["frozen_ms"] * 1000)
+	result[p + "scan_ms"] = s["scan_ms"]
+	result[p + "write_ms"] = s["write_ms"]
+	result[p + "commit_ms"] = s["commit_ms"]
+	result[p + "save_cmds"] = s["cmds"]
+	result[p + "restore_ms"] = r["ms"]
+	result[p + "verify_ms"] = r["verify_ms"]
+	result[p + "new_vm_ms"] = r["new_vm_ms"]
+	result[p + "load_ms"] = r["load_ms"]
+	result[p + "restore_bytes_read"] = r["bytes_read"]
+	result[p + "restore_cmds"] = r["cmds"]
+	if result.get("disk_write_MiB_s"):
+		result[p + "save_vs_disk_write"] = round(s["rate"] / result["disk_write_MiB_s"], 2)
+		result[p + "frozen_vs_disk_write"] = round(
+			result[p + "save_whole_MiB_s"] / result["disk_write_MiB_s"], 2)
+	if result.get("disk_read_MiB_s"):
+		result[p + "restore_vs_disk_read"] = round(r["rate"] / result["disk_read_MiB_s"], 2)
+
+
+def counter_round(vm, result):
+	"""A small guest: most of its RAM is zero and left out of the image."""
+	vid = start_vm(vm, "counter -- every=20000000")
+	vm.wait_for(rf"\[vm{vid}\] count=1\b", timeout=60, what="the counter's first line")
+	s = save(vm, vid, "ct")
+	vm.cmd_ok(f"vm kill {vid}")
+	ram = s["pages"] * 4096
+	result["counter_ram_bytes"] = ram
+	result["counter_stored_pages"] = s["stored_pages"]
+	result["counter_image_bytes"] = s["bytes"]
+	result["counter_image_per_ram"] = round(s["bytes"] / ram, 4)
+	result["counter_frozen_ms"] = s["frozen_ms"]
+
+
+def _bench(kind):
+	# Written out in full and synced, so no host-side block allocation or
+	# writeback of the image file's creation lands in one of the measurements.
+	disk = make_disk(512 << 20, f"snap-{kind}.img", fill=0)
+	fd = os.open(disk, os.O_RDWR)
+	os.fsync(fd)
+	os.close(fd)
+	result = {"emulator": "QEMU-TCG", "backend": "AMD-V", "disk_kind": kind}
+	with boot(kind, disk) as vm:
+		vm.wait_prompt(timeout=60)
+		out = vm.cmd(f"disk bench 0 {DISK_BENCH_SIZE} --force", timeout=300)
+		m = BENCH_RE.search(out)
+		if not m:
+			vm.fail(f"no bench-result line from 'disk bench':\n{out}")
+		name, _, size, wus, rus, wc, rc, verify = m.groups()
+		result["disk"] = name
+		result["disk_write_MiB_s"] = mib_s(int(size), int(wus))
+		result["disk_read_MiB_s"] = mib_s(int(size), int(rus))
+		result["disk_bench_bytes"] = int(size)
+		# disk bench wrote from LBA 0: the disk holds data, not a store.
+		vm.cmd_ok("snap format 0 --force", timeout=60)
+		for mib in GUEST_MIB:
+			memtest_round(vm, mib, result)
+		counter_round(vm, result)
+	return result
+
+
+def bench_snapshot_virtio():
+	return _bench("virtio")
+
+
+def bench_snapshot_nvme():
+	return _bench("nvme")
