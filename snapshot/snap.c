@@ -231,58 +231,91 @@ static u32 snap_vm_state(enum vm_state st)
 	}
 }
 
+/*
+ * The emulated devices' state between a VM and the image's records, in one
+ * function for both directions so that save and restore cannot drift apart
+ * (the idea of bhyve's vmm_snapshot). After a restore every index taken from
+ * the image is bounded: an image is trusted only as far as its CRCs reach.
+ */
+#define XFER(live, rec) ((save) ? (void)((rec) = (live)) : (void)((live) = (rec)))
+#define XFER_BYTES(live, rec) \
+	do { \
+		_Static_assert(sizeof(live) == sizeof(rec), "record and device differ"); \
+		if (save) \
+			memcpy((rec), (live), sizeof(rec)); \
+		else \
+			memcpy((live), (rec), sizeof(live)); \
+	} while (0)
+
+static void xfer_devices(struct vm *vm, struct snap_uart_state *su, struct snap_platform *sp,
+			 bool save)
+{
+	struct vuart *u = &vm->uart;
+	struct vplatform *pf = &vm->platform;
+
+	XFER(u->ier, su->ier);
+	XFER(u->lcr, su->lcr);
+	XFER(u->mcr, su->mcr);
+	XFER(u->scr, su->scr);
+	XFER(u->dll, su->dll);
+	XFER(u->dlm, su->dlm);
+	XFER(u->fcr, su->fcr);
+	XFER(u->line_len, su->line_len);
+	XFER(u->rx_head, su->rx_head);
+	XFER(u->rx_tail, su->rx_tail);
+	XFER_BYTES(u->line, su->line);
+	XFER_BYTES(u->rx, su->rx);
+	for (int i = 0; i < 3; i++) {
+		struct vpit_channel *c = &pf->pit[i];
+		struct snap_pit_state *r = &sp->pit[i];
+
+		XFER(c->mode, r->mode);
+		XFER(c->access, r->access);
+		XFER(c->write_hi, r->write_hi);
+		XFER(c->read_hi, r->read_hi);
+		XFER(c->latched, r->latched);
+		XFER(c->armed, r->armed);
+		XFER(c->latch, r->latch);
+		XFER(c->reload, r->reload);
+		XFER(c->start_tsc, r->start_tsc);
+	}
+	XFER(pf->port61, sp->port61);
+	XFER_BYTES(pf->pic_imr, sp->pic_imr);
+	XFER(pf->kbd_cmd, sp->kbd_cmd);
+	XFER(pf->kbd_ccb, sp->kbd_ccb);
+	XFER_BYTES(pf->kbd_out, sp->kbd_out);
+	XFER(pf->kbd_out_len, sp->kbd_out_len);
+	XFER(pf->post, sp->post);
+	XFER(pf->cmos_index, sp->cmos_index);
+	XFER(pf->pci_addr, sp->pci_addr);
+	/* An image from before the VGA fields keeps the power-on values. */
+	if (save || sp->has_vga) {
+		XFER(pf->crtc_index, sp->crtc_index);
+		XFER(pf->vga_misc, sp->vga_misc);
+		XFER_BYTES(pf->crtc, sp->crtc);
+	}
+	if (save) {
+		sp->guest_tsc_hz = vm->guest_tsc_hz;
+		return;
+	}
+	if (sp->guest_tsc_hz)
+		vm->guest_tsc_hz = sp->guest_tsc_hz;
+	u->line_len = MIN(u->line_len, (u32)sizeof(u->line) - 1);
+	u->rx_head %= sizeof(u->rx);
+	u->rx_tail %= sizeof(u->rx);
+	pf->kbd_out_len = MIN(pf->kbd_out_len, (u8)sizeof(pf->kbd_out));
+	pf->crtc_index &= 0x1F;
+}
+#undef XFER
+#undef XFER_BYTES
+
 static void capture_devices(struct vm *vm)
 {
-	const struct vuart *u = &vm->uart;
-	const struct vplatform *pf = &vm->platform;
-	struct snap_uart_state *su = &image.dev.uart;
-	struct snap_platform *sp = &image.platform;
-
 	image.dev.vm_id = (u32)vm->id;
 	image.dev.mem_size = vm->mem_size;
 	strlcpy(image.dev.image, vm->image, sizeof(image.dev.image));
 	strlcpy(image.dev.cmdline, vm->cmdline, sizeof(image.dev.cmdline));
-	su->ier = u->ier;
-	su->lcr = u->lcr;
-	su->mcr = u->mcr;
-	su->scr = u->scr;
-	su->dll = u->dll;
-	su->dlm = u->dlm;
-	su->fcr = u->fcr;
-	su->line_len = u->line_len;
-	su->rx_head = u->rx_head;
-	su->rx_tail = u->rx_tail;
-	memcpy(su->line, u->line, sizeof(su->line));
-	memcpy(su->rx, u->rx, sizeof(su->rx));
-
-	for (int i = 0; i < 3; i++) {
-		const struct vpit_channel *c = &pf->pit[i];
-
-		sp->pit[i] = (struct snap_pit_state){
-			.mode = c->mode,
-			.access = c->access,
-			.write_hi = c->write_hi,
-			.read_hi = c->read_hi,
-			.latched = c->latched,
-			.armed = c->armed,
-			.latch = c->latch,
-			.reload = c->reload,
-			.start_tsc = c->start_tsc,
-		};
-	}
-	sp->port61 = pf->port61;
-	memcpy(sp->pic_imr, pf->pic_imr, sizeof(sp->pic_imr));
-	sp->kbd_cmd = pf->kbd_cmd;
-	sp->kbd_ccb = pf->kbd_ccb;
-	memcpy(sp->kbd_out, pf->kbd_out, sizeof(sp->kbd_out));
-	sp->kbd_out_len = pf->kbd_out_len;
-	sp->post = pf->post;
-	sp->cmos_index = pf->cmos_index;
-	sp->pci_addr = pf->pci_addr;
-	sp->guest_tsc_hz = vm->guest_tsc_hz;
-	sp->crtc_index = pf->crtc_index;
-	sp->vga_misc = pf->vga_misc;
-	memcpy(sp->crtc, pf->crtc, sizeof(sp->crtc));
+	xfer_devices(vm, &image.dev.uart, &image.platform, true);
 }
 
 /* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory
@@ -527,60 +560,10 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 }
 
 /* ---- restore ---------------------------------------------------------------- */
-static void restore_devices(struct vm *vm, const struct snap_parsed *p)
+static void restore_devices(struct vm *vm, struct snap_parsed *p)
 {
-	const struct snap_uart_state *su = &p->dev.uart;
-	const struct snap_platform *sp = &p->platform;
-	struct vuart *u = &vm->uart;
-	struct vplatform *pf = &vm->platform;
-
 	strlcpy(vm->cmdline, p->dev.cmdline, sizeof(vm->cmdline));
-	u->ier = su->ier;
-	u->lcr = su->lcr;
-	u->mcr = su->mcr;
-	u->scr = su->scr;
-	u->dll = su->dll;
-	u->dlm = su->dlm;
-	u->fcr = su->fcr;
-	/* Indexes are bounded: the image is trusted only as far as it is checked. */
-	u->line_len = MIN(su->line_len, (u32)sizeof(u->line) - 1);
-	u->rx_head = su->rx_head % sizeof(u->rx);
-	u->rx_tail = su->rx_tail % sizeof(u->rx);
-	memcpy(u->line, su->line, sizeof(u->line));
-	memcpy(u->rx, su->rx, sizeof(u->rx));
-
-	for (int i = 0; i < 3; i++) {
-		const struct snap_pit_state *c = &sp->pit[i];
-
-		pf->pit[i] = (struct vpit_channel){
-			.mode = c->mode,
-			.access = c->access,
-			.write_hi = c->write_hi,
-			.read_hi = c->read_hi,
-			.latched = c->latched,
-			.armed = c->armed,
-			.latch = c->latch,
-			.reload = c->reload,
-			.start_tsc = c->start_tsc,
-		};
-	}
-	pf->port61 = sp->port61;
-	memcpy(pf->pic_imr, sp->pic_imr, sizeof(pf->pic_imr));
-	pf->kbd_cmd = sp->kbd_cmd;
-	pf->kbd_ccb = sp->kbd_ccb;
-	memcpy(pf->kbd_out, sp->kbd_out, sizeof(pf->kbd_out));
-	pf->kbd_out_len = MIN(sp->kbd_out_len, (u8)sizeof(pf->kbd_out));
-	pf->post = sp->post;
-	pf->cmos_index = sp->cmos_index;
-	pf->pci_addr = sp->pci_addr;
-	if (sp->guest_tsc_hz)
-		vm->guest_tsc_hz = sp->guest_tsc_hz;
-	/* An image from before the VGA fields keeps the power-on values. */
-	if (sp->has_vga) {
-		pf->crtc_index = sp->crtc_index & 0x1F;
-		pf->vga_misc = sp->vga_misc;
-		memcpy(pf->crtc, sp->crtc, sizeof(pf->crtc));
-	}
+	xfer_devices(vm, &p->dev.uart, &p->platform, false);
 }
 
 /* Pass 1: every CRC of the image, before any VM exists. */
