@@ -12,6 +12,7 @@
 
 /* CPUID bits, SDM Vol. 2A "CPUID" tables 3-10/3-11 and APM Vol. 3 Appendix E. */
 #define CPUID_1_ECX_VMX BIT(5)
+#define CPUID_1_ECX_SSE42 BIT(20)
 #define CPUID_1_ECX_XSAVE BIT(26)
 #define CPUID_1_ECX_AVX BIT(28)
 #define CPUID_1_ECX_HYPERVISOR BIT(31)
@@ -75,6 +76,7 @@ static void cpu_identify(void)
 		cpu.model |= ext_model << 4;
 	cpu.stepping = a & 0xf;
 	cpu.vmx = c & CPUID_1_ECX_VMX;
+	cpu.sse42 = c & CPUID_1_ECX_SSE42;
 	cpu.xsave = c & CPUID_1_ECX_XSAVE;
 	cpu.avx = c & CPUID_1_ECX_AVX;
 	cpu.hypervisor = c & CPUID_1_ECX_HYPERVISOR;
@@ -269,9 +271,10 @@ void cpu_print_features(void)
 	       cpu.model, cpu.model, cpu.stepping);
 	printk("CPUID:    max leaf 0x%x, max extended leaf 0x%x\n", cpu.max_leaf, cpu.max_ext_leaf);
 	printk("physical address bits: %u\n", cpu.phys_addr_bits);
-	printk("features: NX %s, 1G pages %s, FXSR %s, AVX %s, invariant TSC %s, hypervisor %s\n",
-	       yn(cpu.nx), yn(cpu.pdpe1gb), yn(cpu.fxsr), yn(cpu.avx), yn(cpu.tsc_invariant),
-	       yn(cpu.hypervisor));
+	printk("features: NX %s, 1G pages %s, FXSR %s, SSE4.2 %s, AVX %s, invariant TSC %s, "
+	       "hypervisor %s\n",
+	       yn(cpu.nx), yn(cpu.pdpe1gb), yn(cpu.fxsr), yn(cpu.sse42), yn(cpu.avx),
+	       yn(cpu.tsc_invariant), yn(cpu.hypervisor));
 	if (cpu.xsave)
 		printk("XSAVE:    yes, XCR0 may hold 0x%lx, area %u bytes for all of it\n",
 		       cpu.xcr0_supported, cpu.xsave_size);

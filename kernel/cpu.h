@@ -18,6 +18,7 @@ struct cpu_features {
 	bool hypervisor; /* running under another hypervisor */
 	bool tsc_invariant;
 	bool pdpe1gb, nx, xsave, avx, fxsr;
+	bool sse42; /* the CRC32 instruction (kernel/crc32c.c) */
 	u64 xcr0_supported;
 	u32 xsave_size; /* bytes of the XSAVE area for the supported features */
 

@@ -243,26 +243,3 @@ const char *errno_name(int err)
 			return names[i].name;
 	return "E?";
 }
-
-/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bytewise with a table
- * built on first use. Software only: the kernel is built without SSE4.2 code. */
-u32 crc32c(u32 crc, const void *data, size_t len)
-{
-	static u32 table[256];
-	static bool ready;
-	const u8 *p = data;
-
-	if (!ready) {
-		for (u32 i = 0; i < 256; i++) {
-			u32 c = i;
-			for (int k = 0; k < 8; k++)
-				c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-			table[i] = c;
-		}
-		ready = true;
-	}
-	crc = ~crc;
-	while (len--)
-		crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}

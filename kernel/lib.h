@@ -28,6 +28,7 @@ void format_size(char *buf, size_t len, u64 bytes);
 
 const char *errno_name(int err); /* "EIO" for -5 or 5; "E?" if unknown */
 
+/* CRC-32C (Castagnoli) as iSCSI, ext4 and NVMe use it (kernel/crc32c.c). */
 u32 crc32c(u32 crc, const void *data, size_t len);
 
 #endif

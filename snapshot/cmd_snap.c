@@ -146,7 +146,7 @@ static int snap_verify(const char *name, const char *disk_opt)
 		if (ret2)
 			ret = ret2;
 	}
-	if (!ret && snap_crc32c(0, info_parsed.hdr_raw, SNAP_HEADER_SIZE) !=
+	if (!ret && crc32c(0, info_parsed.hdr_raw, SNAP_HEADER_SIZE) !=
 			    snap_store.entry[entry].header_crc) {
 		snap_report(&rep, "catalog entry and image header disagree (image overwritten?)");
 		ret = -EBADMSG;

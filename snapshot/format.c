@@ -58,7 +58,7 @@ void snap_section_encode(const struct snap_section *s, u8 out[SNAP_SECTION_HDR_S
 	snap_put32(out + 0x10, s->index);
 	snap_put32(out + 0x14, s->reserved);
 	snap_put32(out + 0x18, s->payload_crc);
-	snap_put32(out + 0x1C, snap_crc32c(0, out, 0x1C));
+	snap_put32(out + 0x1C, crc32c(0, out, 0x1C));
 }
 
 int snap_section_decode(const u8 in[SNAP_SECTION_HDR_SIZE], struct snap_section *s)
@@ -70,7 +70,7 @@ int snap_section_decode(const u8 in[SNAP_SECTION_HDR_SIZE], struct snap_section 
 	s->reserved = snap_get32(in + 0x14);
 	s->payload_crc = snap_get32(in + 0x18);
 	s->header_crc = snap_get32(in + 0x1C);
-	if (s->header_crc != snap_crc32c(0, in, 0x1C))
+	if (s->header_crc != crc32c(0, in, 0x1C))
 		return -EBADMSG;
 	return 0;
 }

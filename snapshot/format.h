@@ -201,9 +201,6 @@ static inline u64 snap_bitmap_words(u64 pages) { return (pages + 63) / 64; }
 static inline u64 snap_crc_count(u64 stored, u32 ppc) { return (stored + ppc - 1) / ppc; }
 
 /* ---- helpers --------------------------------------------------------------- */
-/* CRC-32C (Castagnoli), slicing-by-8; same convention as crc32c() in
- * kernel/lib.h: pass the previous result to continue a running CRC. */
-u32 snap_crc32c(u32 crc, const void *data, size_t len);
 bool snap_page_is_zero(const void *page);
 /* Valid snapshot names: 1-31 characters of A-Z a-z 0-9 . _ - */
 bool snap_name_valid(const char *name);

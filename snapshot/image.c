@@ -64,7 +64,7 @@ int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx, snap_p
 			continue;
 		r->bitmap[i / 64] |= 1ULL << (i % 64);
 		chunk = r->stored / r->pages_per_crc;
-		r->crc[chunk] = snap_crc32c(r->crc[chunk], p, PAGE_SIZE);
+		r->crc[chunk] = crc32c(r->crc[chunk], p, PAGE_SIZE);
 		r->stored++;
 	}
 	return progress ? progress(pctx, r->pages * PAGE_SIZE, r->pages * PAGE_SIZE) : 0;
@@ -147,7 +147,7 @@ u64 snap_image_layout(struct snap_image *img)
 	h->total_size = pos;
 	h->checksum = snap_header_compute_checksum(h);
 	snap_header_encode(h, raw);
-	img->info.header_crc = snap_crc32c(0, raw, sizeof(raw));
+	img->info.header_crc = crc32c(0, raw, sizeof(raw));
 	img->info.section_count = sections;
 	return pos;
 }
@@ -219,7 +219,7 @@ static int put_section(struct snap_sink *s, u32 type, u32 flags, u32 index, u64 
 static int put_record(struct snap_sink *s, u32 type, u32 index, const void *payload, u64 len)
 {
 	int ret =
-		put_section(s, type, SNAP_SEC_MANDATORY, index, len, snap_crc32c(0, payload, len));
+		put_section(s, type, SNAP_SEC_MANDATORY, index, len, crc32c(0, payload, len));
 
 	return ret ? ret : sink_put(s, payload, len);
 }
@@ -229,7 +229,7 @@ static u32 crc_zeros(u32 crc, u64 len)
 	while (len) {
 		u64 n = MIN(len, sizeof(zeros));
 
-		crc = snap_crc32c(crc, zeros, n);
+		crc = crc32c(crc, zeros, n);
 		len -= n;
 	}
 	return crc;
@@ -252,7 +252,7 @@ static u32 put_words(struct snap_sink *s, const void *arr, u64 count, unsigned s
 			else
 				snap_put32(buf + k * 4, ((const u32 *)arr)[i + k]);
 		}
-		crc = snap_crc32c(crc, buf, n * size);
+		crc = crc32c(crc, buf, n * size);
 		if (s)
 			*err = sink_put(s, buf, n * size);
 		i += n;
@@ -277,7 +277,7 @@ static int put_pages(struct snap_sink *s, struct snap_region *r, u32 index, snap
 
 	/* The index CRC goes into the section header, so compute it first. */
 	snap_pages_head_encode(&head, raw);
-	crc = snap_crc32c(0, raw, sizeof(raw));
+	crc = crc32c(0, raw, sizeof(raw));
 	crc = put_words(NULL, r->bitmap, words, 8, crc, &err);
 	crc = put_words(NULL, r->crc, ncrc, 4, crc, &err);
 	crc = crc_zeros(crc, pad);
@@ -383,7 +383,7 @@ int snap_image_write(struct snap_image *img, struct snap_sink *s, snap_page_fn p
 		if (!err) {
 			memset(vbuf, 0, len);
 			memcpy(vbuf, img->note, strlen(img->note));
-			err = put_section(s, SNAP_SEC_NOTE, 0, 0, len, snap_crc32c(0, vbuf, len));
+			err = put_section(s, SNAP_SEC_NOTE, 0, 0, len, crc32c(0, vbuf, len));
 		}
 		if (!err)
 			err = sink_put(s, vbuf, len);

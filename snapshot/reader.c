@@ -38,7 +38,7 @@ static int crc_range(struct snap_source *src, struct snap_parsed *p, u64 off, u6
 
 		if (ret)
 			return ret;
-		*crc = snap_crc32c(*crc, p->scratch, n);
+		*crc = crc32c(*crc, p->scratch, n);
 		for (u64 i = 0; all_zero && *all_zero && i < n; i++)
 			if (p->scratch[i])
 				*all_zero = false;
@@ -90,7 +90,7 @@ static int read_payload(struct snap_source *src, struct snap_parsed *p,
 	ret = src->read(src, d->pos + SNAP_SECTION_HDR_SIZE, p->scratch, d->length);
 	if (ret)
 		return ret;
-	crc = snap_crc32c(0, p->scratch, d->length);
+	crc = crc32c(0, p->scratch, d->length);
 	if (crc != d->crc) {
 		sec_label(label, sizeof(label), d, num);
 		snap_report(rep, "%s: CRC32C mismatch (stored 0x%08x, computed 0x%08x)", label,
@@ -122,7 +122,7 @@ static int open_pages(struct snap_source *src, struct snap_parsed *p, const stru
 	if (ret)
 		return ret;
 	snap_pages_head_decode(raw, &h);
-	crc = snap_crc32c(0, raw, sizeof(raw));
+	crc = crc32c(0, raw, sizeof(raw));
 	words = snap_bitmap_words(h.region_pages);
 	if (h.pages_per_crc == 0 || h.pages_per_crc > SNAP_PAGES_PER_CRC_MAX || !h.region_pages ||
 	    h.region_pages > SNAP_MAX_REGION_PAGES || h.stored_pages > h.region_pages) {
@@ -157,7 +157,7 @@ static int open_pages(struct snap_source *src, struct snap_parsed *p, const stru
 		ret = src->read(src, off, p->scratch, n * size);
 		if (ret)
 			return ret;
-		crc = snap_crc32c(crc, p->scratch, n * size);
+		crc = crc32c(crc, p->scratch, n * size);
 		for (u64 k = 0; k < n; k++) {
 			if (size == 8) {
 				r->bitmap[i + k] = snap_get64(p->scratch + k * 8);
@@ -330,11 +330,11 @@ static void check_whole(struct snap_parsed *p, struct snap_report *rep, u64 seen
 	u32 nvcpus = 0;
 
 	if (p->nsections && p->sec[0].type == SNAP_SEC_IMAGE && p->info.section_count) {
-		if (p->info.header_crc != snap_crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE))
+		if (p->info.header_crc != crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE))
 			snap_report(
 				rep,
 				"header (image bytes 0x00-0x3f): CRC32C mismatch (stored in IMAGE 0x%08x, computed 0x%08x)",
-				p->info.header_crc, snap_crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE));
+				p->info.header_crc, crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE));
 	}
 	/* A walk cut short by a damaged section header was reported already;
 	 * what it could not reach is no separate finding. */
@@ -535,7 +535,7 @@ static bool chunk_add(const struct snap_region *r, u32 ri, struct chunk_state *c
 		c->crc = 0;
 		c->first_pg = pg;
 	}
-	c->crc = snap_crc32c(c->crc, data, PAGE_SIZE);
+	c->crc = crc32c(c->crc, data, PAGE_SIZE);
 	if (n % ppc != ppc - 1 && n != r->stored - 1)
 		return true;
 	if (c->crc == r->crc[n / ppc])

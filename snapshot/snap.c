@@ -473,7 +473,7 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	e.wall = snap_wallclock();
 	e.memory_pages = image.hdr.memory_pages;
 	snap_header_encode(&image.hdr, raw);
-	e.header_crc = snap_crc32c(0, raw, sizeof(raw));
+	e.header_crc = crc32c(0, raw, sizeof(raw));
 	e.vm_id = (u16)vm->id;
 	e.vcpus = (u16)vm->nvcpus;
 	t0 = ticks();
@@ -578,7 +578,7 @@ static int restore_verify(struct snap_source *src, const struct snap_entry *e, c
 		ret = snap_image_check_pages(src, &parsed, &rep, snap_progress, &pr);
 		snap_progress_done(&pr);
 	}
-	if (!ret && snap_crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE) != e->header_crc) {
+	if (!ret && crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE) != e->header_crc) {
 		snap_report(&rep, "catalog entry and image header disagree (image overwritten?)");
 		ret = -EBADMSG;
 	}

@@ -125,7 +125,7 @@ static void sb_encode(const struct snap_store *st, u8 *out)
 	snap_put32(out + 0x2C, SNAP_CAT_ENTRY);
 	snap_put64(out + 0x30, st->data_start);
 	snap_put64(out + 0x38, st->store_id);
-	snap_put32(out + 0x7C, snap_crc32c(0, out, 0x7C));
+	snap_put32(out + 0x7C, crc32c(0, out, 0x7C));
 }
 
 /* Checks the superblock in buf; fills the store's geometry. */
@@ -133,7 +133,7 @@ static int sb_decode(struct snap_store *st, const u8 *in)
 {
 	if (memcmp(in, sb_magic, 8) != 0)
 		return store_fail(st, -ENODATA, "%s holds no snapshot store", st->dev->name);
-	if (snap_get32(in + 0x7C) != snap_crc32c(0, in, 0x7C))
+	if (snap_get32(in + 0x7C) != crc32c(0, in, 0x7C))
 		return store_fail(st, -EBADMSG,
 				  "%s: the store's superblock is damaged (CRC32C mismatch)",
 				  st->dev->name);
@@ -181,9 +181,9 @@ static int cat_decode(struct snap_store *st, int slot, struct snap_entry *entrie
 	{
 		u32 stored = snap_get32(b + 0x3C), crc;
 
-		crc = snap_crc32c(0, b, 0x3C);
-		crc = snap_crc32c(crc, "\0\0\0\0", 4);
-		crc = snap_crc32c(crc, b + 0x40, SNAP_CAT_BYTES - 0x40);
+		crc = crc32c(0, b, 0x3C);
+		crc = crc32c(crc, "\0\0\0\0", 4);
+		crc = crc32c(crc, b + 0x40, SNAP_CAT_BYTES - 0x40);
 		if (crc != stored) {
 			strlcpy(why, "CRC32C mismatch (torn or damaged write)",
 				sizeof(st->copy[slot].why));
@@ -307,7 +307,7 @@ static void cat_encode(struct snap_store *st, const struct snap_entry *add, int 
 	snap_put32(b + 0x18, n);
 	snap_put32(b + 0x1C, SNAP_CAT_ENTRY);
 	snap_put64(b + 0x20, next_seq);
-	crc = snap_crc32c(0, b, SNAP_CAT_BYTES);
+	crc = crc32c(0, b, SNAP_CAT_BYTES);
 	snap_put32(b + 0x3C, crc);
 }
 

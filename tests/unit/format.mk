@@ -1,2 +1,2 @@
 UNIT_TESTS += format
-format_SRCS := tests/unit/test_format.c kernel/format.c kernel/lib.c
+format_SRCS := tests/unit/test_format.c kernel/format.c kernel/lib.c kernel/crc32c.c

@@ -358,7 +358,7 @@ static void test_real_image(void)
 	CHECK_EQ(snap_image_write(&img, &sink, guest_page, mem), 0);
 	e = make_entry("real", io.start, img.hdr.total_size);
 	snap_header_encode(&img.hdr, raw);
-	e.header_crc = snap_crc32c(0, raw, sizeof(raw));
+	e.header_crc = crc32c(0, raw, sizeof(raw));
 	CHECK_EQ(snap_store_add(&st, &e), 0);
 	snap_region_release(&img.region[0]);
 
@@ -369,7 +369,7 @@ static void test_real_image(void)
 	CHECK_EQ(snap_image_check_pages(&src, &p, &rep, NULL, NULL), 0);
 	CHECK_EQ(rep.errors, 0);
 	CHECK_EQ(p.hdr.memory_pages, 64);
-	CHECK_EQ(snap_crc32c(0, p.hdr_raw, SNAP_HEADER_SIZE), st.entry[0].header_crc);
+	CHECK_EQ(crc32c(0, p.hdr_raw, SNAP_HEADER_SIZE), st.entry[0].header_crc);
 	memset(mem, 0xFF, 64 * PAGE_SIZE);
 	CHECK_EQ(snap_image_load_pages(&src, &p, guest_page, mem, &rep, NULL, NULL), 0);
 	CHECK(memcmp(mem + 5 * PAGE_SIZE, "counter=41", 10) == 0);
