@@ -30,5 +30,7 @@ const char *errno_name(int err); /* "EIO" for -5 or 5; "E?" if unknown */
 
 /* CRC-32C (Castagnoli) as iSCSI, ext4 and NVMe use it (kernel/crc32c.c). */
 u32 crc32c(u32 crc, const void *data, size_t len);
+/* Kernel, boot only: picks the faster of the two implementations. */
+void crc32c_init(void);
 
 #endif

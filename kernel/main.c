@@ -7,6 +7,7 @@
 #include "kernel/bootinfo.h"
 #include "kernel/console.h"
 #include "kernel/cpu.h"
+#include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/pci.h"
 #include "kernel/printk.h"
@@ -55,6 +56,7 @@ void kmain(u32 magic, u64 info_phys)
 		tsc_hz() / 1000 % 1000);
 	pr_info("memory: %lu MiB free", pmm_free_pages() * PAGE_SIZE >> 20);
 	cpu_init();
+	crc32c_init();
 	acpi_init();
 	pci_init();
 	drivers_init();
