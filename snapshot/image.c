@@ -218,8 +218,7 @@ static int put_section(struct snap_sink *s, u32 type, u32 flags, u32 index, u64 
 /* A whole small section: header, then the payload it covers. */
 static int put_record(struct snap_sink *s, u32 type, u32 index, const void *payload, u64 len)
 {
-	int ret =
-		put_section(s, type, SNAP_SEC_MANDATORY, index, len, crc32c(0, payload, len));
+	int ret = put_section(s, type, SNAP_SEC_MANDATORY, index, len, crc32c(0, payload, len));
 
 	return ret ? ret : sink_put(s, payload, len);
 }

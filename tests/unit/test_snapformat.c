@@ -227,8 +227,7 @@ static void test_crc(void)
 	for (size_t off = 0; off < 9; off++)
 		for (size_t len = 0; len < 100; len += 7)
 			CHECK_EQ(crc32c(0, buf + off, len), crc32c(0, buf + off, len));
-	CHECK_EQ(crc32c(crc32c(0, buf, 1234), buf + 1234, 10000 - 1234),
-		 crc32c(0, buf, 10000));
+	CHECK_EQ(crc32c(crc32c(0, buf, 1234), buf + 1234, 10000 - 1234), crc32c(0, buf, 10000));
 }
 
 static void test_vcpu_layout(void)
