@@ -26,7 +26,21 @@ int parse_size(const char *s, u64 *out);
 /* Formats a byte count as "32 MiB", "1.5 GiB" or "512 B" into buf. */
 void format_size(char *buf, size_t len, u64 bytes);
 
-const char *errno_name(int err); /* "EIO" for -5 or 5; "E?" if unknown */
+const char *errno_name(int err);
+
+/* Copies a field one way or the other, for functions that serve both
+ * directions (save and restore, get and set state) so that the two cannot
+ * drift apart, as bhyve's vmm_snapshot does. `out`: from `live` to `rec`. */
+#define XFER_FIELD(out, live, rec) ((out) ? (void)((rec) = (live)) : (void)((live) = (rec)))
+/* The same for two arrays of one size. */
+#define XFER_BYTES(out, live, rec) \
+	do { \
+		_Static_assert(sizeof(live) == sizeof(rec), "the two sides differ in size"); \
+		if (out) \
+			memcpy((rec), (live), sizeof(rec)); \
+		else \
+			memcpy((live), (rec), sizeof(live)); \
+	} while (0) /* "EIO" for -5 or 5; "E?" if unknown */
 
 /* CRC-32C (Castagnoli) as iSCSI, ext4 and NVMe use it (kernel/crc32c.c). */
 u32 crc32c(u32 crc, const void *data, size_t len);

@@ -237,62 +237,52 @@ static u32 snap_vm_state(enum vm_state st)
  * (the idea of bhyve's vmm_snapshot). After a restore every index taken from
  * the image is bounded: an image is trusted only as far as its CRCs reach.
  */
-#define XFER(live, rec) ((save) ? (void)((rec) = (live)) : (void)((live) = (rec)))
-#define XFER_BYTES(live, rec) \
-	do { \
-		_Static_assert(sizeof(live) == sizeof(rec), "record and device differ"); \
-		if (save) \
-			memcpy((rec), (live), sizeof(rec)); \
-		else \
-			memcpy((live), (rec), sizeof(live)); \
-	} while (0)
-
 static void xfer_devices(struct vm *vm, struct snap_uart_state *su, struct snap_platform *sp,
 			 bool save)
 {
 	struct vuart *u = &vm->uart;
 	struct vplatform *pf = &vm->platform;
 
-	XFER(u->ier, su->ier);
-	XFER(u->lcr, su->lcr);
-	XFER(u->mcr, su->mcr);
-	XFER(u->scr, su->scr);
-	XFER(u->dll, su->dll);
-	XFER(u->dlm, su->dlm);
-	XFER(u->fcr, su->fcr);
-	XFER(u->line_len, su->line_len);
-	XFER(u->rx_head, su->rx_head);
-	XFER(u->rx_tail, su->rx_tail);
-	XFER_BYTES(u->line, su->line);
-	XFER_BYTES(u->rx, su->rx);
+	XFER_FIELD(save, u->ier, su->ier);
+	XFER_FIELD(save, u->lcr, su->lcr);
+	XFER_FIELD(save, u->mcr, su->mcr);
+	XFER_FIELD(save, u->scr, su->scr);
+	XFER_FIELD(save, u->dll, su->dll);
+	XFER_FIELD(save, u->dlm, su->dlm);
+	XFER_FIELD(save, u->fcr, su->fcr);
+	XFER_FIELD(save, u->line_len, su->line_len);
+	XFER_FIELD(save, u->rx_head, su->rx_head);
+	XFER_FIELD(save, u->rx_tail, su->rx_tail);
+	XFER_BYTES(save, u->line, su->line);
+	XFER_BYTES(save, u->rx, su->rx);
 	for (int i = 0; i < 3; i++) {
 		struct vpit_channel *c = &pf->pit[i];
 		struct snap_pit_state *r = &sp->pit[i];
 
-		XFER(c->mode, r->mode);
-		XFER(c->access, r->access);
-		XFER(c->write_hi, r->write_hi);
-		XFER(c->read_hi, r->read_hi);
-		XFER(c->latched, r->latched);
-		XFER(c->armed, r->armed);
-		XFER(c->latch, r->latch);
-		XFER(c->reload, r->reload);
-		XFER(c->start_tsc, r->start_tsc);
+		XFER_FIELD(save, c->mode, r->mode);
+		XFER_FIELD(save, c->access, r->access);
+		XFER_FIELD(save, c->write_hi, r->write_hi);
+		XFER_FIELD(save, c->read_hi, r->read_hi);
+		XFER_FIELD(save, c->latched, r->latched);
+		XFER_FIELD(save, c->armed, r->armed);
+		XFER_FIELD(save, c->latch, r->latch);
+		XFER_FIELD(save, c->reload, r->reload);
+		XFER_FIELD(save, c->start_tsc, r->start_tsc);
 	}
-	XFER(pf->port61, sp->port61);
-	XFER_BYTES(pf->pic_imr, sp->pic_imr);
-	XFER(pf->kbd_cmd, sp->kbd_cmd);
-	XFER(pf->kbd_ccb, sp->kbd_ccb);
-	XFER_BYTES(pf->kbd_out, sp->kbd_out);
-	XFER(pf->kbd_out_len, sp->kbd_out_len);
-	XFER(pf->post, sp->post);
-	XFER(pf->cmos_index, sp->cmos_index);
-	XFER(pf->pci_addr, sp->pci_addr);
+	XFER_FIELD(save, pf->port61, sp->port61);
+	XFER_BYTES(save, pf->pic_imr, sp->pic_imr);
+	XFER_FIELD(save, pf->kbd_cmd, sp->kbd_cmd);
+	XFER_FIELD(save, pf->kbd_ccb, sp->kbd_ccb);
+	XFER_BYTES(save, pf->kbd_out, sp->kbd_out);
+	XFER_FIELD(save, pf->kbd_out_len, sp->kbd_out_len);
+	XFER_FIELD(save, pf->post, sp->post);
+	XFER_FIELD(save, pf->cmos_index, sp->cmos_index);
+	XFER_FIELD(save, pf->pci_addr, sp->pci_addr);
 	/* An image from before the VGA fields keeps the power-on values. */
 	if (save || sp->has_vga) {
-		XFER(pf->crtc_index, sp->crtc_index);
-		XFER(pf->vga_misc, sp->vga_misc);
-		XFER_BYTES(pf->crtc, sp->crtc);
+		XFER_FIELD(save, pf->crtc_index, sp->crtc_index);
+		XFER_FIELD(save, pf->vga_misc, sp->vga_misc);
+		XFER_BYTES(save, pf->crtc, sp->crtc);
 	}
 	if (save) {
 		sp->guest_tsc_hz = vm->guest_tsc_hz;
@@ -306,8 +296,6 @@ static void xfer_devices(struct vm *vm, struct snap_uart_state *su, struct snap_
 	pf->kbd_out_len = MIN(pf->kbd_out_len, (u8)sizeof(pf->kbd_out));
 	pf->crtc_index &= 0x1F;
 }
-#undef XFER
-#undef XFER_BYTES
 
 static void capture_devices(struct vm *vm)
 {

@@ -244,14 +244,59 @@ static u64 event_type_from_vmx(u8 type)
 	}
 }
 
-static void seg_out(struct vcpu_segment *d, const struct vmcb_seg *s)
+/*
+ * The state that moves unchanged between the VMCB (and the debug registers
+ * Amber keeps for the vCPU) and the neutral record, in one function for both
+ * directions so that get and set cannot drift apart. `out`: VMCB to record.
+ * Segment attributes need no conversion: the neutral format is the VMCB's.
+ */
+static void svm_xfer_state(struct svm_vcpu *s, struct vcpu_state *st, bool out)
 {
-	*d = (struct vcpu_segment){ s->selector, s->attrib, s->limit, s->base };
-}
+	struct vmcb_save_area *sa = &s->vmcb->save;
+	struct {
+		struct vmcb_seg *vmcb;
+		struct vcpu_segment *st;
+	} segs[] = {
+		{ &sa->es, &st->es },	  { &sa->cs, &st->cs }, { &sa->ss, &st->ss },
+		{ &sa->ds, &st->ds },	  { &sa->fs, &st->fs }, { &sa->gs, &st->gs },
+		{ &sa->ldtr, &st->ldtr }, { &sa->tr, &st->tr },
+	};
 
-static void seg_in(struct vmcb_seg *d, const struct vcpu_segment *s)
-{
-	*d = (struct vmcb_seg){ s->selector, s->attr & 0xFFF, s->limit, s->base };
+	XFER_FIELD(out, sa->rip, st->rip);
+	XFER_FIELD(out, sa->cr0, st->cr0);
+	XFER_FIELD(out, sa->cr2, st->cr2);
+	XFER_FIELD(out, sa->cr3, st->cr3);
+	XFER_FIELD(out, sa->cr4, st->cr4);
+	XFER_FIELD(out, sa->g_pat, st->pat);
+	for (size_t i = 0; i < ARRAY_SIZE(segs); i++) {
+		struct vmcb_seg *v = segs[i].vmcb;
+		struct vcpu_segment *n = segs[i].st;
+
+		XFER_FIELD(out, v->selector, n->selector);
+		XFER_FIELD(out, v->attrib, n->attr);
+		XFER_FIELD(out, v->limit, n->limit);
+		XFER_FIELD(out, v->base, n->base);
+		if (!out)
+			v->attrib &= 0xFFF;
+	}
+	XFER_FIELD(out, sa->gdtr.base, st->gdtr.base);
+	XFER_FIELD(out, sa->gdtr.limit, st->gdtr.limit);
+	XFER_FIELD(out, sa->idtr.base, st->idtr.base);
+	XFER_FIELD(out, sa->idtr.limit, st->idtr.limit);
+	XFER_FIELD(out, sa->sysenter_cs, st->sysenter_cs);
+	XFER_FIELD(out, sa->sysenter_esp, st->sysenter_esp);
+	XFER_FIELD(out, sa->sysenter_eip, st->sysenter_eip);
+	XFER_FIELD(out, sa->star, st->star);
+	XFER_FIELD(out, sa->lstar, st->lstar);
+	XFER_FIELD(out, sa->cstar, st->cstar);
+	XFER_FIELD(out, sa->sfmask, st->sfmask);
+	XFER_FIELD(out, sa->kernel_gs_base, st->kernel_gs_base);
+	XFER_FIELD(out, s->dr[0], st->dr0);
+	XFER_FIELD(out, s->dr[1], st->dr1);
+	XFER_FIELD(out, s->dr[2], st->dr2);
+	XFER_FIELD(out, s->dr[3], st->dr3);
+	XFER_FIELD(out, sa->dr6, st->dr6);
+	XFER_FIELD(out, sa->dr7, st->dr7);
 }
 
 static void svm_get_state(struct vcpu *v, struct vcpu_state *st)
@@ -260,42 +305,14 @@ static void svm_get_state(struct vcpu *v, struct vcpu_state *st)
 	const struct vmcb_save_area *sa = &s->vmcb->save;
 	const struct vmcb_control_area *c = &s->vmcb->control;
 
-	st->rip = sa->rip;
-	st->rflags = sa->rflags;
-	st->cr0 = sa->cr0;
-	st->cr2 = sa->cr2;
-	st->cr3 = sa->cr3;
-	st->cr4 = sa->cr4;
-	st->cr8 = c->int_ctl & V_TPR_MASK;
-	st->efer = sa->efer & ~EFER_SVME; /* Amber's, not the guest's */
-	st->pat = sa->g_pat;
-	seg_out(&st->es, &sa->es);
-	seg_out(&st->cs, &sa->cs);
-	seg_out(&st->ss, &sa->ss);
-	seg_out(&st->ds, &sa->ds);
-	seg_out(&st->fs, &sa->fs);
-	seg_out(&st->gs, &sa->gs);
-	seg_out(&st->ldtr, &sa->ldtr);
-	seg_out(&st->tr, &sa->tr);
-	st->gdtr = (struct vcpu_dtable){ sa->gdtr.base, sa->gdtr.limit, 0 };
-	st->idtr = (struct vcpu_dtable){ sa->idtr.base, sa->idtr.limit, 0 };
-	st->sysenter_cs = sa->sysenter_cs;
-	st->sysenter_esp = sa->sysenter_esp;
-	st->sysenter_eip = sa->sysenter_eip;
-	st->star = sa->star;
-	st->lstar = sa->lstar;
-	st->cstar = sa->cstar;
-	st->sfmask = sa->sfmask;
-	st->kernel_gs_base = sa->kernel_gs_base;
 	if (dr_owner == v)
 		for (int i = 0; i < 4; i++)
 			s->dr[i] = read_dr(i);
-	st->dr0 = s->dr[0];
-	st->dr1 = s->dr[1];
-	st->dr2 = s->dr[2];
-	st->dr3 = s->dr[3];
-	st->dr6 = sa->dr6;
-	st->dr7 = sa->dr7;
+	svm_xfer_state(s, st, true);
+	st->rflags = sa->rflags;
+	st->cr8 = c->int_ctl & V_TPR_MASK;
+	st->efer = sa->efer & ~EFER_SVME; /* Amber's, not the guest's */
+	st->gdtr.reserved = st->idtr.reserved = 0;
 	st->tsc = rdtsc() + c->tsc_offset;
 	st->interruptibility = (c->int_state & SVM_INTERRUPT_SHADOW_MASK) ? VCPU_INTR_STI : 0;
 	memset(&st->pending, 0, sizeof(st->pending));
@@ -308,31 +325,17 @@ static void svm_get_state(struct vcpu *v, struct vcpu_state *st)
 					     .error_code = (u32)(c->event_inj >> 32) };
 }
 
-static void svm_set_state(struct vcpu *v, const struct vcpu_state *st)
+static void svm_set_state(struct vcpu *v, const struct vcpu_state *st_in)
 {
 	struct svm_vcpu *s = to_svm(v);
 	struct vmcb_save_area *sa = &s->vmcb->save;
 	struct vmcb_control_area *c = &s->vmcb->control;
+	struct vcpu_state *st = (struct vcpu_state *)st_in; /* only read: out is false */
 
-	sa->rip = st->rip;
+	svm_xfer_state(s, st, false);
 	sa->rflags = st->rflags | 0x2;
-	sa->cr0 = st->cr0;
-	sa->cr2 = st->cr2;
-	sa->cr3 = st->cr3;
-	sa->cr4 = st->cr4;
 	c->int_ctl = (c->int_ctl & ~(u64)V_TPR_MASK) | (st->cr8 & V_TPR_MASK);
 	sa->efer = st->efer | EFER_SVME; /* VMRUN requires it (15.5.1 "Basic Operation") */
-	sa->g_pat = st->pat;
-	seg_in(&sa->es, &st->es);
-	seg_in(&sa->cs, &st->cs);
-	seg_in(&sa->ss, &st->ss);
-	seg_in(&sa->ds, &st->ds);
-	seg_in(&sa->fs, &st->fs);
-	seg_in(&sa->gs, &st->gs);
-	seg_in(&sa->ldtr, &st->ldtr);
-	seg_in(&sa->tr, &st->tr);
-	sa->gdtr = (struct vmcb_seg){ 0, 0, (u32)st->gdtr.limit, st->gdtr.base };
-	sa->idtr = (struct vmcb_seg){ 0, 0, (u32)st->idtr.limit, st->idtr.base };
 	/* CPL is SS.DPL in protected mode, 0 in real mode, 3 in virtual-8086 mode. */
 	if (!(st->cr0 & X86_CR0_PE))
 		sa->cpl = 0;
@@ -340,22 +343,8 @@ static void svm_set_state(struct vcpu *v, const struct vcpu_state *st)
 		sa->cpl = 3;
 	else
 		sa->cpl = (st->ss.attr >> 5) & 3;
-	sa->sysenter_cs = st->sysenter_cs;
-	sa->sysenter_esp = st->sysenter_esp;
-	sa->sysenter_eip = st->sysenter_eip;
-	sa->star = st->star;
-	sa->lstar = st->lstar;
-	sa->cstar = st->cstar;
-	sa->sfmask = st->sfmask;
-	sa->kernel_gs_base = st->kernel_gs_base;
-	s->dr[0] = st->dr0;
-	s->dr[1] = st->dr1;
-	s->dr[2] = st->dr2;
-	s->dr[3] = st->dr3;
 	if (dr_owner == v)
 		dr_owner = NULL; /* reload them before the next entry */
-	sa->dr6 = st->dr6;
-	sa->dr7 = st->dr7;
 	c->tsc_offset = st->tsc - rdtsc();
 	c->int_state = (st->interruptibility & (VCPU_INTR_STI | VCPU_INTR_MOV_SS)) ?
 			       SVM_INTERRUPT_SHADOW_MASK :
