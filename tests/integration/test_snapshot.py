@@ -375,3 +375,52 @@ def test_bochs_vtx_ata():
 		out = vm.cmd_ok("disk list")
 		expect(vm, r"\bata", out, "the ATA disk")
 		save_restore_cycle(vm, "8M", 1000000, 200)
+
+
+# ---- across vendors: the image holds architectural state, not a VMCS or VMCB ----------
+def _save_counter_on(boot, disk, name):
+	"""Runs an SSE-checking counter, saves it paused; returns the last count."""
+	with boot(disk) as vm:
+		vm.wait_prompt(timeout=120)
+		ct = start_vm(vm, "counter", args="every=2000000 sse=7")
+		seen_after(vm, 0, rf"\[vm{ct}\] count=3\b", 120, "the counter at 3")
+		n = pause_counter(vm, ct)
+		vm.cmd_ok(f"snap save {ct} {name}", timeout=120)
+	return n
+
+
+def _restore_counter_on(boot, disk, name, n):
+	"""Restores the counter on the other backend: it must go on at n + 1 with
+	its XMM registers intact (the guest checks them at every step)."""
+	with boot(disk) as vm:
+		vm.wait_prompt(timeout=120)
+		vid = restore(vm, name)
+		start = len(vm.seen)
+		resume_and_expect_count(vm, vid, n + 1)
+		seen_after(vm, start, rf"\[vm{vid}\] count={n + 2}\b", 60, f"count={n + 2}")
+		if "CORRUPTED" in vm.seen[start:]:
+			vm.fail("the guest's XMM registers did not survive the move between vendors")
+
+
+def _qemu(disk):
+	return boot_qemu(disks=[("virtio", disk)])
+
+
+def _bochs_vtx(disk):
+	return boot_bochs(iso=ISO, disk=disk)
+
+
+@timeout(300)
+def test_cross_vendor_vtx_to_amdv():
+	need_file(ISO, "make iso builds it")
+	disk = make_disk(64 << 20)
+	n = _save_counter_on(_bochs_vtx, disk, "from-vtx")
+	_restore_counter_on(_qemu, disk, "from-vtx", n)
+
+
+@timeout(300)
+def test_cross_vendor_amdv_to_vtx():
+	need_file(ISO, "make iso builds it")
+	disk = make_disk(64 << 20)
+	n = _save_counter_on(_qemu, disk, "from-amdv")
+	_restore_counter_on(_bochs_vtx, disk, "from-amdv", n)
