@@ -1,8 +1,9 @@
 /*
  * Encoders and decoders for the fixed parts of a snapshot image: the 64-byte
  * header, section headers and the small records (IMAGE, DEVICES, vCPU state,
- * PAGES index head). Every multi-byte value goes through snap_put/get*, so the
- * layout is little-endian whatever the compiler does. Pure code (host and kernel).
+ * PAGES index head). Each record's layout is written once and serves encoding
+ * and decoding alike; every value is stored little-endian byte by byte, whatever
+ * the compiler does. Pure code (host and kernel).
  */
 #include "kernel/lib.h"
 #include "kernel/printk.h"
@@ -20,59 +21,175 @@ bool snap_header_is_valid(const struct snapshot_header *h)
 	       h->checksum == snap_header_compute_checksum(h);
 }
 
-void snap_header_encode(const struct snapshot_header *h, u8 out[SNAP_HEADER_SIZE])
+/* ---- one layout per record, for both directions ---------------------------------
+ * Each record's layout is written once, as a list of (offset, field) pairs that
+ * a `struct rec` walks either way: encoding moves the fields into the
+ * little-endian bytes, decoding moves the bytes into the fields. Encoder and
+ * decoder cannot disagree about an offset or a width (the width is the field's
+ * own size).
+ */
+static void put_le(u8 *p, u64 v, unsigned size)
 {
-	snap_put32(out + 0x00, h->magic);
-	snap_put32(out + 0x04, h->version);
-	snap_put64(out + 0x08, h->vm_id);
-	snap_put32(out + 0x10, h->vcpu_count);
-	snap_put32(out + 0x14, h->pad0);
-	snap_put64(out + 0x18, h->memory_pages);
-	snap_put32(out + 0x20, h->region_count);
-	snap_put32(out + 0x24, h->pad1);
-	snap_put64(out + 0x28, h->total_size);
-	snap_put64(out + 0x30, h->timestamp);
-	snap_put64(out + 0x38, h->checksum);
+	for (unsigned i = 0; i < size; i++)
+		p[i] = (u8)(v >> (8 * i));
 }
 
-void snap_header_decode(const u8 in[SNAP_HEADER_SIZE], struct snapshot_header *h)
+static u64 get_le(const u8 *p, unsigned size)
 {
-	h->magic = snap_get32(in + 0x00);
-	h->version = snap_get32(in + 0x04);
-	h->vm_id = snap_get64(in + 0x08);
-	h->vcpu_count = snap_get32(in + 0x10);
-	h->pad0 = snap_get32(in + 0x14);
-	h->memory_pages = snap_get64(in + 0x18);
-	h->region_count = snap_get32(in + 0x20);
-	h->pad1 = snap_get32(in + 0x24);
-	h->total_size = snap_get64(in + 0x28);
-	h->timestamp = snap_get64(in + 0x30);
-	h->checksum = snap_get64(in + 0x38);
+	u64 v = 0;
+
+	for (unsigned i = 0; i < size; i++)
+		v |= (u64)p[i] << (8 * i);
+	return v;
+}
+
+/* An integer of 1, 2, 4 or 8 bytes in host memory, read or written by size. */
+static u64 mem_load(const void *p, unsigned size)
+{
+	u8 v8;
+	u16 v16;
+	u32 v32;
+	u64 v64;
+
+	switch (size) {
+	case 1:
+		memcpy(&v8, p, 1);
+		return v8;
+	case 2:
+		memcpy(&v16, p, 2);
+		return v16;
+	case 4:
+		memcpy(&v32, p, 4);
+		return v32;
+	default:
+		memcpy(&v64, p, 8);
+		return v64;
+	}
+}
+
+static void mem_store(void *p, unsigned size, u64 v)
+{
+	u8 v8 = (u8)v;
+	u16 v16 = (u16)v;
+	u32 v32 = (u32)v;
+
+	switch (size) {
+	case 1:
+		memcpy(p, &v8, 1);
+		break;
+	case 2:
+		memcpy(p, &v16, 2);
+		break;
+	case 4:
+		memcpy(p, &v32, 4);
+		break;
+	default:
+		memcpy(p, &v, 8);
+		break;
+	}
+}
+
+/* A record being encoded (`enc`: struct to bytes) or decoded. Encoding never
+ * writes the struct and decoding never writes the bytes, whatever the casts
+ * at the two entry points say. */
+struct rec {
+	u8 *buf;
+	bool enc;
+};
+
+static void rec_int(const struct rec *r, u32 off, void *field, unsigned size)
+{
+	if (r->enc)
+		put_le(r->buf + off, mem_load(field, size), size);
+	else
+		mem_store(field, size, get_le(r->buf + off, size));
+}
+
+static void rec_bytes(const struct rec *r, u32 off, void *field, size_t size)
+{
+	if (r->enc)
+		memcpy(r->buf + off, field, size);
+	else
+		memcpy(field, r->buf + off, size);
+}
+
+/* A NUL-padded fixed string field; its last byte is always NUL. */
+static void rec_str(const struct rec *r, u32 off, char *field, size_t size)
+{
+	if (r->enc) {
+		size_t n = strnlen(field, size - 1);
+
+		memset(r->buf + off, 0, size);
+		memcpy(r->buf + off, field, n);
+	} else {
+		memcpy(field, r->buf + off, size);
+		field[size - 1] = '\0';
+	}
+}
+
+#define REC(r, off, field) rec_int((r), (off), &(field), sizeof(field))
+#define REC_BYTES(r, off, field) rec_bytes((r), (off), (field), sizeof(field))
+#define REC_STR(r, off, field) rec_str((r), (off), (field), sizeof(field))
+
+/* The entry points: an encoder clears the record first (padding is zero). */
+#define DEFINE_RECORD_CODEC(name, type, size) \
+	void name##_encode(const type *v, u8 out[size]) \
+	{ \
+		struct rec r = { out, true }; \
+\
+		memset(out, 0, size); \
+		name##_fields(&r, (type *)v); \
+	} \
+	void name##_decode(const u8 in[size], type *v) \
+	{ \
+		struct rec r = { (u8 *)in, false }; \
+\
+		name##_fields(&r, v); \
+	}
+
+/* 1.1 "Header (64 bytes)" */
+static void snap_header_fields(const struct rec *r, struct snapshot_header *h)
+{
+	REC(r, 0x00, h->magic);
+	REC(r, 0x04, h->version);
+	REC(r, 0x08, h->vm_id);
+	REC(r, 0x10, h->vcpu_count);
+	REC(r, 0x14, h->pad0);
+	REC(r, 0x18, h->memory_pages);
+	REC(r, 0x20, h->region_count);
+	REC(r, 0x24, h->pad1);
+	REC(r, 0x28, h->total_size);
+	REC(r, 0x30, h->timestamp);
+	REC(r, 0x38, h->checksum);
+}
+DEFINE_RECORD_CODEC(snap_header, struct snapshot_header, SNAP_HEADER_SIZE)
+
+/* 1.2 "Sections": the header of every section; its CRC covers bytes 0x00-0x1B. */
+static void section_fields(const struct rec *r, struct snap_section *s)
+{
+	REC(r, 0x00, s->type);
+	REC(r, 0x04, s->flags);
+	REC(r, 0x08, s->length);
+	REC(r, 0x10, s->index);
+	REC(r, 0x14, s->reserved);
+	REC(r, 0x18, s->payload_crc);
 }
 
 void snap_section_encode(const struct snap_section *s, u8 out[SNAP_SECTION_HDR_SIZE])
 {
-	snap_put32(out + 0x00, s->type);
-	snap_put32(out + 0x04, s->flags);
-	snap_put64(out + 0x08, s->length);
-	snap_put32(out + 0x10, s->index);
-	snap_put32(out + 0x14, s->reserved);
-	snap_put32(out + 0x18, s->payload_crc);
-	snap_put32(out + 0x1C, crc32c(0, out, 0x1C));
+	struct rec r = { out, true };
+
+	section_fields(&r, (struct snap_section *)s);
+	put_le(out + 0x1C, crc32c(0, out, 0x1C), 4);
 }
 
 int snap_section_decode(const u8 in[SNAP_SECTION_HDR_SIZE], struct snap_section *s)
 {
-	s->type = snap_get32(in + 0x00);
-	s->flags = snap_get32(in + 0x04);
-	s->length = snap_get64(in + 0x08);
-	s->index = snap_get32(in + 0x10);
-	s->reserved = snap_get32(in + 0x14);
-	s->payload_crc = snap_get32(in + 0x18);
-	s->header_crc = snap_get32(in + 0x1C);
-	if (s->header_crc != crc32c(0, in, 0x1C))
-		return -EBADMSG;
-	return 0;
+	struct rec r = { (u8 *)in, false };
+
+	section_fields(&r, s);
+	s->header_crc = (u32)get_le(in + 0x1C, 4);
+	return s->header_crc == crc32c(0, in, 0x1C) ? 0 : -EBADMSG;
 }
 
 const char *snap_section_name(u32 type)
@@ -99,152 +216,91 @@ const char *snap_section_name(u32 type)
 	}
 }
 
-/* Copies a string into a fixed NUL-padded field; the last byte stays NUL. */
-static void put_str(u8 *out, const char *s, size_t field)
+/* 1.4 "IMAGE" */
+static void snap_image_info_fields(const struct rec *r, struct snap_image_info *in)
 {
-	size_t n = s ? strnlen(s, field - 1) : 0;
-
-	memset(out, 0, field);
-	memcpy(out, s, n);
+	REC(r, 0x00, in->header_crc);
+	REC(r, 0x04, in->section_count);
+	REC_STR(r, 0x10, in->name);
+	REC_STR(r, 0x30, in->backend);
 }
+DEFINE_RECORD_CODEC(snap_image_info, struct snap_image_info, SNAP_IMAGE_SIZE)
 
-static void get_str(char *dst, const u8 *in, size_t field)
-{
-	memcpy(dst, in, field);
-	dst[field - 1] = '\0';
-}
-
-void snap_image_info_encode(const struct snap_image_info *in, u8 out[SNAP_IMAGE_SIZE])
-{
-	snap_put32(out + 0x00, in->header_crc);
-	snap_put32(out + 0x04, in->section_count);
-	snap_put64(out + 0x08, 0);
-	put_str(out + 0x10, in->name, 32);
-	put_str(out + 0x30, in->backend, 16);
-}
-
-void snap_image_info_decode(const u8 in[SNAP_IMAGE_SIZE], struct snap_image_info *out)
-{
-	out->header_crc = snap_get32(in + 0x00);
-	out->section_count = snap_get32(in + 0x04);
-	get_str(out->name, in + 0x10, 32);
-	get_str(out->backend, in + 0x30, 16);
-}
-
-void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE])
-{
-	const struct snap_uart_state *u = &d->uart;
-
-	memset(out, 0, SNAP_DEVICES_SIZE);
-	snap_put32(out + 0x000, d->vm_id);
-	snap_put32(out + 0x004, d->vm_state);
-	snap_put64(out + 0x008, d->mem_size);
-	put_str(out + 0x010, d->image, 32);
-	put_str(out + 0x030, d->cmdline, 128);
-	out[0x0B0] = u->ier;
-	out[0x0B1] = u->lcr;
-	out[0x0B2] = u->mcr;
-	out[0x0B3] = u->scr;
-	out[0x0B4] = u->dll;
-	out[0x0B5] = u->dlm;
-	out[0x0B6] = u->fcr;
-	snap_put32(out + 0x0B8, u->line_len);
-	snap_put32(out + 0x0BC, u->rx_head);
-	snap_put32(out + 0x0C0, u->rx_tail);
-	memcpy(out + 0x0C8, u->line, sizeof(u->line));
-	memcpy(out + 0x148, u->rx, sizeof(u->rx));
-}
-
-void snap_devices_decode(const u8 in[SNAP_DEVICES_SIZE], struct snap_devices *d)
+/* 1.7 "DEVICES" */
+static void snap_devices_fields(const struct rec *r, struct snap_devices *d)
 {
 	struct snap_uart_state *u = &d->uart;
 
-	d->vm_id = snap_get32(in + 0x000);
-	d->vm_state = snap_get32(in + 0x004);
-	d->mem_size = snap_get64(in + 0x008);
-	get_str(d->image, in + 0x010, 32);
-	get_str(d->cmdline, in + 0x030, 128);
-	u->ier = in[0x0B0];
-	u->lcr = in[0x0B1];
-	u->mcr = in[0x0B2];
-	u->scr = in[0x0B3];
-	u->dll = in[0x0B4];
-	u->dlm = in[0x0B5];
-	u->fcr = in[0x0B6];
-	u->line_len = snap_get32(in + 0x0B8);
-	u->rx_head = snap_get32(in + 0x0BC);
-	u->rx_tail = snap_get32(in + 0x0C0);
-	memcpy(u->line, in + 0x0C8, sizeof(u->line));
-	memcpy(u->rx, in + 0x148, sizeof(u->rx));
+	REC(r, 0x000, d->vm_id);
+	REC(r, 0x004, d->vm_state);
+	REC(r, 0x008, d->mem_size);
+	REC_STR(r, 0x010, d->image);
+	REC_STR(r, 0x030, d->cmdline);
+	REC(r, 0x0B0, u->ier);
+	REC(r, 0x0B1, u->lcr);
+	REC(r, 0x0B2, u->mcr);
+	REC(r, 0x0B3, u->scr);
+	REC(r, 0x0B4, u->dll);
+	REC(r, 0x0B5, u->dlm);
+	REC(r, 0x0B6, u->fcr);
+	REC(r, 0x0B8, u->line_len);
+	REC(r, 0x0BC, u->rx_head);
+	REC(r, 0x0C0, u->rx_tail);
+	REC_BYTES(r, 0x0C8, u->line);
+	REC_BYTES(r, 0x148, u->rx);
+}
+DEFINE_RECORD_CODEC(snap_devices, struct snap_devices, SNAP_DEVICES_SIZE)
+
+/* 1.8 "PLATFORM": the VGA fields from 0x60 on came later; `vga` says whether
+ * the record holds them (a shorter, older record leaves them at zero). */
+static void platform_fields(const struct rec *r, struct snap_platform *pf, bool vga)
+{
+	for (int i = 0; i < 3; i++) {
+		struct snap_pit_state *c = &pf->pit[i];
+		u32 o = i * 24;
+
+		REC(r, o + 0, c->mode);
+		REC(r, o + 1, c->access);
+		REC(r, o + 2, c->write_hi);
+		REC(r, o + 3, c->read_hi);
+		REC(r, o + 4, c->latched);
+		REC(r, o + 5, c->armed);
+		REC(r, o + 6, c->latch);
+		REC(r, o + 8, c->reload);
+		REC(r, o + 16, c->start_tsc);
+	}
+	REC(r, 0x48, pf->port61);
+	REC_BYTES(r, 0x49, pf->pic_imr);
+	REC(r, 0x4B, pf->kbd_cmd);
+	REC(r, 0x4C, pf->kbd_ccb);
+	REC(r, 0x4D, pf->kbd_out_len);
+	REC(r, 0x4E, pf->post);
+	REC(r, 0x4F, pf->cmos_index);
+	REC_BYTES(r, 0x50, pf->kbd_out);
+	REC(r, 0x54, pf->pci_addr);
+	REC(r, 0x58, pf->guest_tsc_hz);
+	if (!vga)
+		return;
+	REC(r, 0x60, pf->crtc_index);
+	REC(r, 0x61, pf->vga_misc);
+	REC_BYTES(r, 0x68, pf->crtc);
 }
 
 void snap_platform_encode(const struct snap_platform *pf, u8 out[SNAP_PLATFORM_SIZE])
 {
-	memset(out, 0, SNAP_PLATFORM_SIZE);
-	for (int i = 0; i < 3; i++) {
-		const struct snap_pit_state *c = &pf->pit[i];
-		u8 *o = out + i * 24;
+	struct rec r = { out, true };
 
-		o[0] = c->mode;
-		o[1] = c->access;
-		o[2] = c->write_hi;
-		o[3] = c->read_hi;
-		o[4] = c->latched;
-		o[5] = c->armed;
-		snap_put16(o + 6, c->latch);
-		snap_put32(o + 8, c->reload);
-		snap_put64(o + 16, c->start_tsc);
-	}
-	out[0x48] = pf->port61;
-	out[0x49] = pf->pic_imr[0];
-	out[0x4A] = pf->pic_imr[1];
-	out[0x4B] = pf->kbd_cmd;
-	out[0x4C] = pf->kbd_ccb;
-	out[0x4D] = pf->kbd_out_len;
-	out[0x4E] = pf->post;
-	out[0x4F] = pf->cmos_index;
-	memcpy(out + 0x50, pf->kbd_out, 4);
-	snap_put32(out + 0x54, pf->pci_addr);
-	snap_put64(out + 0x58, pf->guest_tsc_hz);
-	out[0x60] = pf->crtc_index;
-	out[0x61] = pf->vga_misc;
-	memcpy(out + 0x68, pf->crtc, sizeof(pf->crtc));
+	memset(out, 0, SNAP_PLATFORM_SIZE);
+	platform_fields(&r, (struct snap_platform *)pf, true);
 }
 
 void snap_platform_decode(const u8 *in, u64 len, struct snap_platform *pf)
 {
-	memset(pf, 0, sizeof(*pf));
-	for (int i = 0; i < 3; i++) {
-		struct snap_pit_state *c = &pf->pit[i];
-		const u8 *o = in + i * 24;
+	struct rec r = { (u8 *)in, false };
 
-		c->mode = o[0];
-		c->access = o[1];
-		c->write_hi = o[2];
-		c->read_hi = o[3];
-		c->latched = o[4];
-		c->armed = o[5];
-		c->latch = snap_get16(o + 6);
-		c->reload = snap_get32(o + 8);
-		c->start_tsc = snap_get64(o + 16);
-	}
-	pf->port61 = in[0x48];
-	pf->pic_imr[0] = in[0x49];
-	pf->pic_imr[1] = in[0x4A];
-	pf->kbd_cmd = in[0x4B];
-	pf->kbd_ccb = in[0x4C];
-	pf->kbd_out_len = in[0x4D];
-	pf->post = in[0x4E];
-	pf->cmos_index = in[0x4F];
-	memcpy(pf->kbd_out, in + 0x50, 4);
-	pf->pci_addr = snap_get32(in + 0x54);
-	pf->guest_tsc_hz = snap_get64(in + 0x58);
-	if (len < SNAP_PLATFORM_SIZE)
-		return; /* written before the VGA fields existed */
-	pf->has_vga = true;
-	pf->crtc_index = in[0x60];
-	pf->vga_misc = in[0x61];
-	memcpy(pf->crtc, in + 0x68, sizeof(pf->crtc));
+	memset(pf, 0, sizeof(*pf));
+	pf->has_vga = len >= SNAP_PLATFORM_SIZE; /* else written before the VGA fields */
+	platform_fields(&r, pf, pf->has_vga);
 }
 
 const char *snap_vm_state_name(u32 state)
@@ -346,64 +402,12 @@ static const struct vcpu_field vcpu_fields[] = {
 
 static u64 field_load(const struct vcpu_state *s, const struct vcpu_field *f)
 {
-	const u8 *p = (const u8 *)s + f->off;
-	u8 v8;
-	u16 v16;
-	u32 v32;
-	u64 v64;
-
-	switch (f->size) {
-	case 1:
-		memcpy(&v8, p, 1);
-		return v8;
-	case 2:
-		memcpy(&v16, p, 2);
-		return v16;
-	case 4:
-		memcpy(&v32, p, 4);
-		return v32;
-	default:
-		memcpy(&v64, p, 8);
-		return v64;
-	}
+	return mem_load((const u8 *)s + f->off, f->size);
 }
 
 static void field_store(struct vcpu_state *s, const struct vcpu_field *f, u64 v)
 {
-	u8 *p = (u8 *)s + f->off;
-	u8 v8 = (u8)v;
-	u16 v16 = (u16)v;
-	u32 v32 = (u32)v;
-
-	switch (f->size) {
-	case 1:
-		memcpy(p, &v8, 1);
-		break;
-	case 2:
-		memcpy(p, &v16, 2);
-		break;
-	case 4:
-		memcpy(p, &v32, 4);
-		break;
-	default:
-		memcpy(p, &v, 8);
-		break;
-	}
-}
-
-static void put_le(u8 *p, u64 v, unsigned size)
-{
-	for (unsigned i = 0; i < size; i++)
-		p[i] = (u8)(v >> (8 * i));
-}
-
-static u64 get_le(const u8 *p, unsigned size)
-{
-	u64 v = 0;
-
-	for (unsigned i = 0; i < size; i++)
-		v |= (u64)p[i] << (8 * i);
-	return v;
+	mem_store((u8 *)s + f->off, f->size, v);
 }
 
 void snap_vcpu_encode(u32 id, const struct vcpu_state *s, u8 *out)
@@ -481,22 +485,15 @@ const char *snap_vcpu_field_at(u64 rec_off)
 	return "xsave area";
 }
 
-void snap_pages_head_encode(const struct snap_pages_head *h, u8 out[SNAP_PAGES_HEAD])
+/* 1.9 "PAGES": the head of the index part. */
+static void snap_pages_head_fields(const struct rec *r, struct snap_pages_head *h)
 {
-	snap_put32(out + 0x00, h->pages_per_crc);
-	snap_put32(out + 0x04, 0);
-	snap_put64(out + 0x08, h->region_pages);
-	snap_put64(out + 0x10, h->stored_pages);
-	snap_put64(out + 0x18, h->data_offset);
+	REC(r, 0x00, h->pages_per_crc);
+	REC(r, 0x08, h->region_pages);
+	REC(r, 0x10, h->stored_pages);
+	REC(r, 0x18, h->data_offset);
 }
-
-void snap_pages_head_decode(const u8 in[SNAP_PAGES_HEAD], struct snap_pages_head *h)
-{
-	h->pages_per_crc = snap_get32(in + 0x00);
-	h->region_pages = snap_get64(in + 0x08);
-	h->stored_pages = snap_get64(in + 0x10);
-	h->data_offset = snap_get64(in + 0x18);
-}
+DEFINE_RECORD_CODEC(snap_pages_head, struct snap_pages_head, SNAP_PAGES_HEAD)
 
 bool snap_page_is_zero(const void *page)
 {
