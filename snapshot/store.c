@@ -7,6 +7,7 @@
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "snapshot/store.h"
+#include "snapshot/record.h"
 
 static const u8 sb_magic[8] = { 'A', 'M', 'B', 'E', 'R', 'S', 'N', 'P' };
 static const u8 cat_magic[8] = { 'A', 'M', 'B', 'E', 'R', 'C', 'A', 'T' };
@@ -77,40 +78,23 @@ static int set_dev(struct snap_store *st, struct blkdev *dev)
 	return 0;
 }
 
-void snap_entry_encode(const struct snap_entry *e, u8 out[SNAP_CAT_ENTRY])
+/* 2.2 "Catalog copy": one entry. */
+static void snap_entry_fields(const struct rec *r, struct snap_entry *e)
 {
-	memset(out, 0, SNAP_CAT_ENTRY);
-	memcpy(out + 0x00, e->name, strnlen(e->name, 31));
-	memcpy(out + 0x20, e->vm_image, strnlen(e->vm_image, 31));
-	snap_put64(out + 0x40, e->start_block);
-	snap_put64(out + 0x48, e->size);
-	snap_put64(out + 0x50, e->ticks);
-	snap_put64(out + 0x58, e->wall);
-	snap_put64(out + 0x60, e->seq);
-	snap_put64(out + 0x68, e->memory_pages);
-	snap_put32(out + 0x70, e->state);
-	snap_put32(out + 0x74, e->header_crc);
-	snap_put16(out + 0x78, e->vm_id);
-	snap_put16(out + 0x7A, e->vcpus);
+	REC_STR(r, 0x00, e->name);
+	REC_STR(r, 0x20, e->vm_image);
+	REC(r, 0x40, e->start_block);
+	REC(r, 0x48, e->size);
+	REC(r, 0x50, e->ticks);
+	REC(r, 0x58, e->wall);
+	REC(r, 0x60, e->seq);
+	REC(r, 0x68, e->memory_pages);
+	REC(r, 0x70, e->state);
+	REC(r, 0x74, e->header_crc);
+	REC(r, 0x78, e->vm_id);
+	REC(r, 0x7A, e->vcpus);
 }
-
-void snap_entry_decode(const u8 in[SNAP_CAT_ENTRY], struct snap_entry *e)
-{
-	memcpy(e->name, in + 0x00, 32);
-	e->name[31] = '\0';
-	memcpy(e->vm_image, in + 0x20, 32);
-	e->vm_image[31] = '\0';
-	e->start_block = snap_get64(in + 0x40);
-	e->size = snap_get64(in + 0x48);
-	e->ticks = snap_get64(in + 0x50);
-	e->wall = snap_get64(in + 0x58);
-	e->seq = snap_get64(in + 0x60);
-	e->memory_pages = snap_get64(in + 0x68);
-	e->state = snap_get32(in + 0x70);
-	e->header_crc = snap_get32(in + 0x74);
-	e->vm_id = snap_get16(in + 0x78);
-	e->vcpus = snap_get16(in + 0x7A);
-}
+DEFINE_RECORD_CODEC(snap_entry, struct snap_entry, SNAP_CAT_ENTRY)
 
 static void sb_encode(const struct snap_store *st, u8 *out)
 {
