@@ -3,7 +3,7 @@
  * at 127 characters, control characters, loopback, scratch, input queue) and
  * the legacy platform (8254 counters and OUT2 computed from a guest TSC the
  * test moves by hand, latching, port 0x61, the 8042 answers and reset, CMOS
- * memory sizes, VGA retrace). printk and the backend are stubs here.
+ * memory sizes, VGA retrace). printk and the backend are small host stand-ins here.
  */
 #include <stdarg.h>
 #include <stdio.h>
