@@ -14,7 +14,7 @@
 #include "vmm/vmm_internal.h"
 #include "tests/unit/check.h"
 
-/* ---- stubs ---------------------------------------------------------------- */
+/* ---- host stand-ins for the kernel functions the devices call ---------- */
 static char out[65536];
 static size_t out_len;
 static u64 guest_tsc_now;
