@@ -324,7 +324,13 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 
-		vcpu_get_state(v, &vstate[i]);
+		ret = vcpu_get_state(v, &vstate[i]);
+		if (ret) {
+			printk("error: snap save: %s could not read the state of vCPU %d (%s)\n"
+			       "snap save: nothing was committed, earlier snapshots are intact\n",
+			       image.info.backend, i, errno_name(ret));
+			return ret;
+		}
 		/* A paused guest's TSC stands still at the value it resumes with. */
 		if (vm->state == VM_PAUSED)
 			vstate[i].tsc = v->frozen_tsc;
@@ -611,10 +617,17 @@ static int restore_load(struct snap_source *src, const char *name, struct vm **o
 	snap_progress_done(&pr);
 	for (u32 i = 0; !ret && i < parsed.hdr.vcpu_count; i++) {
 		ret = snap_image_read_vcpu(src, &parsed, i, &vstate[0], &rep);
-		if (!ret) {
-			vcpu_set_state(vm->vcpus[i], &vstate[0]);
-			vm->vcpus[i]->frozen_tsc = vstate[0].tsc; /* what `vm resume` loads */
+		if (ret)
+			break;
+		ret = vcpu_set_state(vm->vcpus[i], &vstate[0]);
+		if (ret) {
+			vm_destroy(vm);
+			printk("error: snap restore: %s could not load the state of vCPU %u (%s)\n"
+			       "snap restore: the half-built VM was removed\n",
+			       vcpu_ops->name, i, errno_name(ret));
+			return ret;
 		}
+		vm->vcpus[i]->frozen_tsc = vstate[0].tsc; /* what `vm resume` loads */
 	}
 	if (ret) {
 		vm_destroy(vm);

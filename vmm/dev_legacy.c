@@ -43,9 +43,17 @@
 
 static struct vcpu_state st;
 
+/* The guest's TSC now; a backend that cannot give it stops the VM (and the
+ * devices see the time stand still at the last pause). */
 static u64 guest_tsc(struct vcpu *v)
 {
-	vcpu_ops->get_state(v, &st);
+	int err = vcpu_ops->get_state(v, &st);
+
+	if (err) {
+		vm_stop(v->vm, "%s could not read the guest's TSC (%s)", vcpu_ops->name,
+			errno_name(err));
+		return v->frozen_tsc;
+	}
 	return st.tsc;
 }
 

@@ -81,6 +81,7 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 	u64 mask = e->io.size == 1 ? 0xFF : e->io.size == 2 ? 0xFFFF : 0xFFFFFFFFULL;
 	u64 *rax = &v->regs[REG_RAX];
 	u32 val;
+	int err;
 
 	if (e->io.string)
 		return vcpu_stop_report(v, e, "string I/O (INS/OUTS) on port 0x%x is not emulated",
@@ -96,7 +97,9 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 	}
 	if (v->vm->state == VM_STOPPED)
 		return EXIT_YIELD;
-	vcpu_ops->advance_rip(v, e);
+	err = vcpu_ops->advance_rip(v, e);
+	if (err)
+		return vcpu_backend_failed(v, e, "move RIP past the I/O instruction", err);
 	return v->vm->state == VM_RUNNING ? EXIT_RESUME : EXIT_YIELD;
 }
 
@@ -127,6 +130,7 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 	u32 leaf = (u32)v->regs[REG_RAX], sub = (u32)v->regs[REG_RCX];
 	u32 a = 0, b = 0, c = 0, d = 0;
 	u64 allowed = vcpu_xcr0_allowed();
+	int err;
 
 	if ((leaf & 0xFFFFFF00) == AMBER_CPUID_BASE) {
 		if (leaf == AMBER_CPUID_BASE) {
@@ -147,7 +151,9 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		       CPUID_1_ECX_TSC_DEADLINE | CPUID_1_ECX_OSXSAVE);
 		c |= CPUID_1_ECX_HYPERVISOR;
 		if (c & CPUID_1_ECX_XSAVE) {
-			vcpu_ops->get_state(v, &st);
+			err = vcpu_ops->get_state(v, &st);
+			if (err)
+				return vcpu_backend_failed(v, e, "read CR4 for CPUID", err);
 			if (st.cr4 & X86_CR4_OSXSAVE)
 				c |= CPUID_1_ECX_OSXSAVE;
 		}
@@ -204,7 +210,9 @@ out:
 	v->regs[REG_RBX] = b;
 	v->regs[REG_RCX] = c;
 	v->regs[REG_RDX] = d;
-	vcpu_ops->advance_rip(v, e);
+	err = vcpu_ops->advance_rip(v, e);
+	if (err)
+		return vcpu_backend_failed(v, e, "move RIP past CPUID", err);
 	return EXIT_RESUME;
 }
 
@@ -282,12 +290,17 @@ static u64 *state_field(u32 msr)
 	}
 }
 
+/* msr_read and msr_write return 0, -EPERM for an access the guest gets #GP
+ * for, or the backend's error when its state could not be reached. */
 static int msr_read(struct vcpu *v, u32 msr, u64 *val)
 {
 	u64 *f = state_field(msr);
+	int err;
 
 	if (f) {
-		vcpu_ops->get_state(v, &st);
+		err = vcpu_ops->get_state(v, &st);
+		if (err)
+			return err;
 		*val = *f;
 		return 0;
 	}
@@ -317,12 +330,15 @@ static int msr_write(struct vcpu *v, u32 msr, u64 val)
 {
 	u64 *f = state_field(msr);
 	u64 efer_ok = EFER_SCE | EFER_LME | EFER_LMA | (cpu.nx ? EFER_NX : 0);
+	int err;
 
 	if (is_mtrr(msr))
 		return 0; /* accepted, without effect: EPT/NPT use write-back */
 	if (!f)
 		return msr == MSR_IA32_UCODE_REV ? 0 : -EPERM;
-	vcpu_ops->get_state(v, &st);
+	err = vcpu_ops->get_state(v, &st);
+	if (err)
+		return err;
 	switch (msr) {
 	case MSR_EFER:
 		if (val & ~efer_ok)
@@ -350,34 +366,43 @@ static int msr_write(struct vcpu *v, u32 msr, u64 val)
 		break;
 	}
 	*f = val;
-	vcpu_ops->set_state(v, &st);
-	return 0;
+	return vcpu_ops->set_state(v, &st);
+}
+
+/* The end of an emulated instruction: RIP moves past it when `err` is 0, the
+ * guest gets #GP for -EPERM; any other error is the backend's and stops the VM. */
+static int finish_insn(struct vcpu *v, const struct vm_exit *e, int err)
+{
+	const char *what = "move RIP past the instruction";
+
+	if (err == -EPERM) {
+		err = vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
+		what = "inject #GP";
+	} else if (!err) {
+		err = vcpu_ops->advance_rip(v, e);
+	} else {
+		what = "reach the vCPU state";
+	}
+	return err ? vcpu_backend_failed(v, e, what, err) : EXIT_RESUME;
 }
 
 int emulate_rdmsr(struct vcpu *v, const struct vm_exit *e)
 {
-	u64 val;
+	u64 val = 0;
+	int err = msr_read(v, (u32)v->regs[REG_RCX], &val);
 
-	if (msr_read(v, (u32)v->regs[REG_RCX], &val)) {
-		vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
-		return EXIT_RESUME;
+	if (!err) {
+		v->regs[REG_RAX] = (u32)val;
+		v->regs[REG_RDX] = val >> 32;
 	}
-	v->regs[REG_RAX] = (u32)val;
-	v->regs[REG_RDX] = val >> 32;
-	vcpu_ops->advance_rip(v, e);
-	return EXIT_RESUME;
+	return finish_insn(v, e, err);
 }
 
 int emulate_wrmsr(struct vcpu *v, const struct vm_exit *e)
 {
 	u64 val = (v->regs[REG_RDX] << 32) | (u32)v->regs[REG_RAX];
 
-	if (msr_write(v, (u32)v->regs[REG_RCX], val)) {
-		vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
-		return EXIT_RESUME;
-	}
-	vcpu_ops->advance_rip(v, e);
-	return EXIT_RESUME;
+	return finish_insn(v, e, msr_write(v, (u32)v->regs[REG_RCX], val));
 }
 
 /* XSETBV: only XCR0, only valid combinations of what the guest may use
@@ -386,11 +411,8 @@ int emulate_xsetbv(struct vcpu *v, const struct vm_exit *e)
 {
 	u64 val = (v->regs[REG_RDX] << 32) | (u32)v->regs[REG_RAX];
 
-	if ((u32)v->regs[REG_RCX] != 0 || !vcpu_xcr0_valid(val)) {
-		vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
-		return EXIT_RESUME;
-	}
+	if ((u32)v->regs[REG_RCX] != 0 || !vcpu_xcr0_valid(val))
+		return finish_insn(v, e, -EPERM);
 	vcpu_fpu_set_xcr0(v, val);
-	vcpu_ops->advance_rip(v, e);
-	return EXIT_RESUME;
+	return finish_insn(v, e, 0);
 }

@@ -17,6 +17,10 @@
 #include "vmm/loader.h"
 #include "vmm/vmm_internal.h"
 
+/* The two backends (vmm/vmx/vmx.c, vmm/svm/svm.c). Only this file names them:
+ * everything else asks the one in use through vcpu_ops. */
+extern const struct vcpu_ops vmx_ops, svm_ops;
+
 const struct vcpu_ops *vcpu_ops;
 struct vm *vm_table[VM_MAX];
 static char unavailable[200] = "the VMM was not initialised";
@@ -32,6 +36,15 @@ const char *vm_state_name(enum vm_state st)
 }
 
 const char *vmm_unavailable_reason(void) { return vcpu_ops ? NULL : unavailable; }
+
+void vmm_describe_backend(char *buf, size_t len)
+{
+	if (vcpu_ops)
+		snprintf(buf, len, "%s in use (the CPU offers %s)", vcpu_ops->name,
+			 vcpu_ops->mechanism);
+	else
+		snprintf(buf, len, "none: %s", unavailable);
+}
 
 /* Chooses the backend once: VT-x with EPT, else AMD-V with NPT
  * (docs/vmm.md "Backends"). */
@@ -276,7 +289,12 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline)
 		return NULL;
 	}
 	mb_entry_state(&entry, info.entry, info_gpa);
-	vcpu_set_state(vm->vcpus[0], &entry);
+	if (vcpu_set_state(vm->vcpus[0], &entry)) {
+		printk("vm: %s could not load the entry state of '%s'\n", vcpu_ops->name,
+		       img->name);
+		vm_destroy(vm);
+		return NULL;
+	}
 	pr_debug("vm%d: %s (%s) at 0x%lx-0x%lx, entry 0x%x", vm->id, img->name,
 		 mb_format_name(info.format), info.lo, info.hi, info.entry);
 	return vm;
@@ -300,26 +318,35 @@ int vm_start(struct vm *vm)
 }
 
 /* Freezes the guest's TSC: read at pause, written back at resume, so a paused
- * guest does not see the time it spent paused (and a snapshot holds the value). */
-static void tsc_freeze(struct vm *vm, bool freeze)
+ * guest does not see the time it spent paused (and a snapshot holds the value).
+ * Returns 0, or the backend's error after saying which vCPU it failed on. */
+static int tsc_freeze(struct vm *vm, bool freeze)
 {
 	static struct vcpu_state s;
 
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
+		int err = vcpu_ops->get_state(v, &s);
 
-		vcpu_ops->get_state(v, &s);
-		if (freeze) {
-			v->frozen_tsc = s.tsc;
-		} else {
+		if (!err && !freeze) {
 			s.tsc = v->frozen_tsc;
-			vcpu_ops->set_state(v, &s);
+			err = vcpu_ops->set_state(v, &s);
 		}
+		if (err) {
+			printk("vm %d: %s could not %s the state of vCPU %d (%s)\n", vm->id,
+			       vcpu_ops->name, freeze ? "read" : "write", i, errno_name(err));
+			return err;
+		}
+		if (freeze)
+			v->frozen_tsc = s.tsc;
 	}
+	return 0;
 }
 
 int vm_pause(struct vm *vm)
 {
+	int err;
+
 	if (vm->state != VM_RUNNING && vm->state != VM_HALTED) {
 		printk("vm %d is %s; only a running VM can be paused\n", vm->id,
 		       vm_state_name(vm->state));
@@ -329,19 +356,25 @@ int vm_pause(struct vm *vm)
 	 * VMCS/VMCB and regs[] are complete; the FPU is saved into v->fpu. */
 	for (int i = 0; i < vm->nvcpus; i++)
 		vcpu_fpu_release(vm->vcpus[i]);
-	tsc_freeze(vm, true);
+	err = tsc_freeze(vm, true);
+	if (err)
+		return err;
 	vm->state = VM_PAUSED;
 	return 0;
 }
 
 int vm_resume(struct vm *vm)
 {
+	int err;
+
 	if (vm->state != VM_PAUSED) {
 		printk("vm %d is %s; only a paused VM can be resumed\n", vm->id,
 		       vm_state_name(vm->state));
 		return -EINVAL;
 	}
-	tsc_freeze(vm, false);
+	err = tsc_freeze(vm, false);
+	if (err)
+		return err;
 	vm->state = VM_RUNNING;
 	return 0;
 }

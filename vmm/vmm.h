@@ -37,6 +37,16 @@ enum vm_exit_kind {
 	VMEXIT_KIND_COUNT,
 };
 
+/* Exception vectors, SDM Vol. 3A 6.3 "Sources of Interrupts" (table
+ * "Protected-Mode Exceptions and Interrupts"). */
+#define X86_TRAP_BP 3
+#define X86_TRAP_OF 4
+#define X86_TRAP_UD 6
+#define X86_TRAP_DF 8
+#define X86_TRAP_GP 13
+#define X86_TRAP_PF 14
+#define X86_TRAP_AC 17
+
 struct vm_exit {
 	enum vm_exit_kind kind;
 	u32 raw_reason;	   /* VMX basic exit reason or SVM EXITCODE, for reports */
@@ -69,9 +79,11 @@ struct vm_exit {
 
 /* ---- the backend interface ------------------------------------------------ */
 struct vcpu_ops {
-	const char *name; /* "VT-x" or "AMD-V" */
+	const char *name;      /* "VT-x" or "AMD-V" */
+	const char *mechanism; /* what it runs guests with: "VT-x with EPT" */
 	/* Checks the CPU has everything the backend needs and enables it (VMXON,
-	 * EFER.SVME). Returns 0, or -ENODEV after printing what is missing. */
+	 * EFER.SVME). Returns 0, or a negative errno after printing what is
+	 * missing; on failure the CPU is left as it was found. */
 	int (*hw_enable)(void);
 	/* Builds the EPT/NPT for vm's RAM (vm->chunks); devices stay unmapped so
 	 * accesses to them exit. */
@@ -85,23 +97,46 @@ struct vcpu_ops {
 	 * Returns 0, or a negative errno when the entry itself failed (exit->kind
 	 * is then VMEXIT_ENTRY_FAILED with the CPU's reason). */
 	int (*vcpu_run)(struct vcpu *v, struct vm_exit *exit);
-	/* Architectural state in and out (everything but regs[], which live in v). */
-	void (*get_state)(struct vcpu *v, struct vcpu_state *s);
-	void (*set_state)(struct vcpu *v, const struct vcpu_state *s);
+	/* Architectural state in and out (everything but regs[], which live in
+	 * v). Each of the four calls below returns 0, or a negative errno when
+	 * the backend could not reach the vCPU's VMCS/VMCB (then *s, or the
+	 * vCPU, is unchanged and not to be trusted). */
+	int (*get_state)(struct vcpu *v, struct vcpu_state *s);
+	int (*set_state)(struct vcpu *v, const struct vcpu_state *s);
 	/* Moves RIP past the instruction that caused `exit`. */
-	void (*advance_rip)(struct vcpu *v, const struct vm_exit *exit);
+	int (*advance_rip)(struct vcpu *v, const struct vm_exit *exit);
 	/* Queues an exception for the next entry (#GP for a refused MSR, #UD for
 	 * VMX/SVM instructions). */
-	void (*inject_exception)(struct vcpu *v, u8 vector, bool has_error, u32 error_code);
-	/* Reads guest RIP/RFLAGS/CR0 cheaply for reports. */
-	u64 (*read_rip)(struct vcpu *v);
+	int (*inject_exception)(struct vcpu *v, u8 vector, bool has_error, u32 error_code);
+	/* Reads guest RIP cheaply for reports: 0, or a negative errno. */
+	int (*read_rip)(struct vcpu *v, u64 *rip);
 	/* Optional (may be NULL): the name of a raw exit reason for reports, e.g.
-	 * "NPF" or "EPT_VIOLATION". */
+	 * "NPF" or "EPT violation". */
 	const char *(*exit_name)(u32 raw_reason);
 };
 
-extern const struct vcpu_ops vmx_ops, svm_ops;
 extern const struct vcpu_ops *vcpu_ops; /* chosen once at boot from CPUID */
+
+/*
+ * One field of struct vcpu_state in both directions, for the backends'
+ * state transfer (one function serves get_state and set_state, so the two
+ * cannot drift apart): with `out` set the live value is copied into the
+ * record, with `in` set the record is copied into the live value. Exactly one
+ * of out and in is non-NULL (both are tested, so that neither is ever
+ * dereferenced unchecked).
+ */
+#define VCPU_XFER(out, in, live, field) \
+	((out) ? (void)((out)->field = (live)) : (in) ? (void)((live) = (in)->field) : (void)0)
+/* The same for a field that changes on the way or is reached through an
+ * accessor: `get` is the record's value, `set` the statement that loads the
+ * record's value (in->field) into the live state. */
+#define VCPU_XFER_WITH(out, in, field, get, set) \
+	do { \
+		if (out) \
+			(out)->field = (get); \
+		else if (in) \
+			set; \
+	} while (0)
 
 /* ---- VMs and vCPUs -------------------------------------------------------- */
 enum vm_state {
@@ -197,6 +232,9 @@ struct vm {
 void vmm_init(void);
 /* NULL when a backend runs guests, else one line saying why none can. */
 const char *vmm_unavailable_reason(void);
+/* One line for `cpu`: the backend in use and what it runs guests with, or
+ * why there is none. */
+void vmm_describe_backend(char *buf, size_t len);
 /* Creates a VM from a guest image with `mem` bytes of RAM; returns it or NULL
  * after printing why. The guest is loaded and its vCPU 0 set to the Multiboot
  * entry state. */
@@ -216,9 +254,10 @@ const char *vm_exit_kind_name(enum vm_exit_kind kind);
 
 /* The complete architectural state of a vCPU that is out of guest mode (paused
  * VM, or between exits): the backend's part, the general registers, the FPU
- * (XSAVE area and XCR0) and the halted flag. The snapshot code uses these. */
-void vcpu_get_state(struct vcpu *v, struct vcpu_state *s);
-void vcpu_set_state(struct vcpu *v, const struct vcpu_state *s);
+ * (XSAVE area and XCR0) and the halted flag. The snapshot code uses these.
+ * Each returns 0, or the backend's negative errno (nothing was read or set). */
+int vcpu_get_state(struct vcpu *v, struct vcpu_state *s);
+int vcpu_set_state(struct vcpu *v, const struct vcpu_state *s);
 /* Stops a VM for good with a message (misbehaving guest). */
 void vm_stop(struct vm *vm, const char *fmt, ...) __printf(2, 3);
 

@@ -41,8 +41,12 @@ bool vcpu_xcr0_valid(u64 xcr0);
 void vcpu_dump(struct vcpu *v);
 /* Stops v's VM: the reason, the exit record and the registers. Returns EXIT_YIELD. */
 int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, ...) __printf(3, 4);
+/* A backend call failed during an exit (its VMCS/VMCB could not be reached):
+ * stops v's VM saying what could not be done. Returns EXIT_YIELD. */
+int vcpu_backend_failed(struct vcpu *v, const struct vm_exit *e, const char *what, int err);
 /* Reads guest memory at a guest-linear address through the guest's own paging
- * (none, 32-bit, PAE or 4-level). Returns 0 or -EFAULT. */
+ * (none, 32-bit, PAE or 4-level). Returns 0, -EFAULT, or -EIO when the
+ * backend could not give the paging state. */
 int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len);
 
 /* vmm/emulate.c: CPUID, MSR and port I/O. */

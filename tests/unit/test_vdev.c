@@ -35,7 +35,11 @@ void vm_stop(struct vm *vm, const char *fmt, ...)
 	vm->state = VM_STOPPED;
 }
 
-static void stub_get_state(struct vcpu *v, struct vcpu_state *s) { s->tsc = guest_tsc_now; }
+static int stub_get_state(struct vcpu *v, struct vcpu_state *s)
+{
+	s->tsc = guest_tsc_now;
+	return 0;
+}
 
 static const struct vcpu_ops stub_ops = { .name = "stub", .get_state = stub_get_state };
 const struct vcpu_ops *vcpu_ops = &stub_ops;
