@@ -219,6 +219,10 @@ int vcpu_get_state(struct vcpu *v, struct vcpu_state *s)
 	int err;
 
 	memset(s, 0, sizeof(*s));
+	if (v->vm->fail_state) {
+		v->vm->fail_state--; /* the `vm fail-state` test hook */
+		return -EIO;
+	}
 	err = vcpu_ops->get_state(v, s);
 	if (err)
 		return err;
@@ -237,6 +241,10 @@ int vcpu_set_state(struct vcpu *v, const struct vcpu_state *s)
 	u64 *hdr = (u64 *)(v->fpu + XSAVE_HDR);
 	int err;
 
+	if (v->vm->fail_state) {
+		v->vm->fail_state--; /* the `vm fail-state` test hook */
+		return -EIO;
+	}
 	err = vcpu_ops->set_state(v, s);
 	if (err)
 		return err;

@@ -227,6 +227,7 @@ struct vm {
 	u64 guest_tsc_hz;	 /* the guest's TSC frequency (the host's) */
 	u64 started_ticks;	 /* when `vm start` ran, 0 before */
 	char image_cmdline[128]; /* the cmdline the image came with */
+	u32 fail_state;		 /* test hook (vm fail-state): state accesses left to fail */
 };
 
 void vmm_init(void);

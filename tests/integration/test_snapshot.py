@@ -315,6 +315,34 @@ def test_errors_and_cancel():
 
 
 @timeout(180)
+def test_failed_capture_commits_nothing():
+	"""A save whose vCPU state could not be read (a backend failure, here
+	from the `vm fail-state` test hook) says so and commits nothing: no
+	snapshot with a zeroed CPU state, the earlier one intact, the VM running
+	on (issue 12, defect 6)."""
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		ct = start_vm(vm, "counter", args="every=20000000")
+		vm.cmd_ok(f"snap save {ct} keep", timeout=60)
+		vm.cmd_ok(f"vm fail-state {ct} 1", expect=r"next 1 vCPU state access")
+		out = vm.cmd(f"snap save {ct} broken", timeout=60)
+		expect(vm, r"^error: snap save: AMD-V could not read the state of vCPU 0 \(EIO\)\n"
+		       r"snap save: nothing was committed", out, "the failed capture reported")
+		if re.search(r"^saved VM", out, re.M):
+			vm.fail(f"the failed capture was reported as saved:\n{out}")
+		out = vm.cmd_ok("snap list")
+		expect(vm, r"^\s+keep\s+counter", out, "the earlier snapshot still listed")
+		if re.search(r"^\s+broken\s", out, re.M):
+			vm.fail(f"the snapshot whose capture failed is listed:\n{out}")
+		vm.cmd_ok("snap verify keep", expect=r"intact")
+		out = vm.cmd_ok("vm list")
+		expect(vm, rf"^{ct}\s+counter\s+running", out, "the counter running again")
+		# The hook is spent: the next save works.
+		vm.cmd_ok(f"snap save {ct} after", timeout=60, expect=r"saved VM")
+
+
+@timeout(180)
 def test_amber_snap_tool_and_gdb():
 	need_file(AMBER_SNAP, "make builds it")
 	need_file(COUNTER_BIN, "make builds the demo guests")
