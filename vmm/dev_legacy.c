@@ -41,20 +41,19 @@
 #define VGA_STATUS_VRETRACE 0x08
 #define VGA_FRAME_HZ 60
 
-static struct vcpu_state st;
-
 /* The guest's TSC now; a backend that cannot give it stops the VM (and the
  * devices see the time stand still at the last pause). */
 static u64 guest_tsc(struct vcpu *v)
 {
-	int err = vcpu_ops->get_state(v, &st);
+	u64 tsc;
+	int err = vcpu_ops->get_field(v, VCPU_FIELD_TSC, &tsc);
 
 	if (err) {
 		vm_stop(v->vm, "%s could not read the guest's TSC (%s)", vcpu_ops->name,
 			errno_name(err));
 		return v->frozen_tsc;
 	}
-	return st.tsc;
+	return tsc;
 }
 
 void legacy_reset(struct vm *vm)

@@ -14,8 +14,6 @@
 
 #define GP_VECTOR 13
 
-static struct vcpu_state st; /* the backend's state around an MSR access */
-
 /* ---- port I/O ------------------------------------------------------------ */
 
 #define DEBUG_EXIT_PORT 0xF4 /* QEMU's isa-debug-exit, iobase=0xf4, iosize=4 */
@@ -151,10 +149,12 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		       CPUID_1_ECX_TSC_DEADLINE | CPUID_1_ECX_OSXSAVE);
 		c |= CPUID_1_ECX_HYPERVISOR;
 		if (c & CPUID_1_ECX_XSAVE) {
-			err = vcpu_ops->get_state(v, &st);
+			u64 cr4;
+
+			err = vcpu_ops->get_field(v, VCPU_FIELD_CR4, &cr4);
 			if (err)
 				return vcpu_backend_failed(v, e, "read CR4 for CPUID", err);
-			if (st.cr4 & X86_CR4_OSXSAVE)
+			if (cr4 & X86_CR4_OSXSAVE)
 				c |= CPUID_1_ECX_OSXSAVE;
 		}
 		d &= ~CPUID_1_EDX_APIC;
@@ -255,55 +255,51 @@ static bool pat_valid(u64 pat)
 	return true;
 }
 
-/* Points at the field of the backend state that holds `msr`, or NULL. */
-static u64 *state_field(u32 msr)
+/* The backend field that holds `msr`, or -1. */
+static int msr_field(u32 msr)
 {
 	switch (msr) {
 	case MSR_IA32_PAT:
-		return &st.pat;
+		return VCPU_FIELD_PAT;
 	case MSR_IA32_SYSENTER_CS:
-		return &st.sysenter_cs;
+		return VCPU_FIELD_SYSENTER_CS;
 	case MSR_IA32_SYSENTER_ESP:
-		return &st.sysenter_esp;
+		return VCPU_FIELD_SYSENTER_ESP;
 	case MSR_IA32_SYSENTER_EIP:
-		return &st.sysenter_eip;
+		return VCPU_FIELD_SYSENTER_EIP;
 	case MSR_STAR:
-		return &st.star;
+		return VCPU_FIELD_STAR;
 	case MSR_LSTAR:
-		return &st.lstar;
+		return VCPU_FIELD_LSTAR;
 	case MSR_CSTAR:
-		return &st.cstar;
+		return VCPU_FIELD_CSTAR;
 	case MSR_SYSCALL_MASK:
-		return &st.sfmask;
+		return VCPU_FIELD_SFMASK;
 	case MSR_FS_BASE:
-		return &st.fs.base;
+		return VCPU_FIELD_FS_BASE;
 	case MSR_GS_BASE:
-		return &st.gs.base;
+		return VCPU_FIELD_GS_BASE;
 	case MSR_KERNEL_GS_BASE:
-		return &st.kernel_gs_base;
+		return VCPU_FIELD_KERNEL_GS_BASE;
 	case MSR_EFER:
-		return &st.efer;
+		return VCPU_FIELD_EFER;
 	case MSR_IA32_TSC:
-		return &st.tsc;
+		return VCPU_FIELD_TSC;
 	default:
-		return NULL;
+		return -1;
 	}
 }
 
 /* msr_read and msr_write return 0, -EPERM for an access the guest gets #GP
- * for, or the backend's error when its state could not be reached. */
+ * for, or the backend's error when its state could not be reached. They move
+ * only the one field (the TSC offset is written only by a write of the TSC,
+ * so the guest's clock loses nothing to an emulated WRMSR). */
 static int msr_read(struct vcpu *v, u32 msr, u64 *val)
 {
-	u64 *f = state_field(msr);
-	int err;
+	int f = msr_field(msr);
 
-	if (f) {
-		err = vcpu_ops->get_state(v, &st);
-		if (err)
-			return err;
-		*val = *f;
-		return 0;
-	}
+	if (f >= 0)
+		return vcpu_ops->get_field(v, (enum vcpu_field)f, val);
 	if (is_mtrr(msr)) {
 		/* No variable or fixed ranges; the default type is write-back. */
 		*val = msr == MSR_IA32_MTRR_DEF_TYPE ? MTRR_DEF_TYPE_E | MTRR_TYPE_WB : 0;
@@ -326,27 +322,40 @@ static int msr_read(struct vcpu *v, u32 msr, u64 *val)
 	}
 }
 
+/* EFER as the guest may write it: LMA is the CPU's to set, LME cannot change
+ * while paging is on (SDM Vol. 3A 2.2.1 "Extended Feature Enable Register"). */
+static int efer_check(struct vcpu *v, u64 *val)
+{
+	u64 efer_ok = EFER_SCE | EFER_LME | EFER_LMA | (cpu.nx ? EFER_NX : 0);
+	u64 efer, cr0;
+	int err;
+
+	if (*val & ~efer_ok)
+		return -EPERM;
+	err = vcpu_ops->get_field(v, VCPU_FIELD_EFER, &efer);
+	if (!err)
+		err = vcpu_ops->get_field(v, VCPU_FIELD_CR0, &cr0);
+	if (err)
+		return err;
+	if (((*val ^ efer) & EFER_LME) && (cr0 & BIT(31)))
+		return -EPERM;
+	*val = (*val & ~EFER_LMA) | (efer & EFER_LMA);
+	return 0;
+}
+
 static int msr_write(struct vcpu *v, u32 msr, u64 val)
 {
-	u64 *f = state_field(msr);
-	u64 efer_ok = EFER_SCE | EFER_LME | EFER_LMA | (cpu.nx ? EFER_NX : 0);
-	int err;
+	int f = msr_field(msr), err;
 
 	if (is_mtrr(msr))
 		return 0; /* accepted, without effect: EPT/NPT use write-back */
-	if (!f)
+	if (f < 0)
 		return msr == MSR_IA32_UCODE_REV ? 0 : -EPERM;
-	err = vcpu_ops->get_state(v, &st);
-	if (err)
-		return err;
 	switch (msr) {
 	case MSR_EFER:
-		if (val & ~efer_ok)
-			return -EPERM;
-		/* LMA is the CPU's to set; LME cannot change while paging is on. */
-		if (((val ^ st.efer) & EFER_LME) && (st.cr0 & BIT(31)))
-			return -EPERM;
-		val = (val & ~EFER_LMA) | (st.efer & EFER_LMA);
+		err = efer_check(v, &val);
+		if (err)
+			return err;
 		break;
 	case MSR_IA32_PAT:
 		if (!pat_valid(val))
@@ -365,8 +374,7 @@ static int msr_write(struct vcpu *v, u32 msr, u64 val)
 	default:
 		break;
 	}
-	*f = val;
-	return vcpu_ops->set_state(v, &st);
+	return vcpu_ops->set_field(v, (enum vcpu_field)f, val);
 }
 
 /* The end of an emulated instruction: RIP moves past it when `err` is 0, the

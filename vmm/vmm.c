@@ -322,23 +322,16 @@ int vm_start(struct vm *vm)
  * Returns 0, or the backend's error after saying which vCPU it failed on. */
 static int tsc_freeze(struct vm *vm, bool freeze)
 {
-	static struct vcpu_state s;
-
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
-		int err = vcpu_ops->get_state(v, &s);
+		int err = freeze ? vcpu_ops->get_field(v, VCPU_FIELD_TSC, &v->frozen_tsc) :
+				   vcpu_ops->set_field(v, VCPU_FIELD_TSC, v->frozen_tsc);
 
-		if (!err && !freeze) {
-			s.tsc = v->frozen_tsc;
-			err = vcpu_ops->set_state(v, &s);
-		}
 		if (err) {
-			printk("vm %d: %s could not %s the state of vCPU %d (%s)\n", vm->id,
+			printk("vm %d: %s could not %s the TSC of vCPU %d (%s)\n", vm->id,
 			       vcpu_ops->name, freeze ? "read" : "write", i, errno_name(err));
 			return err;
 		}
-		if (freeze)
-			v->frozen_tsc = s.tsc;
 	}
 	return 0;
 }

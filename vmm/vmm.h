@@ -78,6 +78,28 @@ struct vm_exit {
 };
 
 /* ---- the backend interface ------------------------------------------------ */
+
+/* The fields of struct vcpu_state that get_field/set_field reach one at a
+ * time; CR0 and CR4 are read-only there (their writes exit on VT-x and are
+ * finished in the backend). */
+enum vcpu_field {
+	VCPU_FIELD_CR0,
+	VCPU_FIELD_CR4,
+	VCPU_FIELD_EFER,
+	VCPU_FIELD_PAT,
+	VCPU_FIELD_SYSENTER_CS,
+	VCPU_FIELD_SYSENTER_ESP,
+	VCPU_FIELD_SYSENTER_EIP,
+	VCPU_FIELD_STAR,
+	VCPU_FIELD_LSTAR,
+	VCPU_FIELD_CSTAR,
+	VCPU_FIELD_SFMASK,
+	VCPU_FIELD_FS_BASE,
+	VCPU_FIELD_GS_BASE,
+	VCPU_FIELD_KERNEL_GS_BASE,
+	VCPU_FIELD_TSC, /* the guest's TSC: the host's plus the offset */
+};
+
 struct vcpu_ops {
 	const char *name;      /* "VT-x" or "AMD-V" */
 	const char *mechanism; /* what it runs guests with: "VT-x with EPT" */
@@ -110,6 +132,13 @@ struct vcpu_ops {
 	int (*inject_exception)(struct vcpu *v, u8 vector, bool has_error, u32 error_code);
 	/* Reads guest RIP cheaply for reports: 0, or a negative errno. */
 	int (*read_rip)(struct vcpu *v, u64 *rip);
+	/* One field of the state without moving the rest (the exit path's
+	 * accessors: an emulated RDMSR/WRMSR, CPUID, the PIT's clock). Return 0,
+	 * -EINVAL for a field that cannot be set this way, or the backend's
+	 * errno as get_state does. Setting the TSC is the only call that
+	 * touches the TSC offset. */
+	int (*get_field)(struct vcpu *v, enum vcpu_field f, u64 *val);
+	int (*set_field)(struct vcpu *v, enum vcpu_field f, u64 val);
 	/* Optional (may be NULL): the name of a raw exit reason for reports, e.g.
 	 * "NPF" or "EPT violation". */
 	const char *(*exit_name)(u32 raw_reason);

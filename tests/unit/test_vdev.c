@@ -35,13 +35,15 @@ void vm_stop(struct vm *vm, const char *fmt, ...)
 	vm->state = VM_STOPPED;
 }
 
-static int stub_get_state(struct vcpu *v, struct vcpu_state *s)
+static int stub_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
 {
-	s->tsc = guest_tsc_now;
+	if (f != VCPU_FIELD_TSC)
+		return -EINVAL;
+	*val = guest_tsc_now;
 	return 0;
 }
 
-static const struct vcpu_ops stub_ops = { .name = "stub", .get_state = stub_get_state };
+static const struct vcpu_ops stub_ops = { .name = "stub", .get_field = stub_get_field };
 const struct vcpu_ops *vcpu_ops = &stub_ops;
 
 static struct vm vm;

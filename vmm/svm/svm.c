@@ -294,5 +294,7 @@ const struct vcpu_ops svm_ops = {
 	.advance_rip = svm_advance_rip,
 	.inject_exception = svm_inject_exception,
 	.read_rip = svm_read_rip,
+	.get_field = svm_get_field,
+	.set_field = svm_set_field,
 	.exit_name = svm_exit_reason_name,
 };

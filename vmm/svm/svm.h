@@ -51,6 +51,8 @@ void svm_vmrun(struct vcpu *v, u64 vmcb_pa, u64 host_save_pa);
 /* svm_state.c */
 void svm_get_state(struct vcpu *v, struct vcpu_state *s);
 void svm_set_state(struct vcpu *v, const struct vcpu_state *s);
+int svm_get_field(struct vcpu *v, enum vcpu_field f, u64 *val);
+int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val);
 void svm_own_cpu_regs(struct vcpu *v);
 void svm_release_cpu_regs(struct vcpu *v);
 void svm_inject_event(struct vmcb *vmcb, u64 type, u8 vector, bool has_error, u32 error_code);

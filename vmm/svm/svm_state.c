@@ -228,3 +228,113 @@ void svm_set_state(struct vcpu *v, const struct vcpu_state *s)
 	svm_xfer_state(v, NULL, s);
 	svm_release_cpu_regs(v); /* the next entry loads them from the copy */
 }
+
+/* ---- one field at a time --------------------------------------------------- */
+
+int svm_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
+{
+	struct vmcb *vmcb = ((struct svm_vcpu *)v->arch)->vmcb;
+	struct vmcb_save_area *sa = &vmcb->save;
+
+	switch (f) {
+	case VCPU_FIELD_CR0:
+		*val = sa->cr0;
+		break;
+	case VCPU_FIELD_CR4:
+		*val = sa->cr4;
+		break;
+	case VCPU_FIELD_EFER:
+		*val = sa->efer & ~EFER_SVME;
+		break;
+	case VCPU_FIELD_PAT:
+		*val = sa->g_pat;
+		break;
+	case VCPU_FIELD_SYSENTER_CS:
+		*val = sa->sysenter_cs;
+		break;
+	case VCPU_FIELD_SYSENTER_ESP:
+		*val = sa->sysenter_esp;
+		break;
+	case VCPU_FIELD_SYSENTER_EIP:
+		*val = sa->sysenter_eip;
+		break;
+	case VCPU_FIELD_STAR:
+		*val = sa->star;
+		break;
+	case VCPU_FIELD_LSTAR:
+		*val = sa->lstar;
+		break;
+	case VCPU_FIELD_CSTAR:
+		*val = sa->cstar;
+		break;
+	case VCPU_FIELD_SFMASK:
+		*val = sa->sfmask;
+		break;
+	case VCPU_FIELD_FS_BASE:
+		*val = sa->fs.base;
+		break;
+	case VCPU_FIELD_GS_BASE:
+		*val = sa->gs.base;
+		break;
+	case VCPU_FIELD_KERNEL_GS_BASE:
+		*val = sa->kernel_gs_base;
+		break;
+	case VCPU_FIELD_TSC:
+		*val = rdtsc() + vmcb->control.tsc_offset;
+		break;
+	default:
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
+{
+	struct vmcb *vmcb = ((struct svm_vcpu *)v->arch)->vmcb;
+	struct vmcb_save_area *sa = &vmcb->save;
+
+	switch (f) {
+	case VCPU_FIELD_EFER:
+		sa->efer = val | EFER_SVME;
+		break;
+	case VCPU_FIELD_PAT:
+		sa->g_pat = val;
+		break;
+	case VCPU_FIELD_SYSENTER_CS:
+		sa->sysenter_cs = val;
+		break;
+	case VCPU_FIELD_SYSENTER_ESP:
+		sa->sysenter_esp = val;
+		break;
+	case VCPU_FIELD_SYSENTER_EIP:
+		sa->sysenter_eip = val;
+		break;
+	case VCPU_FIELD_STAR:
+		sa->star = val;
+		break;
+	case VCPU_FIELD_LSTAR:
+		sa->lstar = val;
+		break;
+	case VCPU_FIELD_CSTAR:
+		sa->cstar = val;
+		break;
+	case VCPU_FIELD_SFMASK:
+		sa->sfmask = val;
+		break;
+	case VCPU_FIELD_FS_BASE:
+		sa->fs.base = val;
+		break;
+	case VCPU_FIELD_GS_BASE:
+		sa->gs.base = val;
+		break;
+	case VCPU_FIELD_KERNEL_GS_BASE:
+		sa->kernel_gs_base = val;
+		break;
+	case VCPU_FIELD_TSC:
+		vmcb->control.tsc_offset = val - rdtsc();
+		break;
+	default:
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -676,6 +676,20 @@ static int vmx_ops_set_state(struct vcpu *v, const struct vcpu_state *s)
 	return 0;
 }
 
+static int vmx_ops_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
+{
+	int err = vmx_load_vmcs(v->arch);
+
+	return err ? err : vmx_get_field(v, f, val);
+}
+
+static int vmx_ops_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
+{
+	int err = vmx_load_vmcs(v->arch);
+
+	return err ? err : vmx_set_field(v, f, val);
+}
+
 const struct vcpu_ops vmx_ops = {
 	.name = "VT-x",
 	.mechanism = "VT-x with EPT",
@@ -690,5 +704,7 @@ const struct vcpu_ops vmx_ops = {
 	.advance_rip = vmx_advance_rip,
 	.inject_exception = vmx_inject_exception,
 	.read_rip = vmx_read_rip,
+	.get_field = vmx_ops_get_field,
+	.set_field = vmx_ops_set_field,
 	.exit_name = vmx_exit_reason_name,
 };

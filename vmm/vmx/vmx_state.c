@@ -446,3 +446,115 @@ void vmx_set_state(struct vcpu *v, const struct vcpu_state *s)
 	 * a restore may load the memory after the state. */
 	x->reload_pdptrs = true;
 }
+
+/* ---- one field at a time --------------------------------------------------- */
+
+/* The SYSCALL MSRs live in the CPU while v owns it: bring the copy up to date
+ * before reading it, and before changing one of them (the next entry then
+ * loads all of them from the copy). */
+static u64 *vmx_guest_msr(struct vcpu *v, enum vcpu_field f)
+{
+	struct vmx_vcpu *x = v->arch;
+
+	if (vmx_cpu_owner == v)
+		vmx_save_cpu_regs(&x->g);
+	switch (f) {
+	case VCPU_FIELD_STAR:
+		return &x->g.star;
+	case VCPU_FIELD_LSTAR:
+		return &x->g.lstar;
+	case VCPU_FIELD_CSTAR:
+		return &x->g.cstar;
+	case VCPU_FIELD_SFMASK:
+		return &x->g.sfmask;
+	default:
+		return &x->g.kernel_gs_base;
+	}
+}
+
+int vmx_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
+{
+	switch (f) {
+	case VCPU_FIELD_CR0:
+		*val = vmx_read_cr0();
+		break;
+	case VCPU_FIELD_CR4:
+		*val = vmx_read_cr4();
+		break;
+	case VCPU_FIELD_EFER:
+		*val = vmcs_read64(GUEST_IA32_EFER);
+		break;
+	case VCPU_FIELD_PAT:
+		*val = vmcs_read64(GUEST_IA32_PAT);
+		break;
+	case VCPU_FIELD_SYSENTER_CS:
+		*val = vmcs_read32(GUEST_SYSENTER_CS);
+		break;
+	case VCPU_FIELD_SYSENTER_ESP:
+		*val = vmcs_readl(GUEST_SYSENTER_ESP);
+		break;
+	case VCPU_FIELD_SYSENTER_EIP:
+		*val = vmcs_readl(GUEST_SYSENTER_EIP);
+		break;
+	case VCPU_FIELD_STAR:
+	case VCPU_FIELD_LSTAR:
+	case VCPU_FIELD_CSTAR:
+	case VCPU_FIELD_SFMASK:
+	case VCPU_FIELD_KERNEL_GS_BASE:
+		*val = *vmx_guest_msr(v, f);
+		break;
+	case VCPU_FIELD_FS_BASE:
+		*val = vmcs_readl(GUEST_FS_BASE);
+		break;
+	case VCPU_FIELD_GS_BASE:
+		*val = vmcs_readl(GUEST_GS_BASE);
+		break;
+	case VCPU_FIELD_TSC:
+		*val = rdtsc() + vmcs_read64(TSC_OFFSET);
+		break;
+	default:
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vmx_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
+{
+	switch (f) {
+	case VCPU_FIELD_EFER:
+		vmx_set_efer(val);
+		break;
+	case VCPU_FIELD_PAT:
+		vmcs_write64(GUEST_IA32_PAT, val);
+		break;
+	case VCPU_FIELD_SYSENTER_CS:
+		vmcs_write32(GUEST_SYSENTER_CS, val);
+		break;
+	case VCPU_FIELD_SYSENTER_ESP:
+		vmcs_writel(GUEST_SYSENTER_ESP, val);
+		break;
+	case VCPU_FIELD_SYSENTER_EIP:
+		vmcs_writel(GUEST_SYSENTER_EIP, val);
+		break;
+	case VCPU_FIELD_STAR:
+	case VCPU_FIELD_LSTAR:
+	case VCPU_FIELD_CSTAR:
+	case VCPU_FIELD_SFMASK:
+	case VCPU_FIELD_KERNEL_GS_BASE:
+		*vmx_guest_msr(v, f) = val;
+		vmx_release_cpu_regs(v);
+		break;
+	case VCPU_FIELD_FS_BASE:
+		vmcs_writel(GUEST_FS_BASE, val);
+		break;
+	case VCPU_FIELD_GS_BASE:
+		vmcs_writel(GUEST_GS_BASE, val);
+		break;
+	case VCPU_FIELD_TSC:
+		vmcs_write64(TSC_OFFSET, val - rdtsc());
+		break;
+	default:
+		return -EINVAL;
+	}
+	return 0;
+}
