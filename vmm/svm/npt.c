@@ -88,8 +88,9 @@ static int npt_map_one(struct npt *n, u64 gpa, u64 hpa, u64 size, u64 prot)
 	}
 	if (t[NPT_INDEX(gpa, leaf_level)] & NPT_P)
 		return -EEXIST;
-	/* PWT, PCD and PAT clear: PAT entry 0, write-back, which the guest's own
-	 * PAT can still make uncached (15.25.8 "Combining Memory Types"). */
+	/* PWT, PCD and PAT clear: PAT entry 0, write-back; the guest's own
+	 * PAT can still ask for uncached, the two types combine (APM Vol. 2
+	 * 15.25 "Nested Paging"). */
 	t[NPT_INDEX(gpa, leaf_level)] = hpa | NPT_P | NPT_US | prot | (leaf_level ? NPT_PS : 0);
 	return 0;
 }
