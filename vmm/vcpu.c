@@ -118,6 +118,12 @@ static int guest_translate(struct vm *vm, const struct vcpu_state *s, u64 la, u6
 	return 0;
 }
 
+u64 vcpu_guest_tsc(struct vcpu *v)
+{
+	vcpu_ops->get_state(v, &scratch);
+	return scratch.tsc;
+}
+
 int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len)
 {
 	u8 *d = dst;

@@ -210,11 +210,14 @@ def test_reboot_restore_and_bit_flips():
 
 	# The image as the issue's table describes it.
 	img = parse_image(disk, bases["good"][0])
-	assert img["magic"] == SNAPSHOT_MAGIC and img["version"] == 1, img
+	assert img["magic"] == SNAPSHOT_MAGIC and img["version"] == 2, img
 	assert img["pad"] == (0, 0) and img["checksum"] == img["xor"], img
 	assert img["total"] == bases["good"][1] and img["total"] % 4096 == 0, img
 	types = [s["type"] for s in img["sections"]]
 	assert types[0] == 1 and types[-1] == 0xFFFF and 3 in types and 5 in types, types
+	# Version 2: one DEVICE section per emulated device, each a distinct id.
+	devs = [s["index"] for s in img["sections"] if s["type"] == 7]
+	assert len(devs) >= 7 and len(set(devs)) == len(devs) and 6 not in types, img
 
 	# One bit in each: the header's timestamp, vCPU 0's RIP, the last stored page.
 	flip_bit(disk, bases["hdr"][0] + 0x30, 2)
