@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernel/printk.h"
+#include "snapshot/format.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 #include "tests/unit/check.h"
@@ -511,6 +512,70 @@ static void test_records(void)
 	vdev_free_all(&other);
 }
 
+static u32 in(struct vcpu *v, u16 port)
+{
+	u32 val = 0xFFFFFFFF;
+
+	vdev_io(v, port, 1, true, &val);
+	return val;
+}
+
+/* A version 1 image's PLATFORM and DEVICES payloads, cut into records by the
+ * snapshot reader (snapshot/format.c), restore every device as it was. */
+static void test_version1_records(void)
+{
+	static struct vm old;
+	struct snap_devrec recs[SNAP_MAX_DEVICES];
+	struct vcpu ov = { .vm = &old };
+	u8 dev[SNAP_DEVICES_SIZE_V1] = { 0 }, pf[SNAP_PLATFORM_SIZE] = { 0 };
+	const char *why = NULL;
+	u32 n = 0;
+
+	/* As Amber 1 wrote them (docs/snapshot-format.md, version 1). */
+	dev[0xB0 + 7 - 4] = 0x5A; /* UART scratch, record offset 3 */
+	pf[0x00] = 2;		  /* channel 0: mode 2, lo/hi, armed, count 1000 */
+	pf[0x01] = 3;
+	pf[0x05] = 1;
+	pf[0x08] = 1000 & 0xFF;
+	pf[0x09] = 1000 >> 8;
+	pf[0x18 + 1] = 3; /* channels 1, 2: access 3, as after reset */
+	pf[0x30 + 1] = 3;
+	pf[0x48] = 0x01; /* port 0x61: gate 2 */
+	pf[0x49] = 0xFE; /* master mask */
+	pf[0x4A] = 0xF7; /* slave mask */
+	pf[0x4C] = 0x47; /* 8042 command byte */
+	pf[0x4D] = 1;	 /* one byte queued ... */
+	pf[0x50] = 0x55; /* ... the self-test answer */
+	pf[0x4E] = 0x42; /* POST code */
+	pf[0x4F] = 0x0B; /* CMOS index */
+	pf[0x60] = 0x0E; /* VGA CRT index */
+	pf[0x61] = 0x63;
+	pf[0x68 + 0x0E] = 0x07;
+	snap_v1_devrecs(SNAP_SEC_DEVICES, dev, sizeof(dev), recs, &n);
+	snap_v1_devrecs(SNAP_SEC_PLATFORM, pf, sizeof(pf), recs, &n);
+	CHECK_EQ(vdev_alloc_all(&old), 0);
+	old.guest_tsc_hz = HZ;
+	for (u32 i = 0; i < n; i++) {
+		const struct vdev *d = vdev_find(recs[i].id);
+
+		CHECK(d != NULL);
+		if (!d)
+			continue;
+		CHECK_EQ(vdev_load(&old, d, recs[i].data, recs[i].len, recs[i].version, &why), 0);
+	}
+	CHECK_EQ(in(&ov, 0x3FF), 0x5A);
+	CHECK_EQ(in(&ov, 0x21), 0xFE);
+	CHECK_EQ(in(&ov, 0xA1), 0xF7);
+	guest_tsc_now = 250 * 1000; /* channel 0 started at TSC 0 */
+	CHECK_EQ(in(&ov, 0x40), 750 & 0xFF);
+	CHECK_EQ(in(&ov, 0x64) & 1, 1);
+	CHECK_EQ(in(&ov, 0x60), 0x55);
+	CHECK_EQ(in(&ov, 0x80), 0x42);
+	CHECK_EQ(in(&ov, 0x3D5), 0x07);
+	CHECK_EQ(in(&ov, 0x3CC), 0x63);
+	vdev_free_all(&old);
+}
+
 int main(void)
 {
 	vm.id = 3;
@@ -522,6 +587,7 @@ int main(void)
 	test_pic();
 	test_pit_irq0();
 	test_records();
+	test_version1_records();
 	vdev_free_all(&vm);
 	return test_done("vdev");
 }
