@@ -10,6 +10,7 @@
 #include "kernel/msr.h"
 #include "kernel/printk.h"
 #include "kernel/x86.h"
+#include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
 #define GP_VECTOR 13
@@ -57,19 +58,12 @@ static void io_dispatch(struct vcpu *v, const struct vm_exit *e, u32 *val)
 	struct vm *vm = v->vm;
 	u16 port = e->io.port;
 
-	if (port >= VUART_BASE && port < VUART_BASE + 8) {
-		if (e->io.in)
-			*val = vuart_read(vm, port - VUART_BASE);
-		else
-			vuart_write(vm, port - VUART_BASE, (u8)*val);
-		return;
-	}
 	if (port >= DEBUG_EXIT_PORT && port < DEBUG_EXIT_PORT + 4) {
 		if (!e->io.in)
 			debug_exit(vm, *val);
 		return;
 	}
-	if (legacy_io(v, port, e->io.size, e->io.in, val))
+	if (vdev_io(v, port, e->io.size, e->io.in, val))
 		return;
 	unemulated(v, e);
 }

@@ -118,6 +118,19 @@ static int guest_translate(struct vm *vm, const struct vcpu_state *s, u64 la, u6
 	return 0;
 }
 
+u64 vcpu_guest_tsc(struct vcpu *v)
+{
+	u64 tsc;
+	int err = vcpu_ops->get_field(v, VCPU_FIELD_TSC, &tsc);
+
+	if (err) { /* the devices see the time stand still at the last pause */
+		vm_stop(v->vm, "%s could not read the guest's TSC (%s)", vcpu_ops->name,
+			errno_name(err));
+		return v->frozen_tsc;
+	}
+	return tsc;
+}
+
 int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len)
 {
 	u8 *d = dst;

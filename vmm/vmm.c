@@ -15,6 +15,7 @@
 #include "kernel/time.h"
 #include "kernel/x86.h"
 #include "vmm/loader.h"
+#include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
 /* The two backends (vmm/vmx/vmx.c, vmm/svm/svm.c). Only this file names them:
@@ -145,6 +146,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->arch && vcpu_ops)
 		vcpu_ops->vm_destroy(vm);
 	free_ram(vm);
+	vdev_free_all(vm);
 	if (vm->id >= 1 && vm->id <= VM_MAX && vm_table[vm->id - 1] == vm)
 		vm_table[vm->id - 1] = NULL;
 	kfree(vm);
@@ -210,7 +212,8 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus)
 	}
 	vm->guest_tsc_hz = tsc_hz();
 	vm->created_ticks = ticks();
-	legacy_reset(vm);
+	if (vdev_alloc_all(vm))
+		goto nomem;
 	if (vcpu_ops->vm_init(vm)) {
 		printk("vm: %s could not set up the VM's nested paging\n", vcpu_ops->name);
 		goto fail;

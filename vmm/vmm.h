@@ -14,6 +14,7 @@
 #define VM_MAX 8
 #define VM_MAX_VCPUS 8
 #define VM_CHUNK_SIZE HUGE_PAGE_SIZE /* guest RAM is allocated in 2 MiB chunks */
+#define VDEV_SLOTS 16		     /* device ids a VM can hold (vmm/vdev.h) */
 
 struct vm;
 struct vcpu;
@@ -193,46 +194,6 @@ struct vcpu {
 	u64 exc_window; /* ticks() when that window began */
 };
 
-/* Emulated COM1 (vmm/dev_uart.c). */
-struct vuart {
-	u8 ier, lcr, mcr, scr, dll, dlm;
-	u8 fcr; /* FIFO control as last written (IIR shows FIFOs on) */
-	char line[128];
-	u32 line_len;
-	u8 rx[64];
-	u32 rx_head, rx_tail;
-};
-
-/* The legacy PC platform polling guests expect (vmm/dev_legacy.c). Times are
- * in guest TSC cycles; the PIT runs at 1.193182 MHz of guest time. */
-struct vpit_channel {
-	u8 mode;     /* 8254 mode 0-5 */
-	u8 access;   /* 1 lobyte, 2 hibyte, 3 lobyte then hibyte */
-	u8 write_hi; /* next write of an access-3 counter is the high byte */
-	u8 read_hi;  /* next read of an access-3 counter is the high byte */
-	u8 latched;  /* a latch command froze `latch` */
-	u8 armed;    /* a count was written */
-	u16 latch;
-	u32 reload;    /* the count written (0 means 65536) */
-	u64 start_tsc; /* guest TSC when counting started */
-};
-
-struct vplatform {
-	struct vpit_channel pit[3];
-	u8 port61; /* bit 0 gate of channel 2, bit 1 speaker data */
-	u8 pic_imr[2];
-	u8 kbd_cmd;    /* 8042 command waiting for its data byte (0x60), or 0 */
-	u8 kbd_ccb;    /* 8042 controller command byte */
-	u8 kbd_out[4]; /* bytes the 8042 has for the guest (port 0x60) */
-	u8 kbd_out_len;
-	u8 post; /* last POST code written to port 0x80 */
-	u8 cmos_index;
-	u32 pci_addr;  /* last value written to 0xCF8 */
-	u8 crtc_index; /* VGA CRT controller (0x3D4/0x3D5): cursor and friends */
-	u8 crtc[32];
-	u8 vga_misc; /* VGA miscellaneous output (0x3C2 write, 0x3CC read) */
-};
-
 struct vm {
 	int id;		/* 1-based, as the shell shows it */
 	char image[32]; /* name of the guest image it was created from */
@@ -245,12 +206,11 @@ struct vm {
 	u64 *chunks; /* host-physical address of each 2 MiB chunk */
 	int nvcpus;
 	struct vcpu *vcpus[VM_MAX_VCPUS];
-	void *arch; /* backend's per-VM data (EPT/NPT root) */
-	struct vuart uart;
+	void *arch;	       /* backend's per-VM data (EPT/NPT root) */
+	void *dev[VDEV_SLOTS]; /* each emulated device's state (vmm/vdev.h) */
 	bool console_attached;
 	u64 created_ticks;
 	/* Added by the VMM core (vmm/vmm.c). */
-	struct vplatform platform;
 	u64 io_unemulated;	 /* accesses to ports no device claims: an I/O storm stops the VM */
 	u16 warned_ports[8];	 /* unemulated ports already reported once (0: free slot) */
 	u64 guest_tsc_hz;	 /* the guest's TSC frequency (the host's) */

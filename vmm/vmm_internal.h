@@ -48,6 +48,9 @@ int vcpu_backend_failed(struct vcpu *v, const struct vm_exit *e, const char *wha
  * (none, 32-bit, PAE or 4-level). Returns 0, -EFAULT, or -EIO when the
  * backend could not give the paging state. */
 int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len);
+/* The guest's TSC now, as the time base of the emulated devices; a backend
+ * that cannot read it stops the VM. */
+u64 vcpu_guest_tsc(struct vcpu *v);
 
 /* vmm/emulate.c: CPUID, MSR and port I/O. */
 int emulate_io(struct vcpu *v, const struct vm_exit *e);
@@ -58,17 +61,10 @@ int emulate_xsetbv(struct vcpu *v, const struct vm_exit *e);
 
 /* vmm/dev_uart.c: COM1. */
 #define VUART_BASE 0x3F8
-u32 vuart_read(struct vm *vm, u16 offset);
-void vuart_write(struct vm *vm, u16 offset, u8 val);
 /* Prints a partial line (VM ending, console attach). */
 void vuart_flush(struct vm *vm);
 /* Queues a byte typed on `vm console`; false when the receive buffer is full. */
 bool vuart_input(struct vm *vm, u8 c);
-
-/* vmm/dev_legacy.c: PIT, port 0x61, 8042, PIC, POST, CMOS. Returns true when
- * the port belongs to one of them; *val in and out as emulate_io passes it. */
-bool legacy_io(struct vcpu *v, u16 port, u8 size, bool in, u32 *val);
-void legacy_reset(struct vm *vm);
 
 /* vmm/images.c: the guest images Amber can run. */
 struct guest_image {

@@ -14,6 +14,7 @@
 #include "kernel/cpu.h"
 #include "kernel/msr.h"
 #include "kernel/printk.h"
+#include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 #include "tests/unit/check.h"
 
@@ -102,10 +103,8 @@ void printk(const char *fmt, ...) {}
 u64 vcpu_xcr0_allowed(void) { return 7; }
 bool vcpu_xcr0_valid(u64 xcr0) { return xcr0 == 3 || xcr0 == 7; }
 void vcpu_fpu_set_xcr0(struct vcpu *v, u64 xcr0) {}
-u32 vuart_read(struct vm *vm, u16 offset) { return 0; }
-void vuart_write(struct vm *vm, u16 offset, u8 val) {}
 void vuart_flush(struct vm *vm) {}
-bool legacy_io(struct vcpu *v, u16 port, u8 size, bool in, u32 *val) { return false; }
+bool vdev_io(struct vcpu *v, u16 port, u8 size, bool in, u32 *val) { return false; }
 
 /* ---- the test ------------------------------------------------------------------ */
 
