@@ -113,7 +113,7 @@ static int cmd_mem(int argc, char **argv)
 	format_size(heap_u, sizeof(heap_u), hused);
 	format_size(heap_s, sizeof(heap_s), hsize);
 	printk("Free: %s of %s managed (4 KiB pages: %lu free)\n", free_s, total, pmm_free_pages());
-	printk("Heap: %s of %s used\n", heap_u, heap_s);
+	printk("Heap: %s of %s used (%lu bytes)\n", heap_u, heap_s, hused);
 	return 0;
 }
 SHELL_COMMAND(mem, .name = "mem", .usage = "mem", .summary = "memory map, free memory and heap use",
