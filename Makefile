@@ -28,7 +28,7 @@ CFLAGS   := -std=gnu11 -O2 -g -ffreestanding -fno-pic -fno-pie -mno-red-zone -mn
             -I. $(WARNINGS) -MMD -MP \
             -DAMBER_GIT='"$(shell git describe --always --dirty 2>/dev/null || echo unknown)"' \
             -DAMBER_BUILD_DATE='"$(shell date -u +%Y-%m-%d)"'
-LDFLAGS  := -nostdlib -static -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments \
+LDFLAGS  := -nostdlib -static -z max-page-size=0x1000 -z noexecstack -z noseparate-code \
             -no-pie -T boot/linker.ld
 
 # Quiet by default; `make V=1` shows every command.
