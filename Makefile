@@ -4,6 +4,7 @@
 #   make test     every test: host unit tests, then QEMU and Bochs integration tests
 #   make iso      build/amber.iso, a BIOS + UEFI GRUB image for a USB stick
 #   make bench    the benchmarks (counted or measured, never asserted)
+#   make reliability  the figures of docs/reliability.md, from the tests that prove them
 #   make check    formatter check and static analysis
 
 BUILD   := build
@@ -40,7 +41,7 @@ Q := @
 say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-.PHONY: all run test iso bench check clean deps unit guests print-unit-bins
+.PHONY: all run test iso bench check clean deps unit guests print-unit-bins reliability
 all: $(BUILD)/amber.elf
 
 deps:
@@ -103,6 +104,12 @@ test: deps all iso unit-build
 
 bench: deps all
 	$(PYTHON) tests/bench.py
+
+# The figures of docs/reliability.md: crash states, injected I/O errors, shell
+# lines, page rights, as the tests that prove them count them.
+reliability: deps all unit-build
+	$(PYTHON) tests/run.py test_crash test_diskfail test_shellfuzz test_memprotect
+	$(PYTHON) tests/figures.py docs/reliability.md
 
 check:
 	./scripts/check

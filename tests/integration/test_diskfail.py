@@ -12,8 +12,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 from harness import BUILD, boot_qemu, need_file, skip, timeout, work_dir
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import figures  # noqa: E402  (tests/figures.py)
 
 AMBER_SNAP = os.path.join(BUILD, "amber-snap")
 DISK_SIZE = 8 << 20
@@ -187,7 +191,7 @@ def run_case(kind, prepared, case, idx):
 		ok, report = host_intact(disk, n)
 		if not ok:
 			raise AssertionError(f"{what}: '{n}' is listed on the disk but damaged:\n{report}")
-	return f"{name}: {said}"
+	return name, said
 
 
 def run_kind(kind, ambiguous=False):
@@ -205,9 +209,16 @@ def run_kind(kind, ambiguous=False):
 			failures.append(str(e))
 	print(f"{kind}: {len(outcomes)} of {len(outcomes) + len(failures)} injected I/O errors "
 	      "handled as promised:")
-	for o in outcomes:
-		print("  " + o)
+	for stage, said in outcomes:
+		print(f"  {stage}: {said}")
 	assert not failures, "\n\n".join(failures)
+	if not ambiguous:
+		rows = ["| stage | what Amber said |", "|---|---|"]
+		for stage, said in outcomes:
+			rows.append(f"| {stage} | `{said}` |")
+		figures.record(f"ioerrors-{kind}", f"{kind} ({DEVICES[kind].split(',')[0]}): "
+			       f"{len(outcomes)} injected errors, {len(outcomes)} refused cleanly, "
+			       "0 snapshots lost, 0 VMs left half-made.\n\n" + "\n".join(rows))
 
 
 @timeout(400)

@@ -11,8 +11,12 @@ import os
 import re
 import struct
 import subprocess
+import sys
 
 from harness import BUILD, boot_qemu, need_file
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import figures  # noqa: E402  (tests/figures.py)
 
 ELF = os.path.join(BUILD, "amber.elf")
 PAGE = 4096
@@ -115,6 +119,10 @@ def test_page_rights():
 			if not re.search(expect, out):
 				vm.fail(f"mem probe {addr:#x}: expected '{expect}', got:\n{out}")
 		vm.cmd_ok("version")   # the shell survived every probe
-	print(f"page rights checked: {len(text)} code pages r-x, {len(rodata)} constant pages "
-	      f"r--, {len(data)} data pages rw-, {len(guards)} stack guards unmapped; "
-	      f"{len(probes)} probes")
+	summary = (f"{len(text)} code pages r-x, {len(rodata)} constant pages r--, {len(data)} "
+		   f"data and .bss pages rw-, {len(guards)} stack guards unmapped, 5 pages around "
+		   f"the image as expected; {len(probes)} probes by the CPU (writes to code and "
+		   f"constants fault, reads of guards fault); {len(segs)} ELF segments, none "
+		   "writable and executable.")
+	print("page rights checked: " + summary)
+	figures.record("memprot", summary)

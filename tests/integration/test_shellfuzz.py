@@ -21,6 +21,7 @@
 import os
 import random
 import re
+import sys
 import time
 
 from harness import PROMPT_RE, boot_qemu, make_disk, strip_ansi, timeout
@@ -33,7 +34,7 @@ FAULT_RE = re.compile(r"\*\*\* Amber(: CPU exception| panic)[^\n]*")
 
 SEEDS = [
 	"help", "help snap", "help vm", "help disk", "help nosuch", "version", "uptime", "log",
-	"mem", "cpu", "pci", "acpi",
+	"mem", "mem map 0x100000 0 0x200000", "mem probe 0x100000", "cpu", "pci", "acpi",
 	"disk list", "disk info 0", "disk info nvme0n1", "disk read 0 0", "disk read 1 100 4",
 	"disk sum 0 0 64", "disk sum nvme0n1 8 8", "disk flush 0", "disk flush 1",
 	"disk write 0 4096 0xA5 8", "disk write 1 100 word 3", "disk write 0 0 7 --force",
@@ -61,6 +62,9 @@ NUMBERS = ["0", "1", "-1", "2", "7", "255", "256", "4095", "4096", "65535", "655
 CONTROL = ["\x01", "\x05", "\x08", "\x7f", "\x0c", "\x15", "\x00", "\x1b", "\x1b[", "\x1b[A",
 	   "\x1b[B", "\x1b[C", "\x1b[D", "\x1b[H", "\x1b[F", "\x1b[3~", "\x1b[1;5C", "\x1b[99999~",
 	   "\x1bO", "\x1bOA", "\x1b[1", "\xff", "\x80", "\xc3\xa9", "\x02", "\x1a", "\x1c"]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import figures  # noqa: E402  (tests/figures.py)
+
 TAB_PREFIXES = ["", "sn", "di", "he", "me", "up", "ve", "lo", "ac", "pc", "cp", "vm", "x"]
 
 
@@ -223,3 +227,7 @@ def test_shell_random_lines():
 		errors = len(re.findall(r"(?m)^error", text))
 	print(f"shell lines tried: {tried} (seed {SEED}), {errors} of them answered with an "
 	      "error line; no fault, no hang, no leak")
+	figures.record("shell", f"{tried} lines tried (seed {SEED}, {len(SEEDS)} real command "
+		       f"lines mutated), in {(tried + BATCH - 1) // BATCH} batches of {BATCH}; "
+		       f"{errors} answered with an error line. Faults: 0. Hangs: 0. Leaks: 0 (after "
+		       f"each batch {base[0]} free pages and {base[1]} heap bytes, as at the start).")
