@@ -175,6 +175,10 @@ def free_memory(vm):
 
 def kill_all(vm):
 	out = vm.cmd_ok("vm list")
+	running = re.search(r"(?m)^\d+\s+\S+\s+running", out)
+	if running:
+		vm.fail("a guest is running, though no line may start one (the exclusions "
+			f"failed: the line editor formed an excluded command?):\n{out}")
 	for vid in re.findall(r"(?m)^(\d+)\s", out):
 		vm.cmd(f"vm kill {vid}", timeout=30)
 
