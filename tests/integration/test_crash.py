@@ -29,15 +29,18 @@ SEED = 12
 LOG_SIZE = 16 << 20
 
 
-def logged_boot(disk, log):
-	"""Amber in QEMU with `disk` on virtio-blk behind blklogwrites -> `log`."""
+DEVICES = {"virtio": "virtio-blk-pci,drive=lw0", "nvme": "nvme,serial=logged0,drive=lw0"}
+
+
+def logged_boot(disk, log, kind):
+	"""Amber in QEMU with `disk` on virtio-blk or NVMe behind blklogwrites -> `log`."""
 	with open(log, "wb") as f:
 		f.truncate(LOG_SIZE)
 	extra = ["-blockdev", f"driver=file,node-name=f0,filename={disk}",
 		 "-blockdev", f"driver=file,node-name=l0,filename={log}",
 		 "-blockdev", "driver=blklogwrites,node-name=lw0,file=f0,log=l0,log-sector-size=512",
-		 "-device", "virtio-blk-pci,drive=lw0"]
-	return boot_qemu(extra=extra, name="qemu-logged")
+		 "-device", DEVICES[kind]]
+	return boot_qemu(extra=extra, name=f"qemu-logged-{kind}")
 
 
 def paused_counter(vm):
@@ -134,12 +137,12 @@ def run_phase(ph, work):
 	return ph.checked
 
 
-def boot_and_restore(path, ph, counts, what):
+def boot_and_restore(kind, path, ph, counts, what):
 	"""Boots Amber on a crash state: the snapshots that must be there are
 	listed, and each listed one restores and goes on at the count after the
 	saved one. Returns how many were restored."""
 	restored = 0
-	with boot_qemu(disks=[("virtio", path)], name="qemu-crashstate") as vm:
+	with boot_qemu(disks=[(kind, path)], name=f"qemu-crashstate-{kind}") as vm:
 		vm.wait_prompt()
 		out = vm.cmd("snap list")
 		if re.search(r"(?m)^error", out) and not ph.store_optional:
@@ -163,7 +166,8 @@ def boot_and_restore(path, ph, counts, what):
 
 class Recorder:
 	"""One disk and the operations logged on it, one boot each."""
-	def __init__(self):
+	def __init__(self, kind="virtio"):
+		self.kind = kind
 		self.work = work_dir()
 		self.disk = os.path.join(self.work, "disk.img")
 		with open(self.disk, "wb") as f:
@@ -179,7 +183,7 @@ class Recorder:
 	def record(self, name, action, must, may, store_optional=False):
 		base = self.copy(f"{name}-base")
 		log = os.path.join(self.work, f"{name}.log")
-		with logged_boot(self.disk, log) as vm:
+		with logged_boot(self.disk, log, self.kind) as vm:
 			vm.wait_prompt()
 			action(vm)
 			vm.send("poweroff\r")
@@ -210,10 +214,9 @@ class Recorder:
 		return total
 
 
-@timeout(300)
-def test_crash_states_save_delete():
+def crash_states_save_delete(kind):
 	need_file(AMBER_SNAP, "make builds it")
-	rec = Recorder()
+	rec = Recorder(kind)
 	# The first save formats the blank disk; then a second save, a delete.
 	rec.record("first-save", rec.save("A", blank=True), must=[], may=["A"], store_optional=True)
 	rec.record("save", rec.save("B"), must=["A"], may=["B"])
@@ -228,7 +231,7 @@ def test_crash_states_save_delete():
 		for i, st in enumerate(ph.sample):
 			path = os.path.join(rec.work, f"{ph.name}-boot{i}.img")
 			st.build(base, path)
-			restored += boot_and_restore(path, ph, rec.counts,
+			restored += boot_and_restore(kind, path, ph, rec.counts,
 						     f"{ph.name} crash state ({st.note}: {st.describe()})")
 			booted += 1
 	assert restored >= booted - 1, f"only {restored} restores in {booted} booted crash states"
@@ -237,12 +240,23 @@ def test_crash_states_save_delete():
 		"save": "`snap save` with one snapshot on the disk", "delete": "`snap delete`"}
 	rows = [f"| {what[ph.name]} | {ph.writes} | {ph.flushes} | {ph.checked} | "
 		f"{', '.join(ph.must) or '-'} | {', '.join(ph.may)} | 0 |" for ph in rec.phases]
-	figures.record("crash", "\n".join([
+	label = {"virtio": "On virtio-blk", "nvme": "On NVMe"}[kind]
+	figures.record(f"crash-{kind}", "\n".join([f"{label}:", "",
 		"| operation | writes | flushes | crash states checked | must survive | whole or "
 		"absent | snapshots lost |", "|---|---|---|---|---|---|---|"] + rows + [
 		"", f"{total} crash states checked with amber-snap (list, verify); {booted} of them "
 		f"booted in Amber, {restored} snapshots restored from them and counting on. Seed "
 		f"{SEED}, at most {MAX_SUBSETS} subsets of one epoch's cached writes."]))
+
+
+@timeout(300)
+def test_crash_states_virtio():
+	crash_states_save_delete("virtio")
+
+
+@timeout(300)
+def test_crash_states_nvme():
+	crash_states_save_delete("nvme")
 
 
 @timeout(300)

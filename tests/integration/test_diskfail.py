@@ -216,7 +216,8 @@ def run_kind(kind, ambiguous=False):
 		rows = ["| stage | what Amber said |", "|---|---|"]
 		for stage, said in outcomes:
 			rows.append(f"| {stage} | `{said}` |")
-		figures.record(f"ioerrors-{kind}", f"{kind} ({DEVICES[kind].split(',')[0]}): "
+		label = {"virtio": "On virtio-blk", "nvme": "On NVMe"}[kind]
+		figures.record(f"ioerrors-{kind}", f"{label}: "
 			       f"{len(outcomes)} injected errors, {len(outcomes)} refused cleanly, "
 			       "0 snapshots lost, 0 VMs left half-made.\n\n" + "\n".join(rows))
 
