@@ -101,6 +101,23 @@ static void snap_image_info_fields(const struct rec *r, struct snap_image_info *
 }
 DEFINE_RECORD_CODEC(snap_image_info, struct snap_image_info, SNAP_IMAGE_SIZE)
 
+/* 1.5 "REGIONS": the head, then one entry per region. */
+static void snap_regions_head_fields(const struct rec *r, struct snap_regions_head *h)
+{
+	REC(r, 0x00, h->count);
+	REC(r, 0x04, h->zero);
+}
+DEFINE_RECORD_CODEC(snap_regions_head, struct snap_regions_head, SNAP_REGIONS_HEAD)
+
+static void snap_region_desc_fields(const struct rec *r, struct snap_region_desc *d)
+{
+	REC(r, 0x00, d->gpa);
+	REC(r, 0x08, d->pages);
+	REC(r, 0x10, d->type);
+	REC(r, 0x14, d->zero);
+}
+DEFINE_RECORD_CODEC(snap_region_desc, struct snap_region_desc, SNAP_REGION_ENTRY_SIZE)
+
 /* 1.7 "DEVICES" */
 static void snap_devices_fields(const struct rec *r, struct snap_devices *d)
 {

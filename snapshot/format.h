@@ -105,8 +105,18 @@ struct snap_region_desc {
 	u64 gpa;   /* guest-physical start, page aligned */
 	u64 pages; /* 4 KiB pages */
 	u32 type;  /* SNAP_REGION_RAM */
+	u32 zero;  /* reserved, zero */
 };
 static inline u64 snap_regions_size(u32 n) { return 8 + (u64)n * SNAP_REGION_ENTRY_SIZE; }
+#define SNAP_REGIONS_HEAD 8
+struct snap_regions_head {
+	u32 count; /* entries that follow */
+	u32 zero;  /* reserved, zero */
+};
+void snap_regions_head_encode(const struct snap_regions_head *h, u8 out[SNAP_REGIONS_HEAD]);
+void snap_regions_head_decode(const u8 in[SNAP_REGIONS_HEAD], struct snap_regions_head *h);
+void snap_region_desc_encode(const struct snap_region_desc *d, u8 out[SNAP_REGION_ENTRY_SIZE]);
+void snap_region_desc_decode(const u8 in[SNAP_REGION_ENTRY_SIZE], struct snap_region_desc *d);
 
 /* DEVICES payload (392 bytes): the VM and its emulated 16550 COM1. */
 #define SNAP_DEVICES_SIZE 0x188

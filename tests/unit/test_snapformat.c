@@ -471,6 +471,44 @@ static void test_bit_flips(void)
 	}
 }
 
+/* Issue 12 defect 1: a REGIONS count far past the 16-entry arrays, with the
+ * section's CRCs made consistent, is refused by name; nothing reads past the
+ * arrays and `snap info` prints a bounded description. */
+static void test_hostile_region_count(void)
+{
+	static struct snap_parsed p;
+	struct snap_source src = { .read = mem_read, .size = img_size };
+	struct snap_report rep = { .emit = collect };
+	u64 pos = section_pos(SNAP_SEC_REGIONS, 0);
+	static const u32 counts[] = { 0xFFFFFFFFu, SNAP_MAX_REGIONS + 1, 1000 };
+	struct snap_section s;
+	u8 saved[8];
+
+	CHECK(pos != 0);
+	memcpy(saved, img_buf + pos + SNAP_SECTION_HDR_SIZE, 8);
+	for (size_t c = 0; c < ARRAY_SIZE(counts); c++) {
+		CHECK_EQ(snap_section_decode(img_buf + pos, &s), 0);
+		snap_put32(img_buf + pos + SNAP_SECTION_HDR_SIZE, counts[c]);
+		s.payload_crc = crc32c(0, img_buf + pos + SNAP_SECTION_HDR_SIZE, s.length);
+		snap_section_encode(&s, img_buf + pos);
+		report_text[0] = '\0';
+		CHECK(snap_image_open(&src, &p, &rep) == -EBADMSG);
+		CHECK(p.nregions <= SNAP_MAX_REGIONS);
+		CHECK(strstr(report_text, "region table") != NULL);
+		snap_image_check_pages(&src, &p, &rep, NULL, NULL);
+		describe_lines = 0;
+		describe_text[0] = '\0';
+		snap_image_describe(&src, &p, count_line, NULL);
+		CHECK(describe_lines < 40);
+		snap_image_close(&p);
+	}
+	memcpy(img_buf + pos + SNAP_SECTION_HDR_SIZE, saved, 8);
+	CHECK_EQ(snap_section_decode(img_buf + pos, &s), 0);
+	s.payload_crc = crc32c(0, img_buf + pos + SNAP_SECTION_HDR_SIZE, s.length);
+	snap_section_encode(&s, img_buf + pos);
+	CHECK_EQ(verify_image(&p, img_size), 0);
+}
+
 /* Rewrites one section header in place (type and flags), CRC recomputed. */
 static void retype(u64 pos, u32 type, u32 flags)
 {
@@ -636,6 +674,7 @@ int main(void)
 	test_round_trip();
 	test_bit_flips();
 	test_unknown_sections();
+	test_hostile_region_count();
 	test_platform_layout();
 	test_platform_without_vga();
 	test_names();
