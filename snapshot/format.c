@@ -18,8 +18,8 @@ u64 snap_header_compute_checksum(const struct snapshot_header *h)
 
 bool snap_header_is_valid(const struct snapshot_header *h)
 {
-	return h->magic == SNAPSHOT_MAGIC && h->version == SNAPSHOT_VERSION &&
-	       h->checksum == snap_header_compute_checksum(h);
+	return h->magic == SNAPSHOT_MAGIC && h->version >= SNAPSHOT_VERSION_MIN &&
+	       h->version <= SNAPSHOT_VERSION && h->checksum == snap_header_compute_checksum(h);
 }
 
 /* 1.1 "Header (64 bytes)" */
@@ -119,7 +119,7 @@ static void snap_region_desc_fields(const struct rec *r, struct snap_region_desc
 DEFINE_RECORD_CODEC(snap_region_desc, struct snap_region_desc, SNAP_REGION_ENTRY_SIZE)
 
 /* 1.7 "DEVICES" */
-static void snap_devices_fields(const struct rec *r, struct snap_devices *d)
+static void snap_devices_fields(const struct rec *r, struct snap_devices *d, bool v2)
 {
 	struct snap_uart_state *u = &d->uart;
 
@@ -140,8 +140,27 @@ static void snap_devices_fields(const struct rec *r, struct snap_devices *d)
 	REC(r, 0x0C0, u->rx_tail);
 	REC_BYTES(r, 0x0C8, u->line);
 	REC_BYTES(r, 0x148, u->rx);
+	if (!v2)
+		return;
+	REC(r, 0x188, d->exit_code);
+	REC_STR(r, 0x190, d->stop_reason);
 }
-DEFINE_RECORD_CODEC(snap_devices, struct snap_devices, SNAP_DEVICES_SIZE)
+
+void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE])
+{
+	struct rec r = { out, true };
+
+	memset(out, 0, SNAP_DEVICES_SIZE);
+	snap_devices_fields(&r, (struct snap_devices *)d, true);
+}
+
+void snap_devices_decode(const u8 *in, u64 len, struct snap_devices *d)
+{
+	struct rec r = { (u8 *)in, false };
+
+	memset(d, 0, sizeof(*d));
+	snap_devices_fields(&r, d, len >= SNAP_DEVICES_SIZE);
+}
 
 /* 1.8 "PLATFORM": the VGA fields from 0x60 on came later; `vga` says whether
  * the record holds them (a shorter, older record leaves them at zero). */
@@ -204,6 +223,12 @@ const char *snap_vm_state_name(u32 state)
 		return "paused";
 	case SNAP_VM_HALTED:
 		return "halted";
+	case SNAP_VM_EXITED:
+		return "exited";
+	case SNAP_VM_STOPPED:
+		return "stopped";
+	case SNAP_VM_CREATED:
+		return "created";
 	default:
 		return "other";
 	}

@@ -11,7 +11,8 @@
 #include "vmm/vcpu_state.h"
 
 #define SNAPSHOT_MAGIC 0x50414E53u /* the bytes 'S' 'N' 'A' 'P' in little-endian order */
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2	   /* what the writer writes */
+#define SNAPSHOT_VERSION_MIN 1 /* the oldest a reader still reads (DEVICES without the VM's end) */
 #define SNAP_HEADER_SIZE 64
 #define SNAP_BLOCK 4096 /* images are a whole number of these; page data is aligned to them */
 
@@ -118,13 +119,19 @@ void snap_regions_head_decode(const u8 in[SNAP_REGIONS_HEAD], struct snap_region
 void snap_region_desc_encode(const struct snap_region_desc *d, u8 out[SNAP_REGION_ENTRY_SIZE]);
 void snap_region_desc_decode(const u8 in[SNAP_REGION_ENTRY_SIZE], struct snap_region_desc *d);
 
-/* DEVICES payload (392 bytes): the VM and its emulated 16550 COM1. */
-#define SNAP_DEVICES_SIZE 0x188
+/* DEVICES payload (0x230 bytes; 0x188 in version 1, without the VM's end):
+ * the VM and its emulated 16550 COM1. */
+#define SNAP_DEVICES_SIZE 0x230
+#define SNAP_DEVICES_SIZE_V1 0x188
 enum snap_vm_state {
-	SNAP_VM_OTHER,
+	SNAP_VM_OTHER, /* version 1 only: a state it could not name */
 	SNAP_VM_RUNNING,
 	SNAP_VM_PAUSED,
-	SNAP_VM_HALTED
+	SNAP_VM_HALTED,
+	SNAP_VM_EXITED,	 /* the guest wrote exit_code to port 0xF4 */
+	SNAP_VM_STOPPED, /* Amber stopped it: stop_reason */
+	SNAP_VM_CREATED, /* built, never started */
+	SNAP_VM_STATES
 };
 struct snap_uart_state {
 	u8 ier, lcr, mcr, scr, dll, dlm, fcr;
@@ -140,9 +147,13 @@ struct snap_devices {
 	char image[32];
 	char cmdline[128];
 	struct snap_uart_state uart;
+	u32 exit_code;	       /* SNAP_VM_EXITED: the code the guest wrote */
+	char stop_reason[160]; /* SNAP_VM_STOPPED: why Amber stopped it */
 };
 void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE]);
-void snap_devices_decode(const u8 in[SNAP_DEVICES_SIZE], struct snap_devices *d);
+/* Decodes a payload of `len` bytes: SNAP_DEVICES_SIZE, or the version-1
+ * SNAP_DEVICES_SIZE_V1 (exit_code and stop_reason zero). */
+void snap_devices_decode(const u8 *in, u64 len, struct snap_devices *d);
 const char *snap_vm_state_name(u32 state);
 
 /* PLATFORM payload (136 bytes): the legacy devices polling guests use. Times

@@ -254,11 +254,12 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 		p->vcpu_sec[d->index] = (int)num;
 		return 0;
 	case SNAP_SEC_DEVICES:
-		if (d->length != SNAP_DEVICES_SIZE || (*seen & BIT(2)))
+		if (d->length != (p->hdr.version == 1 ? SNAP_DEVICES_SIZE_V1 : SNAP_DEVICES_SIZE) ||
+		    (*seen & BIT(2)))
 			break;
 		ret = read_payload(src, p, d, num, rep);
 		if (!ret) {
-			snap_devices_decode(p->scratch, &p->dev);
+			snap_devices_decode(p->scratch, d->length, &p->dev);
 			*seen |= BIT(2);
 		}
 		return ret;
@@ -421,9 +422,9 @@ int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_
 			    h->magic, SNAPSHOT_MAGIC);
 		return -EBADMSG;
 	}
-	if (h->version != SNAPSHOT_VERSION) {
-		snap_report(rep, "header: format version %u; this Amber reads version %u",
-			    h->version, SNAPSHOT_VERSION);
+	if (h->version < SNAPSHOT_VERSION_MIN || h->version > SNAPSHOT_VERSION) {
+		snap_report(rep, "header: format version %u; this Amber reads versions %u to %u",
+			    h->version, SNAPSHOT_VERSION_MIN, SNAPSHOT_VERSION);
 		return -EBADMSG;
 	}
 	if (!snap_header_is_valid(h))

@@ -212,6 +212,12 @@ static void test_header(void)
 	}
 	h.version = 2;
 	h.checksum = snap_header_compute_checksum(&h);
+	CHECK(snap_header_is_valid(&h)); /* version 1 and 2 are both read */
+	h.version = 3;
+	h.checksum = snap_header_compute_checksum(&h);
+	CHECK(!snap_header_is_valid(&h));
+	h.version = 0;
+	h.checksum = snap_header_compute_checksum(&h);
 	CHECK(!snap_header_is_valid(&h));
 }
 
@@ -540,17 +546,18 @@ static void test_unknown_sections(void)
 	retype(note, SNAP_SEC_NOTE, 0);
 	CHECK_EQ(verify_image(&p, img_size), 0);
 
-	/* Version 2 (checksum made consistent) is refused by name. */
+	/* Version 3 (checksum made consistent) is refused by name. */
 	{
 		struct snapshot_header h;
 
 		snap_header_decode(img_buf, &h);
-		h.version = 2;
+		CHECK_EQ(h.version, SNAPSHOT_VERSION);
+		h.version = 3;
 		h.checksum = snap_header_compute_checksum(&h);
 		snap_header_encode(&h, img_buf);
 		CHECK(verify_image(&p, img_size) > 0);
-		CHECK(strstr(report_text, "format version 2") != NULL);
-		h.version = 1;
+		CHECK(strstr(report_text, "format version 3") != NULL);
+		h.version = SNAPSHOT_VERSION;
 		h.checksum = snap_header_compute_checksum(&h);
 		snap_header_encode(&h, img_buf);
 		img_buf[0] = 'X';
@@ -656,6 +663,87 @@ static void test_platform_without_vga(void)
 	CHECK_EQ(verify_image(&p, img_size), 0);
 }
 
+/* Issue 12 defect 5: the VM's end (exit code, stop reason) is in DEVICES
+ * since version 2; a version-1 image (the 0x188-byte DEVICES) still reads. */
+static void test_devices_versions(void)
+{
+	static struct snap_parsed p;
+	struct snap_source src = { .read = mem_read, .size = img_size };
+	struct snap_report rep = { .emit = collect };
+	struct snap_devices d = { .vm_state = SNAP_VM_EXITED, .exit_code = 0xFFFFFFFE }, back;
+	u8 raw[SNAP_DEVICES_SIZE];
+	u64 dv = section_pos(SNAP_SEC_DEVICES, 0), im = section_pos(SNAP_SEC_IMAGE, 0);
+	u8 *pay = img_buf + dv + SNAP_SECTION_HDR_SIZE, *saved;
+	struct snapshot_header h;
+	struct snap_image_info info;
+	struct snap_section sec;
+
+	strcpy(d.stop_reason, "guest wrote to its own page tables");
+	snap_devices_encode(&d, raw);
+	CHECK_EQ(snap_get32(raw + 0x004), SNAP_VM_EXITED);
+	CHECK_EQ(snap_get32(raw + 0x188), 0xFFFFFFFE);
+	CHECK(memcmp(raw + 0x190, "guest wrote", 11) == 0);
+	snap_devices_decode(raw, SNAP_DEVICES_SIZE, &back);
+	CHECK_EQ((s32)back.exit_code, -2);
+	CHECK_STR(back.stop_reason, d.stop_reason);
+	snap_devices_decode(raw, SNAP_DEVICES_SIZE_V1, &back);
+	CHECK_EQ(back.exit_code, 0);
+	CHECK_STR(back.stop_reason, "");
+	CHECK_STR(snap_vm_state_name(SNAP_VM_EXITED), "exited");
+	CHECK_STR(snap_vm_state_name(SNAP_VM_STOPPED), "stopped");
+
+	/* The image made version 1: DEVICES cut to 0x188 bytes, the rest of its
+	 * room an optional section, the header and IMAGE made consistent. */
+	CHECK(dv && im == SNAP_HEADER_SIZE);
+	saved = malloc(img_size);
+	memcpy(saved, img_buf, img_size);
+	CHECK_EQ(snap_section_decode(img_buf + dv, &sec), 0);
+	CHECK_EQ(sec.length, SNAP_DEVICES_SIZE);
+	sec.length = SNAP_DEVICES_SIZE_V1;
+	sec.payload_crc = crc32c(0, pay, SNAP_DEVICES_SIZE_V1);
+	snap_section_encode(&sec, img_buf + dv);
+	sec = (struct snap_section){ .type = 0x0200,
+				     .length = SNAP_DEVICES_SIZE - SNAP_DEVICES_SIZE_V1 -
+					       SNAP_SECTION_HDR_SIZE };
+	sec.payload_crc = crc32c(0, pay + SNAP_DEVICES_SIZE - sec.length, sec.length);
+	snap_section_encode(&sec, pay + SNAP_DEVICES_SIZE_V1);
+	snap_header_decode(img_buf, &h);
+	h.version = 1;
+	h.checksum = snap_header_compute_checksum(&h);
+	snap_header_encode(&h, img_buf);
+	snap_image_info_decode(img_buf + im + SNAP_SECTION_HDR_SIZE, &info);
+	info.section_count++;
+	info.header_crc = crc32c(0, img_buf, SNAP_HEADER_SIZE);
+	snap_image_info_encode(&info, img_buf + im + SNAP_SECTION_HDR_SIZE);
+	CHECK_EQ(snap_section_decode(img_buf + im, &sec), 0);
+	sec.payload_crc = crc32c(0, img_buf + im + SNAP_SECTION_HDR_SIZE, SNAP_IMAGE_SIZE);
+	snap_section_encode(&sec, img_buf + im);
+
+	report_text[0] = '\0';
+	CHECK_EQ(snap_image_open(&src, &p, &rep), 0);
+	if (rep.errors)
+		fprintf(stderr, "%s", report_text);
+	CHECK_EQ(p.hdr.version, 1);
+	CHECK_EQ(p.dev.vm_state, SNAP_VM_RUNNING);
+	CHECK_STR(p.dev.cmdline, "pattern=5");
+	CHECK_EQ(p.dev.exit_code, 0);
+	snap_image_close(&p);
+	/* A version-2 DEVICES length in a version-1 image is refused. */
+	h.version = 2;
+	h.checksum = snap_header_compute_checksum(&h);
+	snap_header_encode(&h, img_buf);
+	info.header_crc = crc32c(0, img_buf, SNAP_HEADER_SIZE);
+	snap_image_info_encode(&info, img_buf + im + SNAP_SECTION_HDR_SIZE);
+	sec.payload_crc = crc32c(0, img_buf + im + SNAP_SECTION_HDR_SIZE, SNAP_IMAGE_SIZE);
+	snap_section_encode(&sec, img_buf + im);
+	CHECK(verify_image(&p, img_size) > 0);
+	CHECK(strstr(report_text, "device state") != NULL);
+
+	memcpy(img_buf, saved, img_size);
+	free(saved);
+	CHECK_EQ(verify_image(&p, img_size), 0);
+}
+
 static void test_names(void)
 {
 	CHECK(snap_name_valid("base-1.2_x"));
@@ -677,6 +765,7 @@ int main(void)
 	test_hostile_region_count();
 	test_platform_layout();
 	test_platform_without_vga();
+	test_devices_versions();
 	test_names();
 	free(img_buf);
 	free(guest_mem);
