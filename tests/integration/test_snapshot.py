@@ -210,7 +210,7 @@ def test_reboot_restore_and_bit_flips():
 
 	# The image as the table describes it.
 	img = parse_image(disk, bases["good"][0])
-	assert img["magic"] == SNAPSHOT_MAGIC and img["version"] == 1, img
+	assert img["magic"] == SNAPSHOT_MAGIC and img["version"] == 2, img
 	assert img["pad"] == (0, 0) and img["checksum"] == img["xor"], img
 	assert img["total"] == bases["good"][1] and img["total"] % 4096 == 0, img
 	types = [s["type"] for s in img["sections"]]
