@@ -48,8 +48,9 @@ static void print_entry(u32 i)
 	format_size(size, sizeof(size), e->size);
 	format_size(mem, sizeof(mem), e->memory_pages * PAGE_SIZE);
 	snap_format_time(when, sizeof(when), e->wall);
-	printk("  %-20s %-12s %3u %9s %10s  %-19s  #%llu %s\n", e->name, e->vm_image, e->vcpus, mem,
-	       size, when, (unsigned long long)e->seq, entry_state(i));
+	printk("  %-20s %-12s %3u %9s %10s  %-19s  #%llu %s\n", e->name,
+	       e->vm_image[0] ? e->vm_image : "?", e->vcpus, mem, size, when,
+	       (unsigned long long)e->seq, entry_state(i));
 }
 
 static void print_store(int index)

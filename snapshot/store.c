@@ -470,7 +470,7 @@ int snap_store_open(struct snap_store *st, struct blkdev *dev)
 	ret = recover(st);
 	if (ret)
 		return ret;
-	snprintf(st->note, sizeof(st->note), "%u image%s the catalog lacked found and recovered%s",
+	snprintf(st->note, sizeof(st->note), "%u image%s the catalog lacked, recovered%s",
 		 st->recovered, st->recovered == 1 ? "" : "s",
 		 st->lost ? " (more than it holds)" : "");
 	return 0;
