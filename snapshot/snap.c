@@ -563,9 +563,8 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	if (was == VM_CREATED) {
 		/* Its memory holds the loaded image but nothing ran: a restore could
 		 * only resume it, never start it as 'vm start' does. */
-		printk("error: snap save: VM %d was never started; 'vm start %d' first (or save "
-		       "the guest image instead)\n",
-		       vm_id, vm_id);
+		printk("error: snap save: VM %d was never started ('vm start %d' first)\n", vm_id,
+		       vm_id);
 		return -EINVAL;
 	}
 	c0 = dev->commands;

@@ -251,8 +251,7 @@ static int cat_decode(struct snap_store *st, int slot, struct snap_entry *entrie
 	}
 	if (h.store_id != st->store_id || h.count > SNAP_CAT_MAX ||
 	    h.entry_size != SNAP_CAT_ENTRY) {
-		strlcpy(why, "belongs to another store or has an impossible count",
-			sizeof(st->copy[slot].why));
+		strlcpy(why, "wrong store id, count or entry size", sizeof(st->copy[slot].why));
 		return -EBADMSG;
 	}
 	for (u32 i = 0; i < h.count; i++) {
@@ -286,10 +285,10 @@ static int cat_decode(struct snap_store *st, int slot, struct snap_entry *entrie
 	return 0;
 }
 
-/* True when [start, start+blocks) overlaps an entry of the catalog. */
-static bool overlaps_entry(const struct snap_store *st, u64 start, u64 blocks)
+/* Whether [start, start+blocks) overlaps one of the first `n` entries. */
+static bool overlaps_catalog(const struct snap_store *st, u32 n, u64 start, u64 blocks)
 {
-	for (u32 i = 0; i < st->count; i++) {
+	for (u32 i = 0; i < n; i++) {
 		const struct snap_entry *e = &st->entry[i];
 
 		if (start < e->start_block + snap_entry_blocks(e) &&
@@ -374,8 +373,16 @@ static int recover(struct snap_store *st)
 		for (u64 i = 0; i < n; i++) {
 			const u8 *blk = (buf ? buf : st->buf) + i * SNAP_BLOCK;
 
-			if (overlaps_entry(st, b + i, 1) || !image_at(st, b + i, blk, &found))
+			if (overlaps_catalog(st, st->count, b + i, 1) ||
+			    !image_at(st, b + i, blk, &found))
 				continue;
+			/* Reaching into an entry of the catalog: one of the two
+			 * was written over the other. The catalog's entry stays
+			 * (restore checks its image); this one is not taken. */
+			if (overlaps_catalog(st, first, b + i, snap_entry_blocks(&found))) {
+				st->overwritten++;
+				continue;
+			}
 			/* A later find that overlaps an earlier recovered one replaces it. */
 			for (u32 k = first; k < st->count; k++) {
 				struct snap_entry *o = &st->entry[k];

@@ -134,7 +134,7 @@ static int cmd_list(int argc, char **argv)
 			printf("  note: catalog copy %c is not in use: %s\n", 'A' + c,
 			       store.copy[c].why);
 	if (store.damaged)
-		printf("WARNING: the catalog is damaged; data area scanned: %s\n", store.note);
+		printf("WARNING: catalog damaged; data area scanned: %s\n", store.note);
 	if (store.count)
 		printf("  %-20s %-12s %3s %9s %12s  %-19s  %10s %s\n", "NAME", "VM IMAGE", "CPU",
 		       "RAM(KiB)", "IMAGE(bytes)", "SAVED (RTC)", "OFFSET", "SEQ STATE");

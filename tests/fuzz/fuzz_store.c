@@ -117,8 +117,13 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 		}
 		snap_image_close(&p);
 	}
-	if (st.count)
-		snap_store_remove(&st, 0);
+	/* A catalog the store commits must be valid when read back. */
+	if (st.count && snap_store_remove(&st, 0) == 0) {
+		u64 gen = st.generation;
+
+		if (snap_store_open(&st, &dev) || st.generation != gen || !st.copy[st.cur].ok)
+			abort();
+	}
 	return 0;
 }
 
