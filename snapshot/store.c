@@ -347,14 +347,89 @@ static void recovered_name(const struct snap_store *st, struct snap_entry *e)
 
 #define SCAN_BLOCKS 256 /* 1 MiB per read */
 
+/* Reads image bytes of the entry in src->ctx through a one-block bounce. */
+struct entry_src {
+	struct snap_store *st;
+	u64 start;
+	u8 *bounce;
+};
+static int entry_src_read(struct snap_source *src, u64 off, void *buf, u64 len)
+{
+	struct entry_src *es = src->ctx;
+	u8 *dst = buf;
+	int ret;
+
+	if (off > src->size || len > src->size - off)
+		return -ERANGE;
+	if (off % SNAP_BLOCK == 0 && len % SNAP_BLOCK == 0)
+		return snap_store_read(es->st, es->start + off / SNAP_BLOCK, len / SNAP_BLOCK, buf);
+	while (len) {
+		u64 in = off % SNAP_BLOCK, n = MIN(len, SNAP_BLOCK - in);
+
+		ret = snap_store_read(es->st, es->start + off / SNAP_BLOCK, 1, es->bounce);
+		if (ret)
+			return ret;
+		memcpy(dst, es->bounce + in, n);
+		dst += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Whether entry e's image verifies whole: every section and page CRC. */
+static int image_verifies(struct snap_store *st, const struct snap_entry *e)
+{
+	static struct snap_parsed p; /* one open at a time; large */
+	struct entry_src es = { st, e->start_block, snap_mem_alloc(SNAP_BLOCK) };
+	struct snap_source src = { entry_src_read, snap_entry_blocks(e) * SNAP_BLOCK, &es };
+	struct snap_report rep = { 0 };
+	int ret;
+
+	if (!es.bounce)
+		return -ENOMEM;
+	ret = snap_image_open(&src, &p, &rep);
+	if (!ret)
+		ret = snap_image_check_pages(&src, &p, &rep, NULL, NULL);
+	snap_image_close(&p);
+	snap_mem_free(es.bounce, SNAP_BLOCK);
+	return ret == -EBADMSG ? 0 : ret ? ret : 1;
+}
+
+/* A find at `block` inside a recovered entry (index >= first): true when that
+ * entry is intact, so the find is its page data; otherwise the entry was cut
+ * short by the find, which is newer, and is marked for removal. *err: errno. */
+static bool inside_recovered(struct snap_store *st, u32 first, u64 block, int *err)
+{
+	*err = 0;
+	for (u32 k = first; k < st->count; k++) {
+		struct snap_entry *o = &st->entry[k];
+		int ok;
+
+		if (o->state == SNAP_STATE_DAMAGED_RECOVERY || block < o->start_block ||
+		    block >= o->start_block + snap_entry_blocks(o))
+			continue;
+		ok = image_verifies(st, o);
+		if (ok < 0) {
+			*err = ok;
+			return false;
+		}
+		if (ok)
+			return true;
+		o->state = SNAP_STATE_DAMAGED_RECOVERY;
+	}
+	return false;
+}
+
 /*
  * A catalog copy is damaged, so the catalog in use may have lost the newest
  * snapshots. Every block of the data area that no entry covers is checked for
  * the start of an image; each one found joins the catalog (in memory, state
  * "recovered"; the next commit makes it durable), so allocation never hands
- * out space a valid image occupies. Where two found images overlap, the one
- * starting later was written later (writing the earlier one would have
- * overwritten its header), so it wins. Returns 0 or the disk's errno.
+ * out space a valid image occupies. A find inside an image found earlier is
+ * that image's page data if the image verifies whole; if it does not, the
+ * find was written later, over its tail (writing the earlier one would have
+ * overwritten the find's header), and it wins. Returns 0 or the disk's errno.
  */
 static int recover(struct snap_store *st)
 {
@@ -373,7 +448,7 @@ static int recover(struct snap_store *st)
 		for (u64 i = 0; i < n; i++) {
 			const u8 *blk = (buf ? buf : st->buf) + i * SNAP_BLOCK;
 
-			if (overlaps_catalog(st, st->count, b + i, 1) ||
+			if (overlaps_catalog(st, first, b + i, 1) ||
 			    !image_at(st, b + i, blk, &found))
 				continue;
 			/* Reaching into an entry of the catalog: one of the two
@@ -383,15 +458,14 @@ static int recover(struct snap_store *st)
 				st->overwritten++;
 				continue;
 			}
-			/* A later find that overlaps an earlier recovered one replaces it. */
-			for (u32 k = first; k < st->count; k++) {
-				struct snap_entry *o = &st->entry[k];
-
-				if (o->start_block + snap_entry_blocks(o) > b + i) {
-					o->size = (b + i - o->start_block) * SNAP_BLOCK;
-					o->state = SNAP_STATE_DAMAGED_RECOVERY;
-				}
-			}
+			/* Inside an image found earlier: either page data of that
+			 * image that looks like an image (it verifies whole: this
+			 * find is not taken), or a later image written over its
+			 * tail (it does not: the later one is taken instead). */
+			if (inside_recovered(st, first, b + i, &ret))
+				continue;
+			if (ret)
+				break;
 			if (st->count == SNAP_CAT_MAX) {
 				st->lost++;
 				continue;

@@ -473,6 +473,56 @@ static void test_damaged_catalog_recovery(void)
 	free(mem);
 }
 
+/* Two found images that overlap: the later-starting one was written later
+ * (it would have lost its header otherwise) and is kept; the other is counted
+ * as overwritten, and its blocks outside the kept one are free again. */
+static void test_recovery_overlap(void)
+{
+	struct memdisk m;
+	u8 *mem = aligned_alloc(4096, 32 * PAGE_SIZE);
+	u64 size, blocks;
+
+	memset(mem, 0, 32 * PAGE_SIZE);
+	memcpy(mem + 7 * PAGE_SIZE, "guest X", 7);
+	md_init(&m, 8 << 20, 512);
+	CHECK_EQ(snap_store_format(&st, &m.dev, 13), 0);
+	save_real(&st, "X", 32, mem);
+	size = st.entry[0].size;
+	blocks = snap_entry_blocks(&st.entry[0]);
+	CHECK(blocks >= 3);
+	/* The same image again, two blocks further on, over X's tail. */
+	memmove(m.data + (SNAP_DATA_START + 2) * SNAP_BLOCK, m.data + SNAP_DATA_START * SNAP_BLOCK,
+		size);
+	m.data[SNAP_CAT_B_BLOCK * SNAP_BLOCK + 0x21] ^= 8; /* the copy naming X */
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK(st.damaged);
+	CHECK_EQ(st.count, 1);
+	CHECK_EQ(st.recovered, 1);
+	CHECK_EQ(st.overwritten, 1);
+	CHECK_EQ(st.entry[0].start_block, SNAP_DATA_START + 2);
+	CHECK_STR(st.entry[0].name, "X.r258");
+	CHECK_EQ(snap_store_check_entry(&st, 0), 1);
+
+	/* A guest whose memory holds an image (its first block at a page
+	 * boundary): inside an image that verifies, that is page data. */
+	memset(m.data, 0, 8 << 20);
+	CHECK_EQ(snap_store_format(&st, &m.dev, 14), 0);
+	save_real(&st, "X", 32, mem);
+	memcpy(mem + 9 * PAGE_SIZE, m.data + SNAP_DATA_START * SNAP_BLOCK, PAGE_SIZE);
+	save_real(&st, "Z", 32, mem);
+	CHECK_EQ(st.cur, 0);
+	m.data[SNAP_CAT_A_BLOCK * SNAP_BLOCK + 0x21] ^= 8; /* the copy naming Z */
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK(st.damaged);
+	CHECK_EQ(st.recovered, 1);
+	CHECK_EQ(st.overwritten, 0);
+	CHECK_EQ(st.count, 2);
+	CHECK(snap_store_find(&st, "Z") >= 0);
+	CHECK_EQ(snap_store_find(&st, "X.r"), -ENOENT);
+	free(m.data);
+	free(mem);
+}
+
 /* Issue 12 defect 3: a flipped superblock magic leaves a disk that still
  * looks like a store (catalog copies, an image header), so the overwrite
  * guard of `disk write` still holds; a blank disk is not guarded. */
@@ -504,6 +554,7 @@ int main(void)
 	test_catalog_full();
 	test_real_image();
 	test_damaged_catalog_recovery();
+	test_recovery_overlap();
 	test_guard_without_superblock();
 	return test_done("snapstore");
 }
