@@ -4,8 +4,9 @@
 #   make test     every test: host unit tests, then QEMU and Bochs integration tests
 #   make iso      build/amber.iso, a BIOS + UEFI GRUB image for a USB stick
 #   make bench    the benchmarks (counted or measured, never asserted)
-#   make reliability  the figures of docs/reliability.md, from the tests that prove them
 #   make check    formatter check and static analysis
+#   make fuzz     every libFuzzer target for FUZZ_SECONDS (tests/fuzz/README.md)
+#   make reliability  the figures of docs/reliability.md, from the runs that prove them
 
 BUILD   := build
 CC      := gcc
@@ -41,7 +42,8 @@ Q := @
 say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-.PHONY: all run test iso bench check clean deps unit guests print-unit-bins reliability
+.PHONY: all run test iso bench check clean deps unit guests print-unit-bins fuzz fuzz-build \
+	reliability print-fuzz-targets
 all: $(BUILD)/amber.elf
 
 deps:
@@ -87,6 +89,35 @@ HOST_CFLAGS := -std=gnu11 -O1 -g -I. -Wall -Wextra -Werror -Wno-unused-parameter
                -fno-builtin-snprintf -fno-builtin-vsnprintf -Wno-format-truncation
 include tests/unit/unit.mk
 
+# ---- fuzz targets: libFuzzer over the kernel's own sources -----------------
+# Each tests/fuzz/<name>.mk adds FUZZ_TARGETS += name and name_FUZZ_SRCS; the
+# harness tests/fuzz/fuzz_<name>.c is always part of it (tests/fuzz/README.md).
+FUZZ_CC      := clang
+FUZZ_CFLAGS  := -std=gnu11 -O1 -g -I. -Wall -Wextra -Werror -Wno-unused-parameter \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -DAMBER_HOST_TEST -DAMBER_FUZZ -fno-builtin-snprintf -fno-builtin-vsnprintf
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS :=
+include $(wildcard tests/fuzz/*.mk)
+FUZZ ?= $(FUZZ_TARGETS)
+FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/bin/%,$(FUZZ_TARGETS))
+
+define fuzz_rule
+$(BUILD)/fuzz/bin/$(1): $$(sort tests/fuzz/fuzz_$(1).c $$($(1)_FUZZ_SRCS)) $$(wildcard tests/fuzz/*.h) \
+		$$(wildcard snapshot/*.h kernel/*.h drivers/*.h vmm/*.h)
+	@mkdir -p $$(dir $$@)
+	$$(call say,FUZZCC,$$@)
+	$$(Q)$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$(sort tests/fuzz/fuzz_$(1).c $$($(1)_FUZZ_SRCS))
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rule,$(t))))
+
+fuzz-build: $(FUZZ_BINS) $(foreach t,$(FUZZ_TARGETS),$($(t)_FUZZ_SEEDS))
+fuzz: fuzz-build
+	@st=0; for t in $(FUZZ); do $(PYTHON) tests/fuzz/run.py $$t $(FUZZ_SECONDS) || st=1; done; exit $$st
+# For tests/run.py and tests/fuzz/run.py: "name seedfile..." per line.
+print-fuzz-targets:
+	@$(foreach t,$(FUZZ_TARGETS),echo $(t) $($(t)_FUZZ_SEEDS);)
+
 # ---- host tool: amber-snap, built from the kernel's own snapshot code ------
 AMBER_SNAP_SRCS := tools/amber-snap.c tools/snapcore.c tools/hostdisk.c drivers/blockdev.c snapshot/format.c \
                    snapshot/image.c snapshot/reader.c snapshot/describe.c snapshot/store.c \
@@ -99,15 +130,17 @@ $(BUILD)/amber-snap: $(AMBER_SNAP_SRCS) $(wildcard snapshot/*.h tools/*.h kernel
 	$(call say,HOSTCC,$@)
 	$(Q)$(CC) $(TOOL_CFLAGS) -o $@ $(AMBER_SNAP_SRCS)
 
-test: deps all iso unit-build
+test: deps all iso unit-build fuzz-build
 	$(PYTHON) tests/run.py
 
 bench: deps all
 	$(PYTHON) tests/bench.py
 
-# The figures of docs/reliability.md: crash states, injected I/O errors, shell
-# lines, page rights, as the tests that prove them count them.
-reliability: deps all unit-build
+# The figures of docs/reliability.md, each written between its own markers by
+# the run that proves it: fuzzing (tests/fuzz/run.py), then crash states,
+# injected I/O errors, shell lines and page rights (the tests, tests/figures.py).
+reliability: deps all unit-build fuzz-build
+	$(PYTHON) tests/fuzz/run.py --report docs/reliability.md --seconds $(FUZZ_SECONDS) $(FUZZ)
 	$(PYTHON) tests/run.py test_crash test_diskfail test_shellfuzz test_memprotect
 	$(PYTHON) tests/figures.py docs/reliability.md
 

@@ -85,4 +85,12 @@ int blkdev_flush(struct blkdev *dev)
 	return dev->ops->flush(dev);
 }
 
-__attribute__((weak)) bool blkdev_holds_snapshots(struct blkdev *dev) { return false; }
+static blkdev_guard_fn guard;
+
+void blkdev_set_guard(blkdev_guard_fn fn) { guard = fn; }
+
+/* Without a registered guard nothing can tell whether a disk holds
+ * snapshots, so every disk is treated as if it did: the check fails safe. */
+bool blkdev_holds_snapshots(struct blkdev *dev) { return guard ? guard(dev) : true; }
+
+bool blkdev_has_guard(void) { return guard != NULL; }

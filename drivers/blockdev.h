@@ -62,9 +62,14 @@ int blkdev_flush(struct blkdev *dev);
 /* Sets dev->error from a format string and returns err. */
 int blkdev_fail(struct blkdev *dev, int err, const char *fmt, ...) __printf(3, 4);
 
-/* Hook for the snapshot code: true when the disk holds Amber snapshots, so
- * that `disk write` refuses without --force (`disk bench` always needs it). Weak default in
- * blockdev.c returns false; snapshot code provides the real one. */
+/* The overwrite guard: true when the disk holds Amber snapshots (or looks as
+ * if it did), so that `disk write` refuses without --force (`disk bench`
+ * always needs it). The snapshot code registers the check at boot
+ * (snap_store_present); until one is registered every disk counts as holding
+ * snapshots, so a missing registration cannot silently remove the guard. */
+typedef bool (*blkdev_guard_fn)(struct blkdev *dev);
+void blkdev_set_guard(blkdev_guard_fn fn);
+bool blkdev_has_guard(void);
 bool blkdev_holds_snapshots(struct blkdev *dev);
 
 /* Probes every driver on the PCI list and the legacy ATA ports. */

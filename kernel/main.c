@@ -16,6 +16,7 @@
 #include "kernel/traps.h"
 #include "kernel/version.h"
 #include "drivers/blockdev.h"
+#include "snapshot/snap.h"
 #include "vmm/vmm.h"
 
 struct boot_info boot_info;
@@ -60,6 +61,7 @@ void kmain(u32 magic, u64 info_phys)
 	acpi_init();
 	pci_init();
 	drivers_init();
+	snap_init();
 	vmm_init();
 	printk("Type 'help' for the list of commands.\n");
 	shell_run();

@@ -116,15 +116,17 @@ static inline void rec_str(const struct rec *r, u32 off, char *field, size_t siz
 #define REC_STR(r, off, field) rec_str((r), (off), (field), sizeof(field))
 
 /* The entry points: an encoder clears the record first (padding is zero). */
-#define DEFINE_RECORD_CODEC(name, type, size) \
-	void name##_encode(const type *v, u8 out[size]) \
+#define DEFINE_RECORD_CODEC(name, type, size) DEFINE_RECORD_CODEC_SC(, name, type, size)
+/* The same for a record private to one file (sc: static). */
+#define DEFINE_RECORD_CODEC_SC(sc, name, type, size) \
+	sc void name##_encode(const type *v, u8 out[size]) \
 	{ \
 		struct rec r = { out, true }; \
 \
 		memset(out, 0, size); \
 		name##_fields(&r, (type *)v); \
 	} \
-	void name##_decode(const u8 in[size], type *v) \
+	sc void name##_decode(const u8 in[size], type *v) \
 	{ \
 		struct rec r = { (u8 *)in, false }; \
 \

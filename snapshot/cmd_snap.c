@@ -28,16 +28,29 @@ static int open_entry(const char *name, const char *disk_opt, int *index)
 	return entry;
 }
 
-static void print_entry(const struct snap_entry *e)
+static const char *entry_state(u32 i)
 {
+	const struct snap_entry *e = &snap_store.entry[i];
+	int ok = snap_store_check_entry(&snap_store, i);
+
+	if (ok < 0)
+		return "unreadable";
+	if (!ok)
+		return "DAMAGED";
+	return e->state == SNAP_STATE_RECOVERED ? "recovered" : "complete";
+}
+
+static void print_entry(u32 i)
+{
+	const struct snap_entry *e = &snap_store.entry[i];
 	char size[32], mem[32], when[32];
 
 	format_size(size, sizeof(size), e->size);
 	format_size(mem, sizeof(mem), e->memory_pages * PAGE_SIZE);
 	snap_format_time(when, sizeof(when), e->wall);
-	printk("  %-20s %-12s %3u %9s %10s  %-19s  #%llu %s\n", e->name, e->vm_image, e->vcpus, mem,
-	       size, when, (unsigned long long)e->seq,
-	       e->state == SNAP_STATE_COMPLETE ? "complete" : "?");
+	printk("  %-20s %-12s %3u %9s %10s  %-19s  #%llu %s\n", e->name,
+	       e->vm_image[0] ? e->vm_image : "?", e->vcpus, mem, size, when,
+	       (unsigned long long)e->seq, entry_state(i));
 }
 
 static void print_store(int index)
@@ -70,20 +83,20 @@ static int snap_list(const char *disk_opt)
 	dev = snap_pick_disk(disk_opt, &index);
 	if (!dev)
 		return -ENODEV;
-	ret = snap_store_open(&snap_store, dev);
+	ret = snap_store_open_shell(dev);
 	if (ret == -ENODATA && !disk_opt) {
 		printk("no snapshots: no disk holds a snapshot store ('snap save' creates one)\n");
 		return 0;
 	}
-	if (ret)
-		return snap_open_store(dev, index);
+	if (snap_open_report(ret, dev, index))
+		return ret;
 	print_store(index);
 	if (!snap_store.count)
 		return 0;
 	printk("  %-20s %-12s %3s %9s %10s  %-19s  %s\n", "NAME", "VM IMAGE", "CPU", "RAM", "IMAGE",
 	       "SAVED (RTC)", "SEQ STATE");
 	for (u32 i = 0; i < snap_store.count; i++)
-		print_entry(&snap_store.entry[i]);
+		print_entry(i);
 	return 0;
 }
 
@@ -203,7 +216,7 @@ static int snap_format(const char *disk, bool force)
 		return -EROFS;
 	}
 	if (!force) {
-		ret = snap_store_open(&snap_store, dev);
+		ret = snap_store_open_shell(dev);
 		if (ret == 0 || ret == -EBADMSG || ret == -ERANGE) {
 			printk("error: disk %d (%s) already holds a snapshot store%s; 'snap format %d "
 			       "--force' erases it\n",

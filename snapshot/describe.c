@@ -85,6 +85,10 @@ void snap_image_describe(struct snap_source *src, struct snap_parsed *p,
 	     p->info.name, p->info.backend[0] ? p->info.backend : "?", p->dev.vm_id,
 	     snap_vm_state_name(p->dev.vm_state), p->dev.image,
 	     (unsigned long long)(p->dev.mem_size >> 20), p->dev.cmdline);
+	if (p->dev.vm_state == SNAP_VM_EXITED)
+		line(&o, "  the VM had exited with code %d", (int)p->dev.exit_code);
+	if (p->dev.vm_state == SNAP_VM_STOPPED)
+		line(&o, "  the VM had been stopped: %.50s", p->dev.stop_reason);
 	if (p->note[0])
 		line(&o, "note: %s", p->note);
 	line(&o, "sections:  #  offset      type     flags      index  length");

@@ -104,17 +104,53 @@ static void snap_image_info_fields(const struct rec *r, struct snap_image_info *
 }
 DEFINE_RECORD_CODEC(snap_image_info, struct snap_image_info, SNAP_IMAGE_SIZE)
 
+/* 1.5 "REGIONS": the head, then one entry per region. */
+static void snap_regions_head_fields(const struct rec *r, struct snap_regions_head *h)
+{
+	REC(r, 0x00, h->count);
+	REC(r, 0x04, h->zero);
+}
+DEFINE_RECORD_CODEC(snap_regions_head, struct snap_regions_head, SNAP_REGIONS_HEAD)
+
+static void snap_region_desc_fields(const struct rec *r, struct snap_region_desc *d)
+{
+	REC(r, 0x00, d->gpa);
+	REC(r, 0x08, d->pages);
+	REC(r, 0x10, d->type);
+	REC(r, 0x14, d->zero);
+}
+DEFINE_RECORD_CODEC(snap_region_desc, struct snap_region_desc, SNAP_REGION_ENTRY_SIZE)
+
 /* 1.7 "DEVICES" */
-static void snap_devices_fields(const struct rec *r, struct snap_devices *d)
+static void snap_devices_fields(const struct rec *r, struct snap_devices *d, bool v2)
 {
 	REC(r, 0x000, d->vm_id);
 	REC(r, 0x004, d->vm_state);
 	REC(r, 0x008, d->mem_size);
 	REC_STR(r, 0x010, d->image);
 	REC_STR(r, 0x030, d->cmdline);
+	if (!v2) /* version 1: COM1 from 0xB0 on (cut into its record elsewhere) */
+		return;
 	REC(r, 0x0B0, d->guest_tsc_hz);
+	REC(r, 0x0B8, d->exit_code);
+	REC_STR(r, 0x0C0, d->stop_reason);
 }
-DEFINE_RECORD_CODEC(snap_devices, struct snap_devices, SNAP_DEVICES_SIZE)
+
+void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE])
+{
+	struct rec r = { out, true };
+
+	memset(out, 0, SNAP_DEVICES_SIZE);
+	snap_devices_fields(&r, (struct snap_devices *)d, true);
+}
+
+void snap_devices_decode(const u8 *in, u64 len, struct snap_devices *d)
+{
+	struct rec r = { (u8 *)in, false };
+
+	memset(d, 0, sizeof(*d));
+	snap_devices_fields(&r, d, len == SNAP_DEVICES_SIZE);
+}
 
 /*
  * 1.8 "Version 1 device state": where each device's record version 1 lies in
@@ -169,6 +205,12 @@ const char *snap_vm_state_name(u32 state)
 		return "paused";
 	case SNAP_VM_HALTED:
 		return "halted";
+	case SNAP_VM_EXITED:
+		return "exited";
+	case SNAP_VM_STOPPED:
+		return "stopped";
+	case SNAP_VM_CREATED:
+		return "created";
 	default:
 		return "other";
 	}

@@ -12,7 +12,7 @@
 
 #define SNAPSHOT_MAGIC 0x50414E53u /* the bytes 'S' 'N' 'A' 'P' in little-endian order */
 #define SNAPSHOT_VERSION 2	   /* what this Amber writes */
-#define SNAPSHOT_VERSION_MIN 1	   /* the oldest it reads: devices in DEVICES + PLATFORM */
+#define SNAPSHOT_VERSION_MIN 1 /* the oldest it reads: devices in DEVICES + PLATFORM, no VM end */
 #define SNAP_HEADER_SIZE 64
 #define SNAP_BLOCK 4096 /* images are a whole number of these; page data is aligned to them */
 
@@ -107,18 +107,33 @@ struct snap_region_desc {
 	u64 gpa;   /* guest-physical start, page aligned */
 	u64 pages; /* 4 KiB pages */
 	u32 type;  /* SNAP_REGION_RAM */
+	u32 zero;  /* reserved, zero */
 };
 static inline u64 snap_regions_size(u32 n) { return 8 + (u64)n * SNAP_REGION_ENTRY_SIZE; }
+#define SNAP_REGIONS_HEAD 8
+struct snap_regions_head {
+	u32 count; /* entries that follow */
+	u32 zero;  /* reserved, zero */
+};
+void snap_regions_head_encode(const struct snap_regions_head *h, u8 out[SNAP_REGIONS_HEAD]);
+void snap_regions_head_decode(const u8 in[SNAP_REGIONS_HEAD], struct snap_regions_head *h);
+void snap_region_desc_encode(const struct snap_region_desc *d, u8 out[SNAP_REGION_ENTRY_SIZE]);
+void snap_region_desc_decode(const u8 in[SNAP_REGION_ENTRY_SIZE], struct snap_region_desc *d);
 
-/* DEVICES payload: the VM's identity. Version 1 images held COM1's state at
- * 0xB0 and were 392 bytes; version 2 holds the guest TSC rate there. */
-#define SNAP_DEVICES_SIZE 0xC0
+/* DEVICES payload: the VM's identity and how it ended. Version 1 images held
+ * COM1's state from 0xB0 on and were 392 bytes, without the VM's end; version
+ * 2 holds the guest TSC rate, the exit code and the stop reason there. */
+#define SNAP_DEVICES_SIZE 0x160
 #define SNAP_DEVICES_SIZE_V1 0x188
 enum snap_vm_state {
-	SNAP_VM_OTHER,
+	SNAP_VM_OTHER, /* version 1 only: a state it could not name */
 	SNAP_VM_RUNNING,
 	SNAP_VM_PAUSED,
-	SNAP_VM_HALTED
+	SNAP_VM_HALTED,
+	SNAP_VM_EXITED,	 /* the guest wrote exit_code to port 0xF4 */
+	SNAP_VM_STOPPED, /* Amber stopped it: stop_reason */
+	SNAP_VM_CREATED, /* built, never started */
+	SNAP_VM_STATES
 };
 struct snap_devices {
 	u32 vm_id;
@@ -126,11 +141,14 @@ struct snap_devices {
 	u64 mem_size; /* bytes of guest RAM */
 	char image[32];
 	char cmdline[128];
-	u64 guest_tsc_hz; /* the TSC rate the devices' timers convert with */
+	u64 guest_tsc_hz;      /* the TSC rate the devices' timers convert with */
+	u32 exit_code;	       /* SNAP_VM_EXITED: the code the guest wrote */
+	char stop_reason[160]; /* SNAP_VM_STOPPED: why Amber stopped it */
 };
 void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE]);
-/* Decodes a version 2 payload, or the identity part of a version 1 one. */
-void snap_devices_decode(const u8 in[SNAP_DEVICES_SIZE], struct snap_devices *d);
+/* Decodes a payload of `len` bytes: SNAP_DEVICES_SIZE, or the version 1
+ * SNAP_DEVICES_SIZE_V1 (its identity part: the rest zero). */
+void snap_devices_decode(const u8 *in, u64 len, struct snap_devices *d);
 const char *snap_vm_state_name(u32 state);
 
 /* Version 1 PLATFORM payload: 0x88 bytes, or 0x60 from before the VGA

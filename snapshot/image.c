@@ -12,14 +12,21 @@ static const u8 zeros[256];
 
 int snap_region_init(struct snap_region *r, u64 gpa, u64 pages, u32 pages_per_crc)
 {
+	return snap_region_init_for(r, gpa, pages, pages_per_crc, pages);
+}
+
+int snap_region_init_for(struct snap_region *r, u64 gpa, u64 pages, u32 pages_per_crc,
+			 u64 max_stored)
+{
 	memset(r, 0, sizeof(*r));
-	if (!pages || !pages_per_crc || pages_per_crc > SNAP_PAGES_PER_CRC_MAX)
+	if (!pages || !pages_per_crc || pages_per_crc > SNAP_PAGES_PER_CRC_MAX ||
+	    max_stored > pages)
 		return -EINVAL;
 	r->gpa = gpa;
 	r->pages = pages;
 	r->type = SNAP_REGION_RAM;
 	r->pages_per_crc = pages_per_crc;
-	r->crc_cap = snap_crc_count(pages, pages_per_crc);
+	r->crc_cap = MAX(snap_crc_count(max_stored, pages_per_crc), 1ULL);
 	r->bitmap = snap_mem_alloc(snap_bitmap_words(pages) * 8);
 	r->crc = snap_mem_alloc(r->crc_cap * 4);
 	if (!r->bitmap || !r->crc) {
@@ -354,16 +361,16 @@ int snap_image_write(struct snap_image *img, struct snap_sink *s, snap_page_fn p
 	}
 	if (!err) {
 		u64 len = snap_regions_size(img->nregions);
+		struct snap_regions_head rh = { .count = img->nregions };
 
-		snap_put32(vbuf, img->nregions);
-		snap_put32(vbuf + 4, 0);
+		snap_regions_head_encode(&rh, vbuf);
 		for (u32 i = 0; i < img->nregions; i++) {
-			u8 *e = vbuf + 8 + i * SNAP_REGION_ENTRY_SIZE;
+			struct snap_region_desc d = { .gpa = img->region[i].gpa,
+						      .pages = img->region[i].pages,
+						      .type = img->region[i].type };
 
-			snap_put64(e, img->region[i].gpa);
-			snap_put64(e + 8, img->region[i].pages);
-			snap_put32(e + 16, img->region[i].type);
-			snap_put32(e + 20, 0);
+			snap_region_desc_encode(&d, vbuf + SNAP_REGIONS_HEAD +
+							    i * SNAP_REGION_ENTRY_SIZE);
 		}
 		err = put_record(s, SNAP_SEC_REGIONS, 0, vbuf, len);
 	}

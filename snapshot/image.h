@@ -30,6 +30,10 @@ struct snap_region {
 
 /* Allocates the bitmap and the CRC table for the worst case (every page stored). */
 int snap_region_init(struct snap_region *r, u64 gpa, u64 pages, u32 pages_per_crc);
+/* The same with a CRC table for at most max_stored stored pages (a reader
+ * knows the count, and sizes its memory by it rather than by the worst case). */
+int snap_region_init_for(struct snap_region *r, u64 gpa, u64 pages, u32 pages_per_crc,
+			 u64 max_stored);
 void snap_region_release(struct snap_region *r);
 /* Builds the bitmap (all-zero pages are left out) and the chunk CRCs; `page`
  * must return every page of the region. progress (optional) is called every

@@ -146,7 +146,7 @@ static int open_pages(struct snap_source *src, struct snap_parsed *p, const stru
 			    (unsigned long long)d->length);
 		return -EBADMSG;
 	}
-	ret = snap_region_init(r, 0, h.region_pages, h.pages_per_crc);
+	ret = snap_region_init_for(r, 0, h.region_pages, h.pages_per_crc, h.stored_pages);
 	if (ret)
 		return ret;
 	r->stored = h.stored_pages;
@@ -217,24 +217,31 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 		if (!ret)
 			snap_image_info_decode(p->scratch, &p->info);
 		return ret;
-	case SNAP_SEC_REGIONS:
-		if (d->length < 8 || d->length > snap_regions_size(SNAP_MAX_REGIONS))
+	case SNAP_SEC_REGIONS: {
+		struct snap_regions_head rh;
+
+		if (d->length < SNAP_REGIONS_HEAD ||
+		    d->length > snap_regions_size(SNAP_MAX_REGIONS) || (*seen & BIT(1)))
 			break;
 		ret = read_payload(src, p, d, num, rep);
 		if (ret)
 			return ret;
-		p->nregions = snap_get32(p->scratch);
-		if (p->nregions > SNAP_MAX_REGIONS || d->length != snap_regions_size(p->nregions))
-			break;
-		for (u32 i = 0; i < p->nregions; i++) {
-			const u8 *e = p->scratch + 8 + i * SNAP_REGION_ENTRY_SIZE;
-
-			p->rdesc[i].gpa = snap_get64(e);
-			p->rdesc[i].pages = snap_get64(e + 8);
-			p->rdesc[i].type = snap_get32(e + 16);
+		/* The count is checked before anything is stored or indexed by it. */
+		snap_regions_head_decode(p->scratch, &rh);
+		if (rh.count > SNAP_MAX_REGIONS || rh.zero ||
+		    d->length != snap_regions_size(rh.count)) {
+			snap_report(rep, "%s: %u regions in %llu bytes (at most %d)", label,
+				    rh.count, (unsigned long long)d->length, SNAP_MAX_REGIONS);
+			return -EBADMSG;
 		}
+		for (u32 i = 0; i < rh.count; i++)
+			snap_region_desc_decode(p->scratch + SNAP_REGIONS_HEAD +
+							i * SNAP_REGION_ENTRY_SIZE,
+						&p->rdesc[i]);
+		p->nregions = rh.count;
 		*seen |= BIT(1);
 		return 0;
+	}
 	case SNAP_SEC_VCPU:
 		if (d->index >= SNAP_MAX_VCPUS || (p->vcpus_seen & BIT(d->index)) ||
 		    d->length > snap_vcpu_size(SNAP_VCPU_XSAVE_MAX))
@@ -259,11 +266,9 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 		ret = read_payload(src, p, d, num, rep);
 		if (ret)
 			return ret;
-		snap_devices_decode(p->scratch, &p->dev);
-		if (v1) { /* 0xB0 on held COM1: the TSC rate comes from PLATFORM */
-			p->dev.guest_tsc_hz = 0;
+		snap_devices_decode(p->scratch, d->length, &p->dev);
+		if (v1) /* 0xB0 on held COM1; the TSC rate comes from PLATFORM */
 			snap_v1_devrecs(d->type, p->scratch, d->length, p->devrec, &p->ndevrecs);
-		}
 		*seen |= BIT(2);
 		return 0;
 	case SNAP_SEC_PLATFORM:
@@ -454,7 +459,7 @@ int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_
 		return -EBADMSG;
 	}
 	if (h->version < SNAPSHOT_VERSION_MIN || h->version > SNAPSHOT_VERSION) {
-		snap_report(rep, "header: format version %u; this Amber reads versions %u-%u",
+		snap_report(rep, "header: format version %u; this Amber reads versions %u to %u",
 			    h->version, SNAPSHOT_VERSION_MIN, SNAPSHOT_VERSION);
 		return -EBADMSG;
 	}

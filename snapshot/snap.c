@@ -103,7 +103,7 @@ struct blkdev *snap_pick_disk(const char *opt, int *index)
 		return NULL;
 	}
 	for (int i = 0; i < n; i++) {
-		if (blkdev_holds_snapshots(blkdev_get(i))) {
+		if (snap_store_present(blkdev_get(i))) {
 			*index = i;
 			return blkdev_get(i);
 		}
@@ -112,17 +112,54 @@ struct blkdev *snap_pick_disk(const char *opt, int *index)
 	return blkdev_get(0);
 }
 
-int snap_open_store(struct blkdev *dev, int index)
-{
-	int ret = snap_store_open(&snap_store, dev);
+void snap_init(void) { blkdev_set_guard(snap_store_present); }
 
+void snap_store_warn(int index)
+{
+	if (!snap_store.damaged)
+		return;
+	for (int c = 0; c < 2; c++)
+		if (!snap_store.copy[c].ok)
+			printk("WARNING: disk %d: catalog copy %c: %s\n", index, 'A' + c,
+			       snap_store.copy[c].why);
+	printk("WARNING: disk %d: data area scanned: %s\n", index, snap_store.note);
+	if (snap_store.overwritten)
+		printk("WARNING: %u found image%s cut short by a later one (not restorable)\n",
+		       snap_store.overwritten, snap_store.overwritten == 1 ? " was" : "s were");
+	printk("WARNING: 'snap list' marks recovered entries; the next save or delete\n"
+	       "WARNING: writes the repaired catalog\n");
+}
+
+int snap_store_open_shell(struct blkdev *dev)
+{
+	struct snap_progress pr;
+	int ret;
+
+	snap_progress_init(&pr, "scan for images");
+	snap_store.progress = snap_progress;
+	snap_store.progress_ctx = &pr;
+	ret = snap_store_open(&snap_store, dev);
+	snap_progress_done(&pr);
+	snap_store.progress = NULL;
+	return ret;
+}
+
+int snap_open_report(int ret, struct blkdev *dev, int index)
+{
 	if (ret == -ENODATA)
 		printk("error: disk %d (%s) holds no snapshot store ('snap save' creates one on a "
 		       "blank disk, 'snap format %d' on any other)\n",
 		       index, dev->name, index);
 	else if (ret)
 		printk("error: disk %d: %s\n", index, snap_store.err);
+	else
+		snap_store_warn(index);
 	return ret;
+}
+
+int snap_open_store(struct blkdev *dev, int index)
+{
+	return snap_open_report(snap_store_open_shell(dev), dev, index);
 }
 
 struct entry_io {
@@ -227,6 +264,12 @@ static u32 snap_vm_state(enum vm_state st)
 		return SNAP_VM_PAUSED;
 	case VM_HALTED:
 		return SNAP_VM_HALTED;
+	case VM_EXITED:
+		return SNAP_VM_EXITED;
+	case VM_STOPPED:
+		return SNAP_VM_STOPPED;
+	case VM_CREATED:
+		return SNAP_VM_CREATED;
 	default:
 		return SNAP_VM_OTHER;
 	}
@@ -283,6 +326,9 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 	}
 	capture_devices(vm);
 	image.dev.vm_state = snap_vm_state(was);
+	image.dev.exit_code = (u32)vm->exit_code;
+	if (was == VM_STOPPED)
+		strlcpy(image.dev.stop_reason, vm->stop_reason, sizeof(image.dev.stop_reason));
 	/* Guest RAM is one region at GPA 0 (the 2 MiB chunks of vm->chunks). */
 	image.nregions = 1;
 	ret = snap_region_init(&image.region[0], 0, vm->mem_size / PAGE_SIZE, SNAP_PAGES_PER_CRC);
@@ -307,10 +353,12 @@ u64 snap_new_store_id(void) { return rdtsc() * 0x9E3779B97F4A7C15ULL ^ ticks() ^
 static int save_store(struct blkdev *dev, int index)
 {
 	char size[32];
-	int ret = snap_store_open(&snap_store, dev);
+	int ret = snap_store_open_shell(dev);
 
 	if (ret && ret != -ENODATA)
 		printk("error: disk %d: %s\n", index, snap_store.err);
+	if (!ret)
+		snap_store_warn(index);
 	if (ret != -ENODATA)
 		return ret;
 	ret = snap_store_blank(&snap_store, dev);
@@ -463,6 +511,13 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	}
 
 	was = vm->state;
+	if (was == VM_CREATED) {
+		/* Its memory holds the loaded image but nothing ran: a restore could
+		 * only resume it, never start it as 'vm start' does. */
+		printk("error: snap save: VM %d was never started ('vm start %d' first)\n", vm_id,
+		       vm_id);
+		return -EINVAL;
+	}
 	c0 = dev->commands;
 	t0 = ticks();
 	if (was == VM_RUNNING || was == VM_HALTED) {
@@ -606,7 +661,21 @@ static int restore_load(struct snap_source *src, const char *name, struct vm **o
 			       name, rep.errors ? rep.first : errno_name(ret));
 		return ret;
 	}
-	vm->state = VM_PAUSED;
+	/* The VM comes back in the state it was saved in; a running or halted one
+	 * comes back paused, so that 'vm resume' decides when it runs. */
+	switch (parsed.dev.vm_state) {
+	case SNAP_VM_EXITED:
+		vm->state = VM_EXITED;
+		vm->exit_code = (int)parsed.dev.exit_code;
+		break;
+	case SNAP_VM_STOPPED:
+		vm->state = VM_STOPPED;
+		strlcpy(vm->stop_reason, parsed.dev.stop_reason, sizeof(vm->stop_reason));
+		break;
+	default:
+		vm->state = VM_PAUSED;
+		break;
+	}
 	vm->started_ticks = ticks();
 	*out = vm;
 	return 0;
@@ -617,7 +686,7 @@ int snap_restore(const char *name, const char *disk_opt)
 	struct snap_source src;
 	struct blkdev *dev;
 	struct vm *vm = NULL;
-	char mem[32], rate[32];
+	char mem[32], rate[32], how[64];
 	u64 t0, t_verify, t_load, t_create = 0, c0, size;
 	int index, entry, ret;
 
@@ -648,17 +717,23 @@ int snap_restore(const char *name, const char *disk_opt)
 	snap_source_put(&src);
 	if (ret)
 		return ret;
+	if (vm->state == VM_EXITED)
+		snprintf(how, sizeof(how), "exited with code %d, as it was saved", vm->exit_code);
+	else if (vm->state == VM_STOPPED)
+		strlcpy(how, "stopped, as it was saved ('vm info' says why)", sizeof(how));
+	else
+		snprintf(how, sizeof(how), "paused: 'vm resume %d' continues it", vm->id);
 	/* The rate is the image's size over the whole restore (both passes): how
 	 * fast an image of that size comes back. Bytes and commands are counted. */
 	format_size(mem, sizeof(mem), vm->mem_size);
 	print_rate(rate, sizeof(rate), size, t_verify + t_load);
 	printk("restored '%s' as VM %d (%s, %s of RAM, saved from VM %u) in %llu ms = %s for the "
 	       "%llu-byte image (verify %llu ms, new VM %llu ms, load %llu ms; %llu bytes read in "
-	       "%llu disk commands), paused: 'vm resume %d' continues it\n",
+	       "%llu disk commands), %s\n",
 	       name, vm->id, vm->image, mem, parsed.dev.vm_id,
 	       (unsigned long long)((t_verify + t_load) / 1000), rate, (unsigned long long)size,
 	       (unsigned long long)(t_verify / 1000), (unsigned long long)(t_create / 1000),
 	       (unsigned long long)((t_load - t_create) / 1000), (unsigned long long)entry_io.bytes,
-	       (unsigned long long)(dev->commands - c0), vm->id);
+	       (unsigned long long)(dev->commands - c0), how);
 	return 0;
 }

@@ -17,6 +17,16 @@ extern struct snap_store snap_store;
  * name such as vblk0), or NULL for the default: the first disk holding a store,
  * else the first disk. Prints the error and returns NULL when there is none. */
 struct blkdev *snap_pick_disk(const char *opt, int *index);
+/* Registers the overwrite guard of `disk write` (snap_store_present). Boot. */
+void snap_init(void);
+/* Prints, loudly, what opening a damaged store found and recovered. */
+void snap_store_warn(int index);
+/* snap_store_open() into snap_store with a progress bar and Ctrl-C for the
+ * scan a damaged catalog causes; prints nothing. */
+int snap_store_open_shell(struct blkdev *dev);
+/* Prints what a snap_store_open() that returned ret means (the warning of a
+ * recovery included); returns ret. */
+int snap_open_report(int ret, struct blkdev *dev, int index);
 /* Opens the store on dev into snap_store; prints a clear error otherwise. */
 int snap_open_store(struct blkdev *dev, int index);
 

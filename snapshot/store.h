@@ -24,7 +24,9 @@
 #define SNAP_DATA_START 256 /* blocks: the first MiB holds the metadata */
 #define SNAP_STORE_MIN_BLOCKS (SNAP_DATA_START + 16)
 
-#define SNAP_STATE_COMPLETE 1 /* written, flushed, committed */
+#define SNAP_STATE_COMPLETE 1	      /* written, flushed, committed */
+#define SNAP_STATE_RECOVERED 2	      /* found on the disk after the catalog lost it */
+#define SNAP_STATE_DAMAGED_RECOVERY 3 /* in memory only: a found image cut short */
 
 /* One catalog entry (128 bytes on disk). */
 struct snap_entry {
@@ -36,7 +38,7 @@ struct snap_entry {
 	u64 wall;	   /* wall-clock time of the save, Unix seconds (0: unknown) */
 	u64 seq;	   /* serial number within this store, increasing */
 	u64 memory_pages;
-	u32 state;	/* SNAP_STATE_COMPLETE */
+	u32 state;	/* SNAP_STATE_COMPLETE or SNAP_STATE_RECOVERED */
 	u32 header_crc; /* CRC32C of the image's 64-byte header: ties entry and image */
 	u16 vm_id;
 	u16 vcpus;
@@ -64,14 +66,34 @@ struct snap_store {
 	u32 count;
 	struct snap_entry entry[SNAP_CAT_MAX];
 	char err[160]; /* one-line reason of the last failure */
+	/* Set by open when a catalog copy is damaged and the images were scanned. */
+	bool damaged;
+	u32 recovered;	 /* images found that the catalog in use did not name */
+	u32 overwritten; /* found images cut short by a later one (not restorable) */
+	u32 lost;	 /* found images left out: the catalog was full */
+	char note[200];	 /* what open found and did, for a loud message */
+	/* Optional, called during the scan with the blocks done; a nonzero
+	 * return (Ctrl-C: -ECANCELED) ends the open with it. */
+	int (*progress)(void *ctx, u64 done, u64 total);
+	void *progress_ctx;
 	u8 buf[SNAP_CAT_BYTES] __aligned(SNAP_BLOCK);
 };
 
-/* Opens the store on dev. Returns 0; -ENODATA when dev holds no store;
+/* Opens the store on dev. When a catalog copy is damaged (not merely never
+ * written), the data area is scanned and every image the catalog in use lacks
+ * is added as a recovered entry (st->damaged, st->recovered and st->note say
+ * so). Returns 0; -ENODATA when dev holds no store;
  * -EBADMSG when the superblock or both catalog copies are damaged; -EINVAL for
  * an unsupported sector size; -ERANGE when the disk is smaller than the store;
  * or the disk's errno. st->err says why. */
 int snap_store_open(struct snap_store *st, struct blkdev *dev);
+/* The overwrite guard of `disk write`: true when dev holds a store, or looks
+ * like it once did (a superblock, catalog or image magic where the store puts
+ * them). Registered with blkdev_set_guard() at boot and by amber-snap. */
+bool snap_store_present(struct blkdev *dev);
+/* Whether entry i's image still starts with the header the entry names:
+ * 1 yes, 0 no (damaged or overwritten), or the disk's errno. */
+int snap_store_check_entry(struct snap_store *st, u32 i);
 /* 1 when the first MiB of dev is all zero (a blank disk), 0 if not, or errno. */
 int snap_store_blank(struct snap_store *st, struct blkdev *dev);
 /* Writes an empty store over dev (superblock last). */

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 # Amber's one test runner (`make test`): the host unit test programs in
-# $AMBER_BUILD/unit/, then every test_* function of tests/integration/test_*.py,
+# $AMBER_BUILD/unit/, each fuzz target of tests/fuzz/ for FUZZ_TEST_SECONDS,
+# then every test_* function of tests/integration/test_*.py,
 # each in its own process group under a timeout. Runs on the build host.
 """usage: tests/run.py [-j N] [--timeout S] [--list] [FILTER...]
 
 FILTER: run only the tests whose name contains one of these substrings
-(names look like unit/virtqueue and test_shell.test_version).
+(names look like unit/virtqueue, fuzz/image and test_shell.test_version).
 Prints PASS/FAIL/SKIP per test as each ends, then "N passed, N failed"
 (", N skipped" when some were) and exits 0 only when none failed.
 """
@@ -63,6 +64,26 @@ def unit_tests(default_timeout):
 		paths = [p for p in paths if os.path.isfile(p) and os.access(p, os.X_OK)]
 	# A listed program that was not built runs as a failing test ("could not start").
 	return [Test("unit/" + os.path.basename(p), [p], default_timeout) for p in paths]
+
+
+FUZZ_TEST_SECONDS = int(os.environ.get("FUZZ_TEST_SECONDS", "20"))
+
+
+def fuzz_tests():
+	"""One test per fuzz target (tests/fuzz/*.mk): a bounded run that fails on
+	a crash. A target that was not built fails ("make fuzz-build")."""
+	try:
+		r = subprocess.run(["make", "-s", "--no-print-directory", "print-fuzz-targets",
+				    "BUILD=" + os.path.relpath(BUILD, ROOT)], cwd=ROOT,
+				   capture_output=True, text=True, timeout=30)
+	except (OSError, subprocess.TimeoutExpired):
+		return []
+	if r.returncode != 0:
+		return []
+	names = [line.split()[0] for line in r.stdout.splitlines() if line.split()]
+	runner = os.path.join(TESTS, "fuzz", "run.py")
+	return [Test("fuzz/" + n, [sys.executable, runner, n, str(FUZZ_TEST_SECONDS)],
+		     FUZZ_TEST_SECONDS + 180) for n in names]
 
 
 def load_module(path):
@@ -207,7 +228,7 @@ def main():
 	ap.add_argument("filters", nargs="*", metavar="FILTER")
 	opts = ap.parse_args()
 
-	units = unit_tests(opts.timeout)
+	units = unit_tests(opts.timeout) + fuzz_tests()
 	integ = integration_tests(opts.timeout)
 	if opts.filters:
 		keep = lambda t: any(f in t.name for f in opts.filters)
@@ -237,7 +258,8 @@ def main():
 					print(indent(out), flush=True)
 
 	start = time.monotonic()
-	# Unit tests are quick and use both cores themselves (sanitizers): in order.
+	# Unit tests are quick, and each fuzz target takes a core for its time:
+	# in order, before the emulators start.
 	for t in units:
 		report(t, execute(t))
 

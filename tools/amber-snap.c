@@ -133,18 +133,25 @@ static int cmd_list(int argc, char **argv)
 		if (!store.copy[c].ok)
 			printf("  note: catalog copy %c is not in use: %s\n", 'A' + c,
 			       store.copy[c].why);
+	if (store.damaged)
+		printf("WARNING: catalog damaged; data area scanned: %s\n", store.note);
 	if (store.count)
 		printf("  %-20s %-12s %3s %9s %12s  %-19s  %10s %s\n", "NAME", "VM IMAGE", "CPU",
-		       "RAM(KiB)", "IMAGE(bytes)", "SAVED (RTC)", "OFFSET", "SEQ");
+		       "RAM(KiB)", "IMAGE(bytes)", "SAVED (RTC)", "OFFSET", "SEQ STATE");
 	for (u32 i = 0; i < store.count; i++) {
 		const struct snap_entry *e = &store.entry[i];
+		int ok = snap_store_check_entry(&store, i);
 		char when[32];
 
 		snap_format_time(when, sizeof(when), e->wall);
-		printf("  %-20s %-12s %3u %9llu %12llu  %-19s  %10llu #%llu\n", e->name,
-		       e->vm_image, e->vcpus, (unsigned long long)e->memory_pages * 4,
-		       (unsigned long long)e->size, when,
-		       (unsigned long long)e->start_block * SNAP_BLOCK, (unsigned long long)e->seq);
+		printf("  %-20s %-12s %3u %9llu %12llu  %-19s  %10llu #%llu %s\n", e->name,
+		       e->vm_image[0] ? e->vm_image : "?", e->vcpus,
+		       (unsigned long long)e->memory_pages * 4, (unsigned long long)e->size, when,
+		       (unsigned long long)e->start_block * SNAP_BLOCK, (unsigned long long)e->seq,
+		       ok < 0				? "unreadable" :
+		       !ok				? "DAMAGED" :
+		       e->state == SNAP_STATE_RECOVERED ? "recovered" :
+							  "complete");
 	}
 	return 0;
 }

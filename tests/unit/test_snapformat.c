@@ -207,6 +207,9 @@ static void test_header(void)
 			fprintf(stderr, "flip of bit %d not detected\n", bit);
 		CHECK(!snap_header_is_valid(&d));
 	}
+	h.version = 1;
+	h.checksum = snap_header_compute_checksum(&h);
+	CHECK(snap_header_is_valid(&h)); /* version 1 and 2 are both read */
 	h.version = SNAPSHOT_VERSION + 1;
 	h.checksum = snap_header_compute_checksum(&h);
 	CHECK(!snap_header_is_valid(&h));
@@ -469,6 +472,44 @@ static void test_bit_flips(void)
 	}
 }
 
+/* Issue 12 defect 1: a REGIONS count far past the 16-entry arrays, with the
+ * section's CRCs made consistent, is refused by name; nothing reads past the
+ * arrays and `snap info` prints a bounded description. */
+static void test_hostile_region_count(void)
+{
+	static struct snap_parsed p;
+	struct snap_source src = { .read = mem_read, .size = img_size };
+	struct snap_report rep = { .emit = collect };
+	u64 pos = section_pos(SNAP_SEC_REGIONS, 0);
+	static const u32 counts[] = { 0xFFFFFFFFu, SNAP_MAX_REGIONS + 1, 1000 };
+	struct snap_section s;
+	u8 saved[8];
+
+	CHECK(pos != 0);
+	memcpy(saved, img_buf + pos + SNAP_SECTION_HDR_SIZE, 8);
+	for (size_t c = 0; c < ARRAY_SIZE(counts); c++) {
+		CHECK_EQ(snap_section_decode(img_buf + pos, &s), 0);
+		snap_put32(img_buf + pos + SNAP_SECTION_HDR_SIZE, counts[c]);
+		s.payload_crc = crc32c(0, img_buf + pos + SNAP_SECTION_HDR_SIZE, s.length);
+		snap_section_encode(&s, img_buf + pos);
+		report_text[0] = '\0';
+		CHECK(snap_image_open(&src, &p, &rep) == -EBADMSG);
+		CHECK(p.nregions <= SNAP_MAX_REGIONS);
+		CHECK(strstr(report_text, "region table") != NULL);
+		snap_image_check_pages(&src, &p, &rep, NULL, NULL);
+		describe_lines = 0;
+		describe_text[0] = '\0';
+		snap_image_describe(&src, &p, count_line, NULL);
+		CHECK(describe_lines < 40);
+		snap_image_close(&p);
+	}
+	memcpy(img_buf + pos + SNAP_SECTION_HDR_SIZE, saved, 8);
+	CHECK_EQ(snap_section_decode(img_buf + pos, &s), 0);
+	s.payload_crc = crc32c(0, img_buf + pos + SNAP_SECTION_HDR_SIZE, s.length);
+	snap_section_encode(&s, img_buf + pos);
+	CHECK_EQ(verify_image(&p, img_size), 0);
+}
+
 /* Rewrites one section header in place (type and flags), CRC recomputed. */
 static void retype(u64 pos, u32 type, u32 flags)
 {
@@ -505,12 +546,13 @@ static void test_unknown_sections(void)
 		struct snapshot_header h;
 
 		snap_header_decode(img_buf, &h);
+		CHECK_EQ(h.version, SNAPSHOT_VERSION);
 		h.version = 3;
 		h.checksum = snap_header_compute_checksum(&h);
 		snap_header_encode(&h, img_buf);
 		CHECK(verify_image(&p, img_size) > 0);
 		CHECK(strstr(report_text, "format version 3") != NULL);
-		h.version = 2;
+		h.version = SNAPSHOT_VERSION;
 		h.checksum = snap_header_compute_checksum(&h);
 		snap_header_encode(&h, img_buf);
 		img_buf[0] = 'X';
@@ -609,14 +651,14 @@ static void test_version1_image(void)
 	bool pic_seen = false;
 
 	CHECK(dv && end && im == SNAP_HEADER_SIZE);
-	CHECK_EQ(end - dv,
-		 2 * SNAP_SECTION_HDR_SIZE + SNAP_DEVICES_SIZE_V1 + SNAP_PLATFORM_SIZE_NO_VGA);
+	CHECK(end - dv >=
+	      3 * SNAP_SECTION_HDR_SIZE + SNAP_DEVICES_SIZE_V1 + SNAP_PLATFORM_SIZE_NO_VGA);
 	memcpy(saved, img_buf, img_size);
 	/* DEVICES, v1: the identity as before, COM1 from 0xB0. */
 	pay = img_buf + dv + SNAP_SECTION_HDR_SIZE;
 	memset(pay, 0, SNAP_DEVICES_SIZE_V1);
 	snap_devices_encode(&img.dev, pay);
-	memset(pay + 0xB0, 0, 0x10);
+	memset(pay + 0xB0, 0, SNAP_DEVICES_SIZE_V1 - 0xB0);
 	pay[0xB1] = 3;
 	memcpy(pay + 0xC8, "hello", 5);
 	sec.length = SNAP_DEVICES_SIZE_V1;
@@ -632,6 +674,13 @@ static void test_version1_image(void)
 				     .length = SNAP_PLATFORM_SIZE_NO_VGA };
 	sec.payload_crc = crc32c(0, pay + SNAP_SECTION_HDR_SIZE, SNAP_PLATFORM_SIZE_NO_VGA);
 	snap_section_encode(&sec, pay);
+	/* The rest of the room: an optional section of unknown type. */
+	pay += SNAP_SECTION_HDR_SIZE + SNAP_PLATFORM_SIZE_NO_VGA;
+	sec = (struct snap_section){ .type = 0x0200,
+				     .length = img_buf + end - pay - SNAP_SECTION_HDR_SIZE };
+	memset(pay + SNAP_SECTION_HDR_SIZE, 0, sec.length);
+	sec.payload_crc = crc32c(0, pay + SNAP_SECTION_HDR_SIZE, sec.length);
+	snap_section_encode(&sec, pay);
 	/* Header version 1, and the IMAGE section's copy of the header CRC. */
 	snap_header_decode(img_buf, &h);
 	h.version = 1;
@@ -639,7 +688,6 @@ static void test_version1_image(void)
 	snap_header_encode(&h, img_buf);
 	snap_image_info_decode(img_buf + im + SNAP_SECTION_HDR_SIZE, &info);
 	info.header_crc = crc32c(0, img_buf, SNAP_HEADER_SIZE);
-	info.section_count--; /* three sections became two */
 	snap_image_info_encode(&info, img_buf + im + SNAP_SECTION_HDR_SIZE);
 	CHECK_EQ(snap_section_decode(img_buf + im, &sec), 0);
 	sec.payload_crc = crc32c(0, img_buf + im + SNAP_SECTION_HDR_SIZE, SNAP_IMAGE_SIZE);
@@ -652,7 +700,11 @@ static void test_version1_image(void)
 		fprintf(stderr, "%s", report_text);
 	CHECK_EQ(rep.errors, 0);
 	CHECK_EQ(p.hdr.version, 1);
+	CHECK_EQ(p.skipped, 1);
 	CHECK_STR(p.dev.cmdline, "pattern=5");
+	CHECK_EQ(p.dev.vm_state, SNAP_VM_RUNNING);
+	CHECK_EQ(p.dev.exit_code, 0); /* no VM end in version 1 */
+	CHECK_STR(p.dev.stop_reason, "");
 	CHECK_EQ(p.dev.guest_tsc_hz, 1999999999ULL);
 	CHECK_EQ(p.ndevrecs, 6);
 	for (u32 i = 0; i < p.ndevrecs; i++) {
@@ -687,6 +739,37 @@ static void test_version1_image(void)
 	CHECK_EQ(verify_image(&p, img_size), 0);
 }
 
+/* Issue 12 defect 5: the VM's end (exit code, stop reason) is in DEVICES
+ * since version 2; a version 1 DEVICES (0x188 bytes) decodes its identity
+ * alone (test_version1_image reads a whole version 1 image). */
+static void test_devices_versions(void)
+{
+	struct snap_devices d = { .vm_state = SNAP_VM_EXITED, .exit_code = 0xFFFFFFFE }, back;
+	u8 raw[SNAP_DEVICES_SIZE_V1] = { 0 };
+
+	strcpy(d.cmdline, "pattern=5");
+	d.guest_tsc_hz = 2600000000ULL;
+	strcpy(d.stop_reason, "guest wrote to its own page tables");
+	snap_devices_encode(&d, raw);
+	CHECK_EQ(SNAP_DEVICES_SIZE, 0x160);
+	CHECK_EQ(snap_get32(raw + 0x004), SNAP_VM_EXITED);
+	CHECK_EQ(snap_get64(raw + 0x0B0), 2600000000ULL);
+	CHECK_EQ(snap_get32(raw + 0x0B8), 0xFFFFFFFE);
+	CHECK(memcmp(raw + 0x0C0, "guest wrote", 11) == 0);
+	CHECK_EQ(raw[0x15F], 0);
+	snap_devices_decode(raw, SNAP_DEVICES_SIZE, &back);
+	CHECK_EQ((s32)back.exit_code, -2);
+	CHECK_EQ(back.guest_tsc_hz, 2600000000ULL);
+	CHECK_STR(back.stop_reason, d.stop_reason);
+	snap_devices_decode(raw, SNAP_DEVICES_SIZE_V1, &back);
+	CHECK_STR(back.cmdline, "pattern=5");
+	CHECK_EQ(back.exit_code, 0);
+	CHECK_EQ(back.guest_tsc_hz, 0);
+	CHECK_STR(back.stop_reason, "");
+	CHECK_STR(snap_vm_state_name(SNAP_VM_EXITED), "exited");
+	CHECK_STR(snap_vm_state_name(SNAP_VM_STOPPED), "stopped");
+}
+
 static void test_names(void)
 {
 	CHECK(snap_name_valid("base-1.2_x"));
@@ -705,8 +788,10 @@ int main(void)
 	test_round_trip();
 	test_bit_flips();
 	test_unknown_sections();
+	test_hostile_region_count();
 	test_v1_pieces();
 	test_version1_image();
+	test_devices_versions();
 	test_names();
 	free(img_buf);
 	free(guest_mem);

@@ -379,13 +379,182 @@ static void test_real_image(void)
 	free(m.data);
 }
 
+/* A real image named `name` written through the store and committed. */
+static void save_real(struct snap_store *s, const char *name, u32 pages, u8 *mem)
+{
+	static struct vcpu_state vs;
+	static struct snap_image img;
+	struct store_io io = { s, 0 };
+	struct snap_sink sink = { .write = store_sink_write, .ctx = &io };
+	struct snap_entry e;
+	u8 stage[2 * SNAP_BLOCK];
+	u8 raw[SNAP_HEADER_SIZE];
+
+	memset(&img, 0, sizeof(img));
+	vs.xsave_size = 0;
+	img.nvcpus = 1;
+	img.vcpu[0] = &vs;
+	img.nregions = 1;
+	strcpy(img.info.name, name);
+	CHECK_EQ(snap_region_init(&img.region[0], 0, pages, SNAP_PAGES_PER_CRC), 0);
+	CHECK_EQ(snap_region_scan(&img.region[0], guest_page, mem, NULL, NULL), 0);
+	CHECK(snap_image_layout(&img) > 0);
+	CHECK_EQ(snap_store_alloc(s, img.hdr.total_size, &io.start), 0);
+	sink.stage = stage;
+	sink.stage_size = sizeof(stage);
+	CHECK_EQ(snap_image_write(&img, &sink, guest_page, mem), 0);
+	e = make_entry(name, io.start, img.hdr.total_size);
+	snap_header_encode(&img.hdr, raw);
+	e.header_crc = crc32c(0, raw, sizeof(raw));
+	CHECK_EQ(snap_store_add(s, &e), 0);
+	snap_region_release(&img.region[0]);
+}
+
+/* True when no two entries (recovered ones included) share a block, and
+ * `start` (a new allocation of `blocks`) overlaps none of them. */
+static bool alloc_is_free(const struct snap_store *s, u64 start, u64 blocks)
+{
+	for (u32 i = 0; i < s->count; i++) {
+		const struct snap_entry *e = &s->entry[i];
+
+		if (start < e->start_block + snap_entry_blocks(e) &&
+		    e->start_block < start + blocks)
+			return false;
+	}
+	return true;
+}
+
+/* Issue 12 defect 2: one flipped bit in the catalog copy in use (bit 3 of
+ * byte 0x5021, copy B after the first save) must not lose snapshot A, and the
+ * next allocation must not be placed over it. */
+static void test_damaged_catalog_recovery(void)
+{
+	struct memdisk m;
+	u8 *mem = aligned_alloc(4096, 32 * PAGE_SIZE);
+	u64 start;
+
+	memset(mem, 0, 32 * PAGE_SIZE);
+	memcpy(mem + 3 * PAGE_SIZE, "guest A", 7);
+	md_init(&m, 8 << 20, 512);
+	CHECK_EQ(snap_store_format(&st, &m.dev, 9), 0);
+	save_real(&st, "A", 32, mem);
+	CHECK_EQ(st.cur, 1);
+	m.data[0x5021] ^= 1 << 3;
+
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK(st.damaged);
+	CHECK(!st.copy[1].ok);
+	CHECK_EQ(st.recovered, 1);
+	CHECK_EQ(st.count, 1);
+	CHECK(snap_store_find(&st, "A") >= 0);
+	CHECK_EQ(st.entry[0].state, SNAP_STATE_RECOVERED);
+	CHECK_EQ(st.entry[0].start_block, SNAP_DATA_START);
+	CHECK_EQ(snap_store_check_entry(&st, 0), 1);
+	CHECK(strstr(st.note, "1 image") != NULL);
+	CHECK_EQ(snap_store_alloc(&st, 64 * 1024, &start), 0);
+	CHECK(alloc_is_free(&st, start, 16));
+
+	/* The next save commits the repaired catalog; both copies valid again. */
+	memcpy(mem + 3 * PAGE_SIZE, "guest B", 7);
+	save_real(&st, "B", 32, mem);
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK(!st.damaged);
+	CHECK_EQ(st.count, 2);
+	CHECK(snap_store_find(&st, "A") >= 0 && snap_store_find(&st, "B") >= 0);
+	CHECK_EQ(st.entry[snap_store_find(&st, "A")].state, SNAP_STATE_RECOVERED);
+	CHECK_EQ(st.entry[snap_store_find(&st, "B")].state, SNAP_STATE_COMPLETE);
+	for (u32 i = 0; i < st.count; i++)
+		CHECK_EQ(snap_store_check_entry(&st, i), 1);
+
+	/* A catalog entry whose image was overwritten is reported, not trusted. */
+	m.data[st.entry[0].start_block * SNAP_BLOCK + 8] ^= 1;
+	CHECK_EQ(snap_store_check_entry(&st, 0), 0);
+	free(m.data);
+	free(mem);
+}
+
+/* Two found images that overlap: the later-starting one was written later
+ * (it would have lost its header otherwise) and is kept; the other is counted
+ * as overwritten, and its blocks outside the kept one are free again. */
+static void test_recovery_overlap(void)
+{
+	struct memdisk m;
+	u8 *mem = aligned_alloc(4096, 32 * PAGE_SIZE);
+	u64 size, blocks;
+
+	memset(mem, 0, 32 * PAGE_SIZE);
+	memcpy(mem + 7 * PAGE_SIZE, "guest X", 7);
+	md_init(&m, 8 << 20, 512);
+	CHECK_EQ(snap_store_format(&st, &m.dev, 13), 0);
+	save_real(&st, "X", 32, mem);
+	size = st.entry[0].size;
+	blocks = snap_entry_blocks(&st.entry[0]);
+	CHECK(blocks >= 3);
+	/* The same image again, two blocks further on, over X's tail. */
+	memmove(m.data + (SNAP_DATA_START + 2) * SNAP_BLOCK, m.data + SNAP_DATA_START * SNAP_BLOCK,
+		size);
+	m.data[SNAP_CAT_B_BLOCK * SNAP_BLOCK + 0x21] ^= 8; /* the copy naming X */
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK(st.damaged);
+	CHECK_EQ(st.count, 1);
+	CHECK_EQ(st.recovered, 1);
+	CHECK_EQ(st.overwritten, 1);
+	CHECK_EQ(st.entry[0].start_block, SNAP_DATA_START + 2);
+	CHECK_STR(st.entry[0].name, "X.r258");
+	CHECK_EQ(snap_store_check_entry(&st, 0), 1);
+
+	/* A guest whose memory holds an image (its first block at a page
+	 * boundary): inside an image that verifies, that is page data. */
+	memset(m.data, 0, 8 << 20);
+	CHECK_EQ(snap_store_format(&st, &m.dev, 14), 0);
+	save_real(&st, "X", 32, mem);
+	memcpy(mem + 9 * PAGE_SIZE, m.data + SNAP_DATA_START * SNAP_BLOCK, PAGE_SIZE);
+	save_real(&st, "Z", 32, mem);
+	CHECK_EQ(st.cur, 0);
+	m.data[SNAP_CAT_A_BLOCK * SNAP_BLOCK + 0x21] ^= 8; /* the copy naming Z */
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK(st.damaged);
+	CHECK_EQ(st.recovered, 1);
+	CHECK_EQ(st.overwritten, 0);
+	CHECK_EQ(st.count, 2);
+	CHECK(snap_store_find(&st, "Z") >= 0);
+	CHECK_EQ(snap_store_find(&st, "X.r"), -ENOENT);
+	free(m.data);
+	free(mem);
+}
+
+/* Issue 12 defect 3: a flipped superblock magic leaves a disk that still
+ * looks like a store (catalog copies, an image header), so the overwrite
+ * guard of `disk write` still holds; a blank disk is not guarded. */
+static void test_guard_without_superblock(void)
+{
+	struct memdisk m;
+
+	md_init(&m, 8 << 20, 512);
+	CHECK(!blkdev_holds_snapshots(&m.dev));
+	CHECK_EQ(snap_store_format(&st, &m.dev, 11), 0);
+	m.data[0] ^= 0x01;
+	CHECK_EQ(snap_store_open(&st, &m.dev), -ENODATA);
+	CHECK(blkdev_holds_snapshots(&m.dev));
+	memset(m.data + SNAP_CAT_A_BLOCK * SNAP_BLOCK, 0, 8);
+	CHECK(!blkdev_holds_snapshots(&m.dev)); /* catalog B was never written */
+	/* An image header where a store's first image goes is enough. */
+	memcpy(m.data + SNAP_DATA_START * SNAP_BLOCK, "SNAP", 4);
+	CHECK(blkdev_holds_snapshots(&m.dev));
+	free(m.data);
+}
+
 int main(void)
 {
+	blkdev_set_guard(snap_store_present);
 	test_format_and_commit(512);
 	test_format_and_commit(4096);
 	test_torn_catalog();
 	test_disk_full();
 	test_catalog_full();
 	test_real_image();
+	test_damaged_catalog_recovery();
+	test_recovery_overlap();
+	test_guard_without_superblock();
 	return test_done("snapstore");
 }
