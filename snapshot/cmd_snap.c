@@ -193,6 +193,12 @@ static int snap_delete(const char *name, const char *disk_opt)
 		return entry;
 	format_size(size, sizeof(size), snap_entry_blocks(&snap_store.entry[entry]) * SNAP_BLOCK);
 	ret = snap_store_remove(&snap_store, entry);
+	if (ret && snap_store.unsure) {
+		printk("error: snap delete: the disk did not confirm the new catalog (%s):\n"
+		       "  '%s' may or may not be deleted ('snap list' reads the disk again)\n",
+		       snap_store.err, name);
+		return ret;
+	}
 	if (ret) {
 		printk("error: snap delete: %s; the snapshot is still there\n", snap_store.err);
 		return ret;

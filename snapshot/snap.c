@@ -466,7 +466,12 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	t0 = ticks();
 	ret = snap_store_add(&snap_store, &e);
 	st->commit_us = ticks() - t0;
-	if (ret)
+	if (ret && snap_store.unsure)
+		printk("error: snap save: the disk did not confirm the new catalog (%s): '%s'\n"
+		       "  may or may not be saved ('snap list' reads the disk again); earlier\n"
+		       "  snapshots are intact\n",
+		       snap_store.err, e.name);
+	else if (ret)
 		printk("error: snap save: committing the catalog failed: %s; the previous catalog "
 		       "still describes the disk, earlier snapshots are intact\n",
 		       snap_store.err);

@@ -618,15 +618,22 @@ static int commit(struct snap_store *st, const struct snap_entry *add, int skip)
 	int slot = 1 - st->cur, ret;
 	u64 next_seq = st->next_seq + (add ? 1 : 0);
 
+	st->unsure = false;
 	ret = flush(st); /* what the new catalog names must be durable first */
 	if (ret)
 		return ret;
 	cat_encode(st, add, skip, st->generation + 1, next_seq);
 	ret = meta_write(st, cat_block[slot], SNAP_CAT_BLOCKS, st->buf);
-	if (!ret)
-		ret = flush(st);
 	if (ret)
 		return ret;
+	ret = flush(st);
+	if (ret) {
+		/* The write completed: a later read may see the new catalog or,
+		 * if the disk lost its cache, the old one. The in-memory store
+		 * stays as it was; the next command opens it from the disk. */
+		st->unsure = true;
+		return ret;
+	}
 	/* Durable: the in-memory catalog follows. */
 	if (skip >= 0) {
 		for (u32 i = (u32)skip; i + 1 < st->count; i++)
@@ -683,9 +690,15 @@ int snap_store_format(struct snap_store *st, struct blkdev *dev, u64 store_id)
 	st->generation = 0;
 	st->next_seq = 1;
 	/* Superblock off first, on last: a format cut short leaves no store
-	 * rather than a store whose catalogs do not match it. */
+	 * rather than a store whose catalogs do not match it. The zeroed
+	 * superblock is flushed before any catalog changes: otherwise a cut
+	 * could keep the old superblock with one catalog copy zeroed, and the
+	 * old store would open from its other, older copy (bringing deleted
+	 * snapshots back). */
 	memset(st->buf, 0, SNAP_CAT_BYTES);
 	ret = meta_write(st, 0, 1, st->buf);
+	if (!ret)
+		ret = flush(st);
 	if (!ret)
 		ret = meta_write(st, cat_block[1], SNAP_CAT_BLOCKS, st->buf);
 	if (!ret) {

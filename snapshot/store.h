@@ -66,6 +66,9 @@ struct snap_store {
 	u32 count;
 	struct snap_entry entry[SNAP_CAT_MAX];
 	char err[160]; /* one-line reason of the last failure */
+	/* The last commit's new catalog was written but its flush failed: the
+	 * disk may hold the change or not, so callers must not say either. */
+	bool unsure;
 	/* Set by open when a catalog copy is damaged and the images were scanned. */
 	bool damaged;
 	u32 recovered;	 /* images found that the catalog in use did not name */

@@ -27,6 +27,7 @@ OCW3_POLL    equ 0x0C
 OCW3_IRR     equ 0x0A
 OCW3_ISR     equ 0x0B
 EOI          equ 0x20
+POLL_SPIN    equ 10000                          ; loop turns between two polls
 
 %macro CHECK 2                                  ; CHECK cc, "what failed"
 	j%1 %%ok
@@ -188,7 +189,10 @@ ref_wait:
 	pop ecx
 	ret
 
-; take: takes an IRQ0 request if one is there (poll, EOI), counting it in EBX.
+; take: takes an IRQ0 request if one is there (poll, EOI), counting it in EBX,
+; then spins a while without exits: the IRR holds a request until it is taken,
+; so polling every few tens of microseconds loses nothing at 100 Hz, and the
+; fewer exits let an emulator that runs guest time by instructions keep up.
 take:
 	call poll
 	test al, 0x80
@@ -197,6 +201,12 @@ take:
 	mov al, EOI
 	out PIC_M_CMD, al
 .none:
+	push ecx
+	mov ecx, POLL_SPIN
+.spin:
+	dec ecx
+	jnz .spin
+	pop ecx
 	ret
 
 ; edge: waits for the next rising edge of OUT2, taking requests meanwhile.

@@ -261,16 +261,11 @@ def test_crash_states_nvme():
 
 @timeout(300)
 def test_crash_states_format_force():
-	# KNOWN DEFECT, kept out of `make test` until snapshot/store.c is fixed:
-	# snap_store_format() zeroes the superblock, zeroes catalog B and writes
-	# the new catalog A with no flush between them, so a cut can keep only the
-	# zeroed catalog B: the old superblock then opens the old store from its
-	# older catalog A, and a snapshot deleted before (here 'A') comes back.
-	# AMBER_KNOWN_DEFECTS=1 runs it.
-	if not os.environ.get("AMBER_KNOWN_DEFECTS"):
-		skip("known defect: a cut 'snap format --force' can bring back a deleted "
-		     "snapshot (snapshot/store.c snap_store_format: no flush after zeroing "
-		     "the superblock); AMBER_KNOWN_DEFECTS=1 runs this test")
+	# Found by this test: snap_store_format() zeroed the superblock, zeroed
+	# catalog B and wrote the new catalog A with no flush between them, so a
+	# cut could keep only the zeroed catalog B: the old superblock then opened
+	# the old store from its older catalog A, and a snapshot deleted before
+	# (here 'A') came back. The zeroed superblock is now flushed first.
 	need_file(AMBER_SNAP, "make builds it")
 	rec = Recorder()
 	rec.record("setup-a", rec.save("A", blank=True), must=[], may=["A"], store_optional=True)

@@ -234,15 +234,8 @@ def test_injected_errors_nvme():
 
 @timeout(200)
 def test_injected_flush_after_commit():
-	# KNOWN DEFECT, kept out of `make test` until snapshot/ is fixed: when the
-	# catalog write of a save or delete completes but the flush after it
-	# fails, Amber reports "committing the catalog failed ... the previous
-	# catalog still describes the disk" (snapshot/snap.c save_image) or "the
-	# snapshot is still there" (snapshot/cmd_snap.c snap_delete), while the
-	# new catalog copy is on the disk and the very next 'snap list' shows the
-	# save done (or the delete done). AMBER_KNOWN_DEFECTS=1 runs it.
-	if not os.environ.get("AMBER_KNOWN_DEFECTS"):
-		skip("known defect: a failed flush after the catalog write is reported as "
-		     "'nothing changed' while the disk shows the change (snapshot/snap.c "
-		     "save_image, snapshot/cmd_snap.c snap_delete); AMBER_KNOWN_DEFECTS=1 runs it")
+	# Found by this test: when the catalog write of a save or delete completed
+	# but the flush after it failed, Amber said "the previous catalog still
+	# describes the disk" or "the snapshot is still there" while the next
+	# 'snap list' showed the change. It now says the outcome is unknown.
 	run_kind("virtio", ambiguous=True)

@@ -158,9 +158,11 @@ def test_devices_mid_work():
 	power-on state would mask IRQ0 and the next window would hold no tick).
 	The VM is paused for the save: a running VM's guest time goes on while the
 	shell works on the command (creating the store here), and a guest that
-	polls its timer counts that as ticks lost, as under any host preemption."""
+	polls its timer counts that as ticks lost, as under any host preemption.
+	So does a QEMU process the host deschedules: -icount runs guest time by
+	instructions, whatever the load on the machine."""
 	disk = make_disk(64 << 20)
-	with boot_qemu(disks=[("virtio", disk)]) as vm:
+	with boot_qemu(disks=[("virtio", disk)], extra=("-icount", "shift=0,sleep=off")) as vm:
 		vm.wait_prompt()
 		vid = start_vm(vm, "pic", args="windows=0")
 		seen_after(vm, 0, rf"\[vm{vid}\] pic: window 2: ", 60, "the pic guest's second window")

@@ -9,5 +9,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vm_cases  # noqa: E402
 
 BACKEND = vm_cases.Backend("svm", boot=lambda modules: vm_cases.boot_qemu_tcg(modules),
-			   speed=300e6, slow=1.0, emulator="qemu-tcg")
+			   speed=300e6, slow=1.0, emulator="qemu-tcg",
+			   boot_timed=lambda modules: vm_cases.boot_qemu_tcg(modules, icount=True))
 vm_cases.install(globals(), BACKEND)
