@@ -1,6 +1,6 @@
 /*
  * What a guest's intercepted instructions do, written once for both backends:
- * port I/O (dispatched to the emulated devices), CPUID (the host's, with the
+ * port I/O (dispatched to the emulated devices, string forms included), CPUID (the host's, with the
  * virtualization extensions and what Amber does not emulate hidden), MSRs from
  * an allow-list (anything else is #GP) and XSETBV.
  * Host context, on the exit path of the vCPU named in each call.
@@ -10,6 +10,7 @@
 #include "kernel/msr.h"
 #include "kernel/printk.h"
 #include "kernel/x86.h"
+#include "vmm/insn.h"
 #include "vmm/vmm_internal.h"
 
 #define GP_VECTOR 13
@@ -76,6 +77,140 @@ static void io_dispatch(struct vcpu *v, const struct vm_exit *e, u32 *val)
 	unemulated(v, e);
 }
 
+/* ---- string I/O ------------------------------------------------------------ */
+
+#define STRIO_BATCH 1024 /* elements of a REP INS/OUTS done per exit */
+#define X86_EFLAGS_DF BIT(10)
+
+/* The guest page the last element of a string went to, so that a batch walks
+ * the guest's page tables once per page rather than once per element. */
+struct strio_page {
+	u64 la, gpa; /* page-aligned; la == ~0 when empty */
+};
+
+/* Copies one element between buf and the guest at la (the element may cross
+ * into the next page). Returns 0, -EFAULT or -EPERM like vcpu_translate, and
+ * the linear address that failed in *bad. */
+static int strio_copy(struct vcpu *v, struct strio_page *pc, u64 la, u64 la_mask, u8 *buf, u8 size,
+		      bool write, u64 *bad)
+{
+	while (size) {
+		u64 page = la & ~(PAGE_SIZE - 1), off = la & (PAGE_SIZE - 1);
+		u8 n = (u8)MIN((u64)size, PAGE_SIZE - off);
+		int err;
+
+		if (pc->la != page) {
+			err = vcpu_translate(v, &st, page, write ? VCPU_ACCESS_WRITE : 0, &pc->gpa);
+			if (err) {
+				*bad = la;
+				pc->la = ~0ULL;
+				return err;
+			}
+			pc->la = page;
+		}
+		if (write ? vm_copy_to_guest(v->vm, pc->gpa + off, buf, n) :
+			    vm_copy_from_guest(v->vm, buf, pc->gpa + off, n)) {
+			*bad = la;
+			return -EFAULT;
+		}
+		buf += n;
+		size -= n;
+		la = (la + n) & la_mask;
+	}
+	return 0;
+}
+
+static void hex_bytes(char *out, size_t cap, const u8 *b, unsigned n)
+{
+	size_t at = 0;
+
+	out[0] = '\0';
+	for (unsigned i = 0; i < n && at + 4 < cap; i++)
+		at += snprintf(out + at, cap - at, i ? " %02x" : "%02x", b[i]);
+}
+
+/*
+ * INS and OUTS, REP or not (SDM Vol. 2B "INS/INSB/INSW/INSD",
+ * "OUTS/OUTSB/OUTSW/OUTSD", "REP/REPE/REPZ/REPNE/REPNZ"). The exit says the
+ * port, the size and the direction; the address size and the segment come
+ * from the instruction bytes at RIP, which both backends can give (the VMX
+ * instruction-information field and the SVM EXITINFO1 bits would need
+ * decoding in vmm/vmx and vmm/svm). Each element goes through the same port
+ * dispatch as IN/OUT. A REP does at most STRIO_BATCH elements per exit,
+ * updating rSI/rDI/rCX as the CPU does after each; while elements remain,
+ * RIP stays on the instruction, so the guest executes it again and the host
+ * is never held by a huge count.
+ *
+ * A guest buffer that is not mapped, or that the page rights forbid, would
+ * be a #PF for the guest. Injecting one needs CR2 loaded with the address,
+ * and the backend interface can set CR2 only through the full set_state
+ * (which also rewrites the TSC offset), so the guest is stopped with a
+ * report instead; the elements before the fault are done, as on the CPU.
+ * Segment limits are not checked (a flat or 64-bit guest has none to break).
+ */
+static int emulate_string_io(struct vcpu *v, const struct vm_exit *e)
+{
+	u8 code[INSN_MAX_LEN];
+	char hex[3 * INSN_MAX_LEN + 1];
+	struct strio_page pc = { .la = ~0ULL };
+	unsigned n = e->insn_len >= 1 && e->insn_len <= INSN_MAX_LEN ? e->insn_len : INSN_MAX_LEN;
+	enum insn_mode mode;
+	struct insn in;
+	u64 amask, la_mask, count, done, bad = 0;
+	u8 idx;
+	bool rep, ins;
+	int err;
+
+	vcpu_ops->get_state(v, &st);
+	mode = insn_mode_of(&st);
+	la_mask = mode == INSN_MODE_64 ? ~0ULL : 0xFFFFFFFFULL;
+	if (vcpu_read_linear(v, (st.cs.base + st.rip) & la_mask, code, n))
+		return vcpu_stop_report(v, e, "string I/O on port 0x%x: code at RIP not readable",
+					e->io.port);
+	err = insn_decode(code, n, mode, &in);
+	ins = e->io.in;
+	if (err || in.len != n || in.op != (ins ? INSN_INS : INSN_OUTS) || in.size != e->io.size) {
+		hex_bytes(hex, sizeof(hex), code, n);
+		return vcpu_stop_report(v, e, "%s on port 0x%x: cannot emulate %s (%s)",
+					ins ? "INS" : "OUTS", e->io.port, hex,
+					err ? insn_strerror(err) : "not what the CPU reported");
+	}
+
+	amask = in.addr_size == 8 ? ~0ULL : (1ULL << (8 * in.addr_size)) - 1;
+	idx = ins ? REG_RDI : REG_RSI;
+	rep = in.rep || in.repne; /* F2 repeats INS/OUTS as F3 does */
+	count = rep ? v->regs[REG_RCX] & amask : 1;
+	for (done = 0; done < count && done < STRIO_BATCH; done++) {
+		u64 la = insn_linear_address(&in, v->regs, &st, mode);
+		u64 step = (st.rflags & X86_EFLAGS_DF) ? -(u64)in.size : in.size;
+		u32 val = 0xFFFFFFFF;
+
+		if (ins) {
+			io_dispatch(v, e, &val);
+			err = strio_copy(v, &pc, la, la_mask, (u8 *)&val, in.size, true, &bad);
+		} else {
+			err = strio_copy(v, &pc, la, la_mask, (u8 *)&val, in.size, false, &bad);
+			if (!err)
+				io_dispatch(v, e, &val);
+		}
+		if (err)
+			return vcpu_stop_report(v, e,
+						"%s port 0x%x: buffer 0x%lx %s (#PF not injected)",
+						ins ? "INS" : "OUTS", e->io.port, bad,
+						err == -EPERM ? "not allowed" : "not mapped");
+		insn_reg_write(v->regs, idx, false, in.addr_size, v->regs[idx] + step);
+		if (rep)
+			insn_reg_write(v->regs, REG_RCX, false, in.addr_size, v->regs[REG_RCX] - 1);
+		if (v->vm->state != VM_RUNNING)
+			break;
+	}
+	if (v->vm->state == VM_STOPPED)
+		return EXIT_YIELD;
+	if (!rep || (v->regs[REG_RCX] & amask) == 0)
+		vcpu_ops->advance_rip(v, e);
+	return v->vm->state == VM_RUNNING ? EXIT_RESUME : EXIT_YIELD;
+}
+
 int emulate_io(struct vcpu *v, const struct vm_exit *e)
 {
 	u64 mask = e->io.size == 1 ? 0xFF : e->io.size == 2 ? 0xFFFF : 0xFFFFFFFFULL;
@@ -83,8 +218,7 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 	u32 val;
 
 	if (e->io.string)
-		return vcpu_stop_report(v, e, "string I/O (INS/OUTS) on port 0x%x is not emulated",
-					e->io.port);
+		return emulate_string_io(v, e);
 	if (e->io.in) {
 		val = 0xFFFFFFFF;
 		io_dispatch(v, e, &val);

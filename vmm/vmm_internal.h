@@ -44,6 +44,15 @@ int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, .
 /* Reads guest memory at a guest-linear address through the guest's own paging
  * (none, 32-bit, PAE or 4-level). Returns 0 or -EFAULT. */
 int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len);
+/* Writes guest memory at a guest-linear address as the guest itself would:
+ * the page rights at the vCPU's CPL are checked and the accessed and dirty
+ * bits set. Returns 0, -EFAULT (not mapped, or outside RAM) or -EPERM (the
+ * page rights forbid it); bytes before a failing page are written. */
+int vcpu_write_linear(struct vcpu *v, u64 la, const void *src, u64 len);
+/* Translates la for an access the guest makes, like vcpu_write_linear, for
+ * state s (from get_state): 0 and *gpa, -EFAULT or -EPERM. */
+#define VCPU_ACCESS_WRITE BIT(0)
+int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 access, u64 *gpa);
 
 /* vmm/emulate.c: CPUID, MSR and port I/O. */
 int emulate_io(struct vcpu *v, const struct vm_exit *e);

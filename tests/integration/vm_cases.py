@@ -15,7 +15,7 @@ import time
 import harness
 from harness import strip_ansi, work_dir
 
-GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench")
+GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench", "strio")
 
 
 class Backend:
@@ -204,6 +204,34 @@ def case_exit_counts(vm, backend):
 		vm.fail(f"expected 1234 cpuid and 7 rdmsr exits, 'vm info' counted {counts}")
 	if counts.get("io", 0) < 321 + 1:
 		vm.fail(f"expected at least 322 io exits (321 OUTs and the exit), counted {counts}")
+
+
+STRIO_LINES = ("fwd outsb ok", "bwd outsb ok", "outsw ok",
+	       "loopback insb/insw forward and backward ok", "a16 outsb ok",
+	       "32-bit outsd/insd, a16 and long counts ok", "64-bit fwd outsb ok",
+	       "64-bit bwd outsb ok", "64-bit a32 outsb ok", "64-bit fs outsb ok")
+
+
+@case()
+def case_string_io(vm, backend):
+	"""INS/OUTS with and without REP through the port dispatch (issue 11): the
+	strio guest prints with REP OUTSB/OUTSW forward and backward, reads its
+	own bytes back through the UART loopback with REP INSB/INSW, uses OUTSD/
+	INSD, 16- and 32-bit addressing and an FS override, in 32- and 64-bit
+	mode, and checks rSI/rDI/rCX and memory after each instruction. Its
+	3000-dword REP INSD and 5000-byte REP OUTSB are longer than one exit's
+	batch: they pass only if the guest's re-execution resumes where the
+	last batch stopped."""
+	vid = run(vm, "strio")
+	m = vm.wait_for(rf"\[vm{vid}\] (exited with code \d+|stopped: [^\r\n]*)\r?\n",
+			timeout=backend.t(30))
+	lines = guest_lines(vm, vid)
+	text = "\n".join(lines)
+	if m.group(1) != "exited with code 0":
+		vm.fail(f"the strio guest did not pass: {m.group(1)}\n{text}")
+	for step in STRIO_LINES:
+		if f"strio: {step}" not in lines:
+			vm.fail(f"the strio guest did not print 'strio: {step}':\n{text}")
 
 
 @case()
