@@ -303,6 +303,10 @@ static int handle_io(struct vcpu *v, struct vm_exit *e) { return emulate_io(v, e
 
 static int handle_mem(struct vcpu *v, struct vm_exit *e)
 {
+	const struct mmio_region *r = e->mem.fetch ? NULL : mmio_find(&v->vm->mmio, e->mem.gpa);
+
+	if (r)
+		return emulate_mmio(v, e, r);
 	return vcpu_stop_report(v, e,
 				"guest %s GPA 0x%lx, outside its RAM (0-0x%lx) and every device",
 				e->mem.fetch ? "fetched code at" :

@@ -60,6 +60,10 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e);
 int emulate_rdmsr(struct vcpu *v, const struct vm_exit *e);
 int emulate_wrmsr(struct vcpu *v, const struct vm_exit *e);
 int emulate_xsetbv(struct vcpu *v, const struct vm_exit *e);
+/* A guest access to a registered MMIO range r (VMEXIT_MEM): fetches and
+ * decodes the instruction at RIP, calls the device, writes back, advances RIP;
+ * anything it cannot do stops the VM with a report showing the bytes. */
+int emulate_mmio(struct vcpu *v, const struct vm_exit *e, const struct mmio_region *r);
 
 /* vmm/dev_uart.c: COM1. */
 #define VUART_BASE 0x3F8
