@@ -86,7 +86,8 @@ static s64 next_signed(struct cursor *c, unsigned bytes)
 static u64 size_mask(unsigned size) { return size >= 8 ? ~0ULL : (1ULL << (8 * size)) - 1; }
 
 /*
- * The memory operand of a ModR/M byte with mod != 3: SDM Vol. 2A 2.1.5
+ * The memory operand of a ModR/M byte with mod != 3: SDM Vol. 2A 2.1.3
+ * "ModR/M and SIB Bytes", 2.1.4 "Displacement and Immediate Bytes" and 2.1.5
  * "Addressing-Mode Encoding of ModR/M and SIB Bytes", Table 2-1 (16-bit),
  * Table 2-2 (32-bit) and Table 2-3 (SIB), with the REX.X/REX.B extensions and
  * RIP-relative addressing of 2.2.1.6 "RIP-Relative Addressing".
@@ -142,8 +143,8 @@ static void decode_modrm_mem(struct cursor *c, struct insn *in, u8 modrm, u8 rex
 }
 
 /* The register operand of ModR/M.reg (or an implicit rAX): with no REX
- * prefix, byte registers 4-7 are AH, CH, DH, BH (SDM Vol. 2A 2.1.5, Table 2-2
- * note, and 2.2.1.2 "More on REX Prefix Fields"). */
+ * prefix, byte registers 4-7 are AH, CH, DH, BH; with any REX they are SPL,
+ * BPL, SIL, DIL (SDM Vol. 2A 2.2.1.2 "More on REX Prefix Fields"). */
 static void set_reg(struct insn *in, u8 r, u8 size, bool any_rex)
 {
 	in->reg_size = size;
@@ -193,7 +194,7 @@ int insn_decode(const u8 *buf, size_t n, enum insn_mode mode, struct insn *in)
 		case 0x36:
 		case 0x3E:
 			/* 64-bit mode ignores the CS, SS, DS and ES overrides
-			 * (2.2.1 "REX Prefixes" and 3.3.7 "Segment Override"). */
+			 * (Vol. 1 3.4.2.1 "Segment Registers in 64-Bit Mode"). */
 			if (!mode64) {
 				in->seg = (b >> 3) & 3; /* 26 ES, 2E CS, 36 SS, 3E DS */
 				in->seg_override = true;
@@ -329,7 +330,7 @@ opcode:
 		if (c.err)
 			return c.err;
 		if (in->lock)
-			return -EINVAL; /* LOCK is #UD here (2.1.1 "Lock prefix") */
+			return -EINVAL; /* #UD: Vol. 2B "LOCK-Assert LOCK# Signal Prefix" */
 		in->len = (u8)c.pos;
 		return 0;
 	}
@@ -372,7 +373,7 @@ opcode:
 	}
 	if (c.err)
 		return c.err;
-	/* LOCK is allowed only on read-modify-write forms (2.1.1). */
+	/* LOCK is allowed only on read-modify-write forms (Vol. 2B "LOCK"). */
 	if (in->lock && in->op != INSN_ADD && in->op != INSN_OR && in->op != INSN_AND &&
 	    in->op != INSN_XCHG)
 		return -EINVAL;

@@ -13,12 +13,13 @@
 #include "kernel/types.h"
 #include "vmm/vcpu_state.h"
 
-#define INSN_MAX_LEN 15 /* SDM Vol. 2A 2.3.11 "AVX Instruction Length" and 2.1 */
+/* SDM Vol. 2A 2.3.11 "AVX Instruction Length": 15 bytes for any instruction. */
+#define INSN_MAX_LEN 15
 
-/* The default operand and address size of the code segment
- * (SDM Vol. 3A 5.2 "Fields and Flags Used for Segment-Level and Page-Level
- * Protection"): real and virtual-8086 mode and CS.D=0 are 16-bit, CS.D=1 is
- * 32-bit, CS.L=1 with EFER.LMA is 64-bit mode. */
+/* The default operand and address size of the code segment (its D and L
+ * flags, SDM Vol. 3A 3.4.5 "Segment Descriptors"): real and virtual-8086
+ * mode and CS.D=0 are 16-bit, CS.D=1 is 32-bit, CS.L=1 with EFER.LMA is
+ * 64-bit mode. */
 enum insn_mode {
 	INSN_MODE_16,
 	INSN_MODE_32,
@@ -26,7 +27,8 @@ enum insn_mode {
 };
 
 /* Segment registers in the order of their ModR/M "sreg" encoding
- * (SDM Vol. 2A 3.1.1.3 "Instruction Column in the Opcode Summary Table"). */
+ * (SDM Vol. 2 Appendix B "Instruction Formats and Encodings", "Segment
+ * Register (sreg) Field"). */
 enum insn_seg {
 	INSN_SEG_ES,
 	INSN_SEG_CS,
