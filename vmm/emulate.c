@@ -239,7 +239,6 @@ int emulate_mmio(struct vcpu *v, const struct vm_exit *e, const struct mmio_regi
 	struct insn in;
 	u64 rflags, gpa;
 	unsigned n;
-	bool writes;
 	int err;
 
 	vcpu_ops->get_state(v, &st);
@@ -254,9 +253,8 @@ int emulate_mmio(struct vcpu *v, const struct vm_exit *e, const struct mmio_regi
 	}
 	/* The operand must be the address that exited, or the bytes are not
 	 * the instruction the CPU ran (a decoder gap, or code changed since). */
-	writes = in.op != INSN_MOV_LOAD && in.op != INSN_MOVZX && in.op != INSN_MOVSX;
 	if (vcpu_translate(v, &st, insn_linear_address(&in, v->regs, &st, mode),
-			   writes ? VCPU_ACCESS_WRITE : 0, &gpa) ||
+			   insn_writes_memory(&in) ? VCPU_ACCESS_WRITE : 0, &gpa) ||
 	    gpa != e->mem.gpa) {
 		hex_bytes(hex, sizeof(hex), code, MIN((unsigned)in.len, 8u));
 		return vcpu_stop_report(v, e, "MMIO %s at GPA 0x%lx: %s addresses elsewhere", dir,

@@ -77,6 +77,19 @@ struct insn {
 	s64 disp;	/* displacement, or the whole moffs offset */
 };
 
+/* The direction of the memory access: a load reads, a store writes, XCHG and
+ * ADD/OR/AND read then write; INS writes and OUTS reads its string. */
+static inline bool insn_reads_memory(const struct insn *in)
+{
+	return in->op != INSN_MOV_STORE && in->op != INSN_INS;
+}
+
+static inline bool insn_writes_memory(const struct insn *in)
+{
+	return in->op != INSN_MOV_LOAD && in->op != INSN_MOVZX && in->op != INSN_MOVSX &&
+	       in->op != INSN_OUTS;
+}
+
 /* Decodes the instruction in buf[0..n) for a CPU in `mode`. Returns 0 and
  * fills *in; -ENODATA when the instruction runs past buf[n-1] (fetch more);
  * -EOPNOTSUPP for an instruction outside the forms above; -EINVAL for an

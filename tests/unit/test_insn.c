@@ -596,6 +596,26 @@ static void test_writeback(void)
 	CHECK_EQ(fl, 0x80 | 0x4);
 }
 
+static void test_direction(void)
+{
+	struct insn in;
+
+	in = DEC(INSN_MODE_64, 0x89, 0x08); /* mov [rax],ecx */
+	CHECK(!insn_reads_memory(&in) && insn_writes_memory(&in));
+	in = DEC(INSN_MODE_64, 0x8b, 0x00); /* mov eax,[rax] */
+	CHECK(insn_reads_memory(&in) && !insn_writes_memory(&in));
+	in = DEC(INSN_MODE_64, 0x0f, 0xbe, 0x00); /* movsx eax,byte [rax] */
+	CHECK(insn_reads_memory(&in) && !insn_writes_memory(&in));
+	in = DEC(INSN_MODE_64, 0x87, 0x02); /* xchg [rdx],eax */
+	CHECK(insn_reads_memory(&in) && insn_writes_memory(&in));
+	in = DEC(INSN_MODE_64, 0xf0, 0x83, 0x04, 0x24, 0x00); /* lock add [rsp],0 */
+	CHECK(insn_reads_memory(&in) && insn_writes_memory(&in));
+	in = DEC(INSN_MODE_64, 0xf3, 0x6c); /* rep insb */
+	CHECK(!insn_reads_memory(&in) && insn_writes_memory(&in));
+	in = DEC(INSN_MODE_64, 0xf3, 0x6e); /* rep outsb */
+	CHECK(insn_reads_memory(&in) && !insn_writes_memory(&in));
+}
+
 static void test_mode_of(void)
 {
 	struct vcpu_state s = { 0 };
@@ -624,6 +644,7 @@ int main(void)
 	test_refused();
 	test_addresses();
 	test_writeback();
+	test_direction();
 	test_mode_of();
 	return test_done("insn");
 }
