@@ -3,8 +3,8 @@
 ; and OUTSW to COM1, forward and backward (DF=1); bytes sent and read back
 ; with REP INSB/INSW through the UART's loopback mode (PC16550D 8.5 "Modem
 ; Control Register", bit 4); OUTSD/INSD on the PCI configuration ports; 16-bit
-; addressing in 32-bit code and 32-bit addressing and an FS override in
-; 64-bit code; counts larger than one exit's batch. After each instruction
+; addressing in 32-bit code, 16-bit protected mode with segment bases, and
+; 32-bit addressing and an FS override in 64-bit code; counts larger than one exit's batch. After each instruction
 ; it checks rSI/rDI/rCX and the memory around the buffer. Prints a line per
 ; step; exit code 0 when every check held, else the number of the first one
 ; that failed. It also passes on QEMU TCG without Amber (-kernel), which is
@@ -31,6 +31,19 @@ PCI_ADDR        equ 0xCF8
 PCI_DATA        equ 0xCFC
 PCI_ABSENT      equ 0x8000F800                  ; bus 0, device 31, function 0
 GUARD           equ 0xCC
+DS16_BASE       equ 0x230000                    ; bases of the 16-bit data segments
+ES16_BASE       equ 0x240000
+
+; SEG16 base, access: a byte-granular 64 KiB segment descriptor, D=0
+; (SDM Vol. 3A 3.4.5 "Segment Descriptors").
+%macro SEG16 2
+	dw 0xFFFF
+	dw (%1) & 0xFFFF
+	db ((%1) >> 16) & 0xFF
+	db %2
+	db 0x00
+	db ((%1) >> 24) & 0xFF
+%endmacro
 
 %macro FAIL_IF 2                                ; cc, check number (32-bit code)
 	j%-1 %%ok
@@ -242,6 +255,46 @@ main:
 	PRINT "strio: 32-bit outsd/insd, a16 and long counts ok"
 	call newline
 
+	; 40-44: 16-bit protected mode (CS.D=0), where DS and ES have bases of
+	; their own: OUTSB from DS:SI, INSB through the loopback to ES:DI.
+	mov esi, m16_msg
+	mov edi, DS16_BASE
+	mov ecx, m16_len
+	rep movsb
+	mov esi, pattern
+	mov edi, DS16_BASE + 0x100
+	mov ecx, 16
+	rep movsb
+	mov edi, ES16_BASE
+	mov ecx, 0x40
+	mov al, GUARD
+	rep stosb
+	call loop_off
+	lgdt [gdt64_desc]
+	jmp 0x20:0                              ; code16, offset 0
+back32:
+	mov ax, 0x10
+	mov ds, ax
+	mov es, ax
+	call loop_off
+	cmp esi, 0x12340000 + 0x100 + 16        ; upper half of ESI kept
+	FAIL_IF ne, 40
+	cmp edi, 0x56780000 + 0x10 + 16
+	FAIL_IF ne, 41
+	mov esi, pattern
+	mov edi, ES16_BASE + 0x10
+	mov ecx, 16
+	repe cmpsb
+	FAIL_IF ne, 42
+	cmp byte [ES16_BASE + 0x0F], GUARD
+	FAIL_IF ne, 43
+	cmp byte [ES16_BASE + 0x20], GUARD
+	FAIL_IF ne, 43
+	cmp ebx, 1                              ; the 16-bit code's own checks
+	FAIL_IF ne, 44
+	PRINT "strio: 16-bit protected mode outsb/insb ok"
+	call newline
+
 	; 64-bit mode: identity map of the first GiB with 2 MiB pages.
 	mov edi, PD
 	mov eax, 0x83
@@ -310,6 +363,40 @@ check_reversed:
 	pop edx
 	pop ecx
 	ret
+
+; The 16-bit code segment (selector 0x20, base code16): prints m16_msg from
+; DS:0 (DS base DS16_BASE), then sends pattern (DS:0x100) through the UART
+; loopback and reads it into ES:0x10 (ES base ES16_BASE). EBX = 1 when SI and
+; CX ended as they should; no stack is used.
+bits 16
+code16:
+	mov ax, 0x28
+	mov ds, ax
+	mov ax, 0x30
+	mov es, ax
+	xor ebx, ebx
+	mov esi, 0x12340000
+	mov ecx, m16_len
+	mov dx, COM1
+	rep outsb
+	cmp si, m16_len
+	jne .back
+	mov dx, UART_MCR
+	mov al, MCR_LOOP
+	out dx, al
+	mov dx, COM1
+	mov esi, 0x12340000 + 0x100
+	mov cx, 16
+	rep outsb
+	mov edi, 0x56780000 + 0x10
+	mov cx, 16
+	rep insb
+	test cx, cx
+	jnz .back
+	mov bl, 1
+.back:
+	jmp dword 0x08:back32
+bits 32
 
 fail:
 	push eax
@@ -475,6 +562,8 @@ bwd64_msg:	db 10
 bwd64_len	equ $ - bwd64_msg
 fwd32_msg:	db "strio: 64-bit a32 outsb ok", 10
 fwd32_len	equ $ - fwd32_msg
+m16_msg:	db "strio: 16-bit outsb from DS:SI ok", 10
+m16_len		equ $ - m16_msg
 fs_msg:		db "strio: 64-bit fs outsb ok", 10
 fs_len		equ $ - fs_msg
 fail64_msg:	db "strio: check failed in long mode: "
@@ -486,6 +575,9 @@ gdt64:
 	dq 0x00CF9B000000FFFF                   ; 0x08: 32-bit code
 	dq 0x00CF93000000FFFF                   ; 0x10: data
 	dq 0x00AF9B000000FFFF                   ; 0x18: 64-bit code
+	SEG16 0x100000 + (code16 - $$), 0x9B    ; 0x20: 16-bit code
+	SEG16 DS16_BASE, 0x93                   ; 0x28: 16-bit data (DS)
+	SEG16 ES16_BASE, 0x93                   ; 0x30: 16-bit data (ES)
 gdt64_desc:
 	dw gdt64_desc - gdt64 - 1
 	dd gdt64

@@ -208,7 +208,8 @@ def case_exit_counts(vm, backend):
 
 STRIO_LINES = ("fwd outsb ok", "bwd outsb ok", "outsw ok",
 	       "loopback insb/insw forward and backward ok", "a16 outsb ok",
-	       "32-bit outsd/insd, a16 and long counts ok", "64-bit fwd outsb ok",
+	       "32-bit outsd/insd, a16 and long counts ok", "16-bit outsb from DS:SI ok",
+	       "16-bit protected mode outsb/insb ok", "64-bit fwd outsb ok",
 	       "64-bit bwd outsb ok", "64-bit a32 outsb ok", "64-bit fs outsb ok")
 
 
@@ -217,8 +218,8 @@ def case_string_io(vm, backend):
 	"""INS/OUTS with and without REP through the port dispatch (issue 11): the
 	strio guest prints with REP OUTSB/OUTSW forward and backward, reads its
 	own bytes back through the UART loopback with REP INSB/INSW, uses OUTSD/
-	INSD, 16- and 32-bit addressing and an FS override, in 32- and 64-bit
-	mode, and checks rSI/rDI/rCX and memory after each instruction. Its
+	INSD, 16- and 32-bit addressing and an FS override, in 32-bit, 16-bit
+	protected (DS and ES with bases of their own) and 64-bit mode, and checks rSI/rDI/rCX and memory after each instruction. Its
 	3000-dword REP INSD and 5000-byte REP OUTSB are longer than one exit's
 	batch: they pass only if the guest's re-execution resumes where the
 	last batch stopped."""
