@@ -89,8 +89,9 @@ struct strio_page {
 };
 
 /* Copies one element between buf and the guest at la (the element may cross
- * into the next page). Returns 0, -EFAULT or -EPERM like vcpu_translate, and
- * the linear address that failed in *bad. */
+ * into the next page); with buf NULL only checks that it could. Returns 0,
+ * -EFAULT or -EPERM like vcpu_translate, and the linear address that failed
+ * in *bad. */
 static int strio_copy(struct vcpu *v, struct strio_page *pc, u64 la, u64 la_mask, u8 *buf, u8 size,
 		      bool write, u64 *bad)
 {
@@ -108,12 +109,14 @@ static int strio_copy(struct vcpu *v, struct strio_page *pc, u64 la, u64 la_mask
 			}
 			pc->la = page;
 		}
-		if (write ? vm_copy_to_guest(v->vm, pc->gpa + off, buf, n) :
+		if (!buf  ? !gpa_to_hva(v->vm, pc->gpa + off, n) :
+		    write ? vm_copy_to_guest(v->vm, pc->gpa + off, buf, n) :
 			    vm_copy_from_guest(v->vm, buf, pc->gpa + off, n)) {
 			*bad = la;
 			return -EFAULT;
 		}
-		buf += n;
+		if (buf)
+			buf += n;
 		size -= n;
 		la = (la + n) & la_mask;
 	}
@@ -202,8 +205,13 @@ static int emulate_string_io(struct vcpu *v, const struct vm_exit *e)
 		u32 val = 0xFFFFFFFF;
 
 		if (ins) {
-			io_dispatch(v, e, &val);
-			err = strio_copy(v, &pc, la, la_mask, (u8 *)&val, in.size, true, &bad);
+			/* The buffer first, so a fault does not eat the port's data. */
+			err = strio_copy(v, &pc, la, la_mask, NULL, in.size, true, &bad);
+			if (!err) {
+				io_dispatch(v, e, &val);
+				err = strio_copy(v, &pc, la, la_mask, (u8 *)&val, in.size, true,
+						 &bad);
+			}
 		} else {
 			err = strio_copy(v, &pc, la, la_mask, (u8 *)&val, in.size, false, &bad);
 			if (!err)

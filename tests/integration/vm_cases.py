@@ -431,6 +431,7 @@ HOSTILE = {
 	"triple": (r"triple fault", None),
 	"io-storm": (r"I/O storm", None),
 	"outs-oob": (r"OUTS port 0x3f8: buffer 0x[0-9a-f]+ not mapped", None),
+	"ins-oob": (r"INS port 0x3f8: buffer 0x[0-9a-f]+ not mapped", None),
 	"gp-storm": (r"exception storm", None),
 }
 
