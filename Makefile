@@ -4,6 +4,7 @@
 #   make test     every test: host unit tests, then QEMU and Bochs integration tests
 #   make iso      build/amber.iso, a BIOS + UEFI GRUB image for a USB stick
 #   make bench    the benchmarks (counted or measured, never asserted)
+#   make reliability  the figures of docs/reliability.md, from the tests that prove them
 #   make check    formatter check and static analysis
 
 BUILD   := build
@@ -28,7 +29,7 @@ CFLAGS   := -std=gnu11 -O2 -g -ffreestanding -fno-pic -fno-pie -mno-red-zone -mn
             -I. $(WARNINGS) -MMD -MP \
             -DAMBER_GIT='"$(shell git describe --always --dirty 2>/dev/null || echo unknown)"' \
             -DAMBER_BUILD_DATE='"$(shell date -u +%Y-%m-%d)"'
-LDFLAGS  := -nostdlib -static -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments \
+LDFLAGS  := -nostdlib -static -z max-page-size=0x1000 -z noexecstack -z noseparate-code \
             -no-pie -T boot/linker.ld
 
 # Quiet by default; `make V=1` shows every command.
@@ -40,7 +41,7 @@ Q := @
 say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-.PHONY: all run test iso bench check clean deps unit guests print-unit-bins
+.PHONY: all run test iso bench check clean deps unit guests print-unit-bins reliability
 all: $(BUILD)/amber.elf
 
 deps:
@@ -103,6 +104,12 @@ test: deps all iso unit-build
 
 bench: deps all
 	$(PYTHON) tests/bench.py
+
+# The figures of docs/reliability.md: crash states, injected I/O errors, shell
+# lines, page rights, as the tests that prove them count them.
+reliability: deps all unit-build
+	$(PYTHON) tests/run.py test_crash test_diskfail test_shellfuzz test_memprotect
+	$(PYTHON) tests/figures.py docs/reliability.md
 
 check:
 	./scripts/check

@@ -29,7 +29,7 @@ PTE_W           equ 1 << 1
 PTE_PS          equ 1 << 7
 
 extern _load_start, _load_end, _bss_start, _bss_end, kmain
-global _start32, boot_stack_top, boot_pml4
+global _start32, boot_stack_top, boot_pml4, boot_stack_guard
 
 section .multiboot
 align 4
@@ -203,6 +203,7 @@ align 4096
 boot_pml4: resb 4096
 boot_pdpt: resb 4096
 boot_pd: resb 4096 * 4
+boot_stack_guard: resb 4096             ; left unmapped by kernel/paging.c
 boot_stack: resb 16384
 boot_stack_top:
 

@@ -9,6 +9,7 @@
 #include "kernel/printk.h"
 #include "kernel/shell.h"
 #include "kernel/time.h"
+#include "kernel/traps.h"
 #include "kernel/version.h"
 
 static int cmd_help(int argc, char **argv)
@@ -89,11 +90,84 @@ static const char *mem_type_name(u32 type)
 	}
 }
 
+/* `mem map ADDR...`: what the kernel's page tables give each address. */
+static int mem_map(int argc, char **argv)
+{
+	int ret = 0;
+
+	printk("no-execute pages: %s\n", paging_nx() ? "on (EFER.NXE)" : "off (the CPU has no NX)");
+	for (int i = 2; i < argc; i++) {
+		u64 va, size;
+		bool w, x;
+		int err;
+
+		if (parse_u64(argv[i], &va)) {
+			printk("error: mem map: '%s' is not an address\n", argv[i]);
+			ret = -EINVAL;
+			continue;
+		}
+		err = paging_query(va, &size, &w, &x);
+		if (err == -EINVAL)
+			printk("  0x%016lx: not a canonical address\n", va);
+		else if (err)
+			printk("  0x%016lx: not mapped\n", va);
+		else
+			printk("  0x%016lx: %s page, r%c%c (%s, %s)\n", va,
+			       size == PAGE_SIZE      ? "4 KiB" :
+			       size == HUGE_PAGE_SIZE ? "2 MiB" :
+							"1 GiB",
+			       w ? 'w' : '-', x ? 'x' : '-', w ? "writable" : "read-only",
+			       x ? "executable" : "no-execute");
+	}
+	return ret;
+}
+
+extern char _load_start[], _kernel_end[];
+
+/* `mem probe ADDR`: reads a byte of Amber's own image and writes the same
+ * value back, each through the exception fixup, so that the CPU itself says
+ * whether the page rights hold. Only inside the image: elsewhere even a read
+ * could reach a device register. */
+static int mem_probe(const char *arg)
+{
+	volatile u8 *p;
+	int rerr = 0, werr = 0;
+	u64 va;
+	u8 v = 0;
+
+	if (parse_u64(arg, &va) || va < (u64)(uintptr_t)_load_start ||
+	    va >= (u64)(uintptr_t)_kernel_end) {
+		printk("error: mem probe: '%s' is not an address inside Amber's image "
+		       "(0x%lx-0x%lx)\n",
+		       arg, (u64)(uintptr_t)_load_start, (u64)(uintptr_t)_kernel_end - 1);
+		return -EINVAL;
+	}
+	p = (volatile u8 *)(uintptr_t)va;
+	__asm__ volatile("1: movb (%2), %1\n" ASM_FIXUP_ERR("%0", "%3")
+			 : "+r"(rerr), "+q"(v)
+			 : "r"(p), "i"(-EFAULT)
+			 : "memory");
+	if (!rerr)
+		__asm__ volatile("1: movb %1, (%2)\n" ASM_FIXUP_ERR("%0", "%3")
+				 : "+r"(werr)
+				 : "q"(v), "r"(p), "i"(-EFAULT)
+				 : "memory");
+	printk("  0x%016lx: read %s, write %s\n", va, rerr ? "faults" : "ok",
+	       rerr ? "not tried" :
+	       werr ? "faults" :
+		      "ok (same value written back)");
+	return 0;
+}
+
 static int cmd_mem(int argc, char **argv)
 {
 	char total[24], free_s[24], heap_s[24], heap_u[24], len[24];
 	u64 hused, hsize;
 
+	if (argc >= 3 && !strcmp(argv[1], "map"))
+		return mem_map(argc, argv);
+	if (argc == 3 && !strcmp(argv[1], "probe"))
+		return mem_probe(argv[2]);
 	if (argc != 1)
 		return shell_usage("mem");
 	printk("Memory map from the boot loader:\n");
@@ -113,10 +187,15 @@ static int cmd_mem(int argc, char **argv)
 	format_size(heap_u, sizeof(heap_u), hused);
 	format_size(heap_s, sizeof(heap_s), hsize);
 	printk("Free: %s of %s managed (4 KiB pages: %lu free)\n", free_s, total, pmm_free_pages());
-	printk("Heap: %s of %s used\n", heap_u, heap_s);
+	printk("Heap: %s of %s used (%lu bytes)\n", heap_u, heap_s, hused);
 	return 0;
 }
-SHELL_COMMAND(mem, .name = "mem", .usage = "mem", .summary = "memory map, free memory and heap use",
+SHELL_COMMAND(mem, .name = "mem", .usage = "mem | mem map ADDR... | mem probe ADDR",
+	      .summary = "memory map, free memory and heap use; page rights",
+	      .help = "  mem              the boot memory map, free pages, heap use\n"
+		      "  mem map ADDR...  page size and rights (rwx) of each address\n"
+		      "  mem probe ADDR   read, then write back, a byte of Amber's image:\n"
+		      "                   whether the CPU lets each through\n",
 	      .fn = cmd_mem);
 
 static int cmd_reboot(int argc, char **argv)

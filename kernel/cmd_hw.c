@@ -13,15 +13,13 @@
 
 static int cmd_cpu(int argc, char **argv)
 {
+	char backend[160];
+
 	if (argc != 1)
 		return shell_usage("cpu");
 	cpu_print_features();
-	/* Which backend vmm_init() chose, and why (vmm/vmm.c pick_backend). */
-	if (vcpu_ops)
-		printk("backend:  %s in use (the CPU offers %s)\n", vcpu_ops->name,
-		       vcpu_ops == &vmx_ops ? "VT-x with EPT" : "AMD-V with NPT");
-	else
-		printk("backend:  none: %s\n", vmm_unavailable_reason());
+	vmm_describe_backend(backend, sizeof(backend));
+	printk("backend:  %s\n", backend);
 	return 0;
 }
 SHELL_COMMAND(cpu, .name = "cpu", .usage = "cpu",

@@ -31,6 +31,13 @@ void pmm_init(void);
 void paging_init(void);
 void heap_init(void);
 
+/* What the kernel's page tables give `va`: the size of the page that maps it
+ * and whether the host may write and execute there. -ENOENT: not mapped (a
+ * stack guard, page 0), -EINVAL: not a canonical address. */
+int paging_query(u64 va, u64 *page_size, bool *writable, bool *executable);
+/* True when pages can be no-execute (EFER.NXE: the CPU has NX). */
+bool paging_nx(void);
+
 /* Maps a device's registers (uncached) into the kernel's address space and
  * returns the virtual address; NULL if the page tables cannot grow. */
 void *ioremap(u64 phys, u64 size);

@@ -41,7 +41,12 @@ struct desc_ptr {
 static u64 gdt[5] __aligned(16);
 static struct tss64 tss __aligned(16);
 static struct idt_entry idt[256] __aligned(16);
-static u8 ist1_stack[8192] __aligned(16);
+/* IST1's stack with its guard page below it (left unmapped by kernel/paging.c). */
+static struct {
+	u8 guard[PAGE_SIZE];
+	u8 stack[8192];
+} ist1 __aligned(PAGE_SIZE);
+const char *const ist1_stack_guard = (const char *)ist1.guard;
 
 extern const u64 isr_stub_table[32];
 extern const struct extable_entry __extable_start[], __extable_end[];
@@ -124,7 +129,7 @@ void traps_init(void)
 	gdt[3] = (sizeof(tss) - 1) | ((t & 0xFFFFFF) << 16) | (0x89ULL << 40) |
 		 (((t >> 24) & 0xFF) << 56);
 	gdt[4] = t >> 32;
-	tss.ist[0] = (u64)(uintptr_t)(ist1_stack + sizeof(ist1_stack));
+	tss.ist[0] = (u64)(uintptr_t)(ist1.stack + sizeof(ist1.stack));
 	tss.iomap_base = sizeof(tss);
 
 	gp.limit = sizeof(gdt) - 1;
@@ -185,7 +190,7 @@ static void dump_stack(u64 rbp)
 
 void trap_handler(struct trap_frame *f)
 {
-	if (f->vector == 13 || f->vector == 6) {
+	if (f->vector == 13 || f->vector == 6 || f->vector == 14) {
 		if (extable_fixup(f))
 			return;
 	}

@@ -21,6 +21,8 @@ struct trap_frame {
 _Static_assert(sizeof(struct trap_frame) == 22 * 8, "trap_frame must match kernel/isr.asm");
 
 void traps_init(void);
+/* The unmapped page under IST1's stack (kernel/paging.c leaves it out). */
+extern const char *const ist1_stack_guard;
 void trap_handler(struct trap_frame *f);
 /* Interrupt vector used by the IPI/timer path of the VMM; exported for it. */
 void idt_set_handler(u8 vector, void (*handler)(void), u8 ist);
@@ -28,8 +30,9 @@ void idt_set_handler(u8 vector, void (*handler)(void), u8 ist);
 /*
  * Exception fixup, for instructions that may fault on purpose (RDMSR of an MSR
  * the CPU lacks, XRSTOR of a bad area). In inline assembly, label the
- * instruction "1:" and follow it with ASM_FIXUP_ERR(err, val): a #GP or #UD at
- * 1: then continues after the instruction with operand `err` set to `val`.
+ * instruction "1:" and follow it with ASM_FIXUP_ERR(err, val): a #GP, #UD or
+ * #PF at 1: then continues after the instruction with operand `err` set to
+ * `val` (`mem probe` tests the kernel's page rights that way).
  *   asm volatile("1: rdmsr\n" ASM_FIXUP_ERR("%2", "%3") : ... "+r"(err) : "i"(-EIO));
  */
 #define ASM_FIXUP_ERR(err, val) \

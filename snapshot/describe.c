@@ -6,6 +6,7 @@
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "snapshot/image.h"
+#include "vmm/vdev_id.h"
 
 struct out {
 	void (*emit)(void *ctx, const char *line);
@@ -108,7 +109,21 @@ void snap_image_describe(struct snap_source *src, struct snap_parsed *p,
 		     (unsigned long long)(p->rdesc[i].pages ? stored * 100 / p->rdesc[i].pages : 0),
 		     r->pages_per_crc);
 	}
-	line(&o, "COM1: ier 0x%02x lcr 0x%02x mcr 0x%02x, %u bytes of an output line pending",
-	     p->dev.uart.ier, p->dev.uart.lcr, p->dev.uart.mcr, p->dev.uart.line_len);
+	{
+		char list[160] = "devices:";
+		size_t n = strlen(list);
+
+		for (u32 i = 0; i < p->ndevrecs && n < sizeof(list); i++) {
+			const char *nm = vdev_id_name(p->devrec[i].id);
+
+			if (nm)
+				n += snprintf(list + n, sizeof(list) - n, "%s %s v%u", i ? "," : "",
+					      nm, p->devrec[i].version);
+			else
+				n += snprintf(list + n, sizeof(list) - n, "%s #%u v%u",
+					      i ? "," : "", p->devrec[i].id, p->devrec[i].version);
+		}
+		line(&o, "%s", p->ndevrecs ? list : "devices: none recorded");
+	}
 	describe_vcpus(src, p, &o);
 }

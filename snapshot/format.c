@@ -8,7 +8,8 @@
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "snapshot/format.h"
-#include "snapshot/record.h"
+#include "kernel/record.h"
+#include "vmm/vdev_id.h"
 
 u64 snap_header_compute_checksum(const struct snapshot_header *h)
 {
@@ -18,8 +19,8 @@ u64 snap_header_compute_checksum(const struct snapshot_header *h)
 
 bool snap_header_is_valid(const struct snapshot_header *h)
 {
-	return h->magic == SNAPSHOT_MAGIC && h->version == SNAPSHOT_VERSION &&
-	       h->checksum == snap_header_compute_checksum(h);
+	return h->magic == SNAPSHOT_MAGIC && h->version >= SNAPSHOT_VERSION_MIN &&
+	       h->version <= SNAPSHOT_VERSION && h->checksum == snap_header_compute_checksum(h);
 }
 
 /* 1.1 "Header (64 bytes)" */
@@ -82,6 +83,8 @@ const char *snap_section_name(u32 type)
 		return "PAGES";
 	case SNAP_SEC_PLATFORM:
 		return "PLATFORM";
+	case SNAP_SEC_DEVICE:
+		return "DEVICE";
 	case SNAP_SEC_NOTE:
 		return "NOTE";
 	case SNAP_SEC_END:
@@ -104,78 +107,57 @@ DEFINE_RECORD_CODEC(snap_image_info, struct snap_image_info, SNAP_IMAGE_SIZE)
 /* 1.7 "DEVICES" */
 static void snap_devices_fields(const struct rec *r, struct snap_devices *d)
 {
-	struct snap_uart_state *u = &d->uart;
-
 	REC(r, 0x000, d->vm_id);
 	REC(r, 0x004, d->vm_state);
 	REC(r, 0x008, d->mem_size);
 	REC_STR(r, 0x010, d->image);
 	REC_STR(r, 0x030, d->cmdline);
-	REC(r, 0x0B0, u->ier);
-	REC(r, 0x0B1, u->lcr);
-	REC(r, 0x0B2, u->mcr);
-	REC(r, 0x0B3, u->scr);
-	REC(r, 0x0B4, u->dll);
-	REC(r, 0x0B5, u->dlm);
-	REC(r, 0x0B6, u->fcr);
-	REC(r, 0x0B8, u->line_len);
-	REC(r, 0x0BC, u->rx_head);
-	REC(r, 0x0C0, u->rx_tail);
-	REC_BYTES(r, 0x0C8, u->line);
-	REC_BYTES(r, 0x148, u->rx);
+	REC(r, 0x0B0, d->guest_tsc_hz);
 }
 DEFINE_RECORD_CODEC(snap_devices, struct snap_devices, SNAP_DEVICES_SIZE)
 
-/* 1.8 "PLATFORM": the VGA fields from 0x60 on came later; `vga` says whether
- * the record holds them (a shorter, older record leaves them at zero). */
-static void platform_fields(const struct rec *r, struct snap_platform *pf, bool vga)
-{
-	for (int i = 0; i < 3; i++) {
-		struct snap_pit_state *c = &pf->pit[i];
-		u32 o = i * 24;
+/*
+ * 1.8 "Version 1 device state": where each device's record version 1 lies in
+ * the DEVICES and PLATFORM sections of a version 1 image. The devices read
+ * these records as they read their own (the layouts are the same), so an old
+ * image needs nothing else to restore.
+ */
+static const struct {
+	u32 section, id;
+	u32 from, len, to; /* payload bytes [from, from+len) to record offset `to` */
+} v1_pieces[] = {
+	{ SNAP_SEC_DEVICES, VDEV_UART, 0xB0, 0xD8, 0 },
+	{ SNAP_SEC_PLATFORM, VDEV_PIT, 0x00, 0x49, 0 },
+	{ SNAP_SEC_PLATFORM, VDEV_PIC, 0x49, 2, 0 },
+	{ SNAP_SEC_PLATFORM, VDEV_KBD, 0x4B, 3, 0 },
+	{ SNAP_SEC_PLATFORM, VDEV_KBD, 0x50, 4, 4 },
+	{ SNAP_SEC_PLATFORM, VDEV_BOARD, 0x4E, 1, 0 },
+	{ SNAP_SEC_PLATFORM, VDEV_BOARD, 0x54, 4, 4 },
+	{ SNAP_SEC_PLATFORM, VDEV_CMOS, 0x4F, 1, 0 },
+	{ SNAP_SEC_PLATFORM, VDEV_VGA, 0x60, 0x28, 0 }, /* not in 0x60-byte payloads */
+};
 
-		REC(r, o + 0, c->mode);
-		REC(r, o + 1, c->access);
-		REC(r, o + 2, c->write_hi);
-		REC(r, o + 3, c->read_hi);
-		REC(r, o + 4, c->latched);
-		REC(r, o + 5, c->armed);
-		REC(r, o + 6, c->latch);
-		REC(r, o + 8, c->reload);
-		REC(r, o + 16, c->start_tsc);
+void snap_v1_devrecs(u32 section, const u8 *payload, u64 len, struct snap_devrec *recs, u32 *n)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(v1_pieces); i++) {
+		struct snap_devrec *rec = NULL;
+
+		if (v1_pieces[i].section != section || v1_pieces[i].from + v1_pieces[i].len > len)
+			continue;
+		for (u32 k = 0; k < *n; k++)
+			if (recs[k].id == v1_pieces[i].id)
+				rec = &recs[k];
+		if (!rec) {
+			if (*n >= SNAP_MAX_DEVICES)
+				return;
+			rec = &recs[(*n)++];
+			memset(rec, 0, sizeof(*rec));
+			rec->id = v1_pieces[i].id;
+			rec->version = 1;
+		}
+		memcpy(rec->data + v1_pieces[i].to, payload + v1_pieces[i].from, v1_pieces[i].len);
+		rec->len = MAX(rec->len, v1_pieces[i].to + v1_pieces[i].len);
 	}
-	REC(r, 0x48, pf->port61);
-	REC_BYTES(r, 0x49, pf->pic_imr);
-	REC(r, 0x4B, pf->kbd_cmd);
-	REC(r, 0x4C, pf->kbd_ccb);
-	REC(r, 0x4D, pf->kbd_out_len);
-	REC(r, 0x4E, pf->post);
-	REC(r, 0x4F, pf->cmos_index);
-	REC_BYTES(r, 0x50, pf->kbd_out);
-	REC(r, 0x54, pf->pci_addr);
-	REC(r, 0x58, pf->guest_tsc_hz);
-	if (!vga)
-		return;
-	REC(r, 0x60, pf->crtc_index);
-	REC(r, 0x61, pf->vga_misc);
-	REC_BYTES(r, 0x68, pf->crtc);
-}
-
-void snap_platform_encode(const struct snap_platform *pf, u8 out[SNAP_PLATFORM_SIZE])
-{
-	struct rec r = { out, true };
-
-	memset(out, 0, SNAP_PLATFORM_SIZE);
-	platform_fields(&r, (struct snap_platform *)pf, true);
-}
-
-void snap_platform_decode(const u8 *in, u64 len, struct snap_platform *pf)
-{
-	struct rec r = { (u8 *)in, false };
-
-	memset(pf, 0, sizeof(*pf));
-	pf->has_vga = len >= SNAP_PLATFORM_SIZE; /* else written before the VGA fields */
-	platform_fields(&r, pf, pf->has_vga);
 }
 
 const char *snap_vm_state_name(u32 state)

@@ -11,7 +11,8 @@
 #include "vmm/vcpu_state.h"
 
 #define SNAPSHOT_MAGIC 0x50414E53u /* the bytes 'S' 'N' 'A' 'P' in little-endian order */
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2	   /* what this Amber writes */
+#define SNAPSHOT_VERSION_MIN 1	   /* the oldest it reads: devices in DEVICES + PLATFORM */
 #define SNAP_HEADER_SIZE 64
 #define SNAP_BLOCK 4096 /* images are a whole number of these; page data is aligned to them */
 
@@ -64,9 +65,10 @@ enum snap_section_type {
 	SNAP_SEC_IMAGE = 0x0001,    /* first: CRC of the header, name, backend */
 	SNAP_SEC_REGIONS = 0x0002,  /* guest-physical memory regions */
 	SNAP_SEC_VCPU = 0x0003,	    /* one per vCPU; index = vCPU number */
-	SNAP_SEC_DEVICES = 0x0004,  /* VM identity and emulated-device state (COM1) */
+	SNAP_SEC_DEVICES = 0x0004,  /* VM identity (version 1: and COM1) */
 	SNAP_SEC_PAGES = 0x0005,    /* one per region; index = region number */
-	SNAP_SEC_PLATFORM = 0x0006, /* legacy PC devices: PIT, PIC masks, 8042, port 0x61 */
+	SNAP_SEC_PLATFORM = 0x0006, /* version 1 only: PIT, PIC masks, 8042, VGA ... */
+	SNAP_SEC_DEVICE = 0x0007,   /* version 2: one per device; index = device id */
 	SNAP_SEC_NOTE = 0x0100,	    /* optional free text (who wrote the image) */
 	SNAP_SEC_END = 0xFFFF,	    /* last: zero padding to a SNAP_BLOCK boundary */
 };
@@ -108,20 +110,15 @@ struct snap_region_desc {
 };
 static inline u64 snap_regions_size(u32 n) { return 8 + (u64)n * SNAP_REGION_ENTRY_SIZE; }
 
-/* DEVICES payload (392 bytes): the VM and its emulated 16550 COM1. */
-#define SNAP_DEVICES_SIZE 0x188
+/* DEVICES payload: the VM's identity. Version 1 images held COM1's state at
+ * 0xB0 and were 392 bytes; version 2 holds the guest TSC rate there. */
+#define SNAP_DEVICES_SIZE 0xC0
+#define SNAP_DEVICES_SIZE_V1 0x188
 enum snap_vm_state {
 	SNAP_VM_OTHER,
 	SNAP_VM_RUNNING,
 	SNAP_VM_PAUSED,
 	SNAP_VM_HALTED
-};
-struct snap_uart_state {
-	u8 ier, lcr, mcr, scr, dll, dlm, fcr;
-	u32 line_len;
-	u32 rx_head, rx_tail;
-	char line[128]; /* output collected until the guest's next newline */
-	u8 rx[64];	/* input the guest has not read yet */
 };
 struct snap_devices {
 	u32 vm_id;
@@ -129,39 +126,34 @@ struct snap_devices {
 	u64 mem_size; /* bytes of guest RAM */
 	char image[32];
 	char cmdline[128];
-	struct snap_uart_state uart;
+	u64 guest_tsc_hz; /* the TSC rate the devices' timers convert with */
 };
 void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE]);
+/* Decodes a version 2 payload, or the identity part of a version 1 one. */
 void snap_devices_decode(const u8 in[SNAP_DEVICES_SIZE], struct snap_devices *d);
 const char *snap_vm_state_name(u32 state);
 
-/* PLATFORM payload (136 bytes): the legacy devices polling guests use. Times
- * are in guest TSC cycles, so they stay right when the guest TSC is restored.
- * The first 0x60 bytes were the whole payload before the VGA registers were
- * added; a reader still accepts that shorter form (has_vga false). */
+/* Version 1 PLATFORM payload: 0x88 bytes, or 0x60 from before the VGA
+ * registers; the guest TSC rate at 0x58, the rest cut into device records. */
 #define SNAP_PLATFORM_SIZE 0x88
 #define SNAP_PLATFORM_SIZE_NO_VGA 0x60
-struct snap_pit_state {
-	u8 mode, access, write_hi, read_hi, latched, armed;
-	u16 latch;
-	u32 reload;
-	u64 start_tsc;
+#define SNAP_PLATFORM_TSC_HZ 0x58
+
+/* DEVICE payload: one emulated device's record as the device itself lays it
+ * out (vmm/dev_*.c): u32 record version, u32 record bytes, the record, zero
+ * padding to a multiple of 8. The section's index is the device id
+ * (vmm/vdev_id.h); the section is mandatory. */
+#define SNAP_DEVREC_HEAD 8
+#define SNAP_DEVREC_MAX 512
+#define SNAP_MAX_DEVICES 16
+struct snap_devrec {
+	u32 id, version, len;
+	u8 data[SNAP_DEVREC_MAX];
 };
-struct snap_platform {
-	struct snap_pit_state pit[3];
-	u8 port61, pic_imr[2], kbd_cmd, kbd_ccb, kbd_out_len, post, cmos_index;
-	u8 kbd_out[4];
-	u32 pci_addr;
-	u64 guest_tsc_hz; /* the TSC rate the PIT emulation converts with */
-	bool has_vga;	  /* decode: the payload held the VGA fields below */
-	u8 crtc_index;	  /* VGA CRT controller index (port 0x3D4) */
-	u8 vga_misc;	  /* VGA miscellaneous output register (0x3C2/0x3CC) */
-	u8 crtc[32];	  /* VGA CRT controller registers 0x00-0x1F (0x3D5) */
-};
-void snap_platform_encode(const struct snap_platform *pf, u8 out[SNAP_PLATFORM_SIZE]);
-/* Decodes a payload of `len` bytes: SNAP_PLATFORM_SIZE, or the older
- * SNAP_PLATFORM_SIZE_NO_VGA (VGA fields zero, has_vga false). */
-void snap_platform_decode(const u8 *in, u64 len, struct snap_platform *pf);
+static inline u64 snap_devrec_size(u32 len) { return SNAP_DEVREC_HEAD + ALIGN_UP((u64)len, 8); }
+/* Cuts the device records out of a version 1 DEVICES or PLATFORM payload of
+ * `len` bytes and appends them to recs[*n] (at most SNAP_MAX_DEVICES). */
+void snap_v1_devrecs(u32 section, const u8 *payload, u64 len, struct snap_devrec *recs, u32 *n);
 
 /* VCPU payload: u32 vCPU number, u32 fixed-part size (SNAP_VCPU_FIXED), the
  * fields of struct vcpu_state one by one in little-endian (the table in

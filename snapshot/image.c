@@ -117,8 +117,14 @@ u64 snap_image_layout(struct snap_image *img)
 		pos += SNAP_SECTION_HDR_SIZE + snap_vcpu_size(img->vcpu[i]->xsave_size);
 	}
 	pos += SNAP_SECTION_HDR_SIZE + SNAP_DEVICES_SIZE;
-	pos += SNAP_SECTION_HDR_SIZE + SNAP_PLATFORM_SIZE;
-	sections = 4 + img->nvcpus;
+	if (img->ndevrecs > SNAP_MAX_DEVICES)
+		return 0;
+	for (u32 i = 0; i < img->ndevrecs; i++) {
+		if (img->devrec[i].len > SNAP_DEVREC_MAX)
+			return 0;
+		pos += SNAP_SECTION_HDR_SIZE + snap_devrec_size(img->devrec[i].len);
+	}
+	sections = 3 + img->nvcpus + img->ndevrecs;
 	if (img->note) {
 		pos += SNAP_SECTION_HDR_SIZE + note_len(img->note);
 		sections++;
@@ -370,9 +376,15 @@ int snap_image_write(struct snap_image *img, struct snap_sink *s, snap_page_fn p
 		snap_devices_encode(&img->dev, raw);
 		err = put_record(s, SNAP_SEC_DEVICES, 0, raw, SNAP_DEVICES_SIZE);
 	}
-	if (!err) {
-		snap_platform_encode(&img->platform, raw);
-		err = put_record(s, SNAP_SEC_PLATFORM, 0, raw, SNAP_PLATFORM_SIZE);
+	for (u32 i = 0; i < img->ndevrecs && !err; i++) {
+		const struct snap_devrec *d = &img->devrec[i];
+		u64 len = snap_devrec_size(d->len);
+
+		memset(vbuf, 0, len);
+		snap_put32(vbuf, d->version);
+		snap_put32(vbuf + 4, d->len);
+		memcpy(vbuf + SNAP_DEVREC_HEAD, d->data, d->len);
+		err = put_record(s, SNAP_SEC_DEVICE, d->id, vbuf, len);
 	}
 	if (!err && img->note) {
 		u64 len = note_len(img->note);

@@ -46,7 +46,8 @@ struct snap_image {
 	struct snapshot_header hdr;  /* caller: vm_id, timestamp; layout: the rest */
 	struct snap_image_info info; /* caller: name, backend; layout: the rest */
 	struct snap_devices dev;
-	struct snap_platform platform;
+	u32 ndevrecs;
+	struct snap_devrec devrec[SNAP_MAX_DEVICES]; /* written as DEVICE sections */
 	u32 nvcpus;
 	const struct vcpu_state *vcpu[SNAP_MAX_VCPUS];
 	u32 nregions;
@@ -109,7 +110,10 @@ struct snap_parsed {
 	u8 hdr_raw[SNAP_HEADER_SIZE];
 	struct snap_image_info info;
 	struct snap_devices dev;
-	struct snap_platform platform;
+	u32 ndevrecs;
+	struct snap_devrec devrec[SNAP_MAX_DEVICES]; /* DEVICE sections, or cut from v1 */
+	u64 devices_seen;			     /* DEVICE sections met, by device id */
+	u64 platform_tsc_hz;			     /* version 1: the TSC rate in PLATFORM */
 	char note[256];
 	struct snap_region_desc rdesc[SNAP_MAX_REGIONS]; /* the REGIONS table */
 	u32 nregions;

@@ -7,6 +7,7 @@
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "snapshot/image.h"
+#include "vmm/vdev_id.h"
 
 #define SNAP_MAX_REGION_PAGES (1ULL << 24) /* 64 GiB per region */
 #define MAX_PAGE_REPORTS 16
@@ -68,6 +69,10 @@ static void sec_label(char *buf, size_t size, const struct snap_sec_desc *d, u32
 		break;
 	case SNAP_SEC_PLATFORM:
 		strlcpy(what, "platform device state", sizeof(what));
+		break;
+	case SNAP_SEC_DEVICE:
+		snprintf(what, sizeof(what), "device %u (%s) record", d->index,
+			 vdev_id_name(d->index) ? vdev_id_name(d->index) : "unknown");
 		break;
 	default:
 		snprintf(what, sizeof(what), "%s section", snap_section_name(d->type));
@@ -193,6 +198,7 @@ static int open_pages(struct snap_source *src, struct snap_parsed *p, const stru
 static int open_section(struct snap_source *src, struct snap_parsed *p, struct snap_sec_desc *d,
 			u32 num, struct snap_report *rep, u64 *seen)
 {
+	bool v1 = p->hdr.version == 1;
 	char label[96];
 	const char *why;
 	u32 crc = 0, id;
@@ -247,24 +253,55 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 		p->vcpu_sec[d->index] = (int)num;
 		return 0;
 	case SNAP_SEC_DEVICES:
-		if (d->length != SNAP_DEVICES_SIZE || (*seen & BIT(2)))
+		if (d->length != (v1 ? SNAP_DEVICES_SIZE_V1 : SNAP_DEVICES_SIZE) ||
+		    (*seen & BIT(2)))
 			break;
 		ret = read_payload(src, p, d, num, rep);
-		if (!ret) {
-			snap_devices_decode(p->scratch, &p->dev);
-			*seen |= BIT(2);
+		if (ret)
+			return ret;
+		snap_devices_decode(p->scratch, &p->dev);
+		if (v1) { /* 0xB0 on held COM1: the TSC rate comes from PLATFORM */
+			p->dev.guest_tsc_hz = 0;
+			snap_v1_devrecs(d->type, p->scratch, d->length, p->devrec, &p->ndevrecs);
 		}
-		return ret;
+		*seen |= BIT(2);
+		return 0;
 	case SNAP_SEC_PLATFORM:
-		if ((d->length != SNAP_PLATFORM_SIZE && d->length != SNAP_PLATFORM_SIZE_NO_VGA) ||
+		if (!v1 ||
+		    (d->length != SNAP_PLATFORM_SIZE && d->length != SNAP_PLATFORM_SIZE_NO_VGA) ||
 		    (*seen & BIT(4)))
 			break;
 		ret = read_payload(src, p, d, num, rep);
-		if (!ret) {
-			snap_platform_decode(p->scratch, d->length, &p->platform);
-			*seen |= BIT(4);
+		if (ret)
+			return ret;
+		p->platform_tsc_hz = snap_get64(p->scratch + SNAP_PLATFORM_TSC_HZ);
+		snap_v1_devrecs(d->type, p->scratch, d->length, p->devrec, &p->ndevrecs);
+		*seen |= BIT(4);
+		return 0;
+	case SNAP_SEC_DEVICE: {
+		struct snap_devrec *rec;
+
+		if (v1 || d->index >= 64 || (p->devices_seen & BIT(d->index)) ||
+		    d->length < SNAP_DEVREC_HEAD || d->length > snap_devrec_size(SNAP_DEVREC_MAX) ||
+		    p->ndevrecs >= SNAP_MAX_DEVICES)
+			break;
+		p->devices_seen |= BIT(d->index);
+		ret = read_payload(src, p, d, num, rep);
+		if (ret)
+			return ret;
+		rec = &p->devrec[p->ndevrecs];
+		rec->id = d->index;
+		rec->version = snap_get32(p->scratch);
+		rec->len = snap_get32(p->scratch + 4);
+		if (!rec->version || d->length != snap_devrec_size(rec->len)) {
+			snap_report(rep, "%s: record version %u of %u bytes in %llu", label,
+				    rec->version, rec->len, (unsigned long long)d->length);
+			return -EBADMSG;
 		}
-		return ret;
+		memcpy(rec->data, p->scratch + SNAP_DEVREC_HEAD, rec->len);
+		p->ndevrecs++;
+		return 0;
+	}
 	case SNAP_SEC_NOTE:
 		if (d->length > SNAP_SCRATCH)
 			break;
@@ -353,8 +390,10 @@ static void check_whole(struct snap_parsed *p, struct snap_report *rep, u64 seen
 		snap_report(rep, "image: no region table");
 	if (!(seen & BIT(2)))
 		snap_report(rep, "image: no device state");
-	if (!(seen & BIT(4)))
+	if (h->version == 1 && !(seen & BIT(4)))
 		snap_report(rep, "image: no platform device state");
+	if (h->version == 1 && p->platform_tsc_hz)
+		p->dev.guest_tsc_hz = p->platform_tsc_hz;
 	for (u32 i = 0; i < SNAP_MAX_VCPUS; i++)
 		if (p->vcpus_seen & BIT(i))
 			nvcpus = i + 1;
@@ -414,9 +453,9 @@ int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_
 			    h->magic, SNAPSHOT_MAGIC);
 		return -EBADMSG;
 	}
-	if (h->version != SNAPSHOT_VERSION) {
-		snap_report(rep, "header: format version %u; this Amber reads version %u",
-			    h->version, SNAPSHOT_VERSION);
+	if (h->version < SNAPSHOT_VERSION_MIN || h->version > SNAPSHOT_VERSION) {
+		snap_report(rep, "header: format version %u; this Amber reads versions %u-%u",
+			    h->version, SNAPSHOT_VERSION_MIN, SNAPSHOT_VERSION);
 		return -EBADMSG;
 	}
 	if (!snap_header_is_valid(h))

@@ -13,6 +13,7 @@
 #include "kernel/version.h"
 #include "kernel/x86.h"
 #include "snapshot/snap.h"
+#include "vmm/vdev.h"
 #include "vmm/vmm.h"
 
 #define SNAP_STAGE (256 * 1024) /* staging buffer for the metadata of an image */
@@ -231,79 +232,23 @@ static u32 snap_vm_state(enum vm_state st)
 	}
 }
 
-/*
- * The emulated devices' state between a VM and the image's records, in one
- * function for both directions so that save and restore cannot drift apart
- * (the idea of bhyve's vmm_snapshot). After a restore every index taken from
- * the image is bounded: an image is trusted only as far as its CRCs reach.
- */
-static void xfer_devices(struct vm *vm, struct snap_uart_state *su, struct snap_platform *sp,
-			 bool save)
-{
-	struct vuart *u = &vm->uart;
-	struct vplatform *pf = &vm->platform;
-
-	XFER_FIELD(save, u->ier, su->ier);
-	XFER_FIELD(save, u->lcr, su->lcr);
-	XFER_FIELD(save, u->mcr, su->mcr);
-	XFER_FIELD(save, u->scr, su->scr);
-	XFER_FIELD(save, u->dll, su->dll);
-	XFER_FIELD(save, u->dlm, su->dlm);
-	XFER_FIELD(save, u->fcr, su->fcr);
-	XFER_FIELD(save, u->line_len, su->line_len);
-	XFER_FIELD(save, u->rx_head, su->rx_head);
-	XFER_FIELD(save, u->rx_tail, su->rx_tail);
-	XFER_BYTES(save, u->line, su->line);
-	XFER_BYTES(save, u->rx, su->rx);
-	for (int i = 0; i < 3; i++) {
-		struct vpit_channel *c = &pf->pit[i];
-		struct snap_pit_state *r = &sp->pit[i];
-
-		XFER_FIELD(save, c->mode, r->mode);
-		XFER_FIELD(save, c->access, r->access);
-		XFER_FIELD(save, c->write_hi, r->write_hi);
-		XFER_FIELD(save, c->read_hi, r->read_hi);
-		XFER_FIELD(save, c->latched, r->latched);
-		XFER_FIELD(save, c->armed, r->armed);
-		XFER_FIELD(save, c->latch, r->latch);
-		XFER_FIELD(save, c->reload, r->reload);
-		XFER_FIELD(save, c->start_tsc, r->start_tsc);
-	}
-	XFER_FIELD(save, pf->port61, sp->port61);
-	XFER_BYTES(save, pf->pic_imr, sp->pic_imr);
-	XFER_FIELD(save, pf->kbd_cmd, sp->kbd_cmd);
-	XFER_FIELD(save, pf->kbd_ccb, sp->kbd_ccb);
-	XFER_BYTES(save, pf->kbd_out, sp->kbd_out);
-	XFER_FIELD(save, pf->kbd_out_len, sp->kbd_out_len);
-	XFER_FIELD(save, pf->post, sp->post);
-	XFER_FIELD(save, pf->cmos_index, sp->cmos_index);
-	XFER_FIELD(save, pf->pci_addr, sp->pci_addr);
-	/* An image from before the VGA fields keeps the power-on values. */
-	if (save || sp->has_vga) {
-		XFER_FIELD(save, pf->crtc_index, sp->crtc_index);
-		XFER_FIELD(save, pf->vga_misc, sp->vga_misc);
-		XFER_BYTES(save, pf->crtc, sp->crtc);
-	}
-	if (save) {
-		sp->guest_tsc_hz = vm->guest_tsc_hz;
-		return;
-	}
-	if (sp->guest_tsc_hz)
-		vm->guest_tsc_hz = sp->guest_tsc_hz;
-	u->line_len = MIN(u->line_len, (u32)sizeof(u->line) - 1);
-	u->rx_head %= sizeof(u->rx);
-	u->rx_tail %= sizeof(u->rx);
-	pf->kbd_out_len = MIN(pf->kbd_out_len, (u8)sizeof(pf->kbd_out));
-	pf->crtc_index &= 0x1F;
-}
-
 static void capture_devices(struct vm *vm)
 {
 	image.dev.vm_id = (u32)vm->id;
 	image.dev.mem_size = vm->mem_size;
 	strlcpy(image.dev.image, vm->image, sizeof(image.dev.image));
 	strlcpy(image.dev.cmdline, vm->cmdline, sizeof(image.dev.cmdline));
-	xfer_devices(vm, &image.dev.uart, &image.platform, true);
+	image.dev.guest_tsc_hz = vm->guest_tsc_hz;
+	image.ndevrecs = 0;
+	for (int i = 0; i < vdev_count(); i++) {
+		const struct vdev *d = vdev_at(i);
+		struct snap_devrec *rec = &image.devrec[image.ndevrecs++];
+
+		rec->id = d->id;
+		rec->version = d->version;
+		rec->len = d->record_size;
+		vdev_save(vm, d, rec->data);
+	}
 }
 
 /* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory
@@ -324,7 +269,13 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 
-		vcpu_get_state(v, &vstate[i]);
+		ret = vcpu_get_state(v, &vstate[i]);
+		if (ret) {
+			printk("error: snap save: %s could not read the state of vCPU %d (%s)\n"
+			       "snap save: nothing was committed, earlier snapshots are intact\n",
+			       image.info.backend, i, errno_name(ret));
+			return ret;
+		}
 		/* A paused guest's TSC stands still at the value it resumes with. */
 		if (vm->state == VM_PAUSED)
 			vstate[i].tsc = v->frozen_tsc;
@@ -548,10 +499,27 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 }
 
 /* ---- restore ---------------------------------------------------------------- */
-static void restore_devices(struct vm *vm, struct snap_parsed *p)
+/* Every device record into the new VM's devices, each checked by its device;
+ * a record of a device this Amber does not have is refused (each is
+ * mandatory, Xen's rule), as is one its device finds impossible. */
+static int restore_devices(struct vm *vm, struct snap_parsed *p)
 {
 	strlcpy(vm->cmdline, p->dev.cmdline, sizeof(vm->cmdline));
-	xfer_devices(vm, &p->dev.uart, &p->platform, false);
+	if (p->dev.guest_tsc_hz)
+		vm->guest_tsc_hz = p->dev.guest_tsc_hz;
+	for (u32 i = 0; i < p->ndevrecs; i++) {
+		const struct snap_devrec *rec = &p->devrec[i];
+		const struct vdev *d = vdev_find(rec->id);
+		const char *why = "no such device in this Amber";
+
+		if (!d || vdev_load(vm, d, rec->data, rec->len, rec->version, &why)) {
+			printk("error: snap restore: device %u (%s) record version %u: %s\n",
+			       rec->id, vdev_id_name(rec->id) ? vdev_id_name(rec->id) : "unknown",
+			       rec->version, why);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }
 
 /* Pass 1: every CRC of the image, before any VM exists. */
@@ -606,15 +574,27 @@ static int restore_load(struct snap_source *src, const char *name, struct vm **o
 		printk("error: snap restore: could not create the VM (see above); nothing restored\n");
 		return -ENOMEM;
 	}
+	if (restore_devices(vm, &parsed)) {
+		vm_destroy(vm);
+		printk("snap restore: nothing restored\n");
+		return -EINVAL;
+	}
 	snap_progress_init(&pr, "restore");
 	ret = snap_image_load_pages(src, &parsed, guest_page, vm, &rep, snap_progress, &pr);
 	snap_progress_done(&pr);
 	for (u32 i = 0; !ret && i < parsed.hdr.vcpu_count; i++) {
 		ret = snap_image_read_vcpu(src, &parsed, i, &vstate[0], &rep);
-		if (!ret) {
-			vcpu_set_state(vm->vcpus[i], &vstate[0]);
-			vm->vcpus[i]->frozen_tsc = vstate[0].tsc; /* what `vm resume` loads */
+		if (ret)
+			break;
+		ret = vcpu_set_state(vm->vcpus[i], &vstate[0]);
+		if (ret) {
+			vm_destroy(vm);
+			printk("error: snap restore: %s could not load the state of vCPU %u (%s)\n"
+			       "snap restore: the half-built VM was removed\n",
+			       vcpu_ops->name, i, errno_name(ret));
+			return ret;
 		}
+		vm->vcpus[i]->frozen_tsc = vstate[0].tsc; /* what `vm resume` loads */
 	}
 	if (ret) {
 		vm_destroy(vm);
@@ -626,7 +606,6 @@ static int restore_load(struct snap_source *src, const char *name, struct vm **o
 			       name, rep.errors ? rep.first : errno_name(ret));
 		return ret;
 	}
-	restore_devices(vm, &parsed);
 	vm->state = VM_PAUSED;
 	vm->started_ticks = ticks();
 	*out = vm;

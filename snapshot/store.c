@@ -7,7 +7,7 @@
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "snapshot/store.h"
-#include "snapshot/record.h"
+#include "kernel/record.h"
 
 static const u8 sb_magic[8] = { 'A', 'M', 'B', 'E', 'R', 'S', 'N', 'P' };
 static const u8 cat_magic[8] = { 'A', 'M', 'B', 'E', 'R', 'C', 'A', 'T' };

@@ -248,6 +248,30 @@ static int cmd_screen(struct vm *vm)
 	return 0;
 }
 
+/* A test hook: the next N reads or writes of the VM's complete vCPU state
+ * (vcpu_get_state, vcpu_set_state) fail with EIO, as they do when the backend
+ * cannot reach a VMCS. The tests show with it that a snapshot whose capture
+ * failed commits nothing. */
+static int cmd_fail_state(int argc, char **argv)
+{
+	struct vm *vm;
+	u64 id, n;
+
+	if (argc != 4 || parse_u64(argv[2], &id) || parse_u64(argv[3], &n) || n > 1000) {
+		printk("usage: vm fail-state ID N (N at most 1000)\n");
+		return -EINVAL;
+	}
+	vm = vm_get(id >= 1 && id <= VM_MAX ? (int)id : 0);
+	if (!vm) {
+		printk("vm fail-state: there is no vm %s (vm list shows them)\n", argv[2]);
+		return -EINVAL;
+	}
+	vm->fail_state = (u32)n;
+	printk("vm %d: the next %u vCPU state access(es) will fail (test hook)\n", vm->id,
+	       vm->fail_state);
+	return 0;
+}
+
 static int cmd_vm(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
@@ -268,6 +292,8 @@ static int cmd_vm(int argc, char **argv)
 		}
 		return cmd_create(argc, argv);
 	}
+	if (!strcmp(sub, "fail-state"))
+		return cmd_fail_state(argc, argv);
 	if (strcmp(sub, "start") && strcmp(sub, "pause") && strcmp(sub, "resume") &&
 	    strcmp(sub, "kill") && strcmp(sub, "info") && strcmp(sub, "console") &&
 	    strcmp(sub, "screen")) {
@@ -315,5 +341,7 @@ SHELL_COMMAND(vm, .name = "vm", .usage = vm_usage, .summary = "create, run and c
 		      "  vm list                   every VM with its state\n"
 		      "  vm info ID                state, exit counts, registers when not running\n"
 		      "  vm console ID             type to the guest's COM1; Ctrl-] detaches\n"
-		      "  vm screen ID              the guest's VGA text screen (80x25)\n",
+		      "  vm screen ID              the guest's VGA text screen (80x25)\n"
+		      "  vm fail-state ID N        test hook: the next N vCPU state reads or\n"
+		      "                            writes fail (EIO), as a lost VMCS would\n",
 	      .fn = cmd_vm);

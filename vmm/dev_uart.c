@@ -9,6 +9,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
 #define UART_RX 0  /* receive buffer / transmit holding; DLL when DLAB */
@@ -34,13 +35,24 @@
 #define UART_MSR_RI 0x40
 #define UART_MSR_DCD 0x80
 
+struct vuart {
+	u8 ier, lcr, mcr, scr, dll, dlm;
+	u8 fcr; /* FIFO control as last written (IIR shows FIFOs on) */
+	char line[128];
+	u32 line_len;
+	u8 rx[64];
+	u32 rx_head, rx_tail;
+};
+
 #define LINE_MAX_CHARS (sizeof(((struct vuart *)0)->line) - 1)
+
+static struct vuart *vuart(struct vm *vm) { return vm->dev[VDEV_UART]; }
 
 void vuart_flush(struct vm *vm)
 {
-	struct vuart *u = &vm->uart;
+	struct vuart *u = vuart(vm);
 
-	if (!u->line_len)
+	if (!u || !u->line_len) /* !u: a VM that failed before its devices existed */
 		return;
 	u->line[u->line_len] = '\0';
 	printk("[vm%d] %s\n", vm->id, u->line);
@@ -51,7 +63,7 @@ void vuart_flush(struct vm *vm)
  * the operator's terminal: they are shown as '?'. */
 static void uart_tx(struct vm *vm, u8 c)
 {
-	struct vuart *u = &vm->uart;
+	struct vuart *u = vuart(vm);
 
 	if (c == '\n') {
 		if (u->line_len) {
@@ -72,7 +84,7 @@ static bool rx_empty(const struct vuart *u) { return u->rx_head == u->rx_tail; }
 
 bool vuart_input(struct vm *vm, u8 c)
 {
-	struct vuart *u = &vm->uart;
+	struct vuart *u = vuart(vm);
 	u32 next = (u->rx_head + 1) % sizeof(u->rx);
 
 	if (next == u->rx_tail)
@@ -93,9 +105,9 @@ static u8 rx_pop(struct vuart *u)
 	return c;
 }
 
-u32 vuart_read(struct vm *vm, u16 offset)
+static u32 vuart_read(struct vm *vm, u16 offset)
 {
-	struct vuart *u = &vm->uart;
+	struct vuart *u = vuart(vm);
 	bool dlab = u->lcr & UART_LCR_DLAB;
 	u8 m = u->mcr;
 
@@ -126,9 +138,9 @@ u32 vuart_read(struct vm *vm, u16 offset)
 	}
 }
 
-void vuart_write(struct vm *vm, u16 offset, u8 val)
+static void vuart_write(struct vm *vm, u16 offset, u8 val)
 {
-	struct vuart *u = &vm->uart;
+	struct vuart *u = vuart(vm);
 	bool dlab = u->lcr & UART_LCR_DLAB;
 
 	switch (offset) {
@@ -164,3 +176,50 @@ void vuart_write(struct vm *vm, u16 offset, u8 val)
 		break;
 	}
 }
+
+static bool uart_io(struct vcpu *v, void *st, u16 port, u8 size, bool in, u32 *val)
+{
+	if (in)
+		*val = vuart_read(v->vm, port - VUART_BASE);
+	else
+		vuart_write(v->vm, port - VUART_BASE, (u8)*val);
+	return true;
+}
+
+static void uart_reset(struct vm *vm, void *st) {}
+
+/* The record is the UART part of version 1 images' DEVICES section. */
+static int uart_state(struct vm *vm, void *st, const struct rec *r, u32 version, const char **why)
+{
+	struct vuart *u = st;
+
+	REC(r, 0x00, u->ier);
+	REC(r, 0x01, u->lcr);
+	REC(r, 0x02, u->mcr);
+	REC(r, 0x03, u->scr);
+	REC(r, 0x04, u->dll);
+	REC(r, 0x05, u->dlm);
+	REC(r, 0x06, u->fcr);
+	REC(r, 0x08, u->line_len);
+	REC(r, 0x0C, u->rx_head);
+	REC(r, 0x10, u->rx_tail);
+	REC_BYTES(r, 0x18, u->line);
+	REC_BYTES(r, 0x98, u->rx);
+	if (!r->enc && (u->line_len > LINE_MAX_CHARS || u->rx_head >= sizeof(u->rx) ||
+			u->rx_tail >= sizeof(u->rx))) {
+		*why = "16550 buffer positions past the buffers";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+const struct vdev vdev_uart = {
+	.id = VDEV_UART,
+	.version = 1,
+	.record_size = 0xD8,
+	.state_size = sizeof(struct vuart),
+	.ports = { { VUART_BASE, 8 } },
+	.reset = uart_reset,
+	.io = uart_io,
+	.state = uart_state,
+};

@@ -214,10 +214,18 @@ void vcpu_free(struct vcpu *v)
 	kfree(v);
 }
 
-void vcpu_get_state(struct vcpu *v, struct vcpu_state *s)
+int vcpu_get_state(struct vcpu *v, struct vcpu_state *s)
 {
+	int err;
+
 	memset(s, 0, sizeof(*s));
-	vcpu_ops->get_state(v, s);
+	if (v->vm->fail_state) {
+		v->vm->fail_state--; /* the `vm fail-state` test hook */
+		return -EIO;
+	}
+	err = vcpu_ops->get_state(v, s);
+	if (err)
+		return err;
 	memcpy(s->regs, v->regs, sizeof(s->regs));
 	if (fpu_owner == v)
 		fpu_save(v); /* the registers keep it too: v stays the owner */
@@ -225,13 +233,21 @@ void vcpu_get_state(struct vcpu *v, struct vcpu_state *s)
 	s->xsave_size = area_size;
 	memcpy(s->xsave, v->fpu, area_size);
 	s->halted = v->halted;
+	return 0;
 }
 
-void vcpu_set_state(struct vcpu *v, const struct vcpu_state *s)
+int vcpu_set_state(struct vcpu *v, const struct vcpu_state *s)
 {
 	u64 *hdr = (u64 *)(v->fpu + XSAVE_HDR);
+	int err;
 
-	vcpu_ops->set_state(v, s);
+	if (v->vm->fail_state) {
+		v->vm->fail_state--; /* the `vm fail-state` test hook */
+		return -EIO;
+	}
+	err = vcpu_ops->set_state(v, s);
+	if (err)
+		return err;
 	memcpy(v->regs, s->regs, sizeof(v->regs));
 	v->halted = s->halted;
 	if (fpu_owner == v)
@@ -239,7 +255,7 @@ void vcpu_set_state(struct vcpu *v, const struct vcpu_state *s)
 	v->xcr0 = (use_xsave && vcpu_xcr0_valid(s->xcr0) ? s->xcr0 : 1) | XCR0_MIN;
 	fpu_init_area(v->fpu);
 	if (s->xsave_size < 512)
-		return; /* no FPU state given: the initial one */
+		return 0; /* no FPU state given: the initial one */
 	memcpy(v->fpu, s->xsave, MIN(s->xsave_size, area_size));
 	/* Clean what XRSTOR would fault on (SDM Vol. 1 13.8 "Operation of XRSTOR"):
 	 * reserved MXCSR bits, a compacted header, unknown components. */
@@ -250,4 +266,5 @@ void vcpu_set_state(struct vcpu *v, const struct vcpu_state *s)
 		if (s->xsave_size < area_size)
 			hdr[0] &= 3; /* components beyond what was given: initial */
 	}
+	return 0;
 }

@@ -190,12 +190,26 @@ int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 acces
 	return 0;
 }
 
+u64 vcpu_guest_tsc(struct vcpu *v)
+{
+	u64 tsc;
+	int err = vcpu_ops->get_field(v, VCPU_FIELD_TSC, &tsc);
+
+	if (err) { /* the devices see the time stand still at the last pause */
+		vm_stop(v->vm, "%s could not read the guest's TSC (%s)", vcpu_ops->name,
+			errno_name(err));
+		return v->frozen_tsc;
+	}
+	return tsc;
+}
+
 int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len)
 {
 	u8 *d = dst;
 	struct walk w;
 
-	vcpu_ops->get_state(v, &scratch);
+	if (vcpu_ops->get_state(v, &scratch))
+		return -EIO;
 	while (len) {
 		u64 n = MIN(len, PAGE_SIZE - (la & (PAGE_SIZE - 1))), gpa;
 
@@ -214,7 +228,8 @@ int vcpu_write_linear(struct vcpu *v, u64 la, const void *src, u64 len)
 	const u8 *p = src;
 	int err;
 
-	vcpu_ops->get_state(v, &scratch);
+	if (vcpu_ops->get_state(v, &scratch))
+		return -EIO;
 	while (len) {
 		u64 n = MIN(len, PAGE_SIZE - (la & (PAGE_SIZE - 1))), gpa;
 
@@ -246,8 +261,8 @@ void vcpu_dump(struct vcpu *v)
 	u8 code[16];
 	char hex[64];
 	int n = 0;
+	int err = vcpu_ops->get_state(v, s);
 
-	vcpu_ops->get_state(v, s);
 	printk("[vm%d]   RAX=%016lx RBX=%016lx RCX=%016lx RDX=%016lx\n", id, r[REG_RAX], r[REG_RBX],
 	       r[REG_RCX], r[REG_RDX]);
 	printk("[vm%d]   RSI=%016lx RDI=%016lx RBP=%016lx RSP=%016lx\n", id, r[REG_RSI], r[REG_RDI],
@@ -256,6 +271,11 @@ void vcpu_dump(struct vcpu *v)
 	       r[REG_R10], r[REG_R11]);
 	printk("[vm%d]   R12=%016lx R13=%016lx R14=%016lx R15=%016lx\n", id, r[REG_R12], r[REG_R13],
 	       r[REG_R14], r[REG_R15]);
+	if (err) {
+		printk("[vm%d]   the rest of the state is unreadable: %s failed (%s)\n", id,
+		       vcpu_ops->name, errno_name(err));
+		return;
+	}
 	printk("[vm%d]   RIP=%016lx RFLAGS=%08lx CR0=%08lx CR2=%016lx CR3=%016lx\n", id, s->rip,
 	       s->rflags, s->cr0, s->cr2, s->cr3);
 	printk("[vm%d]   CR4=%08lx EFER=%08lx XCR0=%lx GDTR=%016lx/%x IDTR=%016lx/%x\n", id, s->cr4,
@@ -293,13 +313,22 @@ int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, .
 	return EXIT_YIELD;
 }
 
+int vcpu_backend_failed(struct vcpu *v, const struct vm_exit *e, const char *what, int err)
+{
+	return vcpu_stop_report(v, e, "%s could not %s (%s)", vcpu_ops->name, what,
+				errno_name(err));
+}
+
 /* ---- exit handlers ----------------------------------------------------------- */
 
 static int handle_none(struct vcpu *v, struct vm_exit *e) { return EXIT_RESUME; }
 
 static int handle_host_interrupt(struct vcpu *v, struct vm_exit *e) { return EXIT_YIELD; }
 
-static int handle_io(struct vcpu *v, struct vm_exit *e) { return emulate_io(v, e); }
+static int handle_io(struct vcpu *v, struct vm_exit *e)
+{
+	return e->io.string ? emulate_string_io(v, e) : emulate_io(v, e);
+}
 
 static int handle_mem(struct vcpu *v, struct vm_exit *e)
 {
@@ -324,7 +353,10 @@ static int handle_xsetbv(struct vcpu *v, struct vm_exit *e) { return emulate_xse
  * stays halted; the VM is "halted" once all its vCPUs are. */
 static int handle_hlt(struct vcpu *v, struct vm_exit *e)
 {
-	vcpu_ops->advance_rip(v, e);
+	int err = vcpu_ops->advance_rip(v, e);
+
+	if (err)
+		return vcpu_backend_failed(v, e, "move RIP past HLT", err);
 	v->halted = true;
 	return EXIT_YIELD;
 }
@@ -362,8 +394,10 @@ static int handle_exception(struct vcpu *v, struct vm_exit *e)
 	u8 vec = e->exc.vector;
 	bool has_error = e->exc.has_error;
 	u32 error = e->exc.error_code;
+	int err = vcpu_ops->get_state(v, &scratch);
 
-	vcpu_ops->get_state(v, &scratch);
+	if (err)
+		return vcpu_backend_failed(v, e, "read the vCPU state", err);
 	if (scratch.pending.valid && scratch.pending.type == 3) {
 		u8 prev = scratch.pending.vector;
 
@@ -386,7 +420,9 @@ static int handle_exception(struct vcpu *v, struct vm_exit *e)
 					"exception storm: more than %d %s exceptions within "
 					"a second",
 					EXC_STORM_LIMIT, exception_names[vec & 31]);
-	vcpu_ops->inject_exception(v, vec, has_error, error);
+	err = vcpu_ops->inject_exception(v, vec, has_error, error);
+	if (err)
+		return vcpu_backend_failed(v, e, "inject the exception", err);
 	return EXIT_RESUME;
 }
 
@@ -499,9 +535,16 @@ void vmm_idle(void)
 	vm = v->vm;
 	vcpu_run_slice(v);
 	if (vm->state == VM_RUNNING && all_halted(vm)) {
+		u64 rip = 0;
+
 		vm->state = VM_HALTED;
 		vuart_flush(vm);
-		printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it (RIP 0x%lx)\n",
-		       vm->id, vcpu_ops->read_rip(v));
+		if (vcpu_ops->read_rip(v, &rip))
+			printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it\n",
+			       vm->id);
+		else
+			printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it "
+			       "(RIP 0x%lx)\n",
+			       vm->id, rip);
 	}
 }

@@ -15,7 +15,12 @@
 #include "kernel/time.h"
 #include "kernel/x86.h"
 #include "vmm/loader.h"
+#include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
+
+/* The two backends (vmm/vmx/vmx.c, vmm/svm/svm.c). Only this file names them:
+ * everything else asks the one in use through vcpu_ops. */
+extern const struct vcpu_ops vmx_ops, svm_ops;
 
 const struct vcpu_ops *vcpu_ops;
 struct vm *vm_table[VM_MAX];
@@ -32,6 +37,15 @@ const char *vm_state_name(enum vm_state st)
 }
 
 const char *vmm_unavailable_reason(void) { return vcpu_ops ? NULL : unavailable; }
+
+void vmm_describe_backend(char *buf, size_t len)
+{
+	if (vcpu_ops)
+		snprintf(buf, len, "%s in use (the CPU offers %s)", vcpu_ops->name,
+			 vcpu_ops->mechanism);
+	else
+		snprintf(buf, len, "none: %s", unavailable);
+}
 
 /* Chooses the backend once: VT-x with EPT, else AMD-V with NPT
  * (docs/vmm.md "Backends"). */
@@ -132,6 +146,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->arch && vcpu_ops)
 		vcpu_ops->vm_destroy(vm);
 	free_ram(vm);
+	vdev_free_all(vm);
 	if (vm->id >= 1 && vm->id <= VM_MAX && vm_table[vm->id - 1] == vm)
 		vm_table[vm->id - 1] = NULL;
 	kfree(vm);
@@ -197,7 +212,8 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus)
 	}
 	vm->guest_tsc_hz = tsc_hz();
 	vm->created_ticks = ticks();
-	legacy_reset(vm);
+	if (vdev_alloc_all(vm))
+		goto nomem;
 	if (vcpu_ops->vm_init(vm)) {
 		printk("vm: %s could not set up the VM's nested paging\n", vcpu_ops->name);
 		goto fail;
@@ -276,7 +292,12 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline)
 		return NULL;
 	}
 	mb_entry_state(&entry, info.entry, info_gpa);
-	vcpu_set_state(vm->vcpus[0], &entry);
+	if (vcpu_set_state(vm->vcpus[0], &entry)) {
+		printk("vm: %s could not load the entry state of '%s'\n", vcpu_ops->name,
+		       img->name);
+		vm_destroy(vm);
+		return NULL;
+	}
 	pr_debug("vm%d: %s (%s) at 0x%lx-0x%lx, entry 0x%x", vm->id, img->name,
 		 mb_format_name(info.format), info.lo, info.hi, info.entry);
 	return vm;
@@ -300,26 +321,28 @@ int vm_start(struct vm *vm)
 }
 
 /* Freezes the guest's TSC: read at pause, written back at resume, so a paused
- * guest does not see the time it spent paused (and a snapshot holds the value). */
-static void tsc_freeze(struct vm *vm, bool freeze)
+ * guest does not see the time it spent paused (and a snapshot holds the value).
+ * Returns 0, or the backend's error after saying which vCPU it failed on. */
+static int tsc_freeze(struct vm *vm, bool freeze)
 {
-	static struct vcpu_state s;
-
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
+		int err = freeze ? vcpu_ops->get_field(v, VCPU_FIELD_TSC, &v->frozen_tsc) :
+				   vcpu_ops->set_field(v, VCPU_FIELD_TSC, v->frozen_tsc);
 
-		vcpu_ops->get_state(v, &s);
-		if (freeze) {
-			v->frozen_tsc = s.tsc;
-		} else {
-			s.tsc = v->frozen_tsc;
-			vcpu_ops->set_state(v, &s);
+		if (err) {
+			printk("vm %d: %s could not %s the TSC of vCPU %d (%s)\n", vm->id,
+			       vcpu_ops->name, freeze ? "read" : "write", i, errno_name(err));
+			return err;
 		}
 	}
+	return 0;
 }
 
 int vm_pause(struct vm *vm)
 {
+	int err;
+
 	if (vm->state != VM_RUNNING && vm->state != VM_HALTED) {
 		printk("vm %d is %s; only a running VM can be paused\n", vm->id,
 		       vm_state_name(vm->state));
@@ -329,19 +352,25 @@ int vm_pause(struct vm *vm)
 	 * VMCS/VMCB and regs[] are complete; the FPU is saved into v->fpu. */
 	for (int i = 0; i < vm->nvcpus; i++)
 		vcpu_fpu_release(vm->vcpus[i]);
-	tsc_freeze(vm, true);
+	err = tsc_freeze(vm, true);
+	if (err)
+		return err;
 	vm->state = VM_PAUSED;
 	return 0;
 }
 
 int vm_resume(struct vm *vm)
 {
+	int err;
+
 	if (vm->state != VM_PAUSED) {
 		printk("vm %d is %s; only a paused VM can be resumed\n", vm->id,
 		       vm_state_name(vm->state));
 		return -EINVAL;
 	}
-	tsc_freeze(vm, false);
+	err = tsc_freeze(vm, false);
+	if (err)
+		return err;
 	vm->state = VM_RUNNING;
 	return 0;
 }

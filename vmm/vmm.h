@@ -15,6 +15,7 @@
 #define VM_MAX 8
 #define VM_MAX_VCPUS 8
 #define VM_CHUNK_SIZE HUGE_PAGE_SIZE /* guest RAM is allocated in 2 MiB chunks */
+#define VDEV_SLOTS 16		     /* device ids a VM can hold (vmm/vdev.h) */
 
 struct vm;
 struct vcpu;
@@ -37,6 +38,16 @@ enum vm_exit_kind {
 	VMEXIT_XSETBV,	     /* XSETBV: generic code checks and loads the new XCR0 */
 	VMEXIT_KIND_COUNT,
 };
+
+/* Exception vectors, SDM Vol. 3A 6.3 "Sources of Interrupts" (table
+ * "Protected-Mode Exceptions and Interrupts"). */
+#define X86_TRAP_BP 3
+#define X86_TRAP_OF 4
+#define X86_TRAP_UD 6
+#define X86_TRAP_DF 8
+#define X86_TRAP_GP 13
+#define X86_TRAP_PF 14
+#define X86_TRAP_AC 17
 
 struct vm_exit {
 	enum vm_exit_kind kind;
@@ -69,10 +80,34 @@ struct vm_exit {
 };
 
 /* ---- the backend interface ------------------------------------------------ */
+
+/* The fields of struct vcpu_state that get_field/set_field reach one at a
+ * time; CR0 and CR4 are read-only there (their writes exit on VT-x and are
+ * finished in the backend). */
+enum vcpu_field {
+	VCPU_FIELD_CR0,
+	VCPU_FIELD_CR4,
+	VCPU_FIELD_EFER,
+	VCPU_FIELD_PAT,
+	VCPU_FIELD_SYSENTER_CS,
+	VCPU_FIELD_SYSENTER_ESP,
+	VCPU_FIELD_SYSENTER_EIP,
+	VCPU_FIELD_STAR,
+	VCPU_FIELD_LSTAR,
+	VCPU_FIELD_CSTAR,
+	VCPU_FIELD_SFMASK,
+	VCPU_FIELD_FS_BASE,
+	VCPU_FIELD_GS_BASE,
+	VCPU_FIELD_KERNEL_GS_BASE,
+	VCPU_FIELD_TSC, /* the guest's TSC: the host's plus the offset */
+};
+
 struct vcpu_ops {
-	const char *name; /* "VT-x" or "AMD-V" */
+	const char *name;      /* "VT-x" or "AMD-V" */
+	const char *mechanism; /* what it runs guests with: "VT-x with EPT" */
 	/* Checks the CPU has everything the backend needs and enables it (VMXON,
-	 * EFER.SVME). Returns 0, or -ENODEV after printing what is missing. */
+	 * EFER.SVME). Returns 0, or a negative errno after printing what is
+	 * missing; on failure the CPU is left as it was found. */
 	int (*hw_enable)(void);
 	/* Builds the EPT/NPT for vm's RAM (vm->chunks); devices stay unmapped so
 	 * accesses to them exit. */
@@ -86,23 +121,53 @@ struct vcpu_ops {
 	 * Returns 0, or a negative errno when the entry itself failed (exit->kind
 	 * is then VMEXIT_ENTRY_FAILED with the CPU's reason). */
 	int (*vcpu_run)(struct vcpu *v, struct vm_exit *exit);
-	/* Architectural state in and out (everything but regs[], which live in v). */
-	void (*get_state)(struct vcpu *v, struct vcpu_state *s);
-	void (*set_state)(struct vcpu *v, const struct vcpu_state *s);
+	/* Architectural state in and out (everything but regs[], which live in
+	 * v). Each of the four calls below returns 0, or a negative errno when
+	 * the backend could not reach the vCPU's VMCS/VMCB (then *s, or the
+	 * vCPU, is unchanged and not to be trusted). */
+	int (*get_state)(struct vcpu *v, struct vcpu_state *s);
+	int (*set_state)(struct vcpu *v, const struct vcpu_state *s);
 	/* Moves RIP past the instruction that caused `exit`. */
-	void (*advance_rip)(struct vcpu *v, const struct vm_exit *exit);
+	int (*advance_rip)(struct vcpu *v, const struct vm_exit *exit);
 	/* Queues an exception for the next entry (#GP for a refused MSR, #UD for
 	 * VMX/SVM instructions). */
-	void (*inject_exception)(struct vcpu *v, u8 vector, bool has_error, u32 error_code);
-	/* Reads guest RIP/RFLAGS/CR0 cheaply for reports. */
-	u64 (*read_rip)(struct vcpu *v);
+	int (*inject_exception)(struct vcpu *v, u8 vector, bool has_error, u32 error_code);
+	/* Reads guest RIP cheaply for reports: 0, or a negative errno. */
+	int (*read_rip)(struct vcpu *v, u64 *rip);
+	/* One field of the state without moving the rest (the exit path's
+	 * accessors: an emulated RDMSR/WRMSR, CPUID, the PIT's clock). Return 0,
+	 * -EINVAL for a field that cannot be set this way, or the backend's
+	 * errno as get_state does. Setting the TSC is the only call that
+	 * touches the TSC offset. */
+	int (*get_field)(struct vcpu *v, enum vcpu_field f, u64 *val);
+	int (*set_field)(struct vcpu *v, enum vcpu_field f, u64 val);
 	/* Optional (may be NULL): the name of a raw exit reason for reports, e.g.
-	 * "NPF" or "EPT_VIOLATION". */
+	 * "NPF" or "EPT violation". */
 	const char *(*exit_name)(u32 raw_reason);
 };
 
-extern const struct vcpu_ops vmx_ops, svm_ops;
 extern const struct vcpu_ops *vcpu_ops; /* chosen once at boot from CPUID */
+
+/*
+ * One field of struct vcpu_state in both directions, for the backends'
+ * state transfer (one function serves get_state and set_state, so the two
+ * cannot drift apart): with `out` set the live value is copied into the
+ * record, with `in` set the record is copied into the live value. Exactly one
+ * of out and in is non-NULL (both are tested, so that neither is ever
+ * dereferenced unchecked).
+ */
+#define VCPU_XFER(out, in, live, field) \
+	((out) ? (void)((out)->field = (live)) : (in) ? (void)((live) = (in)->field) : (void)0)
+/* The same for a field that changes on the way or is reached through an
+ * accessor: `get` is the record's value, `set` the statement that loads the
+ * record's value (in->field) into the live state. */
+#define VCPU_XFER_WITH(out, in, field, get, set) \
+	do { \
+		if (out) \
+			(out)->field = (get); \
+		else if (in) \
+			set; \
+	} while (0)
 
 /* ---- VMs and vCPUs -------------------------------------------------------- */
 enum vm_state {
@@ -130,46 +195,6 @@ struct vcpu {
 	u64 exc_window; /* ticks() when that window began */
 };
 
-/* Emulated COM1 (vmm/dev_uart.c). */
-struct vuart {
-	u8 ier, lcr, mcr, scr, dll, dlm;
-	u8 fcr; /* FIFO control as last written (IIR shows FIFOs on) */
-	char line[128];
-	u32 line_len;
-	u8 rx[64];
-	u32 rx_head, rx_tail;
-};
-
-/* The legacy PC platform polling guests expect (vmm/dev_legacy.c). Times are
- * in guest TSC cycles; the PIT runs at 1.193182 MHz of guest time. */
-struct vpit_channel {
-	u8 mode;     /* 8254 mode 0-5 */
-	u8 access;   /* 1 lobyte, 2 hibyte, 3 lobyte then hibyte */
-	u8 write_hi; /* next write of an access-3 counter is the high byte */
-	u8 read_hi;  /* next read of an access-3 counter is the high byte */
-	u8 latched;  /* a latch command froze `latch` */
-	u8 armed;    /* a count was written */
-	u16 latch;
-	u32 reload;    /* the count written (0 means 65536) */
-	u64 start_tsc; /* guest TSC when counting started */
-};
-
-struct vplatform {
-	struct vpit_channel pit[3];
-	u8 port61; /* bit 0 gate of channel 2, bit 1 speaker data */
-	u8 pic_imr[2];
-	u8 kbd_cmd;    /* 8042 command waiting for its data byte (0x60), or 0 */
-	u8 kbd_ccb;    /* 8042 controller command byte */
-	u8 kbd_out[4]; /* bytes the 8042 has for the guest (port 0x60) */
-	u8 kbd_out_len;
-	u8 post; /* last POST code written to port 0x80 */
-	u8 cmos_index;
-	u32 pci_addr;  /* last value written to 0xCF8 */
-	u8 crtc_index; /* VGA CRT controller (0x3D4/0x3D5): cursor and friends */
-	u8 crtc[32];
-	u8 vga_misc; /* VGA miscellaneous output (0x3C2 write, 0x3CC read) */
-};
-
 struct vm {
 	int id;		/* 1-based, as the shell shows it */
 	char image[32]; /* name of the guest image it was created from */
@@ -182,23 +207,26 @@ struct vm {
 	u64 *chunks; /* host-physical address of each 2 MiB chunk */
 	int nvcpus;
 	struct vcpu *vcpus[VM_MAX_VCPUS];
-	void *arch; /* backend's per-VM data (EPT/NPT root) */
-	struct vuart uart;
+	void *arch;	       /* backend's per-VM data (EPT/NPT root) */
+	void *dev[VDEV_SLOTS]; /* each emulated device's state (vmm/vdev.h) */
 	bool console_attached;
 	u64 created_ticks;
 	/* Added by the VMM core (vmm/vmm.c). */
-	struct vplatform platform;
 	u64 io_unemulated;	 /* accesses to ports no device claims: an I/O storm stops the VM */
 	u16 warned_ports[8];	 /* unemulated ports already reported once (0: free slot) */
 	u64 guest_tsc_hz;	 /* the guest's TSC frequency (the host's) */
 	u64 started_ticks;	 /* when `vm start` ran, 0 before */
 	char image_cmdline[128]; /* the cmdline the image came with */
 	struct mmio_bus mmio;	 /* device ranges (vmm/mmio.c); no RAM behind them */
+	u32 fail_state;		 /* test hook (vm fail-state): state accesses left to fail */
 };
 
 void vmm_init(void);
 /* NULL when a backend runs guests, else one line saying why none can. */
 const char *vmm_unavailable_reason(void);
+/* One line for `cpu`: the backend in use and what it runs guests with, or
+ * why there is none. */
+void vmm_describe_backend(char *buf, size_t len);
 /* Creates a VM from a guest image with `mem` bytes of RAM; returns it or NULL
  * after printing why. The guest is loaded and its vCPU 0 set to the Multiboot
  * entry state. */
@@ -218,9 +246,10 @@ const char *vm_exit_kind_name(enum vm_exit_kind kind);
 
 /* The complete architectural state of a vCPU that is out of guest mode (paused
  * VM, or between exits): the backend's part, the general registers, the FPU
- * (XSAVE area and XCR0) and the halted flag. The snapshot code uses these. */
-void vcpu_get_state(struct vcpu *v, struct vcpu_state *s);
-void vcpu_set_state(struct vcpu *v, const struct vcpu_state *s);
+ * (XSAVE area and XCR0) and the halted flag. The snapshot code uses these.
+ * Each returns 0, or the backend's negative errno (nothing was read or set). */
+int vcpu_get_state(struct vcpu *v, struct vcpu_state *s);
+int vcpu_set_state(struct vcpu *v, const struct vcpu_state *s);
 /* Stops a VM for good with a message (misbehaving guest). */
 void vm_stop(struct vm *vm, const char *fmt, ...) __printf(2, 3);
 

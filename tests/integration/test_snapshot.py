@@ -150,6 +150,39 @@ def test_qemu_nvme():
 	qemu_cycle("nvme")
 
 
+@timeout(180)
+def test_devices_mid_work():
+	"""The pic guest saved while PIT channel 0 ticks into the 8259A: restored
+	after its VM was killed, it continues from the window it was in, at the
+	same rate (every 8254 and 8259A register came back; a PIC reset to its
+	power-on state would mask IRQ0 and the next window would hold no tick).
+	The VM is paused for the save: a running VM's guest time goes on while the
+	shell works on the command (creating the store here), and a guest that
+	polls its timer counts that as ticks lost, as under any host preemption."""
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "pic", args="windows=0")
+		seen_after(vm, 0, rf"\[vm{vid}\] pic: window 2: ", 60, "the pic guest's second window")
+		vm.cmd_ok(f"vm pause {vid}")
+		vm.cmd_ok(f"snap save {vid} pic", timeout=60)
+		frozen = [int(w) for w in re.findall(rf"\[vm{vid}\] pic: window (\d+):", vm.seen)][-1]
+		vm.cmd_ok(f"vm resume {vid}")
+		seen_after(vm, len(vm.seen), rf"\[vm{vid}\] pic: window {frozen + 2}: ", 60,
+			   "the saved guest running on")
+		vm.cmd_ok(f"vm kill {vid}")
+		again = restore(vm, "pic")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {again}")
+		for w in (frozen + 1, frozen + 2):
+			m = seen_after(vm, start, rf"\[vm{again}\] pic: window (\d+): (\d+) ticks", 60,
+				       f"window {w} of the restored guest")
+			if int(m.group(1)) != w or not 49 <= int(m.group(2)) <= 51:
+				vm.fail(f"the restored guest printed '{m.group(0)}', expected window {w} "
+					"with 50 +-1 ticks")
+			start = m.end()
+
+
 # ---- helpers that read the disk image on the host ---------------------------------
 def snapshot_base(vm, name):
 	"""Byte offset of snapshot `name` on its disk, from `snap info`."""
@@ -210,11 +243,14 @@ def test_reboot_restore_and_bit_flips():
 
 	# The image as the issue's table describes it.
 	img = parse_image(disk, bases["good"][0])
-	assert img["magic"] == SNAPSHOT_MAGIC and img["version"] == 1, img
+	assert img["magic"] == SNAPSHOT_MAGIC and img["version"] == 2, img
 	assert img["pad"] == (0, 0) and img["checksum"] == img["xor"], img
 	assert img["total"] == bases["good"][1] and img["total"] % 4096 == 0, img
 	types = [s["type"] for s in img["sections"]]
 	assert types[0] == 1 and types[-1] == 0xFFFF and 3 in types and 5 in types, types
+	# Version 2: one DEVICE section per emulated device, each a distinct id.
+	devs = [s["index"] for s in img["sections"] if s["type"] == 7]
+	assert len(devs) >= 7 and len(set(devs)) == len(devs) and 6 not in types, img
 
 	# One bit in each: the header's timestamp, vCPU 0's RIP, the last stored page.
 	flip_bit(disk, bases["hdr"][0] + 0x30, 2)
@@ -312,6 +348,34 @@ def test_errors_and_cancel():
 		if re.search(r"^\s+keep\s", out, re.M):
 			vm.fail(f"'keep' listed after its delete:\n{out}")
 		memtest_passes(vm, mt, start, 1, 180)
+
+
+@timeout(180)
+def test_failed_capture_commits_nothing():
+	"""A save whose vCPU state could not be read (a backend failure, here
+	from the `vm fail-state` test hook) says so and commits nothing: no
+	snapshot with a zeroed CPU state, the earlier one intact, the VM running
+	on (issue 12, defect 6)."""
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		ct = start_vm(vm, "counter", args="every=20000000")
+		vm.cmd_ok(f"snap save {ct} keep", timeout=60)
+		vm.cmd_ok(f"vm fail-state {ct} 1", expect=r"next 1 vCPU state access")
+		out = vm.cmd(f"snap save {ct} broken", timeout=60)
+		expect(vm, r"^error: snap save: AMD-V could not read the state of vCPU 0 \(EIO\)\n"
+		       r"snap save: nothing was committed", out, "the failed capture reported")
+		if re.search(r"^saved VM", out, re.M):
+			vm.fail(f"the failed capture was reported as saved:\n{out}")
+		out = vm.cmd_ok("snap list")
+		expect(vm, r"^\s+keep\s+counter", out, "the earlier snapshot still listed")
+		if re.search(r"^\s+broken\s", out, re.M):
+			vm.fail(f"the snapshot whose capture failed is listed:\n{out}")
+		vm.cmd_ok("snap verify keep", expect=r"intact")
+		out = vm.cmd_ok("vm list")
+		expect(vm, rf"^{ct}\s+counter\s+running", out, "the counter running again")
+		# The hook is spent: the next save works.
+		vm.cmd_ok(f"snap save {ct} after", timeout=60, expect=r"saved VM")
 
 
 @timeout(180)

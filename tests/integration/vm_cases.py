@@ -15,7 +15,7 @@ import time
 import harness
 from harness import strip_ansi, work_dir
 
-GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench", "strio")
+GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench", "pic", "strio")
 
 
 class Backend:
@@ -178,6 +178,24 @@ def case_counter_pause_resume(vm, backend):
 	if int(m.group(1)) != last + 1:
 		vm.fail(f"after resume the counter went on at {m.group(1)}, expected {last + 1}")
 	out_ok(vm, f"vm kill {vid}", expect="killed")
+
+
+@case()
+def case_pic_timer(vm, backend):
+	"""The 8259A pair and PIT channel 0 as a polling guest sees them: masks,
+	IRR, ISR, EOI, and IRQ0 at the programmed 100 Hz against channel 2."""
+	vid = run(vm, "pic -- windows=3")
+	vm.wait_for(rf"\[vm{vid}\] exited with code (\d+)", timeout=backend.t(60))
+	text = "\n".join(guest_lines(vm, vid))
+	if "FAILED" in text or "exited with code 0" not in strip_ansi(vm.seen):
+		vm.fail(f"the pic guest failed:\n{text}")
+	for line in ("masked IRQ0 waits in the IRR", "EOI releases the next request"):
+		if f"pic: {line}" not in text:
+			vm.fail(f"the pic guest did not say '{line}':\n{text}")
+	ticks = [int(t) for t in re.findall(r"pic: window \d+: (\d+) ticks", text)]
+	if len(ticks) != 3 or not all(49 <= t <= 51 for t in ticks):
+		vm.fail(f"expected 3 windows of 50 +-1 IRQ0 ticks, saw {ticks}:\n{text}")
+	shell_alive(vm)
 
 
 @case(timeout=240)

@@ -2,21 +2,22 @@
  * Host unit test of the nested page-table builder (vmm/svm/npt.c): guest RAM
  * made of scattered 2 MiB host chunks is mapped with 2 MiB leaves, a size that
  * is not a multiple of 2 MiB ends in 4 KiB pages, nothing past the RAM is
- * mapped, every entry carries P/RW/US, a failed allocation unwinds, and freeing
- * gives every table page back. "Physical" addresses are host pointers here.
+ * mapped, every entry carries P/RW/US, a failed allocation leaves nothing that
+ * npt_destroy() does not give back, and bad arguments are refused.
+ * "Physical" addresses are host pointers here.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernel/mm.h"
+#include "kernel/lib.h"
 #include "vmm/svm/npt.h"
 #include "tests/unit/check.h"
 
 static int live_pages, alloc_limit = -1;
 
-u64 pmm_alloc_page(void)
+static u64 fake_alloc(void *ctx)
 {
 	void *p;
 
@@ -30,10 +31,44 @@ u64 pmm_alloc_page(void)
 	return (u64)(uintptr_t)p;
 }
 
-void pmm_free_page(u64 pa)
+static void fake_free(void *ctx, u64 pa)
 {
 	free((void *)(uintptr_t)pa);
 	live_pages--;
+}
+
+static void *fake_to_virt(void *ctx, u64 pa) { return (void *)(uintptr_t)pa; }
+
+static const struct npt_mm mm = {
+	.alloc_page = fake_alloc,
+	.free_page = fake_free,
+	.to_virt = fake_to_virt,
+};
+
+/* The tables for a guest of mem_size bytes, as svm_vm_init builds them;
+ * on failure everything built so far is freed again. */
+static int build(struct npt *npt, const u64 *chunks, u64 nchunks, u64 mem_size)
+{
+	int err = npt_init(npt, &mm, true);
+
+	if (err)
+		return err;
+	err = npt_map_ram(npt, chunks, nchunks, mem_size);
+	if (err)
+		npt_destroy(npt);
+	return err;
+}
+
+/* The host-physical address behind gpa, ~0 when unmapped. */
+static u64 translate(const struct npt *npt, u64 gpa, u64 *size)
+{
+	u64 hpa, page, leaf;
+
+	if (npt_translate(npt, gpa, &hpa, &page, &leaf))
+		return ~0ULL;
+	if (size)
+		*size = page;
+	return hpa;
 }
 
 /* Host chunks: fake 2 MiB-aligned addresses, scattered and descending, never
@@ -47,16 +82,16 @@ static void make_chunks(u64 *chunks, int n)
 /* Every entry on the path to gpa has P, RW and US (nested walks are user). */
 static int path_flags_ok(const struct npt *npt, u64 gpa)
 {
-	u64 *t = (u64 *)(uintptr_t)npt->root_pa;
+	u64 *t = (u64 *)(uintptr_t)npt->root;
 
 	for (int level = 3; level >= 0; level--) {
 		u64 e = t[(gpa >> (12 + 9 * level)) & 511];
 
-		if ((e & NPT_LEAF) != NPT_LEAF)
+		if ((e & NPT_TABLE) != NPT_TABLE)
 			return 0;
 		if ((level == 1 && (e & NPT_PS)) || level == 0)
 			return 1;
-		t = (u64 *)(uintptr_t)(e & NPT_ADDR);
+		t = (u64 *)(uintptr_t)(e & NPT_ADDR_MASK);
 	}
 	return 0;
 }
@@ -67,22 +102,22 @@ static void test_whole_chunks(void)
 	struct npt npt;
 
 	make_chunks(chunks, 40);
-	CHECK_EQ(npt_build(&npt, chunks, 40 * HUGE_PAGE_SIZE), 0);
+	CHECK_EQ(build(&npt, chunks, 40, 40 * HUGE_PAGE_SIZE), 0);
 	/* 1 PML4 + 1 PDPT + 1 PD: 80 MiB fits one page directory. */
 	CHECK_EQ(npt.table_pages, 3);
 	for (int i = 0; i < 40; i++) {
 		u64 gpa = (u64)i * HUGE_PAGE_SIZE;
 
-		CHECK_EQ(npt_translate(&npt, gpa, &size), chunks[i]);
+		CHECK_EQ(translate(&npt, gpa, &size), chunks[i]);
 		CHECK_EQ(size, HUGE_PAGE_SIZE);
-		CHECK_EQ(npt_translate(&npt, gpa + 0x12345, NULL), chunks[i] + 0x12345);
+		CHECK_EQ(translate(&npt, gpa + 0x12345, NULL), chunks[i] + 0x12345);
 		CHECK(path_flags_ok(&npt, gpa));
 	}
-	CHECK_EQ(npt_translate(&npt, 40 * HUGE_PAGE_SIZE, NULL), ~0ULL);
-	CHECK_EQ(npt_translate(&npt, 0xFEC00000ULL, NULL), ~0ULL);
-	CHECK_EQ(npt_translate(&npt, 1ULL << 32, NULL), ~0ULL);
-	CHECK_EQ(npt_translate(&npt, 1ULL << 50, NULL), ~0ULL);
-	npt_free(&npt);
+	CHECK_EQ(translate(&npt, 40 * HUGE_PAGE_SIZE, NULL), ~0ULL);
+	CHECK_EQ(translate(&npt, 0xFEC00000ULL, NULL), ~0ULL);
+	CHECK_EQ(translate(&npt, 1ULL << 32, NULL), ~0ULL);
+	CHECK_EQ(translate(&npt, 1ULL << 50, NULL), ~0ULL);
+	npt_destroy(&npt);
 	CHECK_EQ(live_pages, 0);
 }
 
@@ -92,19 +127,18 @@ static void test_partial_tail(void)
 	struct npt npt;
 
 	make_chunks(chunks, 3);
-	CHECK_EQ(npt_build(&npt, chunks, mem), 0);
+	CHECK_EQ(build(&npt, chunks, 3, mem), 0);
 	CHECK_EQ(npt.table_pages, 4); /* plus one page table for the tail */
-	CHECK_EQ(npt_translate(&npt, HUGE_PAGE_SIZE, &size), chunks[1]);
+	CHECK_EQ(translate(&npt, HUGE_PAGE_SIZE, &size), chunks[1]);
 	CHECK_EQ(size, HUGE_PAGE_SIZE);
 	for (u64 off = 0; off < 5 * PAGE_SIZE; off += PAGE_SIZE) {
-		CHECK_EQ(npt_translate(&npt, 2 * HUGE_PAGE_SIZE + off + 8, &size),
-			 chunks[2] + off + 8);
+		CHECK_EQ(translate(&npt, 2 * HUGE_PAGE_SIZE + off + 8, &size), chunks[2] + off + 8);
 		CHECK_EQ(size, PAGE_SIZE);
 		CHECK(path_flags_ok(&npt, 2 * HUGE_PAGE_SIZE + off));
 	}
-	CHECK_EQ(npt_translate(&npt, mem, NULL), ~0ULL);
-	CHECK_EQ(npt_translate(&npt, mem + PAGE_SIZE, NULL), ~0ULL);
-	npt_free(&npt);
+	CHECK_EQ(translate(&npt, mem, NULL), ~0ULL);
+	CHECK_EQ(translate(&npt, mem + PAGE_SIZE, NULL), ~0ULL);
+	npt_destroy(&npt);
 	CHECK_EQ(live_pages, 0);
 }
 
@@ -115,31 +149,46 @@ static void test_above_1g(void)
 	u64 n = 1024 + 8; /* 2 GiB + 16 MiB: two page directories */
 
 	make_chunks((u64 *)chunks, (int)n);
-	CHECK_EQ(npt_build(&npt, chunks, n * HUGE_PAGE_SIZE), 0);
+	CHECK_EQ(build(&npt, chunks, n, n * HUGE_PAGE_SIZE), 0);
 	CHECK_EQ(npt.table_pages, 1 + 1 + 3);
-	CHECK_EQ(npt_translate(&npt, GiB(2) + HUGE_PAGE_SIZE, NULL), chunks[1025]);
-	CHECK_EQ(npt_translate(&npt, GiB(1) - 1, NULL), chunks[511] + HUGE_PAGE_SIZE - 1);
-	npt_free(&npt);
+	CHECK_EQ(translate(&npt, GiB(2) + HUGE_PAGE_SIZE, NULL), chunks[1025]);
+	CHECK_EQ(translate(&npt, GiB(1) - 1, NULL), chunks[511] + HUGE_PAGE_SIZE - 1);
+	npt_destroy(&npt);
 	CHECK_EQ(live_pages, 0);
 }
 
 static void test_errors(void)
 {
-	u64 chunks[4];
+	u64 chunks[4], hpa, size, leaf;
 	struct npt npt;
 
 	make_chunks(chunks, 4);
-	CHECK_EQ(npt_build(&npt, chunks, 0), -EINVAL);
-	CHECK_EQ(npt_build(&npt, chunks, HUGE_PAGE_SIZE + 100), -EINVAL);
+	CHECK_EQ(build(&npt, chunks, 4, HUGE_PAGE_SIZE + 100), -EINVAL);
+	CHECK_EQ(build(&npt, chunks, 1, 2 * HUGE_PAGE_SIZE), -EINVAL); /* more RAM than chunks */
+	CHECK_EQ(live_pages, 0);
 	for (int limit = 0; limit < 4; limit++) {
 		alloc_limit = limit;
-		CHECK_EQ(npt_build(&npt, chunks, 3 * HUGE_PAGE_SIZE + PAGE_SIZE), -ENOMEM);
+		CHECK_EQ(build(&npt, chunks, 4, 3 * HUGE_PAGE_SIZE + PAGE_SIZE), -ENOMEM);
 		CHECK_EQ(live_pages, 0);
-		CHECK_EQ(npt.root_pa, 0);
+		CHECK_EQ(npt.root, 0);
 	}
 	alloc_limit = -1;
-	npt_free(&npt); /* freeing nothing is harmless */
-	CHECK_EQ(npt_translate(&npt, 0, NULL), ~0ULL);
+
+	CHECK_EQ(npt_init(&npt, &mm, true), 0);
+	CHECK_EQ(npt_map(&npt, 0x1000, 0x2000, 0x800, NPT_RW), -EINVAL);  /* unaligned */
+	CHECK_EQ(npt_map(&npt, 0x1000, 0x2000, 0x1000, NPT_PS), -EINVAL); /* not a right */
+	CHECK_EQ(npt_map(&npt, 1ULL << 48, 0x2000, 0x1000, NPT_RW), -EINVAL);
+	CHECK_EQ(npt_map(&npt, 0x1000, 0x2000, 0x1000, 0), 0); /* read-only */
+	CHECK_EQ(npt_map(&npt, 0x1000, 0x3000, 0x1000, NPT_RW), -EEXIST);
+	CHECK_EQ(npt_translate(&npt, 0x1234, &hpa, &size, &leaf), 0);
+	CHECK_EQ(hpa, 0x2234);
+	CHECK_EQ(leaf & (NPT_P | NPT_RW | NPT_US), NPT_P | NPT_US);
+	CHECK_EQ(npt_translate(&npt, 0x3000, &hpa, &size, &leaf), -ENOENT);
+	CHECK_EQ(npt_ncr3(&npt), npt.root);
+	npt_destroy(&npt);
+	CHECK_EQ(live_pages, 0);
+	npt_destroy(&npt); /* destroying twice is harmless */
+	CHECK_EQ(translate(&npt, 0, NULL), ~0ULL);
 }
 
 int main(void)

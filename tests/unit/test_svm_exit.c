@@ -8,15 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernel/cpu.h"
 #include "vmm/svm/svm.h"
 #include "tests/unit/check.h"
 
-struct cpu_features cpu;
+struct svm_caps svm_caps;
 
 static struct vmcb *vmcb;
 static struct svm_vcpu sv;
 static struct vcpu v;
+
+static int last_rc;
 
 static struct vm_exit decode(u64 code, u64 info1, u64 info2)
 {
@@ -27,15 +28,60 @@ static struct vm_exit decode(u64 code, u64 info1, u64 info2)
 	vmcb->control.exit_info_1 = info1;
 	vmcb->control.exit_info_2 = info2;
 	vmcb->control.event_inj = 0;
-	svm_decode_exit(&v, &e);
+	last_rc = svm_decode_exit(&v, &e);
 	return e;
+}
+
+/* One EXITCODE for each neutral exit kind, and the decoder's return value:
+ * every kind the generic code handles can come out of this decoder. */
+static void test_every_kind(void)
+{
+	static const struct {
+		u64 code, info1, info2;
+		enum vm_exit_kind kind;
+		int rc;
+	} cases[] = {
+		{ SVM_EXIT_INVD, 0, 0, VMEXIT_NONE, 0 },
+		{ SVM_EXIT_INTR, 0, 0, VMEXIT_HOST_INTERRUPT, 0 },
+		{ SVM_EXIT_IOIO, (0x80ull << 16) | BIT(4), 0x300002, VMEXIT_IO, 0 },
+		{ SVM_EXIT_NPF, NPF_USER, 0xFEE00000, VMEXIT_MEM, 0 },
+		{ SVM_EXIT_CPUID, 0, 0, VMEXIT_CPUID, 0 },
+		{ SVM_EXIT_MSR, 0, 0, VMEXIT_MSR_READ, 0 },
+		{ SVM_EXIT_MSR, 1, 0, VMEXIT_MSR_WRITE, 0 },
+		{ SVM_EXIT_HLT, 0, 0, VMEXIT_HLT, 0 },
+		{ SVM_EXIT_SHUTDOWN, 0, 0, VMEXIT_TRIPLE_FAULT, 0 },
+		{ SVM_EXIT_VMRUN, 0, 0, VMEXIT_VIRT_INSN, 0 },
+		{ SVM_EXIT_EXCP_BASE + 17, 0, 0, VMEXIT_EXCEPTION, 0 },
+		{ SVM_EXIT_ERR, 0, 0, VMEXIT_ENTRY_FAILED, -EIO },
+		{ SVM_EXIT_PAUSE, 0, 0, VMEXIT_UNHANDLED, 0 },
+		{ SVM_EXIT_XSETBV, 0, 0, VMEXIT_XSETBV, 0 },
+	};
+	bool seen[VMEXIT_KIND_COUNT] = { false };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vm_exit e;
+
+		vmcb->save.rip = 0x300000;
+		e = decode(cases[i].code, cases[i].info1, cases[i].info2);
+		CHECK_EQ(e.kind, cases[i].kind);
+		CHECK_EQ(last_rc, cases[i].rc);
+		CHECK_EQ(e.raw_reason, (u32)cases[i].code);
+		CHECK_EQ(e.rip, 0x300000);
+		if ((unsigned)e.kind < VMEXIT_KIND_COUNT)
+			seen[e.kind] = true;
+	}
+	for (int k = 0; k < VMEXIT_KIND_COUNT; k++)
+		if (!seen[k])
+			fprintf(stderr, "exit kind %d never decoded\n", k);
+	for (int k = 0; k < VMEXIT_KIND_COUNT; k++)
+		CHECK(seen[k]);
 }
 
 static void test_without_nrips(void)
 {
 	struct vm_exit e;
 
-	cpu.svm_nrips = false;
+	svm_caps.nrips = false;
 	vmcb->save.rip = 0x100000;
 	vmcb->control.next_rip = 0x100123; /* stale: must be ignored without NRIPS */
 
@@ -113,7 +159,7 @@ static void test_without_nrips(void)
 
 static void test_with_nrips(void)
 {
-	cpu.svm_nrips = true;
+	svm_caps.nrips = true;
 	vmcb->save.rip = 0x200000;
 	/* A CPUID with a (pointless) prefix: NRIPS knows better than 2. */
 	vmcb->control.next_rip = 0x200003;
@@ -123,7 +169,7 @@ static void test_with_nrips(void)
 	/* An implausible next RIP falls back to the fixed length. */
 	vmcb->control.next_rip = 0;
 	CHECK_EQ(decode(SVM_EXIT_CPUID, 0, 0).insn_len, 2);
-	cpu.svm_nrips = false;
+	svm_caps.nrips = false;
 }
 
 static void test_requeue(void)
@@ -151,12 +197,12 @@ static void test_requeue(void)
 
 static void test_names(void)
 {
-	CHECK_STR(svm_exit_name(SVM_EXIT_NPF), "NPF");
-	CHECK_STR(svm_exit_name(SVM_EXIT_VMMCALL), "VMMCALL");
-	CHECK_STR(svm_exit_name(SVM_EXIT_EXCP_BASE + 13), "EXCP_GP");
-	CHECK_STR(svm_exit_name((u32)SVM_EXIT_ERR), "INVALID");
-	CHECK_STR(svm_exit_name(0x05), "CR_ACCESS");
-	CHECK_STR(svm_exit_name(0x999), "UNKNOWN");
+	CHECK_STR(svm_exit_reason_name(SVM_EXIT_NPF), "NPF");
+	CHECK_STR(svm_exit_reason_name(SVM_EXIT_VMMCALL), "VMMCALL");
+	CHECK_STR(svm_exit_reason_name(SVM_EXIT_EXCP_BASE + 13), "EXCP_GP");
+	CHECK_STR(svm_exit_reason_name((u32)SVM_EXIT_ERR), "INVALID");
+	CHECK_STR(svm_exit_reason_name(0x05), "CR_ACCESS");
+	CHECK_STR(svm_exit_reason_name(0x999), "UNKNOWN");
 }
 
 int main(void)
@@ -165,6 +211,7 @@ int main(void)
 	memset(vmcb, 0, sizeof(*vmcb));
 	sv.vmcb = vmcb;
 	v.arch = &sv;
+	test_every_kind();
 	test_without_nrips();
 	test_with_nrips();
 	test_requeue();

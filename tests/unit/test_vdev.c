@@ -1,9 +1,12 @@
 /*
- * Host unit test of the emulated devices: the guest's COM1 (line buffering cut
- * at 127 characters, control characters, loopback, scratch, input queue) and
- * the legacy platform (8254 counters and OUT2 computed from a guest TSC the
- * test moves by hand, latching, port 0x61, the 8042 answers and reset, CMOS
- * memory sizes, VGA retrace). printk and the backend are small host stand-ins here.
+ * Host unit test of the emulated devices through their table (vmm/vdev.c):
+ * the guest's COM1 (line buffering cut at 127 characters, control characters,
+ * loopback, scratch, input queue), the 8254 (counters and OUT2 computed from a
+ * guest TSC the test moves by hand, latching, port 0x61, IRQ0), the 8259A pair
+ * (initialization, priorities, EOI forms, rotation, AEOI, special mask, poll,
+ * cascade, ELCR), the 8042, CMOS sizes, VGA, and every device's record: saved,
+ * restored into a fresh VM, equal; impossible records refused, state kept.
+ * printk, the heap and the guest TSC are small host stand-ins here.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +14,8 @@
 #include <string.h>
 
 #include "kernel/printk.h"
+#include "snapshot/format.h"
+#include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 #include "tests/unit/check.h"
 
@@ -35,19 +40,29 @@ void vm_stop(struct vm *vm, const char *fmt, ...)
 	vm->state = VM_STOPPED;
 }
 
-static void stub_get_state(struct vcpu *v, struct vcpu_state *s) { s->tsc = guest_tsc_now; }
+void panic(const char *fmt, ...)
+{
+	fprintf(stderr, "panic: %s\n", fmt);
+	abort();
+}
 
-static const struct vcpu_ops stub_ops = { .name = "stub", .get_state = stub_get_state };
-const struct vcpu_ops *vcpu_ops = &stub_ops;
+void *kmalloc(size_t size) { return malloc(size); }
+void *kzalloc(size_t size) { return calloc(1, size); }
+void kfree(void *p) { free(p); }
+u64 vcpu_guest_tsc(struct vcpu *v) { return guest_tsc_now; }
 
 static struct vm vm;
 static struct vcpu vcpu = { .vm = &vm };
 
 static u32 io(u16 port, bool in, u32 val)
 {
-	legacy_io(&vcpu, port, 1, in, &val);
+	vdev_io(&vcpu, port, 1, in, &val);
 	return val;
 }
+
+/* The UART's registers, as the guest reaches them. */
+static void vuart_write(struct vm *m, u16 reg, u8 val) { io(0x3F8 + reg, false, val); }
+static u32 vuart_read(struct vm *m, u16 reg) { return io(0x3F8 + reg, true, 0); }
 
 /* ---- COM1 ------------------------------------------------------------------- */
 static void test_uart(void)
@@ -164,7 +179,7 @@ static void test_pit(void)
 
 static void test_8042_cmos(void)
 {
-	legacy_reset(&vm);
+	vdev_reset_all(&vm);
 	vm.mem_size = MiB(32);
 	CHECK_EQ(io(0x64, true, 0) & 0x01, 0); /* no key */
 	io(0x64, false, 0xAA);
@@ -185,8 +200,6 @@ static void test_8042_cmos(void)
 	CHECK_EQ(io(0x71, true, 0), 31744 >> 8);
 	io(0x70, false, 0x35);
 	CHECK_EQ(io(0x71, true, 0), 1); /* 16 MiB above 16 MiB: 256 units of 64 KiB */
-	io(0x21, false, 0xFB);
-	CHECK_EQ(io(0x21, true, 0), 0xFB);
 	io(0x80, false, 0x42);
 	CHECK_EQ(io(0x80, true, 0), 0x42);
 	CHECK_EQ(io(0xCFC, true, 0), 0xFFFFFFFF);
@@ -197,7 +210,7 @@ static void test_8042_cmos(void)
 	{
 		u32 val = 0x1234;
 
-		CHECK(!legacy_io(&vcpu, 0x300, 1, true, &val));
+		CHECK(!vdev_io(&vcpu, 0x300, 1, true, &val));
 		CHECK_EQ(val, 0x1234);
 	}
 
@@ -207,11 +220,374 @@ static void test_8042_cmos(void)
 	CHECK_EQ(vm.state, VM_STOPPED);
 }
 
+/* ---- 8259A pair ------------------------------------------------------------ */
+/* Linux's init_8259A(): ICW1 edge + ICW4, vectors 0x30/0x38, cascade on IR2,
+ * 8086 mode; then the masks. */
+static void pic_init(u8 icw4)
+{
+	io(0x20, false, 0x11);
+	io(0x21, false, 0x30);
+	io(0x21, false, 0x04);
+	io(0x21, false, icw4);
+	io(0xA0, false, 0x11);
+	io(0xA1, false, 0x38);
+	io(0xA1, false, 0x02);
+	io(0xA1, false, icw4);
+	io(0x21, false, 0x00);
+	io(0xA1, false, 0x00);
+}
+
+static u8 irr(u16 base)
+{
+	io(base, false, 0x0A); /* OCW3: read IRR */
+	return (u8)io(base, true, 0);
+}
+
+static u8 isr(u16 base)
+{
+	u8 v;
+
+	io(base, false, 0x0B); /* OCW3: read ISR */
+	v = (u8)io(base, true, 0);
+	io(base, false, 0x0A);
+	return v;
+}
+
+static void test_pic(void)
+{
+	vdev_reset_all(&vm);
+	/* Power-on: everything masked, nothing asserted. */
+	CHECK_EQ(io(0x21, true, 0), 0xFF);
+	vm_set_irq(&vm, 1, true);
+	CHECK(!vpic_intr(&vm));
+	pic_init(0x01);
+	CHECK_EQ(irr(0x20), 0); /* ICW1 reset the edge sense and the IRR */
+	vm_set_irq(&vm, 1, false);
+
+	/* Edge: a rising edge latches; the level staying high adds nothing. */
+	vm_set_irq(&vm, 4, true);
+	CHECK_EQ(irr(0x20), 0x10);
+	CHECK(vpic_intr(&vm));
+	CHECK_EQ(vpic_ack(&vm), 0x34);
+	CHECK_EQ(isr(0x20), 0x10);
+	CHECK_EQ(irr(0x20), 0);
+	CHECK(!vpic_intr(&vm)); /* IR4 in service blocks itself and below */
+	/* A higher level nests over the one in service, a lower waits. */
+	vm_set_irq(&vm, 6, true);
+	vm_set_irq(&vm, 3, true);
+	CHECK_EQ(vpic_ack(&vm), 0x33);
+	CHECK_EQ(isr(0x20), 0x18);
+	CHECK(!vpic_intr(&vm));
+	io(0x20, false, 0x20); /* non-specific EOI: the highest in service, IR3 */
+	CHECK_EQ(isr(0x20), 0x10);
+	CHECK(!vpic_intr(&vm));
+	io(0x20, false, 0x64); /* specific EOI of IR4 */
+	CHECK_EQ(isr(0x20), 0);
+	CHECK(vpic_intr(&vm));
+	CHECK_EQ(vpic_ack(&vm), 0x36);
+	io(0x20, false, 0x20);
+	vm_set_irq(&vm, 3, false);
+	vm_set_irq(&vm, 4, false);
+	vm_set_irq(&vm, 6, false);
+
+	/* Masking holds a request back; unmasking lets it through. */
+	io(0x21, false, 0x01);
+	vm_set_irq(&vm, 0, true);
+	CHECK(!vpic_intr(&vm));
+	io(0x21, false, 0x00);
+	CHECK(vpic_intr(&vm));
+	CHECK_EQ(vpic_ack(&vm), 0x30);
+	io(0x20, false, 0x20);
+	vm_set_irq(&vm, 0, false);
+
+	/* The cascade: IRQ12 arrives through IR2; both chips hold it in service
+	 * until both are sent their EOI. */
+	vm_set_irq(&vm, 12, true);
+	CHECK_EQ(irr(0xA0), 0x10);
+	CHECK_EQ(irr(0x20), 0x04);
+	CHECK_EQ(vpic_ack(&vm), 0x3C);
+	CHECK_EQ(isr(0xA0), 0x10);
+	CHECK_EQ(isr(0x20), 0x04);
+	vm_set_irq(&vm, 5, true); /* IR5 is below IR2 on the master: waits */
+	CHECK(!vpic_intr(&vm));
+	io(0xA0, false, 0x20);
+	io(0x20, false, 0x20);
+	CHECK_EQ(vpic_ack(&vm), 0x35);
+	io(0x20, false, 0x20);
+	vm_set_irq(&vm, 5, false);
+	vm_set_irq(&vm, 12, false);
+
+	/* A request that went away before the acknowledge: the default IR7
+	 * vector, nothing in service ("Interrupt Sequence"). A level line that
+	 * falls removes its request. */
+	io(0x4D0, false, 0xFF);
+	CHECK_EQ(io(0x4D0, true, 0), 0xF8); /* IRQ0-2 cannot be level */
+	vm_set_irq(&vm, 3, true);
+	vm_set_irq(&vm, 3, false);
+	CHECK(!vpic_intr(&vm));
+	CHECK_EQ(vpic_ack(&vm), 0x37);
+	CHECK_EQ(isr(0x20), 0);
+	/* Level: the request stays while the line is high, even after the ack. */
+	vm_set_irq(&vm, 3, true);
+	CHECK_EQ(vpic_ack(&vm), 0x33);
+	CHECK_EQ(irr(0x20), 0x08);
+	io(0x20, false, 0x20);
+	CHECK(vpic_intr(&vm));
+	vm_set_irq(&vm, 3, false);
+	CHECK(!vpic_intr(&vm));
+	io(0x4D0, false, 0x00);
+
+	/* Rotation: set priority makes IR4 the lowest, so IR5 beats IR1. */
+	io(0x20, false, 0xC4);
+	vm_set_irq(&vm, 1, true);
+	vm_set_irq(&vm, 5, true);
+	CHECK_EQ(vpic_ack(&vm), 0x35);
+	io(0x20, false, 0xA0); /* rotate on non-specific EOI: IR5 lowest now */
+	CHECK_EQ(vpic_ack(&vm), 0x31);
+	io(0x20, false, 0xE1); /* rotate on specific EOI of IR1 */
+	CHECK_EQ(isr(0x20), 0);
+	io(0x20, false, 0xC7); /* back to IR7 lowest */
+	vm_set_irq(&vm, 1, false);
+	vm_set_irq(&vm, 5, false);
+
+	/* Special mask mode: a masked level in service blocks nobody. */
+	vm_set_irq(&vm, 3, true);
+	CHECK_EQ(vpic_ack(&vm), 0x33);
+	io(0x21, false, 0x08);
+	io(0x20, false, 0x68); /* OCW3: set special mask */
+	vm_set_irq(&vm, 6, true);
+	CHECK(vpic_intr(&vm));
+	io(0x20, false, 0x48); /* reset special mask: IR3 in service blocks IR6 */
+	CHECK(!vpic_intr(&vm));
+	io(0x20, false, 0x63);
+	io(0x21, false, 0x00);
+	CHECK_EQ(vpic_ack(&vm), 0x36);
+	io(0x20, false, 0x20);
+	vm_set_irq(&vm, 3, false);
+	vm_set_irq(&vm, 6, false);
+
+	/* Poll mode: the read acknowledges and names the level. */
+	vm_set_irq(&vm, 6, true);
+	io(0x20, false, 0x0C);
+	CHECK_EQ(io(0x20, true, 0), 0x86);
+	CHECK_EQ(isr(0x20), 0x40);
+	io(0x20, false, 0x0C);
+	CHECK_EQ(io(0x20, true, 0), 0x00); /* nothing else requesting */
+	io(0x20, false, 0x20);
+	vm_set_irq(&vm, 6, false);
+
+	/* Automatic EOI: nothing stays in service. */
+	pic_init(0x03);
+	vm_set_irq(&vm, 7, true);
+	CHECK_EQ(vpic_ack(&vm), 0x37);
+	CHECK_EQ(isr(0x20), 0);
+	vm_set_irq(&vm, 7, false);
+	/* IRQ2 is the cascade: it cannot be raised from outside. */
+	vm_set_irq(&vm, 2, true);
+	CHECK(!vpic_intr(&vm));
+}
+
+/* IRQ0 follows PIT channel 0: mode 2 at a count of 1000 raises one request
+ * per period, coalesced while the PIC has not taken it. */
+static void test_pit_irq0(void)
+{
+	vdev_reset_all(&vm);
+	vm.guest_tsc_hz = HZ;
+	guest_tsc_now = 1000000;
+	pic_init(0x01);
+	io(0x43, false, 0x34);
+	/* OUT0 rose from its power-on low with the control word: one request. */
+	CHECK(vpic_intr(&vm));
+	CHECK_EQ(vpic_ack(&vm), 0x30);
+	io(0x20, false, 0x20);
+	io(0x40, false, 1000 & 0xFF);
+	io(0x40, false, 1000 >> 8);
+	vdev_sync(&vm, guest_tsc_now);
+	CHECK(!vpic_intr(&vm));
+	guest_tsc_now += 999 * 1000;
+	vdev_sync(&vm, guest_tsc_now);
+	CHECK(!vpic_intr(&vm));
+	guest_tsc_now += 1000;
+	vdev_sync(&vm, guest_tsc_now);
+	CHECK(vpic_intr(&vm));
+	CHECK_EQ(vpic_ack(&vm), 0x30);
+	io(0x20, false, 0x20);
+	CHECK(!vpic_intr(&vm));
+	/* Three periods pass unserviced: one request (the PIC latches edges). */
+	guest_tsc_now += 3 * 1000 * 1000;
+	vdev_sync(&vm, guest_tsc_now);
+	CHECK_EQ(vpic_ack(&vm), 0x30);
+	io(0x20, false, 0x20);
+	CHECK(!vpic_intr(&vm));
+	/* Mode 0 (one shot): one edge at terminal count, none after. */
+	io(0x43, false, 0x30);
+	io(0x40, false, 100);
+	io(0x40, false, 0);
+	guest_tsc_now += 101 * 1000;
+	vdev_sync(&vm, guest_tsc_now);
+	CHECK_EQ(vpic_ack(&vm), 0x30);
+	io(0x20, false, 0x20);
+	guest_tsc_now += 1000 * 1000;
+	vdev_sync(&vm, guest_tsc_now);
+	CHECK(!vpic_intr(&vm));
+}
+
+/* Every device's record: saved from a VM in use, loaded into a fresh VM, and
+ * saved again: the bytes are equal, so nothing was dropped on the way. */
+static void test_records(void)
+{
+	static struct vm other;
+	u8 a[512], b[512];
+	const char *why = NULL;
+
+	vdev_reset_all(&vm);
+	pic_init(0x01);
+	io(0x21, false, 0xA8);
+	vm_set_irq(&vm, 4, true);
+	vpic_ack(&vm);
+	vm_set_irq(&vm, 12, true);
+	io(0x43, false, 0x34);
+	io(0x40, false, 0x9C);
+	io(0x40, false, 0x2E);
+	vuart_write(&vm, 7, 0x5A);
+	vuart_input(&vm, 'q');
+	io(0x64, false, 0xAA);
+	io(0x70, false, 0x0B);
+	io(0x80, false, 0x99);
+	io(0x3D4, false, 0x0F);
+	io(0x3D5, false, 0x50);
+	other.id = 4;
+	CHECK_EQ(vdev_alloc_all(&other), 0);
+	for (int i = 0; i < vdev_count(); i++) {
+		const struct vdev *d = vdev_at(i);
+
+		CHECK(d->record_size <= sizeof(a) && d->record_size % 8 == 0);
+		CHECK(vdev_id_name(d->id) != NULL);
+		CHECK(vdev_find(d->id) == d);
+		CHECK_EQ(vdev_save(&vm, d, a), 0);
+		CHECK_EQ(vdev_load(&other, d, a, d->record_size, d->version, &why), 0);
+		CHECK_EQ(vdev_save(&other, d, b), 0);
+		CHECK(memcmp(a, b, d->record_size) == 0);
+		CHECK_EQ(memcmp(vm.dev[d->id], other.dev[d->id], d->state_size), 0);
+		/* A version from the future and an overlong record are refused. */
+		CHECK(vdev_load(&other, d, a, d->record_size, d->version + 1, &why) != 0);
+		CHECK(vdev_load(&other, d, a, d->record_size + 8, d->version, &why) != 0);
+	}
+	/* Impossible values are refused and the device keeps its state. */
+	{
+		const struct vdev *pic = vdev_find(VDEV_PIC), *pit = vdev_find(VDEV_PIT);
+		const struct vdev *uart = vdev_find(VDEV_UART);
+
+		vdev_save(&other, pic, a);
+		a[9] = 8; /* master's lowest-priority IR */
+		CHECK_EQ(vdev_load(&other, pic, a, 32, 2, &why), -EINVAL);
+		CHECK(strstr(why, "8259A") != NULL);
+		CHECK_EQ(memcmp(vm.dev[VDEV_PIC], other.dev[VDEV_PIC], pic->state_size), 0);
+		vdev_save(&other, pit, a);
+		a[1] = 0; /* channel 0 access mode */
+		CHECK_EQ(vdev_load(&other, pit, a, pit->record_size, 2, &why), -EINVAL);
+		vdev_save(&other, uart, a);
+		a[0x0C] = 64; /* receive ring head past the ring */
+		CHECK_EQ(vdev_load(&other, uart, a, uart->record_size, 1, &why), -EINVAL);
+		CHECK(vuart_input(&other, 'z'));
+		/* Version 1 of the PIC record: the masks alone, the rest as it was. */
+		memset(a, 0, sizeof(a));
+		a[0] = 0x12;
+		a[1] = 0x34;
+		CHECK_EQ(vdev_load(&other, pic, a, 2, 1, &why), 0);
+		{
+			struct vcpu ov = { .vm = &other };
+			u32 m0 = 0, m1 = 0;
+
+			CHECK(vdev_io(&ov, 0x21, 1, true, &m0) && vdev_io(&ov, 0xA1, 1, true, &m1));
+			CHECK_EQ(m0, 0x12);
+			CHECK_EQ(m1, 0x34);
+			m0 = 0;
+			io(0x20, false, 0x0B); /* the ISR, untouched by the v1 record */
+			vdev_io(&ov, 0x20, 1, false, &(u32){ 0x0B });
+			vdev_io(&ov, 0x20, 1, true, &m0);
+			CHECK_EQ(m0, 0x10);
+		}
+	}
+	vdev_free_all(&other);
+}
+
+static u32 in(struct vcpu *v, u16 port)
+{
+	u32 val = 0xFFFFFFFF;
+
+	vdev_io(v, port, 1, true, &val);
+	return val;
+}
+
+/* A version 1 image's PLATFORM and DEVICES payloads, cut into records by the
+ * snapshot reader (snapshot/format.c), restore every device as it was. */
+static void test_version1_records(void)
+{
+	static struct vm old;
+	struct snap_devrec recs[SNAP_MAX_DEVICES];
+	struct vcpu ov = { .vm = &old };
+	u8 dev[SNAP_DEVICES_SIZE_V1] = { 0 }, pf[SNAP_PLATFORM_SIZE] = { 0 };
+	const char *why = NULL;
+	u32 n = 0;
+
+	/* As Amber 1 wrote them (docs/snapshot-format.md, version 1). */
+	dev[0xB0 + 7 - 4] = 0x5A; /* UART scratch, record offset 3 */
+	pf[0x00] = 2;		  /* channel 0: mode 2, lo/hi, armed, count 1000 */
+	pf[0x01] = 3;
+	pf[0x05] = 1;
+	pf[0x08] = 1000 & 0xFF;
+	pf[0x09] = 1000 >> 8;
+	pf[0x18 + 1] = 3; /* channels 1, 2: access 3, as after reset */
+	pf[0x30 + 1] = 3;
+	pf[0x48] = 0x01; /* port 0x61: gate 2 */
+	pf[0x49] = 0xFE; /* master mask */
+	pf[0x4A] = 0xF7; /* slave mask */
+	pf[0x4C] = 0x47; /* 8042 command byte */
+	pf[0x4D] = 1;	 /* one byte queued ... */
+	pf[0x50] = 0x55; /* ... the self-test answer */
+	pf[0x4E] = 0x42; /* POST code */
+	pf[0x4F] = 0x0B; /* CMOS index */
+	pf[0x60] = 0x0E; /* VGA CRT index */
+	pf[0x61] = 0x63;
+	pf[0x68 + 0x0E] = 0x07;
+	snap_v1_devrecs(SNAP_SEC_DEVICES, dev, sizeof(dev), recs, &n);
+	snap_v1_devrecs(SNAP_SEC_PLATFORM, pf, sizeof(pf), recs, &n);
+	CHECK_EQ(vdev_alloc_all(&old), 0);
+	old.guest_tsc_hz = HZ;
+	for (u32 i = 0; i < n; i++) {
+		const struct vdev *d = vdev_find(recs[i].id);
+
+		CHECK(d != NULL);
+		if (!d)
+			continue;
+		CHECK_EQ(vdev_load(&old, d, recs[i].data, recs[i].len, recs[i].version, &why), 0);
+	}
+	CHECK_EQ(in(&ov, 0x3FF), 0x5A);
+	CHECK_EQ(in(&ov, 0x21), 0xFE);
+	CHECK_EQ(in(&ov, 0xA1), 0xF7);
+	guest_tsc_now = 250 * 1000; /* channel 0 started at TSC 0 */
+	CHECK_EQ(in(&ov, 0x40), 750 & 0xFF);
+	CHECK_EQ(in(&ov, 0x64) & 1, 1);
+	CHECK_EQ(in(&ov, 0x60), 0x55);
+	CHECK_EQ(in(&ov, 0x80), 0x42);
+	CHECK_EQ(in(&ov, 0x3D5), 0x07);
+	CHECK_EQ(in(&ov, 0x3CC), 0x63);
+	vdev_free_all(&old);
+}
+
 int main(void)
 {
 	vm.id = 3;
+	CHECK_EQ(vdev_alloc_all(&vm), 0);
 	test_uart();
 	test_pit();
 	test_8042_cmos();
+	vm.state = VM_RUNNING;
+	test_pic();
+	test_pit_irq0();
+	test_records();
+	test_version1_records();
+	vdev_free_all(&vm);
 	return test_done("vdev");
 }

@@ -1,120 +1,164 @@
 /*
- * Builds and walks the nested page tables of an AMD-V guest (see npt.h).
- * Host context when a VM is created or destroyed; also compiled into the host
- * unit tests, so no inline assembly here.
- * APM Vol. 2 15.25 "Nested Paging", 5.3 "Long-Mode Page Translation".
+ * NPT builder: four levels of 512-entry tables (PML4, PDPT, PD, PT), leaves of
+ * 2 MiB at the PD level where possible and 4 KiB in the PT otherwise, all
+ * write-back (PAT entry 0). Pure code without inline assembly: the kernel
+ * passes the page allocator, the host unit test (tests/unit/test_npt.c) a
+ * fake one. APM Vol. 2 15.25 "Nested Paging", 5.3 "Long-Mode Page Translation".
  */
 #include "vmm/svm/npt.h"
-#include "kernel/lib.h"
-#include "kernel/mm.h"
 
-#define PT_ENTRIES 512
-#define CHUNK HUGE_PAGE_SIZE
+#define NPT_ENTRIES 512
+#define NPT_LEVEL_SHIFT(level) (12 + 9 * (level)) /* level 0 = PT .. 3 = PML4 */
+#define NPT_INDEX(gpa, level) (((gpa) >> NPT_LEVEL_SHIFT(level)) & (NPT_ENTRIES - 1))
+/* Guest-physical addresses a 4-level walk can express: 48 bits. */
+#define NPT_GPA_LIMIT (1ULL << 48)
+/* Host-physical addresses an entry can hold: bits 51:12. */
+#define NPT_HPA_LIMIT (1ULL << 52)
 
-static u64 *table(u64 entry) { return phys_to_virt(entry & NPT_ADDR); }
+static u64 *npt_table(const struct npt *n, u64 pa) { return n->mm->to_virt(n->mm->ctx, pa); }
 
-static int index_of(u64 gpa, int level) { return (gpa >> (12 + 9 * level)) & (PT_ENTRIES - 1); }
-
-/* Returns the table that entry `*e` points to, allocating it when absent. */
-static u64 *next_level(struct npt *npt, u64 *e)
+int npt_init(struct npt *n, const struct npt_mm *mm, bool large_pages)
 {
-	if (!(*e & NPT_P)) {
-		u64 pa = pmm_alloc_page();
-
-		if (!pa)
-			return NULL;
-		npt->table_pages++;
-		*e = pa | NPT_P | NPT_RW | NPT_US;
-	}
-	return table(*e);
-}
-
-/* Returns the page directory (level 1) covering gpa, building levels 3 and 2. */
-static u64 *pd_for(struct npt *npt, u64 gpa)
-{
-	u64 *pml4 = phys_to_virt(npt->root_pa);
-	u64 *pdpt = next_level(npt, &pml4[index_of(gpa, 3)]);
-
-	if (!pdpt)
-		return NULL;
-	return next_level(npt, &pdpt[index_of(gpa, 2)]);
-}
-
-int npt_build(struct npt *npt, const u64 *chunks, u64 mem_size)
-{
-	u64 nchunks = ALIGN_UP(mem_size, CHUNK) / CHUNK;
-
-	npt->table_pages = 0;
-	npt->root_pa = 0;
-	if (!mem_size || (mem_size & (PAGE_SIZE - 1)))
-		return -EINVAL;
-	npt->root_pa = pmm_alloc_page();
-	if (!npt->root_pa)
+	n->mm = mm;
+	n->large_pages = large_pages;
+	n->table_pages = 0;
+	n->root = mm->alloc_page(mm->ctx);
+	if (!n->root)
 		return -ENOMEM;
-	npt->table_pages = 1;
-	for (u64 i = 0; i < nchunks; i++) {
-		u64 gpa = i * CHUNK;
-		u64 bytes = MIN(CHUNK, mem_size - gpa);
-		u64 *pd = pd_for(npt, gpa);
-		u64 *pt;
+	n->table_pages = 1;
+	return 0;
+}
 
-		if (!pd)
-			goto nomem;
-		if (bytes == CHUNK) {
-			pd[index_of(gpa, 1)] = chunks[i] | NPT_LEAF | NPT_PS;
+/* Frees the table at `pa` of `level` and the tables below it. */
+static void npt_free_table(struct npt *n, u64 pa, int level)
+{
+	u64 *t = npt_table(n, pa);
+
+	for (int i = 0; level > 0 && i < NPT_ENTRIES; i++) {
+		if (!(t[i] & NPT_P) || (t[i] & NPT_PS))
 			continue;
+		npt_free_table(n, t[i] & NPT_ADDR_MASK, level - 1);
+	}
+	n->mm->free_page(n->mm->ctx, pa);
+	n->table_pages--;
+}
+
+void npt_destroy(struct npt *n)
+{
+	if (!n->root)
+		return;
+	npt_free_table(n, n->root, 3);
+	n->root = 0;
+}
+
+/* Returns the table that the entry at t[idx] points to, creating it if the
+ * entry is empty; NULL with *err set if it maps a page or no page is left. */
+static u64 *npt_next_table(struct npt *n, u64 *t, u64 idx, int *err)
+{
+	u64 pa;
+
+	if (t[idx] & NPT_PS) {
+		*err = -EEXIST;
+		return NULL;
+	}
+	if (!(t[idx] & NPT_P)) {
+		pa = n->mm->alloc_page(n->mm->ctx);
+		if (!pa) {
+			*err = -ENOMEM;
+			return NULL;
 		}
-		/* The tail of a size that is not a multiple of 2 MiB: 4 KiB pages. */
-		pt = next_level(npt, &pd[index_of(gpa, 1)]);
-		if (!pt)
-			goto nomem;
-		for (u64 off = 0; off < bytes; off += PAGE_SIZE)
-			pt[index_of(gpa + off, 0)] = (chunks[i] + off) | NPT_LEAF;
+		n->table_pages++;
+		/* Non-leaf entries grant everything; the leaf decides. */
+		t[idx] = pa | NPT_TABLE;
+	}
+	return npt_table(n, t[idx] & NPT_ADDR_MASK);
+}
+
+/* Installs one leaf of `size` (4 KiB or 2 MiB) for gpa. */
+static int npt_map_one(struct npt *n, u64 gpa, u64 hpa, u64 size, u64 prot)
+{
+	int leaf_level = size == NPT_PAGE_2M ? 1 : 0;
+	u64 *t = npt_table(n, n->root);
+	int err = 0;
+
+	for (int level = 3; level > leaf_level; level--) {
+		t = npt_next_table(n, t, NPT_INDEX(gpa, level), &err);
+		if (!t)
+			return err;
+	}
+	if (t[NPT_INDEX(gpa, leaf_level)] & NPT_P)
+		return -EEXIST;
+	/* PWT, PCD and PAT clear: PAT entry 0, write-back; the guest's own
+	 * PAT can still ask for uncached, the two types combine (APM Vol. 2
+	 * 15.25 "Nested Paging"). */
+	t[NPT_INDEX(gpa, leaf_level)] = hpa | NPT_P | NPT_US | prot | (leaf_level ? NPT_PS : 0);
+	return 0;
+}
+
+int npt_map(struct npt *n, u64 gpa, u64 hpa, u64 size, u64 prot)
+{
+	u64 step;
+	int err;
+
+	if (!n->root || ((gpa | hpa | size) & (NPT_PAGE_4K - 1)) || (prot & ~(NPT_RW | NPT_NX)) ||
+	    gpa + size > NPT_GPA_LIMIT || gpa + size < gpa || hpa + size > NPT_HPA_LIMIT ||
+	    hpa + size < hpa)
+		return -EINVAL;
+	while (size) {
+		bool big = n->large_pages && !(gpa & (NPT_PAGE_2M - 1)) &&
+			   !(hpa & (NPT_PAGE_2M - 1)) && size >= NPT_PAGE_2M;
+
+		step = big ? NPT_PAGE_2M : NPT_PAGE_4K;
+		err = npt_map_one(n, gpa, hpa, step, prot);
+		if (err)
+			return err;
+		gpa += step;
+		hpa += step;
+		size -= step;
 	}
 	return 0;
-nomem:
-	npt_free(npt);
-	return -ENOMEM;
 }
 
-/* Frees the table at `pa` (a level-`level` table) and every table below it. */
-static void free_table(u64 pa, int level)
+int npt_map_ram(struct npt *n, const u64 *chunks, u64 nchunks, u64 mem_size)
 {
-	u64 *t = phys_to_virt(pa);
+	int err;
 
-	if (level > 0) {
-		for (int i = 0; i < PT_ENTRIES; i++)
-			if ((t[i] & NPT_P) && !(t[i] & NPT_PS))
-				free_table(t[i] & NPT_ADDR, level - 1);
+	if (mem_size & (NPT_PAGE_4K - 1) || mem_size > nchunks * NPT_PAGE_2M)
+		return -EINVAL;
+	for (u64 i = 0; i * NPT_PAGE_2M < mem_size; i++) {
+		u64 len = mem_size - i * NPT_PAGE_2M;
+
+		if (len > NPT_PAGE_2M)
+			len = NPT_PAGE_2M;
+		err = npt_map(n, i * NPT_PAGE_2M, chunks[i], len, NPT_RW);
+		if (err)
+			return err;
 	}
-	pmm_free_page(pa);
+	return 0;
 }
 
-void npt_free(struct npt *npt)
+int npt_translate(const struct npt *n, u64 gpa, u64 *hpa, u64 *page_size, u64 *leaf)
 {
-	if (npt->root_pa)
-		free_table(npt->root_pa, 3);
-	npt->root_pa = 0;
-	npt->table_pages = 0;
-}
+	u64 *t, entry;
 
-u64 npt_translate(const struct npt *npt, u64 gpa, u64 *page_size)
-{
-	u64 e = npt->root_pa | NPT_P;
-
-	if (!npt->root_pa || gpa >> 48)
-		return ~0ULL;
+	if (!n->root || gpa >= NPT_GPA_LIMIT)
+		return -ENOENT;
+	t = npt_table(n, n->root);
 	for (int level = 3; level >= 0; level--) {
-		e = table(e)[index_of(gpa, level)];
-		if (!(e & NPT_P))
-			return ~0ULL;
-		if (level == 1 && (e & NPT_PS)) {
-			if (page_size)
-				*page_size = CHUNK;
-			return (e & NPT_ADDR & ~(CHUNK - 1)) + (gpa & (CHUNK - 1));
+		entry = t[NPT_INDEX(gpa, level)];
+		if (!(entry & NPT_P))
+			return -ENOENT;
+		if (level == 0 || (entry & NPT_PS)) {
+			u64 size = 1ULL << NPT_LEVEL_SHIFT(level);
+
+			*hpa = (entry & NPT_ADDR_MASK & ~(size - 1)) | (gpa & (size - 1));
+			*page_size = size;
+			*leaf = entry;
+			return 0;
 		}
+		t = npt_table(n, entry & NPT_ADDR_MASK);
 	}
-	if (page_size)
-		*page_size = PAGE_SIZE;
-	return (e & NPT_ADDR) + (gpa & (PAGE_SIZE - 1));
+	return -ENOENT;
 }
+
+u64 npt_ncr3(const struct npt *n) { return n->root; }

@@ -1,8 +1,9 @@
 /*
- * Nested page tables for AMD-V: a 4-level x86-64 page table that maps a VM's
- * guest-physical RAM onto its 2 MiB host chunks. Pure module (page allocation
- * through pmm_alloc_page): the host unit tests build and walk it.
- * APM Vol. 2 15.25 "Nested Paging".
+ * The NPT builder: 4-level nested page tables (the long-mode page-table format)
+ * mapping guest-physical to host-physical memory, write-back, with 2 MiB pages
+ * where both sides are aligned and 4 KiB pages elsewhere. Pure code (table
+ * pages come from a caller-supplied allocator), so the host unit tests build it
+ * unchanged. APM Vol. 2 15.25 "Nested Paging".
  */
 #ifndef AMBER_NPT_H
 #define AMBER_NPT_H
@@ -15,24 +16,46 @@
 #define NPT_P BIT(0)
 #define NPT_RW BIT(1)
 #define NPT_US BIT(2)
-#define NPT_PS BIT(7)
-#define NPT_ADDR GENMASK_ULL(51, 12)
-#define NPT_LEAF (NPT_P | NPT_RW | NPT_US) /* write-back through PAT entry 0 */
+#define NPT_PS BIT(7) /* a PDE/PDPTE that maps a page */
+#define NPT_NX BIT(63)
+#define NPT_ADDR_MASK GENMASK_ULL(51, 12)
+#define NPT_TABLE (NPT_P | NPT_RW | NPT_US) /* non-leaf entries grant everything */
 
-struct npt {
-	u64 root_pa;	 /* the PML4: nCR3 */
-	u64 table_pages; /* page-table pages in use */
+#define NPT_PAGE_4K 0x1000ULL
+#define NPT_PAGE_2M 0x200000ULL
+
+/* Where the builder gets its table pages: zeroed, 4 KiB aligned physical
+ * pages (0 when none is left), and how it reaches them. */
+struct npt_mm {
+	u64 (*alloc_page)(void *ctx);
+	void (*free_page)(void *ctx, u64 pa);
+	void *(*to_virt)(void *ctx, u64 pa);
+	void *ctx;
 };
 
-/* Maps guest-physical [0, mem_size) to the chunks (chunks[i] backs GPA i*2 MiB):
- * 2 MiB pages where a whole chunk is mapped, 4 KiB pages for a partial last
- * chunk. Nothing else is mapped, so every other access faults to the host.
- * Returns 0, -EINVAL for a size that is not a multiple of 4 KiB, or -ENOMEM
- * (with everything already built freed). */
-int npt_build(struct npt *npt, const u64 *chunks, u64 mem_size);
-void npt_free(struct npt *npt);
-/* Walks the tables: the host-physical address backing gpa, or ~0 when unmapped;
- * *page_size says which page size mapped it. */
-u64 npt_translate(const struct npt *npt, u64 gpa, u64 *page_size);
+struct npt {
+	const struct npt_mm *mm;
+	u64 root;	  /* physical address of the PML4 */
+	bool large_pages; /* 2 MiB leaves allowed (always, in long-mode tables) */
+	u64 table_pages;  /* tables allocated so far, root included */
+};
+
+/* Allocates an empty PML4. Returns 0 or -ENOMEM. */
+int npt_init(struct npt *n, const struct npt_mm *mm, bool large_pages);
+/* Frees every table page (never the memory the leaves map); n->root becomes 0. */
+void npt_destroy(struct npt *n);
+/* Maps [gpa, gpa + size) to [hpa, hpa + size) write-back, present and user,
+ * plus `prot` (NPT_RW, NPT_NX). All three must be 4 KiB aligned. Returns 0,
+ * -EINVAL, -ENOMEM, or -EEXIST if part of the range is already mapped (the
+ * part before it stays mapped: npt_destroy() undoes everything). */
+int npt_map(struct npt *n, u64 gpa, u64 hpa, u64 size, u64 prot);
+/* Maps a guest's RAM: chunk i (2 MiB of host memory at chunks[i]) at
+ * guest-physical i * 2 MiB, only the first mem_size bytes in all. */
+int npt_map_ram(struct npt *n, const u64 *chunks, u64 nchunks, u64 mem_size);
+/* Walks the tables like the CPU: 0 and the host-physical address, leaf size
+ * and leaf entry for a mapped gpa; -ENOENT otherwise. */
+int npt_translate(const struct npt *n, u64 gpa, u64 *hpa, u64 *page_size, u64 *leaf);
+/* The value for the VMCB's N_CR3: the root's physical address. */
+u64 npt_ncr3(const struct npt *n);
 
 #endif

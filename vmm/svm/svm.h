@@ -1,27 +1,44 @@
 /*
- * Private to the AMD-V backend (the C files of vmm/svm/): per-VM and per-vCPU data and the
- * helpers its files share. Host context, boot CPU, interrupts off, GIF set
- * except inside svm_vmrun().
+ * Private to the AMD-V backend (the .c files of vmm/svm/): per-VM and per-vCPU
+ * data, what bring-up found, and the helpers the backend's files share. Host
+ * context with EFER.SVME set, boot CPU, interrupts off, GIF set except inside
+ * svm_vmrun().
  */
 #ifndef AMBER_SVM_H
 #define AMBER_SVM_H
 
 #include "kernel/types.h"
 #include "vmm/svm/npt.h"
-#include "vmm/svm/svm_vmcb.h"
+#include "vmm/svm/vmcb.h"
 #include "vmm/vmm.h"
+
+/* What hw_enable() found and set up, used for every VMCB. */
+struct svm_caps {
+	u32 nasid;	  /* ASIDs the CPU offers, CPUID 8000_000A EBX */
+	bool nrips;	  /* the VMCB's nRIP field is filled on exit */
+	u64 host_save_pa; /* the host's VMSAVE state, reloaded after every exit */
+	u64 iopm_pa;	  /* I/O permission map, shared by every VMCB */
+	u64 msrpm_pa;	  /* MSR permission map, shared by every VMCB */
+};
+extern struct svm_caps svm_caps;
 
 struct svm_vm {
 	struct npt npt;
 	u32 asid; /* one per VM, shared by its vCPUs (they never run at once) */
 };
 
+/* Guest state that the VMCB does not hold. It lives in the CPU while this
+ * vCPU "owns" it (svm_cpu_owner), else here: the host never uses it, so it
+ * is switched only when another vCPU runs. */
+struct svm_guest_regs {
+	u64 dr[4];
+};
+
 struct svm_vcpu {
-	struct vmcb *vmcb;
+	struct vmcb *vmcb; /* the VMCB, 4 KiB */
 	u64 vmcb_pa;
-	u64 dr[4];  /* DR0-3 are not in the VMCB: they stay in the CPU while this
-		      * vCPU owns it (svm_dr_owner), else here */
 	bool flush; /* flush this ASID's TLB entries on the next VMRUN */
+	struct svm_guest_regs g;
 };
 
 /* The entry stub (svm_entry.asm): loads v->regs (RAX and RSP excepted: they are
@@ -31,8 +48,18 @@ struct svm_vcpu {
  * #VMEXIT, when one is pending. */
 void svm_vmrun(struct vcpu *v, u64 vmcb_pa, u64 host_save_pa);
 
-/* svm_exit.c */
-void svm_decode_exit(struct vcpu *v, struct vm_exit *e);
-const char *svm_exit_name(u32 code);
+/* svm_state.c */
+void svm_get_state(struct vcpu *v, struct vcpu_state *s);
+void svm_set_state(struct vcpu *v, const struct vcpu_state *s);
+int svm_get_field(struct vcpu *v, enum vcpu_field f, u64 *val);
+int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val);
+void svm_own_cpu_regs(struct vcpu *v);
+void svm_release_cpu_regs(struct vcpu *v);
+void svm_inject_event(struct vmcb *vmcb, u64 type, u8 vector, bool has_error, u32 error_code);
+
+/* svm_exit.c. SVM_EXIT_ERR is the EXITCODE when VMRUN refused the VMCB (no
+ * guest instruction ran). */
+int svm_decode_exit(struct vcpu *v, struct vm_exit *exit);
+const char *svm_exit_reason_name(u32 reason);
 
 #endif

@@ -15,6 +15,12 @@
  * it once per field in vmm/vmx/vmx.c. A bug of Amber, never of a guest. */
 void vmcs_error(u32 field, bool write);
 
+#ifdef AMBER_HOST_TEST
+/* The host unit tests (tests/unit/test_vmx_exit.c) keep a VMCS in memory and
+ * provide these two; no VMX instruction is compiled for the host. */
+u64 __vmcs_read(u32 field);
+void __vmcs_write(u32 field, u64 value);
+#else
 /*
  * The unchecked forms. VMX instructions report failure in RFLAGS: CF=1
  * (VMfailInvalid) or ZF=1 (VMfailValid), so "above" (CF=0 and ZF=0) means
@@ -44,6 +50,7 @@ static inline void __vmcs_write(u32 field, u64 value)
 	if (unlikely(!ok))
 		vmcs_error(field, true);
 }
+#endif
 
 #define VMCS_CHECK_WIDTH(field, width, msg) _Static_assert(VMCS_FIELD_WIDTH(field) == (width), msg)
 
@@ -97,6 +104,7 @@ static inline void __vmcs_write(u32 field, u64 value)
 		__vmcs_write(field, (u64)(value)); \
 	} while (0)
 
+#ifndef AMBER_HOST_TEST
 /* ---- the VMX instructions; each returns 0 or -EIO (VMfail) ---- */
 static inline int vmxon(u64 pa)
 {
@@ -153,5 +161,6 @@ static inline int invvpid(u64 type, u16 vpid, u64 gva)
 			 : "memory");
 	return ok ? 0 : -EIO;
 }
+#endif
 
 #endif

@@ -615,12 +615,13 @@ static int vmx_vcpu_run(struct vcpu *v, struct vm_exit *exit)
 	return 0;
 }
 
-static void vmx_advance_rip(struct vcpu *v, const struct vm_exit *exit)
+static int vmx_advance_rip(struct vcpu *v, const struct vm_exit *exit)
 {
 	u32 intr;
+	int err = vmx_load_vmcs(v->arch);
 
-	if (vmx_load_vmcs(v->arch) < 0)
-		return;
+	if (err)
+		return err;
 	vmcs_writel(GUEST_RIP, vmcs_readl(GUEST_RIP) + exit->insn_len);
 	/* The skipped instruction ends any STI or MOV SS shadow (SDM Vol. 3C
 	 * 27.3.1.5 "Checks on Guest Non-Register State" would refuse STI
@@ -630,36 +631,68 @@ static void vmx_advance_rip(struct vcpu *v, const struct vm_exit *exit)
 	if (intr & (GUEST_INTR_STATE_STI | GUEST_INTR_STATE_MOV_SS))
 		vmcs_write32(GUEST_INTERRUPTIBILITY_INFO,
 			     intr & ~(GUEST_INTR_STATE_STI | GUEST_INTR_STATE_MOV_SS));
+	return 0;
 }
 
-static void vmx_inject_exception(struct vcpu *v, u8 vector, bool has_error, u32 error_code)
+static int vmx_inject_exception(struct vcpu *v, u8 vector, bool has_error, u32 error_code)
 {
-	if (vmx_load_vmcs(v->arch) < 0)
-		return;
+	int err = vmx_load_vmcs(v->arch);
+
+	if (err)
+		return err;
 	vmx_inject_event(INTR_TYPE_HARD_EXCEPTION, vector, has_error, error_code, 0);
+	return 0;
 }
 
-static u64 vmx_read_rip(struct vcpu *v)
+static int vmx_read_rip(struct vcpu *v, u64 *rip)
 {
-	if (vmx_load_vmcs(v->arch) < 0)
-		return 0;
-	return vmcs_readl(GUEST_RIP);
+	int err = vmx_load_vmcs(v->arch);
+
+	if (err)
+		return err;
+	*rip = vmcs_readl(GUEST_RIP);
+	return 0;
 }
 
-static void vmx_ops_get_state(struct vcpu *v, struct vcpu_state *s)
+/* The VMCS is reached only through VMPTRLD, which can fail: then nothing is
+ * read or written, and the caller hears of it. */
+static int vmx_ops_get_state(struct vcpu *v, struct vcpu_state *s)
 {
-	if (vmx_load_vmcs(v->arch) == 0)
-		vmx_get_state(v, s);
+	int err = vmx_load_vmcs(v->arch);
+
+	if (err)
+		return err;
+	vmx_get_state(v, s);
+	return 0;
 }
 
-static void vmx_ops_set_state(struct vcpu *v, const struct vcpu_state *s)
+static int vmx_ops_set_state(struct vcpu *v, const struct vcpu_state *s)
 {
-	if (vmx_load_vmcs(v->arch) == 0)
-		vmx_set_state(v, s);
+	int err = vmx_load_vmcs(v->arch);
+
+	if (err)
+		return err;
+	vmx_set_state(v, s);
+	return 0;
+}
+
+static int vmx_ops_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
+{
+	int err = vmx_load_vmcs(v->arch);
+
+	return err ? err : vmx_get_field(v, f, val);
+}
+
+static int vmx_ops_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
+{
+	int err = vmx_load_vmcs(v->arch);
+
+	return err ? err : vmx_set_field(v, f, val);
 }
 
 const struct vcpu_ops vmx_ops = {
 	.name = "VT-x",
+	.mechanism = "VT-x with EPT",
 	.hw_enable = vmx_hw_enable,
 	.vm_init = vmx_vm_init,
 	.vm_destroy = vmx_vm_destroy,
@@ -671,5 +704,7 @@ const struct vcpu_ops vmx_ops = {
 	.advance_rip = vmx_advance_rip,
 	.inject_exception = vmx_inject_exception,
 	.read_rip = vmx_read_rip,
+	.get_field = vmx_ops_get_field,
+	.set_field = vmx_ops_set_field,
 	.exit_name = vmx_exit_reason_name,
 };

@@ -62,6 +62,8 @@ void vmx_set_entry_ia32e(bool on);
 /* vmx_state.c */
 void vmx_get_state(struct vcpu *v, struct vcpu_state *s);
 void vmx_set_state(struct vcpu *v, const struct vcpu_state *s);
+int vmx_get_field(struct vcpu *v, enum vcpu_field f, u64 *val);
+int vmx_set_field(struct vcpu *v, enum vcpu_field f, u64 val);
 void vmx_own_cpu_regs(struct vcpu *v);
 void vmx_load_pdptrs(struct vcpu *v);
 void vmx_release_cpu_regs(struct vcpu *v);

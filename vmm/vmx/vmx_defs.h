@@ -395,14 +395,6 @@
 #define VMXERR_ENTRY_INVALID_CONTROL_FIELD 7
 #define VMXERR_ENTRY_INVALID_HOST_STATE_FIELD 8
 
-/* Exception vectors, SDM Vol. 3A 6.3 "Sources of Interrupts" (table
- * "Protected-Mode Exceptions and Interrupts"). */
-#define X86_TRAP_DF 8
-#define X86_TRAP_UD 6
-#define X86_TRAP_GP 13
-#define X86_TRAP_PF 14
-#define X86_TRAP_AC 17
-
 /* Control-register bits the backend touches, SDM Vol. 3A 2.5 "Control Registers". */
 #define X86_CR0_PE BIT(0)
 #define X86_CR0_MP BIT(1)

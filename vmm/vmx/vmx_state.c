@@ -280,159 +280,281 @@ static u32 vmx_attr_to_ar(const struct vcpu_segment *seg, enum vmx_seg_kind kind
 	return ar;
 }
 
-#define VMX_GET_SEG(SEG, s) \
-	do { \
-		(s)->selector = vmcs_read16(GUEST_##SEG##_SELECTOR); \
-		(s)->base = vmcs_readl(GUEST_##SEG##_BASE); \
-		(s)->limit = vmcs_read32(GUEST_##SEG##_LIMIT); \
-		(s)->attr = vmx_ar_to_attr(vmcs_read32(GUEST_##SEG##_AR_BYTES)); \
-	} while (0)
+/* Selectors of TR and LDTR must have TI = 0 for VM entry. */
+static u16 vmx_selector(u16 sel, enum vmx_seg_kind kind)
+{
+	return kind == VMX_SEG_TR || kind == VMX_SEG_LDTR ? sel & ~4 : sel;
+}
 
-#define VMX_SET_SEG(SEG, s, kind) \
+/* One field of the VMCS, read or written with the accessor of width w
+ * (16, 32, 64 or l for natural width). */
+#define VMX_XFER(out, in, w, FIELD, field) \
+	VCPU_XFER_WITH(out, in, field, vmcs_read##w(FIELD), vmcs_write##w(FIELD, (in)->field))
+
+#define VMX_XFER_SEG(SEG, seg, kind) \
 	do { \
-		u16 sel_ = (s)->selector; \
-		if ((kind) == VMX_SEG_TR || (kind) == VMX_SEG_LDTR) \
-			sel_ &= ~4; /* TI must be 0 */ \
-		vmcs_write16(GUEST_##SEG##_SELECTOR, sel_); \
-		vmcs_writel(GUEST_##SEG##_BASE, (s)->base); \
-		vmcs_write32(GUEST_##SEG##_LIMIT, (s)->limit); \
-		vmcs_write32(GUEST_##SEG##_AR_BYTES, vmx_attr_to_ar((s), (kind))); \
+		struct vcpu_segment *o_ = out ? &out->seg : NULL; \
+		const struct vcpu_segment *i_ = in ? &in->seg : NULL; \
+		VCPU_XFER_WITH(o_, i_, selector, vmcs_read16(GUEST_##SEG##_SELECTOR), \
+			       vmcs_write16(GUEST_##SEG##_SELECTOR, \
+					    vmx_selector(i_->selector, kind))); \
+		VMX_XFER(o_, i_, l, GUEST_##SEG##_BASE, base); \
+		VMX_XFER(o_, i_, 32, GUEST_##SEG##_LIMIT, limit); \
+		VCPU_XFER_WITH(o_, i_, attr, vmx_ar_to_attr(vmcs_read32(GUEST_##SEG##_AR_BYTES)), \
+			       vmcs_write32(GUEST_##SEG##_AR_BYTES, vmx_attr_to_ar(i_, kind))); \
 	} while (0)
 
 /* ---- the whole state ----------------------------------------------------------- */
 
+static void vmx_set_efer(u64 efer)
+{
+	vmcs_write64(GUEST_IA32_EFER, efer);
+	vmx_set_entry_ia32e(efer & EFER_LMA);
+}
+
+/* STI blocking needs IF set, and never comes with MOV SS blocking. */
+static u32 vmx_intr_state(const struct vcpu_state *s)
+{
+	u32 intr = s->interruptibility &
+		   (GUEST_INTR_STATE_STI | GUEST_INTR_STATE_MOV_SS | GUEST_INTR_STATE_NMI);
+
+	if (!(s->rflags & X86_RFLAGS_IF) || (intr & GUEST_INTR_STATE_MOV_SS))
+		intr &= ~GUEST_INTR_STATE_STI;
+	return intr;
+}
+
+/* An event not yet delivered: queued for the next entry (IDT-vectoring
+ * information is moved there after every exit, vmx_exit.c). */
+static struct vcpu_event vmx_event_get(void)
+{
+	u32 info = vmcs_read32(VM_ENTRY_INTR_INFO_FIELD);
+	struct vcpu_event ev = { 0 };
+
+	if (!(info & INTR_INFO_VALID_MASK))
+		return ev;
+	ev.valid = 1;
+	ev.type = (info & INTR_INFO_INTR_TYPE_MASK) >> INTR_INFO_INTR_TYPE_SHIFT;
+	ev.vector = info & INTR_INFO_VECTOR_MASK;
+	ev.has_error = !!(info & INTR_INFO_DELIVER_CODE_MASK);
+	if (ev.has_error)
+		ev.error_code = vmcs_read32(VM_ENTRY_EXCEPTION_ERROR_CODE);
+	return ev;
+}
+
+static void vmx_event_set(const struct vcpu_event *ev)
+{
+	u32 old_info = vmcs_read32(VM_ENTRY_INTR_INFO_FIELD);
+	u32 type = ev->type & 7;
+	u32 info = INTR_INFO_VALID_MASK | (type << INTR_INFO_INTR_TYPE_SHIFT) | ev->vector;
+
+	if (!ev->valid) {
+		vmcs_write32(VM_ENTRY_INTR_INFO_FIELD, 0);
+		return;
+	}
+	/* Keep the exact instruction length when this very event is already
+	 * queued (the usual get/set round trip). */
+	vmx_inject_event(type, ev->vector, ev->has_error, ev->error_code,
+			 (old_info & ~INTR_INFO_DELIVER_CODE_MASK) == info ?
+				 vmcs_read32(VM_ENTRY_INSTRUCTION_LEN) :
+				 vmx_soft_event_len(type, ev->vector));
+}
+
+/*
+ * The one list of the fields that move between the VMCS (and the guest
+ * registers Amber keeps for the vCPU) and the neutral record, for both
+ * directions: get_state (out set) and set_state (in set) cannot drift apart.
+ * Where VMX holds a field differently (CR0/CR4 behind their shadows, access
+ * rights, RFLAGS and DR7 bits VM entry refuses) the transform sits next to
+ * the field, one per direction. CR0 comes before the pending event, whose
+ * error code depends on CR0.PE.
+ */
+static void vmx_xfer_state(struct vcpu *v, struct vcpu_state *out, const struct vcpu_state *in)
+{
+	struct vmx_vcpu *x = v->arch;
+
+	VMX_XFER(out, in, l, GUEST_RIP, rip);
+	VCPU_XFER_WITH(out, in, rflags, vmcs_readl(GUEST_RFLAGS),
+		       vmcs_writel(GUEST_RFLAGS,
+				   (in->rflags & X86_RFLAGS_VALID) | X86_RFLAGS_FIXED));
+	VCPU_XFER_WITH(out, in, cr0, vmx_read_cr0(), vmx_apply_cr0(in->cr0));
+	VCPU_XFER(out, in, x->g.cr2, cr2);
+	VMX_XFER(out, in, l, GUEST_CR3, cr3);
+	VCPU_XFER_WITH(out, in, cr4, vmx_read_cr4(), vmx_apply_cr4(in->cr4 & ~X86_CR4_VMXE));
+	VCPU_XFER_WITH(out, in, cr8, x->cr8, x->cr8 = in->cr8 & 0xf);
+	VCPU_XFER_WITH(out, in, efer, vmcs_read64(GUEST_IA32_EFER), vmx_set_efer(in->efer));
+	VMX_XFER(out, in, 64, GUEST_IA32_PAT, pat);
+	VMX_XFER_SEG(ES, es, VMX_SEG_DATA);
+	VMX_XFER_SEG(CS, cs, VMX_SEG_CODE);
+	VMX_XFER_SEG(SS, ss, VMX_SEG_DATA);
+	VMX_XFER_SEG(DS, ds, VMX_SEG_DATA);
+	VMX_XFER_SEG(FS, fs, VMX_SEG_DATA);
+	VMX_XFER_SEG(GS, gs, VMX_SEG_DATA);
+	VMX_XFER_SEG(LDTR, ldtr, VMX_SEG_LDTR);
+	VMX_XFER_SEG(TR, tr, VMX_SEG_TR);
+	VMX_XFER(out, in, l, GUEST_GDTR_BASE, gdtr.base);
+	VCPU_XFER_WITH(out, in, gdtr.limit, vmcs_read32(GUEST_GDTR_LIMIT),
+		       vmcs_write32(GUEST_GDTR_LIMIT, in->gdtr.limit & 0xffff));
+	VMX_XFER(out, in, l, GUEST_IDTR_BASE, idtr.base);
+	VCPU_XFER_WITH(out, in, idtr.limit, vmcs_read32(GUEST_IDTR_LIMIT),
+		       vmcs_write32(GUEST_IDTR_LIMIT, in->idtr.limit & 0xffff));
+	VMX_XFER(out, in, 32, GUEST_SYSENTER_CS, sysenter_cs);
+	VMX_XFER(out, in, l, GUEST_SYSENTER_ESP, sysenter_esp);
+	VMX_XFER(out, in, l, GUEST_SYSENTER_EIP, sysenter_eip);
+	VCPU_XFER(out, in, x->g.star, star);
+	VCPU_XFER(out, in, x->g.lstar, lstar);
+	VCPU_XFER(out, in, x->g.cstar, cstar);
+	VCPU_XFER(out, in, x->g.sfmask, sfmask);
+	VCPU_XFER(out, in, x->g.kernel_gs_base, kernel_gs_base);
+	VCPU_XFER(out, in, x->g.dr[0], dr0);
+	VCPU_XFER(out, in, x->g.dr[1], dr1);
+	VCPU_XFER(out, in, x->g.dr[2], dr2);
+	VCPU_XFER(out, in, x->g.dr[3], dr3);
+	VCPU_XFER(out, in, x->g.dr6, dr6);
+	VCPU_XFER_WITH(out, in, dr7, vmcs_readl(GUEST_DR7),
+		       vmcs_writel(GUEST_DR7, (in->dr7 & 0xffffffffULL) | X86_DR7_FIXED));
+	/* The guest's TSC is the host's plus the offset. */
+	VCPU_XFER_WITH(out, in, tsc, rdtsc() + vmcs_read64(TSC_OFFSET),
+		       vmcs_write64(TSC_OFFSET, in->tsc - rdtsc()));
+	VCPU_XFER_WITH(out, in, interruptibility,
+		       vmcs_read32(GUEST_INTERRUPTIBILITY_INFO) &
+			       (GUEST_INTR_STATE_STI | GUEST_INTR_STATE_MOV_SS |
+				GUEST_INTR_STATE_NMI),
+		       vmcs_write32(GUEST_INTERRUPTIBILITY_INFO, vmx_intr_state(in)));
+	VCPU_XFER_WITH(out, in, pending, vmx_event_get(), vmx_event_set(&in->pending));
+	/* Derived, not stored: HLT always exits, so the generic code keeps
+	 * v->halted and the CPU stays active. */
+	if (in)
+		vmcs_write32(GUEST_ACTIVITY_STATE, GUEST_ACTIVITY_ACTIVE);
+}
+
 void vmx_get_state(struct vcpu *v, struct vcpu_state *s)
 {
 	struct vmx_vcpu *x = v->arch;
-	u32 info;
 
 	if (vmx_cpu_owner == v)
 		vmx_save_cpu_regs(&x->g);
-	memcpy(s->regs, v->regs, sizeof(s->regs));
-	s->rip = vmcs_readl(GUEST_RIP);
-	s->rflags = vmcs_readl(GUEST_RFLAGS);
-	s->cr0 = vmx_read_cr0();
-	s->cr2 = x->g.cr2;
-	s->cr3 = vmcs_readl(GUEST_CR3);
-	s->cr4 = vmx_read_cr4();
-	s->cr8 = x->cr8;
-	s->efer = vmcs_read64(GUEST_IA32_EFER);
-	s->pat = vmcs_read64(GUEST_IA32_PAT);
-	VMX_GET_SEG(ES, &s->es);
-	VMX_GET_SEG(CS, &s->cs);
-	VMX_GET_SEG(SS, &s->ss);
-	VMX_GET_SEG(DS, &s->ds);
-	VMX_GET_SEG(FS, &s->fs);
-	VMX_GET_SEG(GS, &s->gs);
-	VMX_GET_SEG(LDTR, &s->ldtr);
-	VMX_GET_SEG(TR, &s->tr);
-	s->gdtr.base = vmcs_readl(GUEST_GDTR_BASE);
-	s->gdtr.limit = vmcs_read32(GUEST_GDTR_LIMIT);
-	s->idtr.base = vmcs_readl(GUEST_IDTR_BASE);
-	s->idtr.limit = vmcs_read32(GUEST_IDTR_LIMIT);
-	s->sysenter_cs = vmcs_read32(GUEST_SYSENTER_CS);
-	s->sysenter_esp = vmcs_readl(GUEST_SYSENTER_ESP);
-	s->sysenter_eip = vmcs_readl(GUEST_SYSENTER_EIP);
-	s->star = x->g.star;
-	s->lstar = x->g.lstar;
-	s->cstar = x->g.cstar;
-	s->sfmask = x->g.sfmask;
-	s->kernel_gs_base = x->g.kernel_gs_base;
-	s->dr0 = x->g.dr[0];
-	s->dr1 = x->g.dr[1];
-	s->dr2 = x->g.dr[2];
-	s->dr3 = x->g.dr[3];
-	s->dr6 = x->g.dr6;
-	s->dr7 = vmcs_readl(GUEST_DR7);
-	s->tsc = rdtsc() + vmcs_read64(TSC_OFFSET);
-	s->interruptibility =
-		vmcs_read32(GUEST_INTERRUPTIBILITY_INFO) &
-		(GUEST_INTR_STATE_STI | GUEST_INTR_STATE_MOV_SS | GUEST_INTR_STATE_NMI);
-	/* An event not yet delivered: queued for the next entry (IDT-vectoring
-	 * information is moved there after every exit, vmx_exit.c). */
-	memset(&s->pending, 0, sizeof(s->pending));
-	info = vmcs_read32(VM_ENTRY_INTR_INFO_FIELD);
-	if (info & INTR_INFO_VALID_MASK) {
-		s->pending.valid = 1;
-		s->pending.type = (info & INTR_INFO_INTR_TYPE_MASK) >> INTR_INFO_INTR_TYPE_SHIFT;
-		s->pending.vector = info & INTR_INFO_VECTOR_MASK;
-		s->pending.has_error = !!(info & INTR_INFO_DELIVER_CODE_MASK);
-		if (s->pending.has_error)
-			s->pending.error_code = vmcs_read32(VM_ENTRY_EXCEPTION_ERROR_CODE);
-	}
+	vmx_xfer_state(v, s, NULL);
 }
 
 void vmx_set_state(struct vcpu *v, const struct vcpu_state *s)
 {
 	struct vmx_vcpu *x = v->arch;
-	u64 rflags = (s->rflags & X86_RFLAGS_VALID) | X86_RFLAGS_FIXED;
-	u32 intr, info, old_info;
 
-	x->cr8 = s->cr8 & 0xf;
-	x->g.cr2 = s->cr2;
-	x->g.dr[0] = s->dr0;
-	x->g.dr[1] = s->dr1;
-	x->g.dr[2] = s->dr2;
-	x->g.dr[3] = s->dr3;
-	x->g.dr6 = s->dr6;
-	x->g.star = s->star;
-	x->g.lstar = s->lstar;
-	x->g.cstar = s->cstar;
-	x->g.sfmask = s->sfmask;
-	x->g.kernel_gs_base = s->kernel_gs_base;
-	vmx_release_cpu_regs(v); /* the next entry loads them from x->g */
-
-	vmcs_writel(GUEST_RIP, s->rip);
-	vmcs_writel(GUEST_RFLAGS, rflags);
-	vmcs_write64(GUEST_IA32_EFER, s->efer);
-	vmx_set_entry_ia32e(s->efer & EFER_LMA);
-	vmx_apply_cr0(s->cr0);
-	vmcs_writel(GUEST_CR3, s->cr3);
-	vmx_apply_cr4(s->cr4 & ~X86_CR4_VMXE);
-	vmcs_write64(GUEST_IA32_PAT, s->pat);
-	VMX_SET_SEG(ES, &s->es, VMX_SEG_DATA);
-	VMX_SET_SEG(CS, &s->cs, VMX_SEG_CODE);
-	VMX_SET_SEG(SS, &s->ss, VMX_SEG_DATA);
-	VMX_SET_SEG(DS, &s->ds, VMX_SEG_DATA);
-	VMX_SET_SEG(FS, &s->fs, VMX_SEG_DATA);
-	VMX_SET_SEG(GS, &s->gs, VMX_SEG_DATA);
-	VMX_SET_SEG(LDTR, &s->ldtr, VMX_SEG_LDTR);
-	VMX_SET_SEG(TR, &s->tr, VMX_SEG_TR);
-	vmcs_writel(GUEST_GDTR_BASE, s->gdtr.base);
-	vmcs_write32(GUEST_GDTR_LIMIT, s->gdtr.limit & 0xffff);
-	vmcs_writel(GUEST_IDTR_BASE, s->idtr.base);
-	vmcs_write32(GUEST_IDTR_LIMIT, s->idtr.limit & 0xffff);
-	vmcs_write32(GUEST_SYSENTER_CS, s->sysenter_cs);
-	vmcs_writel(GUEST_SYSENTER_ESP, s->sysenter_esp);
-	vmcs_writel(GUEST_SYSENTER_EIP, s->sysenter_eip);
-	vmcs_writel(GUEST_DR7, (s->dr7 & 0xffffffffULL) | X86_DR7_FIXED);
-	vmcs_write64(TSC_OFFSET, s->tsc - rdtsc());
-	/* STI blocking needs IF set, and never comes with MOV SS blocking. */
-	intr = s->interruptibility &
-	       (GUEST_INTR_STATE_STI | GUEST_INTR_STATE_MOV_SS | GUEST_INTR_STATE_NMI);
-	if (!(rflags & X86_RFLAGS_IF) || (intr & GUEST_INTR_STATE_MOV_SS))
-		intr &= ~GUEST_INTR_STATE_STI;
-	vmcs_write32(GUEST_INTERRUPTIBILITY_INFO, intr);
-	/* HLT always exits: the generic code keeps v->halted, the CPU stays active. */
-	vmcs_write32(GUEST_ACTIVITY_STATE, GUEST_ACTIVITY_ACTIVE);
-
-	old_info = vmcs_read32(VM_ENTRY_INTR_INFO_FIELD);
-	if (s->pending.valid) {
-		u32 type = s->pending.type & 7;
-
-		info = INTR_INFO_VALID_MASK | (type << INTR_INFO_INTR_TYPE_SHIFT) |
-		       s->pending.vector;
-		/* Keep the exact instruction length when this very event is
-		 * already queued (the usual get/set round trip). */
-		vmx_inject_event(type, s->pending.vector, s->pending.has_error,
-				 s->pending.error_code,
-				 (old_info & ~INTR_INFO_DELIVER_CODE_MASK) == info ?
-					 vmcs_read32(VM_ENTRY_INSTRUCTION_LEN) :
-					 vmx_soft_event_len(type, s->pending.vector));
-	} else {
-		vmcs_write32(VM_ENTRY_INTR_INFO_FIELD, 0);
-	}
+	vmx_xfer_state(v, NULL, s);
+	vmx_release_cpu_regs(v); /* the next entry loads them from the copy */
 	/* The PDPTEs are read from guest memory just before the next entry:
 	 * a restore may load the memory after the state. */
 	x->reload_pdptrs = true;
+}
+
+/* ---- one field at a time --------------------------------------------------- */
+
+/* The SYSCALL MSRs live in the CPU while v owns it: bring the copy up to date
+ * before reading it, and before changing one of them (the next entry then
+ * loads all of them from the copy). */
+static u64 *vmx_guest_msr(struct vcpu *v, enum vcpu_field f)
+{
+	struct vmx_vcpu *x = v->arch;
+
+	if (vmx_cpu_owner == v)
+		vmx_save_cpu_regs(&x->g);
+	switch (f) {
+	case VCPU_FIELD_STAR:
+		return &x->g.star;
+	case VCPU_FIELD_LSTAR:
+		return &x->g.lstar;
+	case VCPU_FIELD_CSTAR:
+		return &x->g.cstar;
+	case VCPU_FIELD_SFMASK:
+		return &x->g.sfmask;
+	default:
+		return &x->g.kernel_gs_base;
+	}
+}
+
+int vmx_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
+{
+	switch (f) {
+	case VCPU_FIELD_CR0:
+		*val = vmx_read_cr0();
+		break;
+	case VCPU_FIELD_CR4:
+		*val = vmx_read_cr4();
+		break;
+	case VCPU_FIELD_EFER:
+		*val = vmcs_read64(GUEST_IA32_EFER);
+		break;
+	case VCPU_FIELD_PAT:
+		*val = vmcs_read64(GUEST_IA32_PAT);
+		break;
+	case VCPU_FIELD_SYSENTER_CS:
+		*val = vmcs_read32(GUEST_SYSENTER_CS);
+		break;
+	case VCPU_FIELD_SYSENTER_ESP:
+		*val = vmcs_readl(GUEST_SYSENTER_ESP);
+		break;
+	case VCPU_FIELD_SYSENTER_EIP:
+		*val = vmcs_readl(GUEST_SYSENTER_EIP);
+		break;
+	case VCPU_FIELD_STAR:
+	case VCPU_FIELD_LSTAR:
+	case VCPU_FIELD_CSTAR:
+	case VCPU_FIELD_SFMASK:
+	case VCPU_FIELD_KERNEL_GS_BASE:
+		*val = *vmx_guest_msr(v, f);
+		break;
+	case VCPU_FIELD_FS_BASE:
+		*val = vmcs_readl(GUEST_FS_BASE);
+		break;
+	case VCPU_FIELD_GS_BASE:
+		*val = vmcs_readl(GUEST_GS_BASE);
+		break;
+	case VCPU_FIELD_TSC:
+		*val = rdtsc() + vmcs_read64(TSC_OFFSET);
+		break;
+	default:
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vmx_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
+{
+	switch (f) {
+	case VCPU_FIELD_EFER:
+		vmx_set_efer(val);
+		break;
+	case VCPU_FIELD_PAT:
+		vmcs_write64(GUEST_IA32_PAT, val);
+		break;
+	case VCPU_FIELD_SYSENTER_CS:
+		vmcs_write32(GUEST_SYSENTER_CS, val);
+		break;
+	case VCPU_FIELD_SYSENTER_ESP:
+		vmcs_writel(GUEST_SYSENTER_ESP, val);
+		break;
+	case VCPU_FIELD_SYSENTER_EIP:
+		vmcs_writel(GUEST_SYSENTER_EIP, val);
+		break;
+	case VCPU_FIELD_STAR:
+	case VCPU_FIELD_LSTAR:
+	case VCPU_FIELD_CSTAR:
+	case VCPU_FIELD_SFMASK:
+	case VCPU_FIELD_KERNEL_GS_BASE:
+		*vmx_guest_msr(v, f) = val;
+		vmx_release_cpu_regs(v);
+		break;
+	case VCPU_FIELD_FS_BASE:
+		vmcs_writel(GUEST_FS_BASE, val);
+		break;
+	case VCPU_FIELD_GS_BASE:
+		vmcs_writel(GUEST_GS_BASE, val);
+		break;
+	case VCPU_FIELD_TSC:
+		vmcs_write64(TSC_OFFSET, val - rdtsc());
+		break;
+	default:
+		return -EINVAL;
+	}
+	return 0;
 }

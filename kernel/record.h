@@ -1,16 +1,17 @@
-#ifndef AMBER_SNAPSHOT_RECORD_H
-#define AMBER_SNAPSHOT_RECORD_H
-
-#include "kernel/lib.h"
-
 /*
- * Fixed-size on-disk records of the snapshot format and the store (pure code).
+ * Fixed-size little-endian records: the snapshot format, the store and each
+ * emulated device's saved state (pure code, host tests build it too).
  * Each record's layout is written once, as a list of (offset, field) pairs that
  * a `struct rec` walks either way: encoding moves the fields into the
  * little-endian bytes, decoding moves the bytes into the fields. Encoder and
  * decoder cannot disagree about an offset or a width (the width is the field's
  * own size).
  */
+#ifndef AMBER_RECORD_H
+#define AMBER_RECORD_H
+
+#include "kernel/lib.h"
+
 static inline void put_le(u8 *p, u64 v, unsigned size)
 {
 	for (unsigned i = 0; i < size; i++)

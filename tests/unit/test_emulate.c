@@ -1,0 +1,227 @@
+/*
+ * Host unit test of the generic MSR emulation (vmm/emulate.c): RDMSR and
+ * WRMSR of the state-backed MSRs reach the backend one field at a time, so
+ * an emulated WRMSR neither copies the whole vCPU state out and back nor
+ * rewrites the TSC offset (the guest's clock would lose the time between the
+ * two copies, every exit); the checks of the SDM (EFER.LME under paging,
+ * canonical bases, PAT types) give #GP; a backend that fails stops the VM.
+ * The backend here keeps the fields in an array and counts every call.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernel/cpu.h"
+#include "kernel/msr.h"
+#include "kernel/printk.h"
+#include "vmm/vdev.h"
+#include "vmm/vmm_internal.h"
+#include "tests/unit/check.h"
+
+/* ---- a recording backend ---------------------------------------------------- */
+
+static u64 fields[VCPU_FIELD_TSC + 1];
+static int field_sets[VCPU_FIELD_TSC + 1];
+static int whole_gets, whole_sets, advances, injects, fail_with;
+static u8 injected;
+
+static int rec_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
+{
+	if (fail_with)
+		return fail_with;
+	*val = fields[f];
+	return 0;
+}
+
+static int rec_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
+{
+	if (fail_with)
+		return fail_with;
+	if (f == VCPU_FIELD_CR0 || f == VCPU_FIELD_CR4)
+		return -EINVAL;
+	fields[f] = val;
+	field_sets[f]++;
+	return 0;
+}
+
+static int rec_get_state(struct vcpu *v, struct vcpu_state *s)
+{
+	whole_gets++;
+	return 0;
+}
+
+static int rec_set_state(struct vcpu *v, const struct vcpu_state *s)
+{
+	whole_sets++;
+	return 0;
+}
+
+static int rec_advance_rip(struct vcpu *v, const struct vm_exit *e)
+{
+	advances++;
+	return 0;
+}
+
+static int rec_inject(struct vcpu *v, u8 vector, bool has_error, u32 error_code)
+{
+	injects++;
+	injected = vector;
+	return 0;
+}
+
+static const struct vcpu_ops rec_ops = {
+	.name = "recording",
+	.get_state = rec_get_state,
+	.set_state = rec_set_state,
+	.advance_rip = rec_advance_rip,
+	.inject_exception = rec_inject,
+	.get_field = rec_get_field,
+	.set_field = rec_set_field,
+};
+const struct vcpu_ops *vcpu_ops = &rec_ops;
+
+/* ---- what emulate.c calls elsewhere in the kernel -------------------------------- */
+
+struct cpu_features cpu;
+static int stopped;
+
+int vcpu_backend_failed(struct vcpu *v, const struct vm_exit *e, const char *what, int err)
+{
+	stopped++;
+	v->vm->state = VM_STOPPED;
+	return EXIT_YIELD;
+}
+
+int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, ...)
+{
+	stopped++;
+	v->vm->state = VM_STOPPED;
+	return EXIT_YIELD;
+}
+
+void printk(const char *fmt, ...) {}
+u64 vcpu_xcr0_allowed(void) { return 7; }
+bool vcpu_xcr0_valid(u64 xcr0) { return xcr0 == 3 || xcr0 == 7; }
+void vcpu_fpu_set_xcr0(struct vcpu *v, u64 xcr0) {}
+void vuart_flush(struct vm *vm) {}
+bool vdev_io(struct vcpu *v, u16 port, u8 size, bool in, u32 *val) { return false; }
+
+/* ---- the test ------------------------------------------------------------------ */
+
+static struct vm vm = { .id = 1, .state = VM_RUNNING };
+static struct vcpu v = { .vm = &vm };
+static const struct vm_exit exit_rec = { .kind = VMEXIT_MSR_WRITE, .insn_len = 2 };
+
+static void reset(void)
+{
+	memset(fields, 0, sizeof(fields));
+	memset(field_sets, 0, sizeof(field_sets));
+	whole_gets = whole_sets = advances = injects = fail_with = stopped = 0;
+	vm.state = VM_RUNNING;
+	fields[VCPU_FIELD_TSC] = 123456789;
+}
+
+static void wrmsr(u32 msr, u64 val)
+{
+	v.regs[REG_RCX] = msr;
+	v.regs[REG_RAX] = (u32)val;
+	v.regs[REG_RDX] = val >> 32;
+	CHECK_EQ(emulate_wrmsr(&v, &exit_rec), stopped ? EXIT_YIELD : EXIT_RESUME);
+}
+
+static u64 rdmsr(u32 msr)
+{
+	v.regs[REG_RCX] = msr;
+	v.regs[REG_RAX] = v.regs[REG_RDX] = 0xdead;
+	emulate_rdmsr(&v, &exit_rec);
+	return (v.regs[REG_RDX] << 32) | (u32)v.regs[REG_RAX];
+}
+
+static void test_one_field(void)
+{
+	reset();
+	wrmsr(MSR_LSTAR, 0xFFFFFFFF81000000ULL);
+	CHECK_EQ(fields[VCPU_FIELD_LSTAR], 0xFFFFFFFF81000000ULL);
+	CHECK_EQ(field_sets[VCPU_FIELD_LSTAR], 1);
+	CHECK_EQ(advances, 1);
+	CHECK_EQ(injects, 0);
+	/* The point of the narrow accessors: nothing else moves. */
+	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 0);
+	CHECK_EQ(whole_gets, 0);
+	CHECK_EQ(whole_sets, 0);
+	CHECK_EQ(rdmsr(MSR_LSTAR), 0xFFFFFFFF81000000ULL);
+	CHECK_EQ(whole_gets, 0);
+
+	wrmsr(MSR_IA32_SYSENTER_CS, 0x10);
+	wrmsr(MSR_STAR, 0x0023001000000000ULL);
+	wrmsr(MSR_IA32_PAT, 0x0007040600070406ULL);
+	CHECK_EQ(rdmsr(MSR_IA32_SYSENTER_CS), 0x10);
+	CHECK_EQ(rdmsr(MSR_STAR), 0x0023001000000000ULL);
+	CHECK_EQ(rdmsr(MSR_IA32_PAT), 0x0007040600070406ULL);
+	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 0);
+	CHECK_EQ(whole_sets, 0);
+
+	/* The TSC itself: read, and written only by a WRMSR of the TSC. */
+	CHECK_EQ(rdmsr(MSR_IA32_TSC), 123456789);
+	wrmsr(MSR_IA32_TSC, 5);
+	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 1);
+	CHECK_EQ(fields[VCPU_FIELD_TSC], 5);
+}
+
+static void test_checks(void)
+{
+	/* LME cannot change while paging is on; LMA stays the CPU's. */
+	reset();
+	fields[VCPU_FIELD_CR0] = BIT(31) | 1;
+	fields[VCPU_FIELD_EFER] = EFER_LME | EFER_LMA;
+	wrmsr(MSR_EFER, EFER_SCE);
+	CHECK_EQ(injects, 1);
+	CHECK_EQ(injected, 13);
+	CHECK_EQ(advances, 0);
+	CHECK_EQ(field_sets[VCPU_FIELD_EFER], 0);
+	wrmsr(MSR_EFER, EFER_SCE | EFER_LME);
+	CHECK_EQ(fields[VCPU_FIELD_EFER], EFER_SCE | EFER_LME | EFER_LMA);
+	CHECK_EQ(advances, 1);
+	/* Bits EFER does not have here. */
+	wrmsr(MSR_EFER, BIT(15));
+	CHECK_EQ(injects, 2);
+
+	/* A non-canonical base, a PAT type that does not exist, an MSR that is
+	 * not on the list: #GP, nothing written, RIP stays. */
+	reset();
+	wrmsr(MSR_LSTAR, 0x0000800000000000ULL);
+	wrmsr(MSR_FS_BASE, 0x1234000000000000ULL);
+	wrmsr(MSR_IA32_PAT, 0x02);
+	wrmsr(0x12345, 1);
+	CHECK_EQ(injects, 4);
+	CHECK_EQ(advances, 0);
+	for (int f = 0; f <= VCPU_FIELD_TSC; f++)
+		CHECK_EQ(field_sets[f], 0);
+	CHECK_EQ(rdmsr(0x12345), 0xdead0000deadULL); /* unchanged RDX:RAX */
+	CHECK_EQ(injects, 5);
+}
+
+static void test_backend_failure(void)
+{
+	/* A backend that cannot reach the vCPU: the VM stops, no #GP. */
+	reset();
+	fail_with = -EIO;
+	wrmsr(MSR_STAR, 1);
+	CHECK_EQ(stopped, 1);
+	CHECK_EQ(injects, 0);
+	CHECK_EQ(advances, 0);
+	CHECK_EQ(vm.state, VM_STOPPED);
+	reset();
+	fail_with = -EIO;
+	rdmsr(MSR_EFER);
+	CHECK_EQ(stopped, 1);
+	CHECK_EQ(injects, 0);
+}
+
+int main(void)
+{
+	test_one_field();
+	test_checks();
+	test_backend_failure();
+	return test_done("emulate");
+}
