@@ -51,9 +51,7 @@ static void unemulated(struct vcpu *v, const struct vm_exit *e)
 				 IO_STORM_LIMIT, e->io.in ? "read" : "wrote", port);
 }
 
-/* Emulates one IN or OUT of `size` bytes at `port`; *val holds the value out, or
- * receives the value in (all ones when nothing answers). */
-static void io_dispatch(struct vcpu *v, const struct vm_exit *e, u32 *val)
+void emulate_port(struct vcpu *v, const struct vm_exit *e, u32 *val)
 {
 	struct vm *vm = v->vm;
 	u16 port = e->io.port;
@@ -75,17 +73,14 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 	u32 val;
 	int err;
 
-	if (e->io.string)
-		return vcpu_stop_report(v, e, "string I/O (INS/OUTS) on port 0x%x is not emulated",
-					e->io.port);
 	if (e->io.in) {
 		val = 0xFFFFFFFF;
-		io_dispatch(v, e, &val);
+		emulate_port(v, e, &val);
 		/* A 32-bit IN zero-extends into RAX; 8 and 16 bits merge (SDM "IN"). */
 		*rax = e->io.size == 4 ? (u32)val : (*rax & ~mask) | (val & mask);
 	} else {
 		val = (u32)(*rax & mask);
-		io_dispatch(v, e, &val);
+		emulate_port(v, e, &val);
 	}
 	if (v->vm->state == VM_STOPPED)
 		return EXIT_YIELD;

@@ -48,45 +48,75 @@ static const char *const exception_names[32] = {
 /* ---- guest memory through the guest's own page tables ---------------------- */
 
 #define PG_P BIT(0)
+#define PG_RW BIT(1)
+#define PG_US BIT(2)
+#define PG_A BIT(5)
+#define PG_D BIT(6)
 #define PG_PS BIT(7)
+#define X86_CR0_PE BIT(0)
+#define X86_CR0_WP BIT(16)
 #define X86_CR0_PG BIT(31)
 #define X86_CR4_PSE BIT(4)
 #define X86_CR4_PAE BIT(5)
+#define X86_CR4_SMAP BIT(21)
+#define X86_EFLAGS_AC BIT(18)
+#define X86_EFLAGS_VM BIT(17)
 #define EFER_LMA_BIT BIT(10)
 
-static bool read_gpa64(struct vm *vm, u64 gpa, u64 *val, bool wide)
+/* The paging-structure entries one walk went through, so that an emulated
+ * access can set their accessed bits once it is known to be allowed. */
+struct walk {
+	void *entry[5];
+	bool wide[5];
+	int n;
+	u64 rights; /* R/W and U/S of every level ANDed (SDM Vol. 3A 4.6) */
+};
+
+/* Reads the entry at gpa (8 bytes when wide, else 4) into *val; false when it
+ * is outside RAM or not present. `rights` says whether the entry has R/W and
+ * U/S bits (PAE PDPTEs have none) and A bit to set. */
+static bool walk_entry(struct vm *vm, struct walk *w, u64 gpa, bool wide, bool rights, u64 *val)
 {
 	void *p = gpa_to_hva(vm, gpa, wide ? 8 : 4);
 
 	if (!p)
 		return false;
 	*val = wide ? *(u64 *)p : *(u32 *)p;
+	if (!(*val & PG_P))
+		return false;
+	if (rights) {
+		w->rights &= *val;
+		w->entry[w->n] = p;
+		w->wide[w->n++] = wide;
+	}
 	return true;
 }
 
 /* Translates a guest-linear address with the paging mode of state s
  * (SDM Vol. 3A 4.3 "32-Bit Paging", 4.4 "PAE Paging", 4.5 "4-Level Paging").
- * Access rights are not checked: this serves reports and emulation only. */
-static int guest_translate(struct vm *vm, const struct vcpu_state *s, u64 la, u64 *gpa)
+ * Fills w with the entries used; rights are the caller's to check. */
+static int guest_translate(struct vm *vm, const struct vcpu_state *s, u64 la, u64 *gpa,
+			   struct walk *w)
 {
 	u64 e, table;
 	int level;
 
+	w->n = 0;
+	w->rights = PG_RW | PG_US;
 	if (!(s->cr0 & X86_CR0_PG)) {
 		*gpa = la & 0xFFFFFFFFULL;
 		return 0;
 	}
 	if (!(s->cr4 & X86_CR4_PAE)) {
 		la &= 0xFFFFFFFFULL;
-		if (!read_gpa64(vm, (s->cr3 & 0xFFFFF000) + ((la >> 22) << 2), &e, false) ||
-		    !(e & PG_P))
+		if (!walk_entry(vm, w, (s->cr3 & 0xFFFFF000) + ((la >> 22) << 2), false, true, &e))
 			return -EFAULT;
 		if ((e & PG_PS) && (s->cr4 & X86_CR4_PSE)) {
 			*gpa = (e & 0xFFC00000) | ((e & 0x1FE000) << 19) | (la & 0x3FFFFF);
 			return 0;
 		}
-		if (!read_gpa64(vm, (e & 0xFFFFF000) + (((la >> 12) & 0x3FF) << 2), &e, false) ||
-		    !(e & PG_P))
+		if (!walk_entry(vm, w, (e & 0xFFFFF000) + (((la >> 12) & 0x3FF) << 2), false, true,
+				&e))
 			return -EFAULT;
 		*gpa = (e & 0xFFFFF000) | (la & 0xFFF);
 		return 0;
@@ -96,15 +126,14 @@ static int guest_translate(struct vm *vm, const struct vcpu_state *s, u64 la, u6
 		level = 3;
 	} else {
 		la &= 0xFFFFFFFFULL;
-		if (!read_gpa64(vm, (s->cr3 & 0xFFFFFFE0) + ((la >> 30) << 3), &e, true) ||
-		    !(e & PG_P))
+		if (!walk_entry(vm, w, (s->cr3 & 0xFFFFFFE0) + ((la >> 30) << 3), true, false, &e))
 			return -EFAULT;
 		table = e & GENMASK_ULL(51, 12);
 		level = 1;
 	}
 	for (; level >= 0; level--) {
-		if (!read_gpa64(vm, table + (((la >> (12 + 9 * level)) & 511) << 3), &e, true) ||
-		    !(e & PG_P))
+		if (!walk_entry(vm, w, table + (((la >> (12 + 9 * level)) & 511) << 3), true, true,
+				&e))
 			return -EFAULT;
 		if (level > 0 && (e & PG_PS)) {
 			u64 size = 1ULL << (12 + 9 * level);
@@ -115,6 +144,49 @@ static int guest_translate(struct vm *vm, const struct vcpu_state *s, u64 la, u6
 		table = e & GENMASK_ULL(51, 12);
 	}
 	*gpa = table | (la & 0xFFF);
+	return 0;
+}
+
+/* The CPL of a vCPU: 0 in real mode, 3 in virtual-8086 mode, else SS.DPL
+ * (SDM Vol. 3A 5.5 "Privilege Levels"; VM entry keeps SS.DPL equal to CPL). */
+static int vcpu_cpl(const struct vcpu_state *s)
+{
+	if (!(s->cr0 & X86_CR0_PE))
+		return 0;
+	if (s->rflags & X86_EFLAGS_VM)
+		return 3;
+	return (s->ss.attr >> 5) & 3;
+}
+
+int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 access, u64 *gpa)
+{
+	bool write = access & VCPU_ACCESS_WRITE, user = vcpu_cpl(s) == 3;
+	struct walk w;
+	int err = guest_translate(v->vm, s, la, gpa, &w);
+
+	if (err || !(s->cr0 & X86_CR0_PG))
+		return err;
+	/* SDM Vol. 3A 4.6.1 "Determination of Access Rights": user accesses
+	 * need U/S everywhere, writes need R/W everywhere (for supervisor
+	 * writes only with CR0.WP), SMAP keeps supervisor data accesses off
+	 * user pages unless EFLAGS.AC. Protection keys are not checked. */
+	if (user && !(w.rights & PG_US))
+		return -EPERM;
+	if (write && !(w.rights & PG_RW) && (user || (s->cr0 & X86_CR0_WP)))
+		return -EPERM;
+	if (!user && (w.rights & PG_US) && (s->cr4 & X86_CR4_SMAP) && !(s->rflags & X86_EFLAGS_AC))
+		return -EPERM;
+	/* 4.8 "Accessed and Dirty Flags": A in every entry used, D in the one
+	 * that maps the page when it is written. One vCPU per VM, so plain
+	 * read-modify-writes are not racing another walker. */
+	for (int i = 0; i < w.n; i++) {
+		u64 set = PG_A | (write && i == w.n - 1 ? PG_D : 0);
+
+		if (w.wide[i])
+			*(u64 *)w.entry[i] |= set;
+		else
+			*(u32 *)w.entry[i] |= (u32)set;
+	}
 	return 0;
 }
 
@@ -134,17 +206,40 @@ u64 vcpu_guest_tsc(struct vcpu *v)
 int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len)
 {
 	u8 *d = dst;
+	struct walk w;
 
 	if (vcpu_ops->get_state(v, &scratch))
 		return -EIO;
 	while (len) {
 		u64 n = MIN(len, PAGE_SIZE - (la & (PAGE_SIZE - 1))), gpa;
 
-		if (guest_translate(v->vm, &scratch, la, &gpa) ||
+		if (guest_translate(v->vm, &scratch, la, &gpa, &w) ||
 		    vm_copy_from_guest(v->vm, d, gpa, n))
 			return -EFAULT;
 		la += n;
 		d += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int vcpu_write_linear(struct vcpu *v, u64 la, const void *src, u64 len)
+{
+	const u8 *p = src;
+	int err;
+
+	if (vcpu_ops->get_state(v, &scratch))
+		return -EIO;
+	while (len) {
+		u64 n = MIN(len, PAGE_SIZE - (la & (PAGE_SIZE - 1))), gpa;
+
+		err = vcpu_translate(v, &scratch, la, VCPU_ACCESS_WRITE, &gpa);
+		if (err)
+			return err;
+		if (vm_copy_to_guest(v->vm, gpa, p, n))
+			return -EFAULT;
+		la += n;
+		p += n;
 		len -= n;
 	}
 	return 0;
@@ -230,10 +325,17 @@ static int handle_none(struct vcpu *v, struct vm_exit *e) { return EXIT_RESUME; 
 
 static int handle_host_interrupt(struct vcpu *v, struct vm_exit *e) { return EXIT_YIELD; }
 
-static int handle_io(struct vcpu *v, struct vm_exit *e) { return emulate_io(v, e); }
+static int handle_io(struct vcpu *v, struct vm_exit *e)
+{
+	return e->io.string ? emulate_string_io(v, e) : emulate_io(v, e);
+}
 
 static int handle_mem(struct vcpu *v, struct vm_exit *e)
 {
+	const struct mmio_region *r = e->mem.fetch ? NULL : mmio_find(&v->vm->mmio, e->mem.gpa);
+
+	if (r)
+		return emulate_mmio(v, e, r);
 	return vcpu_stop_report(v, e,
 				"guest %s GPA 0x%lx, outside its RAM (0-0x%lx) and every device",
 				e->mem.fetch ? "fetched code at" :

@@ -9,6 +9,7 @@
 #define AMBER_VMM_H
 
 #include "kernel/types.h"
+#include "vmm/mmio.h"
 #include "vmm/vcpu_state.h"
 
 #define VM_MAX 8
@@ -216,6 +217,7 @@ struct vm {
 	u64 guest_tsc_hz;	 /* the guest's TSC frequency (the host's) */
 	u64 started_ticks;	 /* when `vm start` ran, 0 before */
 	char image_cmdline[128]; /* the cmdline the image came with */
+	struct mmio_bus mmio;	 /* device ranges (vmm/mmio.c); no RAM behind them */
 	u32 fail_state;		 /* test hook (vm fail-state): state accesses left to fail */
 };
 

@@ -48,16 +48,39 @@ int vcpu_backend_failed(struct vcpu *v, const struct vm_exit *e, const char *wha
  * (none, 32-bit, PAE or 4-level). Returns 0, -EFAULT, or -EIO when the
  * backend could not give the paging state. */
 int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len);
+/* Writes guest memory at a guest-linear address as the guest itself would:
+ * the page rights at the vCPU's CPL are checked and the accessed and dirty
+ * bits set. Returns 0, -EFAULT (not mapped, or outside RAM) or -EPERM (the
+ * page rights forbid it), -EIO (the backend could not give the state); bytes
+ * before a failing page are written. */
+int vcpu_write_linear(struct vcpu *v, u64 la, const void *src, u64 len);
+/* Translates la for an access the guest makes, like vcpu_write_linear, for
+ * state s (from get_state): 0 and *gpa, -EFAULT or -EPERM. */
+#define VCPU_ACCESS_WRITE BIT(0)
+int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 access, u64 *gpa);
 /* The guest's TSC now, as the time base of the emulated devices; a backend
  * that cannot read it stops the VM. */
 u64 vcpu_guest_tsc(struct vcpu *v);
 
 /* vmm/emulate.c: CPUID, MSR and port I/O. */
+/* IN and OUT (not the string forms). */
 int emulate_io(struct vcpu *v, const struct vm_exit *e);
+/* One IN or OUT of e->io.size bytes at e->io.port through the devices; *val
+ * holds the value out, or receives the value in (all ones when nothing
+ * answers). The string forms call it once per element. */
+void emulate_port(struct vcpu *v, const struct vm_exit *e, u32 *val);
 int emulate_cpuid(struct vcpu *v, const struct vm_exit *e);
 int emulate_rdmsr(struct vcpu *v, const struct vm_exit *e);
 int emulate_wrmsr(struct vcpu *v, const struct vm_exit *e);
 int emulate_xsetbv(struct vcpu *v, const struct vm_exit *e);
+
+/* vmm/emulate_mem.c: the emulation that reaches guest memory. INS/OUTS, REP
+ * or not, element by element through emulate_port(). */
+int emulate_string_io(struct vcpu *v, const struct vm_exit *e);
+/* A guest access to a registered MMIO range r (VMEXIT_MEM): fetches and
+ * decodes the instruction at RIP, calls the device, writes back, advances RIP;
+ * anything it cannot do stops the VM with a report showing the bytes. */
+int emulate_mmio(struct vcpu *v, const struct vm_exit *e, const struct mmio_region *r);
 
 /* vmm/dev_uart.c: COM1. */
 #define VUART_BASE 0x3F8

@@ -6,6 +6,8 @@
 ;   vmx        VMXON, then VMCALL          svm   VMMCALL
 ;   triple     #UD with no IDT: triple fault
 ;   io-storm   reads an unemulated port forever
+;   outs-oob   REP OUTSB from a buffer past the end of RAM
+;   ins-oob    REP INSB into a buffer past the end of RAM
 ;   spin-cli   spins with interrupts off (pause and kill must still work)
 ;   spin-sti   spins with interrupts on (no interrupt ever comes to a guest)
 ;   gp-storm   a #GP handler that returns to the faulting instruction
@@ -36,6 +38,8 @@ main:
 	CASE "svm", do_svm
 	CASE "triple", triple
 	CASE "io-storm", io_storm
+	CASE "outs-oob", outs_oob
+	CASE "ins-oob", ins_oob
 	CASE "spin-cli", spin_cli
 	CASE "spin-sti", spin_sti
 	CASE "gp-storm", gp_storm
@@ -128,6 +132,30 @@ io_storm:
 .again:
 	in al, dx
 	jmp .again
+
+outs_oob:
+	call ram_end
+	add eax, 0x1000
+	PRINT "hostile: REP OUTSB to COM1 from past the end of RAM at "
+	call puthex
+	call newline
+	mov esi, eax
+	mov ecx, 16
+	mov dx, COM1
+	rep outsb
+	jmp survived
+
+ins_oob:
+	call ram_end
+	add eax, 0x1000
+	PRINT "hostile: REP INSB from COM1 to past the end of RAM at "
+	call puthex
+	call newline
+	mov edi, eax
+	mov ecx, 16
+	mov dx, COM1
+	rep insb
+	jmp survived
 
 spin_cli:
 	PRINT "hostile: spinning with interrupts off"

@@ -24,10 +24,12 @@ def _boot(modules):
 BACKEND = vm_cases.Backend("svm", boot=_boot, speed=80e6, slow=2.0, emulator="bochs-ryzen")
 vm_cases.install_grouped(globals(), BACKEND, {
 	"ryzen_basics": ["images", "hello_exits_zero", "exit_counts", "halt", "console", "screen",
-			 "bad_arguments", "list_and_several_vms", "refused_images", "pic_timer"],
+			 "bad_arguments", "list_and_several_vms", "refused_images", "pic_timer",
+			 "string_io"],
 	"ryzen_pause_memtest": ["counter_pause_resume", "memtest_passes", "invaders"],
 	"ryzen_hostile": ["hostile_oob_read", "hostile_oob_write", "hostile_oob_mmio",
 			  "hostile_oob_high", "hostile_vmx", "hostile_svm", "hostile_triple",
-			  "hostile_io_storm", "hostile_gp_storm", "hostile_spin_sti",
+			  "hostile_io_storm", "hostile_outs_oob", "hostile_ins_oob",
+			  "hostile_gp_storm", "hostile_spin_sti",
 			  "hostile_spin_cli"],  # left out: vm_cases.BOCHS_INTR_BUG
 })
