@@ -79,7 +79,7 @@ static s64 find_header(const u8 *img, u64 size)
 	return -1;
 }
 
-/* Checks the segments against each other, the RAM and the info area. */
+/* Checks the segments against each other and the RAM. */
 static int check_segments(const struct segment *seg, int n, u64 mem_size, u64 *lo, u64 *hi,
 			  char *err, size_t errlen)
 {
@@ -100,11 +100,6 @@ static int check_segments(const struct segment *seg, int n, u64 mem_size, u64 *l
 					    "segments overlap: 0x%lx-0x%lx and 0x%lx-0x%lx",
 					    seg[j].paddr, seg[j].paddr + seg[j].memsz - 1,
 					    seg[i].paddr, end - 1);
-		if (seg[i].paddr < MB_INFO_AREA_END && MB_INFO_AREA < end)
-			return fail(
-				err, errlen, -ENOEXEC,
-				"image overlaps 0x%x-0x%x, where Amber puts the Multiboot information",
-				MB_INFO_AREA, MB_INFO_AREA_END - 1);
 		*lo = MIN(*lo, seg[i].paddr);
 		*hi = MAX(*hi, end);
 	}
@@ -317,16 +312,56 @@ int mb_load(const u8 *img, u64 size, const struct loader_target *t, struct mb_lo
 	return 0;
 }
 
-int mb_write_info(const struct loader_target *t, const char *cmdline, u32 *info_gpa)
+/* The information page at `p` and the stack page under it: inside RAM below
+ * 4 GiB, above page 0, and clear of the image [lo, hi). */
+static bool info_fits(u64 p, u64 lo, u64 hi, u64 mem)
 {
-	static u8 area[MB_INFO_AREA_END - MB_INFO_AREA];
+	u64 start = p - MB_STACK_SIZE, end = p + MB_INFO_SIZE;
+
+	return p >= MB_STACK_SIZE + 0x1000 && end <= mem && end <= GiB(4) &&
+	       (end <= lo || start >= hi);
+}
+
+static int place_info(const struct loader_target *t, const struct mb_loaded *img, u32 *gpa,
+		      char *err, size_t errlen)
+{
+	u64 above = ALIGN_UP(img->hi, 0x1000) + MB_STACK_SIZE;
+
+	if (info_fits(MB_INFO_DEFAULT, img->lo, img->hi, t->mem_size)) {
+		*gpa = MB_INFO_DEFAULT;
+		return 0;
+	}
+	/* Conventional memory below the EBDA and the VGA window, then above. */
+	for (u64 p = 0x9F000 - MB_INFO_SIZE; p >= MB_STACK_SIZE + 0x1000; p -= 0x1000) {
+		if (info_fits(p, img->lo, img->hi, t->mem_size)) {
+			*gpa = (u32)p;
+			return 0;
+		}
+	}
+	if (info_fits(above, img->lo, img->hi, t->mem_size)) {
+		*gpa = (u32)above;
+		return 0;
+	}
+	return fail(err, errlen, -ENOSPC,
+		    "no 8 KiB of RAM below 4 GiB clear of the image (0x%lx-0x%lx) for the "
+		    "Multiboot information and the entry stack",
+		    img->lo, img->hi - 1);
+}
+
+int mb_write_info(const struct loader_target *t, const struct mb_loaded *img, const char *cmdline,
+		  u32 *info_gpa, char *err, size_t errlen)
+{
+	static u8 area[MB_INFO_SIZE];
 	struct multiboot_info *mbi = (struct multiboot_info *)area;
 	struct multiboot_mmap_entry *mm = (struct multiboot_mmap_entry *)(area + 0x80);
 	static const char loader_name[] = "Amber";
 	const u32 name_off = 0x100, cmd_off = 0x200, cmd_max = 0xC00;
-	u64 mem = t->mem_size, *gdt = (u64 *)(area + (MB_GDT_GPA - MB_INFO_AREA));
-	int n = 0;
+	u64 mem = t->mem_size, *gdt = (u64 *)(area + MB_GDT_OFFSET);
+	u32 base = 0;
+	int n = 0, ret = place_info(t, img, &base, err, errlen);
 
+	if (ret)
+		return ret;
 	memset(area, 0, sizeof(area));
 	mbi->flags = MULTIBOOT_INFO_MEMORY | MULTIBOOT_INFO_CMDLINE | MULTIBOOT_INFO_MODS |
 		     MULTIBOOT_INFO_MEM_MAP | MULTIBOOT_INFO_BOOT_LOADER_NAME;
@@ -340,19 +375,22 @@ int mb_write_info(const struct loader_target *t, const char *cmdline, u32 *info_
 			(struct multiboot_mmap_entry){ 20, 0xA0000, MIN(mem, MiB(1)) - 0xA0000, 2 };
 	if (mem > MiB(1))
 		mm[n++] = (struct multiboot_mmap_entry){ 20, MiB(1), mem - MiB(1), 1 };
-	mbi->mmap_addr = MB_INFO_AREA + 0x80;
+	mbi->mmap_addr = base + 0x80;
 	mbi->mmap_length = n * sizeof(*mm);
 	memcpy(area + name_off, loader_name, sizeof(loader_name));
-	mbi->boot_loader_name = MB_INFO_AREA + name_off;
+	mbi->boot_loader_name = base + name_off;
 	strlcpy((char *)area + cmd_off, cmdline ? cmdline : "", cmd_max);
-	mbi->cmdline = MB_INFO_AREA + cmd_off;
+	mbi->cmdline = base + cmd_off;
 	/* A flat GDT for the entry state (selectors MB_BOOT_CS and MB_BOOT_DS), in
 	 * case the kernel reloads a segment before it has a GDT of its own. */
 	gdt[0] = 0;
 	gdt[1] = 0x00CF9B000000FFFFULL; /* 32-bit code, base 0, limit 4 GiB */
 	gdt[2] = 0x00CF93000000FFFFULL; /* 32-bit data */
-	*info_gpa = MB_INFO_AREA;
-	return t->write(t->ctx, MB_INFO_AREA, area, sizeof(area));
+	*info_gpa = base;
+	ret = t->write(t->ctx, base, area, sizeof(area));
+	if (ret)
+		fail(err, errlen, ret, "could not write the Multiboot information");
+	return ret;
 }
 
 void mb_entry_state(struct vcpu_state *s, u32 entry, u32 info_gpa)
@@ -363,7 +401,7 @@ void mb_entry_state(struct vcpu_state *s, u32 entry, u32 info_gpa)
 	memset(s, 0, sizeof(*s));
 	s->regs[REG_RAX] = MULTIBOOT_BOOTLOADER_MAGIC;
 	s->regs[REG_RBX] = info_gpa;
-	s->regs[REG_RSP] = MB_ENTRY_STACK;
+	s->regs[REG_RSP] = info_gpa;
 	s->rip = entry;
 	s->rflags = 0x2;
 	s->cr0 = 0x11;			/* PE | ET: protected mode, paging off */
@@ -372,7 +410,7 @@ void mb_entry_state(struct vcpu_state *s, u32 entry, u32 info_gpa)
 	s->ds = s->es = s->fs = s->gs = s->ss = data;
 	s->ldtr = (struct vcpu_segment){ 0, 0, 0, 0 };	     /* unusable */
 	s->tr = (struct vcpu_segment){ 0, 0x8B, 0xFFFF, 0 }; /* busy 32-bit TSS */
-	s->gdtr = (struct vcpu_dtable){ MB_GDT_GPA, 3 * 8 - 1, 0 };
+	s->gdtr = (struct vcpu_dtable){ info_gpa + MB_GDT_OFFSET, 3 * 8 - 1, 0 };
 	s->idtr = (struct vcpu_dtable){ 0, 0, 0 }; /* none: the kernel sets its own */
 	s->dr6 = 0xFFFF0FF0;
 	s->dr7 = 0x400;

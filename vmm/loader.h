@@ -13,12 +13,14 @@
 #include "kernel/multiboot.h"
 #include "vmm/vcpu_state.h"
 
-/* Where Amber puts the information structure and the boot GDT in guest RAM:
- * conventional memory, clear of where Multiboot kernels load (1 MiB and up). */
-#define MB_INFO_AREA 0x9000
-#define MB_INFO_AREA_END 0xA000
-#define MB_GDT_GPA 0x9F00
-#define MB_ENTRY_STACK 0x9000 /* ESP at entry: free memory below the info page */
+/* The information page (the structure, memory map, names, command line and a
+ * boot GDT at MB_GDT_OFFSET) and, under it, a page for the entry stack (ESP =
+ * the information page). By default in conventional memory, clear of where
+ * Multiboot kernels load (1 MiB and up); elsewhere when the image is there. */
+#define MB_INFO_DEFAULT 0x9000
+#define MB_INFO_SIZE 0x1000
+#define MB_STACK_SIZE 0x1000
+#define MB_GDT_OFFSET 0xF00
 #define MB_BOOT_CS 0x08
 #define MB_BOOT_DS 0x10
 
@@ -49,11 +51,16 @@ struct mb_loaded {
 int mb_load(const u8 *img, u64 size, const struct loader_target *t, struct mb_loaded *out,
 	    char *err, size_t errlen);
 /* Writes the Multiboot information (memory sizes, a memory map of the guest's
- * RAM, the command line, no modules) and the boot GDT into the info area.
- * Returns 0 or the callback's error. */
-int mb_write_info(const struct loader_target *t, const char *cmdline, u32 *info_gpa);
+ * RAM, the command line, no modules) and the boot GDT into an information page
+ * that, with the stack page under it, lies clear of the loaded image `img`:
+ * MB_INFO_DEFAULT, else the first free page of conventional memory, else the
+ * pages above the image. Returns 0 with *info_gpa set, -ENOSPC (with the
+ * reason in err) when the RAM has no such room, or the callback's error. */
+int mb_write_info(const struct loader_target *t, const struct mb_loaded *img, const char *cmdline,
+		  u32 *info_gpa, char *err, size_t errlen);
 /* The machine state of 3.2: 32-bit protected mode, paging off, flat 4 GiB code
- * and data segments, EAX = 0x2BADB002, EBX = info_gpa, EIP = entry. */
+ * and data segments, EAX = 0x2BADB002, EBX = info_gpa, EIP = entry, the boot
+ * GDT in the information page and ESP at its start. */
 void mb_entry_state(struct vcpu_state *s, u32 entry, u32 info_gpa);
 const char *mb_format_name(enum mb_format f);
 

@@ -284,8 +284,9 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline)
 	t = (struct loader_target){
 		.mem_size = mem, .write = target_write, .zero = target_zero, .ctx = vm
 	};
+	err[0] = '\0';
 	if (mb_load(img->data, img->size, &t, &info, err, sizeof(err)) ||
-	    mb_write_info(&t, vm->cmdline, &info_gpa)) {
+	    mb_write_info(&t, &info, vm->cmdline, &info_gpa, err, sizeof(err))) {
 		printk("vm: cannot load '%s': %s\n", img->name,
 		       err[0] ? err : "guest memory write failed");
 		vm_destroy(vm);

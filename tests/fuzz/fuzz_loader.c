@@ -43,7 +43,12 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 		return 0;
 	if (out.lo > out.hi || out.hi > RAM_SIZE || out.entry < out.lo || out.entry >= out.hi)
 		abort(); /* a loaded image must lie in RAM with its entry inside it */
-	if (mb_write_info(&t, "fuzz cmdline", &info) == 0)
+	if (mb_write_info(&t, &out, "fuzz cmdline", &info, err, sizeof(err)) == 0) {
+		/* The information page and the stack page under it never touch the image. */
+		if (info < MB_STACK_SIZE || info % 0x1000 ||
+		    (info + MB_INFO_SIZE > out.lo && info - MB_STACK_SIZE < out.hi))
+			abort();
 		mb_entry_state(&s, out.entry, info);
+	}
 	return 0;
 }

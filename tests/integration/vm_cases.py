@@ -398,6 +398,42 @@ def case_refused_images(vm, backend):
 	out = out_ok(vm, "vm list", expect="no VMs")
 
 
+def _low_module():
+	"""A valid a.out-kludge image that loads at 0x9000, where Amber puts the
+	Multiboot information by default: it prints "L" and exits with the page
+	number of the information it was given (EBX >> 12)."""
+	path = os.path.join(work_dir(), "low.bin")
+	magic, flags, base = 0x1BADB002, 0x00010002, 0x9000
+	code = bytes([0xBA, 0xF8, 0x03, 0x00, 0x00,   # mov edx, 0x3f8
+		      0xB0, 0x4C, 0xEE,               # mov al, 'L'; out dx, al
+		      0xB0, 0x0A, 0xEE,               # mov al, 10; out dx, al
+		      0x89, 0xD8,                     # mov eax, ebx
+		      0xC1, 0xE8, 0x0C,               # shr eax, 12
+		      0xE6, 0xF4,                     # out 0xf4, al
+		      0xF4])                          # hlt
+	end = base + 32 + len(code)
+	hdr = struct.pack("<8I", magic, flags, (-(magic + flags)) & 0xFFFFFFFF,
+			  base, base, end, end, base + 32)
+	with open(path, "wb") as f:
+		f.write(hdr + code)
+	return [(path, "")]
+
+
+@case(modules=_low_module)
+def case_image_at_0x9000(vm, backend):
+	"""An image where Amber's Multiboot information would go runs: the
+	information goes elsewhere (the top of conventional memory here)."""
+	vid = run(vm, "low.bin")
+	m = vm.wait_for(rf"\[vm{vid}\] exited with code (\d+)\r?\n", timeout=backend.t(20))
+	if not re.search(rf"\[vm{vid}\] L", strip_ansi(vm.seen)):
+		vm.fail("the guest loaded at 0x9000 printed nothing")
+	page = int(m.group(1))
+	if page != 0x9E:
+		vm.fail(f"the guest's Multiboot information is at page 0x{page:x}, expected 0x9e "
+			"(clear of the image at 0x9000-0x9fff)")
+	shell_alive(vm)
+
+
 # ---- a guest nobody here wrote ------------------------------------------------
 
 INVADERS = "/boot/invaders.exec"  # Debian's grub-invaders (scripts/install-deps)

@@ -3,8 +3,8 @@
  * ELF32 and ELF64 images land where they should with their bss zeroed, and
  * malformed images are refused with the right reason: no header, truncated,
  * overlapping segments, entry outside RAM or outside the image, larger than
- * RAM, unknown required flags, overlap with the information area. Also the
- * information structure and the entry state.
+ * RAM, unknown required flags. Also the information structure, where it goes
+ * when the image holds its usual place, and the entry state.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,10 +118,12 @@ static void test_aout(void)
 	CHECK_EQ(load(img, n, &l), -E2BIG);
 	CHECK(strstr(err, "larger than the VM's RAM") != NULL);
 	CHECK(strstr(err, "4 MiB") != NULL);
-	/* Over Amber's information area. */
+	/* Over the default information page: a valid image, loaded (where the
+	 * information goes instead is test_info_placement's). */
 	n = aout(0, 0x8000, 0xA000, 0, 0x8000, 0x10000);
-	CHECK_EQ(load(img, n, &l), -ENOEXEC);
-	CHECK(strstr(err, "Multiboot information") != NULL);
+	CHECK_EQ(load(img, n, &l), 0);
+	CHECK_EQ(l.lo, 0x8000);
+	CHECK_EQ(l.hi, 0xA000);
 	/* A required feature Amber does not know (bit 3). */
 	n = aout(64, 0x100000, 0x101000, 0, 0x100080, 0x10008);
 	CHECK_EQ(load(img, n, &l), -ENOEXEC);
@@ -280,9 +282,11 @@ static void test_info_and_entry(void)
 	struct vcpu_state *s = calloc(1, sizeof(*s));
 	u32 info = 0;
 
+	struct mb_loaded at_1m = { .lo = 0x100000, .hi = 0x101000 };
+
 	memset(ram, 0xAA, RAM_SIZE);
-	CHECK_EQ(mb_write_info(&target, "guest one two", &info), 0);
-	CHECK_EQ(info, MB_INFO_AREA);
+	CHECK_EQ(mb_write_info(&target, &at_1m, "guest one two", &info, err, sizeof(err)), 0);
+	CHECK_EQ(info, MB_INFO_DEFAULT);
 	memcpy(&mbi, ram + info, sizeof(mbi));
 	CHECK_EQ(mbi.flags & 0x24D, 0x24D); /* mem, cmdline, mods, mmap, loader name */
 	CHECK_EQ(mbi.mem_lower, 640);
@@ -300,17 +304,70 @@ static void test_info_and_entry(void)
 	CHECK_EQ(mm[2].addr, 0x100000);
 	CHECK_EQ(mm[2].len, RAM_SIZE - 0x100000);
 	CHECK_EQ(mm[2].type, 1);
-	CHECK_EQ(*(u64 *)(ram + MB_GDT_GPA + 8), 0x00CF9B000000FFFFULL);
+	CHECK_EQ(*(u64 *)(ram + info + MB_GDT_OFFSET + 8), 0x00CF9B000000FFFFULL);
 
 	mb_entry_state(s, 0x100080, info);
 	CHECK_EQ(s->regs[REG_RAX], 0x2BADB002);
-	CHECK_EQ(s->regs[REG_RBX], MB_INFO_AREA);
+	CHECK_EQ(s->regs[REG_RBX], MB_INFO_DEFAULT);
+	CHECK_EQ(s->regs[REG_RSP], MB_INFO_DEFAULT); /* the stack page is under it */
+	CHECK_EQ(s->gdtr.base, MB_INFO_DEFAULT + MB_GDT_OFFSET);
 	CHECK_EQ(s->rip, 0x100080);
 	CHECK_EQ(s->cr0 & 0x80000001, 1); /* protected mode, paging off */
 	CHECK_EQ(s->cs.limit, 0xFFFFFFFF);
 	CHECK_EQ(s->cs.attr, 0xC9B);
 	CHECK_EQ(s->ds.attr, 0xC93);
 	CHECK_EQ(s->rflags & 0x200, 0); /* interrupts off */
+	free(s);
+}
+
+/* The information page and its stack page go where the image is not: the
+ * default page, else free conventional memory, else above the image; with
+ * no room anywhere, a clear refusal. */
+static void test_info_placement(void)
+{
+	static const struct {
+		u64 lo, hi, mem;
+		u32 want; /* 0: refused */
+	} cases[] = {
+		{ 0x9000, 0xA000, RAM_SIZE, 0x9E000 },	    /* the image at 0x9000: a valid one */
+		{ 0x8800, 0x9000, RAM_SIZE, 0x9E000 },	    /* only the stack page taken */
+		{ 0x1000, 0x9F000, RAM_SIZE, 0xA0000 },	    /* low memory full: above it */
+		{ 0x2000, 0x9D000, RAM_SIZE, 0x9E000 },	    /* two pages free at the top */
+		{ 0x2000, 0x9E000, RAM_SIZE, 0x9F000 },	    /* one: not enough, above it */
+		{ 0x1000, RAM_SIZE - 0x1000, RAM_SIZE, 0 }, /* nowhere */
+		{ 0x100000, 0x200000, RAM_SIZE, MB_INFO_DEFAULT },
+	};
+	struct vcpu_state *s = calloc(1, sizeof(*s));
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct loader_target t = target;
+		struct mb_loaded l = { .lo = cases[i].lo, .hi = cases[i].hi };
+		struct multiboot_info mbi;
+		u32 info = 0;
+		int ret;
+
+		t.mem_size = cases[i].mem;
+		memset(ram, 0xAA, RAM_SIZE);
+		err[0] = 0;
+		ret = mb_write_info(&t, &l, "placed", &info, err, sizeof(err));
+		if (!cases[i].want) {
+			CHECK_EQ(ret, -ENOSPC);
+			CHECK(strstr(err, "Multiboot information") != NULL);
+			/* Nothing was written into the image. */
+			CHECK_EQ(ram[0x9000], 0xAA);
+			continue;
+		}
+		CHECK_EQ(ret, 0);
+		CHECK_EQ(info, cases[i].want);
+		CHECK(info + MB_INFO_SIZE <= l.lo || info - MB_STACK_SIZE >= l.hi);
+		memcpy(&mbi, ram + info, sizeof(mbi));
+		CHECK_STR((char *)ram + mbi.cmdline, "placed");
+		CHECK(mbi.cmdline >= info && mbi.cmdline < info + MB_INFO_SIZE);
+		mb_entry_state(s, 0x100080, info);
+		CHECK_EQ(s->regs[REG_RBX], info);
+		CHECK_EQ(s->gdtr.base, info + MB_GDT_OFFSET);
+		CHECK_EQ(*(u64 *)(ram + s->gdtr.base + 16), 0x00CF93000000FFFFULL);
+	}
 	free(s);
 }
 
@@ -321,6 +378,7 @@ int main(void)
 	test_no_header();
 	test_elf();
 	test_info_and_entry();
+	test_info_placement();
 	free(ram);
 	return test_done("loader");
 }
