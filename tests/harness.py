@@ -116,6 +116,28 @@ _last = [None]      # the newest emulator: its tail goes into a timeout report
 _boots = {}         # emulator name -> boots so far in this process
 
 
+def _crc32c_table():
+	table = []
+	for i in range(256):
+		c = i
+		for _ in range(8):
+			c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+		table.append(c)
+	return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+	"""CRC-32C (Castagnoli), as kernel/crc32c.c crc32c(0, ...) computes it: for
+	tests that craft or check disk bytes on the host."""
+	crc = 0xFFFFFFFF
+	for b in data:
+		crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+	return crc ^ 0xFFFFFFFF
+
+
 def _die_with_us(argv):
 	"""argv wrapped so that the emulator gets SIGKILL when this test process
 	dies, however it dies (PR_SET_PDEATHSIG through util-linux setpriv; the

@@ -12,7 +12,7 @@ import re
 import socket
 import time
 
-from harness import BUILD, boot_bochs, boot_qemu, make_disk, need_file, timeout, work_dir
+from harness import BUILD, boot_bochs, boot_qemu, crc32c, make_disk, need_file, timeout, work_dir
 
 SECTOR = 512
 MIB = 1 << 20
@@ -21,27 +21,6 @@ MARK_LBA = 7                            # host-written marker Amber dumps
 
 
 # ---- host-side helpers ------------------------------------------------------
-def _crc32c_table():
-	table = []
-	for i in range(256):
-		c = i
-		for _ in range(8):
-			c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-		table.append(c)
-	return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-	"""CRC-32C (Castagnoli), as kernel/lib.c crc32c(0, ...) computes it."""
-	crc = 0xFFFFFFFF
-	for b in data:
-		crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-	return crc ^ 0xFFFFFFFF
-
-
 def word_pattern(word, lba, count):
 	"""What `disk write N LBA WORD COUNT` puts on the disk (docs/storage.md)."""
 	out = bytearray()

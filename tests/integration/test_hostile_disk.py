@@ -11,31 +11,11 @@ import struct
 import subprocess
 import time
 
-from harness import BUILD, boot_qemu, make_disk, need_file, timeout
+from harness import BUILD, boot_qemu, crc32c, make_disk, need_file, timeout
 
 AMBER_SNAP = os.path.join(BUILD, "amber-snap")
 BLOCK = 4096
 CAT_A = 1 * BLOCK
-
-
-def _crc32c_table():
-	table = []
-	for i in range(256):
-		c = i
-		for _ in range(8):
-			c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-		table.append(c)
-	return table
-
-
-_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-	crc = 0xFFFFFFFF
-	for b in data:
-		crc = _TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-	return crc ^ 0xFFFFFFFF
 
 
 def expect(vm, regex, text, what):
