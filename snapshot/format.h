@@ -162,7 +162,7 @@ const char *snap_vm_state_name(u32 state);
  * padding to a multiple of 8. The section's index is the device id
  * (vmm/vdev_id.h); the section is mandatory. */
 #define SNAP_DEVREC_HEAD 8
-#define SNAP_DEVREC_MAX 512
+#define SNAP_DEVREC_MAX 4096
 #define SNAP_MAX_DEVICES 16
 struct snap_devrec {
 	u32 id, version, len;

@@ -212,7 +212,7 @@ int emulate_mmio(struct vcpu *v, const struct vm_exit *e, const struct mmio_regi
 					e->mem.gpa, hex);
 	}
 	rflags = st.rflags;
-	err = mmio_execute(r, &in, gpa, v->regs, &rflags);
+	err = mmio_execute(r, v, &in, gpa, v->regs, &rflags);
 	if (err) {
 		hex_bytes(hex, sizeof(hex), code, MIN((unsigned)in.len, 8u));
 		return vcpu_stop_report(v, e, "MMIO %s of %s+0x%lx (%s) failed: error %d", dir,

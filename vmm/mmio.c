@@ -35,7 +35,7 @@ const struct mmio_region *mmio_find(const struct mmio_bus *bus, u64 gpa)
 	return NULL;
 }
 
-int mmio_execute(const struct mmio_region *r, const struct insn *in, u64 gpa,
+int mmio_execute(const struct mmio_region *r, void *ctx, const struct insn *in, u64 gpa,
 		 u64 regs[NR_VCPU_REGS], u64 *rflags)
 {
 	u64 off = gpa - r->base, val = 0, out, saved[NR_VCPU_REGS], fl = *rflags;
@@ -45,11 +45,11 @@ int mmio_execute(const struct mmio_region *r, const struct insn *in, u64 gpa,
 		return -ERANGE;
 	switch (in->op) {
 	case INSN_MOV_STORE:
-		return r->ops->write(r->dev, off, in->size, insn_source(in, regs));
+		return r->ops->write(r->dev, ctx, off, in->size, insn_source(in, regs));
 	case INSN_MOV_LOAD:
 	case INSN_MOVZX:
 	case INSN_MOVSX:
-		err = r->ops->read(r->dev, off, in->size, &val);
+		err = r->ops->read(r->dev, ctx, off, in->size, &val);
 		if (!err)
 			insn_complete_load(in, regs, val);
 		return err;
@@ -59,13 +59,13 @@ int mmio_execute(const struct mmio_region *r, const struct insn *in, u64 gpa,
 	case INSN_AND:
 		/* A locked read-modify-write: nothing else runs in this VM
 		 * between the two handler calls (one vCPU, exit path). */
-		err = r->ops->read(r->dev, off, in->size, &val);
+		err = r->ops->read(r->dev, ctx, off, in->size, &val);
 		if (err)
 			return err;
 		for (int i = 0; i < NR_VCPU_REGS; i++)
 			saved[i] = regs[i];
 		out = insn_rmw(in, regs, &fl, val);
-		err = r->ops->write(r->dev, off, in->size, out);
+		err = r->ops->write(r->dev, ctx, off, in->size, out);
 		if (err) {
 			for (int i = 0; i < NR_VCPU_REGS; i++)
 				regs[i] = saved[i];

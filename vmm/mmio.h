@@ -13,12 +13,14 @@
 
 #define MMIO_MAX_REGIONS 8
 
-/* A device's handlers: offset from the region's base, size 1, 2, 4 or 8
+/* A device's handlers: `ctx` is the accessing vCPU (struct vcpu *, opaque
+ * here so that this file stays pure; the local APIC answers each vCPU with
+ * its own registers), offset from the region's base, size 1, 2, 4 or 8
  * (never crossing the region's end). Return 0, or a negative errno that
  * stops the guest with a report naming the device. */
 struct mmio_ops {
-	int (*read)(void *dev, u64 offset, u8 size, u64 *val);
-	int (*write)(void *dev, u64 offset, u8 size, u64 val);
+	int (*read)(void *dev, void *ctx, u64 offset, u8 size, u64 *val);
+	int (*write)(void *dev, void *ctx, u64 offset, u8 size, u64 val);
 };
 
 struct mmio_region {
@@ -42,12 +44,12 @@ int mmio_register(struct mmio_bus *bus, const char *name, u64 base, u64 size,
 const struct mmio_region *mmio_find(const struct mmio_bus *bus, u64 gpa);
 
 /* Carries out the memory access of the decoded instruction `in`, at gpa in
- * region r: a store writes, a load reads into the register (zero or sign
+ * region r on behalf of vCPU ctx: a store writes, a load reads into the register (zero or sign
  * extended), XCHG/ADD/OR/AND read then write and update regs and *rflags.
  * Returns 0; -ERANGE when the access leaves the region; -EOPNOTSUPP for INS
  * and OUTS (string I/O to MMIO is not emulated); or the handler's error. On
  * an error no register has changed. */
-int mmio_execute(const struct mmio_region *r, const struct insn *in, u64 gpa,
+int mmio_execute(const struct mmio_region *r, void *ctx, const struct insn *in, u64 gpa,
 		 u64 regs[NR_VCPU_REGS], u64 *rflags);
 
 #endif

@@ -18,7 +18,7 @@ static const struct vdev *const vdev_table[] = {
 	&vdev_pic, &vdev_uart, &vdev_pit, &vdev_kbd, &vdev_cmos, &vdev_vga, &vdev_board,
 };
 
-#define RECORD_MAX 512 /* the largest record any device declares (checked) */
+#define RECORD_MAX 4096 /* the largest record any device declares (checked) */
 
 const struct vdev *vdev_find(u32 id)
 {
@@ -88,6 +88,19 @@ void vdev_sync(struct vm *vm, u64 tsc)
 		if (d->sync)
 			d->sync(vm, vm->dev[d->id], tsc);
 	}
+}
+
+u64 vdev_deadline(struct vm *vm)
+{
+	u64 first = ~0ULL;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(vdev_table); i++) {
+		const struct vdev *d = vdev_table[i];
+
+		if (d->deadline)
+			first = MIN(first, d->deadline(vm, vm->dev[d->id]));
+	}
+	return first;
 }
 
 int vdev_save(struct vm *vm, const struct vdev *dev, u8 *out)

@@ -37,6 +37,11 @@ struct vdev {
 	/* Optional: brings outputs that depend on time (a timer's interrupt line)
 	 * up to guest TSC `tsc`. Called before anyone looks at interrupt lines. */
 	void (*sync)(struct vm *vm, void *st, u64 tsc);
+	/* Optional: the guest TSC at which the device next changes an
+	 * interrupt line by itself (a timer expiring), or ~0ULL when nothing is
+	 * due. The scheduler runs the guest no longer than that, and wakes
+	 * halted vCPUs then, so that sync() sees the expiry in time. */
+	u64 (*deadline)(struct vm *vm, void *st);
 	/* Moves the state into the record (r->enc) or out of a record written
 	 * with `version` (1..vdev.version). Decoding checks what it reads and
 	 * returns 0 or -EINVAL with *why set: an image is trusted no further than
@@ -59,6 +64,8 @@ void vdev_reset_all(struct vm *vm);
 bool vdev_io(struct vcpu *v, u16 port, u8 size, bool in, u32 *val);
 /* Runs every device's sync() up to guest TSC `tsc`. */
 void vdev_sync(struct vm *vm, u64 tsc);
+/* The earliest deadline() of vm's devices, ~0ULL when none is due. */
+u64 vdev_deadline(struct vm *vm);
 
 /* Device record <-> live state: encodes into out[dev->record_size], or
  * decodes a record of `version` (checked: 1..dev->version) and `len` bytes

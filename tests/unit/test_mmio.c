@@ -21,7 +21,7 @@ struct regfile {
 	u8 last_size;
 };
 
-static int rf_read(void *dev, u64 off, u8 size, u64 *val)
+static int rf_read(void *dev, void *ctx, u64 off, u8 size, u64 *val)
 {
 	struct regfile *d = dev;
 
@@ -36,7 +36,7 @@ static int rf_read(void *dev, u64 off, u8 size, u64 *val)
 	return 0;
 }
 
-static int rf_write(void *dev, u64 off, u8 size, u64 val)
+static int rf_write(void *dev, void *ctx, u64 off, u8 size, u64 val)
 {
 	struct regfile *d = dev;
 
@@ -84,7 +84,7 @@ static int run_at(int line, enum insn_mode mode, u64 gpa, const u8 *b, size_t n)
 		check_failures++;
 		return -EINVAL;
 	}
-	return mmio_execute(r, &in, gpa, regs, &rflags);
+	return mmio_execute(r, NULL, &in, gpa, regs, &rflags);
 }
 #define RUN(mode, gpa, ...) \
 	run_at(__LINE__, mode, gpa, (const u8[]){ __VA_ARGS__ }, \
@@ -234,10 +234,10 @@ static void test_refused(void)
 
 	/* An 8-byte store at the last 4 bytes leaves the region. */
 	CHECK_EQ(insn_decode(mov8, sizeof(mov8), INSN_MODE_64, &in), 0);
-	CHECK_EQ(mmio_execute(r, &in, DEV_BASE + DEV_SIZE - 4, regs, &rflags), -ERANGE);
-	CHECK_EQ(mmio_execute(r, &in, DEV_BASE - 1, regs, &rflags), -ERANGE);
+	CHECK_EQ(mmio_execute(r, NULL, &in, DEV_BASE + DEV_SIZE - 4, regs, &rflags), -ERANGE);
+	CHECK_EQ(mmio_execute(r, NULL, &in, DEV_BASE - 1, regs, &rflags), -ERANGE);
 	CHECK_EQ(insn_decode(outsb, sizeof(outsb), INSN_MODE_64, &in), 0);
-	CHECK_EQ(mmio_execute(r, &in, DEV_BASE, regs, &rflags), -EOPNOTSUPP);
+	CHECK_EQ(mmio_execute(r, NULL, &in, DEV_BASE, regs, &rflags), -EOPNOTSUPP);
 	/* A failing read changes nothing. */
 	regs[REG_RAX] = 7;
 	CHECK_EQ(RUN(INSN_MODE_64, DEV_BASE + DEV_FAIL_OFF, 0x8b, 0x00), -EIO);
