@@ -85,7 +85,6 @@ int vlapic_rdmsr(struct vcpu *v, u32 msr, u64 *val);
 int vlapic_wrmsr(struct vcpu *v, u32 msr, u64 val);
 
 /* ---- vmm/dev_ioapic.c: the 82093AA at 0xFEC00000 ------------------------- */
-#define IOAPIC_BASE 0xFEC00000ULL
 #define IOAPIC_PINS 24
 
 /* Drives input pin `gsi` (0-23) to `level`; edge pins act on the rising edge. */
