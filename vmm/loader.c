@@ -8,6 +8,8 @@
 #include "vmm/loader.h"
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "vmm/memmap.h"
+#include "vmm/platform.h"
 
 #define EI_CLASS 4
 #define EI_DATA 5
@@ -79,7 +81,11 @@ static s64 find_header(const u8 *img, u64 size)
 	return -1;
 }
 
-/* Checks the segments against each other and the RAM. */
+/* True when [lo, hi) touches the reserved low area [PLAT_EBDA, 1 MiB): the
+ * EBDA, the VGA window and the firmware tables Amber writes there. */
+static bool in_low_hole(u64 lo, u64 hi) { return lo < PLAT_BIOS_AREA_END && hi > PLAT_EBDA; }
+
+/* Checks the segments against each other, the RAM and the reserved low area. */
 static int check_segments(const struct segment *seg, int n, u64 mem_size, u64 *lo, u64 *hi,
 			  char *err, size_t errlen)
 {
@@ -100,6 +106,12 @@ static int check_segments(const struct segment *seg, int n, u64 mem_size, u64 *l
 					    "segments overlap: 0x%lx-0x%lx and 0x%lx-0x%lx",
 					    seg[j].paddr, seg[j].paddr + seg[j].memsz - 1,
 					    seg[i].paddr, end - 1);
+		if (in_low_hole(seg[i].paddr, end))
+			return fail(
+				err, errlen, -ENOEXEC,
+				"segment at 0x%lx-0x%lx overlaps the reserved area 0x%llx-0xfffff "
+				"(firmware tables, VGA window)",
+				seg[i].paddr, end - 1, PLAT_EBDA);
 		*lo = MIN(*lo, seg[i].paddr);
 		*hi = MAX(*hi, end);
 	}
@@ -313,13 +325,14 @@ int mb_load(const u8 *img, u64 size, const struct loader_target *t, struct mb_lo
 }
 
 /* The information page at `p` and the stack page under it: inside RAM below
- * 4 GiB, above page 0, and clear of the image [lo, hi). */
+ * 4 GiB, above page 0, clear of the image [lo, hi) and of the reserved low
+ * area (the firmware tables). */
 static bool info_fits(u64 p, u64 lo, u64 hi, u64 mem)
 {
 	u64 start = p - MB_STACK_SIZE, end = p + MB_INFO_SIZE;
 
 	return p >= MB_STACK_SIZE + 0x1000 && end <= mem && end <= GiB(4) &&
-	       (end <= lo || start >= hi);
+	       (end <= lo || start >= hi) && !in_low_hole(start, end);
 }
 
 static int place_info(const struct loader_target *t, const struct mb_loaded *img, u32 *gpa,
@@ -327,12 +340,18 @@ static int place_info(const struct loader_target *t, const struct mb_loaded *img
 {
 	u64 above = ALIGN_UP(img->hi, 0x1000) + MB_STACK_SIZE;
 
+	/* Right above an image in conventional memory is the reserved area:
+	 * then the first pages above 1 MiB. */
+	if (in_low_hole(above - MB_STACK_SIZE, above + MB_INFO_SIZE))
+		above = PLAT_BIOS_AREA_END + MB_STACK_SIZE;
+
 	if (info_fits(MB_INFO_DEFAULT, img->lo, img->hi, t->mem_size)) {
 		*gpa = MB_INFO_DEFAULT;
 		return 0;
 	}
 	/* Conventional memory below the EBDA and the VGA window, then above. */
-	for (u64 p = 0x9F000 - MB_INFO_SIZE; p >= MB_STACK_SIZE + 0x1000; p -= 0x1000) {
+	for (u64 p = ALIGN_DOWN(PLAT_EBDA, 0x1000) - MB_INFO_SIZE; p >= MB_STACK_SIZE + 0x1000;
+	     p -= 0x1000) {
 		if (info_fits(p, img->lo, img->hi, t->mem_size)) {
 			*gpa = (u32)p;
 			return 0;
@@ -353,29 +372,30 @@ int mb_write_info(const struct loader_target *t, const struct mb_loaded *img, co
 {
 	static u8 area[MB_INFO_SIZE];
 	struct multiboot_info *mbi = (struct multiboot_info *)area;
-	struct multiboot_mmap_entry *mm = (struct multiboot_mmap_entry *)(area + 0x80);
+	struct multiboot_mmap_entry *mm = (struct multiboot_mmap_entry *)(area + MB_MMAP_OFFSET);
 	static const char loader_name[] = "Amber";
-	const u32 name_off = 0x100, cmd_off = 0x200, cmd_max = 0xC00;
+	const u32 name_off = 0x1C0, cmd_off = 0x200, cmd_max = 0xC00;
 	u64 mem = t->mem_size, *gdt = (u64 *)(area + MB_GDT_OFFSET);
+	struct e820_entry map[MEMMAP_MAX];
 	u32 base = 0;
-	int n = 0, ret = place_info(t, img, &base, err, errlen);
+	int n, ret = place_info(t, img, &base, err, errlen);
 
+	_Static_assert(MB_MMAP_OFFSET + MEMMAP_MAX * sizeof(*mm) <= 0x1C0, "mmap fits");
 	if (ret)
 		return ret;
 	memset(area, 0, sizeof(area));
 	mbi->flags = MULTIBOOT_INFO_MEMORY | MULTIBOOT_INFO_CMDLINE | MULTIBOOT_INFO_MODS |
 		     MULTIBOOT_INFO_MEM_MAP | MULTIBOOT_INFO_BOOT_LOADER_NAME;
-	mbi->mem_lower = (u32)(MIN(mem, KiB(640)) >> 10);
-	mbi->mem_upper = mem > MiB(1) ? (u32)MIN((mem - MiB(1)) >> 10, 0xFFFFFFFFULL) : 0;
-	/* The guest's RAM is one block from 0; the legacy VGA/ROM window is listed
-	 * as reserved (it is RAM here, and the VGA text buffer lives in it). */
-	mm[n++] = (struct multiboot_mmap_entry){ 20, 0, MIN(mem, 0xA0000ULL), 1 };
-	if (mem > 0xA0000)
-		mm[n++] =
-			(struct multiboot_mmap_entry){ 20, 0xA0000, MIN(mem, MiB(1)) - 0xA0000, 2 };
-	if (mem > MiB(1))
-		mm[n++] = (struct multiboot_mmap_entry){ 20, MiB(1), mem - MiB(1), 1 };
-	mbi->mmap_addr = base + 0x80;
+	mbi->mem_lower = (u32)(MIN(mem, PLAT_EBDA) >> 10); /* 639: the EBDA follows */
+	/* Upper memory ends at the first hole above 1 MiB (3.3 "Boot information
+	 * format"): the IOAPIC page, for a VM that large. */
+	mbi->mem_upper = mem > MiB(1) ? (u32)((MIN(mem, PLAT_IOAPIC_BASE) - MiB(1)) >> 10) : 0;
+	/* The platform's map (vmm/memmap.c): the EBDA, VGA window and firmware
+	 * tables below 1 MiB and the APIC pages reserved, RAM around them. */
+	n = memmap_build(mem, map);
+	for (int i = 0; i < n; i++)
+		mm[i] = (struct multiboot_mmap_entry){ 20, map[i].addr, map[i].len, map[i].type };
+	mbi->mmap_addr = base + MB_MMAP_OFFSET;
 	mbi->mmap_length = n * sizeof(*mm);
 	memcpy(area + name_off, loader_name, sizeof(loader_name));
 	mbi->boot_loader_name = base + name_off;

@@ -20,6 +20,7 @@
 #define MB_INFO_DEFAULT 0x9000
 #define MB_INFO_SIZE 0x1000
 #define MB_STACK_SIZE 0x1000
+#define MB_MMAP_OFFSET 0x80
 #define MB_GDT_OFFSET 0xF00
 #define MB_BOOT_CS 0x08
 #define MB_BOOT_DS 0x10
@@ -46,15 +47,17 @@ struct mb_loaded {
 };
 
 /* Checks `img` and copies it into guest memory. On error returns -ENOEXEC (not a
- * Multiboot image, or malformed), -E2BIG (does not fit the RAM) or the
+ * Multiboot image, malformed, or reaching into [PLAT_EBDA, 1 MiB), where the
+ * firmware tables go), -E2BIG (does not fit the RAM) or the
  * callback's error, and writes a one-line reason into err. */
 int mb_load(const u8 *img, u64 size, const struct loader_target *t, struct mb_loaded *out,
 	    char *err, size_t errlen);
-/* Writes the Multiboot information (memory sizes, a memory map of the guest's
- * RAM, the command line, no modules) and the boot GDT into an information page
- * that, with the stack page under it, lies clear of the loaded image `img`:
- * MB_INFO_DEFAULT, else the first free page of conventional memory, else the
- * pages above the image. Returns 0 with *info_gpa set, -ENOSPC (with the
+/* Writes the Multiboot information (memory sizes, the memory map of
+ * vmm/memmap.c, the command line, no modules) and the boot GDT into an
+ * information page that, with the stack page under it, lies clear of the
+ * loaded image `img` and of the reserved area below 1 MiB: MB_INFO_DEFAULT,
+ * else the first free page of conventional memory, else the pages above the
+ * image (above 1 MiB). Returns 0 with *info_gpa set, -ENOSPC (with the
  * reason in err) when the RAM has no such room, or the callback's error. */
 int mb_write_info(const struct loader_target *t, const struct mb_loaded *img, const char *cmdline,
 		  u32 *info_gpa, char *err, size_t errlen);

@@ -9,6 +9,7 @@
 
 #include "kernel/lib.h"
 #include "vmm/loader.h"
+#include "vmm/platform.h"
 
 int LLVMFuzzerTestOneInput(const u8 *data, size_t size);
 
@@ -44,9 +45,11 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 	if (out.lo > out.hi || out.hi > RAM_SIZE || out.entry < out.lo || out.entry >= out.hi)
 		abort(); /* a loaded image must lie in RAM with its entry inside it */
 	if (mb_write_info(&t, &out, "fuzz cmdline", &info, err, sizeof(err)) == 0) {
-		/* The information page and the stack page under it never touch the image. */
+		/* The information page and the stack page under it never touch the
+		 * image, nor the reserved area where the firmware tables go. */
 		if (info < MB_STACK_SIZE || info % 0x1000 ||
-		    (info + MB_INFO_SIZE > out.lo && info - MB_STACK_SIZE < out.hi))
+		    (info + MB_INFO_SIZE > out.lo && info - MB_STACK_SIZE < out.hi) ||
+		    (info + MB_INFO_SIZE > PLAT_EBDA && info - MB_STACK_SIZE < PLAT_BIOS_AREA_END))
 			abort();
 		mb_entry_state(&s, out.entry, info);
 	}

@@ -124,6 +124,16 @@ static void test_aout(void)
 	CHECK_EQ(load(img, n, &l), 0);
 	CHECK_EQ(l.lo, 0x8000);
 	CHECK_EQ(l.hi, 0xA000);
+	/* Into the reserved area below 1 MiB, where the firmware tables go:
+	 * refused, even by one byte of bss; up to the EBDA is fine. */
+	n = aout(0, 0xF0000, 0xF1000, 0, 0xF0000, 0x10000);
+	CHECK_EQ(load(img, n, &l), -ENOEXEC);
+	CHECK(strstr(err, "overlaps the reserved area 0x9fc00-0xfffff") != NULL);
+	CHECK_EQ(ram[0xF0000], 0xAA);
+	n = aout(0, 0x9E000, 0x9F000, 0x9FC01, 0x9E000, 0x10000);
+	CHECK_EQ(load(img, n, &l), -ENOEXEC);
+	n = aout(0, 0x9E000, 0x9F000, 0x9FC00, 0x9E000, 0x10000);
+	CHECK_EQ(load(img, n, &l), 0);
 	/* A required feature Amber does not know (bit 3). */
 	n = aout(64, 0x100000, 0x101000, 0, 0x100080, 0x10008);
 	CHECK_EQ(load(img, n, &l), -ENOEXEC);
@@ -278,7 +288,7 @@ static void test_elf(void)
 static void test_info_and_entry(void)
 {
 	struct multiboot_info mbi;
-	struct multiboot_mmap_entry mm[3];
+	struct multiboot_mmap_entry mm[5];
 	struct vcpu_state *s = calloc(1, sizeof(*s));
 	u32 info = 0;
 
@@ -289,21 +299,30 @@ static void test_info_and_entry(void)
 	CHECK_EQ(info, MB_INFO_DEFAULT);
 	memcpy(&mbi, ram + info, sizeof(mbi));
 	CHECK_EQ(mbi.flags & 0x24D, 0x24D); /* mem, cmdline, mods, mmap, loader name */
-	CHECK_EQ(mbi.mem_lower, 640);
+	CHECK_EQ(mbi.mem_lower, 639);
 	CHECK_EQ(mbi.mem_upper, (RAM_SIZE >> 10) - 1024);
 	CHECK_EQ(mbi.mods_count, 0);
 	CHECK_STR((char *)ram + mbi.cmdline, "guest one two");
 	CHECK_STR((char *)ram + mbi.boot_loader_name, "Amber");
-	CHECK_EQ(mbi.mmap_length, 3 * sizeof(mm[0]));
+	/* RAM below the EBDA, [EBDA, 1 MiB) reserved (tables, VGA window), RAM
+	 * above, and the IOAPIC and LAPIC pages reserved beyond the RAM. */
+	CHECK_EQ(mbi.mmap_length, 5 * sizeof(mm[0]));
 	memcpy(mm, ram + mbi.mmap_addr, sizeof(mm));
 	CHECK_EQ(mm[0].size, 20);
 	CHECK_EQ(mm[0].addr, 0);
-	CHECK_EQ(mm[0].len, 0xA0000);
+	CHECK_EQ(mm[0].len, 0x9FC00);
 	CHECK_EQ(mm[0].type, 1);
+	CHECK_EQ(mm[1].addr, 0x9FC00);
+	CHECK_EQ(mm[1].len, 0x100000 - 0x9FC00);
 	CHECK_EQ(mm[1].type, 2);
 	CHECK_EQ(mm[2].addr, 0x100000);
 	CHECK_EQ(mm[2].len, RAM_SIZE - 0x100000);
 	CHECK_EQ(mm[2].type, 1);
+	CHECK_EQ(mm[3].addr, 0xFEC00000);
+	CHECK_EQ(mm[3].len, 0x1000);
+	CHECK_EQ(mm[3].type, 2);
+	CHECK_EQ(mm[4].addr, 0xFEE00000);
+	CHECK_EQ(mm[4].type, 2);
 	CHECK_EQ(*(u64 *)(ram + info + MB_GDT_OFFSET + 8), 0x00CF9B000000FFFFULL);
 
 	mb_entry_state(s, 0x100080, info);
@@ -331,9 +350,10 @@ static void test_info_placement(void)
 	} cases[] = {
 		{ 0x9000, 0xA000, RAM_SIZE, 0x9E000 },	    /* the image at 0x9000: a valid one */
 		{ 0x8800, 0x9000, RAM_SIZE, 0x9E000 },	    /* only the stack page taken */
-		{ 0x1000, 0x9F000, RAM_SIZE, 0xA0000 },	    /* low memory full: above it */
+		{ 0x1000, 0x9F000, RAM_SIZE, 0x101000 },    /* low memory full: above 1 MiB */
 		{ 0x2000, 0x9D000, RAM_SIZE, 0x9E000 },	    /* two pages free at the top */
-		{ 0x2000, 0x9E000, RAM_SIZE, 0x9F000 },	    /* one: not enough, above it */
+		{ 0x2000, 0x9E000, RAM_SIZE, 0x101000 },    /* one: not enough, above 1 MiB */
+		{ 0x2000, 0x9E000, 0x101000, 0 },	    /* never in the reserved area */
 		{ 0x1000, RAM_SIZE - 0x1000, RAM_SIZE, 0 }, /* nowhere */
 		{ 0x100000, 0x200000, RAM_SIZE, MB_INFO_DEFAULT },
 	};
