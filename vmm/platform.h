@@ -38,4 +38,17 @@
 #define PLAT_RESET_VALUE 0x06		 /* FADT RESET_VALUE: hard reset */
 #define PLAT_FW_CFG_PORT 0x510		 /* fw_cfg selector; 0x511 data */
 
+/* ---- firmware tables and time ------------------------------------------- */
+/* What the version registers read, as the MP table states them: an xAPIC
+ * (SDM Vol. 3A 11.4.8 "Local APIC Version Register") and the 82093AA. */
+#define PLAT_LAPIC_VERSION 0x14
+#define PLAT_IOAPIC_VERSION 0x11
+/* The local APIC timer's input clock ("bus" or core crystal clock): CPUID
+ * leaves 0x15 (ECX), 0x16 (ECX, in MHz) and 0x40000010 (EBX, in kHz) report
+ * it, and Linux takes the 0x15 crystal as the APIC timer's rate, so the LAPIC
+ * timer must count at exactly this rate. 100 MHz: a whole number of MHz
+ * (leaf 0x16), 10 ns resolution, and 43 s before a 32-bit count at divide 1
+ * runs out. */
+#define PLAT_APIC_BUS_HZ 100000000ULL
+
 #endif

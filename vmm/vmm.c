@@ -14,6 +14,7 @@
 #include "kernel/shell.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
+#include "vmm/fwtables.h"
 #include "vmm/loader.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
@@ -258,6 +259,15 @@ static int target_zero(void *ctx, u64 gpa, u64 len)
 	return 0;
 }
 
+/* Writes the ACPI and MP tables into the VM's 0xE0000-0xFFFFF, which the
+ * loader keeps clear (vmm/fwtables.c). Returns 0 or a negative errno. */
+static int install_fwtables(struct vm *vm)
+{
+	u8 *area = gpa_to_hva(vm, PLAT_BIOS_AREA, FWTABLES_SIZE);
+
+	return area ? fwtables_build(area, vm->nvcpus, NULL) : -EFAULT;
+}
+
 struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline)
 {
 	static struct vcpu_state entry; /* large: not on the shell's stack */
@@ -289,6 +299,11 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline)
 	    mb_write_info(&t, &info, vm->cmdline, &info_gpa, err, sizeof(err))) {
 		printk("vm: cannot load '%s': %s\n", img->name,
 		       err[0] ? err : "guest memory write failed");
+		vm_destroy(vm);
+		return NULL;
+	}
+	if (install_fwtables(vm)) {
+		printk("vm: could not write the firmware tables of '%s'\n", img->name);
 		vm_destroy(vm);
 		return NULL;
 	}
