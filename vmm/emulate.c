@@ -10,6 +10,7 @@
 #include "kernel/msr.h"
 #include "kernel/printk.h"
 #include "kernel/x86.h"
+#include "vmm/platform.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
@@ -111,6 +112,58 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 #define AMBER_CPUID_BASE 0x40000000
 /* The hypervisor signature in EBX, ECX, EDX of leaf 0x40000000. */
 static const char amber_signature[12] = "AmberAmberAm";
+/* The timing leaf of VMware's convention, which QEMU ("vmware-cpuid-freq")
+ * and several guests follow: EAX the TSC and EBX the local APIC timer's
+ * clock, both in kHz. */
+#define AMBER_CPUID_TIMING 0x40000010
+#define CPUID_TSC_LEAF 0x15  /* SDM "Time Stamp Counter and Nominal Core Crystal Clock" */
+#define CPUID_FREQ_LEAF 0x16 /* SDM "Processor Frequency Information" */
+
+static u32 gcd32(u32 a, u32 b)
+{
+	while (b) {
+		u32 t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/*
+ * The time leaves, from the guest's TSC rate and PLAT_APIC_BUS_HZ: leaf 0x15
+ * as TSC = crystal * EBX / EAX with the crystal being the APIC timer's clock
+ * (Linux takes it as such), the ratio reduced so that it gives the TSC rate
+ * to the kHz exactly; leaf 0x16 in MHz; 0x40000010 in kHz. They are reported
+ * whatever the host's vendor: 0x15/0x16 are Intel's, a guest that sees an
+ * AMD vendor string (QEMU TCG) does not read them, and 0x40000010 is
+ * vendor-neutral.
+ */
+static void time_leaf(const struct vm *vm, u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+	u32 tsc_khz = (u32)((vdev_tsc_hz(vm) + 500) / 1000);
+	u32 bus_khz = (u32)(PLAT_APIC_BUS_HZ / 1000), g;
+
+	*a = *b = *c = *d = 0;
+	if (!tsc_khz)
+		return;
+	switch (leaf) {
+	case CPUID_TSC_LEAF:
+		g = gcd32(tsc_khz, bus_khz);
+		*a = bus_khz / g; /* denominator */
+		*b = tsc_khz / g; /* numerator */
+		*c = (u32)PLAT_APIC_BUS_HZ;
+		break;
+	case CPUID_FREQ_LEAF:
+		*a = *b = (tsc_khz + 500) / 1000;	/* base and maximum MHz */
+		*c = (u32)(PLAT_APIC_BUS_HZ / 1000000); /* bus (reference) MHz */
+		break;
+	case AMBER_CPUID_TIMING:
+		*a = tsc_khz;
+		*b = bus_khz;
+		break;
+	}
+}
 
 int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 {
@@ -121,15 +174,28 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 
 	if ((leaf & 0xFFFFFF00) == AMBER_CPUID_BASE) {
 		if (leaf == AMBER_CPUID_BASE) {
-			a = AMBER_CPUID_BASE; /* the highest hypervisor leaf */
+			a = AMBER_CPUID_TIMING; /* the highest hypervisor leaf */
 			memcpy(&b, amber_signature, 4);
 			memcpy(&c, amber_signature + 4, 4);
 			memcpy(&d, amber_signature + 8, 4);
+		} else if (leaf == AMBER_CPUID_TIMING) {
+			time_leaf(v->vm, leaf, &a, &b, &c, &d);
 		}
 		goto out;
 	}
+	if (leaf == CPUID_TSC_LEAF || leaf == CPUID_FREQ_LEAF) {
+		time_leaf(v->vm, leaf, &a, &b, &c, &d);
+		goto out;
+	}
+	/* A basic leaf the host lacks but the guest may ask for (the maximum
+	 * below covers 0x15/0x16): zero, not Intel's repeat of the highest leaf. */
+	if (leaf > cpu.max_leaf && leaf < 0x80000000)
+		goto out;
 	cpuid_count(leaf, sub, &a, &b, &c, &d);
 	switch (leaf) {
+	case 0:
+		a = MAX(a, (u32)CPUID_FREQ_LEAF);
+		break;
 	case 1:
 		/* No VMX, no MONITOR/MWAIT (intercepted as #UD), no local APIC or
 		 * its timer: Amber emulates none of them. OSXSAVE mirrors the

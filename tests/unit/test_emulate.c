@@ -218,8 +218,75 @@ static void test_backend_failure(void)
 	CHECK_EQ(injects, 0);
 }
 
+/* ---- CPUID's time leaves ------------------------------------------------------ */
+
+static u32 cpuid_regs[4];
+
+static void guest_cpuid(u32 leaf)
+{
+	v.regs[REG_RAX] = leaf;
+	v.regs[REG_RCX] = 0;
+	v.regs[REG_RBX] = v.regs[REG_RDX] = 0xdead;
+	CHECK_EQ(emulate_cpuid(&v, &exit_rec), EXIT_RESUME);
+	for (int i = 0; i < 4; i++)
+		cpuid_regs[i] = (u32)v.regs[(int[]){ REG_RAX, REG_RBX, REG_RCX, REG_RDX }[i]];
+}
+
+/* Leaves 0x15, 0x16 and 0x40000010 give the guest's TSC rate (to the kHz,
+ * exactly, through the 0x15 ratio) and the APIC timer's 100 MHz; leaf 0
+ * reaches 0x16 whatever the host has, and basic leaves the host lacks read
+ * zero. */
+static void test_time_leaves(void)
+{
+	static const u64 rates[] = { 2994374000ULL, 3000000000ULL, 5123456789ULL, 1000000ULL };
+	u32 a, b, c, d;
+
+	reset();
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+	cpu.max_leaf = a;
+	for (unsigned i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+		u64 khz = (rates[i] + 500) / 1000;
+
+		vm.guest_tsc_hz = rates[i];
+		guest_cpuid(0x15);
+		CHECK(cpuid_regs[0] != 0 && cpuid_regs[1] != 0);
+		CHECK_EQ(cpuid_regs[2], 100000000);
+		CHECK_EQ((u64)cpuid_regs[2] * cpuid_regs[1] / cpuid_regs[0], khz * 1000);
+		CHECK_EQ(cpuid_regs[3], 0);
+		guest_cpuid(0x16);
+		CHECK_EQ(cpuid_regs[0], (khz + 500) / 1000);
+		CHECK_EQ(cpuid_regs[1], (khz + 500) / 1000);
+		CHECK_EQ(cpuid_regs[2], 100);
+		guest_cpuid(0x40000010);
+		CHECK_EQ(cpuid_regs[0], khz);
+		CHECK_EQ(cpuid_regs[1], 100000);
+		CHECK_EQ(cpuid_regs[2], 0);
+	}
+	vm.guest_tsc_hz = 2994374000ULL;
+	guest_cpuid(0x15);
+	CHECK_EQ(cpuid_regs[0], 50000); /* 100000 kHz : 2994374 kHz, reduced */
+	CHECK_EQ(cpuid_regs[1], 1497187);
+	guest_cpuid(0x40000000);
+	CHECK_EQ(cpuid_regs[0], 0x40000010);
+	CHECK(!memcmp(&cpuid_regs[1], "Ambe", 4));
+	guest_cpuid(0x40000005);
+	CHECK_EQ(cpuid_regs[0] | cpuid_regs[1] | cpuid_regs[2] | cpuid_regs[3], 0);
+	guest_cpuid(0);
+	CHECK(cpuid_regs[0] >= 0x16);
+	/* A host whose basic leaves end at 0xD: 0x14 reads zero, 0x15 is there. */
+	cpu.max_leaf = 0xD;
+	guest_cpuid(0x14);
+	CHECK_EQ(cpuid_regs[0] | cpuid_regs[1] | cpuid_regs[2] | cpuid_regs[3], 0);
+	guest_cpuid(0x15);
+	CHECK_EQ(cpuid_regs[2], 100000000);
+	guest_cpuid(0);
+	CHECK(cpuid_regs[0] >= 0x16);
+	CHECK_EQ(stopped, 0);
+}
+
 int main(void)
 {
+	test_time_leaves();
 	test_one_field();
 	test_checks();
 	test_backend_failure();
