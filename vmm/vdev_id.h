@@ -15,6 +15,7 @@ enum vdev_id {
 	VDEV_CMOS = 5,	/* MC146818 RTC and CMOS memory */
 	VDEV_VGA = 6,	/* VGA CRT controller and friends */
 	VDEV_BOARD = 7, /* POST port, port 0x92, PCI configuration ports */
+	VDEV_FWCFG = 8, /* QEMU's fw_cfg: selector and offset */
 	VDEV_ID_MAX,
 };
 
@@ -22,9 +23,9 @@ enum vdev_id {
 static inline const char *vdev_id_name(unsigned id)
 {
 	static const char *const names[VDEV_ID_MAX] = {
-		[VDEV_UART] = "uart",	[VDEV_PIT] = "pit",   [VDEV_PIC] = "pic",
-		[VDEV_KBD] = "kbd",	[VDEV_CMOS] = "cmos", [VDEV_VGA] = "vga",
-		[VDEV_BOARD] = "board",
+		[VDEV_UART] = "uart",	[VDEV_PIT] = "pit",	[VDEV_PIC] = "pic",
+		[VDEV_KBD] = "kbd",	[VDEV_CMOS] = "cmos",	[VDEV_VGA] = "vga",
+		[VDEV_BOARD] = "board", [VDEV_FWCFG] = "fwcfg",
 	};
 
 	return id < VDEV_ID_MAX ? names[id] : NULL;

@@ -520,6 +520,115 @@ static u32 in(struct vcpu *v, u16 port)
 	return val;
 }
 
+/* ---- fw_cfg ----------------------------------------------------------------- */
+static void fwcfg_select(u16 key)
+{
+	u32 val = key;
+
+	CHECK(vdev_io(&vcpu, 0x510, 2, false, &val));
+}
+
+static u64 fwcfg_read(unsigned n) /* n bytes, little-endian */
+{
+	u64 v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v |= (u64)io(0x511, true, 0) << (8 * i);
+	return v;
+}
+
+static u64 fwcfg_read_be(unsigned n)
+{
+	u64 v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v = v << 8 | io(0x511, true, 0);
+	return v;
+}
+
+/* QEMU's fw_cfg as kvm-unit-tests and SeaBIOS read it: the signature, ID,
+ * RAM size, CPU counts, the big-endian directory and its two files; a read
+ * past an item gives 0; what the device does not answer says so. */
+static void test_fwcfg(void)
+{
+	static struct vm other;
+	struct vcpu ov = { .vm = &other };
+	const struct vdev *d = vdev_find(VDEV_FWCFG);
+	char name[57];
+	u8 rec[8];
+	u32 val = 0, sizes[2], sel[2];
+	const char *why = NULL;
+
+	vm.mem_size = MiB(32);
+	vm.nvcpus = 1;
+	fwcfg_select(0x0000);
+	CHECK_EQ(fwcfg_read(4), 0x554D4551); /* "QEMU" */
+	CHECK_EQ(fwcfg_read(1), 0);	     /* past the end */
+	fwcfg_select(0x0000);
+	CHECK_EQ(io(0x510, true, 0), 'Q'); /* the selector port reads data too */
+	fwcfg_select(0x0001);
+	CHECK_EQ(fwcfg_read(4), 1); /* traditional interface, no DMA */
+	fwcfg_select(0x0003);
+	CHECK_EQ(fwcfg_read(2), MiB(32) & 0xFFFF);
+	io(0x511, false, 0x00); /* a data write is ignored ... */
+	io(0x510, false, 0x05); /* ... a byte write to the selector too */
+	CHECK_EQ(fwcfg_read(6), MiB(32) >> 16);
+	fwcfg_select(0x0005);
+	CHECK_EQ(fwcfg_read(2), 1);
+	vm.nvcpus = 4;
+	fwcfg_select(0x000F);
+	CHECK_EQ(fwcfg_read(2), 4);
+	vm.nvcpus = 1;
+	fwcfg_select(0x1234);
+	CHECK_EQ(fwcfg_read(4), 0);
+	CHECK(!vdev_io(&vcpu, 0x511, 4, true, &val));
+	CHECK(!vdev_io(&vcpu, 0x511, 2, true, &val));
+
+	fwcfg_select(0x0019);
+	CHECK_EQ(fwcfg_read_be(4), 2);
+	for (int i = 0; i < 2; i++) {
+		sizes[i] = (u32)fwcfg_read_be(4);
+		sel[i] = (u32)fwcfg_read_be(2);
+		CHECK_EQ(fwcfg_read_be(2), 0);
+		for (int k = 0; k < 56; k++)
+			name[k] = (char)fwcfg_read(1);
+		name[56] = 0;
+		CHECK_STR(name, i ? "etc/e820" : "etc/boot-cpus");
+	}
+	CHECK_EQ(sizes[0], 2);
+	CHECK_EQ(sel[0], 0x20);
+	CHECK_EQ(sizes[1], 5 * 20); /* RAM, [EBDA, 1 MiB), RAM, IOAPIC, LAPIC */
+	CHECK_EQ(sel[1], 0x21);
+	fwcfg_select((u16)sel[0]);
+	CHECK_EQ(fwcfg_read(2), 1);
+	fwcfg_select((u16)sel[1]);
+	CHECK_EQ(fwcfg_read(8), 0);
+	CHECK_EQ(fwcfg_read(8), 0x9FC00);
+	CHECK_EQ(fwcfg_read(4), 1);
+	CHECK_EQ(fwcfg_read(8), 0x9FC00);
+	CHECK_EQ(fwcfg_read(8), 0x100000 - 0x9FC00);
+	CHECK_EQ(fwcfg_read(4), 2);
+
+	/* Saved three bytes into the RAM size, restored elsewhere: the read
+	 * goes on at the fourth. */
+	fwcfg_select(0x0003);
+	fwcfg_read(3);
+	other.mem_size = MiB(32);
+	other.nvcpus = 1;
+	CHECK_EQ(vdev_alloc_all(&other), 0);
+	CHECK_EQ(vdev_save(&vm, d, rec), 0);
+	CHECK_EQ(vdev_load(&other, d, rec, sizeof(rec), 1, &why), 0);
+	CHECK_EQ(in(&ov, 0x511), (MiB(32) >> 24) & 0xFF);
+	CHECK_EQ(in(&ov, 0x511), 0);
+	/* An offset no item has is refused and the state kept. */
+	rec[4] = 0xFF;
+	rec[5] = 0xFF;
+	CHECK_EQ(vdev_load(&other, d, rec, sizeof(rec), 1, &why), -EINVAL);
+	CHECK(strstr(why, "fw_cfg") != NULL);
+	CHECK_EQ(in(&ov, 0x511), 0);
+	vdev_free_all(&other);
+}
+
 /* A version 1 image's PLATFORM and DEVICES payloads, cut into records by the
  * snapshot reader (snapshot/format.c), restore every device as it was. */
 static void test_version1_records(void)
@@ -588,6 +697,7 @@ int main(void)
 	test_pit_irq0();
 	test_records();
 	test_version1_records();
+	test_fwcfg();
 	vdev_free_all(&vm);
 	return test_done("vdev");
 }
