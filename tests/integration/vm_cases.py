@@ -15,7 +15,7 @@ import time
 import harness
 from harness import strip_ansi, work_dir
 
-GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench", "pic", "strio")
+GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench", "pic", "strio", "acpi")
 
 
 class Backend:
@@ -259,6 +259,37 @@ def case_string_io(vm, backend):
 	for step in STRIO_LINES:
 		if f"strio: {step}" not in lines:
 			vm.fail(f"the strio guest did not print 'strio: {step}':\n{text}")
+
+
+ACPI_LINES = ("RSDP at 0x000f0000", "RSDT and XSDT list 2 tables, checksums ok",
+	      "MADT: 1 local APIC(s), IOAPIC at 0xfec00000, IRQ0 -> GSI 2",
+	      "FADT: PM1a 0x600/0x604, PM timer 0x608, SCI 9, reset 0xcf9=6", "MP table ok",
+	      "fw_cfg signature QEMU (rep insb)", "fw_cfg RAM size 0x02000000 = 1 MiB + mem_upper",
+	      "fw_cfg NB_CPUS 1", "memory map reserves the tables and the APIC pages")
+
+
+@case()
+def case_acpi_tables(vm, backend):
+	"""The firmware tables and fw_cfg as an OS finds them (issue 11): the acpi
+	guest scans for the RSDP, walks RSDP -> RSDT/XSDT -> FADT (DSDT, FACS) and
+	MADT checking every signature and checksum, the MP table, reads fw_cfg's
+	signature with REP INSB, its RAM size against mem_upper and its CPU count
+	against the MADT, the Multiboot map's reserved ranges and CPUID
+	0x40000010. Each step is a line; the exit code names the first check that
+	failed."""
+	vid = run(vm, "acpi mem=32M -- cpus=1")
+	m = vm.wait_for(rf"\[vm{vid}\] (exited with code \d+|stopped: [^\r\n]*)\r?\n",
+			timeout=backend.t(30))
+	lines = guest_lines(vm, vid)
+	text = "\n".join(lines)
+	if m.group(1) != "exited with code 0":
+		vm.fail(f"the acpi guest did not pass: {m.group(1)}\n{text}")
+	for step in ACPI_LINES:
+		if f"acpi: {step}" not in lines:
+			vm.fail(f"the acpi guest did not print 'acpi: {step}':\n{text}")
+	khz = re.search(r"acpi: CPUID 0x40000010: TSC (\d+) kHz, APIC bus 100000 kHz", text)
+	if not khz or int(khz.group(1)) < 1000:
+		vm.fail(f"CPUID 0x40000010 should give the TSC in kHz:\n{text}")
 
 
 @case()
