@@ -185,6 +185,40 @@ def test_devices_mid_work():
 			start = m.end()
 
 
+@timeout(180)
+def test_fwcfg_mid_read():
+	"""fw_cfg saved halfway through an item: the acpi guest selects the RAM
+	size, reads three of its eight bytes with REP INSB and waits for a key;
+	the VM is saved, killed and restored, and after the key its read goes on
+	at the fourth byte. The RAM size it assembles is right only if the
+	selector and the offset came back: a device at its power-on state would
+	hand it the signature's bytes instead (check 23)."""
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "acpi", mem="32M", args="snap")
+		seen_after(vm, 0, rf"\[vm{vid}\] acpi: fw_cfg mid-read", 60,
+			   "the acpi guest halfway through fw_cfg's RAM size")
+		vm.cmd_ok(f"vm pause {vid}")
+		vm.cmd_ok(f"snap save {vid} fwcfg", timeout=60)
+		vm.cmd_ok(f"vm kill {vid}")
+		again = restore(vm, "fwcfg")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {again}")
+		vm.send(f"vm console {again}\r")
+		vm.wait_for(r"Ctrl-\] detaches", timeout=10)
+		vm.send("g")
+		m = seen_after(vm, start, rf"\[vm{again}\] (exited with code \d+)", 60,
+			       "the restored acpi guest to finish")
+		vm.send("\x1d")
+		vm.wait_prompt(timeout=10)
+		lines = strip_ansi(vm.seen[start:])
+		if m.group(1) != "exited with code 0":
+			vm.fail(f"the restored acpi guest failed: {m.group(1)}\n{lines}")
+		expect(vm, rf"\[vm{again}\] acpi: fw_cfg RAM size 0x02000000 = 1 MiB \+ mem_upper",
+		       lines, "the RAM size read across the snapshot")
+
+
 # ---- helpers that read the disk image on the host ---------------------------------
 def snapshot_base(vm, name):
 	"""Byte offset of snapshot `name` on its disk, from `snap info`."""
