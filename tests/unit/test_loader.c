@@ -12,6 +12,7 @@
 
 #include "kernel/lib.h"
 #include "vmm/loader.h"
+#include "vmm/memmap.h"
 #include "tests/unit/check.h"
 
 #define RAM_SIZE (4u << 20)
@@ -391,6 +392,64 @@ static void test_info_placement(void)
 	free(s);
 }
 
+/* The memory map of vmm/memmap.c at the sizes where it changes shape: RAM
+ * cut around the APIC pages in a VM past 4 GiB, none above a tiny one; the
+ * ranges always ascend without overlap and the reserved ones are always
+ * there. */
+static void test_memmap(void)
+{
+	static const struct {
+		u64 mem;
+		int n;
+	} cases[] = { { 0x80000, 4 }, { MiB(32), 5 }, { 0xFEC00000ULL, 5 }, { GiB(5), 7 } };
+	struct e820_entry m[MEMMAP_MAX];
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int n = memmap_build(cases[i].mem, m), reserved = 0;
+		u64 ram_bytes = 0;
+
+		CHECK_EQ(n, cases[i].n);
+		for (int k = 0; k < n; k++) {
+			CHECK(m[k].len > 0);
+			if (k)
+				CHECK(m[k].addr >= m[k - 1].addr + m[k - 1].len);
+			if (m[k].type == E820_RAM) {
+				ram_bytes += m[k].len;
+				CHECK(m[k].addr + m[k].len <= cases[i].mem);
+			} else {
+				CHECK_EQ(m[k].type, E820_RESERVED);
+				reserved++;
+			}
+		}
+		CHECK_EQ(reserved, 3);
+		{
+			/* The Multiboot information carries the same map, and its
+			 * upper memory ends at the first hole. */
+			struct loader_target t = target;
+			struct mb_loaded at_1m = { .lo = 0x100000, .hi = 0x101000 };
+			struct multiboot_info mbi;
+			u32 info = 0;
+
+			t.mem_size = cases[i].mem;
+			CHECK_EQ(mb_write_info(&t, &at_1m, "", &info, err, sizeof(err)), 0);
+			memcpy(&mbi, ram + info, sizeof(mbi));
+			CHECK_EQ(mbi.mmap_length, n * 24);
+			CHECK_EQ(mbi.mem_upper,
+				 cases[i].mem > MiB(1) ?
+					 (MIN(cases[i].mem, 0xFEC00000ULL) - MiB(1)) >> 10 :
+					 0);
+		}
+		/* All RAM is listed but what the reserved ranges cover. */
+		if (cases[i].mem == GiB(5)) {
+			CHECK_EQ(ram_bytes, GiB(5) - 0x60400 - 0x2000);
+			CHECK_EQ(m[4].addr, 0xFEC01000);
+			CHECK_EQ(m[4].len, 0xFEE00000 - 0xFEC01000);
+			CHECK_EQ(m[6].addr, 0xFEE01000);
+			CHECK_EQ(m[6].len, GiB(5) - 0xFEE01000);
+		}
+	}
+}
+
 int main(void)
 {
 	ram = malloc(RAM_SIZE);
@@ -399,6 +458,7 @@ int main(void)
 	test_elf();
 	test_info_and_entry();
 	test_info_placement();
+	test_memmap();
 	free(ram);
 	return test_done("loader");
 }
