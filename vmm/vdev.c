@@ -10,12 +10,15 @@
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
-extern const struct vdev vdev_uart, vdev_pit, vdev_pic, vdev_kbd, vdev_cmos, vdev_vga, vdev_board;
+extern const struct vdev vdev_uart, vdev_pit, vdev_pic, vdev_kbd, vdev_cmos, vdev_vga, vdev_board,
+	vdev_lapic, vdev_ioapic;
 
-/* Reset, sync and restore run in this order: the PIC before the timers that
- * drive its lines. */
+/* Reset, sync and restore run in this order: the interrupt controllers
+ * (LAPICs first: the IOAPIC and the PIC deliver to them) before the timers
+ * that drive their lines. */
 static const struct vdev *const vdev_table[] = {
-	&vdev_pic, &vdev_uart, &vdev_pit, &vdev_kbd, &vdev_cmos, &vdev_vga, &vdev_board,
+	&vdev_lapic, &vdev_pic,	 &vdev_uart, &vdev_pit,
+	&vdev_kbd,   &vdev_cmos, &vdev_vga,  &vdev_board,
 };
 
 #define RECORD_MAX 4096 /* the largest record any device declares (checked) */

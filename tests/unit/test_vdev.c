@@ -50,6 +50,7 @@ void *kmalloc(size_t size) { return malloc(size); }
 void *kzalloc(size_t size) { return calloc(1, size); }
 void kfree(void *p) { free(p); }
 u64 vcpu_guest_tsc(struct vcpu *v) { return guest_tsc_now; }
+void vcpu_kick(struct vcpu *v) { v->kicked = true; }
 
 static struct vm vm;
 static struct vcpu vcpu = { .vm = &vm };
@@ -437,7 +438,7 @@ static void test_pit_irq0(void)
 static void test_records(void)
 {
 	static struct vm other;
-	u8 a[512], b[512];
+	static u8 a[4096], b[4096];
 	const char *why = NULL;
 
 	vdev_reset_all(&vm);
