@@ -7,6 +7,8 @@
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
+#include "vmm/intr.h"
+#include "vmm/platform.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
@@ -17,8 +19,8 @@ extern const struct vdev vdev_uart, vdev_pit, vdev_pic, vdev_kbd, vdev_cmos, vde
  * (LAPICs first: the IOAPIC and the PIC deliver to them) before the timers
  * that drive their lines. */
 static const struct vdev *const vdev_table[] = {
-	&vdev_lapic, &vdev_pic,	 &vdev_uart, &vdev_pit,
-	&vdev_kbd,   &vdev_cmos, &vdev_vga,  &vdev_board,
+	&vdev_lapic, &vdev_ioapic, &vdev_pic, &vdev_uart,  &vdev_pit,
+	&vdev_kbd,   &vdev_cmos,   &vdev_vga, &vdev_board,
 };
 
 #define RECORD_MAX 4096 /* the largest record any device declares (checked) */
@@ -156,4 +158,15 @@ int vdev_load(struct vm *vm, const struct vdev *dev, const u8 *in, u32 len, u32 
 
 /* ---- ISA interrupt lines ------------------------------------------------ */
 
-void vm_set_irq(struct vm *vm, unsigned irq, bool level) { vpic_set_irq(vm, irq, level); }
+/* An ISA line ends at the 8259A pair and at an IOAPIC pin: IRQ0 at GSI 2
+ * (the MADT's interrupt source override; IOAPIC pin 0 is the 8259A's
+ * INTR), the others at the pin of their number. ACPI 6.4 5.2.12.5
+ * "Interrupt Source Override Structure". */
+void vm_set_irq(struct vm *vm, unsigned irq, bool level)
+{
+	vpic_set_irq(vm, irq, level);
+	if (irq == PLAT_IRQ_PIT)
+		vioapic_set_irq(vm, PLAT_GSI_PIT, level);
+	else if (irq != 2 && irq < 16)
+		vioapic_set_irq(vm, irq, level);
+}
