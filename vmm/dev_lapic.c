@@ -590,6 +590,8 @@ static int reg_read(struct vcpu *v, u32 off, u64 *val)
 	struct vlapic *l = lapic_of(v);
 	u64 r = 0;
 
+	/* An expiry shows in IRR even to a guest that polls with IF=0. */
+	timer_sync(v->vm, (u32)v->id, vcpu_guest_tsc(v));
 	switch (off) {
 	case APIC_ID:
 		r = x2apic(l) ? (u32)v->id : l->id << 24;
@@ -661,8 +663,6 @@ static int reg_read(struct vcpu *v, u32 off, u64 *val)
 			return -ENOENT;
 		break;
 	}
-	if (off == APIC_TMCCT || off >= APIC_LVTT)
-		timer_sync(v->vm, (u32)v->id, vcpu_guest_tsc(v));
 	*val = r;
 	return 0;
 }
@@ -870,7 +870,7 @@ static void lapic_remap(struct vm *vm)
 
 		for (unsigned k = 0; k < n; k++)
 			dup |= want[k] == base;
-		if (hw_enabled(l) && !x2apic(l) && !dup)
+		if (!dup) /* decoded in every mode: page_is_mine() sorts it out */
 			want[n++] = base;
 	}
 	for (unsigned i = 0; i < vm->mmio.n;) {
