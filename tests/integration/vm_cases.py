@@ -533,7 +533,7 @@ HOSTILE = {
 	# word: (regex the stop report must match, backends, why)
 	"oob-read": (r"read from GPA 0x[0-9a-f]+, outside its RAM", None),
 	"oob-write": (r"wrote to GPA 0x[0-9a-f]+, outside its RAM", None),
-	"oob-mmio": (r"GPA 0xfec00000, outside its RAM", None),
+	"oob-mmio": (r"GPA 0xfed00000, outside its RAM", None),
 	"oob-high": (r"GPA 0x100000000, outside its RAM", None),
 	"vmx": (r"virtualization instruction|triple fault", None),
 	"svm": (r"virtualization instruction|triple fault", None),
@@ -542,6 +542,7 @@ HOSTILE = {
 	"outs-oob": (r"OUTS port 0x3f8: buffer 0x[0-9a-f]+ not mapped", None),
 	"ins-oob": (r"INS port 0x3f8: buffer 0x[0-9a-f]+ not mapped", None),
 	"gp-storm": (r"exception storm", None),
+	"apic-insn": (r"MMIO \w+ of lapic at GPA 0xfee00080: cannot emulate 0f ba", None),
 }
 
 
@@ -607,6 +608,21 @@ def _spinner(vm, backend, word):
 	out_ok(vm, f"vm kill {bad}", expect=f"killed vm {bad}")
 	seen = [int(n) for n in re.findall(rf"\[vm{good}\] count=(\d+)", strip_ansi(vm.seen))]
 	vm.wait_for(rf"\[vm{good}\] count={seen[-1] + 1}\r?\n", timeout=backend.t(30))
+
+
+@case(timeout=180)
+def case_hostile_icr_storm(vm, backend):
+	"""IPIs through the ICR without end (self, NMI to all but self, INIT and
+	STARTUP to an APIC no vCPU has): the VM is contained, its neighbour and
+	the shell carry on, pause and kill work."""
+	_spinner(vm, backend, "icr-storm")
+
+
+@case(timeout=180)
+def case_hostile_irq_storm(vm, backend):
+	"""Self IPIs of every vector, interrupts on, no EOI ever: IRR and ISR
+	fill and stay full (nothing grows), the VM is contained."""
+	_spinner(vm, backend, "irq-storm")
 
 
 @case(timeout=240)
