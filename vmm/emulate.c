@@ -373,7 +373,7 @@ static int finish_insn(struct vcpu *v, const struct vm_exit *e, int err)
 	const char *what = "move RIP past the instruction";
 
 	if (err == -EPERM) {
-		err = vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
+		err = vcpu_inject_exception(v, GP_VECTOR, true, 0);
 		what = "inject #GP";
 	} else if (!err) {
 		err = vcpu_ops->advance_rip(v, e);

@@ -16,7 +16,7 @@ import harness
 from harness import strip_ansi, work_dir
 
 GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench", "pic", "strio", "apic",
-	  "ioapic")
+	  "ioapic", "eventinj")
 
 
 class Backend:
@@ -250,6 +250,44 @@ def case_ioapic_polled(vm, backend):
 	guest_passes(vm, backend, vid, "ioapic",
 		     ("id 8 version 0x20 24 pins", "IRQ0 -> GSI 2 edge sets IRR",
 		      "masking holds edges back", "level Remote IRR until EOI"))
+	shell_alive(vm)
+
+
+EVENTINJ_LINES = ("HLT wakes on IRQ0",
+		  "IF=0 holds IRQ0 until STI; the shadow covers one instruction",
+		  "sti; hlt takes a pending IRQ0 at the HLT",
+		  "IRQ0 pending in a #UD handler comes after its IRET, once",
+		  "IRQ0 pending in a #GP handler comes after its IRET, once")
+
+
+@case(timed=True, timeout=180)
+def case_eventinj(vm, backend):
+	"""Interrupt delivery (issue 11): the eventinj guest takes PIT IRQ0 through
+	the 8259A with an IDT: HLT wakes, IF=0 holds it, the STI shadow covers one
+	instruction, `sti; hlt` takes it at the HLT, one pending during an
+	exception handler (the guest's own #UD, and the #GP Amber injects for a
+	refused RDMSR) comes after the IRET exactly once, no delivery is doubled
+	(IR0 in service each time), and the rate is 1 kHz against channel 2 (500
+	ms) and against the TSC while the guest sleeps in HLT (3 windows of 100
+	ms)."""
+	vid = run(vm, "eventinj -- windows=3")
+	m = vm.wait_for(rf"\[vm{vid}\] (exited with code \d+|stopped: [^\r\n]*|halted[^\r\n]*)\r?\n",
+			timeout=backend.t(120))
+	text = "\n".join(guest_lines(vm, vid))
+	if m.group(1) != "exited with code 0":
+		vm.fail(f"the eventinj guest did not pass: {m.group(1)}\n{text}")
+	for line in EVENTINJ_LINES:
+		if f"eventinj: {line}" not in text:
+			vm.fail(f"the eventinj guest did not say '{line}':\n{text}")
+	m = re.search(r"eventinj: 500 ms of channel 2: (\d+) ticks", text)
+	if not m or not 498 <= int(m.group(1)) <= 502:
+		vm.fail(f"expected 500 +-2 IRQ0 in 500 ms of channel 2:\n{text}")
+	ticks = [int(t) for t in re.findall(r"eventinj: window \d+: (\d+) ticks", text)]
+	if len(ticks) != 3 or not all(98 <= t <= 102 for t in ticks):
+		vm.fail(f"expected 3 windows of 100 +-2 IRQ0 asleep in HLT, saw {ticks}:\n{text}")
+	counts = exit_counts(vm, vid)
+	if counts.get("hlt", 0) < 250:
+		vm.fail(f"the guest should have slept in HLT between interrupts: {counts}")
 	shell_alive(vm)
 
 

@@ -62,10 +62,10 @@ static int rec_advance_rip(struct vcpu *v, const struct vm_exit *e)
 	return 0;
 }
 
-static int rec_inject(struct vcpu *v, u8 vector, bool has_error, u32 error_code)
+static int rec_inject(struct vcpu *v, const struct vcpu_event *ev)
 {
 	injects++;
-	injected = vector;
+	injected = ev->vector;
 	return 0;
 }
 
@@ -74,7 +74,7 @@ static const struct vcpu_ops rec_ops = {
 	.get_state = rec_get_state,
 	.set_state = rec_set_state,
 	.advance_rip = rec_advance_rip,
-	.inject_exception = rec_inject,
+	.inject_event = rec_inject,
 	.get_field = rec_get_field,
 	.set_field = rec_set_field,
 };
