@@ -26,7 +26,7 @@ vm_cases.install_grouped(globals(), BACKEND, {
 	"ryzen_basics": ["images", "hello_exits_zero", "exit_counts", "halt", "console", "screen",
 			 "bad_arguments", "list_and_several_vms", "refused_images", "pic_timer",
 			 "string_io", "image_at_0x9000"],
-	"ryzen_apic": ["apic_registers", "ioapic_polled"],
+	"ryzen_apic": ["apic_registers", "apic_interrupts", "ioapic_polled"],
 	"ryzen_intr": ["eventinj"],
 	"ryzen_pause_memtest": ["counter_pause_resume", "memtest_passes", "invaders"],
 	"ryzen_hostile": ["hostile_oob_read", "hostile_oob_write", "hostile_oob_mmio",
