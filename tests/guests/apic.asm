@@ -5,6 +5,10 @@
 ; timer's rate against the 8254 (channel 2, 50 ms), the x2APIC mode switch.
 ; With the word "irq" on the command line it also takes interrupts: the
 ; order of three self IPIs by priority, and the timer counted in 50 ms.
+; With windows=N it does only this: a periodic 1 kHz timer counted in
+; windows of 100 ms of the 8254 (channel 2, a 20 Hz square wave), printing
+; "apic: window K: T ticks" (100 +-2 each), exiting after N windows or,
+; with N = 0, running until stopped (the snapshot test saves it so).
 ; Prints "apic: ..." lines, exits 0; a failed check prints "apic: FAILED"
 ; and exits 1. SDM Vol. 3A chapter 11 "Advanced Programmable Interrupt
 ; Controller (APIC)".
@@ -41,6 +45,12 @@ POLL_MAX     equ 2000000
 %endmacro
 
 main:
+	mov esi, key_windows
+	call get_num
+	jc .tests
+	mov [windows], eax
+	jmp run_windows
+.tests:
 	mov eax, 1
 	cpuid
 	test edx, 1 << 9
@@ -409,6 +419,80 @@ with_irq:
 	xor eax, eax
 	ret
 
+; ---- windows -------------------------------------------------------------------
+
+; out2: ZF clear while OUT2 is high.
+out2:
+	in al, PORT_B
+	test al, 0x20
+	ret
+
+; rising: waits for the next rising edge of OUT2.
+rising:
+	call out2
+	jnz rising
+.low:
+	call out2
+	jz .low
+	ret
+
+run_windows:
+	mov eax, 0x40
+	mov edx, timer_isr
+	call set_gate
+	lidt [idt_desc]
+	mov dword [APIC + 0xF0], 0x1FF
+	mov dword [APIC + 0x3E0], 0x3           ; 1 GHz / 16
+	mov dword [APIC + 0x320], 0x20040       ; periodic, vector 0x40
+	mov dword [APIC + 0x380], 62500         ; 1 ms
+	in al, PORT_B
+	and al, 0xFC
+	out PORT_B, al
+	mov al, 0xB6                            ; channel 2, lo/hi, mode 3
+	out PIT_CMD, al
+	mov al, REF_COUNT & 0xFF
+	out PIT_CH2, al
+	mov al, REF_COUNT >> 8
+	out PIT_CH2, al
+	in al, PORT_B
+	or al, 1
+	out PORT_B, al
+	sti
+	call rising
+	mov ebx, [ticks]
+	mov edi, 1                              ; window number
+.window:
+	call rising
+	call rising
+	mov eax, [ticks]
+	mov ecx, eax
+	sub eax, ebx                            ; this window's interrupts
+	mov ebx, ecx
+	PRINT "apic: window "
+	push eax
+	mov eax, edi
+	call putdec
+	pop eax
+	PRINT ": "
+	call putdec
+	PRINT " ticks"
+	call newline
+	cmp eax, 98
+	CHECK ae, "too few timer interrupts in a window"
+	cmp eax, 102
+	CHECK be, "too many timer interrupts in a window"
+	inc edi
+	mov eax, [windows]
+	test eax, eax
+	jz .window
+	cmp edi, eax
+	jbe .window
+	cli
+	xor eax, eax
+	ret
+
+key_windows: db "windows=", 0
+windows: dd 0
 word_irq: db "irq", 0
 idt_desc:
 	dw 256 * 8 - 1
