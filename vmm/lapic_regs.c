@@ -9,20 +9,28 @@
 #include "vmm/lapic.h"
 #include "vmm/vmm_internal.h"
 
-static void write_lvt(struct vcpu *v, struct vlapic *l, int i, u32 val)
+/* An LVT entry: the bits each entry has (SDM Vol. 3A 11.5.1 "Local Vector
+ * Table"); delivery status and Remote IRR are read-only. In x2APIC mode a
+ * reserved bit or the reserved timer mode 3 is #GP (-EINVAL); an xAPIC
+ * drops them (mode 3 keeps the old mode, so no register holds it). */
+static int write_lvt(struct vcpu *v, struct vlapic *l, int i, u32 val, bool x2)
 {
 	static const u32 valid[LVT_COUNT] = {
-		[LVT_TIMER] = 0x70FF, /* vector, mask, mode (bit 18 TSC-deadline) */
+		[LVT_TIMER] = 0x700FF, /* vector, mask, mode (bit 18 TSC-deadline) */
 		[LVT_THERMAL] = 0x107FF, [LVT_PERF] = 0x107FF,
 		[LVT_LINT0] = 0x1A7FF, /* vector, mode, polarity, trigger, mask */
 		[LVT_LINT1] = 0x1A7FF,	 [LVT_ERROR] = 0x100FF,
 	};
 	u32 old = l->lvt[i], keep = old & LVT_REMOTE_IRR;
 
-	if (i == LVT_TIMER)
-		val &= 0x700FF;
-	else
-		val &= valid[i];
+	if (x2 && (val & ~(valid[i] | BIT(12) | LVT_REMOTE_IRR)))
+		return -EINVAL;
+	if (i == LVT_TIMER && (val & LVT_TIMER_MODE) == LVT_TIMER_MODE) {
+		if (x2)
+			return -EINVAL;
+		val = (val & ~LVT_TIMER_MODE) | (old & LVT_TIMER_MODE);
+	}
+	val &= valid[i];
 	if (!lapic_sw_enabled(l))
 		val |= LVT_MASKED; /* 11.4.7.2: masks cannot be cleared */
 	l->lvt[i] = val | keep;
@@ -41,6 +49,7 @@ static void write_lvt(struct vcpu *v, struct vlapic *l, int i, u32 val)
 	}
 	if (i == LVT_TIMER && !(val & LVT_MASKED))
 		lapic_timer_sync(v->vm, (u32)v->id, vcpu_guest_tsc(v));
+	return 0;
 }
 
 /* A register read by xAPIC offset (16-byte aligned). Returns 0, or -ENOENT
@@ -237,10 +246,7 @@ static int reg_write(struct vcpu *v, u32 off, u64 val64)
 			return -EPERM;
 		if (off < APIC_LVTT || off > APIC_LVTERR)
 			return -ENOENT;
-		if (x2 && (val & ~0x1F7FFu))
-			return -EINVAL;
-		write_lvt(v, l, (int)(off - APIC_LVTT) / 16, val);
-		break;
+		return write_lvt(v, l, (int)(off - APIC_LVTT) / 16, val, x2);
 	}
 	return 0;
 }

@@ -105,6 +105,9 @@ static void test_reset_and_registers(void)
 	wr(v, LAPIC(0xF0), 0x1FF);
 	wr(v, LAPIC(0x320), 0x30);
 	CHECK_EQ(rd(v, LAPIC(0x320)), 0x30);
+	wr(v, LAPIC(0x320), 0x60031); /* timer mode 3 (reserved): mode kept */
+	CHECK_EQ(rd(v, LAPIC(0x320)), 0x31);
+	wr(v, LAPIC(0x320), 0x30);
 	/* TPR/PPR and CR8 */
 	wr(v, LAPIC(0x80), 0x5A);
 	CHECK_EQ(rd(v, LAPIC(0xA0)), 0x5A);
@@ -323,6 +326,12 @@ static void test_x2apic(void)
 	CHECK_EQ(vlapic_wrmsr(v, 0x808, 0x100), -EINVAL); /* TPR reserved bits */
 	CHECK_EQ(vlapic_wrmsr(v, 0x831, 0), -EINVAL);	  /* no ICR2 */
 	CHECK_EQ(vlapic_wrmsr(v, 0x80F, 0x1FF), 0);
+	CHECK_EQ(vlapic_wrmsr(v, 0x832, 0x20040), 0);	     /* periodic LVT timer */
+	CHECK_EQ(vlapic_wrmsr(v, 0x832, 0x60040), -EINVAL);  /* timer mode 3 */
+	CHECK_EQ(vlapic_wrmsr(v, 0x835, 0x100000), -EINVAL); /* LINT0 bit 20 */
+	CHECK_EQ(vlapic_wrmsr(v, 0x835, 0x1A7FF), 0);
+	CHECK_EQ(vlapic_rdmsr(v, 0x832, &val), 0);
+	CHECK_EQ(val, 0x20040);
 	CHECK_EQ(vlapic_wrmsr(v, 0x83F, 0x77), 0); /* SELF IPI */
 	CHECK_EQ(vlapic_rdmsr(v, 0x823, &val), 0); /* IRR 0x60-0x7F */
 	CHECK_EQ(val, 1u << (0x77 - 0x60));
