@@ -258,6 +258,20 @@ def case_apic_interrupts(vm, backend):
 
 
 @case()
+def case_ioapic_interrupts(vm, backend):
+	"""The IOAPIC delivering (issue 11): after the polled checks, IRQ0 taken
+	through GSI 2 edge-triggered; a level line the handler lowers before its
+	LAPIC EOI interrupts once and the EOI's broadcast clears Remote IRR (and
+	TMR); a level line held through two EOIs interrupts three times."""
+	vid = run(vm, "ioapic -- irq")
+	guest_passes(vm, backend, vid, "ioapic",
+		     ("level Remote IRR until EOI", "IRQ0 -> GSI 2 edge delivered",
+		      "level EOI broadcast clears Remote IRR",
+		      "held level line interrupts again after each EOI"))
+	shell_alive(vm)
+
+
+@case()
 def case_ioapic_polled(vm, backend):
 	"""The IOAPIC polled with IF=0 (issue 11): registers, an index past the
 	table, IRQ0 at GSI 2 (not pin 0), edge, masking, a level line's Remote
