@@ -23,6 +23,11 @@ static int write_lvt(struct vcpu *v, struct vlapic *l, int i, u32 val, bool x2)
 	};
 	u32 old = l->lvt[i], keep = old & LVT_REMOTE_IRR;
 
+	/* Expiries up to now count under the old entry (a masked timer's are
+	 * lost, not delivered by the unmasking). */
+	if (i == LVT_TIMER)
+		lapic_timer_sync(v->vm, (u32)v->id, vcpu_guest_tsc(v));
+
 	if (x2 && (val & ~(valid[i] | BIT(12) | LVT_REMOTE_IRR)))
 		return -EINVAL;
 	if (i == LVT_TIMER && (val & LVT_TIMER_MODE) == LVT_TIMER_MODE) {

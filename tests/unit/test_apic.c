@@ -283,6 +283,13 @@ static void test_timer(void)
 	CHECK_EQ(rd(v, LAPIC(0x390)), 31250 - 15625);
 	tsc_now += 125 * us; /* the period ends: the count reloads */
 	CHECK_EQ(rd(v, LAPIC(0x390)), 62500);
+	/* masked, the expiries are lost: unmasking delivers none of them */
+	wr(v, LAPIC(0x320), 0x30030);
+	vlapic_accept(v, 0x30);
+	wr(v, LAPIC(0xB0), 0);
+	tsc_now += 5000 * us;
+	wr(v, LAPIC(0x320), 0x20030);
+	CHECK(!irr_has(v, 0x30));
 	/* one-shot: fires once, then reads 0 */
 	wr(v, LAPIC(0x320), 0x31);
 	wr(v, LAPIC(0x3E0), 0xB); /* divide by 1 */
