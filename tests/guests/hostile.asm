@@ -13,6 +13,7 @@
 ;   gp-storm   a #GP handler that returns to the faulting instruction
 ;   long-line  65536 characters on COM1 without a newline, then exit 0
 ;   apic-insn  BTS on a local APIC register: an instruction Amber does not decode
+;   apic-word  a 16-bit write to the APIC's TPR (xAPIC registers are 32-bit)
 ;   icr-storm  sends IPIs through the ICR forever (self, all-but-self NMI,
 ;              INIT and STARTUP to a missing APIC), interrupts off
 ;   irq-storm  self IPIs of every vector forever, interrupts on, handlers
@@ -50,6 +51,7 @@ main:
 	CASE "gp-storm", gp_storm
 	CASE "long-line", long_line
 	CASE "apic-insn", apic_insn
+	CASE "apic-word", apic_word
 	CASE "icr-storm", icr_storm
 	CASE "irq-storm", irq_storm
 	PRINT "hostile: no misbehaviour named on the command line"
@@ -217,6 +219,12 @@ apic_insn:
 	PRINT "hostile: BTS on the APIC's TPR"
 	call newline
 	bts dword [APIC + 0x80], 1
+	jmp survived
+
+apic_word:
+	PRINT "hostile: a 16-bit write to the APIC's TPR"
+	call newline
+	mov word [APIC + 0x80], 0x10
 	jmp survived
 
 icr_storm:

@@ -33,7 +33,7 @@ vm_cases.install_grouped(globals(), BACKEND, {
 	"ryzen_hostile": ["hostile_oob_read", "hostile_oob_write", "hostile_oob_mmio",
 			  "hostile_oob_high", "hostile_vmx", "hostile_svm", "hostile_triple",
 			  "hostile_io_storm", "hostile_outs_oob", "hostile_ins_oob",
-			  "hostile_gp_storm", "hostile_spin_sti", "hostile_apic_insn",
+			  "hostile_gp_storm", "hostile_spin_sti", "hostile_apic_insn", "hostile_apic_word",
 			  "hostile_icr_storm", "hostile_irq_storm",
 			  "hostile_spin_cli"],  # left out: vm_cases.BOCHS_INTR_BUG
 })

@@ -611,6 +611,7 @@ HOSTILE = {
 	"ins-oob": (r"INS port 0x3f8: buffer 0x[0-9a-f]+ not mapped", None),
 	"gp-storm": (r"exception storm", None),
 	"apic-insn": (r"MMIO \w+ of lapic at GPA 0xfee00080: cannot emulate 0f ba", None),
+	"apic-word": (r"MMIO write of lapic\+0x80 \(66 [0-9a-f ]+\) failed", None),
 }
 
 
