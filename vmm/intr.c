@@ -97,26 +97,35 @@ static u64 intr_sync_due(struct vm *vm, u64 tsc)
 	return dl;
 }
 
-int intr_before_entry(struct vcpu *v, u64 slice_end)
+int intr_before_entry(struct vcpu *v, u64 slice_end, bool devices_changed)
 {
 	struct vm *vm = v->vm;
-	u64 tsc = vcpu_guest_tsc(v), dl = intr_sync_due(vm, tsc), at = slice_end;
+	u64 tsc = vcpu_guest_tsc(v), dl = vm->next_deadline, at = slice_end;
 	u8 tpr = vlapic_get_cr8(v);
 	struct vcpu_event ev = { .valid = 1 };
-	struct intr_plan p;
+	struct intr_plan p = { INTR_INJECT_NONE, 0 };
+	bool nmi, intr;
 	u32 state;
 	int err;
 
+	/* The devices' next deadline changes only when they are used or synced:
+	 * kept across the exits that touch none. */
+	if (devices_changed || tsc >= dl)
+		dl = vm->next_deadline = intr_sync_due(vm, tsc);
 	if (tpr != v->cr8) {
 		err = vcpu_ops->set_field(v, VCPU_FIELD_CR8, tpr);
 		if (err)
 			return err;
 		v->cr8 = tpr;
 	}
-	err = vcpu_ops->intr_state(v, &state);
-	if (err)
-		return err;
-	p = intr_decide(state, vlapic_nmi_pending(v), intr_waiting(v));
+	nmi = vlapic_nmi_pending(v);
+	intr = intr_waiting(v);
+	if (nmi || intr) { /* else nothing to inject and no window to ask for */
+		err = vcpu_ops->intr_state(v, &state);
+		if (err)
+			return err;
+		p = intr_decide(state, nmi, intr);
+	}
 	if (p.inject == INTR_INJECT_NMI) {
 		vlapic_take_nmi(v);
 		ev.type = VCPU_EVENT_NMI;
@@ -162,7 +171,7 @@ int intr_after_exit(struct vcpu *v)
 bool intr_can_wake(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
-	u64 tsc = vcpu_guest_tsc(v), dl = intr_sync_due(vm, tsc);
+	u64 tsc = vcpu_guest_tsc(v), dl = vm->next_deadline = intr_sync_due(vm, tsc);
 	u32 state;
 
 	if (vm->state != VM_RUNNING && vm->state != VM_PAUSED)

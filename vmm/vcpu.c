@@ -471,6 +471,24 @@ static const exit_handler_t exit_handlers[VMEXIT_KIND_COUNT] = {
 
 /* ---- the run loop and the scheduler --------------------------------------- */
 
+/* Exits whose handling never reaches an emulated device, so that the devices'
+ * next deadline stands (vmm/intr.c). */
+static bool exit_uses_devices(enum vm_exit_kind kind)
+{
+	switch (kind) {
+	case VMEXIT_NONE:
+	case VMEXIT_HOST_INTERRUPT:
+	case VMEXIT_CPUID:
+	case VMEXIT_EXCEPTION:
+	case VMEXIT_XSETBV:
+	case VMEXIT_INTR_WINDOW:
+	case VMEXIT_NMI_WINDOW:
+		return false;
+	default:
+		return true;
+	}
+}
+
 /* Runs v until its slice ends (VMM_SLICE_US, by the host timer that
  * vmm/intr.c arms), it halts, or its VM leaves the running state. Between
  * exits the interrupt state is brought up to date (intr_before_entry,
@@ -481,14 +499,15 @@ static void vcpu_run_slice(struct vcpu *v)
 	u64 slice_end = ticks() + VMM_SLICE_US;
 	unsigned n = 0;
 	struct vm_exit e;
+	bool devices = true; /* the last exit may have used a device */
 
 	vcpu_fpu_switch(v);
 	while (vm->state == VM_RUNNING && !v->halted) {
 		int err, action;
 
-		memset(&e, 0, sizeof(e));
-		err = intr_before_entry(v, slice_end);
+		err = intr_before_entry(v, slice_end, devices);
 		if (err) {
+			memset(&e, 0, sizeof(e));
 			vcpu_backend_failed(v, &e, "prepare interrupt delivery", err);
 			break;
 		}
@@ -510,6 +529,7 @@ static void vcpu_run_slice(struct vcpu *v)
 			}
 		}
 		action = exit_handlers[e.kind](v, &e);
+		devices = exit_uses_devices(e.kind);
 		/* The slice ends by the clock; a host interrupt is the moment to
 		 * look (the timer may have come a little early: SLICE_SLACK_US). */
 		if (action == EXIT_YIELD || ((e.kind == VMEXIT_HOST_INTERRUPT || ++n % 64 == 0) &&

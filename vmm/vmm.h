@@ -251,6 +251,7 @@ struct vm {
 	char image_cmdline[128]; /* the cmdline the image came with */
 	struct mmio_bus mmio;	 /* device ranges (vmm/mmio.c); no RAM behind them */
 	u32 fail_state;		 /* test hook (vm fail-state): state accesses left to fail */
+	u64 next_deadline;	 /* the devices' next deadline, guest TSC (vmm/intr.c) */
 };
 
 void vmm_init(void);

@@ -88,10 +88,11 @@ struct intr_plan {
 	u32 windows; /* VCPU_WINDOW_* */
 };
 struct intr_plan intr_decide(u32 state, bool nmi, bool intr);
-/* Before an entry: devices brought up to a due deadline, the TPR
+/* Before an entry: devices brought up to a due deadline (their next one
+ * recomputed when devices_changed: the last exit may have used a device), the TPR
  * pushed, the next event injected or its window requested, the run bounded
  * by the next deadline. Returns 0 or the backend's negative errno. */
-int intr_before_entry(struct vcpu *v, u64 slice_end);
+int intr_before_entry(struct vcpu *v, u64 slice_end, bool devices_changed);
 /* Right after an exit: the TPR the guest may have changed (CR8) goes to the
  * LAPIC. 0 or the backend's negative errno. */
 int intr_after_exit(struct vcpu *v);

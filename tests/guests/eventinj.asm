@@ -9,9 +9,16 @@
 ;  - IRQ0 pending while a #UD handler (interrupt gate, IF=0) runs arrives
 ;    right after its IRET, once; the same for the #GP that Amber injects for
 ;    a refused RDMSR (an event queued beside a pending interrupt);
+;  - an NMI sent through the local APIC's ICR (to its own APIC id) is taken
+;    with IF=0; one sent from inside the NMI handler waits for its IRET
+;    (NMI blocking) and comes after it, once, never nested;
 ;  - IRQ0 counted over 500 ms of channel 2 (a 20 Hz square wave on port 0x61,
 ;    ten periods from a rising edge): 500 +-2, then over windows of 100 ms
 ;    by the TSC (calibrated against channel 2) spent in HLT: 100 +-2 each.
+; With the word `cost` it only measures what an IRQ0 costs (make bench): 100
+; times, IRQ0 waits with IF=0, then the TSC from STI to the instruction after
+; the shadowed NOP, the interrupt taken between with a handler that only EOIs:
+; "eventinj: irq round trip ticks=T" (the mean), exit 0.
 ; Prints "eventinj: window N: T ticks"; with windows=N it exits 0 after N
 ; windows, with windows=0 it runs until stopped. Any failed check prints
 ; "eventinj: FAILED ..." and exits 1.
@@ -34,6 +41,9 @@ OCW3_IRR     equ 0x0A
 OCW3_ISR     equ 0x0B
 EOI          equ 0x20
 BAD_MSR      equ 0xDEAD0000                     ; RDMSR of it: #GP from Amber
+APIC_ICR_LO  equ 0xFEE00300                     ; xAPIC page at its reset base
+APIC_ICR_HI  equ 0xFEE00310
+ICR_NMI      equ 0x400                          ; delivery mode NMI, physical
 
 %macro CHECK 2                                  ; CHECK cc, "what failed"
 	j%1 %%ok
@@ -48,6 +58,10 @@ BAD_MSR      equ 0xDEAD0000                     ; RDMSR of it: #GP from Amber
 main:
 	call idt_init
 	call pic_init
+	mov esi, word_cost
+	call has_word
+	test eax, eax
+	jnz cost
 	mov al, 0x34                            ; channel 0, lo/hi byte, mode 2
 	out PIT_CMD, al
 	mov al, TICK_COUNT & 0xFF
@@ -139,6 +153,20 @@ main:
 	PRINT "eventinj: IRQ0 pending in a #GP handler comes after its IRET, once"
 	call newline
 
+	; NMIs: taken with IF=0; one sent from the handler waits for its IRET.
+	mov dword [nmis], 0
+	call send_nmi
+	cmp dword [nmis], 1
+	CHECK e, "an NMI sent with IF=0 was not taken"
+	mov dword [nmi_again], 1
+	call send_nmi
+	mov ecx, 2                              ; exits after the handler's IRET
+	call spin_ms
+	cmp dword [nmis], 3
+	CHECK e, "the NMI sent inside the NMI handler did not come after its IRET once"
+	PRINT "eventinj: NMI taken with IF=0; a second waits for the handler's IRET"
+	call newline
+
 	; The rate, with IF=1 while channel 2 is polled: 500 ms.
 	sti
 	call ref_edge
@@ -200,6 +228,55 @@ main:
 	CHECK e, "a spurious IRQ7 was delivered"
 	xor eax, eax
 	ret
+
+; cost: the mean TSC ticks of an IRQ0 round trip (window exit, injection,
+; a handler with one EOI, IRET), over 100 interrupts.
+cost:
+	mov edi, idt + 0x20 * 8
+	mov eax, irq0_lean
+	call set_gate
+	mov al, 0x34
+	out PIT_CMD, al
+	mov al, TICK_COUNT & 0xFF
+	out PIT_CH0, al
+	mov al, TICK_COUNT >> 8
+	out PIT_CH0, al
+	mov al, 0xFE
+	out PIC_M_DATA, al
+	xor esi, esi                            ; the sum
+	mov ebp, 100
+.one:
+	call wait_irr
+	mov ebx, [irqs]
+	rdtsc
+	mov ecx, eax
+	sti
+	nop
+	cli
+	rdtsc
+	sub eax, ecx
+	add esi, eax
+	cmp [irqs], ebx
+	CHECK ne, "no IRQ0 in the measured round trip"
+	dec ebp
+	jnz .one
+	mov eax, esi
+	xor edx, edx
+	mov ecx, 100
+	div ecx
+	PRINT "eventinj: irq round trip ticks="
+	call putdec
+	call newline
+	xor eax, eax
+	ret
+
+irq0_lean:
+	push eax
+	inc dword [irqs]
+	mov al, EOI
+	out PIC_M_CMD, al
+	pop eax
+	iret
 
 ; window: EAX = IRQ0 taken during 100 ms of TSC time, sleeping in HLT. It
 ; starts right after an interrupt (one that waited while the last window's
@@ -280,6 +357,42 @@ exc_gp:
 	add dword [esp], 2
 	iret
 
+; NMI: counted, never nested; the first one of a pair sends the second and
+; spins (with exits) for a millisecond in which it must not arrive.
+nmi:
+	cmp dword [in_nmi], 0
+	jne .nested
+	mov dword [in_nmi], 1
+	inc dword [nmis]
+	cmp dword [nmi_again], 0
+	je .done
+	mov dword [nmi_again], 0
+	push ecx
+	call send_nmi
+	mov ecx, 1
+	call spin_ms
+	pop ecx
+	cmp dword [nmis], 2
+	jne .nested
+.done:
+	mov dword [in_nmi], 0
+	iret
+.nested:
+	PRINT "eventinj: FAILED: an NMI arrived inside the NMI handler"
+	call newline
+	mov al, 1
+	jmp exit
+
+; send_nmi: an NMI to APIC id 0 (this vCPU) through the ICR.
+send_nmi:
+	push eax
+	xor eax, eax
+	mov [APIC_ICR_HI], eax
+	mov eax, ICR_NMI
+	mov [APIC_ICR_LO], eax
+	pop eax
+	ret
+
 unexpected:
 	PRINT "eventinj: FAILED: an unexpected interrupt or exception"
 	call newline
@@ -298,6 +411,9 @@ idt_init:
 	call set_gate
 	add edi, 8
 	loop .fill
+	mov edi, idt + 2 * 8
+	mov eax, nmi
+	call set_gate
 	mov edi, idt + 6 * 8
 	mov eax, exc_ud
 	call set_gate
@@ -421,6 +537,7 @@ ref_edge:
 	ret
 
 key_windows: db "windows=", 0
+word_cost: db "cost", 0
 align 4
 windows: dd 0
 done: dd 0
@@ -429,6 +546,9 @@ last_eip: dd 0
 in_exc: dd 0
 exc_seen: dd 0
 spurious_count: dd 0
+nmis: dd 0
+nmi_again: dd 0
+in_nmi: dd 0
 tsc0: dd 0, 0
 tsc_100ms: dd 0
 idt_desc:

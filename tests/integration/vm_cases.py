@@ -287,7 +287,8 @@ EVENTINJ_LINES = ("HLT wakes on IRQ0",
 		  "IF=0 holds IRQ0 until STI; the shadow covers one instruction",
 		  "sti; hlt takes a pending IRQ0 at the HLT",
 		  "IRQ0 pending in a #UD handler comes after its IRET, once",
-		  "IRQ0 pending in a #GP handler comes after its IRET, once")
+		  "IRQ0 pending in a #GP handler comes after its IRET, once",
+		  "NMI taken with IF=0; a second waits for the handler's IRET")
 
 
 @case(timed=True, timeout=180)
@@ -296,7 +297,9 @@ def case_eventinj(vm, backend):
 	the 8259A with an IDT: HLT wakes, IF=0 holds it, the STI shadow covers one
 	instruction, `sti; hlt` takes it at the HLT, one pending during an
 	exception handler (the guest's own #UD, and the #GP Amber injects for a
-	refused RDMSR) comes after the IRET exactly once, no delivery is doubled
+	refused RDMSR) comes after the IRET exactly once, an NMI sent through the
+	LAPIC's ICR is taken with IF=0 and a second one sent from its handler
+	waits for the IRET (never nested), no delivery is doubled
 	(IR0 in service each time), and the rate is 1 kHz against channel 2 (500
 	ms) and against the TSC while the guest sleeps in HLT (3 windows of 100
 	ms)."""

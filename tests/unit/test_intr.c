@@ -158,18 +158,18 @@ static void test_entry(void)
 	reset();
 	lapic_vec = 0x41;
 	pic_vec = 0x20;
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(injections, 1);
 	CHECK_EQ(injected.type, VCPU_EVENT_EXTINT);
 	CHECK_EQ(injected.vector, 0x41);
 	CHECK_EQ(accepted, 0x41);
 	CHECK_EQ(pic_acks, 0);
 	/* The queued event holds the 8259A's until it is delivered: window. */
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(injections, 1);
 	CHECK_EQ(backend_windows, VCPU_WINDOW_INTR);
 	backend_state = VCPU_INTR_IF;
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(injected.vector, 0x20);
 	CHECK_EQ(pic_acks, 1);
 	CHECK_EQ(backend_windows, 0);
@@ -178,7 +178,7 @@ static void test_entry(void)
 	reset();
 	pic_vec = 0x20;
 	accepts_pic = false;
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(injections, 0);
 	CHECK_EQ(backend_windows, 0);
 
@@ -186,7 +186,7 @@ static void test_entry(void)
 	reset();
 	pic_vec = 0x20;
 	backend_state = 0;
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(injections, 0);
 	CHECK_EQ(pic_acks, 0);
 	CHECK_EQ(backend_windows, VCPU_WINDOW_INTR);
@@ -195,7 +195,7 @@ static void test_entry(void)
 	reset();
 	nmi_waits = true;
 	backend_state = 0;
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(injected.type, VCPU_EVENT_NMI);
 	CHECK_EQ(injected.vector, 2);
 	CHECK(!nmi_waits);
@@ -209,13 +209,13 @@ static void test_time_and_cr8(void)
 	now_us = 777;
 	guest_tsc = 2000000;
 	deadline = 1999999;
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(synced_to, 2000000);
 	CHECK_EQ(vcpu.run_budget, 5000);
 	CHECK_EQ(armed_at, 777 + 5);
 	/* No deadline: the slice's end bounds it. */
 	reset();
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(synced_to, 0);
 	CHECK_EQ(vcpu.run_budget, ~0ULL);
 	CHECK_EQ(armed_at, 777 + 10000);
@@ -223,7 +223,7 @@ static void test_time_and_cr8(void)
 	/* CR8: the LAPIC's TPR is pushed before the entry, the guest's CR8
 	 * written in guest mode goes to the LAPIC after the exit. */
 	lapic_tpr = 7;
-	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000), 0);
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
 	CHECK_EQ(backend_cr8, 7);
 	backend_cr8 = 2;
 	CHECK_EQ(intr_after_exit(&vcpu), 0);
