@@ -1,6 +1,6 @@
 /*
  * The host's one interrupt source: the 8254 PIT's channel 0 on IRQ0 through the
- * legacy 8259 PIC, used by the VMM as its time-slice tick. The host still runs
+ * legacy 8259 PIC, a one-shot the VMM arms for its next deadline. The host still runs
  * with IF=0; the VMM opens short windows (and guest mode) in which the tick is
  * taken, so even a guest spinning with interrupts off gives the CPU back.
  * Host context, boot CPU.
@@ -12,9 +12,13 @@
 
 #define IRQ_TIMER_VECTOR 0x20 /* IRQ0: kernel/traps.c remaps the master PIC to 0x20 */
 
-/* Programs PIT channel 0 as a rate generator at `hz`, unmasks IRQ0 and installs
- * the handler (which only counts and acknowledges). Idempotent. */
-void irq_timer_start(unsigned hz);
+/* Installs the handler (which only counts and acknowledges), arms the first
+ * one-shot and unmasks IRQ0. Idempotent. */
+void irq_timer_init(void);
+/* The timer interrupts once at ticks() `at` (or at most about 54 ms from now,
+ * or right away for a time past), unless an interrupt armed for earlier is
+ * still on its way. Cheap when nothing changes: call it before every wait. */
+void irq_timer_arm(u64 at);
 /* Timer interrupts taken so far (0 until the first one arrived). */
 u64 irq_timer_count(void);
 /* Lets a pending interrupt in for one instruction, then closes again. */

@@ -11,6 +11,7 @@
  * Host context, on a vCPU's exit path.
  */
 #include "kernel/lib.h"
+#include "vmm/intr.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
@@ -144,18 +145,27 @@ static u8 chip_ack(struct pic8259 *c, int ir)
 	return (u8)(c->vector_base + ir);
 }
 
+bool vpic_intr(struct vm *vm) { return chip_pending(&vpic(vm)->chip[0], true) >= 0; }
+
+/* The master's INT output rose: the vCPUs it reaches may wake (vmm/intr.h). */
+static void kick_on_rise(struct vm *vm, bool before)
+{
+	if (!before && vpic_intr(vm))
+		vm_kick(vm);
+}
+
 void vpic_set_irq(struct vm *vm, unsigned irq, bool level)
 {
 	struct vpic *p = vpic(vm);
+	bool before = vpic_intr(vm);
 
 	/* IRQ2 is the cascade input; an ISA card's "IRQ2" arrives as IRQ9. */
 	if (irq >= 16 || irq == CASCADE_IR)
 		return;
 	chip_set_line(&p->chip[irq >= 8], irq & 7, level);
 	update_cascade(p);
+	kick_on_rise(vm, before);
 }
-
-bool vpic_intr(struct vm *vm) { return chip_pending(&vpic(vm)->chip[0], true) >= 0; }
 
 u8 vpic_ack(struct vm *vm)
 {
@@ -295,10 +305,11 @@ static bool pic_io(struct vcpu *v, void *st, u16 port, u8 size, bool in, u32 *va
 		return true;
 	}
 	struct pic8259 *c = &p->chip[(port & ~1) == PORT_SLAVE];
-	bool master = c == &p->chip[0];
+	bool master = c == &p->chip[0], before;
 
 	/* A timer may have raised a line since the last exit. */
 	vdev_sync(v->vm, vcpu_guest_tsc(v));
+	before = vpic_intr(v->vm);
 	if (port & 1) {
 		if (in)
 			*val = c->imr;
@@ -310,6 +321,7 @@ static bool pic_io(struct vcpu *v, void *st, u16 port, u8 size, bool in, u32 *va
 		chip_write_cmd(c, b);
 	}
 	update_cascade(p);
+	kick_on_rise(v->vm, before); /* an unmask or EOI let a request through */
 	return true;
 }
 

@@ -114,6 +114,40 @@ static void pit_sync(struct vm *vm, void *st, u64 tsc)
 	vm_set_irq(vm, 0, out);
 }
 
+/* The guest TSC at which OUT0 next rises (the next IRQ0 request), past the
+ * edges already passed on: one per period in modes 2 and 3, the terminal
+ * count in mode 0 (and 1), the strobe in modes 4 and 5; ~0ULL when no edge
+ * is to come. Rounded up, so that pit_sync at that TSC sees the edge. */
+static u64 pit_deadline(struct vm *vm, void *st)
+{
+	const struct vpit *p = st;
+	const struct vpit_channel *c = &p->ch[0];
+	u64 reload = reload_of(c), clocks;
+
+	if (!c->armed)
+		return ~0ULL;
+	switch (c->mode) {
+	case 2:
+	case 3:
+	case 6:
+	case 7:
+		clocks = (p->irq_edges + 1) * reload;
+		break;
+	case 4:
+	case 5:
+		if (p->irq_edges)
+			return ~0ULL;
+		clocks = reload + 1;
+		break;
+	default:
+		if (p->irq_edges)
+			return ~0ULL;
+		clocks = reload;
+		break;
+	}
+	return c->start_tsc + vdev_scale(clocks, vdev_tsc_hz(vm), PIT_HZ) + 1;
+}
+
 static void latch(struct vm *vm, struct vpit_channel *c, u64 tsc)
 {
 	bool out;
@@ -306,5 +340,6 @@ const struct vdev vdev_pit = {
 	.reset = pit_reset,
 	.io = pit_io,
 	.sync = pit_sync,
+	.deadline = pit_deadline,
 	.state = pit_state,
 };

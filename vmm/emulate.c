@@ -11,6 +11,7 @@
 #include "kernel/printk.h"
 #include "kernel/x86.h"
 #include "vmm/platform.h"
+#include "vmm/intr.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
@@ -197,12 +198,11 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		a = MAX(a, (u32)CPUID_FREQ_LEAF);
 		break;
 	case 1:
-		/* No VMX, no MONITOR/MWAIT (intercepted as #UD), no local APIC or
-		 * its timer: Amber emulates none of them. OSXSAVE mirrors the
-		 * guest's CR4. */
-		c &= ~(CPUID_1_ECX_VMX | CPUID_1_ECX_MONITOR | CPUID_1_ECX_X2APIC |
-		       CPUID_1_ECX_TSC_DEADLINE | CPUID_1_ECX_OSXSAVE);
-		c |= CPUID_1_ECX_HYPERVISOR;
+		/* No VMX, no MONITOR/MWAIT (intercepted as #UD). The local APIC,
+		 * x2APIC and the TSC-deadline timer are emulated (vmm/dev_lapic.c)
+		 * whatever the host has. OSXSAVE mirrors the guest's CR4. */
+		c &= ~(CPUID_1_ECX_VMX | CPUID_1_ECX_MONITOR | CPUID_1_ECX_OSXSAVE);
+		c |= CPUID_1_ECX_HYPERVISOR | CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE;
 		if (c & CPUID_1_ECX_XSAVE) {
 			u64 cr4;
 
@@ -212,7 +212,7 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 			if (cr4 & X86_CR4_OSXSAVE)
 				c |= CPUID_1_ECX_OSXSAVE;
 		}
-		d &= ~CPUID_1_EDX_APIC;
+		d |= CPUID_1_EDX_APIC;
 		b = (b & 0x00FFFFFF) | ((u32)v->id << 24); /* initial APIC id */
 		break;
 	case 5:	  /* MONITOR/MWAIT */
@@ -281,8 +281,6 @@ out:
 #define MSR_MTRR_FIX_16K_A0000 0x00000259
 #define MSR_MTRR_FIX_4K_FIRST 0x00000268
 #define MSR_MTRR_FIX_4K_LAST 0x0000026f
-#define APICBASE_BSP BIT(8)
-#define APIC_DEFAULT_BASE 0xFEE00000ULL
 #define MTRR_DEF_TYPE_E BIT(11)
 #define MTRR_TYPE_WB 6
 
@@ -351,7 +349,10 @@ static int msr_field(u32 msr)
  * so the guest's clock loses nothing to an emulated WRMSR). */
 static int msr_read(struct vcpu *v, u32 msr, u64 *val)
 {
-	int f = msr_field(msr);
+	int f = msr_field(msr), err = vlapic_rdmsr(v, msr, val);
+
+	if (err != -ENOENT) /* the APIC's MSRs: -EINVAL is #GP */
+		return err ? -EPERM : 0;
 
 	if (f >= 0)
 		return vcpu_ops->get_field(v, (enum vcpu_field)f, val);
@@ -367,10 +368,6 @@ static int msr_read(struct vcpu *v, u32 msr, u64 *val)
 		return 0;
 	case MSR_IA32_MISC_ENABLE:
 		*val = 1; /* fast strings */
-		return 0;
-	case MSR_IA32_APICBASE:
-		/* CPUID says there is no local APIC: its base MSR reads as disabled. */
-		*val = APIC_DEFAULT_BASE | (v->id == 0 ? APICBASE_BSP : 0);
 		return 0;
 	default:
 		return -EPERM;
@@ -400,7 +397,10 @@ static int efer_check(struct vcpu *v, u64 *val)
 
 static int msr_write(struct vcpu *v, u32 msr, u64 val)
 {
-	int f = msr_field(msr), err;
+	int f = msr_field(msr), err = vlapic_wrmsr(v, msr, val);
+
+	if (err != -ENOENT)
+		return err ? -EPERM : 0;
 
 	if (is_mtrr(msr))
 		return 0; /* accepted, without effect: EPT/NPT use write-back */
@@ -439,7 +439,7 @@ static int finish_insn(struct vcpu *v, const struct vm_exit *e, int err)
 	const char *what = "move RIP past the instruction";
 
 	if (err == -EPERM) {
-		err = vcpu_ops->inject_exception(v, GP_VECTOR, true, 0);
+		err = vcpu_inject_exception(v, GP_VECTOR, true, 0);
 		what = "inject #GP";
 	} else if (!err) {
 		err = vcpu_ops->advance_rip(v, e);

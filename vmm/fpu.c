@@ -250,6 +250,11 @@ int vcpu_set_state(struct vcpu *v, const struct vcpu_state *s)
 		return err;
 	memcpy(v->regs, s->regs, sizeof(v->regs));
 	v->halted = s->halted;
+	/* A sleeping vCPU is looked at again before it runs (vmm/intr.c); the
+	 * backend holds the record's CR8 now. */
+	v->wake_at = 0;
+	v->kicked = true;
+	v->cr8 = (u8)(s->cr8 & 0xf);
 	if (fpu_owner == v)
 		fpu_owner = NULL; /* reload from v->fpu before the next entry */
 	v->xcr0 = (use_xsave && vcpu_xcr0_valid(s->xcr0) ? s->xcr0 : 1) | XCR0_MIN;

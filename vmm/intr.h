@@ -83,6 +83,9 @@ void vlapic_set_cr8(struct vcpu *v, u8 cr8);
  * register). */
 int vlapic_rdmsr(struct vcpu *v, u32 msr, u64 *val);
 int vlapic_wrmsr(struct vcpu *v, u32 msr, u64 val);
+/* The LAPIC timer's input clock (the "bus clock" before the divide
+ * configuration register), in Hz: what CPUID 0x15/0x16/0x40000010 report. */
+u64 vlapic_bus_hz(struct vm *vm);
 
 /* ---- vmm/dev_ioapic.c: the 82093AA at 0xFEC00000 ------------------------- */
 #define IOAPIC_PINS 24

@@ -24,6 +24,17 @@ int mmio_register(struct mmio_bus *bus, const char *name, u64 base, u64 size,
 	return 0;
 }
 
+int mmio_unregister(struct mmio_bus *bus, u64 base)
+{
+	for (unsigned i = 0; i < bus->n; i++) {
+		if (bus->regions[i].base != base)
+			continue;
+		bus->regions[i] = bus->regions[--bus->n];
+		return 0;
+	}
+	return -ENOENT;
+}
+
 const struct mmio_region *mmio_find(const struct mmio_bus *bus, u64 gpa)
 {
 	for (unsigned i = 0; i < bus->n; i++) {

@@ -40,6 +40,10 @@ struct mmio_bus {
 int mmio_register(struct mmio_bus *bus, const char *name, u64 base, u64 size,
 		  const struct mmio_ops *ops, void *dev);
 
+/* Removes the region that starts at base (a device that moves, such as a
+ * relocated local APIC page). Returns 0 or -ENOENT. */
+int mmio_unregister(struct mmio_bus *bus, u64 base);
+
 /* The region holding gpa, or NULL. */
 const struct mmio_region *mmio_find(const struct mmio_bus *bus, u64 gpa);
 

@@ -32,6 +32,8 @@ static const char *const kind_names[VMEXIT_KIND_COUNT] = {
 	[VMEXIT_ENTRY_FAILED] = "entry-failed",
 	[VMEXIT_UNHANDLED] = "unhandled",
 	[VMEXIT_XSETBV] = "xsetbv",
+	[VMEXIT_INTR_WINDOW] = "intr-window",
+	[VMEXIT_NMI_WINDOW] = "nmi-window",
 };
 
 const char *vm_exit_kind_name(enum vm_exit_kind kind)
@@ -323,7 +325,11 @@ int vcpu_backend_failed(struct vcpu *v, const struct vm_exit *e, const char *wha
 
 static int handle_none(struct vcpu *v, struct vm_exit *e) { return EXIT_RESUME; }
 
-static int handle_host_interrupt(struct vcpu *v, struct vm_exit *e) { return EXIT_YIELD; }
+/* The host's timer or the backend's own: the run loop looks at the clock. */
+static int handle_host_interrupt(struct vcpu *v, struct vm_exit *e) { return EXIT_RESUME; }
+
+/* The window asked for has come: the next entry injects (vmm/intr.c). */
+static int handle_window(struct vcpu *v, struct vm_exit *e) { return EXIT_RESUME; }
 
 static int handle_io(struct vcpu *v, struct vm_exit *e)
 {
@@ -349,14 +355,19 @@ static int handle_rdmsr(struct vcpu *v, struct vm_exit *e) { return emulate_rdms
 static int handle_wrmsr(struct vcpu *v, struct vm_exit *e) { return emulate_wrmsr(v, e); }
 static int handle_xsetbv(struct vcpu *v, struct vm_exit *e) { return emulate_xsetbv(v, e); }
 
-/* HLT: with no virtual interrupt controller nothing can wake the vCPU, so it
- * stays halted; the VM is "halted" once all its vCPUs are. */
+/* HLT: the vCPU sleeps until it has something it can take (vmm/intr.c), at
+ * once when that is already so; the scheduler looks at it again when it is
+ * kicked or a device deadline comes. With IF=0 and no NMI nothing wakes it:
+ * once every vCPU of a VM sleeps so, the VM is "halted". */
 static int handle_hlt(struct vcpu *v, struct vm_exit *e)
 {
 	int err = vcpu_ops->advance_rip(v, e);
 
 	if (err)
 		return vcpu_backend_failed(v, e, "move RIP past HLT", err);
+	v->kicked = false;
+	if (intr_can_wake(v))
+		return EXIT_RESUME;
 	v->halted = true;
 	return EXIT_YIELD;
 }
@@ -420,7 +431,7 @@ static int handle_exception(struct vcpu *v, struct vm_exit *e)
 					"exception storm: more than %d %s exceptions within "
 					"a second",
 					EXC_STORM_LIMIT, exception_names[vec & 31]);
-	err = vcpu_ops->inject_exception(v, vec, has_error, error);
+	err = vcpu_inject_exception(v, vec, has_error, error);
 	if (err)
 		return vcpu_backend_failed(v, e, "inject the exception", err);
 	return EXIT_RESUME;
@@ -454,23 +465,54 @@ static const exit_handler_t exit_handlers[VMEXIT_KIND_COUNT] = {
 	[VMEXIT_ENTRY_FAILED] = handle_entry_failed,
 	[VMEXIT_UNHANDLED] = handle_unhandled,
 	[VMEXIT_XSETBV] = handle_xsetbv,
+	[VMEXIT_INTR_WINDOW] = handle_window,
+	[VMEXIT_NMI_WINDOW] = handle_window,
 };
 
 /* ---- the run loop and the scheduler --------------------------------------- */
 
-/* Runs v until its slice ends (host timer, VMM_SLICE_US), it halts, or its VM
- * leaves the running state. */
+/* Exits whose handling never reaches an emulated device, so that the devices'
+ * next deadline stands (vmm/intr.c). */
+static bool exit_uses_devices(enum vm_exit_kind kind)
+{
+	switch (kind) {
+	case VMEXIT_NONE:
+	case VMEXIT_HOST_INTERRUPT:
+	case VMEXIT_CPUID:
+	case VMEXIT_EXCEPTION:
+	case VMEXIT_XSETBV:
+	case VMEXIT_INTR_WINDOW:
+	case VMEXIT_NMI_WINDOW:
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* Runs v until its slice ends (VMM_SLICE_US, by the host timer that
+ * vmm/intr.c arms), it halts, or its VM leaves the running state. Between
+ * exits the interrupt state is brought up to date (intr_before_entry,
+ * intr_after_exit). */
 static void vcpu_run_slice(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
-	u64 deadline = ticks() + VMM_SLICE_US, tick0 = irq_timer_count();
+	u64 slice_end = ticks() + VMM_SLICE_US;
 	unsigned n = 0;
 	struct vm_exit e;
+	bool devices = true; /* the last exit may have used a device */
 
 	vcpu_fpu_switch(v);
 	while (vm->state == VM_RUNNING && !v->halted) {
 		int err, action;
 
+		err = intr_before_entry(v, slice_end, devices);
+		if (err) {
+			memset(&e, 0, sizeof(e));
+			vcpu_backend_failed(v, &e, "prepare interrupt delivery", err);
+			break;
+		}
+		if (vm->state != VM_RUNNING)
+			break;
 		e.kind = VMEXIT_UNHANDLED; /* the backend fills in the record */
 		err = vcpu_ops->vcpu_run(v, &e);
 		if (err && e.kind != VMEXIT_ENTRY_FAILED)
@@ -479,29 +521,56 @@ static void vcpu_run_slice(struct vcpu *v)
 			e.kind = VMEXIT_UNHANDLED;
 		v->exits++;
 		v->exit_counts[e.kind]++;
+		if (!err) {
+			err = intr_after_exit(v);
+			if (err) {
+				vcpu_backend_failed(v, &e, "read the guest's CR8", err);
+				break;
+			}
+		}
 		action = exit_handlers[e.kind](v, &e);
-		/* The slice ends at the next timer tick (taken on this exit's way
-		 * out), or by the clock should the timer not tick. */
-		if (action == EXIT_YIELD || irq_timer_count() != tick0 ||
-		    (++n % 64 == 0 && ticks() >= deadline))
+		devices = exit_uses_devices(e.kind);
+		/* The slice ends by the clock; a host interrupt is the moment to
+		 * look (the timer may have come a little early: SLICE_SLACK_US). */
+		if (action == EXIT_YIELD || ((e.kind == VMEXIT_HOST_INTERRUPT || ++n % 64 == 0) &&
+					     ticks() + SLICE_SLACK_US >= slice_end))
 			break;
 	}
 }
 
+/* Every vCPU sleeps in HLT with nothing that could ever wake it. */
 static bool all_halted(struct vm *vm)
 {
 	for (int i = 0; i < vm->nvcpus; i++)
-		if (!vm->vcpus[i]->halted)
+		if (!vm->vcpus[i]->halted || !intr_sleeps_for_good(vm->vcpus[i]))
 			return false;
 	return true;
 }
 
-/* The next runnable vCPU after the last one run, round robin over all VMs. */
-static struct vcpu *sched_next(void)
+/* v can run: not halted, or halted and woken now. A halted vCPU is looked at
+ * again only when it was kicked or its wake time has come. */
+static bool vcpu_ready(struct vcpu *v, u64 now)
+{
+	if (!v->halted)
+		return true;
+	if (!v->kicked && now < v->wake_at)
+		return false;
+	v->kicked = false;
+	if (!intr_can_wake(v))
+		return false;
+	v->halted = false;
+	return true;
+}
+
+/* The next runnable vCPU after the last one run, round robin over all VMs;
+ * *wake receives the earliest wake time of the sleeping ones passed over. */
+static struct vcpu *sched_next(u64 *wake)
 {
 	static unsigned cursor;
 	const unsigned slots = VM_MAX * VM_MAX_VCPUS;
+	u64 now = ticks();
 
+	*wake = ~0ULL;
 	for (unsigned i = 1; i <= slots; i++) {
 		unsigned k = (cursor + i) % slots;
 		struct vm *vm = vm_table[k / VM_MAX_VCPUS];
@@ -510,26 +579,32 @@ static struct vcpu *sched_next(void)
 		if (!vm || vm->state != VM_RUNNING || (int)(k % VM_MAX_VCPUS) >= vm->nvcpus)
 			continue;
 		v = vm->vcpus[k % VM_MAX_VCPUS];
-		if (v && !v->halted) {
+		if (!v)
+			continue;
+		if (vcpu_ready(v, now)) {
 			cursor = k;
 			return v;
 		}
+		*wake = MIN(*wake, v->wake_at);
 	}
 	return NULL;
 }
 
 void vmm_idle(void)
 {
-	struct vcpu *v = sched_next();
+	u64 wake;
+	struct vcpu *v = sched_next(&wake);
 	struct vm *vm;
 
 	if (!v) {
-		/* Nothing to run: sleep until the next tick instead of spinning (the
-		 * shell polls the console again after it). */
-		if (irq_timer_count())
+		/* Nothing to run: sleep until the next wake time or the shell's
+		 * next look at the console, whichever comes first. */
+		if (irq_timer_count()) {
+			irq_timer_arm(MIN(wake, ticks() + VMM_SLICE_US));
 			irq_wait();
-		else
+		} else {
 			cpu_relax();
+		}
 		return;
 	}
 	vm = v->vm;

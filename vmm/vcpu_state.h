@@ -53,6 +53,10 @@ struct vcpu_dtable {
  * VT-x, EXITINTINFO / EVENTINJ on AMD-V). type uses the VMX encoding
  * (SDM Vol. 3C 25.8.3 "VM-Entry Controls for Event Injection"): 0 external
  * interrupt, 2 NMI, 3 hardware exception, 4 software interrupt, 6 software exception. */
+#define VCPU_EVENT_EXTINT 0 /* external interrupt */
+#define VCPU_EVENT_NMI 2
+#define VCPU_EVENT_EXCEPTION 3 /* hardware exception */
+
 struct vcpu_event {
 	u8 valid;
 	u8 type;

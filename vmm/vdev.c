@@ -7,17 +7,20 @@
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
+#include "vmm/intr.h"
+#include "vmm/platform.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
 extern const struct vdev vdev_uart, vdev_pit, vdev_pic, vdev_kbd, vdev_cmos, vdev_vga, vdev_board,
-	vdev_fwcfg;
+	vdev_fwcfg, vdev_lapic, vdev_ioapic;
 
-/* Reset, sync and restore run in this order: the PIC before the timers that
- * drive its lines. */
+/* Reset, sync and restore run in this order: the interrupt controllers
+ * (LAPICs first: the IOAPIC and the PIC deliver to them) before the timers
+ * that drive their lines. */
 static const struct vdev *const vdev_table[] = {
-	&vdev_pic,  &vdev_uart, &vdev_pit,   &vdev_kbd,
-	&vdev_cmos, &vdev_vga,	&vdev_board, &vdev_fwcfg,
+	&vdev_lapic, &vdev_ioapic, &vdev_pic,	&vdev_uart, &vdev_pit,
+	&vdev_kbd,   &vdev_cmos,   &vdev_vga, &vdev_board, &vdev_fwcfg,
 };
 
 #define RECORD_MAX 4096 /* the largest record any device declares (checked) */
@@ -155,4 +158,15 @@ int vdev_load(struct vm *vm, const struct vdev *dev, const u8 *in, u32 len, u32 
 
 /* ---- ISA interrupt lines ------------------------------------------------ */
 
-void vm_set_irq(struct vm *vm, unsigned irq, bool level) { vpic_set_irq(vm, irq, level); }
+/* An ISA line ends at the 8259A pair and at an IOAPIC pin: IRQ0 at GSI 2
+ * (the MADT's interrupt source override; IOAPIC pin 0 is the 8259A's
+ * INTR), the others at the pin of their number. ACPI 6.4 5.2.12.5
+ * "Interrupt Source Override Structure". */
+void vm_set_irq(struct vm *vm, unsigned irq, bool level)
+{
+	vpic_set_irq(vm, irq, level);
+	if (irq == PLAT_IRQ_PIT)
+		vioapic_set_irq(vm, PLAT_GSI_PIT, level);
+	else if (irq != 2 && irq < 16)
+		vioapic_set_irq(vm, irq, level);
+}

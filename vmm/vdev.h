@@ -90,7 +90,7 @@ static inline u64 vdev_scale(u64 ticks, u64 rate, u64 hz)
 
 /* ---- interrupt lines --------------------------------------------------- */
 /* Drives ISA interrupt line `irq` (0-15) to `level`: edge devices pulse it.
- * Today the lines end at the 8259A pair. */
+ * The lines end at the 8259A pair and the IOAPIC (vmm/intr.h). */
 void vm_set_irq(struct vm *vm, unsigned irq, bool level);
 
 /* The 8259A pair (vmm/dev_pic.c): its 16 request lines (IRQ2 is the cascade

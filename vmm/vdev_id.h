@@ -16,6 +16,8 @@ enum vdev_id {
 	VDEV_VGA = 6,	/* VGA CRT controller and friends */
 	VDEV_BOARD = 7, /* POST port, port 0x92, PCI configuration ports */
 	VDEV_FWCFG = 8, /* QEMU's fw_cfg: selector and offset */
+	VDEV_LAPIC = 9, /* every vCPU's local APIC */
+	VDEV_IOAPIC = 10, /* 82093AA */
 	VDEV_ID_MAX,
 };
 
@@ -25,7 +27,8 @@ static inline const char *vdev_id_name(unsigned id)
 	static const char *const names[VDEV_ID_MAX] = {
 		[VDEV_UART] = "uart",	[VDEV_PIT] = "pit",	[VDEV_PIC] = "pic",
 		[VDEV_KBD] = "kbd",	[VDEV_CMOS] = "cmos",	[VDEV_VGA] = "vga",
-		[VDEV_BOARD] = "board", [VDEV_FWCFG] = "fwcfg",
+		[VDEV_BOARD] = "board", [VDEV_FWCFG] = "fwcfg", [VDEV_LAPIC] = "lapic",
+		[VDEV_IOAPIC] = "ioapic",
 	};
 
 	return id < VDEV_ID_MAX ? names[id] : NULL;

@@ -82,6 +82,7 @@ static void check_timer(void)
 {
 	u64 dl = deadline_after_us(100000);
 
+	irq_timer_arm(ticks() + 1000);
 	while (!irq_timer_count() && !deadline_passed(dl))
 		irq_window();
 	if (!irq_timer_count())
@@ -107,7 +108,7 @@ void vmm_init(void)
 		return;
 	}
 	vcpu_fpu_setup();
-	irq_timer_start(VMM_TIMER_HZ);
+	irq_timer_init();
 	check_timer();
 	shell_set_idle(vmm_idle);
 	pr_info("vmm: %s backend ready; %d guest image(s)", vcpu_ops->name, guest_image_count());

@@ -36,11 +36,14 @@ enum vm_exit_kind {
 	VMEXIT_ENTRY_FAILED, /* the CPU refused the guest state */
 	VMEXIT_UNHANDLED,    /* anything else: the guest is stopped with a report */
 	VMEXIT_XSETBV,	     /* XSETBV: generic code checks and loads the new XCR0 */
+	VMEXIT_INTR_WINDOW,  /* the guest can take an interrupt now (set_windows) */
+	VMEXIT_NMI_WINDOW,   /* the guest can take an NMI now (set_windows) */
 	VMEXIT_KIND_COUNT,
 };
 
 /* Exception vectors, SDM Vol. 3A 6.3 "Sources of Interrupts" (table
  * "Protected-Mode Exceptions and Interrupts"). */
+#define X86_TRAP_NMI 2
 #define X86_TRAP_BP 3
 #define X86_TRAP_OF 4
 #define X86_TRAP_UD 6
@@ -100,7 +103,20 @@ enum vcpu_field {
 	VCPU_FIELD_GS_BASE,
 	VCPU_FIELD_KERNEL_GS_BASE,
 	VCPU_FIELD_TSC, /* the guest's TSC: the host's plus the offset */
+	VCPU_FIELD_CR8, /* the TPR as MOV CR8 sees it, 0-15 (vmm/intr.c keeps
+			   it equal to the LAPIC's) */
 };
+
+/* What decides whether an event can be injected now (intr_state): the
+ * blocking bits of struct vcpu_state (VCPU_INTR_STI, _MOV_SS, _NMI) and: */
+#define VCPU_INTR_IF BIT(8) /* RFLAGS.IF is set */
+#define VCPU_INTR_QUEUED \
+	BIT(9) /* an event already waits for the next entry
+				   (injected, or re-queued after an exit that
+				   interrupted its delivery) */
+/* The exits set_windows can ask for. */
+#define VCPU_WINDOW_INTR BIT(0) /* VMEXIT_INTR_WINDOW once IF=1, no shadow */
+#define VCPU_WINDOW_NMI BIT(1)	/* VMEXIT_NMI_WINDOW once NMIs are unblocked */
 
 struct vcpu_ops {
 	const char *name;      /* "VT-x" or "AMD-V" */
@@ -129,9 +145,17 @@ struct vcpu_ops {
 	int (*set_state)(struct vcpu *v, const struct vcpu_state *s);
 	/* Moves RIP past the instruction that caused `exit`. */
 	int (*advance_rip)(struct vcpu *v, const struct vm_exit *exit);
-	/* Queues an exception for the next entry (#GP for a refused MSR, #UD for
-	 * VMX/SVM instructions). */
-	int (*inject_exception)(struct vcpu *v, u8 vector, bool has_error, u32 error_code);
+	/* Queues an event for the next entry, replacing what was queued: a
+	 * hardware exception (#GP for a refused MSR, a reflected fault), an
+	 * external interrupt or an NMI (ev->type VCPU_EVENT_*). The error code
+	 * is delivered exactly where the CPU would push one. */
+	int (*inject_event)(struct vcpu *v, const struct vcpu_event *ev);
+	/* The interruptibility now: VCPU_INTR_* bits (the guest's STI/MOV SS
+	 * shadow and NMI blocking, RFLAGS.IF, an event queued). */
+	int (*intr_state)(struct vcpu *v, u32 *state);
+	/* Asks for exits as soon as the guest can take an interrupt or an NMI
+	 * (VCPU_WINDOW_* bits); 0 cancels. Holds until changed. */
+	int (*set_windows)(struct vcpu *v, u32 windows);
 	/* Reads guest RIP cheaply for reports: 0, or a negative errno. */
 	int (*read_rip)(struct vcpu *v, u64 *rip);
 	/* One field of the state without moving the rest (the exit path's
@@ -185,8 +209,15 @@ struct vcpu {
 	u64 regs[NR_VCPU_REGS];
 	bool halted;
 	bool kicked; /* something to take may have arrived (vmm/intr.h) */
-	void *arch; /* backend's per-vCPU data (VMCS or VMCB and friends) */
-	u8 *fpu;    /* XSAVE area of this vCPU while another one owns the FPU */
+	/* Guest TSC ticks the next entry may run before a device deadline is
+	 * due (~0: none); a backend with a guest timer of its own (the
+	 * VMX-preemption timer) exits by then, the other relies on the host
+	 * timer that vmm/intr.c arms. */
+	u64 run_budget;
+	u8 cr8;	     /* the TPR the backend holds (vmm/intr.c) */
+	u64 wake_at; /* halted: ticks() when a device deadline may wake it */
+	void *arch;  /* backend's per-vCPU data (VMCS or VMCB and friends) */
+	u8 *fpu;     /* XSAVE area of this vCPU while another one owns the FPU */
 	u64 exits;
 	u64 exit_counts[VMEXIT_KIND_COUNT];
 	/* Generic bookkeeping (vmm/vcpu.c). */
@@ -220,6 +251,7 @@ struct vm {
 	char image_cmdline[128]; /* the cmdline the image came with */
 	struct mmio_bus mmio;	 /* device ranges (vmm/mmio.c); no RAM behind them */
 	u32 fail_state;		 /* test hook (vm fail-state): state accesses left to fail */
+	u64 next_deadline;	 /* the devices' next deadline, guest TSC (vmm/intr.c) */
 };
 
 void vmm_init(void);

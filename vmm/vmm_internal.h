@@ -12,9 +12,9 @@
 #define VM_DEFAULT_MEM MiB(32)
 #define VM_HOST_RESERVE MiB(8) /* memory vm create leaves to the host */
 #define VMM_SLICE_US 10000     /* longest a vCPU runs before the shell's turn */
-#define VMM_TIMER_HZ 100
-#define IO_STORM_LIMIT 100000 /* unemulated port accesses before a VM is stopped */
-#define EXC_STORM_LIMIT 1000  /* intercepted exceptions in one window: a storm */
+#define SLICE_SLACK_US 50      /* a timer this close to a slice's end ends it */
+#define IO_STORM_LIMIT 100000  /* unemulated port accesses before a VM is stopped */
+#define EXC_STORM_LIMIT 1000   /* intercepted exceptions in one window: a storm */
 #define EXC_STORM_WINDOW_US 1000000
 
 /* What an exit handler tells the run loop. */
@@ -61,6 +61,46 @@ int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 acces
 /* The guest's TSC now, as the time base of the emulated devices; a backend
  * that cannot read it stops the VM. */
 u64 vcpu_guest_tsc(struct vcpu *v);
+
+/* A hardware exception for the next entry through the backend. */
+static inline int vcpu_inject_exception(struct vcpu *v, u8 vector, bool has_error, u32 error)
+{
+	struct vcpu_event ev = { .valid = 1,
+				 .type = VCPU_EVENT_EXCEPTION,
+				 .vector = vector,
+				 .has_error = has_error,
+				 .error_code = error };
+
+	return vcpu_ops->inject_event(v, &ev);
+}
+
+/* vmm/intr.c: interrupt delivery around each entry (vmm/intr.h for the
+ * fabric). The decision alone, pure: what to inject given the backend's
+ * VCPU_INTR_* state, an NMI waiting and a maskable interrupt waiting, and
+ * which windows to ask for. */
+enum intr_inject {
+	INTR_INJECT_NONE,
+	INTR_INJECT_NMI,
+	INTR_INJECT_EXTINT,
+};
+struct intr_plan {
+	enum intr_inject inject;
+	u32 windows; /* VCPU_WINDOW_* */
+};
+struct intr_plan intr_decide(u32 state, bool nmi, bool intr);
+/* Before an entry: devices brought up to a due deadline (their next one
+ * recomputed when devices_changed: the last exit may have used a device), the TPR
+ * pushed, the next event injected or its window requested, the run bounded
+ * by the next deadline. Returns 0 or the backend's negative errno. */
+int intr_before_entry(struct vcpu *v, u64 slice_end, bool devices_changed);
+/* Right after an exit: the TPR the guest may have changed (CR8) goes to the
+ * LAPIC. 0 or the backend's negative errno. */
+int intr_after_exit(struct vcpu *v);
+/* v executed HLT (RIP already past it) or sleeps in it: true when it has
+ * something it can take now, so it runs on. Brings devices up to now. */
+bool intr_can_wake(struct vcpu *v);
+/* v sleeps in HLT with IF=0 and no NMI waiting: nothing can wake it. */
+bool intr_sleeps_for_good(struct vcpu *v);
 
 /* vmm/emulate.c: CPUID, MSR and port I/O. */
 /* IN and OUT (not the string forms). */

@@ -57,5 +57,26 @@ def bench_vmexit_cpuid_svm_wall():
 		}
 
 
+def bench_irq0_roundtrip_svm_icount():
+	"""An IRQ0 round trip on the AMD-V backend under QEMU -icount (issue 11
+	"Measure"): the eventinj guest's `cost` mode times, from STI to the
+	instruction after the shadowed NOP, the interrupt-window exit (VINTR),
+	the injection through the 8259A's acknowledge, a handler whose EOI
+	exits, and its IRET; the mean of 100."""
+	with vm_cases.boot_qemu_tcg(icount=True, name="qemu-svm-icount") as vm:
+		vm.wait_prompt(timeout=120)
+		vid = vm_cases.create(vm, "eventinj -- cost")
+		vm.send(f"vm start {vid}\r")
+		m = vm.wait_for(r"eventinj: irq round trip ticks=(\d+)\r?\n", timeout=120)
+		vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=30)
+		counts = vm_cases.exit_counts(vm, vid)
+		return {
+			"emulator": "QEMU-TCG-icount",
+			"backend": "AMD-V",
+			"ticks_per_irq": int(m.group(1)),
+			"intr_window_exits": counts.get("intr-window", 0),
+		}
+
+
 def harness_text(vm):
 	return vm_cases.strip_ansi(vm.seen)

@@ -2,7 +2,7 @@
 # (a.out kludge, loads at 1 MiB) in $(BUILD)/guests/NAME.bin, which also boots
 # directly under `qemu-system-x86_64 -kernel`, and is wrapped by image.asm into
 # an object that puts it in Amber's .guest_images section.
-GUESTS := hello counter memtest hostile exits bench pic strio acpi
+GUESTS := hello counter memtest hostile exits bench pic strio acpi apic ioapic eventinj
 GUEST_BINS := $(patsubst %,$(BUILD)/guests/%.bin,$(GUESTS))
 GUEST_BLOBS_OBJ := $(patsubst %,$(BUILD)/guests/%.img.o,$(GUESTS))
 
@@ -16,6 +16,9 @@ bench_ARGS := loops=100000
 pic_ARGS := windows=3
 strio_ARGS :=
 acpi_ARGS :=
+apic_ARGS :=
+ioapic_ARGS :=
+eventinj_ARGS := windows=3
 
 $(BUILD)/guests/%.bin: tests/guests/%.asm tests/guests/guest.inc
 	@mkdir -p $(dir $@)

@@ -1,7 +1,7 @@
 ; hostile: misbehaves on purpose, one misbehaviour per command-line word, so the
 ; tests can check that Amber stops only this VM, with a report, and stays alive:
 ;   oob-read   oob-write  read/write just past the end of RAM
-;   oob-mmio   read the I/O APIC's address in the MMIO hole (0xFEC00000)
+;   oob-mmio   read an address of the MMIO hole no device answers (0xFED00000)
 ;   oob-high   read above 4 GiB through PAE paging
 ;   vmx        VMXON, then VMCALL          svm   VMMCALL
 ;   triple     #UD with no IDT: triple fault
@@ -12,6 +12,12 @@
 ;   spin-sti   spins with interrupts on (no interrupt ever comes to a guest)
 ;   gp-storm   a #GP handler that returns to the faulting instruction
 ;   long-line  65536 characters on COM1 without a newline, then exit 0
+;   apic-insn  BTS on a local APIC register: an instruction Amber does not decode
+;   apic-word  a 16-bit write to the APIC's TPR (xAPIC registers are 32-bit)
+;   icr-storm  sends IPIs through the ICR forever (self, all-but-self NMI,
+;              INIT and STARTUP to a missing APIC), interrupts off
+;   irq-storm  self IPIs of every vector forever, interrupts on, handlers
+;              that never write EOI
 ; If it survives a misbehaviour that should have stopped it, it says so and
 ; exits with code 1; with no known word, code 2.
 %include "guest.inc"
@@ -44,6 +50,10 @@ main:
 	CASE "spin-sti", spin_sti
 	CASE "gp-storm", gp_storm
 	CASE "long-line", long_line
+	CASE "apic-insn", apic_insn
+	CASE "apic-word", apic_word
+	CASE "icr-storm", icr_storm
+	CASE "irq-storm", irq_storm
 	PRINT "hostile: no misbehaviour named on the command line"
 	call newline
 	mov eax, 2
@@ -74,9 +84,9 @@ oob_write:
 	jmp survived
 
 oob_mmio:
-	PRINT "hostile: reading the MMIO hole at 0xfec00000"
+	PRINT "hostile: reading the MMIO hole at 0xfed00000"
 	call newline
-	mov eax, [0xFEC00000]
+	mov eax, [0xFED00000]
 	jmp survived
 
 oob_high:
@@ -203,6 +213,63 @@ unexpected:
 	mov al, 3
 	jmp exit
 
+APIC equ 0xFEE00000
+
+apic_insn:
+	PRINT "hostile: BTS on the APIC's TPR"
+	call newline
+	bts dword [APIC + 0x80], 1
+	jmp survived
+
+apic_word:
+	PRINT "hostile: a 16-bit write to the APIC's TPR"
+	call newline
+	mov word [APIC + 0x80], 0x10
+	jmp survived
+
+icr_storm:
+	PRINT "hostile: spinning with an ICR storm"
+	call newline
+	mov dword [APIC + 0xF0], 0x1FF
+.storm:
+	mov dword [APIC + 0x300], 0x40080               ; self, vector 0x80
+	mov dword [APIC + 0x300], 0xC0400               ; all but self, NMI
+	mov dword [APIC + 0x310], 0x05000000
+	mov dword [APIC + 0x300], 0x4500                ; INIT to APIC 5
+	mov dword [APIC + 0x300], 0x4610                ; STARTUP to APIC 5
+	mov dword [APIC + 0x300], 0x80022               ; all incl. self, 0x22
+	jmp .storm
+
+irq_storm:
+	PRINT "hostile: spinning with an interrupt storm without EOI"
+	call newline
+	mov edi, irq_idt
+	mov ecx, 256
+.fill:
+	mov eax, no_eoi
+	mov [edi], ax
+	mov word [edi + 2], 0x08
+	mov word [edi + 4], 0x8E00
+	shr eax, 16
+	mov [edi + 6], ax
+	add edi, 8
+	loop .fill
+	lidt [irq_idt_desc]
+	mov dword [APIC + 0xF0], 0x1FF
+	sti
+	mov ebx, 0x20
+.storm:
+	mov eax, 0x40000
+	or eax, ebx
+	mov [APIC + 0x300], eax                         ; self IPI, vector EBX
+	inc bl
+	cmp bl, 0x20
+	jae .storm
+	mov bl, 0x20
+	jmp .storm
+no_eoi:
+	iret
+
 long_line:
 	PRINT "hostile: 65536 characters without a newline"
 	call newline
@@ -229,5 +296,10 @@ vmxon_region:
 	times 4096 db 0
 idt:
 	times 32 * 8 db 0
+irq_idt_desc:
+	dw 256 * 8 - 1
+	dd irq_idt
+irq_idt:
+	times 256 * 8 db 0
 
 GUEST_END

@@ -219,6 +219,87 @@ def test_fwcfg_mid_read():
 		       lines, "the RAM size read across the snapshot")
 
 
+@timeout(240)
+def test_interrupts_mid_work():
+	"""The eventinj guest saved while PIT IRQ0 interrupts it at 1 kHz and it
+	sleeps in HLT between them (the save waits for a pause that finds its
+	vCPU halted): restored after its VM was killed, the vCPU is still halted
+	waiting for its interrupt, and the guest goes on from the window it was
+	in with 100 +-2 interrupts per 100 ms of its TSC; its own checks (IR0 in
+	service at each delivery: none doubled) stay quiet."""
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)], extra=("-icount", "shift=0,sleep=off")) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "eventinj", args="windows=0")
+		seen_after(vm, 0, rf"\[vm{vid}\] eventinj: window 2: ", 60,
+			   "the eventinj guest's second window")
+		for _ in range(20):
+			vm.cmd_ok(f"vm pause {vid}")
+			if re.search(r"(?m)^vCPU 0: \d+ exits, halted", vm.cmd_ok(f"vm info {vid}")):
+				break
+			vm.cmd_ok(f"vm resume {vid}")
+		else:
+			vm.fail("the eventinj guest was never found halted between interrupts")
+		vm.cmd_ok(f"snap save {vid} intr", timeout=60)
+		frozen = [int(w) for w in re.findall(rf"\[vm{vid}\] eventinj: window (\d+):",
+						     vm.seen)][-1]
+		vm.cmd_ok(f"vm kill {vid}")
+		again = restore(vm, "intr")
+		info = vm.cmd_ok(f"vm info {again}")
+		if not re.search(r"(?m)^vCPU 0: \d+ exits, halted", info):
+			vm.fail(f"the restored vCPU should still sleep in HLT:\n{info}")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {again}")
+		for w in (frozen + 1, frozen + 2, frozen + 3):
+			m = seen_after(vm, start, rf"\[vm{again}\] eventinj: window (\d+): (\d+) ticks",
+				       60, f"window {w} of the restored guest")
+			if int(m.group(1)) != w or not 98 <= int(m.group(2)) <= 102:
+				vm.fail(f"the restored guest printed '{m.group(0)}', expected window {w} "
+					"with 100 +-2 ticks")
+			start = m.end()
+		if vm_state_of(vm, again) != "running":
+			vm.fail(f"the restored guest should run on:\n{vm.cmd_ok('vm list')}")
+
+
+@timeout(240)
+def test_apic_timer_mid_work():
+	"""The apic guest saved while its LAPIC timer interrupts it at 1 kHz
+	(periodic, 1 GHz / 16): restored after its VM was killed, the guest goes
+	on from the window it was in with 100 +-2 interrupts per 100 ms of the
+	8254 (every LAPIC register came back, the timer's phase too: a LAPIC
+	reset to its power-on state would mask the timer and the next window
+	would hold none; a lost phase would double or drop ticks)."""
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)], extra=("-icount", "shift=0,sleep=off")) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "apic", args="windows=0")
+		seen_after(vm, 0, rf"\[vm{vid}\] apic: window 2: ", 60, "the apic guest's second window")
+		vm.cmd_ok(f"vm pause {vid}")
+		vm.cmd_ok(f"snap save {vid} apic", timeout=60)
+		frozen = [int(w) for w in re.findall(rf"\[vm{vid}\] apic: window (\d+):", vm.seen)][-1]
+		vm.cmd_ok(f"vm resume {vid}")
+		seen_after(vm, len(vm.seen), rf"\[vm{vid}\] apic: window {frozen + 2}: ", 60,
+			   "the saved guest running on")
+		vm.cmd_ok(f"vm kill {vid}")
+		again = restore(vm, "apic")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {again}")
+		for w in (frozen + 1, frozen + 2, frozen + 3):
+			m = seen_after(vm, start, rf"\[vm{again}\] apic: window (\d+): (\d+) ticks", 60,
+				       f"window {w} of the restored guest")
+			if int(m.group(1)) != w or not 98 <= int(m.group(2)) <= 102:
+				vm.fail(f"the restored guest printed '{m.group(0)}', expected window {w} "
+					"with 100 +-2 ticks")
+			start = m.end()
+		if vm_state_of(vm, again) != "running":
+			vm.fail(f"the restored guest should run on:\n{vm.cmd_ok('vm list')}")
+
+
+def vm_state_of(vm, vid):
+	m = re.search(rf"(?m)^{vid}\s+\S+\s+(\w+)", vm.cmd_ok("vm list"))
+	return m.group(1) if m else "?"
+
+
 # ---- helpers that read the disk image on the host ---------------------------------
 def snapshot_base(vm, name):
 	"""Byte offset of snapshot `name` on its disk, from `snap info`."""

@@ -62,10 +62,10 @@ static int rec_advance_rip(struct vcpu *v, const struct vm_exit *e)
 	return 0;
 }
 
-static int rec_inject(struct vcpu *v, u8 vector, bool has_error, u32 error_code)
+static int rec_inject(struct vcpu *v, const struct vcpu_event *ev)
 {
 	injects++;
-	injected = vector;
+	injected = ev->vector;
 	return 0;
 }
 
@@ -74,7 +74,7 @@ static const struct vcpu_ops rec_ops = {
 	.get_state = rec_get_state,
 	.set_state = rec_set_state,
 	.advance_rip = rec_advance_rip,
-	.inject_exception = rec_inject,
+	.inject_event = rec_inject,
 	.get_field = rec_get_field,
 	.set_field = rec_set_field,
 };
@@ -101,6 +101,19 @@ int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, .
 
 void printk(const char *fmt, ...) {}
 u64 vcpu_xcr0_allowed(void) { return 7; }
+/* The local APIC's MSRs (vmm/dev_lapic.c): IA32_APIC_BASE answers with a
+ * marker, the x2APIC range refuses (#GP), the rest is not the APIC's. */
+#define LAPIC_MARK 0xFEE00900ULL
+int vlapic_rdmsr(struct vcpu *v, u32 msr, u64 *val)
+{
+	if (msr == 0x1B)
+		*val = LAPIC_MARK;
+	return msr == 0x1B ? 0 : msr >= 0x800 && msr <= 0x8FF ? -EINVAL : -ENOENT;
+}
+int vlapic_wrmsr(struct vcpu *v, u32 msr, u64 val)
+{
+	return msr == 0x1B ? 0 : msr >= 0x800 && msr <= 0x8FF ? -EINVAL : -ENOENT;
+}
 bool vcpu_xcr0_valid(u64 xcr0) { return xcr0 == 3 || xcr0 == 7; }
 void vcpu_fpu_set_xcr0(struct vcpu *v, u64 xcr0) {}
 void vuart_flush(struct vm *vm) {}
@@ -233,7 +246,7 @@ static void guest_cpuid(u32 leaf)
 }
 
 /* Leaves 0x15, 0x16 and 0x40000010 give the guest's TSC rate (to the kHz,
- * exactly, through the 0x15 ratio) and the APIC timer's 100 MHz; leaf 0
+ * exactly, through the 0x15 ratio) and the APIC timer's 1 GHz; leaf 0
  * reaches 0x16 whatever the host has, and basic leaves the host lacks read
  * zero. */
 static void test_time_leaves(void)
@@ -250,21 +263,21 @@ static void test_time_leaves(void)
 		vm.guest_tsc_hz = rates[i];
 		guest_cpuid(0x15);
 		CHECK(cpuid_regs[0] != 0 && cpuid_regs[1] != 0);
-		CHECK_EQ(cpuid_regs[2], 100000000);
+		CHECK_EQ(cpuid_regs[2], 1000000000);
 		CHECK_EQ((u64)cpuid_regs[2] * cpuid_regs[1] / cpuid_regs[0], khz * 1000);
 		CHECK_EQ(cpuid_regs[3], 0);
 		guest_cpuid(0x16);
 		CHECK_EQ(cpuid_regs[0], (khz + 500) / 1000);
 		CHECK_EQ(cpuid_regs[1], (khz + 500) / 1000);
-		CHECK_EQ(cpuid_regs[2], 100);
+		CHECK_EQ(cpuid_regs[2], 1000);
 		guest_cpuid(0x40000010);
 		CHECK_EQ(cpuid_regs[0], khz);
-		CHECK_EQ(cpuid_regs[1], 100000);
+		CHECK_EQ(cpuid_regs[1], 1000000);
 		CHECK_EQ(cpuid_regs[2], 0);
 	}
 	vm.guest_tsc_hz = 2994374000ULL;
 	guest_cpuid(0x15);
-	CHECK_EQ(cpuid_regs[0], 50000); /* 100000 kHz : 2994374 kHz, reduced */
+	CHECK_EQ(cpuid_regs[0], 500000); /* 1000000 kHz : 2994374 kHz, reduced */
 	CHECK_EQ(cpuid_regs[1], 1497187);
 	guest_cpuid(0x40000000);
 	CHECK_EQ(cpuid_regs[0], 0x40000010);
@@ -278,7 +291,7 @@ static void test_time_leaves(void)
 	guest_cpuid(0x14);
 	CHECK_EQ(cpuid_regs[0] | cpuid_regs[1] | cpuid_regs[2] | cpuid_regs[3], 0);
 	guest_cpuid(0x15);
-	CHECK_EQ(cpuid_regs[2], 100000000);
+	CHECK_EQ(cpuid_regs[2], 1000000000);
 	guest_cpuid(0);
 	CHECK(cpuid_regs[0] >= 0x16);
 	CHECK_EQ(stopped, 0);

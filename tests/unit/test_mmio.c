@@ -112,6 +112,17 @@ static void test_bus(void)
 	for (int i = 3; i < MMIO_MAX_REGIONS; i++)
 		CHECK_EQ(mmio_register(&b, "x", 0x10000 * (u64)(i + 1), 0x10, &rf_ops, &d), 0);
 	CHECK_EQ(mmio_register(&b, "full", 0x900000, 0x10, &rf_ops, &d), -ENOSPC);
+	/* A device that moves (a relocated LAPIC page): only an exact base is
+	 * removed, the slot is free again, the other regions are still found. */
+	CHECK_EQ(mmio_unregister(&b, 0x1001), -ENOENT);
+	CHECK_EQ(mmio_unregister(&b, 0x1000), 0);
+	CHECK_EQ(mmio_unregister(&b, 0x1000), -ENOENT);
+	CHECK(mmio_find(&b, 0x1000) == NULL);
+	CHECK(mmio_find(&b, 0x2000) != NULL && mmio_find(&b, 0x2000)->base == 0x2000);
+	CHECK(mmio_find(&b, ~0ULL) != NULL && mmio_find(&b, ~0ULL)->base == ~0ULL - 0xF);
+	CHECK_EQ(mmio_register(&b, "moved", 0x900000, 0x1000, &rf_ops, &d), 0);
+	CHECK(mmio_find(&b, 0x900fff) != NULL);
+	CHECK_EQ(b.n, MMIO_MAX_REGIONS);
 }
 
 static void test_stores(void)

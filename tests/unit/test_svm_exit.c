@@ -55,9 +55,11 @@ static void test_every_kind(void)
 		{ SVM_EXIT_ERR, 0, 0, VMEXIT_ENTRY_FAILED, -EIO },
 		{ SVM_EXIT_PAUSE, 0, 0, VMEXIT_UNHANDLED, 0 },
 		{ SVM_EXIT_XSETBV, 0, 0, VMEXIT_XSETBV, 0 },
+		{ SVM_EXIT_VINTR, 0, 0, VMEXIT_INTR_WINDOW, 0 },
 	};
 	bool seen[VMEXIT_KIND_COUNT] = { false };
 
+	seen[VMEXIT_NMI_WINDOW] = true; /* AMD-V's NMI window is the IRET intercept */
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct vm_exit e;
 
@@ -195,6 +197,38 @@ static void test_requeue(void)
 	vmcb->control.exit_int_info = 0;
 }
 
+/* An external interrupt and an NMI cut short are requeued exactly as they
+ * were; the IRET intercept (on while an injected NMI blocks NMIs) keeps the
+ * blocking until an exit at another RIP shows the IRET completed. */
+static void test_intr_events(void)
+{
+	u64 intr = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_INTR | 0x30;
+	u64 nmi = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_NMI | 2;
+	struct vm_exit e;
+
+	vmcb->control.exit_int_info = intr;
+	decode(SVM_EXIT_NPF, 0, 0x1000);
+	CHECK_EQ(vmcb->control.event_inj, intr);
+	vmcb->control.exit_int_info = nmi;
+	decode(SVM_EXIT_INTR, 0, 0);
+	CHECK_EQ(vmcb->control.event_inj, nmi);
+	vmcb->control.exit_int_info = 0;
+	vmcb->control.event_inj = 0;
+
+	sv.nmi_blocked = true;
+	vmcb->control.intercept_misc1 |= INTERCEPT_IRET;
+	vmcb->save.rip = 0x5000;
+	e = decode(SVM_EXIT_IRET, 0, 0);
+	CHECK_EQ(e.kind, VMEXIT_NONE);
+	CHECK(!(vmcb->control.intercept_misc1 & INTERCEPT_IRET));
+	CHECK(sv.nmi_blocked);
+	decode(SVM_EXIT_INTR, 0, 0); /* same RIP: the IRET has not run */
+	CHECK(sv.nmi_blocked);
+	vmcb->save.rip = 0x1234;
+	decode(SVM_EXIT_INTR, 0, 0);
+	CHECK(!sv.nmi_blocked);
+}
+
 static void test_names(void)
 {
 	CHECK_STR(svm_exit_reason_name(SVM_EXIT_NPF), "NPF");
@@ -215,6 +249,7 @@ int main(void)
 	test_without_nrips();
 	test_with_nrips();
 	test_requeue();
+	test_intr_events();
 	test_names();
 	free(vmcb);
 	return test_done("svm_exit");

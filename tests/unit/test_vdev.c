@@ -50,6 +50,9 @@ void *kmalloc(size_t size) { return malloc(size); }
 void *kzalloc(size_t size) { return calloc(1, size); }
 void kfree(void *p) { free(p); }
 u64 vcpu_guest_tsc(struct vcpu *v) { return guest_tsc_now; }
+void vcpu_kick(struct vcpu *v) { v->kicked = true; }
+static int kicks;
+void vm_kick(struct vm *m) { kicks++; }
 
 static struct vm vm;
 static struct vcpu vcpu = { .vm = &vm };
@@ -432,12 +435,74 @@ static void test_pit_irq0(void)
 	CHECK(!vpic_intr(&vm));
 }
 
+/* The PIT's deadline is the guest TSC of OUT0's next rising edge, rounded up
+ * so that a sync there sees it (modes 2 and 0); the 8259A kicks the vCPUs
+ * when its INTR rises, not while it stays up. */
+static void test_pit_deadline(void)
+{
+	const struct vdev *pit = vdev_find(VDEV_PIT);
+	u64 start, dl;
+
+	vdev_reset_all(&vm);
+	vm.guest_tsc_hz = HZ;
+	guest_tsc_now = 5000000;
+	pic_init(0x01);
+	CHECK_EQ(pit->deadline(&vm, vm.dev[VDEV_PIT]), ~0ULL); /* no count written */
+	io(0x43, false, 0x34);
+	vpic_ack(&vm);
+	io(0x20, false, 0x20);
+	io(0x40, false, 1000 & 0xFF);
+	io(0x40, false, 1000 >> 8);
+	start = guest_tsc_now;
+	for (int period = 1; period <= 3; period++) {
+		dl = pit->deadline(&vm, vm.dev[VDEV_PIT]);
+		CHECK_EQ(dl, start + (u64)period * 1000 * 1000 + 1);
+		guest_tsc_now = dl - 2; /* the port accesses sync too */
+		vdev_sync(&vm, guest_tsc_now);
+		CHECK(!vpic_intr(&vm));
+		kicks = 0;
+		guest_tsc_now = dl;
+		vdev_sync(&vm, dl);
+		CHECK(vpic_intr(&vm));
+		CHECK_EQ(kicks, 1);
+		CHECK(pit->deadline(&vm, vm.dev[VDEV_PIT]) > dl);
+		CHECK_EQ(vpic_ack(&vm), 0x30);
+		io(0x20, false, 0x20);
+	}
+	/* Masked IR0: the edge waits in the IRR, nobody is kicked; the unmask
+	 * raises INTR and kicks. */
+	io(0x21, false, 0x01);
+	kicks = 0;
+	guest_tsc_now = start + 4 * 1000 * 1000 + 1;
+	vdev_sync(&vm, guest_tsc_now);
+	CHECK(!vpic_intr(&vm));
+	CHECK_EQ(kicks, 0);
+	io(0x21, false, 0x00);
+	CHECK(vpic_intr(&vm));
+	CHECK_EQ(kicks, 1);
+	vpic_ack(&vm);
+	io(0x20, false, 0x20);
+	/* Mode 0: one deadline at terminal count, none after its edge. */
+	io(0x43, false, 0x30);
+	io(0x40, false, 100);
+	io(0x40, false, 0);
+	start = guest_tsc_now;
+	dl = pit->deadline(&vm, vm.dev[VDEV_PIT]);
+	CHECK_EQ(dl, start + 100 * 1000 + 1);
+	guest_tsc_now = dl;
+	vdev_sync(&vm, dl);
+	CHECK(vpic_intr(&vm));
+	CHECK_EQ(pit->deadline(&vm, vm.dev[VDEV_PIT]), ~0ULL);
+	vpic_ack(&vm);
+	io(0x20, false, 0x20);
+}
+
 /* Every device's record: saved from a VM in use, loaded into a fresh VM, and
  * saved again: the bytes are equal, so nothing was dropped on the way. */
 static void test_records(void)
 {
 	static struct vm other;
-	u8 a[512], b[512];
+	static u8 a[4096], b[4096];
 	const char *why = NULL;
 
 	vdev_reset_all(&vm);
@@ -695,6 +760,7 @@ int main(void)
 	vm.state = VM_RUNNING;
 	test_pic();
 	test_pit_irq0();
+	test_pit_deadline();
 	test_records();
 	test_version1_records();
 	test_fwcfg();

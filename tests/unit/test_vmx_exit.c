@@ -148,6 +148,8 @@ static void test_every_kind(void)
 		  VMEXIT_ENTRY_FAILED, -EIO },
 		{ EXIT_REASON_RDTSC, 0, VMEXIT_UNHANDLED, 0 },
 		{ EXIT_REASON_XSETBV, 0, VMEXIT_XSETBV, 0 },
+		{ EXIT_REASON_INTERRUPT_WINDOW, 0, VMEXIT_INTR_WINDOW, 0 },
+		{ EXIT_REASON_NMI_WINDOW, 0, VMEXIT_NMI_WINDOW, 0 },
 	};
 	bool seen[VMEXIT_KIND_COUNT] = { false };
 
@@ -289,6 +291,26 @@ static void test_exceptions(void)
 	CHECK_EQ(__vmcs_read(VM_ENTRY_INTR_INFO_FIELD),
 		 INTR_INFO_VALID_MASK | (INTR_TYPE_SOFT_INTR << 8) | 0x80);
 	CHECK_EQ(__vmcs_read(VM_ENTRY_INSTRUCTION_LEN), 2);
+
+	/* An external interrupt and an NMI cut short by an EPT violation are
+	 * requeued as they were, once (no error code, no length). */
+	reset();
+	__vmcs_write(IDT_VECTORING_INFO_FIELD,
+		     INTR_INFO_VALID_MASK | (INTR_TYPE_EXT_INTR << 8) | 0x30);
+	decode(EXIT_REASON_EPT_VIOLATION, 0, 3);
+	CHECK_EQ(__vmcs_read(VM_ENTRY_INTR_INFO_FIELD),
+		 INTR_INFO_VALID_MASK | (INTR_TYPE_EXT_INTR << 8) | 0x30);
+	CHECK_EQ(__vmcs_read(VM_ENTRY_INSTRUCTION_LEN), 0);
+	reset();
+	__vmcs_write(IDT_VECTORING_INFO_FIELD,
+		     INTR_INFO_VALID_MASK | (INTR_TYPE_NMI_INTR << 8) | 2);
+	decode(EXIT_REASON_EPT_VIOLATION, 0, 3);
+	CHECK_EQ(__vmcs_read(VM_ENTRY_INTR_INFO_FIELD),
+		 INTR_INFO_VALID_MASK | (INTR_TYPE_NMI_INTR << 8) | 2);
+	/* An exit with nothing being delivered queues nothing. */
+	reset();
+	decode(EXIT_REASON_INTERRUPT_WINDOW, 0, 0);
+	CHECK_EQ(__vmcs_read(VM_ENTRY_INTR_INFO_FIELD), 0);
 
 	/* MONITOR/MWAIT are hidden (#UD), RDPMC has no virtual PMU (#GP). */
 	reset();

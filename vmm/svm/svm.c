@@ -254,10 +254,66 @@ static int svm_advance_rip(struct vcpu *v, const struct vm_exit *exit)
 	return 0;
 }
 
-static int svm_inject_exception(struct vcpu *v, u8 vector, bool has_error, u32 error_code)
+/* APM Vol. 2 15.20 "Event Injection". An NMI blocks NMIs until the guest's
+ * IRET completes; the IRET intercept tells when (svm_exit.c). */
+static int svm_ops_inject_event(struct vcpu *v, const struct vcpu_event *ev)
 {
-	svm_inject_event(((struct svm_vcpu *)v->arch)->vmcb, SVM_EVTINJ_TYPE_EXEPT, vector,
-			 has_error, error_code);
+	struct svm_vcpu *s = v->arch;
+
+	switch (ev->type) {
+	case VCPU_EVENT_EXTINT:
+		svm_inject_event(s->vmcb, SVM_EVTINJ_TYPE_INTR, ev->vector, false, 0);
+		break;
+	case VCPU_EVENT_NMI:
+		svm_inject_event(s->vmcb, SVM_EVTINJ_TYPE_NMI, X86_TRAP_NMI, false, 0);
+		s->nmi_blocked = true;
+		s->iret_seen = false;
+		s->vmcb->control.intercept_misc1 |= INTERCEPT_IRET;
+		break;
+	default:
+		svm_inject_event(s->vmcb, SVM_EVTINJ_TYPE_EXEPT, ev->vector, ev->has_error,
+				 ev->error_code);
+		break;
+	}
+	return 0;
+}
+
+/* The VMCB's interrupt shadow (one for STI and MOV SS), RFLAGS.IF, the NMI
+ * blocking Amber tracks, and EVENTINJ. */
+static int svm_intr_state(struct vcpu *v, u32 *state)
+{
+	struct svm_vcpu *s = v->arch;
+
+	*state = (s->vmcb->control.int_state & SVM_INTERRUPT_SHADOW_MASK) ? VCPU_INTR_STI : 0;
+	if (s->vmcb->save.rflags & X86_RFLAGS_IF)
+		*state |= VCPU_INTR_IF;
+	if (s->nmi_blocked)
+		*state |= VCPU_INTR_NMI;
+	if (s->vmcb->control.event_inj & SVM_EVTINJ_VALID)
+		*state |= VCPU_INTR_QUEUED;
+	return 0;
+}
+
+/* The interrupt window is a virtual interrupt that is never taken: V_IRQ at
+ * the highest priority, TPR ignored, and the VINTR intercept, which exits as
+ * soon as the guest could take it (IF=1, no shadow). APM Vol. 2 15.21.4
+ * "Injecting Virtual (INTR) Interrupts". The NMI window is the IRET
+ * intercept, on whenever NMIs are blocked (svm_ops_inject_event). */
+static int svm_set_windows(struct vcpu *v, u32 windows)
+{
+	struct svm_vcpu *s = v->arch;
+	struct vmcb_control_area *c = &s->vmcb->control;
+
+	if ((windows & VCPU_WINDOW_INTR) == (s->windows & VCPU_WINDOW_INTR))
+		return 0;
+	if (windows & VCPU_WINDOW_INTR) {
+		c->int_ctl |= V_IRQ_MASK | V_IGN_TPR_MASK | V_INTR_PRIO_MASK;
+		c->intercept_misc1 |= INTERCEPT_VINTR;
+	} else {
+		c->int_ctl &= ~(u64)(V_IRQ_MASK | V_IGN_TPR_MASK | V_INTR_PRIO_MASK);
+		c->intercept_misc1 &= ~INTERCEPT_VINTR;
+	}
+	s->windows = windows;
 	return 0;
 }
 
@@ -292,7 +348,9 @@ const struct vcpu_ops svm_ops = {
 	.get_state = svm_ops_get_state,
 	.set_state = svm_ops_set_state,
 	.advance_rip = svm_advance_rip,
-	.inject_exception = svm_inject_exception,
+	.inject_event = svm_ops_inject_event,
+	.intr_state = svm_intr_state,
+	.set_windows = svm_set_windows,
 	.read_rip = svm_read_rip,
 	.get_field = svm_get_field,
 	.set_field = svm_set_field,

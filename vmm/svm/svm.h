@@ -39,6 +39,14 @@ struct svm_vcpu {
 	u64 vmcb_pa;
 	bool flush; /* flush this ASID's TLB entries on the next VMRUN */
 	struct svm_guest_regs g;
+	u32 windows; /* VCPU_WINDOW_* requested (set_windows) */
+	/* NMI blocking, which the VMCB does not hold: set when an NMI is
+	 * injected, cleared once the guest's IRET has completed. The IRET
+	 * intercept comes before the IRET runs, so its RIP is kept and the
+	 * first exit at another RIP ends the blocking. */
+	bool nmi_blocked;
+	bool iret_seen;
+	u64 iret_rip;
 };
 
 /* The entry stub (svm_entry.asm): loads v->regs (RAX and RSP excepted: they are

@@ -15,6 +15,8 @@
 #define INTERCEPT_NMI BIT(1)
 #define INTERCEPT_SMI BIT(2)
 #define INTERCEPT_INIT BIT(3)
+#define INTERCEPT_VINTR BIT(4)
+#define INTERCEPT_IRET BIT(20)
 #define INTERCEPT_CPUID BIT(18)
 #define INTERCEPT_INVD BIT(22)
 #define INTERCEPT_HLT BIT(24)
@@ -41,6 +43,10 @@
 
 /* V_INTR fields (offset 0x60), APM 15.21.1 "Virtual Interrupt Masking". */
 #define V_TPR_MASK 0x0F
+#define V_IRQ_MASK BIT(8)
+#define V_INTR_PRIO_SHIFT 16
+#define V_INTR_PRIO_MASK (0xF << V_INTR_PRIO_SHIFT)
+#define V_IGN_TPR_MASK BIT(20)
 #define V_INTR_MASKING_MASK BIT(24)
 
 /* Guest interrupt state (offset 0x68). */
@@ -59,6 +65,8 @@
 #define SVM_EVTINJ_TYPE_SOFT (4 << SVM_EVTINJ_TYPE_SHIFT)
 #define SVM_EVTINJ_VALID_ERR BIT(11)
 #define SVM_EVTINJ_VALID BIT(31)
+
+#define X86_RFLAGS_IF BIT(9)
 
 /* EXITINFO1 of an IOIO intercept, APM 15.10.2 "IN and OUT Behavior". */
 #define SVM_IOIO_TYPE_MASK BIT(0) /* 1 = IN */

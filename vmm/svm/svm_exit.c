@@ -103,6 +103,19 @@ static void svm_exit_monitor(struct vcpu *v, struct vm_exit *exit)
 	svm_fault(exit, X86_TRAP_UD, false);
 }
 
+/* IRET while an injected NMI's handler runs (intercepted only then): the
+ * blocking ends once this IRET has completed, which the next exit at another
+ * RIP shows (svm_decode_exit). The intercept has done its work. */
+static void svm_exit_iret(struct vcpu *v, struct vm_exit *exit)
+{
+	struct svm_vcpu *s = v->arch;
+
+	s->iret_seen = true;
+	s->iret_rip = exit->rip;
+	s->vmcb->control.intercept_misc1 &= ~INTERCEPT_IRET;
+	exit->kind = VMEXIT_NONE;
+}
+
 static const struct {
 	enum vm_exit_kind kind; /* for exits needing no decoding */
 	u8 insn_len;		/* the plain encoding's length, when NRIPS is absent */
@@ -112,6 +125,8 @@ static const struct {
 	[SVM_EXIT_INTR] = { .kind = VMEXIT_HOST_INTERRUPT },
 	[SVM_EXIT_NMI] = { .kind = VMEXIT_HOST_INTERRUPT },
 	[SVM_EXIT_SMI] = { .kind = VMEXIT_HOST_INTERRUPT },
+	[SVM_EXIT_VINTR] = { .kind = VMEXIT_INTR_WINDOW },
+	[SVM_EXIT_IRET] = { .decode = svm_exit_iret },
 	[SVM_EXIT_SHUTDOWN] = { .kind = VMEXIT_TRIPLE_FAULT },
 	[SVM_EXIT_CPUID] = { .kind = VMEXIT_CPUID, .insn_len = LEN_CPUID },
 	[SVM_EXIT_HLT] = { .kind = VMEXIT_HLT, .insn_len = LEN_HLT },
@@ -248,7 +263,8 @@ static u8 svm_insn_len(const struct vmcb *vmcb, u8 fixed)
  * refused. */
 int svm_decode_exit(struct vcpu *v, struct vm_exit *exit)
 {
-	struct vmcb *vmcb = svm_vmcb(v);
+	struct svm_vcpu *s = v->arch;
+	struct vmcb *vmcb = s->vmcb;
 	struct vmcb_control_area *c = &vmcb->control;
 	u64 code = c->exit_code;
 
@@ -263,6 +279,10 @@ int svm_decode_exit(struct vcpu *v, struct vm_exit *exit)
 		return -EIO;
 	}
 	svm_requeue_event(c);
+	if (s->iret_seen && exit->rip != s->iret_rip) {
+		s->iret_seen = false;
+		s->nmi_blocked = false;
+	}
 	if (code >= ARRAY_SIZE(svm_exits)) {
 		exit->kind = VMEXIT_UNHANDLED;
 		return 0;

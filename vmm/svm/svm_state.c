@@ -134,6 +134,19 @@ static void svm_event_set(struct vmcb_control_area *c, const struct vcpu_event *
 			(ev->has_error ? SVM_EVTINJ_VALID_ERR | (u64)ev->error_code << 32 : 0);
 }
 
+static void svm_set_intr_state(struct svm_vcpu *s, u32 intr)
+{
+	struct vmcb_control_area *c = &s->vmcb->control;
+
+	c->int_state = (intr & (VCPU_INTR_STI | VCPU_INTR_MOV_SS)) ? SVM_INTERRUPT_SHADOW_MASK : 0;
+	s->nmi_blocked = intr & VCPU_INTR_NMI;
+	s->iret_seen = false;
+	if (s->nmi_blocked)
+		c->intercept_misc1 |= INTERCEPT_IRET;
+	else
+		c->intercept_misc1 &= ~INTERCEPT_IRET;
+}
+
 /* ---- the whole state ----------------------------------------------------------- */
 
 static void svm_xfer_seg(struct vmcb_seg *vs, struct vcpu_segment *out,
@@ -197,12 +210,12 @@ static void svm_xfer_state(struct vcpu *v, struct vcpu_state *out, const struct 
 	VCPU_XFER(out, in, sa->dr7, dr7);
 	/* The guest's TSC is the host's plus the offset. */
 	VCPU_XFER_WITH(out, in, tsc, rdtsc() + c->tsc_offset, c->tsc_offset = in->tsc - rdtsc());
-	/* AMD-V has one interrupt shadow for STI and MOV SS. */
+	/* AMD-V has one interrupt shadow for STI and MOV SS; NMI blocking is
+	 * Amber's (svm.h), with the IRET intercept on while it lasts. */
 	VCPU_XFER_WITH(out, in, interruptibility,
-		       (c->int_state & SVM_INTERRUPT_SHADOW_MASK) ? VCPU_INTR_STI : 0,
-		       c->int_state = (in->interruptibility & (VCPU_INTR_STI | VCPU_INTR_MOV_SS)) ?
-					      SVM_INTERRUPT_SHADOW_MASK :
-					      0);
+		       ((c->int_state & SVM_INTERRUPT_SHADOW_MASK) ? VCPU_INTR_STI : 0) |
+			       (s->nmi_blocked ? VCPU_INTR_NMI : 0),
+		       svm_set_intr_state(s, in->interruptibility));
 	VCPU_XFER_WITH(out, in, pending, svm_event_get(c), svm_event_set(c, &in->pending));
 	/* Derived, not stored: CPL is SS.DPL in protected mode, 0 in real mode,
 	 * 3 in virtual-8086 mode; the descriptor tables' padding is zero. */
@@ -282,6 +295,9 @@ int svm_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
 	case VCPU_FIELD_TSC:
 		*val = rdtsc() + vmcb->control.tsc_offset;
 		break;
+	case VCPU_FIELD_CR8:
+		*val = vmcb->control.int_ctl & V_TPR_MASK;
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -332,6 +348,12 @@ int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
 		break;
 	case VCPU_FIELD_TSC:
 		vmcb->control.tsc_offset = val - rdtsc();
+		break;
+	case VCPU_FIELD_CR8:
+		/* V_TPR: the guest's MOV CR8 reads and writes it without an
+		 * exit (V_INTR_MASKING, APM Vol. 2 15.21.2 "Virtualizing APIC.TPR"). */
+		vmcb->control.int_ctl = (vmcb->control.int_ctl & ~(u64)V_TPR_MASK) |
+					(val & V_TPR_MASK);
 		break;
 	default:
 		return -EINVAL;

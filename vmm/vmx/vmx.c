@@ -39,6 +39,7 @@ static const struct vmx_ctl_name vmx_pin_required[] = {
 };
 static const struct vmx_ctl_name vmx_proc_required[] = {
 	{ CPU_BASED_HLT_EXITING, "HLT exiting" },
+	{ CPU_BASED_INTR_WINDOW_EXITING, "interrupt-window exiting" },
 	{ CPU_BASED_UNCOND_IO_EXITING, "unconditional I/O exiting" },
 	{ CPU_BASED_CR8_LOAD_EXITING, "CR8-load exiting" },
 	{ CPU_BASED_CR8_STORE_EXITING, "CR8-store exiting" },
@@ -150,10 +151,17 @@ static int vmx_check_features(void)
 	vmx_caps.pin =
 		VMX_ADJUST(true_ctls ? MSR_IA32_VMX_TRUE_PINBASED_CTLS : MSR_IA32_VMX_PINBASED_CTLS,
 			   vmx_pin_required,
-			   cpu.vmx_preempt_timer ? PIN_BASED_VMX_PREEMPTION_TIMER : 0, missing);
+			   PIN_BASED_VIRTUAL_NMIS |
+				   (cpu.vmx_preempt_timer ? PIN_BASED_VMX_PREEMPTION_TIMER : 0),
+			   missing);
 	vmx_caps.proc = VMX_ADJUST(true_ctls ? MSR_IA32_VMX_TRUE_PROCBASED_CTLS :
 					       MSR_IA32_VMX_PROCBASED_CTLS,
 				   vmx_proc_required, 0, missing);
+	/* The window exits are switched on per entry (set_windows); the NMI
+	 * window needs virtual NMIs (SDM Vol. 3C 25.6.1 "Pin-Based VM-Execution
+	 * Controls"). */
+	vmx_caps.proc &= ~(CPU_BASED_INTR_WINDOW_EXITING | CPU_BASED_NMI_WINDOW_EXITING);
+	vmx_caps.vnmi = vmx_caps.pin & PIN_BASED_VIRTUAL_NMIS;
 	/* The secondary controls' MSR exists only when they can be activated. */
 	if (vmx_caps.proc & CPU_BASED_ACTIVATE_SECONDARY_CONTROLS)
 		vmx_caps.proc2 = VMX_ADJUST(MSR_IA32_VMX_PROCBASED_CTLS2, vmx_proc2_required,
@@ -200,6 +208,7 @@ static int vmx_check_features(void)
 			(misc & VMX_MISC_PREEMPTION_TIMER_RATE_MASK);
 
 		vmx_caps.preempt_slice = t < 1 ? 1 : t > 0xffffffffULL ? 0xffffffffU : (u32)t;
+		vmx_caps.preempt_rate = misc & VMX_MISC_PREEMPTION_TIMER_RATE_MASK;
 	}
 	vmx_caps.lma_saved = misc & VMX_MISC_SAVE_EFER_LMA;
 
@@ -581,8 +590,14 @@ static int vmx_vcpu_run(struct vcpu *v, struct vm_exit *exit)
 		x->reload_pdptrs = false;
 	}
 	vmcs_writel(GUEST_RSP, v->regs[REG_RSP]);
-	if (vmx_caps.preempt_timer)
-		vmcs_write32(VMX_PREEMPTION_TIMER_VALUE, vmx_caps.preempt_slice);
+	if (vmx_caps.preempt_timer) {
+		/* The slice, or less when a device deadline comes first: the
+		 * guest must not run past it without an exit. */
+		u64 t = v->run_budget >> vmx_caps.preempt_rate;
+
+		vmcs_write32(VMX_PREEMPTION_TIMER_VALUE,
+			     t < vmx_caps.preempt_slice ? (u32)t : vmx_caps.preempt_slice);
+	}
 	rc = vmx_vcpu_enter(v, x->launched);
 	if (rc) {
 		/* VMLAUNCH/VMRESUME itself refused: the error number says why
@@ -634,13 +649,57 @@ static int vmx_advance_rip(struct vcpu *v, const struct vm_exit *exit)
 	return 0;
 }
 
-static int vmx_inject_exception(struct vcpu *v, u8 vector, bool has_error, u32 error_code)
+static int vmx_ops_inject_event(struct vcpu *v, const struct vcpu_event *ev)
 {
 	int err = vmx_load_vmcs(v->arch);
 
 	if (err)
 		return err;
-	vmx_inject_event(INTR_TYPE_HARD_EXCEPTION, vector, has_error, error_code, 0);
+	/* struct vcpu_event's types are VMX's own. */
+	vmx_inject_event(ev->type, ev->vector, ev->has_error, ev->error_code, 0);
+	return 0;
+}
+
+/* SDM Vol. 3C 25.4.2 "Guest Non-Register State" (interruptibility state),
+ * 27.6 "Event Injection" (an event queued in the entry field). */
+static int vmx_intr_state(struct vcpu *v, u32 *state)
+{
+	int err = vmx_load_vmcs(v->arch);
+
+	if (err)
+		return err;
+	*state = vmcs_read32(GUEST_INTERRUPTIBILITY_INFO) &
+		 (GUEST_INTR_STATE_STI | GUEST_INTR_STATE_MOV_SS | GUEST_INTR_STATE_NMI);
+	if (vmcs_readl(GUEST_RFLAGS) & X86_RFLAGS_IF)
+		*state |= VCPU_INTR_IF;
+	if (vmcs_read32(VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID_MASK)
+		*state |= VCPU_INTR_QUEUED;
+	return 0;
+}
+
+/* Interrupt-window and NMI-window exiting, SDM Vol. 3C 26.7.5 "Interrupt-
+ * Window Exiting and Virtual-Interrupt Delivery" and 26.7.6 "NMI-Window
+ * Exiting". Without virtual NMIs there is no NMI window: a waiting NMI is
+ * then looked at again on the next exit. */
+static int vmx_set_windows(struct vcpu *v, u32 windows)
+{
+	struct vmx_vcpu *x = v->arch;
+	u32 proc = vmx_caps.proc;
+	int err;
+
+	if (!vmx_caps.vnmi)
+		windows &= ~VCPU_WINDOW_NMI;
+	if (windows == x->windows)
+		return 0;
+	err = vmx_load_vmcs(x);
+	if (err)
+		return err;
+	if (windows & VCPU_WINDOW_INTR)
+		proc |= CPU_BASED_INTR_WINDOW_EXITING;
+	if (windows & VCPU_WINDOW_NMI)
+		proc |= CPU_BASED_NMI_WINDOW_EXITING;
+	vmcs_write32(CPU_BASED_VM_EXEC_CONTROL, proc);
+	x->windows = windows;
 	return 0;
 }
 
@@ -702,7 +761,9 @@ const struct vcpu_ops vmx_ops = {
 	.get_state = vmx_ops_get_state,
 	.set_state = vmx_ops_set_state,
 	.advance_rip = vmx_advance_rip,
-	.inject_exception = vmx_inject_exception,
+	.inject_event = vmx_ops_inject_event,
+	.intr_state = vmx_intr_state,
+	.set_windows = vmx_set_windows,
 	.read_rip = vmx_read_rip,
 	.get_field = vmx_ops_get_field,
 	.set_field = vmx_ops_set_field,

@@ -23,7 +23,9 @@ struct vmx_caps {
 	bool vpid;	    /* VPIDs in use (with a usable INVVPID) */
 	bool preempt_timer; /* VMX-preemption timer in use */
 	bool lma_saved;	    /* exits store EFER.LMA in VM_ENTRY_IA32E_MODE */
+	bool vnmi;	    /* virtual NMIs: NMI blocking tracked, NMI-window exits */
 	u32 preempt_slice;  /* timer value loaded before each entry */
+	u8 preempt_rate;    /* the timer counts once every 2^rate TSC ticks */
 };
 extern struct vmx_caps vmx_caps;
 
@@ -46,6 +48,7 @@ struct vmx_vcpu {
 	u16 vpid;
 	u64 cr8;	    /* the guest's TPR as MOV CR8 sees it (CR8 accesses exit) */
 	bool reload_pdptrs; /* set_state ran: PAE PDPTEs to be read before entry */
+	u32 windows;	    /* VCPU_WINDOW_* requested (set_windows) */
 	struct vmx_guest_regs g;
 };
 

@@ -407,5 +407,6 @@
 #define X86_CR0_PG BIT(31)
 #define X86_CR4_PAE BIT(5)
 #define X86_CR4_VMXE BIT(13)
+#define X86_RFLAGS_IF BIT(9)
 
 #endif

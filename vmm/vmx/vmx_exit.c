@@ -141,7 +141,8 @@ static u64 *vmx_cr_gpr(struct vcpu *v, u64 q)
  * Guest accesses to control registers that exit: writes of CR0/CR4 bits that
  * VMX pins (CR0.NE, CR4.VMXE, unsupported bits) or that Amber keeps (CR0.CD
  * and NW), all CR8 accesses (the TPR
- * is kept per vCPU: the guest has no local APIC), and CR3 where the CPU
+ * is kept here while the guest runs; vmm/intr.c keeps it equal to the LAPIC's
+ * through VCPU_FIELD_CR8), and CR3 where the CPU
  * cannot turn CR3 exiting off. SDM Vol. 3C 26.1.3 "Instructions That Cause
  * VM Exits Conditionally".
  */
@@ -224,6 +225,8 @@ static const struct {
 	[EXIT_REASON_EXTERNAL_INTERRUPT] = { .kind = VMEXIT_HOST_INTERRUPT },
 	[EXIT_REASON_PREEMPTION_TIMER] = { .kind = VMEXIT_HOST_INTERRUPT },
 	[EXIT_REASON_TRIPLE_FAULT] = { .kind = VMEXIT_TRIPLE_FAULT },
+	[EXIT_REASON_INTERRUPT_WINDOW] = { .kind = VMEXIT_INTR_WINDOW },
+	[EXIT_REASON_NMI_WINDOW] = { .kind = VMEXIT_NMI_WINDOW },
 	[EXIT_REASON_CPUID] = { .kind = VMEXIT_CPUID },
 	[EXIT_REASON_HLT] = { .kind = VMEXIT_HLT },
 	[EXIT_REASON_IO_INSTRUCTION] = { .decode = vmx_exit_io },

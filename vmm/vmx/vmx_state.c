@@ -11,7 +11,6 @@
 #include "vmm/vmx/vmcs.h"
 #include "vmm/vmx/vmx.h"
 
-#define X86_RFLAGS_IF BIT(9)
 #define X86_RFLAGS_FIXED BIT(1)
 /* The RFLAGS bits that exist; VM entry refuses the others set. */
 #define X86_RFLAGS_VALID 0x3f7fd5ULL
@@ -512,6 +511,9 @@ int vmx_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
 	case VCPU_FIELD_TSC:
 		*val = rdtsc() + vmcs_read64(TSC_OFFSET);
 		break;
+	case VCPU_FIELD_CR8:
+		*val = ((struct vmx_vcpu *)v->arch)->cr8;
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -552,6 +554,9 @@ int vmx_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
 		break;
 	case VCPU_FIELD_TSC:
 		vmcs_write64(TSC_OFFSET, val - rdtsc());
+		break;
+	case VCPU_FIELD_CR8:
+		((struct vmx_vcpu *)v->arch)->cr8 = val & 0xf;
 		break;
 	default:
 		return -EINVAL;
