@@ -68,7 +68,7 @@ static int parse_setup(const u8 *img, u64 size, struct setup *s, char *err, size
 	if (s->version < LINUX_MIN_VERSION)
 		return fail(err, errlen, -ENOEXEC,
 			    "boot protocol %u.%02u is too old: Amber needs 2.06 or later",
-			    s->version >> 8, s->version & 0xFF);
+			    (unsigned)s->version >> 8, (unsigned)s->version & 0xFF);
 	s->loadflags = img[LINUX_LOADFLAGS];
 	if (!(s->loadflags & LINUX_LOADED_HIGH))
 		return fail(err, errlen, -ENOEXEC,

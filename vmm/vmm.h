@@ -185,8 +185,8 @@ struct vcpu {
 	u64 regs[NR_VCPU_REGS];
 	bool halted;
 	bool kicked; /* something to take may have arrived (vmm/intr.h) */
-	void *arch; /* backend's per-vCPU data (VMCS or VMCB and friends) */
-	u8 *fpu;    /* XSAVE area of this vCPU while another one owns the FPU */
+	void *arch;  /* backend's per-vCPU data (VMCS or VMCB and friends) */
+	u8 *fpu;     /* XSAVE area of this vCPU while another one owns the FPU */
 	u64 exits;
 	u64 exit_counts[VMEXIT_KIND_COUNT];
 	/* Generic bookkeeping (vmm/vcpu.c). */
@@ -220,6 +220,7 @@ struct vm {
 	char image_cmdline[128]; /* the cmdline the image came with */
 	struct mmio_bus mmio;	 /* device ranges (vmm/mmio.c); no RAM behind them */
 	u32 fail_state;		 /* test hook (vm fail-state): state accesses left to fail */
+	char boot_layout[80];	 /* a Linux guest's layout for `vm info`, else "" */
 };
 
 void vmm_init(void);
@@ -229,9 +230,11 @@ const char *vmm_unavailable_reason(void);
  * why there is none. */
 void vmm_describe_backend(char *buf, size_t len);
 /* Creates a VM from a guest image with `mem` bytes of RAM; returns it or NULL
- * after printing why. The guest is loaded and its vCPU 0 set to the Multiboot
- * entry state. */
-struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline);
+ * after printing why. The guest is loaded and its vCPU 0 set to its entry
+ * state: Multiboot's, or for a Linux bzImage the 32-bit boot protocol's with
+ * the image named `initrd` (NULL for none) as its initrd. */
+struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
+		     const char *initrd);
 /* Creates an empty VM (RAM and vCPUs, nothing loaded): the restore path. */
 struct vm *vm_create_empty(const char *image, u64 mem, int ncpus);
 void vm_destroy(struct vm *vm);
