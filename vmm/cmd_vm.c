@@ -50,7 +50,7 @@ static int cmd_images(int argc, char **argv)
 		printk("no guest images (built-in guests missing and no Multiboot modules)\n");
 		return 0;
 	}
-	printk("%-16s %10s  %-9s %-14s %s\n", "NAME", "SIZE", "FROM", "KIND", "DEFAULT ARGUMENTS");
+	printk("%-18s %10s  %-9s %-14s %s\n", "NAME", "SIZE", "FROM", "KIND", "DEFAULT ARGUMENTS");
 	for (int i = 0; i < n; i++) {
 		const struct guest_image *img = guest_image_at(i);
 		char size[24], kind[24];
@@ -70,7 +70,7 @@ static int cmd_images(int argc, char **argv)
 			strlcpy(kind, "unknown", sizeof(kind));
 		}
 		format_size(size, sizeof(size), img->size);
-		printk("%-16s %10s  %-9s %-14s %s\n", img->name, size,
+		printk("%-18s %10s  %-9s %-14s %s\n", img->name, size,
 		       img->module ? "module" : "built-in", kind, img->cmdline);
 	}
 	return 0;
