@@ -10,10 +10,10 @@
 #include "vmm/vmm_internal.h"
 
 int linux_vm_load(struct vm *vm, const struct guest_image *img, const struct guest_image *initrd,
-		  const char *cmdline, const struct mem_range *map, int nmap)
+		  const char *cmdline, const struct mem_range *map, int nmap, u64 rsdp)
 {
 	static struct vcpu_state entry; /* large: not on the shell's stack */
-	struct linux_params p = { .cmdline = cmdline, .map = map, .nmap = nmap };
+	struct linux_params p = { .cmdline = cmdline, .map = map, .nmap = nmap, .rsdp = rsdp };
 	struct loader_target t;
 	struct linux_loaded l;
 	char err[160], rd[32] = "no initrd";

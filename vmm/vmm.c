@@ -350,9 +350,11 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 	snprintf(vm->cmdline, sizeof(vm->cmdline), "%s%s%s", img->name, cmdline[0] ? " " : "",
 		 cmdline);
 	if (is_linux) {
-		/* Linux gets the arguments alone: it would pass the name to init. */
+		/* Linux gets the arguments alone: it would pass the name to init.
+		 * LEAD: pass the RSDP's address once the firmware builds ACPI tables
+		 * (0 now: Linux then searches the BIOS area itself). */
 		if (linux_vm_load(vm, img, initrd, cmdline, map,
-				  vm_memory_map(vm, map, ARRAY_SIZE(map)))) {
+				  vm_memory_map(vm, map, ARRAY_SIZE(map)), 0)) {
 			vm_destroy(vm);
 			return NULL;
 		}

@@ -109,10 +109,11 @@ struct loader_target;
 void vm_loader_target(struct vm *vm, struct loader_target *t);
 
 /* vmm/linux_vm.c: loads the Linux kernel `img` with `initrd` (NULL for none),
- * the command line and the memory map into vm and sets vCPU 0 to its entry.
- * Returns 0, or a negative errno after printing why. */
+ * the command line, the memory map and the ACPI RSDP address (0: none) into
+ * vm and sets vCPU 0 to its entry. Returns 0, or a negative errno after
+ * printing why. */
 struct mem_range;
 int linux_vm_load(struct vm *vm, const struct guest_image *img, const struct guest_image *initrd,
-		  const char *cmdline, const struct mem_range *map, int nmap);
+		  const char *cmdline, const struct mem_range *map, int nmap, u64 rsdp);
 
 #endif
