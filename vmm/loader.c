@@ -79,8 +79,6 @@ static s64 find_header(const u8 *img, u64 size)
 	return -1;
 }
 
-bool mb_probe(const u8 *img, u64 size) { return find_header(img, size) >= 0; }
-
 /* Checks the segments against each other and the RAM. */
 static int check_segments(const struct segment *seg, int n, u64 mem_size, u64 *lo, u64 *hi,
 			  char *err, size_t errlen)
@@ -432,3 +430,5 @@ const char *mb_format_name(enum mb_format f)
 	}
 	return "?";
 }
+
+bool mb_probe(const u8 *img, u64 size) { return find_header(img, size) >= 0; }
