@@ -32,7 +32,7 @@ def material():
 	if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
 		try:
 			r = subprocess.run([os.path.join(ROOT, "scripts", "fetch-linux"), LINUX_DIR],
-					   capture_output=True, text=True, timeout=600)
+					   capture_output=True, text=True, timeout=120)
 			why = (r.stdout + r.stderr).strip().splitlines()[-1:] if r.returncode else []
 		except (OSError, subprocess.TimeoutExpired) as e:
 			why = [str(e)]
@@ -57,7 +57,7 @@ def boot(kernel, initrd, extra=()):
 				      name="qemu-svm-linux")
 
 
-@timeout(180)
+@timeout(300)
 def test_linux_images_and_refusals():
 	kernel, initrd = material()
 	# A bzImage cut short: the header still says how long the kernel is.
