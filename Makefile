@@ -1,6 +1,7 @@
 # Amber: one non-recursive Makefile.
 #   make          build/amber.elf (QEMU -kernel boots it; GRUB with multiboot2)
 #   make run      boot Amber in QEMU with the demo guests and a scratch snapshot disk
+#   make run-linux  the same with Debian's kernel and a busybox initramfs as modules
 #   make test     every test: host unit tests, then QEMU and Bochs integration tests
 #   make iso      build/amber.iso, a BIOS + UEFI GRUB image for a USB stick
 #   make bench    the benchmarks (counted or measured, never asserted)
@@ -42,7 +43,7 @@ Q := @
 say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-.PHONY: all run test iso bench check clean deps unit guests print-unit-bins fuzz fuzz-build \
+.PHONY: all run run-linux test iso bench check clean deps unit guests print-unit-bins fuzz fuzz-build \
 	reliability print-fuzz-targets
 all: $(BUILD)/amber.elf
 
@@ -82,6 +83,12 @@ $(BUILD)/amber.iso: $(BUILD)/amber.elf scripts/mkiso
 
 run: deps all
 	./scripts/run-qemu
+
+# Amber with Debian's kernel and the busybox initramfs as modules (scripts/fetch-linux);
+# at the prompt: vm create vmlinuz mem=256M initrd=initramfs.cpio.gz -- console=ttyS0
+run-linux: deps all
+	./scripts/run-qemu --module $(BUILD)/linux/vmlinuz console=ttyS0 \
+		--module $(BUILD)/linux/initramfs.cpio.gz ""
 
 # ---- host unit tests: pure modules built with sanitizers -------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g -I. -Wall -Wextra -Werror -Wno-unused-parameter \

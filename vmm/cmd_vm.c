@@ -8,6 +8,7 @@
 #include "kernel/printk.h"
 #include "kernel/shell.h"
 #include "kernel/time.h"
+#include "vmm/linux.h"
 #include "vmm/vmm_internal.h"
 
 #define CTRL_RIGHT_BRACKET 0x1D /* Ctrl-]: detaches `vm console` */
@@ -15,7 +16,8 @@
 #define VGA_COLS 80
 #define VGA_ROWS 25
 
-static const char vm_usage[] = "vm images | vm create IMAGE [mem=SIZE] [cpus=N] [-- GUEST ARGS] | "
+static const char vm_usage[] = "vm images | vm create IMAGE [mem=SIZE] [cpus=N] [initrd=IMAGE] "
+			       "[-- GUEST ARGS] | "
 			       "vm start|pause|resume|kill|info|console|screen ID | vm list";
 
 /* Parses a VM id and finds the VM; prints why not and returns NULL. */
@@ -48,14 +50,28 @@ static int cmd_images(int argc, char **argv)
 		printk("no guest images (built-in guests missing and no Multiboot modules)\n");
 		return 0;
 	}
-	printk("%-16s %10s  %-9s %s\n", "NAME", "SIZE", "FROM", "DEFAULT ARGUMENTS");
+	printk("%-18s %10s  %-9s %-14s %s\n", "NAME", "SIZE", "FROM", "KIND", "DEFAULT ARGUMENTS");
 	for (int i = 0; i < n; i++) {
 		const struct guest_image *img = guest_image_at(i);
-		char size[24];
+		char size[24], kind[24];
+		const char *what;
 
+		switch (image_kind(img->data, img->size, &what)) {
+		case IMAGE_LINUX:
+			strlcpy(kind, "Linux kernel", sizeof(kind));
+			break;
+		case IMAGE_MULTIBOOT:
+			strlcpy(kind, "Multiboot", sizeof(kind));
+			break;
+		case IMAGE_INITRD:
+			snprintf(kind, sizeof(kind), "initrd (%s)", what);
+			break;
+		default:
+			strlcpy(kind, "unknown", sizeof(kind));
+		}
 		format_size(size, sizeof(size), img->size);
-		printk("%-16s %10s  %-9s %s\n", img->name, size,
-		       img->module ? "module" : "built-in", img->cmdline);
+		printk("%-18s %10s  %-9s %-14s %s\n", img->name, size,
+		       img->module ? "module" : "built-in", kind, img->cmdline);
 	}
 	return 0;
 }
@@ -64,7 +80,7 @@ static int cmd_create(int argc, char **argv)
 {
 	u64 mem = VM_DEFAULT_MEM, cpus = 1;
 	char args[128];
-	const char *cmdline = NULL;
+	const char *cmdline = NULL, *initrd = NULL;
 	struct vm *vm;
 	int i;
 
@@ -83,9 +99,11 @@ static int cmd_create(int argc, char **argv)
 				       VM_MAX_VCPUS);
 				return -EINVAL;
 			}
+		} else if (!strncmp(argv[i], "initrd=", 7) && argv[i][7]) {
+			initrd = argv[i] + 7;
 		} else {
-			printk("vm create: unknown option '%s' (mem=SIZE, cpus=N, or -- before guest "
-			       "arguments)\n",
+			printk("vm create: unknown option '%s' (mem=SIZE, cpus=N, initrd=IMAGE,\n"
+			       "  or -- before guest arguments)\n",
 			       argv[i]);
 			return -EINVAL;
 		}
@@ -109,7 +127,7 @@ static int cmd_create(int argc, char **argv)
 		}
 		cmdline = args;
 	}
-	vm = vm_create(argv[2], mem, (int)cpus, cmdline);
+	vm = vm_create(argv[2], mem, (int)cpus, cmdline, initrd);
 	if (!vm)
 		return -EINVAL;
 	printk("created vm %d (%s, %lu MiB, %d vCPU): vm start %d runs it\n", vm->id, vm->image,
@@ -153,6 +171,8 @@ static int cmd_info(struct vm *vm)
 	printk("vm %d: %s, %s, %s RAM, %d vCPU(s)\n", vm->id, vm->image, vm_state_name(vm->state),
 	       mem, vm->nvcpus);
 	printk("command line: %s\n", vm->cmdline);
+	if (vm->boot_layout[0])
+		printk("boot: %s\n", vm->boot_layout);
 	if (vm->state == VM_EXITED)
 		printk("exit code: %d\n", vm->exit_code);
 	if (vm->state == VM_STOPPED)

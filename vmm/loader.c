@@ -450,3 +450,5 @@ const char *mb_format_name(enum mb_format f)
 	}
 	return "?";
 }
+
+bool mb_probe(const u8 *img, u64 size) { return find_header(img, size) >= 0; }

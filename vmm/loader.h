@@ -66,5 +66,8 @@ int mb_write_info(const struct loader_target *t, const struct mb_loaded *img, co
  * GDT in the information page and ESP at its start. */
 void mb_entry_state(struct vcpu_state *s, u32 entry, u32 info_gpa);
 const char *mb_format_name(enum mb_format f);
+/* True when `img` has a valid Multiboot 1 header in its first 8 KiB (what
+ * mb_load looks for first); says nothing of whether it will load. */
+bool mb_probe(const u8 *img, u64 size);
 
 #endif

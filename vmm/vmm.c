@@ -15,7 +15,10 @@
 #include "kernel/time.h"
 #include "kernel/x86.h"
 #include "vmm/fwtables.h"
+#include "vmm/linux.h"
+#include "vmm/memmap.h"
 #include "vmm/loader.h"
+#include "vmm/platform.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
@@ -262,27 +265,84 @@ static int target_zero(void *ctx, u64 gpa, u64 len)
 
 /* Writes the ACPI and MP tables into the VM's 0xE0000-0xFFFFF, which the
  * loader keeps clear (vmm/fwtables.c). Returns 0 or a negative errno. */
-static int install_fwtables(struct vm *vm)
+static int install_fwtables(struct vm *vm, struct fwtables_layout *where)
 {
 	u8 *area = gpa_to_hva(vm, PLAT_BIOS_AREA, FWTABLES_SIZE);
 
-	return area ? fwtables_build(area, vm->nvcpus, NULL) : -EFAULT;
+	return area ? fwtables_build(area, vm->nvcpus, where) : -EFAULT;
+}
+void vm_loader_target(struct vm *vm, struct loader_target *t)
+{
+	*t = (struct loader_target){
+		.mem_size = vm->mem_size, .write = target_write, .zero = target_zero, .ctx = vm
+	};
 }
 
-struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline)
+/* The VM's memory map (vmm/memmap.c, the one every guest interface copies)
+ * in the boot-information shape the Linux loader takes. Returns the count. */
+static int vm_memory_map(const struct vm *vm, struct mem_range *map)
+{
+	struct e820_entry e[MEMMAP_MAX];
+	int n = memmap_build(vm->mem_size, e);
+
+	for (int i = 0; i < n; i++)
+		map[i] = (struct mem_range){ e[i].addr, e[i].len,
+					     e[i].type == E820_RAM ? MEM_USABLE : MEM_RESERVED };
+	return n;
+}
+
+/* Which loader takes `img`, checked before any memory is allocated: a Linux
+ * kernel (with an optional initrd) or anything else for the Multiboot loader,
+ * which says why it is not one. Prints why and returns false when neither. */
+static bool check_image(const struct guest_image *img, const struct guest_image **initrd,
+			const char *initrd_name, bool *is_linux)
+{
+	const char *what;
+	enum image_kind kind = image_kind(img->data, img->size, &what);
+
+	*initrd = NULL;
+	*is_linux = kind == IMAGE_LINUX;
+	if (kind == IMAGE_INITRD) {
+		printk("vm: '%s' is an initrd (%s), not a kernel: give it to a Linux\n"
+		       "    kernel as initrd=%s\n",
+		       img->name, what, img->name);
+		return false;
+	}
+	if (!initrd_name)
+		return true;
+	if (!*is_linux) {
+		printk("vm: initrd= is for a Linux kernel; '%s' is not one (vm images)\n",
+		       img->name);
+		return false;
+	}
+	*initrd = guest_image_find(initrd_name);
+	if (!*initrd) {
+		printk("vm: no initrd image '%s' (vm images lists them)\n", initrd_name);
+		return false;
+	}
+	return true;
+}
+
+struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
+		     const char *initrd_name)
 {
 	static struct vcpu_state entry; /* large: not on the shell's stack */
-	const struct guest_image *img = guest_image_find(image);
+	const struct guest_image *img = guest_image_find(image), *initrd;
+	struct mem_range map[MEMMAP_MAX];
+	struct fwtables_layout fw;
 	struct loader_target t;
 	struct mb_loaded info;
 	char err[160];
 	struct vm *vm;
 	u32 info_gpa;
+	bool is_linux;
 
 	if (!img) {
 		printk("vm: no guest image '%s' (vm images lists them)\n", image);
 		return NULL;
 	}
+	if (!check_image(img, &initrd, initrd_name, &is_linux))
+		return NULL;
 	vm = vm_alloc(img->name, mem, ncpus);
 	if (!vm)
 		return NULL;
@@ -292,19 +352,26 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline)
 	/* Like GRUB, the command line starts with the kernel's own name. */
 	snprintf(vm->cmdline, sizeof(vm->cmdline), "%s%s%s", img->name, cmdline[0] ? " " : "",
 		 cmdline);
-	t = (struct loader_target){
-		.mem_size = mem, .write = target_write, .zero = target_zero, .ctx = vm
-	};
+	if (install_fwtables(vm, &fw)) {
+		printk("vm: could not write the firmware tables of '%s'\n", img->name);
+		vm_destroy(vm);
+		return NULL;
+	}
+	if (is_linux) {
+		/* Linux gets the arguments alone: it would pass the name to init. */
+		if (linux_vm_load(vm, img, initrd, cmdline, map, vm_memory_map(vm, map),
+				  fw.rsdp)) {
+			vm_destroy(vm);
+			return NULL;
+		}
+		return vm;
+	}
+	vm_loader_target(vm, &t);
 	err[0] = '\0';
 	if (mb_load(img->data, img->size, &t, &info, err, sizeof(err)) ||
 	    mb_write_info(&t, &info, vm->cmdline, &info_gpa, err, sizeof(err))) {
 		printk("vm: cannot load '%s': %s\n", img->name,
 		       err[0] ? err : "guest memory write failed");
-		vm_destroy(vm);
-		return NULL;
-	}
-	if (install_fwtables(vm)) {
-		printk("vm: could not write the firmware tables of '%s'\n", img->name);
 		vm_destroy(vm);
 		return NULL;
 	}

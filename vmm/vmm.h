@@ -252,6 +252,7 @@ struct vm {
 	struct mmio_bus mmio;	 /* device ranges (vmm/mmio.c); no RAM behind them */
 	u32 fail_state;		 /* test hook (vm fail-state): state accesses left to fail */
 	u64 next_deadline;	 /* the devices' next deadline, guest TSC (vmm/intr.c) */
+	char boot_layout[80];	 /* a Linux guest's layout for `vm info`, else "" */
 };
 
 void vmm_init(void);
@@ -261,9 +262,11 @@ const char *vmm_unavailable_reason(void);
  * why there is none. */
 void vmm_describe_backend(char *buf, size_t len);
 /* Creates a VM from a guest image with `mem` bytes of RAM; returns it or NULL
- * after printing why. The guest is loaded and its vCPU 0 set to the Multiboot
- * entry state. */
-struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline);
+ * after printing why. The guest is loaded and its vCPU 0 set to its entry
+ * state: Multiboot's, or for a Linux bzImage the 32-bit boot protocol's with
+ * the image named `initrd` (NULL for none) as its initrd. */
+struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
+		     const char *initrd);
 /* Creates an empty VM (RAM and vCPUs, nothing loaded): the restore path. */
 struct vm *vm_create_empty(const char *image, u64 mem, int ncpus);
 void vm_destroy(struct vm *vm);

@@ -144,5 +144,16 @@ const struct guest_image *guest_image_at(int i);
 
 /* vmm/vmm.c */
 extern struct vm *vm_table[VM_MAX];
+struct loader_target;
+/* The loaders' view of vm's RAM (vmm/loader.h): writes through vm_copy_to_guest. */
+void vm_loader_target(struct vm *vm, struct loader_target *t);
+
+/* vmm/linux_vm.c: loads the Linux kernel `img` with `initrd` (NULL for none),
+ * the command line, the memory map and the ACPI RSDP address (0: none) into
+ * vm and sets vCPU 0 to its entry. Returns 0, or a negative errno after
+ * printing why. */
+struct mem_range;
+int linux_vm_load(struct vm *vm, const struct guest_image *img, const struct guest_image *initrd,
+		  const char *cmdline, const struct mem_range *map, int nmap, u64 rsdp);
 
 #endif

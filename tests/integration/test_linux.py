@@ -1,0 +1,200 @@
+# Linux guests (issue 13) on AMD-V in QEMU TCG and VT-x in Bochs: Debian bookworm's
+# own kernel and a busybox initramfs (scripts/fetch-linux puts them in
+# $AMBER_BUILD/linux/) arrive as Multiboot modules. `vm images` tells them
+# apart, bad requests are refused with nothing created, `vm create` lays the
+# kernel out as its setup header asks, and `vm start` runs Linux's own code.
+# Without the Debian files (no network, not Debian) every test SKIPs (77).
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+import vm_cases  # noqa: E402
+from harness import BUILD, ROOT, skip, strip_ansi, timeout, work_dir  # noqa: E402
+
+LINUX_DIR = os.path.join(BUILD, "linux")
+MARKER = "AMBER-LINUX-INIT"  # what the initramfs' /init prints (scripts/mkinitramfs)
+# LEAD: set True once the platform (inject, lapic, devices, firmware) is merged:
+# then Linux must reach the marker, and a stop or a stall fails the test.
+PLATFORM_READY = False
+
+
+def material():
+	"""(vmlinuz, initramfs) from $AMBER_BUILD/linux, fetched when missing; skips
+	with the reason when they cannot be had."""
+	kernel = os.path.join(LINUX_DIR, "vmlinuz")
+	initrd = os.path.join(LINUX_DIR, "initramfs.cpio.gz")
+	if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
+		try:
+			r = subprocess.run([os.path.join(ROOT, "scripts", "fetch-linux"), LINUX_DIR],
+					   capture_output=True, text=True, timeout=120)
+			why = (r.stdout + r.stderr).strip().splitlines()[-1:] if r.returncode else []
+		except (OSError, subprocess.TimeoutExpired) as e:
+			why = [str(e)]
+		if why or not os.path.isfile(kernel):
+			skip("no Debian kernel and initramfs: scripts/fetch-linux failed: "
+			     + (why[0] if why else "no files"))
+	return kernel, initrd
+
+
+def setup_header(path):
+	"""The boot protocol fields the layout follows ("The Real-Mode Kernel Header")."""
+	with open(path, "rb") as f:
+		h = f.read(0x270)
+	return {"version": struct.unpack_from("<H", h, 0x206)[0],
+		"initrd_addr_max": struct.unpack_from("<I", h, 0x22C)[0],
+		"pref_address": struct.unpack_from("<Q", h, 0x258)[0],
+		"init_size": struct.unpack_from("<I", h, 0x260)[0]}
+
+
+def boot(kernel, initrd, extra=()):
+	return vm_cases.boot_qemu_tcg([(kernel, "console=ttyS0"), (initrd, "")] + list(extra),
+				      name="qemu-svm-linux")
+
+
+@timeout(300)
+def test_linux_images_and_refusals():
+	kernel, initrd = material()
+	# A bzImage cut short: the header still says how long the kernel is.
+	short = os.path.join(work_dir(), "short-vmlinuz")
+	with open(kernel, "rb") as f, open(short, "wb") as g:
+		g.write(f.read(256 << 10))
+	with boot(kernel, initrd, [(short, "")]) as vm:
+		vm.wait_prompt(timeout=60)
+		out = vm.cmd_ok("vm images")
+		for name, kind in (("vmlinuz", r"Linux kernel\s+console=ttyS0"),
+				   ("initramfs.cpio.gz", r"initrd \(gzip\)"), ("hello", "Multiboot")):
+			if not re.search(rf"(?m)^{re.escape(name)}\s+.*\s{kind}", out):
+				vm.fail(f"'vm images' should list {name} as /{kind}/:\n{out}")
+		for line, regex in (
+			("vm create vmlinuz mem=256M initrd=nosuch", r"no initrd image 'nosuch'"),
+			("vm create hello initrd=initramfs.cpio.gz", r"initrd= is for a Linux kernel"),
+			("vm create initramfs.cpio.gz", r"is an initrd \(gzip\), not a kernel"),
+			("vm create vmlinuz mem=64M initrd=initramfs.cpio.gz",
+			 r"the kernel needs RAM up to 79.5 MiB .*the VM has 64 MiB"),
+			("vm create short-vmlinuz mem=256M", r"truncated: the header says \d+ bytes"),
+			("vm create vmlinuz mem=256M initrd=", r"unknown option 'initrd='")):
+			out = vm.cmd(line)
+			if not re.search(regex, out.replace("\n", " ")) or "created vm" in out:
+				vm.fail(f"'{line}' should be refused with /{regex}/, got:\n{out}")
+		vm.cmd_ok("vm list", expect="no VMs")
+
+
+def check_layout(vm, out, kernel, initrd, mem):
+	"""The create line against the setup header and the initrd's size."""
+	h = setup_header(kernel)
+	m = re.search(r"vm (\d+): Linux (\d+)\.(\d+), kernel 0x([0-9a-f]+)-0x([0-9a-f]+), "
+		      r"initrd 0x([0-9a-f]+)-0x([0-9a-f]+)", out)
+	if not m:
+		vm.fail(f"'vm create' should print the Linux layout:\n{out}")
+	vid = int(m.group(1))
+	ver = int(m.group(2)) << 8 | int(m.group(3))
+	k0, k1, r0, r1 = (int(m.group(i), 16) for i in range(4, 8))
+	want = {"protocol": (ver, h["version"]), "kernel start": (k0, h["pref_address"]),
+		"kernel end": (k1 + 1, h["pref_address"] + h["init_size"]),
+		"initrd size": (r1 + 1 - r0, os.path.getsize(initrd))}
+	for what, (got, exp) in want.items():
+		if got != exp:
+			vm.fail(f"{what}: 0x{got:x}, the header and files say 0x{exp:x}:\n{out}")
+	if h["version"] < 0x0206 or r0 % 4096 or r1 >= mem or r1 > h["initrd_addr_max"] \
+			or r0 < k1 or r1 < mem - 4096:
+		vm.fail(f"initrd 0x{r0:x}-0x{r1:x} should be page aligned, above the kernel, "
+			f"at the top of the {mem >> 20} MiB RAM and below initrd_addr_max:\n{out}")
+	return vid, k0
+
+
+def regs(text):
+	"""{name: int} from the last register dump in `text`."""
+	found = {}
+	for k, v in re.findall(r"\b(R[A-Z0-9]+|CR[0-4]|EFER)\s*=([0-9a-f]+)", text):
+		found[k] = int(v, 16)
+	return found
+
+
+def run_linux(vm, kernel, initrd, mem_mib, wait_s):
+	"""Creates and starts the Linux VM and checks what it did (see the module
+	comment); returns the VM id."""
+	out = vm.cmd(f"vm create vmlinuz mem={mem_mib}M initrd=initramfs.cpio.gz -- console=ttyS0",
+		     timeout=60)
+	vid, entry = check_layout(vm, out, kernel, initrd, mem_mib << 20)
+	# The 32-bit boot protocol's entry state ("32-bit Boot Protocol").
+	info = vm.cmd_ok(f"vm info {vid}", expect=r"boot: Linux \d+\.\d+")
+	r = regs(info)
+	if (r.get("RIP"), r.get("RSI"), r.get("RBX"), r.get("CR0")) != (entry, 0x7000, 0, 0x11) \
+			or not re.search(r"CS=0010 .*\n.*SS=0018", info):
+		vm.fail(f"the entry state should be EIP 0x{entry:x}, ESI the zero page "
+			f"0x7000, EBX 0, protected mode without paging, CS 0x10, SS 0x18:\n{info}")
+	start = len(vm.seen)
+	vm_cases.start(vm, vid)
+	# Today the platform (LAPIC, IOAPIC, ACPI tables, interrupt injection) is
+	# missing and Linux stops, panics or stalls at the first missing piece:
+	# wait for Amber's stop report, a panic or the marker; a guest still
+	# running after that is paused and looked at.
+	try:
+		m = vm.wait_for(rf"\[vm{vid}\] (stopped: .*|.*{MARKER}.*|.*Kernel panic.*)",
+				timeout=wait_s, what=f"vm {vid} to stop, panic or print {MARKER}")
+		what = m.group(1).strip()
+	except AssertionError:
+		if PLATFORM_READY:
+			raise
+		what = f"still running after {wait_s} s"
+	lines = vm_cases.guest_lines(vm, vid, start)
+	banner = any("Linux version 6.1" in l for l in lines)
+	if MARKER in what:
+		# ONCE THE PLATFORM LANDS (the lead extends this): the kernel booted
+		# its console and ran /init. Next: a shell prompt on `vm console`,
+		# /proc/interrupts counting LOC and ttyS0, snap save/restore, poweroff.
+		if not banner:
+			vm.fail("the kernel's banner 'Linux version 6.1' is missing")
+		return vid
+	if PLATFORM_READY:
+		vm.fail(f"Linux should boot to {MARKER}, but vm {vid}: {what}")
+	time.sleep(1)  # the rest of a report or a panic
+	if vm_cases.vm_state(vm, vid) == "running":
+		vm.cmd_ok(f"vm pause {vid}")
+	report = strip_ansi(vm.seen[start:]) + vm.cmd(f"vm info {vid}")
+	r = regs(report)
+	ran_64 = r.get("RIP", 0) >= 0xFFFFFFFF80000000 and r.get("EFER", 0) & 0x400 \
+		and r.get("CR0", 0) & 0x80000000
+	apic = re.search(r"GPA 0xfee[0-9a-f]{5}", report)
+	if not (ran_64 or apic or banner):
+		vm.fail("Linux should have run its own 64-bit code (RIP in the kernel's "
+			"mapping, long mode, paging on), printed its banner or stopped at "
+			"the LAPIC page:\n" + report[-3000:])
+	print(f"linux, as expected without the platform: {what[:60]} at RIP "
+	      f"0x{r.get('RIP', 0):x}{', banner on COM1' if banner else ''}")
+	# Amber and the shell live on, and another guest runs beside.
+	vm.cmd_ok("version", expect="Amber")
+	vm.cmd_ok(f"vm kill {vid}")
+	hid = vm_cases.run(vm, "hello")
+	vm.wait_for(rf"\[vm{hid}\] exited with code 0", timeout=60)
+	vm.cmd_ok("vm list")
+	return vid
+
+
+@timeout(300)
+def test_linux_boot_runs_kernel():
+	"""AMD-V in QEMU TCG. Today: QEMU offers LA57, Linux turns on 5-level
+	paging and triple-faults after Amber refuses its 57-bit GS base (docs/vmm.md,
+	"Linux guests")."""
+	kernel, initrd = material()
+	with boot(kernel, initrd) as vm:
+		vm.wait_prompt(timeout=60)
+		run_linux(vm, kernel, initrd, 256, 120)
+
+
+@timeout(480)
+def test_linux_vmx_bochs_runs_kernel():
+	"""VT-x in Bochs (corei7_icelake_u; Bochs runs about 100 M instructions/s,
+	so this is the slow one: about 2 minutes to the kernel's banner). Today:
+	the banner and early boot on COM1, then "MCA architectural violation"
+	(CPUID offers MCA, Amber refuses MCG_STATUS)."""
+	kernel, initrd = material()
+	with harness.boot_bochs(modules=[(kernel, "console=ttyS0"), (initrd, "")], mem=512) as vm:
+		vm.wait_prompt(timeout=120)
+		run_linux(vm, kernel, initrd, 128, 300)
