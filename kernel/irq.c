@@ -45,12 +45,13 @@ void irq_timer_init(void)
  * the interrupt never comes before `at`. */
 void irq_timer_arm(u64 at)
 {
-	u64 now = ticks(), clocks;
+	u64 now, clocks;
 
 	if (!timer_ready)
 		return;
 	if (timer_armed && armed_count == irq_timer_ticks && armed_at <= at)
 		return; /* an earlier interrupt is on its way */
+	now = ticks();
 	clocks = at > now ? ((at - now) * PIT_HZ + TICKS_PER_SEC - 1) / TICKS_PER_SEC : 1;
 	if (clocks < 2)
 		clocks = 2;

@@ -78,10 +78,12 @@ static u8 intr_take_vector(struct vcpu *v)
 	return vpic_ack(v->vm);
 }
 
-/* Guest TSC ticks as host microseconds. */
+/* Guest TSC ticks as host microseconds. The guest's TSC is the host's plus an
+ * offset, so it runs at the host's rate, whatever rate a restored image's
+ * devices count with (vm->guest_tsc_hz). */
 static u64 intr_tsc_to_us(struct vm *vm, u64 tsc_ticks)
 {
-	return vdev_scale(tsc_ticks, TICKS_PER_SEC, vdev_tsc_hz(vm));
+	return vdev_scale(tsc_ticks, TICKS_PER_SEC, tsc_hz());
 }
 
 /* Brings the devices up to guest TSC `tsc` when their deadline has come;

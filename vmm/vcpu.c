@@ -590,15 +590,36 @@ static struct vcpu *sched_next(u64 *wake)
 	return NULL;
 }
 
+/* A VM whose vCPUs all sleep with nothing that could wake them is "halted". */
+static void halt_check(struct vm *vm)
+{
+	struct vcpu *v = vm->vcpus[0];
+	u64 rip = 0;
+
+	if (vm->state != VM_RUNNING || !all_halted(vm))
+		return;
+	vm->state = VM_HALTED;
+	vuart_flush(vm);
+	if (vcpu_ops->read_rip(v, &rip))
+		printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it\n", vm->id);
+	else
+		printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it "
+		       "(RIP 0x%lx)\n",
+		       vm->id, rip);
+}
+
 void vmm_idle(void)
 {
 	u64 wake;
 	struct vcpu *v = sched_next(&wake);
-	struct vm *vm;
 
 	if (!v) {
-		/* Nothing to run: sleep until the next wake time or the shell's
-		 * next look at the console, whichever comes first. */
+		/* Nothing to run: a VM restored asleep for good is halted now; the
+		 * host sleeps until the next wake time or the shell's next look at
+		 * the console, whichever comes first. */
+		for (int i = 0; i < VM_MAX; i++)
+			if (vm_table[i])
+				halt_check(vm_table[i]);
 		if (irq_timer_count()) {
 			irq_timer_arm(MIN(wake, ticks() + VMM_SLICE_US));
 			irq_wait();
@@ -607,19 +628,6 @@ void vmm_idle(void)
 		}
 		return;
 	}
-	vm = v->vm;
 	vcpu_run_slice(v);
-	if (vm->state == VM_RUNNING && all_halted(vm)) {
-		u64 rip = 0;
-
-		vm->state = VM_HALTED;
-		vuart_flush(vm);
-		if (vcpu_ops->read_rip(v, &rip))
-			printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it\n",
-			       vm->id);
-		else
-			printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it "
-			       "(RIP 0x%lx)\n",
-			       vm->id, rip);
-	}
+	halt_check(v->vm);
 }

@@ -226,7 +226,9 @@ def test_interrupts_mid_work():
 	vCPU halted): restored after its VM was killed, the vCPU is still halted
 	waiting for its interrupt, and the guest goes on from the window it was
 	in with 100 +-2 interrupts per 100 ms of its TSC; its own checks (IR0 in
-	service at each delivery: none doubled) stay quiet."""
+	service at each delivery: none doubled) stay quiet. A guest halted for
+	good (CLI; HLT), saved and restored, is reported halted again once
+	resumed."""
 	disk = make_disk(64 << 20)
 	with boot_qemu(disks=[("virtio", disk)], extra=("-icount", "shift=0,sleep=off")) as vm:
 		vm.wait_prompt()
@@ -259,6 +261,18 @@ def test_interrupts_mid_work():
 			start = m.end()
 		if vm_state_of(vm, again) != "running":
 			vm.fail(f"the restored guest should run on:\n{vm.cmd_ok('vm list')}")
+		# A guest halted for good (CLI; HLT) is halted again once resumed.
+		h = start_vm(vm, "hello", args="halt")
+		seen_after(vm, 0, rf"\[vm{h}\] halted", 30, "the hello guest halted")
+		vm.cmd_ok(f"vm pause {h}")
+		vm.cmd_ok(f"snap save {h} halt", timeout=60)
+		vm.cmd_ok(f"vm kill {h}")
+		h2 = restore(vm, "halt")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {h2}")
+		seen_after(vm, start, rf"\[vm{h2}\] halted", 30, "the restored hello guest halted")
+		if vm_state_of(vm, h2) != "halted":
+			vm.fail(f"the restored CLI; HLT guest should be halted:\n{vm.cmd_ok('vm list')}")
 
 
 @timeout(240)

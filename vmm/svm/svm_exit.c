@@ -1,7 +1,8 @@
 /*
  * AMD-V exit decoding: turns the VMCB exit information into the neutral struct
- * vm_exit that vmm/ emulates once for both vendors. The one exit that only
- * concerns the backend (INVD) is finished here and reported as VMEXIT_NONE;
+ * vm_exit that vmm/ emulates once for both vendors. The exits that only
+ * concern the backend (INVD, the IRET that ends NMI blocking) are finished
+ * here and reported as VMEXIT_NONE;
  * instructions the guest may not use come back as the exception it gets
  * (VMEXIT_EXCEPTION). The next RIP comes from NRIPS where the CPU has it (APM
  * Vol. 2 15.7.1 "State Saved on Exit"); without it (QEMU TCG) from EXITINFO2

@@ -156,12 +156,13 @@ static int vmx_check_features(void)
 			   missing);
 	vmx_caps.proc = VMX_ADJUST(true_ctls ? MSR_IA32_VMX_TRUE_PROCBASED_CTLS :
 					       MSR_IA32_VMX_PROCBASED_CTLS,
-				   vmx_proc_required, 0, missing);
+				   vmx_proc_required, CPU_BASED_NMI_WINDOW_EXITING, missing);
 	/* The window exits are switched on per entry (set_windows); the NMI
 	 * window needs virtual NMIs (SDM Vol. 3C 25.6.1 "Pin-Based VM-Execution
 	 * Controls"). */
+	vmx_caps.vnmi = (vmx_caps.pin & PIN_BASED_VIRTUAL_NMIS) &&
+			(vmx_caps.proc & CPU_BASED_NMI_WINDOW_EXITING);
 	vmx_caps.proc &= ~(CPU_BASED_INTR_WINDOW_EXITING | CPU_BASED_NMI_WINDOW_EXITING);
-	vmx_caps.vnmi = vmx_caps.pin & PIN_BASED_VIRTUAL_NMIS;
 	/* The secondary controls' MSR exists only when they can be activated. */
 	if (vmx_caps.proc & CPU_BASED_ACTIVATE_SECONDARY_CONTROLS)
 		vmx_caps.proc2 = VMX_ADJUST(MSR_IA32_VMX_PROCBASED_CTLS2, vmx_proc2_required,
