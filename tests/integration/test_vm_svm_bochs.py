@@ -27,13 +27,13 @@ vm_cases.install_grouped(globals(), BACKEND, {
 			 "bad_arguments", "list_and_several_vms", "refused_images", "pic_timer",
 			 "string_io", "image_at_0x9000", "acpi_tables"],
 	"ryzen_apic": ["apic_registers", "apic_interrupts", "ioapic_polled",
-		       "ioapic_interrupts"],
+		       "ioapic_interrupts", "hostile_apic_insn", "hostile_apic_word",
+		       "hostile_icr_storm", "hostile_irq_storm"],
 	"ryzen_intr": ["eventinj"],
 	"ryzen_pause_memtest": ["counter_pause_resume", "memtest_passes", "invaders"],
 	"ryzen_hostile": ["hostile_oob_read", "hostile_oob_write", "hostile_oob_mmio",
 			  "hostile_oob_high", "hostile_vmx", "hostile_svm", "hostile_triple",
 			  "hostile_io_storm", "hostile_outs_oob", "hostile_ins_oob",
-			  "hostile_gp_storm", "hostile_spin_sti", "hostile_apic_insn", "hostile_apic_word",
-			  "hostile_icr_storm", "hostile_irq_storm",
+			  "hostile_gp_storm", "hostile_spin_sti",
 			  "hostile_spin_cli"],  # left out: vm_cases.BOCHS_INTR_BUG
 })

@@ -354,6 +354,20 @@ static void test_x2apic(void)
 	CHECK_EQ(vlapic_wrmsr(v, 0x1B, PLAT_LAPIC_BASE), 0);
 	CHECK_EQ(vlapic_wrmsr(v, 0x1B, PLAT_LAPIC_BASE | 0x800), 0);
 	CHECK_EQ(rd(v, LAPIC(0xF0)), 0xFF);
+	/* reserved bits of IA32_APIC_BASE; a globally disabled APIC passes
+	 * the 8259A straight to the CPU and takes no interrupts */
+	CHECK_EQ(vlapic_wrmsr(&cpu[0], 0x1B, PLAT_LAPIC_BASE | 0x901), -EINVAL);
+	CHECK_EQ(vlapic_wrmsr(&cpu[0], 0x1B, PLAT_LAPIC_BASE | 0xB00), -EINVAL);
+	CHECK_EQ(vlapic_wrmsr(&cpu[0], 0x1B, PLAT_LAPIC_BASE | 0x100), 0);
+	CHECK(vlapic_accepts_pic(&cpu[0]));
+	{
+		struct apic_msg m = { .vector = 0x44, .dest = 0 };
+
+		vlapic_send(&vm, NULL, &m);
+		CHECK_EQ(vlapic_pending(&cpu[0]), -1);
+	}
+	CHECK_EQ(vlapic_wrmsr(&cpu[0], 0x1B, PLAT_LAPIC_BASE | 0x900), 0);
+	CHECK(!vlapic_accepts_pic(&cpu[0])); /* LVTs masked after the disable */
 	/* relocation: the page moves */
 	CHECK_EQ(vlapic_wrmsr(&cpu[0], 0x1B, 0xFED00000ULL | 0x900), 0);
 	CHECK_EQ(rd(&cpu[0], 0xFED00030ULL), 0x50014);
