@@ -169,8 +169,8 @@ struct snap_loader {
 	void *pctx;
 	struct vcpu_state *vcpu; /* each vCPU record, decoded: vcpu[n] for n < nvcpu */
 	u32 nvcpu;
-	u64 loaded;			     /* out: regions loaded, by index */
-	u64 zeroed;			     /* out: pages zeroed (none in the image) */
+	u64 loaded;			   /* out: regions loaded, by index */
+	u64 zeroed;			   /* out: pages zeroed (none in the image) */
 	u64 progress_base, progress_total; /* private */
 };
 
@@ -185,8 +185,8 @@ struct snap_loader {
 int snap_image_load(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep,
 		    struct snap_loader *ld);
 /* One region's page data through ld (snapshot/pages.c; the two calls above). */
-int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri,
-		     struct snap_loader *ld, struct snap_report *rep);
+int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri, struct snap_loader *ld,
+		     struct snap_report *rep);
 
 /* Bytes of page data (stored pages) in the image: the progress total. */
 u64 snap_image_page_bytes(const struct snap_parsed *p);

@@ -112,8 +112,8 @@ int snap_image_check_pages(struct snap_source *src, struct snap_parsed *p, struc
  * read; the memory is then partly written and the caller must discard it.
  * Progress counts ld->progress_base plus the page bytes read here.
  */
-int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri,
-		     struct snap_loader *ld, struct snap_report *rep)
+int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri, struct snap_loader *ld,
+		     struct snap_report *rep)
 {
 	const struct snap_region *r = &p->region[ri];
 	struct chunk_state c = { 0 };

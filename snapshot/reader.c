@@ -209,8 +209,9 @@ static int load_region(struct snap_source *src, struct snap_parsed *p,
 		return 0;
 	if (!(seen & BIT(1))) {
 		sec_label(label, sizeof(label), d, num);
-		snap_report(rep, "%s: comes before the region table (restore reads an image in "
-				 "one pass and must know where the pages go)",
+		snap_report(rep,
+			    "%s: comes before the region table (restore reads an image in "
+			    "one pass and must know where the pages go)",
 			    label);
 		return -EBADMSG;
 	}

@@ -582,9 +582,9 @@ static int restore_devices(struct vm *vm, struct snap_parsed *p)
 static struct {
 	const struct snap_entry *entry;
 	const char *name;
-	struct vm *vm;	  /* hidden until restore_commit() */
-	u64 create_us;	  /* making the empty VM (its RAM is not zeroed) */
-	bool unsupported; /* prepare refused a shape this Amber cannot restore */
+	struct vm *vm; /* hidden until restore_commit() */
+	u64 create_us; /* making the empty VM (its RAM is not zeroed) */
+	bool said;     /* prepare printed why it refused */
 } rs;
 
 /* snap_loader.prepare: the page data of region ri comes next and the image
@@ -606,7 +606,7 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 		printk("error: snap restore: '%s' has %u memory regions and %u vCPUs; this Amber "
 		       "restores one region at address 0 and at most %d vCPUs\n",
 		       rs.name, p->nregions, p->hdr.vcpu_count, VM_MAX_VCPUS);
-		rs.unsupported = true;
+		rs.said = true;
 		return -EOPNOTSUPP;
 	}
 	/* The VM is as large as the region; a header that says otherwise is
@@ -618,7 +618,7 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 	rs.create_us = ticks() - t0;
 	if (!rs.vm) {
 		printk("error: snap restore: could not create the VM (see above); nothing restored\n");
-		rs.unsupported = true;
+		rs.said = true;
 		return -ENOMEM;
 	}
 	ld->ctx = rs.vm;
@@ -700,7 +700,7 @@ static int restore_one_pass(struct snap_source *src, const char *name, u64 *zero
 		printk("error: snap restore: snapshot '%s' is damaged (%d problem%s, first: %s); "
 		       "restore refused, no VM created\n",
 		       name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
-	} else if (!rs.unsupported) { /* prepare said why itself */
+	} else if (!rs.said) { /* prepare said why itself */
 		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", name,
 		       snap_store.err[0] ? snap_store.err : errno_name(ret));
 	}
@@ -738,7 +738,7 @@ int snap_restore(const char *name, const char *disk_opt)
 	rs.name = name;
 	rs.vm = NULL;
 	rs.create_us = 0;
-	rs.unsupported = false;
+	rs.said = false;
 	c0 = dev->commands;
 	b0 = dev->bytes_read;
 	t0 = ticks();
@@ -767,7 +767,7 @@ int snap_restore(const char *name, const char *disk_opt)
 	       name, vm->id, vm->image, mem, parsed.dev.vm_id, (unsigned long long)(t_all / 1000),
 	       rate, (unsigned long long)size, (unsigned long long)(rs.create_us / 1000),
 	       (unsigned long long)((t_all - rs.create_us) / 1000), (unsigned long long)zeroed,
-	       (unsigned long long)(dev->bytes_read - b0),
-	       (unsigned long long)(dev->commands - c0), how);
+	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
+	       how);
 	return 0;
 }

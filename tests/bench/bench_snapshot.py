@@ -5,11 +5,13 @@
 # page is stored) are saved, killed, restored and resumed on the same disk, and
 # a small counter guest shows the zero pages left out. The figures are what
 # Amber prints: the `snap save` line (image bytes and disk commands counted;
-# frozen, scan, write and flush+commit times) and the `snap restore` line
-# (verify, new-VM and load times, bytes and commands). The ratios save/disk
-# write and restore/disk read answer whether the disk is the limit; TCG's MiB/s
-# themselves depend on this host. Reported, never asserted; the figures and
-# what they mean are in docs/performance.md.
+# frozen, scan, write and flush+commit times), the `snap restore` line (new-VM
+# and load times, pages zeroed, the bytes the block layer read and commands)
+# and `disk bench` (read time and, timed apart, the CRC32C of what it read).
+# The ratios save/disk write, restore/disk read, disk bytes read per image byte
+# and restore time / (read + CRC time of the same bytes) answer whether the
+# disk is the limit; TCG's MiB/s themselves depend on this host. Reported,
+# never asserted; the figures and what they mean are in docs/performance.md.
 import os
 import re
 import sys
@@ -24,14 +26,14 @@ GUEST_MIB = (64, 256)
 AMBER_MEM = "1G"  # a 256 MiB guest and its restored copy never live together
 
 BENCH_RE = re.compile(r"bench-result disk=(\S+) kind=(\S+) bytes=(\d+) write_us=(\d+) "
-		      r"read_us=(\d+) write_cmds=(\d+) read_cmds=(\d+) verify=(\w+)")
+		      r"read_us=(\d+) write_cmds=(\d+) read_cmds=(\d+) verify=(\w+) crc_us=(\d+)")
 SAVE_RE = re.compile(r"saved VM \d+ as '\S+' on disk \d+ \(\S+\): image \S+ \S+ for \S+ \S+ of "
 		     r"RAM \((\d+) of (\d+) pages stored\), (\d+) bytes in (\d+) disk commands, "
 		     r"written and flushed at (\S+) MiB/s; VM frozen (\d+) ms \(scan (\d+) ms, "
 		     r"write (\d+) ms, flush and commit (\d+) ms\)")
 RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) \(.*?\) in (\d+) ms = (\S+) MiB/s for the "
-			r"(\d+)-byte image \(verify (\d+) ms, new VM (\d+) ms, load (\d+) ms; "
-			r"(\d+) bytes read in (\d+) disk commands\)")
+			r"(\d+)-byte image in one pass \(new VM (\d+) ms, load and check (\d+) ms, "
+			r"(\d+) pages zeroed; (\d+) bytes read from the disk in (\d+) commands\)")
 
 
 def boot(kind, disk):
@@ -73,9 +75,9 @@ def restore(vm, name):
 	m = RESTORE_RE.search(out)
 	if not m:
 		vm.fail(f"no summary line from 'snap restore {name}':\n{out}")
-	vid, total, rate, size, verify, create, load, nread, cmds = m.groups()
+	vid, total, rate, size, create, load, zeroed, nread, cmds = m.groups()
 	return {"vm": int(vid), "ms": int(total), "rate": float(rate), "size": int(size),
-		"verify_ms": int(verify), "new_vm_ms": int(create), "load_ms": int(load),
+		"new_vm_ms": int(create), "load_ms": int(load), "zeroed": int(zeroed),
 		"bytes_read": int(nread), "cmds": int(cmds)}
 
 
@@ -105,11 +107,20 @@ def memtest_round(vm, mib, result):
 	result[p + "commit_ms"] = s["commit_ms"]
 	result[p + "save_cmds"] = s["cmds"]
 	result[p + "restore_ms"] = r["ms"]
-	result[p + "verify_ms"] = r["verify_ms"]
 	result[p + "new_vm_ms"] = r["new_vm_ms"]
 	result[p + "load_ms"] = r["load_ms"]
+	result[p + "pages_zeroed"] = r["zeroed"]
 	result[p + "restore_bytes_read"] = r["bytes_read"]
+	result[p + "restore_read_per_image_byte"] = round(r["bytes_read"] / r["size"], 3)
 	result[p + "restore_cmds"] = r["cmds"]
+	# The floor: reading the image's bytes as `disk bench` reads, plus their
+	# CRC32C, both measured in this boot over disk_bench_bytes and scaled to
+	# the image's size.
+	if result.get("disk_bench_bytes"):
+		floor_us = ((result["disk_read_us"] + result["disk_crc_us"]) * r["size"] /
+			    result["disk_bench_bytes"])
+		result[p + "read_crc_floor_ms"] = round(floor_us / 1000, 1)
+		result[p + "restore_vs_read_crc"] = round(r["ms"] * 1000 / floor_us, 2)
 	if result.get("disk_write_MiB_s"):
 		result[p + "save_vs_disk_write"] = round(s["rate"] / result["disk_write_MiB_s"], 2)
 		result[p + "frozen_vs_disk_write"] = round(
@@ -146,11 +157,14 @@ def _bench(kind):
 		m = BENCH_RE.search(out)
 		if not m:
 			vm.fail(f"no bench-result line from 'disk bench':\n{out}")
-		name, _, size, wus, rus, wc, rc, verify = m.groups()
+		name, _, size, wus, rus, wc, rc, verify, cus = m.groups()
 		result["disk"] = name
 		result["disk_write_MiB_s"] = mib_s(int(size), int(wus))
 		result["disk_read_MiB_s"] = mib_s(int(size), int(rus))
+		result["crc32c_MiB_s"] = mib_s(int(size), int(cus))
 		result["disk_bench_bytes"] = int(size)
+		result["disk_read_us"] = int(rus)
+		result["disk_crc_us"] = int(cus)
 		# disk bench wrote from LBA 0: the disk holds data, not a store.
 		vm.cmd_ok("snap format 0 --force", timeout=60)
 		for mib in GUEST_MIB:
