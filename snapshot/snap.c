@@ -668,12 +668,19 @@ static int restore_commit(struct snap_parsed *p)
 	return ret;
 }
 
+/* A finding ends the progress bar's line before it is printed. */
+static void restore_report_print(struct snap_report *r, const char *line)
+{
+	snap_progress_done(r->ctx);
+	snap_report_print(r, line);
+}
+
 /* Reads the image once into a hidden VM (snap_image_load), then commits it.
  * On any failure the hidden VM is removed: nothing in Amber changed. */
 static int restore_one_pass(struct snap_source *src, const char *name, u64 *zeroed)
 {
-	struct snap_report rep = { .emit = snap_report_print };
 	struct snap_progress pr;
+	struct snap_report rep = { .emit = restore_report_print, .ctx = &pr };
 	struct snap_loader ld = {
 		.prepare = restore_prepare,
 		.page = guest_page,
