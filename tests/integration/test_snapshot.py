@@ -315,7 +315,8 @@ def test_restore_damage_late():
 	flipped bit in the last stored page is found after nearly the whole image
 	went into its memory. The restore is refused; that VM never appears (vm
 	list as before, its id still free) and the disk is byte for byte what it
-	was. A good image restores right after, into the same id."""
+	was. Ctrl-C during a restore leaves nothing either. A good image restores
+	right after, into the same id."""
 	disk = make_disk(64 << 20)
 	with boot_qemu(disks=[("virtio", disk)], name="qemu-save") as vm:
 		vm.wait_prompt()
@@ -351,6 +352,13 @@ def test_restore_damage_late():
 			vm.fail(f"the refused restore changed 'vm list':\nbefore:\n{listed}\nafter:\n{after}")
 		out = vm.cmd(f"vm resume {ct + 1}")
 		expect(vm, rf"no vm {ct + 1}", out, "the refused VM's id unused")
+		# Ctrl-C right behind the command: the load stops, nothing is left.
+		vm.send("snap restore good\r\x03")
+		vm.wait_for(r"snap restore: cancelled; no VM created", 120)
+		vm.wait_prompt()
+		after = vm.cmd_ok("vm list")
+		if after != listed:
+			vm.fail(f"the cancelled restore changed 'vm list':\nbefore:\n{listed}\nafter:\n{after}")
 		mt2 = restore(vm, "good")
 		if mt2 != ct + 1:
 			vm.fail(f"the good image came back as VM {mt2}, expected {ct + 1}")
