@@ -32,8 +32,9 @@ SAVE_RE = re.compile(r"saved VM \d+ as '\S+' on disk \d+ \(\S+\): image \S+ \S+ 
 		     r"written and flushed at (\S+) MiB/s; VM frozen (\d+) ms \(scan (\d+) ms, "
 		     r"write (\d+) ms, flush and commit (\d+) ms\)")
 RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) \(.*?\) in (\d+) ms = (\S+) MiB/s for the "
-			r"(\d+)-byte image in one pass \(new VM (\d+) ms, load and check (\d+) ms, "
-			r"(\d+) pages zeroed; (\d+) bytes read from the disk in (\d+) commands\)")
+			r"(\d+)-byte image in one pass \(new VM (\d+) ms, load and check (\d+) ms of "
+			r"which disk reads (\d+) ms, (\d+) pages zeroed; (\d+) bytes read from the disk "
+			r"in (\d+) commands\)")
 
 
 def boot(kind, disk):
@@ -75,9 +76,10 @@ def restore(vm, name):
 	m = RESTORE_RE.search(out)
 	if not m:
 		vm.fail(f"no summary line from 'snap restore {name}':\n{out}")
-	vid, total, rate, size, create, load, zeroed, nread, cmds = m.groups()
+	vid, total, rate, size, create, load, reads, zeroed, nread, cmds = m.groups()
 	return {"vm": int(vid), "ms": int(total), "rate": float(rate), "size": int(size),
-		"new_vm_ms": int(create), "load_ms": int(load), "zeroed": int(zeroed),
+		"new_vm_ms": int(create), "load_ms": int(load), "reads_ms": int(reads),
+		"zeroed": int(zeroed),
 		"bytes_read": int(nread), "cmds": int(cmds)}
 
 
@@ -109,6 +111,7 @@ def memtest_round(vm, mib, result):
 	result[p + "restore_ms"] = r["ms"]
 	result[p + "new_vm_ms"] = r["new_vm_ms"]
 	result[p + "load_ms"] = r["load_ms"]
+	result[p + "restore_reads_ms"] = r["reads_ms"]
 	result[p + "pages_zeroed"] = r["zeroed"]
 	result[p + "restore_bytes_read"] = r["bytes_read"]
 	result[p + "restore_read_per_image_byte"] = round(r["bytes_read"] / r["size"], 3)
