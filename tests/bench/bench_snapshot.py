@@ -5,9 +5,10 @@
 # page is stored) are saved, killed, restored and resumed on the same disk, and
 # a small counter guest shows the zero pages left out. The figures are what
 # Amber prints: the `snap save` line (image bytes and disk commands counted;
-# frozen, scan, write and flush+commit times), the `snap restore` line (new-VM
-# and load times, pages zeroed, the bytes the block layer read and commands)
-# and `disk bench` (read time and, timed apart, the CRC32C of what it read).
+# frozen, scan, write and flush+commit times), the `snap restore` line (new-VM,
+# load and disk-read times, pages zeroed, the bytes the block layer read and
+# commands) and `disk bench` (read time and, timed apart, the CRC32C of what it
+# read); restores and disk benches are repeated, the fastest kept (REPEAT).
 # The ratios save/disk write, restore/disk read, disk bytes read per image byte
 # and restore time / (read + CRC time of the same bytes) answer whether the
 # disk is the limit; TCG's MiB/s themselves depend on this host. Reported,
@@ -24,6 +25,11 @@ from harness import make_disk  # noqa: E402
 DISK_BENCH_SIZE = "256M"  # as much as the larger image moves
 GUEST_MIB = (64, 256)
 AMBER_MEM = "1G"  # a 256 MiB guest and its restored copy never live together
+# The host runs other emulators beside this one (two cores): each timing that
+# sets a ratio is taken this many times in the boot and the fastest kept, the
+# best estimate of the undisturbed cost, for the restore and for its floor
+# (disk bench's read and CRC) alike.
+REPEAT = 3
 
 BENCH_RE = re.compile(r"bench-result disk=(\S+) kind=(\S+) bytes=(\d+) write_us=(\d+) "
 		      r"read_us=(\d+) write_cmds=(\d+) read_cmds=(\d+) verify=(\w+) crc_us=(\d+)")
@@ -90,7 +96,13 @@ def memtest_round(vm, mib, result):
 		    what=f"the first verified pass of the {mib} MiB memtest")
 	s = save(vm, vid, f"mt{mib}")
 	vm.cmd_ok(f"vm kill {vid}")
-	r = restore(vm, f"mt{mib}")
+	tries = []
+	for _ in range(REPEAT - 1):
+		tries.append(restore(vm, f"mt{mib}"))
+		vm.cmd_ok(f"vm kill {tries[-1]['vm']}")
+	tries.append(restore(vm, f"mt{mib}"))
+	r = dict(min(tries, key=lambda t: t["ms"]), vm=tries[-1]["vm"])
+	result[f"mt{mib}_restore_ms_all"] = "/".join(str(t["ms"]) for t in tries)
 	# The restored guest must verify its memory again: a figure for an image
 	# that does not restore would mean nothing.
 	vm.cmd_ok(f"vm resume {r['vm']}")
@@ -156,18 +168,24 @@ def _bench(kind):
 	result = {"emulator": "QEMU-TCG", "backend": "AMD-V", "disk_kind": kind}
 	with boot(kind, disk) as vm:
 		vm.wait_prompt(timeout=60)
-		out = vm.cmd(f"disk bench 0 {DISK_BENCH_SIZE} --force", timeout=300)
-		m = BENCH_RE.search(out)
-		if not m:
-			vm.fail(f"no bench-result line from 'disk bench':\n{out}")
-		name, _, size, wus, rus, wc, rc, verify, cus = m.groups()
+		runs = []
+		for _ in range(REPEAT):
+			out = vm.cmd(f"disk bench 0 {DISK_BENCH_SIZE} --force", timeout=300)
+			m = BENCH_RE.search(out)
+			if not m:
+				vm.fail(f"no bench-result line from 'disk bench':\n{out}")
+			runs.append(m.groups())
+		name, size = runs[0][0], int(runs[0][2])
+		wus = min(int(g[3]) for g in runs)
+		rus = min(int(g[4]) for g in runs)
+		cus = min(int(g[8]) for g in runs)
 		result["disk"] = name
-		result["disk_write_MiB_s"] = mib_s(int(size), int(wus))
-		result["disk_read_MiB_s"] = mib_s(int(size), int(rus))
-		result["crc32c_MiB_s"] = mib_s(int(size), int(cus))
-		result["disk_bench_bytes"] = int(size)
-		result["disk_read_us"] = int(rus)
-		result["disk_crc_us"] = int(cus)
+		result["disk_write_MiB_s"] = mib_s(size, wus)
+		result["disk_read_MiB_s"] = mib_s(size, rus)
+		result["crc32c_MiB_s"] = mib_s(size, cus)
+		result["disk_bench_bytes"] = size
+		result["disk_read_us"] = rus
+		result["disk_crc_us"] = cus
 		# disk bench wrote from LBA 0: the disk holds data, not a store.
 		vm.cmd_ok("snap format 0 --force", timeout=60)
 		for mib in GUEST_MIB:
