@@ -143,11 +143,14 @@ static void disk_dump_line(struct disk_dump *st, u64 off, const u8 *p)
 }
 
 /* Reads COUNT sectors in chunks; dumps them when `dump`, and always prints
- * their crc32c (Castagnoli, as `crc32c` tools and tests/integration compute it). */
+ * their crc32c (Castagnoli, as `crc32c` tools and tests/integration compute it).
+ * `sum` also says how long the reads and the CRC took: read + CRC of an
+ * image's extent is the floor for its restore (tests/bench/bench_snapshot.py). */
 static int disk_read(struct blkdev *dev, u64 lba, u64 count, bool dump)
 {
 	struct disk_dump st = { 0 };
 	struct disk_buf b;
+	u64 t0, t_read = 0, t_crc = 0;
 	u32 crc = 0;
 	int ret = 0;
 
@@ -156,7 +159,9 @@ static int disk_read(struct blkdev *dev, u64 lba, u64 count, bool dump)
 	for (u64 done = 0; done < count && !ret;) {
 		u64 n = MIN(count - done, b.bytes / dev->sector_size);
 
+		t0 = ticks();
 		ret = blkdev_read(dev, lba + done, n, b.p);
+		t_read += ticks() - t0;
 		if (ret) {
 			disk_buf_put(&b);
 			return disk_report(dev, ret);
@@ -166,7 +171,9 @@ static int disk_read(struct blkdev *dev, u64 lba, u64 count, bool dump)
 			if ((i / 16) % DISK_DUMP_POLL == DISK_DUMP_POLL - 1 && shell_interrupted())
 				ret = -ECANCELED;
 		}
+		t0 = ticks();
 		crc = crc32c(crc, b.p, n * dev->sector_size);
+		t_crc += ticks() - t0;
 		done += n;
 		if (ret || (done < count && shell_interrupted())) {
 			disk_buf_put(&b);
@@ -179,6 +186,9 @@ static int disk_read(struct blkdev *dev, u64 lba, u64 count, bool dump)
 		printk("%08llx\n", (unsigned long long)((lba + count) * dev->sector_size));
 	printk("read %llu sector%s at LBA %llu from %s: crc32c 0x%08x\n", (unsigned long long)count,
 	       count == 1 ? "" : "s", (unsigned long long)lba, dev->name, crc);
+	if (!dump)
+		printk("sum-result reads_us=%llu crc_us=%llu\n", (unsigned long long)t_read,
+		       (unsigned long long)t_crc);
 	disk_buf_put(&b);
 	return 0;
 }
@@ -513,7 +523,8 @@ SHELL_COMMAND(
 	.summary = "list disks, dump or write sectors, benchmark a disk",
 	.help = "  N is the number from 'disk list' or the disk's name (vblk0, nvme0n1, ata0).\n"
 		"  read: hex dump of COUNT sectors (default 1) and their crc32c.\n"
-		"  sum: only the crc32c of COUNT sectors (for large ranges).\n"
+		"  sum: only the crc32c of COUNT sectors (for large ranges), and how long\n"
+		"    the reads and the CRC took (sum-result line).\n"
 		"  write: PATTERN is a byte (0..255, 0xA5) that fills every byte, or a word W\n"
 		"    that fills the sector at LBA L with \"W@L\\n\" repeated; then flushes.\n"
 		"    A disk holding snapshots needs --force.\n"
