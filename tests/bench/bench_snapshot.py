@@ -47,13 +47,16 @@ RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) \(.*?\) in (\d+) ms = (\S+)
 			r"in (\d+) commands\)")
 
 
-def boot(kind, disk):
+def boot(kind, disk, icount=False):
 	"""Amber in QEMU TCG with -cpu max (AMD-V, whatever KVM the host has) and
-	one disk of `kind` (run-qemu's names: virtio, nvme, ...)."""
+	one disk of `kind` (run-qemu's names: virtio, nvme, ...). With icount,
+	guest time is instructions (-icount shift=0,sleep=off): Amber's CPU work,
+	the CRC above all, then costs the same however loaded the host is."""
 	args, _ = harness._qemu_args((), [(kind, disk)], AMBER_MEM, "", (), None, False)
 	args += ["--accel", "tcg", "--cpu", "max"]
-	return harness.Emulator(f"qemu-snap-{kind}",
-				lambda port, _: args + ["--serial-tcp", str(port)])
+	extra = ["--", "-icount", "shift=0,sleep=off"] if icount else []
+	return harness.Emulator(f"qemu-snap-{kind}{'-icount' if icount else ''}",
+				lambda port, _: args + ["--serial-tcp", str(port)] + extra)
 
 
 def mib_s(nbytes, us):
@@ -176,15 +179,16 @@ def counter_round(vm, result):
 	result["counter_frozen_ms"] = s["frozen_ms"]
 
 
-def _bench(kind):
+def _bench(kind, icount=False):
 	# Written out in full and synced, so no host-side block allocation or
 	# writeback of the image file's creation lands in one of the measurements.
 	disk = make_disk(512 << 20, f"snap-{kind}.img", fill=0)
 	fd = os.open(disk, os.O_RDWR)
 	os.fsync(fd)
 	os.close(fd)
-	result = {"emulator": "QEMU-TCG", "backend": "AMD-V", "disk_kind": kind}
-	with boot(kind, disk) as vm:
+	result = {"emulator": "QEMU-TCG" + (" icount" if icount else ""), "backend": "AMD-V",
+		  "disk_kind": kind}
+	with boot(kind, disk, icount) as vm:
 		vm.wait_prompt(timeout=60)
 		runs = []
 		for _ in range(REPEAT):
@@ -218,3 +222,9 @@ def bench_snapshot_virtio():
 
 def bench_snapshot_nvme():
 	return _bench("nvme")
+
+
+def bench_snapshot_virtio_icount():
+	"""The same on virtio-blk with guest time counted in instructions: the
+	ratios without the noise of other work on the host."""
+	return _bench("virtio", icount=True)
