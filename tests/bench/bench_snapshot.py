@@ -186,7 +186,7 @@ def _bench(kind, icount=False):
 	fd = os.open(disk, os.O_RDWR)
 	os.fsync(fd)
 	os.close(fd)
-	result = {"emulator": "QEMU-TCG" + (" icount" if icount else ""), "backend": "AMD-V",
+	result = {"emulator": "QEMU-TCG" + ("-icount" if icount else ""), "backend": "AMD-V",
 		  "disk_kind": kind}
 	with boot(kind, disk, icount) as vm:
 		vm.wait_prompt(timeout=60)
