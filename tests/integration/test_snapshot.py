@@ -304,6 +304,16 @@ def test_reboot_restore_and_bit_flips():
 		resume_and_expect_count(vm, ct2, n + 1)
 
 
+def free_memory(vm):
+	"""(free 4 KiB pages, heap bytes in use) from `mem`."""
+	out = vm.cmd_ok("mem")
+	free = re.search(r"4 KiB pages: (\d+) free", out)
+	heap = re.search(r"Heap: .+ used \((\d+) bytes\)", out)
+	if not free or not heap:
+		vm.fail(f"'mem' did not report free pages and heap use:\n{out}")
+	return int(free.group(1)), int(heap.group(1))
+
+
 def sha256(path):
 	with open(path, "rb") as f:
 		return hashlib.sha256(f.read()).hexdigest()
@@ -338,6 +348,8 @@ def test_restore_damage_late():
 		seen_after(vm, 0, rf"\[vm{ct}\] count=1\b", 120, "the counter's first count")
 		vm.cmd_ok(f"vm pause {ct}")
 		listed = vm.cmd_ok("vm list")
+		vm.cmd_ok("snap list")   # the store opened once, as the restore opens it
+		mem = free_memory(vm)
 		out = vm.cmd("snap restore late", timeout=120)
 		m = re.search(r"memory region 0, stored pages \d+-\d+ between guest-physical "
 			      r"0x[0-9a-f]+ and 0x[0-9a-f]+ \(image bytes 0x([0-9a-f]+)-0x([0-9a-f]+)\)",
@@ -350,6 +362,9 @@ def test_restore_damage_late():
 		after = vm.cmd_ok("vm list")
 		if after != listed:
 			vm.fail(f"the refused restore changed 'vm list':\nbefore:\n{listed}\nafter:\n{after}")
+		if free_memory(vm) != mem:
+			vm.fail(f"the refused restore kept memory: {free_memory(vm)} (free pages, heap "
+				f"bytes), {mem} before: the hidden VM was not removed")
 		out = vm.cmd(f"vm resume {ct + 1}")
 		expect(vm, rf"no vm {ct + 1}", out, "the refused VM's id unused")
 		# Ctrl-C right behind the command: the load stops, nothing is left.
@@ -359,6 +374,8 @@ def test_restore_damage_late():
 		after = vm.cmd_ok("vm list")
 		if after != listed:
 			vm.fail(f"the cancelled restore changed 'vm list':\nbefore:\n{listed}\nafter:\n{after}")
+		if free_memory(vm) != mem:
+			vm.fail(f"the cancelled restore kept memory: {free_memory(vm)}, {mem} before")
 		mt2 = restore(vm, "good")
 		if mt2 != ct + 1:
 			vm.fail(f"the good image came back as VM {mt2}, expected {ct + 1}")
