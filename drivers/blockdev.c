@@ -51,6 +51,7 @@ int blkdev_read(struct blkdev *dev, u64 lba, u64 count, void *buf)
 		ret = dev->ops->read(dev, lba + done, n, (u8 *)buf + done * dev->sector_size);
 		if (ret)
 			return ret;
+		dev->bytes_read += n * dev->sector_size;
 		done += n;
 	}
 	return 0;

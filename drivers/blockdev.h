@@ -36,6 +36,7 @@ struct blkdev {
 	u32 max_sectors; /* per driver call; blkdev_read/write split larger requests */
 	u64 timeout_us;	 /* how long one device command may take (`disk timeout`) */
 	u64 commands;	 /* device commands issued (for `disk bench`, `make bench`) */
+	u64 bytes_read;	 /* bytes the disk delivered (restore's once-per-byte count) */
 	char error[128];
 	const struct blkdev_ops *ops;
 	void *priv;

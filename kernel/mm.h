@@ -20,6 +20,9 @@ static inline u64 virt_to_phys(const void *va) { return (u64)(uintptr_t)va; }
 u64 pmm_alloc_page(void);
 u64 pmm_alloc_2m(void);
 u64 pmm_alloc_contig(u64 npages, u64 align_pages);
+/* A 2 MiB page left as its last owner left it, for a caller that overwrites
+ * all of it before anyone can read it (a restored VM's RAM: vm_create_hidden). */
+u64 pmm_alloc_2m_uninit(void);
 void pmm_free_page(u64 pa);
 void pmm_free_2m(u64 pa);
 void pmm_free_contig(u64 pa, u64 npages);

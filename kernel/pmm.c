@@ -146,7 +146,9 @@ static u64 find_run(u64 npages, u64 align)
 	return 0;
 }
 
-u64 pmm_alloc_contig(u64 npages, u64 align_pages)
+/* Takes `npages` free pages at a multiple of `align_pages`; zeroes them when
+ * asked. Returns their physical address, or 0. */
+static u64 alloc_run(u64 npages, u64 align_pages, bool zero)
 {
 	u64 pfn;
 
@@ -162,12 +164,15 @@ u64 pmm_alloc_contig(u64 npages, u64 align_pages)
 	free_count -= npages;
 	if (align_pages == 1)
 		search_hint = pfn + npages;
-	memset(phys_to_virt(pfn * PAGE_SIZE), 0, npages * PAGE_SIZE);
+	if (zero)
+		memset(phys_to_virt(pfn * PAGE_SIZE), 0, npages * PAGE_SIZE);
 	return pfn * PAGE_SIZE;
 }
 
+u64 pmm_alloc_contig(u64 npages, u64 align_pages) { return alloc_run(npages, align_pages, true); }
 u64 pmm_alloc_page(void) { return pmm_alloc_contig(1, 1); }
 u64 pmm_alloc_2m(void) { return pmm_alloc_contig(512, 512); }
+u64 pmm_alloc_2m_uninit(void) { return alloc_run(512, 512, false); }
 
 void pmm_free_contig(u64 pa, u64 npages)
 {

@@ -109,6 +109,8 @@ struct snap_sec_desc {
 	u32 crc;    /* payload_crc */
 };
 
+struct snap_loader;
+
 struct snap_parsed {
 	struct snapshot_header hdr;
 	u8 hdr_raw[SNAP_HEADER_SIZE];
@@ -129,6 +131,8 @@ struct snap_parsed {
 	u64 vcpus_seen;		      /* VCPU sections met, by vCPU number */
 	u32 skipped;		      /* optional sections of unknown types */
 	u8 *scratch;		      /* SNAP_SCRATCH bytes */
+	struct snap_loader *ld;	      /* snap_image_load(): where pages and vCPUs go */
+	int errors_before;	      /* the report's count when the walk began */
 };
 
 /* Reads and checks the header and every section except the page data (their
@@ -143,11 +147,47 @@ int snap_image_check_pages(struct snap_source *src, struct snap_parsed *p, struc
 /* Reads vCPU `id`'s record again (CRC re-checked) and decodes it. */
 int snap_image_read_vcpu(struct snap_source *src, struct snap_parsed *p, u32 id,
 			 struct vcpu_state *s, struct snap_report *rep);
-/* Fills guest memory: stored pages read straight into the pages `page`
- * returns (CRCs re-checked), the others zeroed. */
+/* Fills guest memory after snap_image_open(): stored pages read straight
+ * into the pages `page` returns (each chunk's CRC checked as it lands), the
+ * others zeroed (amber-snap core; restore uses snap_image_load). */
 int snap_image_load_pages(struct snap_source *src, struct snap_parsed *p, snap_page_fn page,
 			  void *ctx, struct snap_report *rep, snap_progress_fn progress,
 			  void *pctx);
+/* ---- restore in one pass ----------------------------------------------------- */
+struct snap_loader {
+	/* Called when the walk reaches the page data of region ri, its index
+	 * checked, its gpa and size agreeing with the region table, and nothing
+	 * found wrong so far. Returns 0 to load the region through page/ctx
+	 * (which it may set now), a positive number to skip it (the walk goes on
+	 * and must end in a finding: the caller reported one, or the walk will),
+	 * or a negative errno that ends the walk. */
+	int (*prepare)(struct snap_loader *ld, struct snap_parsed *p, u32 ri,
+		       struct snap_report *rep);
+	snap_page_fn page;
+	void *ctx;
+	snap_progress_fn progress; /* optional */
+	void *pctx;
+	struct vcpu_state *vcpu; /* each vCPU record, decoded: vcpu[n] for n < nvcpu */
+	u32 nvcpu;
+	u64 loaded;			   /* out: regions loaded, by index */
+	u64 zeroed;			   /* out: pages zeroed (none in the image) */
+	u64 progress_base, progress_total; /* private */
+};
+
+/* Reads the image once, front to back: everything snap_image_open() checks,
+ * and on the way each region's page data straight into guest memory through
+ * ld (chunk CRCs checked as the pages land, pages not in the image zeroed)
+ * and each vCPU record decoded into ld->vcpu. Returns 0 only when nothing was
+ * found wrong, every region was loaded and every vCPU record decoded; else
+ * -EBADMSG (reported), or an errno of the source, of ld->prepare or
+ * -ECANCELED from progress. Guest memory is then partly written: discard it.
+ * Call snap_image_close() afterwards in every case. */
+int snap_image_load(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep,
+		    struct snap_loader *ld);
+/* One region's page data through ld (snapshot/pages.c; the two calls above). */
+int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri, struct snap_loader *ld,
+		     struct snap_report *rep);
+
 /* Bytes of page data (stored pages) in the image: the progress total. */
 u64 snap_image_page_bytes(const struct snap_parsed *p);
 

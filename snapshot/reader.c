@@ -10,7 +10,6 @@
 #include "vmm/vdev_id.h"
 
 #define SNAP_MAX_REGION_PAGES (1ULL << 24) /* 64 GiB per region */
-#define MAX_PAGE_REPORTS 16
 
 static struct vcpu_state check_state; /* the shell runs one command at a time */
 
@@ -193,6 +192,46 @@ static int open_pages(struct snap_source *src, struct snap_parsed *p, const stru
 	return 0;
 }
 
+/* snap_image_load(): region d->index's page data, read now into guest memory,
+ * as long as the walk found nothing wrong (a damaged image's pages are not
+ * worth reading). The region table must come first, as the writer puts it:
+ * it says where the pages go. */
+static int load_region(struct snap_source *src, struct snap_parsed *p,
+		       const struct snap_sec_desc *d, u32 num, struct snap_report *rep, u64 seen)
+{
+	struct snap_loader *ld = p->ld;
+	struct snap_region *r = &p->region[d->index];
+	const struct snap_region_desc *t = &p->rdesc[d->index];
+	char label[96];
+	int ret;
+
+	if (rep->errors > p->errors_before)
+		return 0;
+	if (!(seen & BIT(1))) {
+		sec_label(label, sizeof(label), d, num);
+		snap_report(rep,
+			    "%s: comes before the region table (restore reads an image in "
+			    "one pass and must know where the pages go)",
+			    label);
+		return -EBADMSG;
+	}
+	/* Not in the table, or disagreeing with it: check_whole() reports it. */
+	if (d->index >= p->nregions || t->pages != r->pages || t->type != SNAP_REGION_RAM ||
+	    t->gpa % PAGE_SIZE)
+		return 0;
+	r->gpa = t->gpa;
+	r->type = t->type;
+	ret = ld->prepare(ld, p, d->index, rep);
+	if (ret)
+		return ret < 0 ? ret : 0;
+	ld->progress_base = r->data_pos;
+	ld->progress_total = p->hdr.total_size;
+	ret = snap_region_load(src, p, d->index, ld, rep);
+	if (!ret)
+		ld->loaded |= BIT(d->index);
+	return ret;
+}
+
 /* Checks one section's payload by type; unknown optional ones are skipped
  * (their CRC still checked), unknown mandatory ones refused. */
 static int open_section(struct snap_source *src, struct snap_parsed *p, struct snap_sec_desc *d,
@@ -258,6 +297,9 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 			return -EBADMSG;
 		}
 		p->vcpu_sec[d->index] = (int)num;
+		/* A one-pass restore keeps it, so that it is never read twice. */
+		if (p->ld && d->index < p->ld->nvcpu)
+			p->ld->vcpu[d->index] = check_state;
 		return 0;
 	case SNAP_SEC_DEVICES:
 		if (d->length != (v1 ? SNAP_DEVICES_SIZE_V1 : SNAP_DEVICES_SIZE) ||
@@ -321,9 +363,11 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 			break;
 		p->pages_seen |= BIT(d->index);
 		ret = open_pages(src, p, d, num, rep);
-		if (ret)
+		if (ret) {
 			snap_region_release(&p->region[d->index]);
-		return ret;
+			return ret;
+		}
+		return p->ld ? load_region(src, p, d, num, rep, *seen) : 0;
 	case SNAP_SEC_END: {
 		bool zero = true;
 
@@ -430,7 +474,10 @@ static void check_whole(struct snap_parsed *p, struct snap_report *rep, u64 seen
 			    (unsigned long long)pages, (unsigned long long)h->memory_pages);
 }
 
-int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep)
+/* Walks the whole image (snap_image_open), loading it on the way when ld is
+ * set (snap_image_load). */
+static int walk(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep,
+		struct snap_loader *ld)
 {
 	struct snapshot_header *h = &p->hdr;
 	u64 pos = SNAP_HEADER_SIZE, limit, seen = 0, end = 0;
@@ -438,6 +485,8 @@ int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_
 	bool walked = true;
 
 	memset(p, 0, sizeof(*p));
+	p->ld = ld;
+	p->errors_before = errors;
 	for (u32 i = 0; i < SNAP_MAX_VCPUS; i++)
 		p->vcpu_sec[i] = -1;
 	p->scratch = snap_mem_alloc(SNAP_SCRATCH);
@@ -530,8 +579,35 @@ int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_
 		pos += SNAP_SECTION_HDR_SIZE + s.length;
 		end = pos;
 	}
+	if (ld)
+		ld->progress_total = limit;
 	check_whole(p, rep, seen, limit, end, walked);
 	return rep->errors > errors ? -EBADMSG : 0;
+}
+
+int snap_image_open(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep)
+{
+	return walk(src, p, rep, NULL);
+}
+
+int snap_image_load(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep,
+		    struct snap_loader *ld)
+{
+	int ret;
+
+	ld->loaded = ld->zeroed = 0;
+	ret = walk(src, p, rep, ld);
+	if (ret)
+		return ret;
+	/* check_whole() found every region's pages and every vCPU record; what
+	 * was not loaded was skipped by ld->prepare, which said why. */
+	for (u32 i = 0; i < p->nregions; i++) {
+		if (!(ld->loaded & BIT(i))) {
+			snap_report(rep, "image: memory region %u was not loaded", i);
+			return -EBADMSG;
+		}
+	}
+	return p->hdr.vcpu_count <= ld->nvcpu ? 0 : -EOPNOTSUPP;
 }
 
 void snap_image_close(struct snap_parsed *p)
@@ -541,95 +617,6 @@ void snap_image_close(struct snap_parsed *p)
 	if (p->scratch)
 		snap_mem_free(p->scratch, SNAP_SCRATCH);
 	p->scratch = NULL;
-}
-
-u64 snap_image_page_bytes(const struct snap_parsed *p)
-{
-	u64 total = 0;
-
-	for (u32 i = 0; i < p->nregions; i++)
-		total += p->region[i].stored * PAGE_SIZE;
-	return total;
-}
-
-/* Next stored page at or after *i in r (a bitmap walk); returns its number. */
-static u64 next_stored(const struct snap_region *r, u64 i)
-{
-	for (u64 w = i / 64; w < snap_bitmap_words(r->pages); w++) {
-		u64 bits = r->bitmap[w] & (w == i / 64 ? ~0ULL << (i % 64) : ~0ULL);
-
-		if (bits)
-			return w * 64 + (u64)__builtin_ctzll(bits);
-	}
-	return r->pages;
-}
-
-/* Folds stored page number n (at guest page `pg`) into the running chunk CRC
- * and checks the chunk when it is complete. Returns false on a mismatch. */
-struct chunk_state {
-	u32 crc;
-	u64 first_pg;
-};
-static bool chunk_add(const struct snap_region *r, u32 ri, struct chunk_state *c, u64 n, u64 pg,
-		      const void *data, struct snap_report *rep, int *reports)
-{
-	u32 ppc = r->pages_per_crc;
-
-	if (n % ppc == 0) {
-		c->crc = 0;
-		c->first_pg = pg;
-	}
-	c->crc = crc32c(c->crc, data, PAGE_SIZE);
-	if (n % ppc != ppc - 1 && n != r->stored - 1)
-		return true;
-	if (c->crc == r->crc[n / ppc])
-		return true;
-	if ((*reports)++ < MAX_PAGE_REPORTS)
-		snap_report(
-			rep,
-			"memory region %u, stored pages %llu-%llu between guest-physical 0x%llx and 0x%llx (image bytes 0x%llx-0x%llx): CRC32C mismatch",
-			ri, (unsigned long long)(n - n % ppc), (unsigned long long)n,
-			(unsigned long long)(r->gpa + c->first_pg * PAGE_SIZE),
-			(unsigned long long)(r->gpa + (pg + 1) * PAGE_SIZE - 1),
-			(unsigned long long)(r->data_pos + (n - n % ppc) * PAGE_SIZE),
-			(unsigned long long)(r->data_pos + (n + 1) * PAGE_SIZE - 1));
-	return false;
-}
-
-int snap_image_check_pages(struct snap_source *src, struct snap_parsed *p, struct snap_report *rep,
-			   snap_progress_fn progress, void *pctx)
-{
-	u64 total = snap_image_page_bytes(p), done = 0;
-	int reports = 0, ret;
-
-	for (u32 ri = 0; ri < p->nregions; ri++) {
-		const struct snap_region *r = &p->region[ri];
-		struct chunk_state c = { 0 };
-		u64 pg = 0;
-
-		if (!r->bitmap)
-			continue;
-		for (u64 n = 0; n < r->stored;) {
-			u64 batch = MIN(r->stored - n, SNAP_SCRATCH / PAGE_SIZE);
-
-			ret = src->read(src, r->data_pos + n * PAGE_SIZE, p->scratch,
-					batch * PAGE_SIZE);
-			if (ret)
-				return ret;
-			for (u64 k = 0; k < batch; k++, n++, pg++) {
-				pg = next_stored(r, pg);
-				chunk_add(r, ri, &c, n, pg, p->scratch + k * PAGE_SIZE, rep,
-					  &reports);
-			}
-			done += batch * PAGE_SIZE;
-			ret = progress ? progress(pctx, done, total) : 0;
-			if (ret)
-				return ret;
-		}
-	}
-	if (reports > MAX_PAGE_REPORTS)
-		snap_report(rep, "... %d more damaged page ranges", reports - MAX_PAGE_REPORTS);
-	return reports ? -EBADMSG : 0;
 }
 
 int snap_image_read_vcpu(struct snap_source *src, struct snap_parsed *p, u32 id,
@@ -650,49 +637,4 @@ int snap_image_read_vcpu(struct snap_source *src, struct snap_parsed *p, u32 id,
 	if (ret)
 		snap_report(rep, "vCPU %u state record: %s", id, why);
 	return ret;
-}
-
-int snap_image_load_pages(struct snap_source *src, struct snap_parsed *p, snap_page_fn page,
-			  void *ctx, struct snap_report *rep, snap_progress_fn progress, void *pctx)
-{
-	u64 total = snap_image_page_bytes(p), done = 0;
-	int reports = 0, ret;
-
-	for (u32 ri = 0; ri < p->nregions; ri++) {
-		const struct snap_region *r = &p->region[ri];
-		struct chunk_state c = { 0 };
-		u64 n = 0;
-
-		if (!r->bitmap)
-			return -EBADMSG;
-		for (u64 i = 0; i < r->pages;) {
-			u8 *dst = page(ctx, r->gpa + i * PAGE_SIZE);
-			u64 run = 1;
-
-			if (!dst)
-				return -EFAULT;
-			if (!(r->bitmap[i / 64] & (1ULL << (i % 64)))) {
-				memset(dst, 0, PAGE_SIZE);
-				i++;
-				continue;
-			}
-			while (i + run < r->pages && run < 256 &&
-			       (r->bitmap[(i + run) / 64] & (1ULL << ((i + run) % 64))) &&
-			       page(ctx, r->gpa + (i + run) * PAGE_SIZE) == dst + run * PAGE_SIZE)
-				run++;
-			ret = src->read(src, r->data_pos + n * PAGE_SIZE, dst, run * PAGE_SIZE);
-			if (ret)
-				return ret;
-			for (u64 k = 0; k < run; k++, n++)
-				if (!chunk_add(r, ri, &c, n, i + k, dst + k * PAGE_SIZE, rep,
-					       &reports))
-					return -EBADMSG;
-			i += run;
-			done += run * PAGE_SIZE;
-			ret = progress ? progress(pctx, done, total) : 0;
-			if (ret)
-				return ret;
-		}
-	}
-	return 0;
 }

@@ -2,8 +2,9 @@
  * Save and restore of whole VMs. Save pauses the VM (every vCPU out of guest
  * mode), captures the neutral vCPU state and the devices, scans guest memory,
  * writes the image into free space of the store, flushes, commits the catalog
- * and resumes. Restore verifies every byte of the image before it creates the
- * VM, then loads it paused. Kernel only; host context (the shell).
+ * and resumes. Restore reads the image once, straight into a VM that stays
+ * hidden until every check passed, then shows it paused. Kernel only; host
+ * context (the shell).
  */
 #include "kernel/lib.h"
 #include "kernel/mm.h"
@@ -166,7 +167,7 @@ struct entry_io {
 	u64 start;  /* first block of the image */
 	u8 *bounce; /* one block, for reads that are not whole blocks */
 	u64 cached; /* block held in bounce, or ~0 */
-	u64 bytes;  /* bytes read from the disk (for the restore's summary) */
+	u64 io_us;  /* time spent waiting for the disk (the restore's summary) */
 };
 static struct entry_io entry_io;
 
@@ -176,14 +177,16 @@ static int entry_read(struct snap_source *src, u64 off, void *buf, u64 len)
 {
 	struct entry_io *io = src->ctx;
 	u8 *dst = buf;
+	u64 t0 = ticks();
 	int ret;
 
 	if (off > src->size || len > src->size - off)
 		return -ERANGE;
 	if (off % SNAP_BLOCK == 0 && len % SNAP_BLOCK == 0) {
-		io->bytes += len;
-		return snap_store_read(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK,
-				       buf);
+		ret = snap_store_read(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK,
+				      buf);
+		io->io_us += ticks() - t0;
+		return ret;
 	}
 	while (len) {
 		u64 blk = off / SNAP_BLOCK, in = off % SNAP_BLOCK, n = MIN(len, SNAP_BLOCK - in);
@@ -191,9 +194,10 @@ static int entry_read(struct snap_source *src, u64 off, void *buf, u64 len)
 		if (blk != io->cached) {
 			io->cached = ~0ULL;
 			ret = snap_store_read(&snap_store, io->start + blk, 1, io->bounce);
+			io->io_us += ticks() - t0;
+			t0 = ticks();
 			if (ret)
 				return ret;
-			io->bytes += SNAP_BLOCK;
 			io->cached = blk;
 		}
 		memcpy(dst, io->bounce + in, n);
@@ -213,7 +217,7 @@ int snap_source_get(struct snap_source *src, int entry)
 		return -ENOMEM;
 	entry_io.start = e->start_block;
 	entry_io.cached = ~0ULL;
-	entry_io.bytes = 0;
+	entry_io.io_us = 0;
 	src->read = entry_read;
 	src->size = snap_entry_blocks(e) * SNAP_BLOCK;
 	src->ctx = &entry_io;
@@ -582,117 +586,151 @@ static int restore_devices(struct vm *vm, struct snap_parsed *p)
 	return 0;
 }
 
-/* Pass 1: every CRC of the image, before any VM exists. */
-static int restore_verify(struct snap_source *src, const struct snap_entry *e, const char *name)
-{
-	struct snap_report rep = { .emit = snap_report_print };
-	struct snap_progress pr;
-	int ret = snap_image_open(src, &parsed, &rep);
+/* The one restore in progress (the shell runs one command at a time). */
+static struct {
+	const struct snap_entry *entry;
+	const char *name;
+	struct vm *vm; /* hidden until restore_commit() */
+	u64 create_us; /* making the empty VM (its RAM is not zeroed) */
+	bool said;     /* prepare printed why it refused */
+} rs;
 
-	if (!ret) {
-		snap_progress_init(&pr, "verify");
-		ret = snap_image_check_pages(src, &parsed, &rep, snap_progress, &pr);
-		snap_progress_done(&pr);
+/* snap_loader.prepare: the page data of region ri comes next and the image
+ * checked out so far. Checks that this Amber can restore it, then makes the
+ * hidden VM its pages go into. */
+static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri,
+			   struct snap_report *rep)
+{
+	u64 t0 = ticks();
+
+	/* The catalog names the image by its header's CRC: a different one
+	 * means the extent was overwritten; do not read it into a VM. */
+	if (crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE) != rs.entry->header_crc) {
+		snap_report(rep, "catalog entry and image header disagree (image overwritten?)");
+		return 1;
 	}
-	if (!ret && crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE) != e->header_crc) {
-		snap_report(&rep, "catalog entry and image header disagree (image overwritten?)");
-		ret = -EBADMSG;
-	}
-	if (ret == -ECANCELED)
-		printk("snap restore: cancelled; no VM created\n");
-	else if (ret == -EBADMSG)
-		printk("error: snap restore: snapshot '%s' is damaged (%d problem%s, first: %s); "
-		       "restore refused, no VM created\n",
-		       name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
-	else if (ret)
-		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", name,
-		       snap_store.err[0] ? snap_store.err : errno_name(ret));
-	if (!ret && (parsed.nregions != 1 || parsed.region[0].gpa != 0 ||
-		     parsed.hdr.vcpu_count > VM_MAX_VCPUS)) {
+	if (ri != 0 || p->nregions != 1 || p->region[0].gpa != 0 || !p->hdr.vcpu_count ||
+	    p->hdr.vcpu_count > VM_MAX_VCPUS) {
 		printk("error: snap restore: '%s' has %u memory regions and %u vCPUs; this Amber "
 		       "restores one region at address 0 and at most %d vCPUs\n",
-		       name, parsed.nregions, parsed.hdr.vcpu_count, VM_MAX_VCPUS);
-		ret = -EOPNOTSUPP;
+		       rs.name, p->nregions, p->hdr.vcpu_count, VM_MAX_VCPUS);
+		rs.said = true;
+		return -EOPNOTSUPP;
 	}
-	return ret;
-}
-
-/* Pass 2: the VM, its memory (CRCs checked again), vCPUs and devices.
- * *create_us is what making the empty VM took (its RAM comes zeroed). */
-static int restore_load(struct snap_source *src, const char *name, struct vm **out, u64 *create_us)
-{
-	struct snap_report rep = { .emit = snap_report_print };
-	struct snap_progress pr;
-	u64 t0 = ticks();
-	struct vm *vm;
-	int ret;
-
-	vm = vm_create_empty(parsed.dev.image, parsed.hdr.memory_pages * PAGE_SIZE,
-			     (int)parsed.hdr.vcpu_count);
-	*create_us = ticks() - t0;
-	if (!vm) {
+	/* The VM is as large as the region; a header that says otherwise is
+	 * reported by the walk (check_whole), so nothing is loaded for it. */
+	if (p->region[0].pages != p->hdr.memory_pages)
+		return 1;
+	rs.vm = vm_create_hidden(p->dev.image[0] ? p->dev.image : "?",
+				 p->region[0].pages * PAGE_SIZE, (int)p->hdr.vcpu_count);
+	rs.create_us = ticks() - t0;
+	if (!rs.vm) {
 		printk("error: snap restore: could not create the VM (see above); nothing restored\n");
+		rs.said = true;
 		return -ENOMEM;
 	}
-	if (restore_devices(vm, &parsed)) {
-		vm_destroy(vm);
-		printk("snap restore: nothing restored\n");
+	ld->ctx = rs.vm;
+	return 0;
+}
+
+/* The loaded VM gets its devices, vCPUs and state, then becomes visible:
+ * the last step, after every check passed. Returns 0, or an errno after
+ * saying why (the caller removes the VM). */
+static int restore_commit(struct snap_parsed *p)
+{
+	struct vm *vm = rs.vm;
+	int ret;
+
+	strlcpy(vm->image, p->dev.image, sizeof(vm->image));
+	if (restore_devices(vm, p))
 		return -EINVAL;
-	}
-	snap_progress_init(&pr, "restore");
-	ret = snap_image_load_pages(src, &parsed, guest_page, vm, &rep, snap_progress, &pr);
-	snap_progress_done(&pr);
-	for (u32 i = 0; !ret && i < parsed.hdr.vcpu_count; i++) {
-		ret = snap_image_read_vcpu(src, &parsed, i, &vstate[0], &rep);
-		if (ret)
-			break;
-		ret = vcpu_set_state(vm->vcpus[i], &vstate[0]);
+	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
+		ret = vcpu_set_state(vm->vcpus[i], &vstate[i]);
 		if (ret) {
-			vm_destroy(vm);
-			printk("error: snap restore: %s could not load the state of vCPU %u (%s)\n"
-			       "snap restore: the half-built VM was removed\n",
+			printk("error: snap restore: %s could not load the state of vCPU %u (%s)\n",
 			       vcpu_ops->name, i, errno_name(ret));
 			return ret;
 		}
-		vm->vcpus[i]->frozen_tsc = vstate[0].tsc; /* what `vm resume` loads */
-	}
-	if (ret) {
-		vm_destroy(vm);
-		if (ret == -ECANCELED)
-			printk("snap restore: cancelled; the half-built VM was removed\n");
-		else
-			printk("error: snap restore: '%s' changed while it was read (%s); the half-built "
-			       "VM was removed\n",
-			       name, rep.errors ? rep.first : errno_name(ret));
-		return ret;
+		vm->vcpus[i]->frozen_tsc = vstate[i].tsc; /* what `vm resume` loads */
 	}
 	/* The VM comes back in the state it was saved in; a running or halted one
 	 * comes back paused, so that 'vm resume' decides when it runs. */
-	switch (parsed.dev.vm_state) {
+	switch (p->dev.vm_state) {
 	case SNAP_VM_EXITED:
 		vm->state = VM_EXITED;
-		vm->exit_code = (int)parsed.dev.exit_code;
+		vm->exit_code = (int)p->dev.exit_code;
 		break;
 	case SNAP_VM_STOPPED:
 		vm->state = VM_STOPPED;
-		strlcpy(vm->stop_reason, parsed.dev.stop_reason, sizeof(vm->stop_reason));
+		strlcpy(vm->stop_reason, p->dev.stop_reason, sizeof(vm->stop_reason));
 		break;
 	default:
 		vm->state = VM_PAUSED;
 		break;
 	}
 	vm->started_ticks = ticks();
-	*out = vm;
-	return 0;
+	ret = vm_publish(vm);
+	if (ret)
+		printk("error: snap restore: VM slot %d was taken while the image was read\n",
+		       vm->id);
+	return ret;
+}
+
+/* A finding ends the progress bar's line before it is printed. */
+static void restore_report_print(struct snap_report *r, const char *line)
+{
+	snap_progress_done(r->ctx);
+	snap_report_print(r, line);
+}
+
+/* Reads the image once into a hidden VM (snap_image_load), then commits it.
+ * On any failure the hidden VM is removed: nothing in Amber changed. */
+static int restore_one_pass(struct snap_source *src, const char *name, u64 *zeroed)
+{
+	struct snap_progress pr;
+	struct snap_report rep = { .emit = restore_report_print, .ctx = &pr };
+	struct snap_loader ld = {
+		.prepare = restore_prepare,
+		.page = guest_page,
+		.progress = snap_progress,
+		.pctx = &pr,
+		.vcpu = vstate,
+		.nvcpu = VM_MAX_VCPUS,
+	};
+	int ret;
+
+	snap_progress_init(&pr, "restore");
+	ret = snap_image_load(src, &parsed, &rep, &ld);
+	snap_progress_done(&pr);
+	*zeroed = ld.zeroed;
+	if (!ret) {
+		ret = restore_commit(&parsed);
+		if (ret)
+			printk("snap restore: nothing restored\n");
+		else
+			return 0;
+	} else if (ret == -ECANCELED) {
+		printk("snap restore: cancelled; no VM created\n");
+	} else if (ret == -EBADMSG) {
+		printk("error: snap restore: snapshot '%s' is damaged (%d problem%s, first: %s); "
+		       "restore refused, no VM created\n",
+		       name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+	} else if (!rs.said) { /* prepare said why itself */
+		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", name,
+		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+	}
+	vm_destroy(rs.vm);
+	rs.vm = NULL;
+	return ret;
 }
 
 int snap_restore(const char *name, const char *disk_opt)
 {
 	struct snap_source src;
 	struct blkdev *dev;
-	struct vm *vm = NULL;
+	struct vm *vm;
 	char mem[32], rate[32], how[64];
-	u64 t0, t_verify, t_load, t_create = 0, c0, size;
+	u64 t0, t_all, c0, b0, size, zeroed = 0;
 	int index, entry, ret;
 
 	dev = snap_pick_disk(disk_opt, &index);
@@ -711,15 +749,20 @@ int snap_restore(const char *name, const char *disk_opt)
 	if (ret)
 		return ret;
 	size = snap_store.entry[entry].size;
+	rs.entry = &snap_store.entry[entry];
+	rs.name = name;
+	rs.vm = NULL;
+	rs.create_us = 0;
+	rs.said = false;
 	c0 = dev->commands;
+	b0 = dev->bytes_read;
 	t0 = ticks();
-	ret = restore_verify(&src, &snap_store.entry[entry], name);
-	t_verify = ticks() - t0;
-	if (!ret)
-		ret = restore_load(&src, name, &vm, &t_create);
-	t_load = ticks() - t0 - t_verify;
+	ret = restore_one_pass(&src, name, &zeroed);
+	t_all = ticks() - t0;
 	snap_image_close(&parsed);
 	snap_source_put(&src);
+	vm = rs.vm;
+	rs.vm = NULL;
 	if (ret)
 		return ret;
 	if (vm->state == VM_EXITED)
@@ -728,17 +771,20 @@ int snap_restore(const char *name, const char *disk_opt)
 		strlcpy(how, "stopped, as it was saved ('vm info' says why)", sizeof(how));
 	else
 		snprintf(how, sizeof(how), "paused: 'vm resume %d' continues it", vm->id);
-	/* The rate is the image's size over the whole restore (both passes): how
-	 * fast an image of that size comes back. Bytes and commands are counted. */
+	/* The rate is the image's size over the whole restore: how fast an image
+	 * of that size comes back. The bytes are what the disk delivered (the
+	 * block layer's count), so bytes/image size is reads per image byte. */
 	format_size(mem, sizeof(mem), vm->mem_size);
-	print_rate(rate, sizeof(rate), size, t_verify + t_load);
+	print_rate(rate, sizeof(rate), size, t_all);
 	printk("restored '%s' as VM %d (%s, %s of RAM, saved from VM %u) in %llu ms = %s for the "
-	       "%llu-byte image (verify %llu ms, new VM %llu ms, load %llu ms; %llu bytes read in "
-	       "%llu disk commands), %s\n",
-	       name, vm->id, vm->image, mem, parsed.dev.vm_id,
-	       (unsigned long long)((t_verify + t_load) / 1000), rate, (unsigned long long)size,
-	       (unsigned long long)(t_verify / 1000), (unsigned long long)(t_create / 1000),
-	       (unsigned long long)((t_load - t_create) / 1000), (unsigned long long)entry_io.bytes,
-	       (unsigned long long)(dev->commands - c0), how);
+	       "%llu-byte image in one pass (new VM %llu ms, load and check %llu ms of which "
+	       "disk reads %llu ms, %llu pages zeroed; %llu bytes read from the disk in %llu "
+	       "commands), %s\n",
+	       name, vm->id, vm->image, mem, parsed.dev.vm_id, (unsigned long long)(t_all / 1000),
+	       rate, (unsigned long long)size, (unsigned long long)(rs.create_us / 1000),
+	       (unsigned long long)((t_all - rs.create_us) / 1000),
+	       (unsigned long long)(entry_io.io_us / 1000), (unsigned long long)zeroed,
+	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
+	       how);
 	return 0;
 }

@@ -158,8 +158,9 @@ void vm_destroy(struct vm *vm)
 }
 
 /* Allocates a VM with its RAM and vCPUs and lets the backend build the nested
- * page tables and VMCS/VMCBs. Prints why and returns NULL on failure. */
-static struct vm *vm_alloc(const char *image, u64 mem, int ncpus)
+ * page tables and VMCS/VMCBs. Prints why and returns NULL on failure. A hidden
+ * VM takes an id but no table entry (vm_publish), and RAM nobody zeroed. */
+static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
 {
 	char want[24], have[24];
 	u64 free_bytes = pmm_free_pages() * PAGE_SIZE;
@@ -201,7 +202,8 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus)
 	if (!vm)
 		goto nomem;
 	vm->id = slot + 1;
-	vm_table[slot] = vm;
+	if (!hidden)
+		vm_table[slot] = vm;
 	strlcpy(vm->image, image, sizeof(vm->image));
 	vm->mem_size = mem;
 	vm->nchunks = ALIGN_UP(mem, VM_CHUNK_SIZE) / VM_CHUNK_SIZE;
@@ -209,12 +211,17 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus)
 	if (!vm->chunks)
 		goto nomem;
 	for (u64 i = 0; i < vm->nchunks; i++) {
-		vm->chunks[i] = pmm_alloc_2m();
+		vm->chunks[i] = hidden ? pmm_alloc_2m_uninit() : pmm_alloc_2m();
 		if (!vm->chunks[i]) {
 			printk("vm: could not allocate guest RAM in 2 MiB pieces (memory fragmented)\n");
 			goto fail;
 		}
 	}
+	/* The last chunk's part past the RAM is no page of the VM: no restore
+	 * writes it, so it must not keep what the chunk held before. */
+	if (hidden && mem % VM_CHUNK_SIZE)
+		memset((u8 *)phys_to_virt(vm->chunks[vm->nchunks - 1]) + mem % VM_CHUNK_SIZE, 0,
+		       VM_CHUNK_SIZE - mem % VM_CHUNK_SIZE);
 	vm->guest_tsc_hz = tsc_hz();
 	vm->created_ticks = ticks();
 	if (vdev_alloc_all(vm))
@@ -343,7 +350,7 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 	}
 	if (!check_image(img, &initrd, initrd_name, &is_linux))
 		return NULL;
-	vm = vm_alloc(img->name, mem, ncpus);
+	vm = vm_alloc(img->name, mem, ncpus, false);
 	if (!vm)
 		return NULL;
 	if (!cmdline)
@@ -387,9 +394,20 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 	return vm;
 }
 
-struct vm *vm_create_empty(const char *image, u64 mem, int ncpus)
+struct vm *vm_create_hidden(const char *image, u64 mem, int ncpus)
 {
-	return vm_alloc(image, mem, ncpus);
+	return vm_alloc(image, mem, ncpus, true);
+}
+
+int vm_publish(struct vm *vm)
+{
+	/* The id chose the slot at creation and names the VM to the backend (the
+	 * SVM ASID), so it cannot move; the shell runs one command at a time, so
+	 * nothing took the slot in between. */
+	if (vm_table[vm->id - 1])
+		return -EBUSY;
+	vm_table[vm->id - 1] = vm;
+	return 0;
 }
 
 int vm_start(struct vm *vm)

@@ -267,11 +267,16 @@ void vmm_describe_backend(char *buf, size_t len);
  * the image named `initrd` (NULL for none) as its initrd. */
 struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 		     const char *initrd);
-/* Creates an empty VM (RAM and vCPUs, nothing loaded): the restore path. */
-struct vm *vm_create_empty(const char *image, u64 mem, int ncpus);
+/* Creates an empty VM (vCPUs, and RAM that is NOT zeroed) outside the VM
+ * table: `vm list` does not show it, nothing can start or schedule it. The
+ * restore path fills every page of its RAM, then vm_publish() enters it in the
+ * table (0, or -EBUSY if its slot was taken meanwhile); vm_destroy() removes
+ * it unseen. */
+struct vm *vm_create_hidden(const char *image, u64 mem, int ncpus);
+int vm_publish(struct vm *vm);
 void vm_destroy(struct vm *vm);
 struct vm *vm_get(int id);
-/* Starts a VM in VM_CREATED (after vm_create, or vm_create_empty and a restored
+/* Starts a VM in VM_CREATED (after vm_create, or vm_create_hidden and a restored
  * state): VM_RUNNING, scheduled from then on. */
 int vm_start(struct vm *vm);
 int vm_pause(struct vm *vm);

@@ -2,7 +2,8 @@
  * libFuzzer target: the snapshot image reader (snapshot/reader.c, describe.c)
  * on an image from a hostile disk. Every path a restore, `snap verify` and
  * `snap info` take: open, page CRCs, vCPU records, loading the pages into
- * guest memory, and the description, which must stay bounded. Host only.
+ * guest memory, the one-pass restore (snap_image_load), and the description,
+ * which must stay bounded. Host only.
  */
 #include "tests/fuzz/fuzz_snap.h"
 
@@ -45,6 +46,7 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 	if (ret == 0)
 		snap_image_load_pages(&src, &p, fuzz_guest_page, NULL, &rep, NULL, NULL);
 	snap_image_close(&p);
+	fuzz_load(&src, ret);
 	return 0;
 }
 

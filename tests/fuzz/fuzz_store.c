@@ -116,6 +116,7 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 			snap_image_check_pages(&src, &p, &rep, NULL, NULL);
 		}
 		snap_image_close(&p);
+		fuzz_load(&src, ret);
 	}
 	/* A catalog the store commits must be valid when read back. */
 	if (st.count && snap_store_remove(&st, 0) == 0) {

@@ -2,7 +2,10 @@
 # resumed on every disk Amber drives (QEMU TCG with AMD-V: virtio-blk
 # transitional and modern, NVMe; Bochs with VT-x: ATA); restore after a reboot;
 # bit flips made here on the host that `snap verify` names and restore refuses;
-# a disk too small; Ctrl-C; and amber-snap with gdb on what Amber wrote.
+# a damaged page at the end of the image that the one-pass restore refuses with
+# nothing left behind; a disk too small; Ctrl-C; and amber-snap with gdb on
+# what Amber wrote. Every restore must read each image byte once.
+import hashlib
 import os
 import re
 import struct
@@ -71,11 +74,21 @@ def pause_counter(vm, vid):
 	return int(counts[-1])
 
 
+RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) .* for the (\d+)-byte image in one pass "
+			r"\(.*; (\d+) bytes read from the disk in \d+ commands\)")
+
+
 def restore(vm, name, extra=""):
+	"""snap restore; returns the new VM's id. The disk must have delivered
+	exactly the image's bytes: each read once (the block layer counts)."""
 	out = vm.cmd_ok(f"snap restore {name}{extra}", timeout=240)
-	m = re.search(r"restored '\S+' as VM (\d+)", out)
+	m = RESTORE_RE.search(out)
 	if not m:
-		vm.fail(f"no VM id in the output of 'snap restore {name}':\n{out}")
+		vm.fail(f"no summary line in the output of 'snap restore {name}':\n{out}")
+	size, nread = int(m.group(2)), int(m.group(3))
+	if nread != size:
+		vm.fail(f"restoring '{name}' read {nread} bytes from the disk for a {size}-byte "
+			f"image ({nread / size:.2f} per byte); one pass reads each byte once")
 	return int(m.group(1))
 
 
@@ -418,6 +431,88 @@ def test_reboot_restore_and_bit_flips():
 			vm.fail(f"a refused restore left a VM behind:\n{out}")
 		ct2 = restore(vm, "good")
 		resume_and_expect_count(vm, ct2, n + 1)
+
+
+def free_memory(vm):
+	"""(free 4 KiB pages, heap bytes in use) from `mem`."""
+	out = vm.cmd_ok("mem")
+	free = re.search(r"4 KiB pages: (\d+) free", out)
+	heap = re.search(r"Heap: .+ used \((\d+) bytes\)", out)
+	if not free or not heap:
+		vm.fail(f"'mem' did not report free pages and heap use:\n{out}")
+	return int(free.group(1)), int(heap.group(1))
+
+
+def sha256(path):
+	with open(path, "rb") as f:
+		return hashlib.sha256(f.read()).hexdigest()
+
+
+@timeout(300)
+def test_restore_damage_late():
+	"""The one-pass restore loads pages into the new VM as it checks them: a
+	flipped bit in the last stored page is found after nearly the whole image
+	went into its memory. The restore is refused; that VM never appears (vm
+	list as before, its id still free) and the disk is byte for byte what it
+	was. Ctrl-C during a restore leaves nothing either. A good image restores
+	right after, into the same id."""
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)], name="qemu-save") as vm:
+		vm.wait_prompt()
+		mt = start_vm(vm, "memtest", mem="16M")
+		memtest_passes(vm, mt, 0, 1, 120)
+		vm.cmd_ok(f"vm pause {mt}")
+		for name in ("late", "good"):
+			vm.cmd_ok(f"snap save {mt} {name}", timeout=120)
+		base, size = snapshot_base(vm, "late")
+	img = parse_image(disk, base)
+	end = next(s for s in img["sections"] if s["type"] == 0xFFFF)
+	damaged = end["pos"] - 4096 + 2000       # in the last stored page
+	assert damaged > size * 9 // 10, f"the last page at {damaged} of {size}: not late"
+	flip_bit(disk, base + damaged, 3)
+	before = sha256(disk)
+	with boot_qemu(disks=[("virtio", disk)], name="qemu-restore") as vm:
+		vm.wait_prompt()
+		ct = start_vm(vm, "counter", args="every=20000000")
+		seen_after(vm, 0, rf"\[vm{ct}\] count=1\b", 120, "the counter's first count")
+		vm.cmd_ok(f"vm pause {ct}")
+		listed = vm.cmd_ok("vm list")
+		vm.cmd_ok("snap list")   # the store opened once, as the restore opens it
+		mem = free_memory(vm)
+		out = vm.cmd("snap restore late", timeout=120)
+		m = re.search(r"memory region 0, stored pages \d+-\d+ between guest-physical "
+			      r"0x[0-9a-f]+ and 0x[0-9a-f]+ \(image bytes 0x([0-9a-f]+)-0x([0-9a-f]+)\)",
+			      out)
+		if not m or not int(m.group(1), 16) <= damaged <= int(m.group(2), 16):
+			vm.fail(f"expected the damaged page range around image byte {damaged:#x}:\n{out}")
+		expect(vm, r"restore refused, no VM created", out, "the refusal")
+		if re.search(r"^restored ", out, re.M):
+			vm.fail(f"the damaged image was reported restored:\n{out}")
+		after = vm.cmd_ok("vm list")
+		if after != listed:
+			vm.fail(f"the refused restore changed 'vm list':\nbefore:\n{listed}\nafter:\n{after}")
+		if free_memory(vm) != mem:
+			vm.fail(f"the refused restore kept memory: {free_memory(vm)} (free pages, heap "
+				f"bytes), {mem} before: the hidden VM was not removed")
+		out = vm.cmd(f"vm resume {ct + 1}")
+		expect(vm, rf"no vm {ct + 1}", out, "the refused VM's id unused")
+		# Ctrl-C right behind the command: the load stops, nothing is left.
+		vm.send("snap restore good\r\x03")
+		vm.wait_for(r"snap restore: cancelled; no VM created", 120)
+		vm.wait_prompt()
+		after = vm.cmd_ok("vm list")
+		if after != listed:
+			vm.fail(f"the cancelled restore changed 'vm list':\nbefore:\n{listed}\nafter:\n{after}")
+		if free_memory(vm) != mem:
+			vm.fail(f"the cancelled restore kept memory: {free_memory(vm)}, {mem} before")
+		mt2 = restore(vm, "good")
+		if mt2 != ct + 1:
+			vm.fail(f"the good image came back as VM {mt2}, expected {ct + 1}")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {mt2}")
+		memtest_passes(vm, mt2, start, 1, 120)
+	if sha256(disk) != before:
+		raise AssertionError("the refused restore changed the disk")
 
 
 @timeout(180)
