@@ -15,6 +15,7 @@ enum vdev_id {
 	VDEV_CMOS = 5,	/* MC146818 RTC and CMOS memory */
 	VDEV_VGA = 6,	/* VGA CRT controller and friends */
 	VDEV_BOARD = 7, /* POST port, port 0x92, PCI configuration ports */
+	VDEV_PM = 8,	/* ACPI PM1 event/control registers and the PM timer */
 	VDEV_ID_MAX,
 };
 
@@ -24,7 +25,7 @@ static inline const char *vdev_id_name(unsigned id)
 	static const char *const names[VDEV_ID_MAX] = {
 		[VDEV_UART] = "uart",	[VDEV_PIT] = "pit",   [VDEV_PIC] = "pic",
 		[VDEV_KBD] = "kbd",	[VDEV_CMOS] = "cmos", [VDEV_VGA] = "vga",
-		[VDEV_BOARD] = "board",
+		[VDEV_BOARD] = "board", [VDEV_PM] = "pm",
 	};
 
 	return id < VDEV_ID_MAX ? names[id] : NULL;
