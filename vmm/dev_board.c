@@ -87,6 +87,8 @@ static int board_state(struct vm *vm, void *st, const struct rec *r, u32 version
 	if (version >= 2) {
 		REC(r, 8, b->rst_cnt);
 		REC(r, 9, b->port92);
+	} else if (!r->enc) {
+		b->rst_cnt = b->port92 = 0;
 	}
 	if (!r->enc && ((b->rst_cnt & ~(RST_CNT_SYS_RST | RST_CNT_FULL_RST)) || b->port92 > 1)) {
 		*why = "reset control bits no chipset holds";

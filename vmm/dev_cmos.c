@@ -61,17 +61,17 @@
 
 struct vcmos {
 	/* Battery-backed (struct vdev keep_size): a reset keeps these. */
-	u8 ram[128];	/* by index; 0x00-0x09 and 0x32 are a shadow while stopped */
-	u64 div_tsc;	/* guest TSC at which the divider chain's second began */
-	u64 epoch_off;	/* clock seconds = epoch_off + whole seconds since div_tsc */
-	u64 seen_tsc;	/* the flags are current up to this guest TSC */
-	u8 valid;	/* set up once at power-on */
+	u8 ram[128];   /* by index; 0x00-0x09 and 0x32 are a shadow while stopped */
+	u64 div_tsc;   /* guest TSC at which the divider chain's second began */
+	u64 epoch_off; /* clock seconds = epoch_off + whole seconds since div_tsc */
+	u64 seen_tsc;  /* the flags are current up to this guest TSC */
+	u8 valid;      /* set up once at power-on */
 	u8 pad[7];
 	/* Reset to zero. */
 	u8 index;
-	u8 nmi_mask; /* port 0x70 bit 7 */
-	u8 flags;    /* register C: PF, AF, UF (IRQF is computed) */
-	u8 irq;	     /* IRQ 8 as last driven */
+	u8 nmi_mask;  /* port 0x70 bit 7 */
+	u8 flags;     /* register C: PF, AF, UF (IRQF is computed) */
+	u8 irq;	      /* IRQ 8 as last driven */
 	u64 alarm_at; /* cached: clock seconds of the next alarm match, 0 unknown */
 };
 
@@ -157,7 +157,7 @@ static u32 dec_hour(const struct vcmos *c, u8 v)
 /* The clock registers of `secs` into regs (by index), in the current mode. */
 static void encode_time(const struct vcmos *c, u64 secs, u8 *regs)
 {
-	struct rtc_time t;
+	struct rtc_time t = { 0 };
 
 	rtc_from_secs(secs, &t);
 	regs[REG_SEC] = enc(c, t.sec);
@@ -175,7 +175,7 @@ static void encode_time(const struct vcmos *c, u64 secs, u8 *regs)
 static u64 decode_time(const struct vcmos *c, const u8 *regs)
 {
 	u32 century = dec(c, regs[REG_CENTURY]);
-	struct rtc_time t;
+	struct rtc_time t = { 0 };
 
 	t.year = (century == 19 || century == 20 ? century : 20) * 100 +
 		 MIN(dec(c, regs[REG_YEAR]), 99u);
@@ -506,7 +506,8 @@ static int cmos_state(struct vm *vm, void *st, const struct rec *r, u32 version,
 		c->irq = 0;
 		return 0;
 	}
-	if (c->index > 0x7F || c->nmi_mask > 1 || (c->flags & ~(C_PF | C_AF | C_UF)) || c->irq > 1) {
+	if (c->index > 0x7F || c->nmi_mask > 1 || (c->flags & ~(C_PF | C_AF | C_UF)) ||
+	    c->irq > 1) {
 		*why = "MC146818 register values no chip can hold";
 		return -EINVAL;
 	}

@@ -348,11 +348,14 @@ bool vm_reset_pending(struct vcpu *v)
 	vuart_flush(vm);
 	img = guest_image_find(vm->image);
 	if (!img) {
-		vm_stop(vm, "reset through %s, but the image '%s' is not in this Amber: it "
-			    "cannot boot again", vm->reset_why, vm->image);
+		vm_stop(vm,
+			"reset through %s, but the image '%s' is not in this Amber: it "
+			"cannot boot again",
+			vm->reset_why, vm->image);
 		return true;
 	}
 	tsc = vcpu_guest_tsc(vm->vcpus[0]);
+	vdev_sync(vm, tsc); /* what happened before the reset, before it */
 	vdev_reset_all(vm);
 	if (vm_load_image(vm, img, tsc, err, sizeof(err))) {
 		vm_stop(vm, "reset through %s, but reloading '%s' failed: %s", vm->reset_why,
@@ -362,8 +365,7 @@ bool vm_reset_pending(struct vcpu *v)
 	for (int i = 0; i < vm->nvcpus; i++)
 		vm->vcpus[i]->halted = i != 0;
 	vm->resets++;
-	printk("[vm%d] reset through %s: booting '%s' again\n", vm->id, vm->reset_why,
-	       vm->image);
+	printk("[vm%d] reset through %s: booting '%s' again\n", vm->id, vm->reset_why, vm->image);
 	return true;
 }
 
