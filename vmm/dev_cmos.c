@@ -1,7 +1,7 @@
 /*
  * The MC146818A real-time clock and CMOS memory at 0x70/0x71: the time and
- * date (binary or BCD, 12 or 24 hours, per register B) counted from a fixed
- * epoch plus guest time, the update-in-progress flag, registers A-D, the
+ * date (binary or BCD, 12 or 24 hours, per register B) from the host's wall
+ * clock when the VM was made (else a fixed epoch) plus guest time, the update-in-progress flag, registers A-D, the
  * periodic, alarm and update-ended interrupts on IRQ 8 (register C read to
  * clear), the NMI mask bit of port 0x70, the battery-backed bytes 0x0E-0x7F
  * (a reset keeps them) and the memory-size bytes of the PC/AT map. Nothing is
@@ -18,10 +18,12 @@
 #define PORT_CMOS_INDEX 0x70
 #define PORT_CMOS_DATA 0x71
 
-/* The clock starts at 2025-01-01 00:00:00 (what Amber's RTC always showed). */
+/* A new VM's clock starts at the host's wall clock, or at 2025-01-01
+ * 00:00:00 (what Amber's RTC showed before) when the host's is unknown. */
 #define RTC_EPOCH 1735689600ULL
-#define RTC_BASE_HZ 32768ULL /* the time base register A selects, DV = 010 */
-#define RTC_UIP_US 244	     /* UIP rises this long before each update */
+#define RTC_LAST 4102444799ULL /* 2099-12-31 23:59:59: the century byte's range */
+#define RTC_BASE_HZ 32768ULL   /* the time base register A selects, DV = 010 */
+#define RTC_UIP_US 244	       /* UIP rises this long before each update */
 
 #define REG_SEC 0x00
 #define REG_SEC_ALARM 0x01
@@ -455,13 +457,13 @@ static bool cmos_io(struct vcpu *v, void *st, u16 port, u8 size, bool in, u32 *v
 	return true;
 }
 
-/* First power-on: the clock at the epoch, counting from guest TSC 0. */
-static void power_on(struct vcmos *c)
+/* First power-on: the clock at `secs`, counting from guest TSC 0. */
+static void power_on(struct vcmos *c, u64 secs)
 {
 	memset(c, 0, CMOS_KEEP);
 	c->ram[REG_A] = A_DV_32K | 0x06; /* 32.768 kHz, 1024 Hz periodic rate */
 	c->ram[REG_B] = B_24H;		 /* BCD, 24-hour, no interrupts */
-	c->epoch_off = RTC_EPOCH;
+	c->epoch_off = secs;
 	c->valid = 1;
 }
 
@@ -471,8 +473,10 @@ static void cmos_reset(struct vm *vm, void *st)
 {
 	struct vcmos *c = st;
 
+	u64 wall = vmm_wallclock();
+
 	if (!c->valid)
-		power_on(c);
+		power_on(c, wall >= RTC_EPOCH && wall <= RTC_LAST ? wall : RTC_EPOCH);
 	c->ram[REG_B] &= ~(B_PIE | B_AIE | B_UIE | B_SQWE);
 }
 
@@ -484,7 +488,7 @@ static int cmos_state(struct vm *vm, void *st, const struct rec *r, u32 version,
 	struct vcmos *c = st;
 
 	if (!r->enc && version < 2)
-		power_on(c);
+		power_on(c, RTC_EPOCH);
 	REC(r, 0x00, c->index);
 	if (version >= 2) {
 		REC(r, 0x01, c->nmi_mask);

@@ -14,6 +14,7 @@
 #include "kernel/shell.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
+#include "snapshot/snap.h"
 #include "vmm/loader.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
@@ -25,6 +26,7 @@ extern const struct vcpu_ops vmx_ops, svm_ops;
 const struct vcpu_ops *vcpu_ops;
 struct vm *vm_table[VM_MAX];
 static char unavailable[200] = "the VMM was not initialised";
+static u64 wall_at_boot, ticks_at_boot; /* the host's RTC, read once */
 
 static const char *const state_names[] = {
 	[VM_CREATED] = "created", [VM_RUNNING] = "running", [VM_PAUSED] = "paused",
@@ -89,9 +91,17 @@ static void check_timer(void)
 			"will keep the CPU");
 }
 
+u64 vmm_wallclock(void)
+{
+	return wall_at_boot ? wall_at_boot + (ticks() - ticks_at_boot) / 1000000 : 0;
+}
+
 void vmm_init(void)
 {
 	const struct vcpu_ops *ops = pick_backend();
+
+	wall_at_boot = snap_wallclock();
+	ticks_at_boot = ticks();
 
 	guest_images_init();
 	if (ops) {

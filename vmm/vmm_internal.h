@@ -104,5 +104,8 @@ const struct guest_image *guest_image_at(int i);
 
 /* vmm/vmm.c */
 extern struct vm *vm_table[VM_MAX];
+/* The host's wall clock in Unix seconds (its RTC read at boot, plus the time
+ * since), 0 when it could not be read. */
+u64 vmm_wallclock(void);
 
 #endif

@@ -228,7 +228,7 @@ def test_rtc_mid_work():
 			if n != w or not 31 <= flags <= 33:
 				vm.fail(f"the restored guest's window {n} held {flags} flags; expected window "
 					f"{w} with 32 +-1")
-			if not clock <= now <= clock + (w - frozen):
+			if (now - clock) % 86400 > w - frozen:  # midnight may pass
 				vm.fail(f"the restored clock reads {now} s of the day at window {w}; the save "
 					f"was at {clock} s, 0.5 s per window")
 

@@ -233,11 +233,12 @@ def case_exit_counts(vm, backend):
 		vm.fail(f"expected at least 322 io exits (321 OUTs and the exit), counted {counts}")
 
 
-def _finished(vm, vid, backend, timeout):
-	"""Waits for guest vid to exit or stop; returns (the end line, its lines)."""
+def _finished(vm, vid, backend, timeout, start):
+	"""Waits for guest vid to exit, stop or power off; returns (the end line,
+	its lines since offset `start`: a grouped run reuses VM ids)."""
 	m = vm.wait_for(rf"\[vm{vid}\] (exited with code \d+|stopped: [^\r\n]*|powered off[^\r\n]*)"
 			r"\r?\n", timeout=backend.t(timeout))
-	return m.group(1), guest_lines(vm, vid)
+	return m.group(1), guest_lines(vm, vid, start)
 
 
 @case(timed=True)
@@ -246,8 +247,9 @@ def case_rtc(vm, backend):
 	2000 ms of TSC +-0.1 % with UIP before each update, IRQ 8 reaches the
 	8259A's IRR once PIE is set, and register C's periodic flag comes at
 	64 Hz (32 +-1 per 500 ms of TSC)."""
+	start_at = len(vm.seen)
 	vid = run(vm, "rtc -- windows=3")
-	end, lines = _finished(vm, vid, backend, 90)
+	end, lines = _finished(vm, vid, backend, 90, start_at)
 	text = "\n".join(lines)
 	if end != "exited with code 0" or "FAILED" in text:
 		vm.fail(f"the rtc guest failed: {end}\n{text}")
@@ -267,8 +269,9 @@ def case_uart(vm, backend):
 	"""The 16550's interrupts by polling (issue 11): THRE raises IRQ 4 in the
 	8259A's IRR only with OUT2, an IIR read clears it; in loopback IIR's
 	priorities, the trigger levels, the timeout and the overrun."""
+	start_at = len(vm.seen)
 	vid = run(vm, "uart")
-	end, lines = _finished(vm, vid, backend, 60)
+	end, lines = _finished(vm, vid, backend, 60, start_at)
 	text = "\n".join(lines)
 	if end != "exited with code 0" or "FAILED" in text:
 		vm.fail(f"the uart guest failed: {end}\n{text}")
@@ -282,8 +285,9 @@ def case_uart(vm, backend):
 def case_pm_power_off(vm, backend):
 	"""The ACPI PM timer runs at 3.579545 MHz against the TSC (+-0.1 %), and
 	S5 through PM1a_CNT powers the VM off: 'off' in vm list, said by vm info."""
+	start_at = len(vm.seen)
 	vid = run(vm, "pm")
-	end, lines = _finished(vm, vid, backend, 60)
+	end, lines = _finished(vm, vid, backend, 60, start_at)
 	text = "\n".join(lines)
 	if end != "powered off (ACPI S5)" or "FAILED" in text:
 		vm.fail(f"the pm guest should have powered off: {end}\n{text}")
@@ -298,8 +302,9 @@ def case_pm_power_off(vm, backend):
 
 def _reset_case(via, how):
 	def run_reset(vm, backend):
+		start_at = len(vm.seen)
 		vid = run(vm, f"reset -- via={via}")
-		end, lines = _finished(vm, vid, backend, 60)
+		end, lines = _finished(vm, vid, backend, 60, start_at)
 		text = "\n".join(lines)
 		if end != "exited with code 0":
 			vm.fail(f"the reset guest did not pass through {how}: {end}\n{text}")

@@ -50,6 +50,8 @@ void *kmalloc(size_t size) { return malloc(size); }
 void *kzalloc(size_t size) { return calloc(1, size); }
 void kfree(void *p) { free(p); }
 u64 vcpu_guest_tsc(struct vcpu *v) { return guest_tsc_now; }
+static u64 wall_now; /* 0: unknown, the epoch */
+u64 vmm_wallclock(void) { return wall_now; }
 
 #define HZ 1000000000ULL /* guest TSC: 1 GHz, a tick per nanosecond */
 #define MS 1000000ULL
@@ -187,6 +189,21 @@ static void test_rtc_calendar(void)
 	cmos_set(0x0B, 0x02);
 	CHECK_EQ(cmos(0x08), 0x12);
 	CHECK_EQ(cmos(0x04), 0x23);
+
+	/* A new VM starts at the host's wall clock: 2030-06-15 12:34:56 UTC. */
+	wall_now = 1907757296;
+	fresh();
+	CHECK_EQ(cmos(0x09), 0x30);
+	CHECK_EQ(cmos(0x08), 0x06);
+	CHECK_EQ(cmos(0x07), 0x15);
+	CHECK_EQ(cmos(0x04), 0x12);
+	CHECK_EQ(cmos(0x02), 0x34);
+	CHECK_EQ(cmos(0x00), 0x56);
+	CHECK_EQ(cmos(0x06), 7);  /* a Saturday */
+	wall_now = 4102444800ULL; /* 2100: past the century byte, the epoch */
+	fresh();
+	CHECK_EQ(cmos(0x09), 0x25);
+	wall_now = 0;
 }
 
 static void test_rtc_uip_flags(void)
