@@ -4,8 +4,8 @@
 ; via=cf9 (port 0xCF9 <- 0x06, the FADT's RESET_REG; the default), via=kbd
 ; (the 8042's pulse, 0x64 <- 0xFE) or via=92 (port 0x92 bit 0). Second boot:
 ; prints "reset: second boot, after N" (N: the CMOS byte), clears the byte
-; and exits 0. Still running 100 ms after asking for the reset: "reset:
-; FAILED", exit 1. Intel 82371AB (PIIX4) datasheet, "Reset Control
+; and exits 0. spin=N: N million loop turns before the reset (a moment to
+; save it). Still running after asking for the reset: "reset: FAILED", exit 1. Intel 82371AB (PIIX4) datasheet, "Reset Control
 ; Register"; IBM PC/AT Technical Reference, "Keyboard Controller".
 %include "guest.inc"
 
@@ -25,6 +25,19 @@ main:
 	out CMOS_INDEX, al
 	mov al, 0xA5
 	out CMOS_DATA, al
+	mov esi, key_spin                       ; spin=N: N million loop turns first
+	call get_num
+	jc .go
+	mov ecx, eax
+	PRINT "reset: spinning"
+	call newline
+.outer:
+	mov edx, 1000000
+.inner:
+	dec edx
+	jnz .inner
+	loop .outer
+.go:
 	mov esi, via_kbd
 	call has_word
 	test eax, eax
@@ -83,6 +96,7 @@ hexdigit:
 	ret
 
 via_kbd: db "via=kbd", 0
+key_spin: db "spin=", 0
 via_92: db "via=92", 0
 
 GUEST_END

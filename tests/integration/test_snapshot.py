@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from harness import (BUILD, boot_bochs, boot_qemu, have_tool, make_disk, need_file, skip,
-		     strip_ansi, timeout)
+		     strip_ansi, timeout, work_dir)
 
 AMBER_SNAP = os.path.join(BUILD, "amber-snap")
 ISO = os.path.join(BUILD, "amber.iso")
@@ -231,6 +231,35 @@ def test_rtc_mid_work():
 			if (now - clock) % 86400 > w - frozen:  # midnight may pass
 				vm.fail(f"the restored clock reads {now} s of the day at window {w}; the save "
 					f"was at {clock} s, 0.5 s per window")
+
+
+@timeout(240)
+def test_reset_without_image():
+	"""A restored VM whose image this Amber does not have cannot boot again:
+	the reset guest, run as a Multiboot module, saved before it resets, is
+	restored after a reboot without that module; its reset stops it with a
+	message that names the image."""
+	disk = make_disk(64 << 20)
+	mod = os.path.join(work_dir(), "rst.bin")
+	with open(os.path.join(BUILD, "guests", "reset.bin"), "rb") as f, open(mod, "wb") as g:
+		g.write(f.read())
+	with boot_qemu(modules=[(mod, "")], disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "rst.bin", args="spin=1500")
+		seen_after(vm, 0, rf"\[vm{vid}\] reset: spinning", 60, "the guest before its reset")
+		vm.cmd_ok(f"vm pause {vid}")
+		vm.cmd_ok(f"snap save {vid} rst", timeout=60)
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = restore(vm, "rst")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {vid}")
+		m = seen_after(vm, start, rf"\[vm{vid}\] stopped: ([^\r\n]*)", 120, "the reset to stop it")
+		want = "reset through port 0xcf9, but the image 'rst.bin' is not in this Amber"
+		if want not in m.group(1):
+			vm.fail(f"expected '{want}', got: {m.group(1)}")
+		if "second boot" in vm.seen[start:]:
+			vm.fail("the VM booted again without its image")
 
 
 # ---- helpers that read the disk image on the host ---------------------------------
