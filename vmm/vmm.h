@@ -186,8 +186,8 @@ struct vcpu {
 	u64 regs[NR_VCPU_REGS];
 	bool halted;
 	bool kicked; /* something to take may have arrived (vmm/intr.h) */
-	void *arch; /* backend's per-vCPU data (VMCS or VMCB and friends) */
-	u8 *fpu;    /* XSAVE area of this vCPU while another one owns the FPU */
+	void *arch;  /* backend's per-vCPU data (VMCS or VMCB and friends) */
+	u8 *fpu;     /* XSAVE area of this vCPU while another one owns the FPU */
 	u64 exits;
 	u64 exit_counts[VMEXIT_KIND_COUNT];
 	/* Generic bookkeeping (vmm/vcpu.c). */
