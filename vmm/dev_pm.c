@@ -156,9 +156,15 @@ static bool pm_io(struct vcpu *v, void *st, u16 port, u8 size, bool in, u32 *val
 	return true;
 }
 
-/* Power-on: every enable clear, SCI_EN clear (the guest's ACPI enable
- * sequence sets it; Amber has no SMI_CMD, so it may also simply write it). */
-static void pm_reset(struct vm *vm, void *st) {}
+/* Power-on: every enable clear and SCI_EN set: the FADT names no SMI_CMD,
+ * so the platform is always in ACPI mode (ACPI 6.4 4.8.2.5 "Legacy/ACPI
+ * Select and the SCI Interrupt") and the guest never writes ACPI_ENABLE. */
+static void pm_reset(struct vm *vm, void *st)
+{
+	struct vpm *p = st;
+
+	p->cnt = PM1_CNT_SCI_EN;
+}
 
 static int pm_state(struct vm *vm, void *st, const struct rec *r, u32 version, const char **why)
 {

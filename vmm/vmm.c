@@ -358,18 +358,16 @@ bool vm_reset_pending(struct vcpu *v)
 	vuart_flush(vm);
 	img = guest_image_find(vm->image);
 	if (!img) {
-		vm_stop(vm,
-			"reset through %s, but the image '%s' is not in this Amber: it "
-			"cannot boot again",
-			vm->reset_why, vm->image);
+		vm_stop(vm, "reset through %s: image '%s' is not in this Amber", vm->reset_why,
+			vm->image);
 		return true;
 	}
 	tsc = vcpu_guest_tsc(vm->vcpus[0]);
 	vdev_sync(vm, tsc); /* what happened before the reset, before it */
 	vdev_reset_all(vm);
 	if (vm_load_image(vm, img, tsc, err, sizeof(err))) {
-		vm_stop(vm, "reset through %s, but reloading '%s' failed: %s", vm->reset_why,
-			vm->image, err);
+		vm_stop(vm, "reset through %s: reloading '%s' failed: %s", vm->reset_why, vm->image,
+			err);
 		return true;
 	}
 	for (int i = 0; i < vm->nvcpus; i++)

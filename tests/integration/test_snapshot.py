@@ -255,7 +255,7 @@ def test_reset_without_image():
 		start = len(vm.seen)
 		vm.cmd_ok(f"vm resume {vid}")
 		m = seen_after(vm, start, rf"\[vm{vid}\] stopped: ([^\r\n]*)", 120, "the reset to stop it")
-		want = "reset through port 0xcf9, but the image 'rst.bin' is not in this Amber"
+		want = "reset through port 0xcf9: image 'rst.bin' is not in this Amber"
 		if want not in m.group(1):
 			vm.fail(f"expected '{want}', got: {m.group(1)}")
 		if "second boot" in vm.seen[start:]:

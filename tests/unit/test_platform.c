@@ -297,6 +297,7 @@ static void test_rtc_uip_flags(void)
 static void test_pm(void)
 {
 	fresh();
+	CHECK_EQ(io_sz(0x604, 2, true, 0), 1); /* SCI_EN: no SMI_CMD, always ACPI */
 	/* 3.579545 MHz, 24 bits. */
 	guest_tsc_now = HZ;
 	CHECK_EQ(io_sz(0x608, 4, true, 0), 3579545);
