@@ -307,6 +307,7 @@ static void build_fadt(struct fadt *f, u64 facs, u64 dsdt)
 	f->pm_tmr_len = 4;
 	f->p_lvl2_lat = C2_NOT_SUPPORTED;
 	f->p_lvl3_lat = C3_NOT_SUPPORTED;
+	f->century = PLAT_CMOS_CENTURY;
 	f->iapc_boot_arch = IAPC_LEGACY_DEVICES | IAPC_8042;
 	f->flags = FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_FIX_RTC |
 		   FADT_RESET_REG_SUP;

@@ -10,7 +10,7 @@
 #include "vmm/vmm_internal.h"
 
 int linux_vm_load(struct vm *vm, const struct guest_image *img, const struct guest_image *initrd,
-		  const char *cmdline, const struct mem_range *map, int nmap, u64 rsdp)
+		  const char *cmdline, const struct mem_range *map, int nmap, u64 rsdp, u64 tsc)
 {
 	static struct vcpu_state entry; /* large: not on the shell's stack */
 	struct linux_params p = { .cmdline = cmdline, .map = map, .nmap = nmap, .rsdp = rsdp };
@@ -30,6 +30,7 @@ int linux_vm_load(struct vm *vm, const struct guest_image *img, const struct gue
 		return ret;
 	}
 	linux_entry_state(&entry, &l);
+	entry.tsc = tsc;
 	ret = vcpu_set_state(vm->vcpus[0], &entry);
 	if (ret) {
 		printk("vm: %s could not load the entry state of '%s'\n", vcpu_ops->name,

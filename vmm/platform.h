@@ -36,6 +36,7 @@
 #define PLAT_SLP_TYP_S5 0		 /* the \_S5 package's value */
 #define PLAT_RESET_PORT 0xCF9		 /* FADT RESET_REG (system I/O) */
 #define PLAT_RESET_VALUE 0x06		 /* FADT RESET_VALUE: hard reset */
+#define PLAT_CMOS_CENTURY 0x32		 /* FADT CENTURY: the RTC's century byte */
 #define PLAT_FW_CFG_PORT 0x510		 /* fw_cfg selector; 0x511 data */
 
 /* ---- firmware tables and time ------------------------------------------- */

@@ -150,10 +150,14 @@ void vm_loader_target(struct vm *vm, struct loader_target *t);
 
 /* vmm/linux_vm.c: loads the Linux kernel `img` with `initrd` (NULL for none),
  * the command line, the memory map and the ACPI RSDP address (0: none) into
- * vm and sets vCPU 0 to its entry. Returns 0, or a negative errno after
- * printing why. */
+ * vm and sets vCPU 0 to its entry with its TSC at `tsc`. Returns 0, or a
+ * negative errno after printing why. */
 struct mem_range;
 int linux_vm_load(struct vm *vm, const struct guest_image *img, const struct guest_image *initrd,
-		  const char *cmdline, const struct mem_range *map, int nmap, u64 rsdp);
+		  const char *cmdline, const struct mem_range *map, int nmap, u64 rsdp, u64 tsc);
+
+/* The host's wall clock in Unix seconds (its RTC read at boot, plus the time
+ * since), 0 when it could not be read. */
+u64 vmm_wallclock(void);
 
 #endif
