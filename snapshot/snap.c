@@ -267,6 +267,7 @@ static u32 snap_vm_state(enum vm_state st)
 	case VM_EXITED:
 		return SNAP_VM_EXITED;
 	case VM_STOPPED:
+	case VM_OFF: /* its stop_reason says "powered off" */
 		return SNAP_VM_STOPPED;
 	case VM_CREATED:
 		return SNAP_VM_CREATED;
@@ -327,7 +328,7 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 	capture_devices(vm);
 	image.dev.vm_state = snap_vm_state(was);
 	image.dev.exit_code = (u32)vm->exit_code;
-	if (was == VM_STOPPED)
+	if (was == VM_STOPPED || was == VM_OFF)
 		strlcpy(image.dev.stop_reason, vm->stop_reason, sizeof(image.dev.stop_reason));
 	/* Guest RAM is one region at GPA 0 (the 2 MiB chunks of vm->chunks). */
 	image.nregions = 1;

@@ -177,6 +177,10 @@ static int cmd_info(struct vm *vm)
 		printk("exit code: %d\n", vm->exit_code);
 	if (vm->state == VM_STOPPED)
 		printk("stopped: %s\n", vm->stop_reason);
+	if (vm->state == VM_OFF)
+		printk("powered off: %s\n", vm->stop_reason);
+	if (vm->resets)
+		printk("resets by the guest: %lu\n", vm->resets);
 	if (vm->io_unemulated)
 		printk("accesses to unemulated ports: %lu\n", vm->io_unemulated);
 	for (int i = 0; i < vm->nvcpus; i++) {

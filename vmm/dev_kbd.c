@@ -56,7 +56,7 @@ static void write_cmd(struct vcpu *v, struct vkbd *k, u8 cmd)
 		queue(k, 0x00);
 		break;
 	case 0xFE: /* pulse the reset line */
-		vm_stop(v->vm, "the guest reset the machine through the keyboard controller");
+		vm_request_reset(v->vm, "the 8042");
 		break;
 	default:
 		break;
@@ -69,8 +69,7 @@ static void write_data(struct vcpu *v, struct vkbd *k, u8 val)
 		k->ccb = val;
 	} else if (k->cmd == 0xD1) {
 		if (!(val & 1))
-			vm_stop(v->vm,
-				"the guest reset the machine through the keyboard controller");
+			vm_request_reset(v->vm, "the 8042");
 	} else {
 		queue(k, 0xFA); /* a keyboard command: acknowledged */
 		if (val == 0xFF)

@@ -89,6 +89,8 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 	err = vcpu_ops->advance_rip(v, e);
 	if (err)
 		return vcpu_backend_failed(v, e, "move RIP past the I/O instruction", err);
+	if (vm_reset_pending(v))
+		return EXIT_YIELD; /* the next slice loads the initial FPU state */
 	return v->vm->state == VM_RUNNING ? EXIT_RESUME : EXIT_YIELD;
 }
 

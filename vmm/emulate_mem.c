@@ -163,7 +163,7 @@ int emulate_string_io(struct vcpu *v, const struct vm_exit *e)
 		insn_reg_write(v->regs, idx, false, in.addr_size, v->regs[idx] + step);
 		if (rep)
 			insn_reg_write(v->regs, REG_RCX, false, in.addr_size, v->regs[REG_RCX] - 1);
-		if (v->vm->state != VM_RUNNING)
+		if (v->vm->state != VM_RUNNING || v->vm->reset_pending)
 			break;
 	}
 	if (v->vm->state == VM_STOPPED)
@@ -173,6 +173,8 @@ int emulate_string_io(struct vcpu *v, const struct vm_exit *e)
 		if (err)
 			return vcpu_backend_failed(v, e, "move RIP past INS/OUTS", err);
 	}
+	if (vm_reset_pending(v))
+		return EXIT_YIELD;
 	return v->vm->state == VM_RUNNING ? EXIT_RESUME : EXIT_YIELD;
 }
 

@@ -13,14 +13,14 @@
 #include "vmm/vmm_internal.h"
 
 extern const struct vdev vdev_uart, vdev_pit, vdev_pic, vdev_kbd, vdev_cmos, vdev_vga, vdev_board,
-	vdev_fwcfg, vdev_lapic, vdev_ioapic;
+	vdev_fwcfg, vdev_lapic, vdev_ioapic, vdev_pm;
 
 /* Reset, sync and restore run in this order: the interrupt controllers
  * (LAPICs first: the IOAPIC and the PIC deliver to them) before the timers
  * that drive their lines. */
 static const struct vdev *const vdev_table[] = {
-	&vdev_lapic, &vdev_ioapic, &vdev_pic,	&vdev_uart, &vdev_pit,
-	&vdev_kbd,   &vdev_cmos,   &vdev_vga, &vdev_board, &vdev_fwcfg,
+	&vdev_lapic, &vdev_ioapic, &vdev_pic,	&vdev_uart,  &vdev_pit, &vdev_kbd,
+	&vdev_cmos,  &vdev_vga,	   &vdev_board, &vdev_fwcfg, &vdev_pm,
 };
 
 #define RECORD_MAX 4096 /* the largest record any device declares (checked) */
@@ -42,7 +42,7 @@ void vdev_reset_all(struct vm *vm)
 	for (unsigned i = 0; i < ARRAY_SIZE(vdev_table); i++) {
 		const struct vdev *d = vdev_table[i];
 
-		memset(vm->dev[d->id], 0, d->state_size);
+		memset((u8 *)vm->dev[d->id] + d->keep_size, 0, d->state_size - d->keep_size);
 		d->reset(vm, vm->dev[d->id]);
 	}
 }
@@ -54,6 +54,7 @@ int vdev_alloc_all(struct vm *vm)
 
 		BUG_ON(d->id <= 0 || d->id >= VDEV_ID_MAX || vm->dev[d->id]);
 		BUG_ON(d->record_size > RECORD_MAX || d->record_size % 8);
+		BUG_ON(d->keep_size > d->state_size);
 		vm->dev[d->id] = kzalloc(d->state_size);
 		if (!vm->dev[d->id])
 			return -ENOMEM;

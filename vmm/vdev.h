@@ -27,8 +27,11 @@ struct vdev {
 	u32 version;	 /* of the record this Amber writes; older ones are read */
 	u32 record_size; /* bytes of that record, a multiple of 8 */
 	u32 state_size;	 /* bytes of live state in vm->dev[id] */
+	/* Bytes at the start of that state that a machine reset keeps (the CMOS's
+	 * battery-backed memory and clock); 0 for most devices. */
+	u32 keep_size;
 	struct vdev_ports ports[3];
-	/* Power-on state (st is zeroed before). */
+	/* Power-on state (st is zeroed before, past keep_size). */
 	void (*reset)(struct vm *vm, void *st);
 	/* One access of `size` (1, 2, 4) bytes to one of the device's ports;
 	 * *val is the value written or receives the value read. Returns false
@@ -59,6 +62,7 @@ const struct vdev *vdev_at(int i);
  * (vdev_free_all undoes a partial allocation). */
 int vdev_alloc_all(struct vm *vm);
 void vdev_free_all(struct vm *vm);
+/* Power-on state of every device (a new VM, a machine reset). */
 void vdev_reset_all(struct vm *vm);
 /* Port dispatch: true when a device answered. */
 bool vdev_io(struct vcpu *v, u16 port, u8 size, bool in, u32 *val);

@@ -17,6 +17,7 @@
 #include "vmm/fwtables.h"
 #include "vmm/linux.h"
 #include "vmm/memmap.h"
+#include "snapshot/snap.h"
 #include "vmm/loader.h"
 #include "vmm/platform.h"
 #include "vmm/vdev.h"
@@ -29,10 +30,12 @@ extern const struct vcpu_ops vmx_ops, svm_ops;
 const struct vcpu_ops *vcpu_ops;
 struct vm *vm_table[VM_MAX];
 static char unavailable[200] = "the VMM was not initialised";
+static u64 wall_at_boot, ticks_at_boot; /* the host's RTC, read once */
 
 static const char *const state_names[] = {
 	[VM_CREATED] = "created", [VM_RUNNING] = "running", [VM_PAUSED] = "paused",
 	[VM_HALTED] = "halted",	  [VM_EXITED] = "exited",   [VM_STOPPED] = "stopped",
+	[VM_OFF] = "off",
 };
 
 const char *vm_state_name(enum vm_state st)
@@ -93,9 +96,17 @@ static void check_timer(void)
 			"will keep the CPU");
 }
 
+u64 vmm_wallclock(void)
+{
+	return wall_at_boot ? wall_at_boot + (ticks() - ticks_at_boot) / 1000000 : 0;
+}
+
 void vmm_init(void)
 {
 	const struct vcpu_ops *ops = pick_backend();
+
+	wall_at_boot = snap_wallclock();
+	ticks_at_boot = ticks();
 
 	guest_images_init();
 	if (ops) {
@@ -323,18 +334,44 @@ static bool check_image(const struct guest_image *img, const struct guest_image 
 	return true;
 }
 
+/* Loads img into vm's RAM with the Multiboot information for vm->cmdline and
+ * puts vCPU 0 at its entry, its TSC at `tsc`: what vm_create and a machine
+ * reset share. Returns 0, or a negative errno with a message in err. */
+static int vm_load_image(struct vm *vm, const struct guest_image *img, u64 tsc, char *err,
+			 size_t errlen)
+{
+	static struct vcpu_state entry; /* large: not on the shell's stack */
+	struct loader_target t;
+	struct mb_loaded info;
+	u32 info_gpa;
+
+	vm_loader_target(vm, &t);
+	err[0] = '\0';
+	if (mb_load(img->data, img->size, &t, &info, err, errlen) ||
+	    mb_write_info(&t, &info, vm->cmdline, &info_gpa, err, errlen)) {
+		if (!err[0])
+			strlcpy(err, "guest memory write failed", errlen);
+		return -EINVAL;
+	}
+	mb_entry_state(&entry, info.entry, info_gpa);
+	entry.tsc = tsc;
+	if (vcpu_set_state(vm->vcpus[0], &entry)) {
+		snprintf(err, errlen, "%s could not load the entry state", vcpu_ops->name);
+		return -EIO;
+	}
+	pr_debug("vm%d: %s (%s) at 0x%lx-0x%lx, entry 0x%x", vm->id, img->name,
+		 mb_format_name(info.format), info.lo, info.hi, info.entry);
+	return 0;
+}
+
 struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 		     const char *initrd_name)
 {
-	static struct vcpu_state entry; /* large: not on the shell's stack */
 	const struct guest_image *img = guest_image_find(image), *initrd;
-	struct mem_range map[MEMMAP_MAX];
-	struct fwtables_layout fw;
-	struct loader_target t;
-	struct mb_loaded info;
 	char err[160];
 	struct vm *vm;
-	u32 info_gpa;
+	struct mem_range map[MEMMAP_MAX];
+	struct fwtables_layout fw;
 	bool is_linux;
 
 	if (!img) {
@@ -359,32 +396,80 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 	}
 	if (is_linux) {
 		/* Linux gets the arguments alone: it would pass the name to init. */
-		if (linux_vm_load(vm, img, initrd, cmdline, map, vm_memory_map(vm, map),
-				  fw.rsdp)) {
+		if (linux_vm_load(vm, img, initrd, cmdline, map, vm_memory_map(vm, map), fw.rsdp)) {
 			vm_destroy(vm);
 			return NULL;
 		}
 		return vm;
 	}
-	vm_loader_target(vm, &t);
-	err[0] = '\0';
-	if (mb_load(img->data, img->size, &t, &info, err, sizeof(err)) ||
-	    mb_write_info(&t, &info, vm->cmdline, &info_gpa, err, sizeof(err))) {
-		printk("vm: cannot load '%s': %s\n", img->name,
-		       err[0] ? err : "guest memory write failed");
+	if (vm_load_image(vm, img, 0, err, sizeof(err))) {
+		printk("vm: cannot load '%s': %s\n", img->name, err);
 		vm_destroy(vm);
 		return NULL;
 	}
-	mb_entry_state(&entry, info.entry, info_gpa);
-	if (vcpu_set_state(vm->vcpus[0], &entry)) {
-		printk("vm: %s could not load the entry state of '%s'\n", vcpu_ops->name,
-		       img->name);
-		vm_destroy(vm);
-		return NULL;
-	}
-	pr_debug("vm%d: %s (%s) at 0x%lx-0x%lx, entry 0x%x", vm->id, img->name,
-		 mb_format_name(info.format), info.lo, info.hi, info.entry);
 	return vm;
+}
+
+void vm_request_reset(struct vm *vm, const char *how)
+{
+	if (vm->state != VM_RUNNING || vm->reset_pending)
+		return;
+	vm->reset_pending = true;
+	strlcpy(vm->reset_why, how, sizeof(vm->reset_why));
+}
+
+/*
+ * A reset as the PC's reset line gives one: every device at power-on (the
+ * CMOS keeps its battery-backed memory and clock), the image loaded again
+ * with the same command line (RAM outside it keeps what it held, as on a warm
+ * reset), vCPU 0 at the Multiboot entry. The guest TSC goes on counting, so
+ * that time never runs backwards for the devices. SMP: the other vCPUs would
+ * wait for a startup IPI; today every VM has one.
+ */
+bool vm_reset_pending(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	const struct guest_image *img;
+	char err[160];
+	u64 tsc;
+
+	if (!vm->reset_pending)
+		return false;
+	vm->reset_pending = false;
+	if (vm->state != VM_RUNNING)
+		return true;
+	vuart_flush(vm);
+	img = guest_image_find(vm->image);
+	if (!img) {
+		vm_stop(vm,
+			"reset through %s, but the image '%s' is not in this Amber: it "
+			"cannot boot again",
+			vm->reset_why, vm->image);
+		return true;
+	}
+	tsc = vcpu_guest_tsc(vm->vcpus[0]);
+	vdev_sync(vm, tsc); /* what happened before the reset, before it */
+	vdev_reset_all(vm);
+	if (vm_load_image(vm, img, tsc, err, sizeof(err))) {
+		vm_stop(vm, "reset through %s, but reloading '%s' failed: %s", vm->reset_why,
+			vm->image, err);
+		return true;
+	}
+	for (int i = 0; i < vm->nvcpus; i++)
+		vm->vcpus[i]->halted = i != 0;
+	vm->resets++;
+	printk("[vm%d] reset through %s: booting '%s' again\n", vm->id, vm->reset_why, vm->image);
+	return true;
+}
+
+void vm_power_off(struct vm *vm, const char *how)
+{
+	if (vm->state != VM_RUNNING)
+		return;
+	vuart_flush(vm);
+	vm->state = VM_OFF;
+	snprintf(vm->stop_reason, sizeof(vm->stop_reason), "the guest powered off (%s)", how);
+	printk("[vm%d] powered off (%s)\n", vm->id, how);
 }
 
 struct vm *vm_create_empty(const char *image, u64 mem, int ncpus)
@@ -463,7 +548,7 @@ void vm_stop(struct vm *vm, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (vm->state == VM_STOPPED || vm->state == VM_EXITED)
+	if (vm->state == VM_STOPPED || vm->state == VM_EXITED || vm->state == VM_OFF)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(vm->stop_reason, sizeof(vm->stop_reason), fmt, ap);

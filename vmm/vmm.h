@@ -201,6 +201,7 @@ enum vm_state {
 	VM_HALTED,  /* every vCPU executed HLT with nothing to wake it */
 	VM_EXITED,  /* the guest wrote its exit code to port 0xF4 */
 	VM_STOPPED, /* stopped by Amber after a fault; see vm->stop_reason */
+	VM_OFF,	    /* the guest powered the machine off (ACPI S5) */
 };
 
 struct vcpu {
@@ -253,6 +254,11 @@ struct vm {
 	u32 fail_state;		 /* test hook (vm fail-state): state accesses left to fail */
 	u64 next_deadline;	 /* the devices' next deadline, guest TSC (vmm/intr.c) */
 	char boot_layout[80];	 /* a Linux guest's layout for `vm info`, else "" */
+	/* Machine reset (vmm/vmm.c): a device asked for it on this exit; the exit
+	 * path carries it out once the instruction is complete. */
+	bool reset_pending;
+	char reset_why[48]; /* "port 0xcf9", for the message */
+	u64 resets;	    /* resets carried out since the VM was created */
 };
 
 void vmm_init(void);
@@ -288,6 +294,16 @@ int vcpu_get_state(struct vcpu *v, struct vcpu_state *s);
 int vcpu_set_state(struct vcpu *v, const struct vcpu_state *s);
 /* Stops a VM for good with a message (misbehaving guest). */
 void vm_stop(struct vm *vm, const char *fmt, ...) __printf(2, 3);
+/* The guest powered its machine off (ACPI S5): VM_OFF, with a message. */
+void vm_power_off(struct vm *vm, const char *how);
+/* A device's reset line (port 0xCF9, the 8042, port 0x92): the reset happens
+ * when the instruction that asked for it has completed (vm_reset_pending). */
+void vm_request_reset(struct vm *vm, const char *how);
+/* Carries out a requested reset on the exit path of v: every device back to
+ * power-on, the image loaded again, vCPU 0 at its entry, the guest TSC going
+ * on. A VM whose image this Amber does not have is stopped instead. Returns
+ * true when a reset was pending (the exit then ends the slice). */
+bool vm_reset_pending(struct vcpu *v);
 
 /* Guest-physical to host-virtual, NULL outside RAM. Valid for `len` bytes only
  * within one 2 MiB chunk: use vm_copy_{to,from}_guest for longer ranges. */

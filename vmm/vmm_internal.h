@@ -156,4 +156,8 @@ struct mem_range;
 int linux_vm_load(struct vm *vm, const struct guest_image *img, const struct guest_image *initrd,
 		  const char *cmdline, const struct mem_range *map, int nmap, u64 rsdp);
 
+/* The host's wall clock in Unix seconds (its RTC read at boot, plus the time
+ * since), 0 when it could not be read. */
+u64 vmm_wallclock(void);
+
 #endif

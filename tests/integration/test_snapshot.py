@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from harness import (BUILD, boot_bochs, boot_qemu, have_tool, make_disk, need_file, skip,
-		     strip_ansi, timeout)
+		     strip_ansi, timeout, work_dir)
 
 AMBER_SNAP = os.path.join(BUILD, "amber-snap")
 ISO = os.path.join(BUILD, "amber.iso")
@@ -298,6 +298,81 @@ def test_apic_timer_mid_work():
 def vm_state_of(vm, vid):
 	m = re.search(rf"(?m)^{vid}\s+\S+\s+(\w+)", vm.cmd_ok("vm list"))
 	return m.group(1) if m else "?"
+def _rtc_window(vm, vid, start, what):
+	"""The next 'rtc: window N: P flags at HH:MM:SS' of VM vid after `start`:
+	(N, P, the clock in seconds of the day, the end offset)."""
+	m = seen_after(vm, start, rf"\[vm{vid}\] rtc: window (\d+): (\d+) flags at "
+		       r"(\d\d):(\d\d):(\d\d)", 120, what)
+	h, mi, se = (int(x) for x in m.group(3, 4, 5))
+	return int(m.group(1)), int(m.group(2)), h * 3600 + mi * 60 + se, m.end()
+
+
+@timeout(300)
+def test_rtc_mid_work():
+	"""The rtc guest saved while the RTC's periodic flag runs at 64 Hz and
+	its clock counts: restored after its VM was killed and resumed, the next
+	window holds 32 +-1 flags again (register A, the divider's phase and
+	the flags came back) and the clock goes on from the value it had at the
+	save, not from the time the restore happened (it is computed from the
+	guest TSC, which the snapshot froze). -icount, as for the pic guest."""
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)], extra=("-icount", "shift=0,sleep=off")) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "rtc", args="windows=0")
+		_rtc_window(vm, vid, 0, "the rtc guest's first window")
+		seen_after(vm, 0, rf"\[vm{vid}\] rtc: window 2: ", 120, "the rtc guest's second window")
+		vm.cmd_ok(f"vm pause {vid}")
+		vm.cmd_ok(f"snap save {vid} rtc", timeout=60)
+		wins = re.findall(rf"\[vm{vid}\] rtc: window (\d+): \d+ flags at (\d\d):(\d\d):(\d\d)",
+				  vm.seen)
+		frozen = int(wins[-1][0])
+		h, mi, se = (int(x) for x in wins[-1][1:])
+		clock = h * 3600 + mi * 60 + se
+		vm.cmd_ok(f"vm resume {vid}")
+		seen_after(vm, len(vm.seen), rf"\[vm{vid}\] rtc: window {frozen + 2}: ", 120,
+			   "the saved guest running on")
+		vm.cmd_ok(f"vm kill {vid}")
+		time.sleep(2)  # wall time that must not show in the restored clock
+		again = restore(vm, "rtc")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {again}")
+		for w in (frozen + 1, frozen + 2):
+			n, flags, now, start = _rtc_window(vm, again, start, f"window {w} of the restored guest")
+			if n != w or not 31 <= flags <= 33:
+				vm.fail(f"the restored guest's window {n} held {flags} flags; expected window "
+					f"{w} with 32 +-1")
+			if (now - clock) % 86400 > w - frozen:  # midnight may pass
+				vm.fail(f"the restored clock reads {now} s of the day at window {w}; the save "
+					f"was at {clock} s, 0.5 s per window")
+
+
+@timeout(240)
+def test_reset_without_image():
+	"""A restored VM whose image this Amber does not have cannot boot again:
+	the reset guest, run as a Multiboot module, saved before it resets, is
+	restored after a reboot without that module; its reset stops it with a
+	message that names the image."""
+	disk = make_disk(64 << 20)
+	mod = os.path.join(work_dir(), "rst.bin")
+	with open(os.path.join(BUILD, "guests", "reset.bin"), "rb") as f, open(mod, "wb") as g:
+		g.write(f.read())
+	with boot_qemu(modules=[(mod, "")], disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "rst.bin", args="spin=1500")
+		seen_after(vm, 0, rf"\[vm{vid}\] reset: spinning", 60, "the guest before its reset")
+		vm.cmd_ok(f"vm pause {vid}")
+		vm.cmd_ok(f"snap save {vid} rst", timeout=60)
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = restore(vm, "rst")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {vid}")
+		m = seen_after(vm, start, rf"\[vm{vid}\] stopped: ([^\r\n]*)", 120, "the reset to stop it")
+		want = "reset through port 0xcf9, but the image 'rst.bin' is not in this Amber"
+		if want not in m.group(1):
+			vm.fail(f"expected '{want}', got: {m.group(1)}")
+		if "second boot" in vm.seen[start:]:
+			vm.fail("the VM booted again without its image")
 
 
 # ---- helpers that read the disk image on the host ---------------------------------

@@ -16,7 +16,7 @@ import harness
 from harness import strip_ansi, work_dir
 
 GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench", "pic", "strio", "acpi",
-	  "apic", "ioapic", "eventinj")
+	  "apic", "ioapic", "eventinj", "rtc", "uart", "pm", "reset")
 
 
 class Backend:
@@ -348,6 +348,97 @@ def case_exit_counts(vm, backend):
 		vm.fail(f"expected 1234 cpuid and 7 rdmsr exits, 'vm info' counted {counts}")
 	if counts.get("io", 0) < 321 + 1:
 		vm.fail(f"expected at least 322 io exits (321 OUTs and the exit), counted {counts}")
+
+
+def _finished(vm, vid, backend, timeout, start):
+	"""Waits for guest vid to exit, stop or power off; returns (the end line,
+	its lines since offset `start`: a grouped run reuses VM ids)."""
+	m = vm.wait_for(rf"\[vm{vid}\] (exited with code \d+|stopped: [^\r\n]*|powered off[^\r\n]*)"
+			r"\r?\n", timeout=backend.t(timeout))
+	return m.group(1), guest_lines(vm, vid, start)
+
+
+@case(timed=True)
+def case_rtc(vm, backend):
+	"""The MC146818 by polling (issue 11): two seconds of the clock take
+	2000 ms of TSC +-0.1 % with UIP before each update, IRQ 8 reaches the
+	8259A's IRR once PIE is set, and register C's periodic flag comes at
+	64 Hz (32 +-1 per 500 ms of TSC)."""
+	start_at = len(vm.seen)
+	vid = run(vm, "rtc -- windows=3")
+	end, lines = _finished(vm, vid, backend, 90, start_at)
+	text = "\n".join(lines)
+	if end != "exited with code 0" or "FAILED" in text:
+		vm.fail(f"the rtc guest failed: {end}\n{text}")
+	m = re.search(r"rtc: 2 seconds took (\d+) ms of TSC, UIP before each update", text)
+	if not m or not 1998 <= int(m.group(1)) <= 2002:
+		vm.fail(f"expected 2 seconds in 2000 +-2 ms of TSC:\n{text}")
+	if "rtc: IRQ 8 in the 8259A's IRR once PIE is set" not in text:
+		vm.fail(f"the rtc guest did not see IRQ 8:\n{text}")
+	flags = [int(n) for n in re.findall(r"rtc: window \d+: (\d+) flags at", text)]
+	if len(flags) != 3 or not all(31 <= n <= 33 for n in flags):
+		vm.fail(f"expected 3 windows of 32 +-1 periodic flags, saw {flags}:\n{text}")
+	shell_alive(vm)
+
+
+@case()
+def case_uart(vm, backend):
+	"""The 16550's interrupts by polling (issue 11): THRE raises IRQ 4 in the
+	8259A's IRR only with OUT2, an IIR read clears it; in loopback IIR's
+	priorities, the trigger levels, the timeout and the overrun."""
+	start_at = len(vm.seen)
+	vid = run(vm, "uart")
+	end, lines = _finished(vm, vid, backend, 60, start_at)
+	text = "\n".join(lines)
+	if end != "exited with code 0" or "FAILED" in text:
+		vm.fail(f"the uart guest failed: {end}\n{text}")
+	for line in ("THRE raises IRQ 4 through OUT2; reading IIR clears it",
+		     "IIR order, trigger levels 1/4/8/14, timeout and overrun ok"):
+		if f"uart: {line}" not in lines:
+			vm.fail(f"the uart guest did not say '{line}':\n{text}")
+
+
+@case()
+def case_pm_power_off(vm, backend):
+	"""The ACPI PM timer runs at 3.579545 MHz against the TSC (+-0.1 %), and
+	S5 through PM1a_CNT powers the VM off: 'off' in vm list, said by vm info."""
+	start_at = len(vm.seen)
+	vid = run(vm, "pm")
+	end, lines = _finished(vm, vid, backend, 60, start_at)
+	text = "\n".join(lines)
+	if end != "powered off (ACPI S5)" or "FAILED" in text:
+		vm.fail(f"the pm guest should have powered off: {end}\n{text}")
+	m = re.search(r"pm: TSC \d+ kHz by the PIT; timer (\d+) Hz against the TSC", text)
+	if not m or abs(int(m.group(1)) - 3579545) > 3579:
+		vm.fail(f"expected the PM timer at 3579545 Hz +-0.1 %:\n{text}")
+	if vm_state(vm, vid) != "off":
+		vm.fail(f"vm {vid} should be 'off':\n{vm.cmd('vm list')}")
+	out_ok(vm, f"vm info {vid}", expect=r"powered off: the guest powered off \(ACPI S5\)")
+	shell_alive(vm)
+
+
+def _reset_case(via, how):
+	def run_reset(vm, backend):
+		start_at = len(vm.seen)
+		vid = run(vm, f"reset -- via={via}")
+		end, lines = _finished(vm, vid, backend, 60, start_at)
+		text = "\n".join(lines)
+		if end != "exited with code 0":
+			vm.fail(f"the reset guest did not pass through {how}: {end}\n{text}")
+		want = ["reset: first boot", f"reset through {how}: booting 'reset' again",
+			"reset: second boot, after 0xa5"]
+		got = [l for l in lines if l in want]
+		if got != want:
+			vm.fail(f"expected the guest to run twice around a reset through {how}: {want}, "
+				f"saw:\n{text}")
+		out_ok(vm, f"vm info {vid}", expect=r"resets by the guest: 1\b")
+	run_reset.__name__ = f"case_reset_{via}"
+	run_reset.__doc__ = f"The guest resets itself through {how} and boots again."
+	return run_reset
+
+
+for _via, _how in (("cf9", "port 0xcf9"), ("kbd", "the 8042"), ("92", "port 0x92")):
+	CASES.append(Case(_reset_case(_via, _how)))
 
 
 STRIO_LINES = ("fwd outsb ok", "bwd outsb ok", "outsw ok",

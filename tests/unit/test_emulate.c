@@ -118,6 +118,7 @@ bool vcpu_xcr0_valid(u64 xcr0) { return xcr0 == 3 || xcr0 == 7; }
 void vcpu_fpu_set_xcr0(struct vcpu *v, u64 xcr0) {}
 void vuart_flush(struct vm *vm) {}
 bool vdev_io(struct vcpu *v, u16 port, u8 size, bool in, u32 *val) { return false; }
+bool vm_reset_pending(struct vcpu *v) { return false; }
 
 /* ---- the test ------------------------------------------------------------------ */
 

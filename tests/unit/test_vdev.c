@@ -40,6 +40,21 @@ void vm_stop(struct vm *vm, const char *fmt, ...)
 	vm->state = VM_STOPPED;
 }
 
+static int resets, power_offs;
+static char reset_how[48];
+
+void vm_request_reset(struct vm *vm, const char *how)
+{
+	resets++;
+	snprintf(reset_how, sizeof(reset_how), "%s", how);
+}
+
+void vm_power_off(struct vm *vm, const char *how)
+{
+	power_offs++;
+	vm->state = VM_OFF;
+}
+
 void panic(const char *fmt, ...)
 {
 	fprintf(stderr, "panic: %s\n", fmt);
@@ -53,6 +68,7 @@ u64 vcpu_guest_tsc(struct vcpu *v) { return guest_tsc_now; }
 void vcpu_kick(struct vcpu *v) { v->kicked = true; }
 static int kicks;
 void vm_kick(struct vm *m) { kicks++; }
+u64 vmm_wallclock(void) { return 0; } /* unknown: the epoch */
 
 static struct vm vm;
 static struct vcpu vcpu = { .vm = &vm };
@@ -111,14 +127,16 @@ static void test_uart(void)
 	CHECK_EQ(vuart_read(&vm, 7), 0x5A);
 	vuart_write(&vm, 2, 0xC7); /* FIFO on, receiver cleared */
 	CHECK_EQ(vuart_read(&vm, 2), 0xC1);
-	CHECK_EQ(vuart_read(&vm, 5), 0x60);
-	vuart_write(&vm, 4, 0x1F); /* loopback, all outputs */
+	CHECK_EQ(vuart_read(&vm, 5), 0x62); /* the byte dropped above: overrun */
+	CHECK_EQ(vuart_read(&vm, 5), 0x60); /* reading LSR cleared it */
+	vuart_write(&vm, 4, 0x1F);	    /* loopback, all outputs */
 	CHECK_EQ(vuart_read(&vm, 6), 0xF0);
 	out_len = 0;
 	vuart_write(&vm, 0, 'L');
 	CHECK_EQ(out_len, 0);
 	CHECK_EQ(vuart_read(&vm, 0), 'L');
 	vuart_write(&vm, 4, 0x03);
+	CHECK_EQ(vuart_read(&vm, 6), 0xB4); /* RI fell: TERI */
 	CHECK_EQ(vuart_read(&vm, 6), 0xB0);
 }
 
@@ -217,10 +235,25 @@ static void test_8042_cmos(void)
 		CHECK_EQ(val, 0x1234);
 	}
 
-	CHECK_EQ(stops, 0);
+	/* The reset lines: the 8042 pulse, port 0x92 bit 0 rising, 0xCF9. */
+	CHECK_EQ(resets, 0);
 	io(0x64, false, 0xFE); /* reset pulse */
-	CHECK_EQ(stops, 1);
-	CHECK_EQ(vm.state, VM_STOPPED);
+	CHECK_EQ(resets, 1);
+	CHECK_STR(reset_how, "the 8042");
+	io(0x92, false, 0x01);
+	CHECK_EQ(resets, 2);
+	CHECK_EQ(io(0x92, true, 0), 0x03);
+	io(0x92, false, 0x01); /* no edge */
+	CHECK_EQ(resets, 2);
+	io(0xCF9, false, 0x02); /* SYS_RST alone: no reset yet (Linux's order) */
+	CHECK_EQ(resets, 2);
+	CHECK_EQ(io(0xCF9, true, 0), 0x02);
+	io(0xCF9, false, 0x06);
+	CHECK_EQ(resets, 3);
+	CHECK_STR(reset_how, "port 0xcf9");
+	io(0xCF9, false, 0x0E);
+	CHECK_EQ(resets, 4);
+	CHECK_EQ(stops, 0);
 }
 
 /* ---- 8259A pair ------------------------------------------------------------ */
