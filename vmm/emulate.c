@@ -105,8 +105,26 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 #define CPUID_1_ECX_XSAVE BIT(26)
 #define CPUID_1_ECX_OSXSAVE BIT(27)
 #define CPUID_1_ECX_HYPERVISOR BIT(31)
+#define CPUID_1_EDX_MCE BIT(7)
 #define CPUID_1_EDX_APIC BIT(9)
+#define CPUID_1_EDX_MCA BIT(14)
+#define CPUID_7_EBX_TSC_ADJUST BIT(1)
+#define CPUID_7_EBX_SGX BIT(2)
+#define CPUID_7_EBX_PQM BIT(12)
+#define CPUID_7_EBX_PQE BIT(15)
 #define CPUID_7_ECX_WAITPKG BIT(5)
+#define CPUID_7_ECX_CET_SS BIT(7)
+#define CPUID_7_ECX_LA57 BIT(16)
+#define CPUID_7_ECX_RDPID BIT(22)
+#define CPUID_7_ECX_SGX_LC BIT(30)
+#define CPUID_7_EDX_CET_IBT BIT(20)
+#define CPUID_7_EDX_SPEC_CTRL BIT(26) /* IBRS and IBPB */
+#define CPUID_7_EDX_STIBP BIT(27)
+#define CPUID_7_EDX_FLUSH_L1D BIT(28)
+#define CPUID_7_EDX_ARCH_CAPABILITIES BIT(29)
+#define CPUID_7_EDX_CORE_CAPABILITIES BIT(30)
+#define CPUID_7_EDX_SSBD BIT(31)
+#define CPUID_80000001_EDX_RDTSCP BIT(27)
 #define CPUID_D1_EAX_XSAVES BIT(3)
 #define CPUID_80000001_ECX_SVM BIT(2)
 #define CPUID_80000001_ECX_SKINIT BIT(12)
@@ -215,6 +233,7 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 				c |= CPUID_1_ECX_OSXSAVE;
 		}
 		d |= CPUID_1_EDX_APIC;
+		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA);
 		b = (b & 0x00FFFFFF) | ((u32)v->id << 24); /* initial APIC id */
 		break;
 	case 5:	  /* MONITOR/MWAIT */
@@ -223,8 +242,23 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		a = b = c = d = 0;
 		break;
 	case 7:
-		if (sub == 0)
-			c &= ~CPUID_7_ECX_WAITPKG;
+		/* Only what Amber gives every guest the same way on both vendors
+		 * (a snapshot moves between them): no 5-level paging (the page
+		 * walk and the canonical checks are 48-bit), none of the features
+		 * whose MSRs Amber does not hold (TSC_ADJUST, SGX, RDT, CET, the
+		 * speculation controls, ARCH/CORE_CAPABILITIES), and no RDPID
+		 * (it reads TSC_AUX, which is not per vCPU). */
+		if (sub == 0) {
+			b &= ~(CPUID_7_EBX_TSC_ADJUST | CPUID_7_EBX_SGX | CPUID_7_EBX_PQM |
+			       CPUID_7_EBX_PQE);
+			c &= ~(CPUID_7_ECX_WAITPKG | CPUID_7_ECX_CET_SS | CPUID_7_ECX_LA57 |
+			       CPUID_7_ECX_RDPID | CPUID_7_ECX_SGX_LC);
+			d &= ~(CPUID_7_EDX_CET_IBT | CPUID_7_EDX_SPEC_CTRL | CPUID_7_EDX_STIBP |
+			       CPUID_7_EDX_FLUSH_L1D | CPUID_7_EDX_ARCH_CAPABILITIES |
+			       CPUID_7_EDX_CORE_CAPABILITIES | CPUID_7_EDX_SSBD);
+		} else {
+			a = b = c = d = 0;
+		}
 		break;
 	case 0xB:
 	case 0x1F:
@@ -254,7 +288,14 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		}
 		break;
 	case 0x80000001:
+		/* AMD repeats MCE and MCA here; RDTSCP reads TSC_AUX (leaf 7). */
 		c &= ~(CPUID_80000001_ECX_SVM | CPUID_80000001_ECX_SKINIT);
+		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA | CPUID_80000001_EDX_RDTSCP);
+		break;
+	case 0x80000008:
+		/* EBX: AMD's speculation controls (IBPB, IBRS, STIBP, SSBD...),
+		 * whose MSRs Amber does not hold; EAX (address sizes) stays. */
+		b = 0;
 		break;
 	case 0x8000000A: /* SVM features */
 		a = b = c = d = 0;

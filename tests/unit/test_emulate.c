@@ -298,9 +298,38 @@ static void test_time_leaves(void)
 	CHECK_EQ(stopped, 0);
 }
 
+/* What Amber does not give every guest alike stays hidden whatever the host
+ * offers (Linux uses each one it sees): MCE/MCA (MCG_CAP would #GP), LA57,
+ * RDTSCP/RDPID (TSC_AUX is not per vCPU), TSC_ADJUST, CET, the speculation
+ * controls and ARCH_CAPABILITIES; leaf 7's subleaves past 0 read zero. */
+static void test_hidden_features(void)
+{
+	reset();
+	__asm__ volatile("cpuid" : "=a"(cpu.max_leaf) : "a"(0) : "ebx", "ecx", "edx");
+	guest_cpuid(1);
+	CHECK_EQ(cpuid_regs[3] & (BIT(7) | BIT(14)), 0);
+	CHECK(cpuid_regs[3] & BIT(9)); /* the APIC, always */
+	guest_cpuid(0x80000001);
+	CHECK_EQ(cpuid_regs[3] & (BIT(7) | BIT(14) | BIT(27)), 0);
+	if (cpu.max_leaf >= 7) {
+		guest_cpuid(7);
+		CHECK_EQ(cpuid_regs[1] & (BIT(1) | BIT(2) | BIT(12) | BIT(15)), 0);
+		CHECK_EQ(cpuid_regs[2] & (BIT(5) | BIT(7) | BIT(16) | BIT(22) | BIT(30)), 0);
+		CHECK_EQ(cpuid_regs[3] & (BIT(20) | 0xFC000000u), 0);
+		v.regs[REG_RAX] = 7;
+		v.regs[REG_RCX] = 1;
+		CHECK_EQ(emulate_cpuid(&v, &exit_rec), EXIT_RESUME);
+		CHECK_EQ(v.regs[REG_RAX] | v.regs[REG_RBX] | v.regs[REG_RCX] | v.regs[REG_RDX], 0);
+	}
+	guest_cpuid(0x80000008);
+	CHECK_EQ(cpuid_regs[1], 0);
+	CHECK_EQ(stopped, 0);
+}
+
 int main(void)
 {
 	test_time_leaves();
+	test_hidden_features();
 	test_one_field();
 	test_checks();
 	test_backend_failure();
