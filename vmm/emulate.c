@@ -108,7 +108,7 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 #define CPUID_1_EDX_MCE BIT(7)
 #define CPUID_1_EDX_APIC BIT(9)
 #define CPUID_1_EDX_MCA BIT(14)
-#define CPUID_7_EBX_TSC_ADJUST BIT(1)
+#define CPUID_7_EBX_TSC_ADJUST BIT(1) /* offered: held at 0 (msr_read) */
 #define CPUID_7_EBX_SGX BIT(2)
 #define CPUID_7_EBX_PQM BIT(12)
 #define CPUID_7_EBX_PQE BIT(15)
@@ -125,6 +125,7 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 #define CPUID_7_EDX_CORE_CAPABILITIES BIT(30)
 #define CPUID_7_EDX_SSBD BIT(31)
 #define CPUID_80000001_EDX_RDTSCP BIT(27)
+#define CPUID_80000007_EDX_INVARIANT_TSC BIT(8)
 #define CPUID_D1_EAX_XSAVES BIT(3)
 #define CPUID_80000001_ECX_SVM BIT(2)
 #define CPUID_80000001_ECX_SKINIT BIT(12)
@@ -245,12 +246,15 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		/* Only what Amber gives every guest the same way on both vendors
 		 * (a snapshot moves between them): no 5-level paging (the page
 		 * walk and the canonical checks are 48-bit), none of the features
-		 * whose MSRs Amber does not hold (TSC_ADJUST, SGX, RDT, CET, the
-		 * speculation controls, ARCH/CORE_CAPABILITIES), and no RDPID
-		 * (it reads TSC_AUX, which is not per vCPU). */
+		 * whose MSRs Amber does not hold (SGX, RDT, CET, the speculation
+		 * controls, ARCH/CORE_CAPABILITIES), and no RDPID (it reads
+		 * TSC_AUX, which is not per vCPU). TSC_ADJUST is always there:
+		 * with the invariant TSC it tells Linux that nothing else moved
+		 * the TSC, so Linux trusts it without a watchdog, which under an
+		 * emulator would be the slower, tick-counting jiffies. */
 		if (sub == 0) {
-			b &= ~(CPUID_7_EBX_TSC_ADJUST | CPUID_7_EBX_SGX | CPUID_7_EBX_PQM |
-			       CPUID_7_EBX_PQE);
+			b &= ~(CPUID_7_EBX_SGX | CPUID_7_EBX_PQM | CPUID_7_EBX_PQE);
+			b |= CPUID_7_EBX_TSC_ADJUST;
 			c &= ~(CPUID_7_ECX_WAITPKG | CPUID_7_ECX_CET_SS | CPUID_7_ECX_LA57 |
 			       CPUID_7_ECX_RDPID | CPUID_7_ECX_SGX_LC);
 			d &= ~(CPUID_7_EDX_CET_IBT | CPUID_7_EDX_SPEC_CTRL | CPUID_7_EDX_STIBP |
@@ -292,6 +296,13 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		c &= ~(CPUID_80000001_ECX_SVM | CPUID_80000001_ECX_SKINIT);
 		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA | CPUID_80000001_EDX_RDTSCP);
 		break;
+	case 0x80000007:
+		/* Advanced power management: only the invariant TSC, which the
+		 * guest TSC is (a fixed rate, vdev_tsc_hz, on any host, paused or
+		 * restored). */
+		a = b = c = 0;
+		d = CPUID_80000007_EDX_INVARIANT_TSC;
+		break;
 	case 0x80000008:
 		/* EBX: AMD's speculation controls (IBPB, IBRS, STIBP, SSBD...),
 		 * whose MSRs Amber does not hold; EAX (address sizes) stays. */
@@ -316,7 +327,9 @@ out:
 
 /* ---- MSRs ------------------------------------------------------------------ */
 
+#define MSR_IA32_TSC_ADJUST 0x0000003b
 #define MSR_IA32_UCODE_REV 0x0000008b
+#define MSR_K8_INT_PENDING_MSG 0xc0010055 /* APM: "Interrupt Pending" */
 #define MSR_MTRR_PHYS_FIRST 0x00000200
 #define MSR_MTRR_PHYS_LAST 0x0000020f
 #define MSR_MTRR_FIX_64K 0x00000250
@@ -407,6 +420,8 @@ static int msr_read(struct vcpu *v, u32 msr, u64 *val)
 	switch (msr) {
 	case MSR_IA32_MTRRCAP:
 	case MSR_IA32_UCODE_REV:
+	case MSR_IA32_TSC_ADJUST:    /* the guest's TSC is never adjusted */
+	case MSR_K8_INT_PENDING_MSG: /* no C1E (Linux reads it on K8 CPUs) */
 		*val = 0;
 		return 0;
 	case MSR_IA32_MISC_ENABLE:
@@ -447,6 +462,11 @@ static int msr_write(struct vcpu *v, u32 msr, u64 val)
 
 	if (is_mtrr(msr))
 		return 0; /* accepted, without effect: EPT/NPT use write-back */
+	/* TSC_ADJUST is held at 0: writing 0 is the only write that keeps it
+	 * (SDM Vol. 3B 18.17.3 "Time-Stamp Counter Adjustment"); a guest that
+	 * moves its TSC writes the TSC itself. */
+	if (msr == MSR_IA32_TSC_ADJUST)
+		return val ? -EPERM : 0;
 	if (f < 0)
 		return msr == MSR_IA32_UCODE_REV ? 0 : -EPERM;
 	switch (msr) {

@@ -213,6 +213,21 @@ static void test_checks(void)
 		CHECK_EQ(field_sets[f], 0);
 	CHECK_EQ(rdmsr(0x12345), 0xdead0000deadULL); /* unchanged RDX:RAX */
 	CHECK_EQ(injects, 5);
+
+	/* TSC_ADJUST is held at 0: it reads 0, takes 0, refuses the rest and
+	 * never moves the TSC; MCG_CAP stays #GP (MCA is hidden); K8's
+	 * interrupt-pending MSR reads 0 (no C1E). */
+	reset();
+	CHECK_EQ(rdmsr(0x3b), 0);
+	wrmsr(0x3b, 0);
+	CHECK_EQ(injects, 0);
+	wrmsr(0x3b, 1000);
+	CHECK_EQ(injects, 1);
+	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 0);
+	CHECK_EQ(rdmsr(0xc0010055), 0);
+	rdmsr(0x179);
+	CHECK_EQ(injects, 2);
+	CHECK_EQ(advances, 3);
 }
 
 static void test_backend_failure(void)
@@ -300,7 +315,7 @@ static void test_time_leaves(void)
 
 /* What Amber does not give every guest alike stays hidden whatever the host
  * offers (Linux uses each one it sees): MCE/MCA (MCG_CAP would #GP), LA57,
- * RDTSCP/RDPID (TSC_AUX is not per vCPU), TSC_ADJUST, CET, the speculation
+ * RDTSCP/RDPID (TSC_AUX is not per vCPU), CET, the speculation
  * controls and ARCH_CAPABILITIES; leaf 7's subleaves past 0 read zero. */
 static void test_hidden_features(void)
 {
@@ -313,7 +328,7 @@ static void test_hidden_features(void)
 	CHECK_EQ(cpuid_regs[3] & (BIT(7) | BIT(14) | BIT(27)), 0);
 	if (cpu.max_leaf >= 7) {
 		guest_cpuid(7);
-		CHECK_EQ(cpuid_regs[1] & (BIT(1) | BIT(2) | BIT(12) | BIT(15)), 0);
+		CHECK_EQ(cpuid_regs[1] & (BIT(1) | BIT(2) | BIT(12) | BIT(15)), BIT(1));
 		CHECK_EQ(cpuid_regs[2] & (BIT(5) | BIT(7) | BIT(16) | BIT(22) | BIT(30)), 0);
 		CHECK_EQ(cpuid_regs[3] & (BIT(20) | 0xFC000000u), 0);
 		v.regs[REG_RAX] = 7;
@@ -323,6 +338,9 @@ static void test_hidden_features(void)
 	}
 	guest_cpuid(0x80000008);
 	CHECK_EQ(cpuid_regs[1], 0);
+	guest_cpuid(0x80000007); /* the invariant TSC alone */
+	CHECK_EQ(cpuid_regs[0] | cpuid_regs[1] | cpuid_regs[2], 0);
+	CHECK_EQ(cpuid_regs[3], BIT(8));
 	CHECK_EQ(stopped, 0);
 }
 
