@@ -164,7 +164,7 @@ def interrupts(text):
 def shell(vm, vid, wait_s, tsc):
 	"""The busybox shell through `vm console`: a typed line runs, the TSC is
 	the clocksource, /proc/interrupts counts the LAPIC timer and ttyS0
-	between two reads; Ctrl-] detaches."""
+	between two reads, poweroff ends the VM by ACPI S5; Ctrl-] detaches."""
 	vm.send(f"vm console {vid}\r")
 	vm.wait_for(r"Ctrl-\] detaches", timeout=10)
 	vm.send("echo AMBER-$((6*7))\r")
@@ -185,8 +185,13 @@ def shell(vm, vid, wait_s, tsc):
 	for name in ("LOC", "ttyS0"):
 		if not (counts[0].get(name, 0) > 0 and counts[1].get(name, 0) > counts[0][name]):
 			vm.fail(f"/proc/interrupts should show {name} counting: {counts}")
+	# busybox's poweroff -f calls reboot(2) at once: Linux's ACPI S5.
+	vm.send("poweroff -f\r")
+	vm.wait_for(rf"\[vm{vid}\] powered off", timeout=wait_s, what="ACPI S5 from poweroff")
 	vm.send("\x1d")
 	vm.wait_prompt(timeout=10)
+	if vm_cases.vm_state(vm, vid) != "off":
+		vm.fail(f"vm {vid} should be off after poweroff:\n" + vm.cmd("vm list"))
 
 
 def run_linux(vm, kernel, initrd, mem_mib, wait_s, tsc_must=False):
