@@ -108,6 +108,13 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 #define CPUID_1_EDX_MCE BIT(7)
 #define CPUID_1_EDX_APIC BIT(9)
 #define CPUID_1_EDX_MCA BIT(14)
+#define CPUID_1_EDX_DS BIT(21)
+#define CPUID_1_EDX_ACPI BIT(22) /* thermal monitor MSRs */
+#define CPUID_1_EDX_TM BIT(29)
+#define CPUID_1_ECX_DTES64 BIT(2)
+#define CPUID_1_ECX_DS_CPL BIT(4)
+#define CPUID_1_ECX_EST BIT(7)
+#define CPUID_1_ECX_TM2 BIT(8)
 #define CPUID_7_EBX_TSC_ADJUST BIT(1) /* offered: held at 0 (msr_read) */
 #define CPUID_7_EBX_SGX BIT(2)
 #define CPUID_7_EBX_PQM BIT(12)
@@ -141,22 +148,52 @@ static const char amber_signature[12] = "AmberAmberAm";
 #define CPUID_TSC_LEAF 0x15  /* SDM "Time Stamp Counter and Nominal Core Crystal Clock" */
 #define CPUID_FREQ_LEAF 0x16 /* SDM "Processor Frequency Information" */
 
-static u32 gcd32(u32 a, u32 b)
-{
-	while (b) {
-		u32 t = a % b;
+/*
+ * The fraction a/b closest to num/den with a <= amax (continued fractions:
+ * the last convergent or semiconvergent within the bound). Leaf 0x15 needs
+ * it because Linux computes the TSC rate as crystal_khz * EBX / EAX in 32
+ * bits: with a 1 GHz crystal EBX must stay under 4295, or the product wraps
+ * (a 100 MHz TSC read as 1.2 MHz).
+ */
+static u64 absdiff(u64 x, u64 y) { return x > y ? x - y : y - x; }
 
-		a = b;
-		b = t;
+static void ratio_bounded(u64 num, u64 den, u64 amax, u32 *a, u32 *b)
+{
+	u64 h0 = 0, h1 = 1, k0 = 1, k1 = 0, n = num, d = den;
+
+	while (d) {
+		u64 q = n / d, r = n % d, h2 = q * h1 + h0, k2 = q * k1 + k0;
+
+		if (h2 > amax) {
+			u64 t = (amax - h0) / h1, hs = t * h1 + h0, ks = t * k1 + k0;
+			/* The semiconvergent when it is nearer (the errors
+			 * cross-multiplied, exact in 128 bits). */
+			unsigned __int128 es = (unsigned __int128)absdiff(hs * den, ks * num) * k1;
+			unsigned __int128 e1 = (unsigned __int128)absdiff(h1 * den, k1 * num) * ks;
+
+			if (t && es < e1) {
+				h1 = hs;
+				k1 = ks;
+			}
+			break;
+		}
+		h0 = h1;
+		h1 = h2;
+		k0 = k1;
+		k1 = k2;
+		n = d;
+		d = r;
 	}
-	return a;
+	*a = (u32)h1;
+	*b = (u32)(k1 ? k1 : 1);
 }
 
 /*
  * The time leaves, from the guest's TSC rate and PLAT_APIC_BUS_HZ: leaf 0x15
  * as TSC = crystal * EBX / EAX with the crystal being the APIC timer's clock
- * (Linux takes it as such), the ratio reduced so that it gives the TSC rate
- * to the kHz exactly; leaf 0x16 in MHz; 0x40000010 in kHz. They are reported
+ * (Linux takes it as such), the ratio the nearest one whose product
+ * Linux's 32-bit arithmetic holds (within 0.03 %, exact for round rates);
+ * leaf 0x16 in MHz; 0x40000010 in kHz. They are reported
  * whatever the host's vendor: 0x15/0x16 are Intel's, a guest that sees an
  * AMD vendor string (QEMU TCG) does not read them, and 0x40000010 is
  * vendor-neutral.
@@ -164,16 +201,14 @@ static u32 gcd32(u32 a, u32 b)
 static void time_leaf(const struct vm *vm, u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
 {
 	u32 tsc_khz = (u32)((vdev_tsc_hz(vm) + 500) / 1000);
-	u32 bus_khz = (u32)(PLAT_APIC_BUS_HZ / 1000), g;
+	u32 bus_khz = (u32)(PLAT_APIC_BUS_HZ / 1000);
 
 	*a = *b = *c = *d = 0;
 	if (!tsc_khz)
 		return;
 	switch (leaf) {
 	case CPUID_TSC_LEAF:
-		g = gcd32(tsc_khz, bus_khz);
-		*a = bus_khz / g; /* denominator */
-		*b = tsc_khz / g; /* numerator */
+		ratio_bounded(tsc_khz, bus_khz, 0xFFFFFFFFu / bus_khz, b, a);
 		*c = (u32)PLAT_APIC_BUS_HZ;
 		break;
 	case CPUID_FREQ_LEAF:
@@ -234,7 +269,12 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 				c |= CPUID_1_ECX_OSXSAVE;
 		}
 		d |= CPUID_1_EDX_APIC;
-		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA);
+		/* Nor machine checks, the debug store, thermal monitoring or
+		 * SpeedStep: Amber holds none of their MSRs (Linux reads
+		 * IA32_THERM_INTERRUPT unchecked when ACPI and TM are set). */
+		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA | CPUID_1_EDX_DS | CPUID_1_EDX_ACPI |
+		       CPUID_1_EDX_TM);
+		c &= ~(CPUID_1_ECX_DTES64 | CPUID_1_ECX_DS_CPL | CPUID_1_ECX_EST | CPUID_1_ECX_TM2);
 		b = (b & 0x00FFFFFF) | ((u32)v->id << 24); /* initial APIC id */
 		break;
 	case 5:	  /* MONITOR/MWAIT */

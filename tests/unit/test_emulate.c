@@ -267,7 +267,8 @@ static void guest_cpuid(u32 leaf)
  * zero. */
 static void test_time_leaves(void)
 {
-	static const u64 rates[] = { 2994374000ULL, 3000000000ULL, 5123456789ULL, 1000000ULL };
+	static const u64 rates[] = { 2994374000ULL, 3000000000ULL, 5123456789ULL,
+				     1000000ULL,    99999000ULL,   1497600000ULL };
 	u32 a, b, c, d;
 
 	reset();
@@ -280,7 +281,10 @@ static void test_time_leaves(void)
 		guest_cpuid(0x15);
 		CHECK(cpuid_regs[0] != 0 && cpuid_regs[1] != 0);
 		CHECK_EQ(cpuid_regs[2], 1000000000);
-		CHECK_EQ((u64)cpuid_regs[2] * cpuid_regs[1] / cpuid_regs[0], khz * 1000);
+		/* As Linux computes it: crystal kHz * EBX / EAX in 32 bits. */
+		CHECK((u64)(cpuid_regs[2] / 1000) * cpuid_regs[1] <= 0xFFFFFFFFu);
+		u64 got = (u32)((cpuid_regs[2] / 1000) * cpuid_regs[1]) / cpuid_regs[0];
+		CHECK(got * 10000 >= khz * 9997 && got * 10000 <= khz * 10003);
 		CHECK_EQ(cpuid_regs[3], 0);
 		guest_cpuid(0x16);
 		CHECK_EQ(cpuid_regs[0], (khz + 500) / 1000);
@@ -293,8 +297,11 @@ static void test_time_leaves(void)
 	}
 	vm.guest_tsc_hz = 2994374000ULL;
 	guest_cpuid(0x15);
-	CHECK_EQ(cpuid_regs[0], 500000); /* 1000000 kHz : 2994374 kHz, reduced */
-	CHECK_EQ(cpuid_regs[1], 1497187);
+	CHECK_EQ(cpuid_regs[1], 2129); /* nearest 2994374 kHz : 1 GHz, EBX < 4295 */
+	CHECK_EQ(cpuid_regs[0], 711);
+	vm.guest_tsc_hz = 99999000ULL; /* Bochs: 100 MHz to Linux, not 1.214 MHz */
+	guest_cpuid(0x15);
+	CHECK_EQ((u32)(1000000u * cpuid_regs[1]) / cpuid_regs[0], 100000);
 	guest_cpuid(0x40000000);
 	CHECK_EQ(cpuid_regs[0], 0x40000010);
 	CHECK(!memcmp(&cpuid_regs[1], "Ambe", 4));
