@@ -105,8 +105,34 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 #define CPUID_1_ECX_XSAVE BIT(26)
 #define CPUID_1_ECX_OSXSAVE BIT(27)
 #define CPUID_1_ECX_HYPERVISOR BIT(31)
+#define CPUID_1_EDX_MCE BIT(7)
 #define CPUID_1_EDX_APIC BIT(9)
+#define CPUID_1_EDX_MCA BIT(14)
+#define CPUID_1_EDX_DS BIT(21)
+#define CPUID_1_EDX_ACPI BIT(22) /* thermal monitor MSRs */
+#define CPUID_1_EDX_TM BIT(29)
+#define CPUID_1_ECX_DTES64 BIT(2)
+#define CPUID_1_ECX_DS_CPL BIT(4)
+#define CPUID_1_ECX_EST BIT(7)
+#define CPUID_1_ECX_TM2 BIT(8)
+#define CPUID_7_EBX_TSC_ADJUST BIT(1) /* offered: held at 0 (msr_read) */
+#define CPUID_7_EBX_SGX BIT(2)
+#define CPUID_7_EBX_PQM BIT(12)
+#define CPUID_7_EBX_PQE BIT(15)
 #define CPUID_7_ECX_WAITPKG BIT(5)
+#define CPUID_7_ECX_CET_SS BIT(7)
+#define CPUID_7_ECX_LA57 BIT(16)
+#define CPUID_7_ECX_RDPID BIT(22)
+#define CPUID_7_ECX_SGX_LC BIT(30)
+#define CPUID_7_EDX_CET_IBT BIT(20)
+#define CPUID_7_EDX_SPEC_CTRL BIT(26) /* IBRS and IBPB */
+#define CPUID_7_EDX_STIBP BIT(27)
+#define CPUID_7_EDX_FLUSH_L1D BIT(28)
+#define CPUID_7_EDX_ARCH_CAPABILITIES BIT(29)
+#define CPUID_7_EDX_CORE_CAPABILITIES BIT(30)
+#define CPUID_7_EDX_SSBD BIT(31)
+#define CPUID_80000001_EDX_RDTSCP BIT(27)
+#define CPUID_80000007_EDX_INVARIANT_TSC BIT(8)
 #define CPUID_D1_EAX_XSAVES BIT(3)
 #define CPUID_80000001_ECX_SVM BIT(2)
 #define CPUID_80000001_ECX_SKINIT BIT(12)
@@ -122,22 +148,52 @@ static const char amber_signature[12] = "AmberAmberAm";
 #define CPUID_TSC_LEAF 0x15  /* SDM "Time Stamp Counter and Nominal Core Crystal Clock" */
 #define CPUID_FREQ_LEAF 0x16 /* SDM "Processor Frequency Information" */
 
-static u32 gcd32(u32 a, u32 b)
-{
-	while (b) {
-		u32 t = a % b;
+/*
+ * The fraction a/b closest to num/den with a <= amax (continued fractions:
+ * the last convergent or semiconvergent within the bound). Leaf 0x15 needs
+ * it because Linux computes the TSC rate as crystal_khz * EBX / EAX in 32
+ * bits: with a 1 GHz crystal EBX must stay under 4295, or the product wraps
+ * (a 100 MHz TSC read as 1.2 MHz).
+ */
+static u64 absdiff(u64 x, u64 y) { return x > y ? x - y : y - x; }
 
-		a = b;
-		b = t;
+static void ratio_bounded(u64 num, u64 den, u64 amax, u32 *a, u32 *b)
+{
+	u64 h0 = 0, h1 = 1, k0 = 1, k1 = 0, n = num, d = den;
+
+	while (d) {
+		u64 q = n / d, r = n % d, h2 = q * h1 + h0, k2 = q * k1 + k0;
+
+		if (h2 > amax) {
+			u64 t = (amax - h0) / h1, hs = t * h1 + h0, ks = t * k1 + k0;
+			/* The semiconvergent when it is nearer (the errors
+			 * cross-multiplied, exact in 128 bits). */
+			unsigned __int128 es = (unsigned __int128)absdiff(hs * den, ks * num) * k1;
+			unsigned __int128 e1 = (unsigned __int128)absdiff(h1 * den, k1 * num) * ks;
+
+			if (t && es < e1) {
+				h1 = hs;
+				k1 = ks;
+			}
+			break;
+		}
+		h0 = h1;
+		h1 = h2;
+		k0 = k1;
+		k1 = k2;
+		n = d;
+		d = r;
 	}
-	return a;
+	*a = (u32)h1;
+	*b = (u32)(k1 ? k1 : 1);
 }
 
 /*
  * The time leaves, from the guest's TSC rate and PLAT_APIC_BUS_HZ: leaf 0x15
  * as TSC = crystal * EBX / EAX with the crystal being the APIC timer's clock
- * (Linux takes it as such), the ratio reduced so that it gives the TSC rate
- * to the kHz exactly; leaf 0x16 in MHz; 0x40000010 in kHz. They are reported
+ * (Linux takes it as such), the ratio the nearest one whose product
+ * Linux's 32-bit arithmetic holds (within 0.03 %, exact for round rates);
+ * leaf 0x16 in MHz; 0x40000010 in kHz. They are reported
  * whatever the host's vendor: 0x15/0x16 are Intel's, a guest that sees an
  * AMD vendor string (QEMU TCG) does not read them, and 0x40000010 is
  * vendor-neutral.
@@ -145,16 +201,14 @@ static u32 gcd32(u32 a, u32 b)
 static void time_leaf(const struct vm *vm, u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
 {
 	u32 tsc_khz = (u32)((vdev_tsc_hz(vm) + 500) / 1000);
-	u32 bus_khz = (u32)(PLAT_APIC_BUS_HZ / 1000), g;
+	u32 bus_khz = (u32)(PLAT_APIC_BUS_HZ / 1000);
 
 	*a = *b = *c = *d = 0;
 	if (!tsc_khz)
 		return;
 	switch (leaf) {
 	case CPUID_TSC_LEAF:
-		g = gcd32(tsc_khz, bus_khz);
-		*a = bus_khz / g; /* denominator */
-		*b = tsc_khz / g; /* numerator */
+		ratio_bounded(tsc_khz, bus_khz, 0xFFFFFFFFu / bus_khz, b, a);
 		*c = (u32)PLAT_APIC_BUS_HZ;
 		break;
 	case CPUID_FREQ_LEAF:
@@ -215,6 +269,12 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 				c |= CPUID_1_ECX_OSXSAVE;
 		}
 		d |= CPUID_1_EDX_APIC;
+		/* Nor machine checks, the debug store, thermal monitoring or
+		 * SpeedStep: Amber holds none of their MSRs (Linux reads
+		 * IA32_THERM_INTERRUPT unchecked when ACPI and TM are set). */
+		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA | CPUID_1_EDX_DS | CPUID_1_EDX_ACPI |
+		       CPUID_1_EDX_TM);
+		c &= ~(CPUID_1_ECX_DTES64 | CPUID_1_ECX_DS_CPL | CPUID_1_ECX_EST | CPUID_1_ECX_TM2);
 		b = (b & 0x00FFFFFF) | ((u32)v->id << 24); /* initial APIC id */
 		break;
 	case 5:	  /* MONITOR/MWAIT */
@@ -223,8 +283,26 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		a = b = c = d = 0;
 		break;
 	case 7:
-		if (sub == 0)
-			c &= ~CPUID_7_ECX_WAITPKG;
+		/* Only what Amber gives every guest the same way on both vendors
+		 * (a snapshot moves between them): no 5-level paging (the page
+		 * walk and the canonical checks are 48-bit), none of the features
+		 * whose MSRs Amber does not hold (SGX, RDT, CET, the speculation
+		 * controls, ARCH/CORE_CAPABILITIES), and no RDPID (it reads
+		 * TSC_AUX, which is not per vCPU). TSC_ADJUST is always there:
+		 * with the invariant TSC it tells Linux that nothing else moved
+		 * the TSC, so Linux trusts it without a watchdog, which under an
+		 * emulator would be the slower, tick-counting jiffies. */
+		if (sub == 0) {
+			b &= ~(CPUID_7_EBX_SGX | CPUID_7_EBX_PQM | CPUID_7_EBX_PQE);
+			b |= CPUID_7_EBX_TSC_ADJUST;
+			c &= ~(CPUID_7_ECX_WAITPKG | CPUID_7_ECX_CET_SS | CPUID_7_ECX_LA57 |
+			       CPUID_7_ECX_RDPID | CPUID_7_ECX_SGX_LC);
+			d &= ~(CPUID_7_EDX_CET_IBT | CPUID_7_EDX_SPEC_CTRL | CPUID_7_EDX_STIBP |
+			       CPUID_7_EDX_FLUSH_L1D | CPUID_7_EDX_ARCH_CAPABILITIES |
+			       CPUID_7_EDX_CORE_CAPABILITIES | CPUID_7_EDX_SSBD);
+		} else {
+			a = b = c = d = 0;
+		}
 		break;
 	case 0xB:
 	case 0x1F:
@@ -254,7 +332,21 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 		}
 		break;
 	case 0x80000001:
+		/* AMD repeats MCE and MCA here; RDTSCP reads TSC_AUX (leaf 7). */
 		c &= ~(CPUID_80000001_ECX_SVM | CPUID_80000001_ECX_SKINIT);
+		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA | CPUID_80000001_EDX_RDTSCP);
+		break;
+	case 0x80000007:
+		/* Advanced power management: only the invariant TSC, which the
+		 * guest TSC is (a fixed rate, vdev_tsc_hz, on any host, paused or
+		 * restored). */
+		a = b = c = 0;
+		d = CPUID_80000007_EDX_INVARIANT_TSC;
+		break;
+	case 0x80000008:
+		/* EBX: AMD's speculation controls (IBPB, IBRS, STIBP, SSBD...),
+		 * whose MSRs Amber does not hold; EAX (address sizes) stays. */
+		b = 0;
 		break;
 	case 0x8000000A: /* SVM features */
 		a = b = c = d = 0;
@@ -275,7 +367,9 @@ out:
 
 /* ---- MSRs ------------------------------------------------------------------ */
 
+#define MSR_IA32_TSC_ADJUST 0x0000003b
 #define MSR_IA32_UCODE_REV 0x0000008b
+#define MSR_K8_INT_PENDING_MSG 0xc0010055 /* APM: "Interrupt Pending" */
 #define MSR_MTRR_PHYS_FIRST 0x00000200
 #define MSR_MTRR_PHYS_LAST 0x0000020f
 #define MSR_MTRR_FIX_64K 0x00000250
@@ -366,6 +460,8 @@ static int msr_read(struct vcpu *v, u32 msr, u64 *val)
 	switch (msr) {
 	case MSR_IA32_MTRRCAP:
 	case MSR_IA32_UCODE_REV:
+	case MSR_IA32_TSC_ADJUST:    /* the guest's TSC is never adjusted */
+	case MSR_K8_INT_PENDING_MSG: /* no C1E (Linux reads it on K8 CPUs) */
 		*val = 0;
 		return 0;
 	case MSR_IA32_MISC_ENABLE:
@@ -406,6 +502,11 @@ static int msr_write(struct vcpu *v, u32 msr, u64 val)
 
 	if (is_mtrr(msr))
 		return 0; /* accepted, without effect: EPT/NPT use write-back */
+	/* TSC_ADJUST is held at 0: writing 0 is the only write that keeps it
+	 * (SDM Vol. 3B 18.17.3 "Time-Stamp Counter Adjustment"); a guest that
+	 * moves its TSC writes the TSC itself. */
+	if (msr == MSR_IA32_TSC_ADJUST)
+		return val ? -EPERM : 0;
 	if (f < 0)
 		return msr == MSR_IA32_UCODE_REV ? 0 : -EPERM;
 	switch (msr) {

@@ -40,7 +40,7 @@ enum apic_delivery {
 enum apic_shorthand {
 	APIC_DEST_NONE = 0,
 	APIC_DEST_SELF = 1,
-	APIC_DEST_ALL = 2,	  /* all including self */
+	APIC_DEST_ALL = 2, /* all including self */
 	APIC_DEST_ALL_BUT_SELF = 3,
 };
 

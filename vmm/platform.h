@@ -8,8 +8,8 @@
 #define AMBER_PLATFORM_H
 
 /* ---- guest-physical memory ------------------------------------------------ */
-#define PLAT_EBDA 0x9FC00ULL	    /* [EBDA, 1 MiB): reserved, not RAM to the guest */
-#define PLAT_BIOS_AREA 0xE0000ULL   /* 0xE0000-0xFFFFF: firmware tables (RSDP, MP) */
+#define PLAT_EBDA 0x9FC00ULL	  /* [EBDA, 1 MiB): reserved, not RAM to the guest */
+#define PLAT_BIOS_AREA 0xE0000ULL /* 0xE0000-0xFFFFF: firmware tables (RSDP, MP) */
 #define PLAT_BIOS_AREA_END 0x100000ULL
 #define PLAT_IOAPIC_BASE 0xFEC00000ULL /* one 4 KiB page */
 #define PLAT_LAPIC_BASE 0xFEE00000ULL  /* IA32_APIC_BASE at reset */
@@ -18,11 +18,11 @@
 /* The IOAPIC's id: past every LAPIC id (0..VM_MAX_VCPUS-1), as firmware
  * numbers them, though the two are separate spaces on xAPIC systems. */
 #define PLAT_IOAPIC_ID VM_MAX_VCPUS
-#define PLAT_IRQ_PIT 0	     /* ISA IRQ0, wired to IOAPIC GSI 2 (MADT override) */
+#define PLAT_IRQ_PIT 0 /* ISA IRQ0, wired to IOAPIC GSI 2 (MADT override) */
 #define PLAT_GSI_PIT 2
 #define PLAT_IRQ_UART 4
 #define PLAT_IRQ_RTC 8
-#define PLAT_IRQ_SCI 9	     /* ACPI SCI: level, active high (MADT override) */
+#define PLAT_IRQ_SCI 9 /* ACPI SCI: level, active high (MADT override) */
 
 /* ---- I/O ports ------------------------------------------------------------ */
 /* ACPI fixed hardware, the PIIX4 layout QEMU's guests expect (a guest that

@@ -368,6 +368,7 @@ static int vm_load_image(struct vm *vm, const struct guest_image *img, u64 tsc, 
 	const char *what;
 	u32 info_gpa;
 
+	vm_loader_target(vm, &t);
 	err[0] = '\0';
 	if (install_fwtables(vm, &fw)) {
 		strlcpy(err, "the firmware tables do not fit in its RAM", errlen);

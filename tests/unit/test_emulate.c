@@ -213,6 +213,21 @@ static void test_checks(void)
 		CHECK_EQ(field_sets[f], 0);
 	CHECK_EQ(rdmsr(0x12345), 0xdead0000deadULL); /* unchanged RDX:RAX */
 	CHECK_EQ(injects, 5);
+
+	/* TSC_ADJUST is held at 0: it reads 0, takes 0, refuses the rest and
+	 * never moves the TSC; MCG_CAP stays #GP (MCA is hidden); K8's
+	 * interrupt-pending MSR reads 0 (no C1E). */
+	reset();
+	CHECK_EQ(rdmsr(0x3b), 0);
+	wrmsr(0x3b, 0);
+	CHECK_EQ(injects, 0);
+	wrmsr(0x3b, 1000);
+	CHECK_EQ(injects, 1);
+	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 0);
+	CHECK_EQ(rdmsr(0xc0010055), 0);
+	rdmsr(0x179);
+	CHECK_EQ(injects, 2);
+	CHECK_EQ(advances, 3);
 }
 
 static void test_backend_failure(void)
@@ -252,7 +267,8 @@ static void guest_cpuid(u32 leaf)
  * zero. */
 static void test_time_leaves(void)
 {
-	static const u64 rates[] = { 2994374000ULL, 3000000000ULL, 5123456789ULL, 1000000ULL };
+	static const u64 rates[] = { 2994374000ULL, 3000000000ULL, 5123456789ULL,
+				     1000000ULL,    99999000ULL,   1497600000ULL };
 	u32 a, b, c, d;
 
 	reset();
@@ -265,7 +281,10 @@ static void test_time_leaves(void)
 		guest_cpuid(0x15);
 		CHECK(cpuid_regs[0] != 0 && cpuid_regs[1] != 0);
 		CHECK_EQ(cpuid_regs[2], 1000000000);
-		CHECK_EQ((u64)cpuid_regs[2] * cpuid_regs[1] / cpuid_regs[0], khz * 1000);
+		/* As Linux computes it: crystal kHz * EBX / EAX in 32 bits. */
+		CHECK((u64)(cpuid_regs[2] / 1000) * cpuid_regs[1] <= 0xFFFFFFFFu);
+		u64 got = (u32)((cpuid_regs[2] / 1000) * cpuid_regs[1]) / cpuid_regs[0];
+		CHECK(got * 10000 >= khz * 9997 && got * 10000 <= khz * 10003);
 		CHECK_EQ(cpuid_regs[3], 0);
 		guest_cpuid(0x16);
 		CHECK_EQ(cpuid_regs[0], (khz + 500) / 1000);
@@ -278,8 +297,11 @@ static void test_time_leaves(void)
 	}
 	vm.guest_tsc_hz = 2994374000ULL;
 	guest_cpuid(0x15);
-	CHECK_EQ(cpuid_regs[0], 500000); /* 1000000 kHz : 2994374 kHz, reduced */
-	CHECK_EQ(cpuid_regs[1], 1497187);
+	CHECK_EQ(cpuid_regs[1], 2129); /* nearest 2994374 kHz : 1 GHz, EBX < 4295 */
+	CHECK_EQ(cpuid_regs[0], 711);
+	vm.guest_tsc_hz = 99999000ULL; /* Bochs: 100 MHz to Linux, not 1.214 MHz */
+	guest_cpuid(0x15);
+	CHECK_EQ((u32)(1000000u * cpuid_regs[1]) / cpuid_regs[0], 100000);
 	guest_cpuid(0x40000000);
 	CHECK_EQ(cpuid_regs[0], 0x40000010);
 	CHECK(!memcmp(&cpuid_regs[1], "Ambe", 4));
@@ -298,9 +320,41 @@ static void test_time_leaves(void)
 	CHECK_EQ(stopped, 0);
 }
 
+/* What Amber does not give every guest alike stays hidden whatever the host
+ * offers (Linux uses each one it sees): MCE/MCA (MCG_CAP would #GP), LA57,
+ * RDTSCP/RDPID (TSC_AUX is not per vCPU), CET, the speculation
+ * controls and ARCH_CAPABILITIES; leaf 7's subleaves past 0 read zero. */
+static void test_hidden_features(void)
+{
+	reset();
+	__asm__ volatile("cpuid" : "=a"(cpu.max_leaf) : "a"(0) : "ebx", "ecx", "edx");
+	guest_cpuid(1);
+	CHECK_EQ(cpuid_regs[3] & (BIT(7) | BIT(14)), 0);
+	CHECK(cpuid_regs[3] & BIT(9)); /* the APIC, always */
+	guest_cpuid(0x80000001);
+	CHECK_EQ(cpuid_regs[3] & (BIT(7) | BIT(14) | BIT(27)), 0);
+	if (cpu.max_leaf >= 7) {
+		guest_cpuid(7);
+		CHECK_EQ(cpuid_regs[1] & (BIT(1) | BIT(2) | BIT(12) | BIT(15)), BIT(1));
+		CHECK_EQ(cpuid_regs[2] & (BIT(5) | BIT(7) | BIT(16) | BIT(22) | BIT(30)), 0);
+		CHECK_EQ(cpuid_regs[3] & (BIT(20) | 0xFC000000u), 0);
+		v.regs[REG_RAX] = 7;
+		v.regs[REG_RCX] = 1;
+		CHECK_EQ(emulate_cpuid(&v, &exit_rec), EXIT_RESUME);
+		CHECK_EQ(v.regs[REG_RAX] | v.regs[REG_RBX] | v.regs[REG_RCX] | v.regs[REG_RDX], 0);
+	}
+	guest_cpuid(0x80000008);
+	CHECK_EQ(cpuid_regs[1], 0);
+	guest_cpuid(0x80000007); /* the invariant TSC alone */
+	CHECK_EQ(cpuid_regs[0] | cpuid_regs[1] | cpuid_regs[2], 0);
+	CHECK_EQ(cpuid_regs[3], BIT(8));
+	CHECK_EQ(stopped, 0);
+}
+
 int main(void)
 {
 	test_time_leaves();
+	test_hidden_features();
 	test_one_field();
 	test_checks();
 	test_backend_failure();

@@ -225,7 +225,9 @@ static int vmx_check_features(void)
 	vmx_caps.cr0_mask = ((vmx_caps.cr0_fixed0 & ~(X86_CR0_PE | X86_CR0_PG)) |
 			     ~vmx_caps.cr0_fixed1 | X86_CR0_CD | X86_CR0_NW) &
 			    0xffffffffULL;
-	vmx_caps.cr4_mask = vmx_caps.cr4_fixed0 | ~vmx_caps.cr4_fixed1;
+	/* LA57 too: CPUID hides 5-level paging (vmm/emulate.c), so setting it
+	 * must exit and be refused even on a CPU that has it. */
+	vmx_caps.cr4_mask = vmx_caps.cr4_fixed0 | ~vmx_caps.cr4_fixed1 | X86_CR4_LA57;
 	return 0;
 }
 

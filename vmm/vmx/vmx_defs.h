@@ -406,6 +406,7 @@
 #define X86_CR0_CD BIT(30)
 #define X86_CR0_PG BIT(31)
 #define X86_CR4_PAE BIT(5)
+#define X86_CR4_LA57 BIT(12)
 #define X86_CR4_VMXE BIT(13)
 #define X86_RFLAGS_IF BIT(9)
 

@@ -181,10 +181,11 @@ int vmx_write_cr3(struct vcpu *v, u64 val)
 	return 0;
 }
 
-/* VMX stays hidden: a guest setting CR4.VMXE gets #GP, as on a CPU without it. */
+/* VMX and 5-level paging stay hidden: a guest setting CR4.VMXE or CR4.LA57
+ * gets #GP, as on a CPU without them. */
 int vmx_write_cr4(struct vcpu *v, u64 val)
 {
-	if ((val & X86_CR4_VMXE) || (val & ~vmx_caps.cr4_fixed1) ||
+	if ((val & (X86_CR4_VMXE | X86_CR4_LA57)) || (val & ~vmx_caps.cr4_fixed1) ||
 	    ((vmcs_read64(GUEST_IA32_EFER) & EFER_LMA) && !(val & X86_CR4_PAE)))
 		return -EINVAL;
 	vmx_apply_cr4(val);
