@@ -98,8 +98,13 @@ static void answer_refused(const struct ctl_req *r, int err, const char *fmt, ..
 static void capture(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '\r')
+		if (s[i] == '\r') {
+			/* A progress bar redraws its line: keep only the last drawing,
+			 * as the terminal shows it. */
+			while (output_len && output[output_len - 1] != '\n')
+				output_len--;
 			continue;
+		}
 		if (output_len < sizeof(output))
 			output[output_len++] = s[i];
 		else
@@ -227,8 +232,8 @@ static void ctl_request(char *line)
 	}
 	if (words_are(r.cmd, "vm", "console")) {
 		answer_refused(&r, -EPERM,
-			       "error: vm console: needs a terminal; on the control channel "
-			       "guest lines arrive as output events");
+			       "error: vm console: needs a terminal; guest lines come as "
+			       "output events");
 		return;
 	}
 	ret = run_captured((char *)r.cmd, true);
@@ -337,8 +342,7 @@ void ctl_poll_busy(void)
 		}
 		ctl_parse_request(rx.buf, &r);
 		answer_refused(&r, -EBUSY,
-			       "error: busy: '%s' is running; nothing was done, send the "
-			       "request again when it is done",
+			       "error: busy: '%s' is running; nothing done, retry when it ends",
 			       running ? running : "a command");
 	}
 }
@@ -483,7 +487,7 @@ void ctl_boot_script(void)
 
 		if (!module_is_rc(m))
 			continue;
-		printk("[boot] running module %s (%lu bytes)\n", m->cmdline, m->end - m->start);
+		printk("[boot] running module amber.rc (%lu bytes)\n", m->end - m->start);
 		run_script("boot", phys_to_virt(m->start),
 			   (const char *)phys_to_virt(m->start) + (m->end - m->start));
 	}
