@@ -20,6 +20,7 @@ class Ctl:
 		self.vm = vm
 		self.events = []
 		self.buf = b""
+		self.synced = False
 		end = time.monotonic() + timeout
 		while True:
 			try:
@@ -55,9 +56,17 @@ class Ctl:
 			self.buf += data
 		line, self.buf = self.buf.split(b"\n", 1)
 		try:
-			return json.loads(line)
+			obj = json.loads(line)
 		except ValueError:
+			obj = None
+		if obj is None and not self.synced:
+			# Connected in the middle of a line (a serial line has no
+			# start): skip up to the first whole one, as amber-ctl does.
+			return self.next_obj(max(0.01, end - time.monotonic()))
+		if obj is None:
 			self.vm.fail(f"the control channel sent a line that is not JSON: {line[:200]!r}")
+		self.synced = True
+		return obj
 
 	def answer(self, req_id=None, timeout=30):
 		"""The next answer (with `req_id` when given); events are kept."""
