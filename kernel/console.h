@@ -33,6 +33,10 @@ void console_set_tap(void (*fn)(char c));
 bool uart_probe(u16 base);
 void uart_init(u16 base);
 void uart_putc(u16 base, char c);
+/* The transmit holding register is empty (a byte may be written now). */
+bool uart_tx_ready(u16 base);
+/* Writes a byte without waiting: only after uart_tx_ready(). */
+void uart_tx(u16 base, char c);
 int uart_getc(u16 base);
 
 void vga_init(u64 text_phys);

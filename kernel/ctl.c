@@ -12,7 +12,9 @@
 #include "kernel/mm.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
+#include "kernel/time.h"
 #include "kernel/version.h"
+#include "kernel/x86.h"
 #include "vmm/vmm.h"
 
 #define COM2 0x2F8
@@ -43,10 +45,46 @@ static struct {
 	enum vm_state state;
 } seen[VM_MAX + 1];
 
+/* A program that stops reading must not stall Amber, and must not get a
+ * corrupted line either: a byte that cannot go out within CTL_TX_WAIT_US ends
+ * the line there ("\n" once the UART takes bytes again) and everything until
+ * then is dropped; the next message is preceded by a "lost" event. */
+#define CTL_TX_WAIT_US 20000
+static bool tx_stalled;
+static u64 tx_lost; /* messages dropped while stalled */
+
 static void send(const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		uart_putc(COM2, s[i]);
+	for (size_t i = 0; i < n && !tx_stalled; i++) {
+		u64 dl = deadline_after_us(CTL_TX_WAIT_US);
+
+		while (!uart_tx_ready(COM2)) {
+			if (deadline_passed(dl)) {
+				tx_stalled = true;
+				return;
+			}
+			cpu_relax();
+		}
+		uart_tx(COM2, s[i]);
+	}
+}
+
+static void send_lost_event(void);
+
+/* Called before each message: while stalled, drops it (counted); when the
+ * UART drains again, ends the cut line and reports the loss first. */
+static bool send_begin(void)
+{
+	if (!tx_stalled)
+		return true;
+	if (!uart_tx_ready(COM2)) {
+		tx_lost++;
+		return false;
+	}
+	tx_stalled = false;
+	send("\n", 1);
+	send_lost_event();
+	return !tx_stalled;
 }
 
 static void send_str(const char *s) { send(s, strlen(s)); }
@@ -63,12 +101,29 @@ static void send_escaped(const char *s, size_t n)
  * Amber's own sizing bug; it is replaced by an error rather than cut. */
 static void send_json(struct json *j)
 {
+	if (!send_begin())
+		return;
 	if (j->overflow) {
 		send_str("{\"status\":\"error\",\"error\":\"E2BIG\",\"message\":\"error: answer "
 			 "too large for the channel\"}\n");
 		return;
 	}
 	send(j->buf, j->len);
+	send("\n", 1);
+}
+
+static void send_lost_event(void)
+{
+	char buf[96];
+	struct json j;
+
+	json_init(&j, buf, sizeof(buf));
+	json_obj_begin(&j, NULL);
+	json_str(&j, "event", "lost");
+	json_u64(&j, "messages", tx_lost + 1); /* the one cut short too */
+	json_obj_end(&j);
+	tx_lost = 0;
+	send(j.buf, j.len);
 	send("\n", 1);
 }
 
@@ -181,6 +236,8 @@ static void send_result(struct json *head, const char *cmd, int ret)
 		send_json(head);
 		return;
 	}
+	if (!send_begin())
+		return;
 	send(head->buf, head->len);
 	send_str(",\"data\":");
 	if (data.overflow)

@@ -72,6 +72,13 @@ void uart_putc(u16 base, char c)
 	outb(base + UART_THR, (u8)c);
 }
 
+bool uart_tx_ready(u16 base)
+{
+	return port(base)->present && (inb(base + UART_LSR) & UART_LSR_THRE);
+}
+
+void uart_tx(u16 base, char c) { outb(base + UART_THR, (u8)c); }
+
 int uart_getc(u16 base)
 {
 	struct uart_port *pt = port(base);
