@@ -362,3 +362,18 @@ def test_amber_ctl_tool():
 				vm.fail(f"amber-ctl -f: {r}")
 	finally:
 		shutil.rmtree(d, ignore_errors=True)
+
+
+def test_ctl_slow_reader():
+	# A program that stops reading while a guest prints fast: Amber must go on
+	# (COM1 answers) and the program later gets whole lines, or a cut line and
+	# a "lost" event (Ctl fails otherwise), then a good answer.
+	with booted() as (vm, ctl):
+		ctl.ok("vm create counter -- every=100000")
+		ctl.ok("vm start 1")
+		time.sleep(3)
+		vm.cmd_ok("version", timeout=10)
+		time.sleep(2)
+		a = ctl.request("#9 vm list", timeout=30)
+		if a.get("id") != 9 or a["data"]["vms"][0]["state"] != "running":
+			vm.fail(f"the answer after a slow read: {a}")
