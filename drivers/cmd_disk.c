@@ -5,6 +5,7 @@
  * block-device interface (drivers/blockdev.h).
  */
 #include "drivers/blockdev.h"
+#include "kernel/ctl.h"
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
@@ -72,6 +73,25 @@ static int disk_report(struct blkdev *dev, int ret)
 static int disk_list(void)
 {
 	char size[32];
+	struct json *j = ctl_data();
+
+	if (j) {
+		json_arr_begin(j, "disks");
+		for (int i = 0; i < blkdev_count(); i++) {
+			struct blkdev *d = blkdev_get(i);
+
+			json_obj_begin(j, NULL);
+			json_u64(j, "index", (u64)i);
+			json_str(j, "name", d->name);
+			json_str(j, "kind", d->kind);
+			json_u64(j, "bytes", d->sectors * d->sector_size);
+			json_u64(j, "sector_size", d->sector_size);
+			json_str(j, "model", d->model);
+			json_bool(j, "readonly", d->readonly);
+			json_obj_end(j);
+		}
+		json_arr_end(j);
+	}
 
 	if (!blkdev_count()) {
 		printk("no disks found\n");

@@ -9,6 +9,9 @@
 static bool vga_on, fb_on;
 static bool line_guard; /* clear the prompt line before the next output */
 static u64 bytes_out;
+static void (*capture)(const char *s, size_t n);
+static bool capture_only;
+static void (*tap)(char c);
 
 void console_init(void) { uart_init(COM1); }
 
@@ -27,8 +30,25 @@ void console_guard_line(bool on) { line_guard = on; }
 
 u64 console_output_count(void) { return bytes_out; }
 
+void console_set_capture(void (*fn)(const char *s, size_t n), bool exclusive)
+{
+	capture = fn;
+	capture_only = fn && exclusive;
+}
+
+bool console_capture_exclusive(void) { return capture_only; }
+
+void console_set_tap(void (*fn)(char c)) { tap = fn; }
+
 void console_putc(char c)
 {
+	if (capture) {
+		capture(&c, 1);
+		if (capture_only)
+			return;
+	}
+	if (tap)
+		tap(c);
 	if (line_guard) {
 		/* Output that interrupts a prompt (a guest's line) starts on a clean
 		 * line: carriage return, erase to end of line (ECMA-48 EL). */

@@ -20,9 +20,23 @@ u64 console_output_count(void);
 /* Next byte typed on the serial console, or -1 when none is waiting. */
 int console_getc(void);
 
+/* Sends the console's output to `fn` while it is set (the control channel
+ * collects a command's output there): only to `fn` when `exclusive`, else to
+ * `fn` and the screens. NULL ends it. */
+void console_set_capture(void (*fn)(const char *s, size_t n), bool exclusive);
+bool console_capture_exclusive(void);
+/* Shows `fn` every byte the screens get while it is set (guest lines for the
+ * control channel's events). NULL ends it. */
+void console_set_tap(void (*fn)(char c));
+
 /* 16550 UART on an I/O port base; also used by the guest COM1 emulation's tests. */
+bool uart_probe(u16 base);
 void uart_init(u16 base);
 void uart_putc(u16 base, char c);
+/* The transmit holding register is empty (a byte may be written now). */
+bool uart_tx_ready(u16 base);
+/* Writes a byte without waiting: only after uart_tx_ready(). */
+void uart_tx(u16 base, char c);
 int uart_getc(u16 base);
 
 void vga_init(u64 text_phys);

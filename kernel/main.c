@@ -7,6 +7,7 @@
 #include "kernel/bootinfo.h"
 #include "kernel/console.h"
 #include "kernel/cpu.h"
+#include "kernel/ctl.h"
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/pci.h"
@@ -63,6 +64,8 @@ void kmain(u32 magic, u64 info_phys)
 	drivers_init();
 	snap_init();
 	vmm_init();
+	ctl_init();
+	ctl_boot_script();
 	printk("Type 'help' for the list of commands.\n");
 	shell_run();
 }

@@ -7,6 +7,7 @@
  */
 #include "kernel/shell.h"
 #include "kernel/console.h"
+#include "kernel/ctl.h"
 #include "kernel/lib.h"
 #include "kernel/lineedit.h"
 #include "kernel/printk.h"
@@ -67,6 +68,7 @@ bool shell_interrupted(void)
 	int c;
 	bool hit = false;
 
+	ctl_poll_busy();
 	while ((c = console_getc()) >= 0) {
 		if (c == 0x03)
 			hit = true;
@@ -84,6 +86,9 @@ void shell_progress(const char *what, u64 done, u64 total, u64 start_ticks)
 	u64 rate = elapsed ? done * TICKS_PER_SEC / elapsed : 0; /* bytes per second */
 	char bar[32];
 	int fill = (int)(pct * width / 100);
+
+	if (console_capture_exclusive())
+		return; /* a program asked: the answer carries the figures */
 
 	for (int i = 0; i < width; i++)
 		bar[i] = i < fill ? '#' : ' ';
@@ -181,7 +186,7 @@ static void feed(u8 c)
 	case LE_LINE:
 		le_history_add(&editor, editor.buf);
 		strlcpy(line, editor.buf, sizeof(line));
-		shell_exec(line);
+		ctl_exec_console(line);
 		break;
 	case LE_TOO_LONG:
 		printk("error: line too long (at most %d characters); ignored\n", LE_LINE_MAX - 1);
@@ -204,14 +209,17 @@ static void run_idle(void)
 {
 	u64 before;
 
+	ctl_guest_time(true);
 	if (input_handler) {
 		idle_hook();
+		ctl_guest_time(false);
 		return;
 	}
 	before = console_output_count();
 	console_guard_line(true);
 	idle_hook();
 	console_guard_line(false);
+	ctl_guest_time(false);
 	if (console_output_count() != before)
 		le_redraw(&editor);
 }
@@ -233,6 +241,7 @@ void shell_run(void)
 		}
 		while ((c = console_getc()) >= 0)
 			feed((u8)c);
+		ctl_poll();
 		if (idle_hook)
 			run_idle();
 		else

@@ -3,6 +3,7 @@
  * format, over the snapshot store of one disk (disk=N picks it; by default the
  * first disk holding a store, else the first disk). Host context (the shell).
  */
+#include "kernel/ctl.h"
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
@@ -75,6 +76,41 @@ static void print_store(int index)
 			       st->copy[c].why);
 }
 
+/* The store and its snapshots as the control channel's data (kernel/ctl.h). */
+static void list_json(int index)
+{
+	struct json *j = ctl_data();
+	u64 free_blocks, largest;
+
+	if (!j)
+		return;
+	snap_store_space(&snap_store, &free_blocks, &largest);
+	json_obj_begin(j, "store");
+	json_u64(j, "disk", (u64)index);
+	json_str(j, "disk_name", snap_store.dev->name);
+	json_u64(j, "free", free_blocks * SNAP_BLOCK);
+	json_u64(j, "largest_free", largest * SNAP_BLOCK);
+	json_u64(j, "generation", snap_store.generation);
+	json_obj_end(j);
+	json_arr_begin(j, "snapshots");
+	for (u32 i = 0; i < snap_store.count; i++) {
+		const struct snap_entry *e = &snap_store.entry[i];
+
+		json_obj_begin(j, NULL);
+		json_str(j, "name", e->name);
+		json_str(j, "vm_image", e->vm_image);
+		json_u64(j, "vm", e->vm_id);
+		json_u64(j, "vcpus", e->vcpus);
+		json_u64(j, "memory", e->memory_pages * PAGE_SIZE);
+		json_u64(j, "size", e->size);
+		json_u64(j, "wall", e->wall);
+		json_u64(j, "seq", e->seq);
+		json_str(j, "state", entry_state(i));
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
 static int snap_list(const char *disk_opt)
 {
 	struct blkdev *dev;
@@ -91,6 +127,7 @@ static int snap_list(const char *disk_opt)
 	if (snap_open_report(ret, dev, index))
 		return ret;
 	print_store(index);
+	list_json(index);
 	if (!snap_store.count)
 		return 0;
 	printk("  %-20s %-12s %3s %9s %10s  %-19s  %s\n", "NAME", "VM IMAGE", "CPU", "RAM", "IMAGE",

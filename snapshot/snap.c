@@ -6,6 +6,7 @@
  * hidden until every check passed, then shows it paused. Kernel only; host
  * context (the shell).
  */
+#include "kernel/ctl.h"
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
@@ -419,6 +420,31 @@ static void print_rate(char *buf, size_t len, u64 bytes, u64 us)
 		 (unsigned long long)(((rate & (MiB(1) - 1)) * 10) >> 20));
 }
 
+/* The save report's figures as the control channel's data (kernel/ctl.h). */
+static void save_json(struct vm *vm, const char *name, int index, const struct save_stats *st,
+		      u64 frozen)
+{
+	struct json *j = ctl_data();
+
+	if (!j)
+		return;
+	json_obj_begin(j, "save");
+	json_u64(j, "vm", (u64)vm->id);
+	json_str(j, "name", name);
+	json_u64(j, "disk", (u64)index);
+	json_u64(j, "image_bytes", image.hdr.total_size);
+	json_u64(j, "memory", vm->mem_size);
+	json_u64(j, "pages_stored", image.region[0].stored);
+	json_u64(j, "pages", image.hdr.memory_pages);
+	json_u64(j, "bytes_written", st->bytes);
+	json_u64(j, "disk_commands", st->cmds);
+	json_u64(j, "frozen_us", frozen);
+	json_u64(j, "scan_us", st->scan_us);
+	json_u64(j, "write_us", st->write_us);
+	json_u64(j, "commit_us", st->commit_us);
+	json_obj_end(j);
+}
+
 static int save_image(struct vm *vm, const char *name, int index, struct save_stats *st)
 {
 	char need[32], big[32], all[32];
@@ -560,6 +586,7 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	       (unsigned long long)st.cmds, rate, (unsigned long long)(frozen / 1000),
 	       (unsigned long long)(st.scan_us / 1000), (unsigned long long)(st.write_us / 1000),
 	       (unsigned long long)(st.commit_us / 1000), paused ? ", running again" : "");
+	save_json(vm, name, index, &st, frozen);
 	return 0;
 }
 
@@ -787,5 +814,22 @@ int snap_restore(const char *name, const char *disk_opt)
 	       (unsigned long long)(entry_io.io_us / 1000), (unsigned long long)zeroed,
 	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
 	       how);
+	if (ctl_data()) {
+		struct json *j = ctl_data();
+
+		json_obj_begin(j, "restore");
+		json_str(j, "name", name);
+		json_u64(j, "vm", (u64)vm->id);
+		json_str(j, "state", vm_state_name(vm->state));
+		json_u64(j, "memory", vm->mem_size);
+		json_u64(j, "image_bytes", size);
+		json_u64(j, "total_us", t_all);
+		json_u64(j, "create_us", rs.create_us);
+		json_u64(j, "disk_read_us", entry_io.io_us);
+		json_u64(j, "pages_zeroed", zeroed);
+		json_u64(j, "bytes_read", dev->bytes_read - b0);
+		json_u64(j, "disk_commands", dev->commands - c0);
+		json_obj_end(j);
+	}
 	return 0;
 }

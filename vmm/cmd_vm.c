@@ -4,6 +4,7 @@
  * terminal to a guest's COM1 and print a guest's VGA text screen.
  * Host context (the shell); no vCPU is in guest mode while a command runs.
  */
+#include "kernel/ctl.h"
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
@@ -135,12 +136,61 @@ static int cmd_create(int argc, char **argv)
 	return 0;
 }
 
+/* One VM as an object of the control channel's data (kernel/ctl.h);
+ * `detail` adds what `vm info` shows. */
+static void vm_json(struct json *j, const char *key, struct vm *vm, bool detail)
+{
+	u64 exits = 0;
+
+	for (int i = 0; i < vm->nvcpus; i++)
+		exits += vm->vcpus[i]->exits;
+	json_obj_begin(j, key);
+	json_u64(j, "id", (u64)vm->id);
+	json_str(j, "image", vm->image);
+	json_str(j, "state", vm_state_name(vm->state));
+	json_u64(j, "memory", vm->mem_size);
+	json_u64(j, "vcpus", (u64)vm->nvcpus);
+	json_u64(j, "exits", exits);
+	if (vm->state == VM_EXITED)
+		json_s64(j, "exit_code", vm->exit_code);
+	if (vm->state == VM_STOPPED)
+		json_str(j, "stop_reason", vm->stop_reason);
+	if (detail) {
+		json_str(j, "cmdline", vm->cmdline);
+		json_u64(j, "unemulated_port_accesses", vm->io_unemulated);
+		json_arr_begin(j, "vcpu");
+		for (int i = 0; i < vm->nvcpus; i++) {
+			struct vcpu *v = vm->vcpus[i];
+
+			json_obj_begin(j, NULL);
+			json_u64(j, "exits", v->exits);
+			json_bool(j, "halted", v->halted);
+			json_obj_begin(j, "exit_counts");
+			for (int k = 0; k < VMEXIT_KIND_COUNT; k++)
+				if (v->exit_counts[k])
+					json_u64(j, vm_exit_kind_name(k), v->exit_counts[k]);
+			json_obj_end(j);
+			json_obj_end(j);
+		}
+		json_arr_end(j);
+	}
+	json_obj_end(j);
+}
+
 static int cmd_list(int argc, char **argv)
 {
 	bool any = false;
+	struct json *j = ctl_data();
 
 	if (argc != 2)
 		return shell_usage("vm");
+	if (j) {
+		json_arr_begin(j, "vms");
+		for (int id = 1; id <= VM_MAX; id++)
+			if (vm_get(id))
+				vm_json(j, NULL, vm_get(id), false);
+		json_arr_end(j);
+	}
 	for (int id = 1; id <= VM_MAX; id++) {
 		struct vm *vm = vm_get(id);
 		u64 exits = 0;
@@ -166,6 +216,10 @@ static int cmd_list(int argc, char **argv)
 static int cmd_info(struct vm *vm)
 {
 	char mem[24];
+	struct json *j = ctl_data();
+
+	if (j)
+		vm_json(j, "vm", vm, true);
 
 	format_size(mem, sizeof(mem), vm->mem_size);
 	printk("vm %d: %s, %s, %s RAM, %d vCPU(s)\n", vm->id, vm->image, vm_state_name(vm->state),

@@ -1,0 +1,32 @@
+/*
+ * The control channel: a line protocol for programs on COM2 (0x2F8), next to
+ * the person's shell on COM1. Each request is one shell command line; each
+ * answer and each event is one line of JSON. Also runs the boot script
+ * (amber.run= on Amber's command line, a Multiboot module named amber.rc).
+ * Host context, the shell's main loop; README "Control channel" has the protocol.
+ */
+#ifndef AMBER_CTL_H
+#define AMBER_CTL_H
+
+#include "kernel/json.h"
+
+/* Probes COM2 and, when a UART is there, announces the channel. */
+void ctl_init(void);
+/* Runs the commands of the boot script, each echoed with its result. */
+void ctl_boot_script(void);
+/* The main loop's share: answers complete requests, reports VM state changes. */
+void ctl_poll(void);
+/* While a command runs: answers requests that arrive with "busy". */
+void ctl_poll_busy(void);
+/* Runs a command line typed on COM1 (through shell_exec), so the channel can
+ * report it as an event. */
+int ctl_exec_console(char *line);
+/* Brackets guest time: lines a VM prints become "output" events. */
+void ctl_guest_time(bool on);
+
+/* The "data" object of the answer to the command now running, or NULL when
+ * no one reads it. A command adds its members (json_arr_begin(j, "vms")...),
+ * each of them balanced. */
+struct json *ctl_data(void);
+
+#endif
