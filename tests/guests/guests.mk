@@ -2,7 +2,7 @@
 # (a.out kludge, loads at 1 MiB) in $(BUILD)/guests/NAME.bin, which also boots
 # directly under `qemu-system-x86_64 -kernel`, and is wrapped by image.asm into
 # an object that puts it in Amber's .guest_images section.
-GUESTS := hello counter memtest hostile exits bench pic strio acpi apic ioapic eventinj
+GUESTS := hello counter memtest hostile exits bench pic strio acpi apic ioapic eventinj dirty
 GUEST_BINS := $(patsubst %,$(BUILD)/guests/%.bin,$(GUESTS))
 GUEST_BLOBS_OBJ := $(patsubst %,$(BUILD)/guests/%.img.o,$(GUESTS))
 
@@ -19,6 +19,7 @@ acpi_ARGS :=
 apic_ARGS :=
 ioapic_ARGS :=
 eventinj_ARGS := windows=3
+dirty_ARGS := pages=768
 
 $(BUILD)/guests/%.bin: tests/guests/%.asm tests/guests/guest.inc
 	@mkdir -p $(dir $@)
