@@ -6,11 +6,16 @@
 ; listed page, after checking that the page still holds round R-1 (a page
 ; that lost it is "dirty: LOST", exit 1), and prints "dirty: round R wrote N
 ; pages". 'q' exits 0. Between keys it only polls the UART: no memory writes.
+; 'b' is the benchmark of the tracking's cost: it writes one dword in each of
+; span=N pages (default 2048) from 4 MiB up, twice, and prints the TSC ticks
+; of each pass ("dirty: bench pages=N first=T1 second=T2"); under QEMU
+; -icount a tick is an instruction, Amber's own included.
 %include "guest.inc"
 
 MAX_PAGES       equ 64
 COM1_LSR        equ COM1 + 5
 STACK_DEPTH     equ 128                         ; most its calls push
+BENCH_START     equ 0x400000
 
 main:
 	call parse_pages
@@ -37,6 +42,8 @@ main:
 	in al, dx
 	cmp al, 'q'
 	je .quit
+	cmp al, 'b'
+	je .bench
 	cmp al, ' '
 	jb .wait                                ; CR, LF and the like: no round
 	xor ecx, ecx
@@ -76,6 +83,9 @@ main:
 	call newline
 	mov eax, 1
 	ret
+.bench:
+	call bench
+	jmp .wait
 .quit:
 	PRINT "dirty: bye"
 	call newline
@@ -85,6 +95,51 @@ main:
 	PRINT "dirty: give pages=A,B,... (page numbers, at most 64)"
 	call newline
 	mov eax, 2
+	ret
+
+; bench: two timed passes over span pages from BENCH_START.
+bench:
+	pushad
+	mov esi, key_span
+	call get_num
+	jnc .have_span
+	mov eax, 2048
+.have_span:
+	mov ebx, eax
+	PRINT "dirty: bench pages="
+	call putdec
+	PRINT " first="
+	call bench_pass
+	call putdec
+	PRINT " second="
+	call bench_pass
+	call putdec
+	call newline
+	popad
+	ret
+
+; bench_pass: writes a dword in each of EBX pages from BENCH_START; EAX = the
+; TSC ticks it took (EBX kept).
+bench_pass:
+	push ecx
+	push edx
+	push edi
+	push esi
+	rdtsc
+	mov esi, eax
+	mov edi, BENCH_START
+	mov ecx, ebx
+.page:
+	mov [edi], ecx
+	add edi, 4096
+	dec ecx
+	jnz .page
+	rdtsc
+	sub eax, esi
+	pop esi
+	pop edi
+	pop edx
+	pop ecx
 	ret
 
 ; parse_pages: fills pages[] and npages from "pages=A,B,..."; CF set when
@@ -144,6 +199,7 @@ parse_pages:
 	ret
 
 key_pages: db "pages=", 0
+key_span: db "span=", 0
 align 4
 npages:	dd 0
 pages:	times MAX_PAGES dd 0
