@@ -30,6 +30,7 @@ vm_cases.install_grouped(globals(), BACKEND, {
 		       "ioapic_interrupts", "hostile_apic_insn", "hostile_apic_word",
 		       "hostile_icr_storm", "hostile_irq_storm"],
 	"ryzen_intr": ["eventinj"],
+	"ryzen_dirty": ["dirty_log"],
 	"ryzen_pause_memtest": ["counter_pause_resume", "memtest_passes", "invaders"],
 	"ryzen_hostile": ["hostile_oob_read", "hostile_oob_write", "hostile_oob_mmio",
 			  "hostile_oob_high", "hostile_vmx", "hostile_svm", "hostile_triple",
