@@ -888,4 +888,14 @@ def case_dirty_log(vm, backend):
 	out = vm.cmd(f"snap dirty {vid} frobnicate")
 	if "none of start, show, clear, stop" not in out:
 		vm.fail(f"a bad 'snap dirty' word was not refused:\n{out}")
+	# A VM killed while tracked gives back every page: its split tables and log.
+	free_before = int(re.search(r"(\d+) free\)", out_ok(vm, "mem")).group(1))
+	vid2 = run(vm, "dirty mem=8M -- pages=768")
+	vm.wait_for(rf"\[vm{vid2}\] dirty: ready", timeout=backend.t(20))
+	out_ok(vm, f"snap dirty {vid2} start", expect=r"dirty tracking on, 2048 pages")
+	dirty_key(vm, vid2, "w", rf"\[vm{vid2}\] dirty: round 1 wrote 1 pages")
+	out_ok(vm, f"vm kill {vid2}", expect="killed")
+	free_after = int(re.search(r"(\d+) free\)", out_ok(vm, "mem")).group(1))
+	if free_after != free_before:
+		vm.fail(f"a VM killed while tracked kept {free_before - free_after} pages")
 	shell_alive(vm)
