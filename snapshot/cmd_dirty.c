@@ -6,6 +6,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "kernel/time.h"
 #include "snapshot/snap.h"
 #include "vmm/vmm.h"
 
@@ -13,15 +14,16 @@
 
 /* Prints the dirty pages as "0x300-0x302 0x345" ranges of page numbers,
  * wrapped at DIRTY_LINE columns. */
-static void dirty_show(struct vm *vm)
+static void dirty_show(struct vm *vm, u64 sync_us)
 {
 	const struct dirty_log *l = &vm->dirty;
 	char line[DIRTY_LINE + 1], item[48];
 	u64 p = dirty_log_next(l, 0);
 	size_t used = 0;
 
-	printk("vm %d: %llu of %llu pages dirty\n", vm->id, (unsigned long long)dirty_log_count(l),
-	       (unsigned long long)l->npages);
+	printk("vm %d: %llu of %llu pages dirty (synced in %llu us)\n", vm->id,
+	       (unsigned long long)dirty_log_count(l), (unsigned long long)l->npages,
+	       (unsigned long long)sync_us);
 	line[0] = 0;
 	while (p < l->npages) {
 		u64 end = p;
@@ -49,7 +51,7 @@ static void dirty_show(struct vm *vm)
 int snap_dirty_cmd(const char *vm_arg, const char *what)
 {
 	struct vm *vm;
-	u64 id;
+	u64 id, t0;
 	int err;
 
 	if (parse_u64(vm_arg, &id) || id > 1000 || !(vm = vm_get((int)id))) {
@@ -77,6 +79,7 @@ int snap_dirty_cmd(const char *vm_arg, const char *what)
 		printk("error: snap dirty: '%s' is none of start, show, clear, stop\n", what);
 		return -EINVAL;
 	}
+	t0 = ticks();
 	err = vm_dirty_sync(vm);
 	if (err) {
 		printk("error: vm %d: dirty tracking is off (snap dirty %d start)\n", vm->id,
@@ -84,7 +87,7 @@ int snap_dirty_cmd(const char *vm_arg, const char *what)
 		return err;
 	}
 	if (!strcmp(what, "show")) {
-		dirty_show(vm);
+		dirty_show(vm, ticks() - t0);
 	} else {
 		dirty_log_clear(&vm->dirty);
 		printk("vm %d: dirty log cleared\n", vm->id);

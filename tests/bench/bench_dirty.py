@@ -25,7 +25,7 @@ def _pass(vm, vid):
 	return int(m.group(2)), int(m.group(3))
 
 
-def _measure(vm, emulator, backend):
+def _measure(vm, emulator, backend, sizes):
 	vm.wait_prompt(timeout=120)
 	if True:
 		vid = vm_cases.run(vm, f"dirty mem=32M -- pages=768 span={SPAN}")
@@ -40,6 +40,16 @@ def _measure(vm, emulator, backend):
 		vm_cases.out_ok(vm, f"snap dirty {vid} stop", expect="tracking off")
 		stopped = _pass(vm, vid)
 		counts = vm_cases.exit_counts(vm, vid)
+		# The harvest's own cost against RAM size: a sync of a clean log
+		# scans every leaf (and flushes) all the same.
+		sync_us = {}
+		for mib in sizes:
+			big = vm_cases.run(vm, f"dirty mem={mib}M -- pages=768")
+			vm.wait_for(rf"\[vm{big}\] dirty: ready", timeout=60)
+			vm_cases.out_ok(vm, f"snap dirty {big} start", expect="tracking on")
+			out = vm_cases.out_ok(vm, f"snap dirty {big} show", expect="pages dirty")
+			sync_us[mib] = int(re.search(r"synced in (\d+) us", out).group(1))
+			vm_cases.out_ok(vm, f"vm kill {big}", expect="killed")
 		return {
 			"emulator": emulator,
 			"backend": backend,
@@ -52,16 +62,17 @@ def _measure(vm, emulator, backend):
 			"fault_cost_ticks": round((on[0] - off[0]) / SPAN),
 			"pages_logged": dirty,
 			"exits_other": counts.get("other", 0),
+			**{f"sync_us_{mib}M": us for mib, us in sync_us.items()},
 		}
 
 
 def bench_dirty_tracking_svm_icount():
 	with vm_cases.boot_qemu_tcg(icount=True, name="qemu-svm-icount") as vm:
-		return _measure(vm, "QEMU-TCG-icount", "AMD-V")
+		return _measure(vm, "QEMU-TCG-icount", "AMD-V", (32, 256))
 
 
 def bench_dirty_tracking_vmx_bochs():
 	"""The same in Bochs icelake (VT-x, EPT dirty flags), whose TSC counts
 	guest instructions: no fault per page, the cost is in the harvest."""
 	with harness.boot_bochs(cpu="corei7_icelake_u") as vm:
-		return _measure(vm, "Bochs-icelake", "VT-x")
+		return _measure(vm, "Bochs-icelake", "VT-x", (32, 128))  # 256 MiB host
