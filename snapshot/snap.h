@@ -57,4 +57,7 @@ u64 snap_new_store_id(void);
 int snap_save(int vm_id, const char *name, const char *disk_opt);
 int snap_restore(const char *name, const char *disk_opt);
 
+/* `snap dirty VM start|show|clear|stop` (snapshot/cmd_dirty.c). */
+int snap_dirty_cmd(const char *vm_arg, const char *what);
+
 #endif

@@ -69,6 +69,7 @@ static const char *const exception_names[32] = {
  * access can set their accessed bits once it is known to be allowed. */
 struct walk {
 	void *entry[5];
+	u64 entry_gpa[5]; /* where each entry lies, for the dirty log */
 	bool wide[5];
 	int n;
 	u64 rights; /* R/W and U/S of every level ANDed (SDM Vol. 3A 4.6) */
@@ -89,6 +90,7 @@ static bool walk_entry(struct vm *vm, struct walk *w, u64 gpa, bool wide, bool r
 	if (rights) {
 		w->rights &= *val;
 		w->entry[w->n] = p;
+		w->entry_gpa[w->n] = gpa;
 		w->wide[w->n++] = wide;
 	}
 	return true;
@@ -184,6 +186,7 @@ int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 acces
 	for (int i = 0; i < w.n; i++) {
 		u64 set = PG_A | (write && i == w.n - 1 ? PG_D : 0);
 
+		dirty_log_mark(&v->vm->dirty, w.entry_gpa[i], w.wide[i] ? 8 : 4);
 		if (w.wide[i])
 			*(u64 *)w.entry[i] |= set;
 		else

@@ -159,8 +159,10 @@ void vm_destroy(struct vm *vm)
 		vcpu_free(v);
 		vm->vcpus[i] = NULL;
 	}
-	if (vm->arch && vcpu_ops)
+	if (vm->arch && vcpu_ops) {
+		vm_dirty_stop(vm);
 		vcpu_ops->vm_destroy(vm);
+	}
 	free_ram(vm);
 	vdev_free_all(vm);
 	if (vm->id >= 1 && vm->id <= VM_MAX && vm_table[vm->id - 1] == vm)
@@ -612,6 +614,8 @@ int vm_copy_to_guest(struct vm *vm, u64 gpa, const void *src, u64 len)
 
 	if (gpa >= vm->mem_size || len > vm->mem_size - gpa)
 		return -EFAULT;
+	/* Amber's own writes bypass the EPT/NPT: the log hears of them here. */
+	dirty_log_mark(&vm->dirty, gpa, len);
 	while (len) {
 		u64 n = MIN(len, VM_CHUNK_SIZE - (gpa & (VM_CHUNK_SIZE - 1)));
 

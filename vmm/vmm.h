@@ -9,6 +9,7 @@
 #define AMBER_VMM_H
 
 #include "kernel/types.h"
+#include "vmm/dirtylog.h"
 #include "vmm/mmio.h"
 #include "vmm/vcpu_state.h"
 
@@ -168,6 +169,16 @@ struct vcpu_ops {
 	/* Optional (may be NULL): the name of a raw exit reason for reports, e.g.
 	 * "NPF" or "EPT violation". */
 	const char *(*exit_name)(u32 raw_reason);
+	/* Dirty tracking of vm's RAM (vmm/dirtylog.h), may be NULL. dirty_start:
+	 * RAM mapped in 4 KiB pages, all clean, every guest write noticed from
+	 * now on (0, -ENOMEM or -EOPNOTSUPP, nothing changed on failure);
+	 * dirty_harvest: ORs the pages written since the start or the last
+	 * harvest into bits (bit p: gpa p * 4 KiB) and makes them clean again,
+	 * 0 or a negative errno; dirty_stop: tracking off, 2 MiB mappings back.
+	 * The TLB flushes each needs are the backend's. */
+	int (*dirty_start)(struct vm *vm);
+	int (*dirty_harvest)(struct vm *vm, u64 *bits);
+	void (*dirty_stop)(struct vm *vm);
 };
 
 extern const struct vcpu_ops *vcpu_ops; /* chosen once at boot from CPUID */
@@ -260,6 +271,7 @@ struct vm {
 	bool reset_pending;
 	char reset_why[48]; /* "port 0xcf9", for the message */
 	u64 resets;	    /* resets carried out since the VM was created */
+	struct dirty_log dirty;	 /* pages written while tracking (vmm/dirtylog.c) */
 };
 
 void vmm_init(void);

@@ -3,7 +3,7 @@
 # directly under `qemu-system-x86_64 -kernel`, and is wrapped by image.asm into
 # an object that puts it in Amber's .guest_images section.
 GUESTS := hello counter memtest hostile exits bench pic strio acpi apic ioapic eventinj rtc \
-	uart pm reset
+	uart pm reset dirty
 GUEST_BINS := $(patsubst %,$(BUILD)/guests/%.bin,$(GUESTS))
 GUEST_BLOBS_OBJ := $(patsubst %,$(BUILD)/guests/%.img.o,$(GUESTS))
 
@@ -24,6 +24,7 @@ rtc_ARGS := windows=3
 uart_ARGS :=
 pm_ARGS :=
 reset_ARGS :=
+dirty_ARGS := pages=768
 
 $(BUILD)/guests/%.bin: tests/guests/%.asm tests/guests/guest.inc tests/guests/tsc.inc
 	@mkdir -p $(dir $@)

@@ -30,6 +30,7 @@ vm_cases.install_grouped(globals(), BACKEND, {
 		       "ioapic_interrupts", "hostile_apic_insn", "hostile_apic_word",
 		       "hostile_icr_storm", "hostile_irq_storm"],
 	"ryzen_intr": ["eventinj"],
+	"ryzen_dirty": ["dirty_log"],
 	"ryzen_pause_memtest": ["counter_pause_resume", "memtest_passes", "invaders"],
 	"ryzen_platform": ["rtc", "uart", "pm_power_off", "reset_cf9", "reset_kbd", "reset_92"],
 	"ryzen_hostile": ["hostile_oob_read", "hostile_oob_write", "hostile_oob_mmio",

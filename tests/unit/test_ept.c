@@ -243,6 +243,84 @@ static void test_errors(void)
 	expect_unmapped(&e, 0);
 }
 
+/* The leaf entry that maps gpa, for the test to set the CPU's flags. */
+static u64 *leaf_of(struct ept *e, u64 gpa)
+{
+	u64 *t = (u64 *)(uintptr_t)e->root;
+
+	for (int level = 3; level >= 0; level--) {
+		u64 *entry = &t[(gpa >> (12 + 9 * level)) & 511];
+
+		if (level == 0 || (*entry & EPT_LARGE))
+			return entry;
+		t = (u64 *)(uintptr_t)(*entry & EPT_ADDR_MASK);
+	}
+	return NULL;
+}
+
+/* Dirty tracking: 2 MiB leaves split as it starts and merged as it stops, the
+ * mapping the same throughout, the dirty flags harvested into the bitmap and
+ * cleared, and a split that runs out of pages undone by the stop. */
+static void test_tracking(void)
+{
+	u64 chunks[3] = { 0x80000000, 0x80c00000, 0x80400000 };
+	u64 mem = 2 * EPT_PAGE_2M + 259 * EPT_PAGE_4K, npages = mem / EPT_PAGE_4K;
+	u64 bits[(3 * 512 + 63) / 64], before;
+	struct ept e;
+
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	e.ad = true;
+	CHECK_EQ(ept_map_ram(&e, chunks, 3, mem), 0);
+	CHECK_EQ(ept_eptp(&e) & VMX_EPTP_AD_ENABLE, VMX_EPTP_AD_ENABLE);
+	before = e.table_pages;
+	*leaf_of(&e, 0) |= EPT_DIRTY; /* written before tracking: not reported */
+	CHECK_EQ(ept_track_start(&e, mem), 0);
+	CHECK_EQ(e.table_pages, before + 2);
+	for (u64 p = 0; p < npages; p++) {
+		u64 gpa = p * EPT_PAGE_4K;
+
+		expect_map(&e, gpa, chunks[gpa / EPT_PAGE_2M] + gpa % EPT_PAGE_2M, EPT_PAGE_4K);
+		CHECK_EQ(*leaf_of(&e, gpa) & EPT_DIRTY, 0);
+	}
+	memset(bits, 0, sizeof(bits));
+	CHECK_EQ(ept_harvest(&e, mem, bits), 0);
+	/* The CPU writes pages 3, 511, 512 and the last one. */
+	*leaf_of(&e, 3 * EPT_PAGE_4K) |= EPT_DIRTY | EPT_ACCESSED;
+	*leaf_of(&e, 511 * EPT_PAGE_4K) |= EPT_DIRTY;
+	*leaf_of(&e, 512 * EPT_PAGE_4K) |= EPT_DIRTY;
+	*leaf_of(&e, (npages - 1) * EPT_PAGE_4K) |= EPT_DIRTY;
+	CHECK_EQ(ept_harvest(&e, mem, bits), 4);
+	for (u64 p = 0; p < npages; p++)
+		CHECK_EQ((bits[p / 64] >> (p % 64)) & 1,
+			 p == 3 || p == 511 || p == 512 || p == npages - 1);
+	CHECK_EQ(ept_harvest(&e, mem, NULL), 0); /* the flags were cleared */
+	ept_track_stop(&e, mem);
+	CHECK_EQ(e.table_pages, before);
+	for (u64 gpa = 0; gpa < 2 * EPT_PAGE_2M; gpa += EPT_PAGE_2M)
+		expect_map(&e, gpa, chunks[gpa / EPT_PAGE_2M], EPT_PAGE_2M);
+	expect_map(&e, mem - EPT_PAGE_4K, chunks[2] + 258 * EPT_PAGE_4K, EPT_PAGE_4K);
+	expect_unmapped(&e, mem);
+
+	/* One page left for the two splits: the first succeeds, the stop merges it. */
+	pool.limit = pool.live + 1;
+	CHECK_EQ(ept_track_start(&e, mem), -ENOMEM);
+	pool.limit = 0;
+	expect_map(&e, 5 * EPT_PAGE_4K, chunks[0] + 5 * EPT_PAGE_4K, EPT_PAGE_4K);
+	expect_map(&e, EPT_PAGE_2M, chunks[1], EPT_PAGE_2M);
+	ept_track_stop(&e, mem);
+	CHECK_EQ(e.table_pages, before);
+	expect_map(&e, 0, chunks[0], EPT_PAGE_2M);
+
+	/* A page table whose leaves do not map one aligned 2 MiB stays. */
+	CHECK_EQ(ept_track_start(&e, mem), 0);
+	*leaf_of(&e, 7 * EPT_PAGE_4K) &= ~EPT_WRITE; /* rights differ */
+	ept_track_stop(&e, mem);
+	CHECK_EQ(e.table_pages, before + 1);
+	expect_map(&e, EPT_PAGE_2M, chunks[1], EPT_PAGE_2M);
+	ept_destroy(&e);
+	CHECK_EQ(pool.live, 0);
+}
+
 int main(void)
 {
 	test_whole_chunks();
@@ -250,5 +328,6 @@ int main(void)
 	test_small_pages();
 	test_boundaries();
 	test_errors();
+	test_tracking();
 	return test_done("ept");
 }

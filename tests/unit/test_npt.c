@@ -191,11 +191,101 @@ static void test_errors(void)
 	CHECK_EQ(translate(&npt, 0, NULL), ~0ULL);
 }
 
+/* The leaf entry that maps gpa, for the test to read its R/W bit. */
+static u64 *leaf_of(struct npt *n, u64 gpa)
+{
+	u64 *t = (u64 *)(uintptr_t)n->root;
+
+	for (int level = 3; level >= 0; level--) {
+		u64 *entry = &t[(gpa >> (12 + 9 * level)) & 511];
+
+		if (level == 0 || (*entry & NPT_PS))
+			return entry;
+		t = (u64 *)(uintptr_t)(*entry & NPT_ADDR_MASK);
+	}
+	return NULL;
+}
+
+/* Dirty tracking: 2 MiB leaves split and every page write-protected as it
+ * starts, a fault makes one page writable (dirty) again, the harvest reports
+ * and re-protects it, the stop gives write access back and merges, and a split
+ * that runs out of pages is undone by the stop. */
+static void test_tracking(void)
+{
+	u64 chunks[3], mem = 2 * NPT_PAGE_2M + 259 * NPT_PAGE_4K, npages = mem / NPT_PAGE_4K;
+	u64 bits[(3 * 512 + 63) / 64], before, size;
+	struct npt npt;
+
+	make_chunks(chunks, 3);
+	CHECK_EQ(build(&npt, chunks, 3, mem), 0);
+	before = npt.table_pages;
+	CHECK_EQ(npt_unprotect(&npt, mem, 0), -EEXIST); /* not tracking: writable */
+	CHECK_EQ(npt_track_start(&npt, mem), 0);
+	CHECK_EQ(npt.table_pages, before + 2);
+	for (u64 p = 0; p < npages; p++) {
+		u64 gpa = p * NPT_PAGE_4K;
+
+		CHECK_EQ(translate(&npt, gpa, &size),
+			 chunks[gpa / NPT_PAGE_2M] + gpa % NPT_PAGE_2M);
+		CHECK_EQ(size, NPT_PAGE_4K);
+		CHECK_EQ(*leaf_of(&npt, gpa) & (NPT_P | NPT_RW | NPT_US), NPT_P | NPT_US);
+	}
+	memset(bits, 0, sizeof(bits));
+	CHECK_EQ(npt_harvest(&npt, mem, bits), 0);
+	/* The guest writes pages 3, 511, 512 and the last one: each faults. */
+	CHECK_EQ(npt_unprotect(&npt, mem, 3 * NPT_PAGE_4K + 8), 0);
+	CHECK_EQ(npt_unprotect(&npt, mem, 3 * NPT_PAGE_4K), -EEXIST);
+	CHECK_EQ(npt_unprotect(&npt, mem, 511 * NPT_PAGE_4K), 0);
+	CHECK_EQ(npt_unprotect(&npt, mem, 512 * NPT_PAGE_4K + 0xfff), 0);
+	CHECK_EQ(npt_unprotect(&npt, mem, mem - 1), 0);
+	CHECK_EQ(*leaf_of(&npt, 3 * NPT_PAGE_4K) & NPT_RW, NPT_RW);
+	/* No RAM there: the fault is for the MMIO path. */
+	CHECK_EQ(npt_unprotect(&npt, mem, mem), -ENOENT);
+	CHECK_EQ(npt_unprotect(&npt, mem, 0xFEC00000ULL), -ENOENT);
+	CHECK_EQ(npt_unprotect(&npt, 1ULL << 40, 1ULL << 40), -ENOENT);
+	CHECK_EQ(npt_harvest(&npt, mem, bits), 4);
+	for (u64 p = 0; p < npages; p++)
+		CHECK_EQ((bits[p / 64] >> (p % 64)) & 1,
+			 p == 3 || p == 511 || p == 512 || p == npages - 1);
+	CHECK_EQ(*leaf_of(&npt, 3 * NPT_PAGE_4K) & NPT_RW, 0); /* protected again */
+	CHECK_EQ(npt_harvest(&npt, mem, NULL), 0);
+	npt_track_stop(&npt, mem);
+	CHECK_EQ(npt.table_pages, before);
+	for (u64 gpa = 0; gpa < 2 * NPT_PAGE_2M; gpa += NPT_PAGE_2M) {
+		CHECK_EQ(translate(&npt, gpa, &size), chunks[gpa / NPT_PAGE_2M]);
+		CHECK_EQ(size, NPT_PAGE_2M);
+		CHECK_EQ(*leaf_of(&npt, gpa) & NPT_RW, NPT_RW);
+	}
+	CHECK_EQ(*leaf_of(&npt, mem - 1) & NPT_RW, NPT_RW); /* the tail, 4 KiB */
+	CHECK_EQ(translate(&npt, mem, NULL), ~0ULL);
+
+	/* One page left for the two splits: the first succeeds, the stop merges it
+	 * and gives every page write access back. */
+	alloc_limit = live_pages + 1;
+	CHECK_EQ(npt_track_start(&npt, mem), -ENOMEM);
+	alloc_limit = -1;
+	CHECK_EQ(translate(&npt, 5 * NPT_PAGE_4K, &size), chunks[0] + 5 * NPT_PAGE_4K);
+	CHECK_EQ(size, NPT_PAGE_4K);
+	npt_track_stop(&npt, mem);
+	CHECK_EQ(npt.table_pages, before);
+	CHECK_EQ(*leaf_of(&npt, 0) & (NPT_RW | NPT_PS), NPT_RW | NPT_PS);
+	CHECK_EQ(*leaf_of(&npt, NPT_PAGE_2M) & (NPT_RW | NPT_PS), NPT_RW | NPT_PS);
+
+	/* A page table whose leaves do not map one aligned 2 MiB stays. */
+	CHECK_EQ(npt_track_start(&npt, mem), 0);
+	*leaf_of(&npt, 7 * NPT_PAGE_4K) |= NPT_NX; /* rights differ */
+	npt_track_stop(&npt, mem);
+	CHECK_EQ(npt.table_pages, before + 1);
+	npt_destroy(&npt);
+	CHECK_EQ(live_pages, 0);
+}
+
 int main(void)
 {
 	test_whole_chunks();
 	test_partial_tail();
 	test_above_1g();
 	test_errors();
+	test_tracking();
 	return test_done("npt");
 }

@@ -162,3 +162,147 @@ int npt_translate(const struct npt *n, u64 gpa, u64 *hpa, u64 *page_size, u64 *l
 }
 
 u64 npt_ncr3(const struct npt *n) { return n->root; }
+
+/* ---- dirty tracking ------------------------------------------------------ */
+
+/* Rights and type of a leaf, what must agree for 512 leaves to merge (the PAT
+ * bit is clear in every leaf Amber makes, so its place does not matter). */
+#define NPT_LEAF_FLAGS (NPT_P | NPT_RW | NPT_US | BIT(3) | BIT(4) | NPT_NX)
+
+/* The PD entry that maps or points below gpa; NULL when no PD covers it. */
+static u64 *npt_pde(const struct npt *n, u64 gpa)
+{
+	u64 *t = npt_table(n, n->root);
+
+	for (int level = 3; level > 1; level--) {
+		u64 entry = t[NPT_INDEX(gpa, level)];
+
+		if (!(entry & NPT_P) || (entry & NPT_PS))
+			return NULL;
+		t = npt_table(n, entry & NPT_ADDR_MASK);
+	}
+	return &t[NPT_INDEX(gpa, 1)];
+}
+
+/* Replaces the 2 MiB leaf *pde by a page table of 512 4 KiB leaves. */
+static int npt_split(struct npt *n, u64 *pde)
+{
+	u64 base = *pde & NPT_ADDR_MASK & ~(NPT_PAGE_2M - 1);
+	u64 flags = *pde & NPT_LEAF_FLAGS;
+	u64 pa = n->mm->alloc_page(n->mm->ctx);
+	u64 *pt;
+
+	if (!pa)
+		return -ENOMEM;
+	n->table_pages++;
+	pt = npt_table(n, pa);
+	for (int i = 0; i < NPT_ENTRIES; i++)
+		pt[i] = (base + i * NPT_PAGE_4K) | flags;
+	*pde = pa | NPT_TABLE;
+	return 0;
+}
+
+/* Merges the page table below *pde back into a 2 MiB leaf if it maps one. */
+static void npt_merge(struct npt *n, u64 *pde)
+{
+	u64 pa = *pde & NPT_ADDR_MASK;
+	u64 *pt = npt_table(n, pa);
+	u64 base = pt[0] & NPT_ADDR_MASK, flags = pt[0] & NPT_LEAF_FLAGS;
+
+	if (!n->large_pages || !(flags & NPT_P) || (base & (NPT_PAGE_2M - 1)))
+		return;
+	for (int i = 1; i < NPT_ENTRIES; i++)
+		if ((pt[i] & NPT_ADDR_MASK) != base + i * NPT_PAGE_4K ||
+		    (pt[i] & NPT_LEAF_FLAGS) != flags)
+			return;
+	*pde = base | flags | NPT_PS;
+	n->mm->free_page(n->mm->ctx, pa);
+	n->table_pages--;
+}
+
+int npt_track_start(struct npt *n, u64 size)
+{
+	for (u64 gpa = 0; gpa < size; gpa += NPT_PAGE_2M) {
+		u64 *pde = npt_pde(n, gpa);
+
+		if (pde && (*pde & NPT_PS) && npt_split(n, pde))
+			return -ENOMEM;
+	}
+	npt_harvest(n, size, NULL);
+	return 0;
+}
+
+void npt_track_stop(struct npt *n, u64 size)
+{
+	for (u64 gpa = 0; gpa < size; gpa += NPT_PAGE_2M) {
+		u64 *pde = npt_pde(n, gpa), *pt;
+
+		if (!pde || !(*pde & NPT_P))
+			continue;
+		if (*pde & NPT_PS) {
+			*pde |= NPT_RW;
+			continue;
+		}
+		pt = npt_table(n, *pde & NPT_ADDR_MASK);
+		for (u64 i = 0; i < NPT_ENTRIES && gpa + i * NPT_PAGE_4K < size; i++)
+			if (pt[i] & NPT_P)
+				pt[i] |= NPT_RW;
+		npt_merge(n, pde);
+	}
+}
+
+/* Marks pages [first, first + count) in bits. */
+static void npt_mark(u64 *bits, u64 first, u64 count)
+{
+	for (u64 p = first; bits && p < first + count; p++)
+		bits[p / 64] |= 1ULL << (p % 64);
+}
+
+u64 npt_harvest(struct npt *n, u64 size, u64 *bits)
+{
+	u64 found = 0;
+
+	for (u64 gpa = 0; gpa < size; gpa += NPT_PAGE_2M) {
+		u64 *pde = npt_pde(n, gpa), *pt;
+
+		if (!pde || !(*pde & NPT_P))
+			continue;
+		if (*pde & NPT_PS) {
+			if (*pde & NPT_RW) {
+				*pde &= ~NPT_RW;
+				npt_mark(bits, gpa / NPT_PAGE_4K, NPT_ENTRIES);
+				found += NPT_ENTRIES;
+			}
+			continue;
+		}
+		pt = npt_table(n, *pde & NPT_ADDR_MASK);
+		for (u64 i = 0; i < NPT_ENTRIES && gpa + i * NPT_PAGE_4K < size; i++) {
+			if (!(pt[i] & NPT_P) || !(pt[i] & NPT_RW))
+				continue;
+			pt[i] &= ~NPT_RW;
+			npt_mark(bits, gpa / NPT_PAGE_4K + i, 1);
+			found++;
+		}
+	}
+	return found;
+}
+
+int npt_unprotect(struct npt *n, u64 size, u64 gpa)
+{
+	u64 *leaf;
+
+	if (!n->root || gpa >= size)
+		return -ENOENT;
+	leaf = npt_pde(n, gpa);
+	if (!leaf || !(*leaf & NPT_P))
+		return -ENOENT;
+	if (!(*leaf & NPT_PS)) {
+		leaf = &npt_table(n, *leaf & NPT_ADDR_MASK)[NPT_INDEX(gpa, 0)];
+		if (!(*leaf & NPT_P))
+			return -ENOENT;
+	}
+	if (*leaf & NPT_RW)
+		return -EEXIST;
+	*leaf |= NPT_RW;
+	return 0;
+}

@@ -16,6 +16,8 @@
 #define NPT_P BIT(0)
 #define NPT_RW BIT(1)
 #define NPT_US BIT(2)
+#define NPT_A BIT(5)
+#define NPT_D BIT(6)
 #define NPT_PS BIT(7) /* a PDE/PDPTE that maps a page */
 #define NPT_NX BIT(63)
 #define NPT_ADDR_MASK GENMASK_ULL(51, 12)
@@ -57,5 +59,31 @@ int npt_map_ram(struct npt *n, const u64 *chunks, u64 nchunks, u64 mem_size);
 int npt_translate(const struct npt *n, u64 gpa, u64 *hpa, u64 *page_size, u64 *leaf);
 /* The value for the VMCB's N_CR3: the root's physical address. */
 u64 npt_ncr3(const struct npt *n);
+
+/*
+ * Dirty tracking of the RAM at [0, size) by write protection: a leaf's R/W bit
+ * is the page's dirty bit. The first write to a clean page faults (NPF) and
+ * npt_unprotect() gives write access back. After npt_track_start,
+ * npt_track_stop and npt_harvest the caller flushes the ASID's translations
+ * before the guest runs again: a cached writable translation would let writes
+ * through unseen.
+ */
+/* Splits every 2 MiB leaf into 512 4 KiB leaves (one written byte marks one
+ * page) and write-protects every page. 0, or -ENOMEM with the mapping
+ * unchanged in meaning (part of it split or protected): npt_track_stop()
+ * undoes it. */
+int npt_track_start(struct npt *n, u64 size);
+/* Gives every page write access back; each page table whose 512 leaves map
+ * one aligned 2 MiB with equal rights becomes a 2 MiB leaf again (when
+ * large_pages) and is freed. */
+void npt_track_stop(struct npt *n, u64 size);
+/* Sets bit (gpa / 4 KiB) in `bits` (NULL: none) for each page whose leaf is
+ * writable, and write-protects it. Returns the number of pages found dirty. */
+u64 npt_harvest(struct npt *n, u64 size, u64 *bits);
+/* The fault-and-mark step: the present, write-protected leaf of gpa (below
+ * `size`) becomes writable. 0; -EEXIST when it already was (a stale
+ * translation: flush and retry); -ENOENT when gpa is no RAM page (a genuine
+ * fault for the MMIO path). */
+int npt_unprotect(struct npt *n, u64 size, u64 gpa);
 
 #endif

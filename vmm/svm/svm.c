@@ -355,4 +355,7 @@ const struct vcpu_ops svm_ops = {
 	.get_field = svm_get_field,
 	.set_field = svm_set_field,
 	.exit_name = svm_exit_reason_name,
+	.dirty_start = svm_dirty_start,
+	.dirty_harvest = svm_dirty_harvest,
+	.dirty_stop = svm_dirty_stop,
 };

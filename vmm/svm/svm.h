@@ -24,7 +24,8 @@ extern struct svm_caps svm_caps;
 
 struct svm_vm {
 	struct npt npt;
-	u32 asid; /* one per VM, shared by its vCPUs (they never run at once) */
+	u32 asid;      /* one per VM, shared by its vCPUs (they never run at once) */
+	bool tracking; /* dirty tracking: RAM write-protected until written */
 };
 
 /* Guest state that the VMCB does not hold. It lives in the CPU while this
@@ -64,6 +65,11 @@ int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val);
 void svm_own_cpu_regs(struct vcpu *v);
 void svm_release_cpu_regs(struct vcpu *v);
 void svm_inject_event(struct vmcb *vmcb, u64 type, u8 vector, bool has_error, u32 error_code);
+
+/* svm_dirty.c: the vcpu_ops dirty_* calls (vmm/vmm.h). */
+int svm_dirty_start(struct vm *vm);
+int svm_dirty_harvest(struct vm *vm, u64 *bits);
+void svm_dirty_stop(struct vm *vm);
 
 /* svm_exit.c. SVM_EXIT_ERR is the EXITCODE when VMRUN refused the VMCB (no
  * guest instruction ran). */

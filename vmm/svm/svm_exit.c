@@ -89,6 +89,23 @@ static void svm_exit_msr(struct vcpu *v, struct vm_exit *exit)
  * #PF error code, EXITINFO2 the guest-physical address. */
 static void svm_exit_npf(struct vcpu *v, struct vm_exit *exit)
 {
+	struct svm_vm *sv = v->vm ? v->vm->arch : NULL;
+	u64 q = exit->qualification;
+
+	/* Dirty tracking (svm_dirty.c): a write to a write-protected RAM page
+	 * marks it dirty by making it writable, and the guest retries; only
+	 * what is no RAM goes on to the MMIO path. A fault on a page already
+	 * writable came through a stale translation: flush it. */
+	if (sv && sv->tracking && (q & NPF_PRESENT) && (q & NPF_WRITE)) {
+		int err = npt_unprotect(&sv->npt, v->vm->mem_size, exit->info2);
+
+		if (err != -ENOENT) {
+			if (err == -EEXIST)
+				((struct svm_vcpu *)v->arch)->flush = true;
+			exit->kind = VMEXIT_NONE;
+			return;
+		}
+	}
 	exit->kind = VMEXIT_MEM;
 	exit->mem.gpa = exit->info2;
 	exit->mem.write = exit->qualification & NPF_WRITE;

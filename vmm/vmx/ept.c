@@ -163,4 +163,121 @@ int ept_translate(const struct ept *e, u64 gpa, u64 *hpa, u64 *page_size, u64 *l
 	return -ENOENT;
 }
 
-u64 ept_eptp(const struct ept *e) { return e->root | VMX_EPTP_PWL_4 | VMX_EPTP_MT_WB; }
+u64 ept_eptp(const struct ept *e)
+{
+	return e->root | VMX_EPTP_PWL_4 | VMX_EPTP_MT_WB | (e->ad ? VMX_EPTP_AD_ENABLE : 0);
+}
+
+/* ---- dirty tracking ------------------------------------------------------ */
+
+/* Rights and type of a leaf, what must agree for 512 leaves to merge. */
+#define EPT_LEAF_FLAGS (EPT_RWX | (7ULL << EPT_MT_SHIFT) | EPT_IPAT)
+
+/* The PD entry that maps or points below gpa; NULL when no PD covers it. */
+static u64 *ept_pde(const struct ept *e, u64 gpa)
+{
+	u64 *t = ept_table(e, e->root);
+
+	for (int level = 3; level > 1; level--) {
+		u64 entry = t[EPT_INDEX(gpa, level)];
+
+		if (!(entry & EPT_RWX) || (entry & EPT_LARGE))
+			return NULL;
+		t = ept_table(e, entry & EPT_ADDR_MASK);
+	}
+	return &t[EPT_INDEX(gpa, 1)];
+}
+
+/* Replaces the 2 MiB leaf *pde by a page table of 512 4 KiB leaves. */
+static int ept_split(struct ept *e, u64 *pde)
+{
+	u64 base = *pde & EPT_ADDR_MASK & ~(EPT_PAGE_2M - 1);
+	u64 flags = *pde & EPT_LEAF_FLAGS;
+	u64 pa = e->mm->alloc_page(e->mm->ctx);
+	u64 *pt;
+
+	if (!pa)
+		return -ENOMEM;
+	e->table_pages++;
+	pt = ept_table(e, pa);
+	for (int i = 0; i < EPT_ENTRIES; i++)
+		pt[i] = (base + i * EPT_PAGE_4K) | flags;
+	*pde = pa | EPT_RWX;
+	return 0;
+}
+
+/* Merges the page table below *pde back into a 2 MiB leaf if it maps one. */
+static void ept_merge(struct ept *e, u64 *pde)
+{
+	u64 pa = *pde & EPT_ADDR_MASK;
+	u64 *pt = ept_table(e, pa);
+	u64 base = pt[0] & EPT_ADDR_MASK, flags = pt[0] & EPT_LEAF_FLAGS;
+
+	if (!e->large_pages || !(flags & EPT_RWX) || (base & (EPT_PAGE_2M - 1)))
+		return;
+	for (int i = 1; i < EPT_ENTRIES; i++)
+		if ((pt[i] & EPT_ADDR_MASK) != base + i * EPT_PAGE_4K ||
+		    (pt[i] & EPT_LEAF_FLAGS) != flags)
+			return;
+	*pde = base | flags | EPT_LARGE;
+	e->mm->free_page(e->mm->ctx, pa);
+	e->table_pages--;
+}
+
+int ept_track_start(struct ept *e, u64 size)
+{
+	for (u64 gpa = 0; gpa < size; gpa += EPT_PAGE_2M) {
+		u64 *pde = ept_pde(e, gpa);
+
+		if (pde && (*pde & EPT_LARGE) && ept_split(e, pde))
+			return -ENOMEM;
+	}
+	ept_harvest(e, size, NULL);
+	return 0;
+}
+
+void ept_track_stop(struct ept *e, u64 size)
+{
+	for (u64 gpa = 0; gpa < size; gpa += EPT_PAGE_2M) {
+		u64 *pde = ept_pde(e, gpa);
+
+		if (pde && (*pde & EPT_RWX) && !(*pde & EPT_LARGE))
+			ept_merge(e, pde);
+	}
+}
+
+/* Marks pages [first, first + n) in bits. */
+static void ept_mark(u64 *bits, u64 first, u64 n)
+{
+	for (u64 p = first; bits && p < first + n; p++)
+		bits[p / 64] |= 1ULL << (p % 64);
+}
+
+u64 ept_harvest(struct ept *e, u64 size, u64 *bits)
+{
+	u64 found = 0;
+
+	for (u64 gpa = 0; gpa < size; gpa += EPT_PAGE_2M) {
+		u64 *pde = ept_pde(e, gpa), *pt;
+
+		if (!pde || !(*pde & EPT_RWX))
+			continue;
+		if (*pde & EPT_LARGE) {
+			if (*pde & EPT_DIRTY) {
+				*pde &= ~EPT_DIRTY;
+				ept_mark(bits, gpa / EPT_PAGE_4K, EPT_ENTRIES);
+				found += EPT_ENTRIES;
+			}
+			continue;
+		}
+		pt = ept_table(e, *pde & EPT_ADDR_MASK);
+		for (u64 i = 0; i < EPT_ENTRIES && gpa + i * EPT_PAGE_4K < size; i++) {
+			if (!(pt[i] & EPT_DIRTY))
+				continue;
+			pt[i] &= ~EPT_DIRTY;
+			ept_mark(bits, gpa / EPT_PAGE_4K + i, 1);
+			found++;
+		}
+	}
+	return found;
+}

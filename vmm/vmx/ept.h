@@ -19,11 +19,16 @@
 #define EPT_MT_WB 6ULL
 #define EPT_IPAT BIT(6)
 #define EPT_LARGE BIT(7) /* a PDE/PDPTE that maps a page */
+/* Leaf flags the CPU sets when the EPTP enables them, SDM Vol. 3C 29.3.5
+ * "Accessed and Dirty Flags for EPT". */
+#define EPT_ACCESSED BIT(8)
+#define EPT_DIRTY BIT(9)
 #define EPT_ADDR_MASK GENMASK_ULL(51, 12)
 
 /* The EPT pointer, SDM Vol. 3C 25.6.11 "Extended-Page-Table Pointer (EPTP)". */
 #define VMX_EPTP_MT_WB 6ULL
 #define VMX_EPTP_PWL_4 (3ULL << 3) /* page-walk length minus one */
+#define VMX_EPTP_AD_ENABLE BIT(6)  /* accessed and dirty flags on */
 
 #define EPT_PAGE_4K 0x1000ULL
 #define EPT_PAGE_2M 0x200000ULL
@@ -41,6 +46,7 @@ struct ept {
 	const struct ept_mm *mm;
 	u64 root;	  /* physical address of the PML4 */
 	bool large_pages; /* 2 MiB leaves allowed (IA32_VMX_EPT_VPID_CAP bit 16) */
+	bool ad;	  /* accessed/dirty flags on (IA32_VMX_EPT_VPID_CAP bit 21) */
 	u64 table_pages;  /* tables allocated so far, root included */
 };
 
@@ -59,7 +65,25 @@ int ept_map_ram(struct ept *e, const u64 *chunks, u64 nchunks, u64 mem_size);
 /* Walks the tables like the CPU: 0 and the host-physical address, leaf size
  * and leaf entry for a mapped gpa; -ENOENT otherwise. */
 int ept_translate(const struct ept *e, u64 gpa, u64 *hpa, u64 *page_size, u64 *leaf);
-/* The EPTP value for VMCS field EPT_POINTER: root, 4-level walk, write-back. */
+/* The EPTP value for VMCS field EPT_POINTER: root, 4-level walk, write-back,
+ * and the accessed/dirty flags when e->ad. */
 u64 ept_eptp(const struct ept *e);
+
+/*
+ * Dirty tracking of the RAM at [0, size) (e->ad must be set): the leaf's dirty
+ * flag is the page's dirty bit. After each of the three the caller flushes the
+ * CPU's cached translations (INVEPT) before the guest runs again: a cached
+ * translation whose flag was already set does not set it again.
+ */
+/* Splits every 2 MiB leaf into 512 4 KiB leaves (one written byte marks one
+ * page) and clears every dirty flag. 0, or -ENOMEM with the mapping unchanged
+ * in meaning (part of it split): ept_track_stop() undoes it. */
+int ept_track_start(struct ept *e, u64 size);
+/* Each page table whose 512 leaves map one aligned 2 MiB with equal rights
+ * becomes a 2 MiB leaf again (when large_pages) and is freed. */
+void ept_track_stop(struct ept *e, u64 size);
+/* Sets bit (gpa / 4 KiB) in `bits` (NULL: none) for each page whose leaf is
+ * dirty, and clears the flag. Returns the number of pages found dirty. */
+u64 ept_harvest(struct ept *e, u64 size, u64 *bits);
 
 #endif

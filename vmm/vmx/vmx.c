@@ -329,7 +329,7 @@ static const struct ept_mm vmx_ept_mm = {
 
 /* Drops the CPU's cached translations of one EPT (single-context when the
  * CPU has it). SDM Vol. 3C 29.4.3.1 "Operations that Invalidate Cached Mappings". */
-static void vmx_flush_ept(u64 eptp)
+void vmx_flush_ept(u64 eptp)
 {
 	if (vmx_caps.ept_vpid_cap & VMX_EPT_EXTENT_CONTEXT_BIT)
 		invept(VMX_EPT_EXTENT_CONTEXT, eptp);
@@ -771,4 +771,7 @@ const struct vcpu_ops vmx_ops = {
 	.get_field = vmx_ops_get_field,
 	.set_field = vmx_ops_set_field,
 	.exit_name = vmx_exit_reason_name,
+	.dirty_start = vmx_dirty_start,
+	.dirty_harvest = vmx_dirty_harvest,
+	.dirty_stop = vmx_dirty_stop,
 };

@@ -60,6 +60,8 @@ void vmx_vmexit_entry(void); /* HOST_RIP */
 
 /* vmx.c */
 int vmx_load_vmcs(struct vmx_vcpu *x);
+/* Drops the CPU's cached translations of one EPT. */
+void vmx_flush_ept(u64 eptp);
 void vmx_set_entry_ia32e(bool on);
 
 /* vmx_state.c */
@@ -78,6 +80,11 @@ int vmx_write_cr0(struct vcpu *v, u64 val);
 int vmx_write_cr3(struct vcpu *v, u64 val);
 int vmx_write_cr4(struct vcpu *v, u64 val);
 void vmx_inject_event(u32 type, u8 vector, bool has_error, u32 error_code, u32 insn_len);
+
+/* vmx_dirty.c: the vcpu_ops dirty_* calls (vmm/vmm.h). */
+int vmx_dirty_start(struct vm *vm);
+int vmx_dirty_harvest(struct vm *vm, u64 *bits);
+void vmx_dirty_stop(struct vm *vm);
 
 /* vmx_exit.c. VMX_EXIT_VMFAIL is the raw_reason reported when VMLAUNCH or
  * VMRESUME itself failed (no VM exit happened); qualification then holds the

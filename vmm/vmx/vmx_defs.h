@@ -247,6 +247,7 @@
 #define VMX_EPTP_WB_BIT BIT(14)
 #define VMX_EPT_2MB_PAGE_BIT BIT(16)
 #define VMX_EPT_INVEPT_BIT BIT(20)
+#define VMX_EPT_AD_BIT BIT(21) /* accessed and dirty flags for EPT */
 #define VMX_EPT_EXTENT_CONTEXT_BIT BIT(25)
 #define VMX_EPT_EXTENT_GLOBAL_BIT BIT(26)
 #define VMX_VPID_INVVPID_BIT BIT(32)

@@ -1,0 +1,163 @@
+/*
+ * Host unit test of the generic dirty log (vmm/dirtylog.c): marking ranges
+ * (page edges, the end of RAM, nothing while off), count, next and clear; and
+ * vm_dirty_start/sync/stop over a fake backend: the backend's harvest lands in
+ * the log, a second start and a sync while off are refused, a backend that
+ * cannot start leaves nothing allocated. "Physical" addresses are host
+ * pointers here.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel/lib.h"
+#include "kernel/mm.h"
+#include "vmm/vmm.h"
+#include "tests/unit/check.h"
+
+static int live_pages;
+
+u64 pmm_alloc_contig(u64 npages, u64 align_pages)
+{
+	void *p = aligned_alloc(PAGE_SIZE, npages * PAGE_SIZE);
+
+	(void)align_pages;
+	if (!p)
+		return 0;
+	memset(p, 0, npages * PAGE_SIZE);
+	live_pages += (int)npages;
+	return (u64)(uintptr_t)p;
+}
+
+void pmm_free_contig(u64 pa, u64 npages)
+{
+	free((void *)(uintptr_t)pa);
+	live_pages -= (int)npages;
+}
+
+/* The fake backend: what it was asked, and the pages its "hardware" saw
+ * written, handed over (and forgotten) by each harvest. */
+static struct {
+	int starts, harvests, stops, start_err;
+	u64 written[4];
+	int nwritten;
+} be;
+
+static int fake_start(struct vm *vm)
+{
+	(void)vm;
+	be.starts++;
+	return be.start_err;
+}
+
+static int fake_harvest(struct vm *vm, u64 *bits)
+{
+	(void)vm;
+	be.harvests++;
+	for (int i = 0; i < be.nwritten; i++)
+		bits[be.written[i] / 64] |= 1ULL << (be.written[i] % 64);
+	be.nwritten = 0;
+	return 0;
+}
+
+static void fake_stop(struct vm *vm)
+{
+	(void)vm;
+	be.stops++;
+}
+
+static const struct vcpu_ops fake_ops = {
+	.name = "fake",
+	.dirty_start = fake_start,
+	.dirty_harvest = fake_harvest,
+	.dirty_stop = fake_stop,
+};
+const struct vcpu_ops *vcpu_ops = &fake_ops;
+
+static void test_marks(void)
+{
+	u64 bits[3] = { 0 };
+	struct dirty_log l = { .bits = bits, .npages = 130 };
+
+	dirty_log_mark(&l, 0, 4096); /* off: nothing */
+	CHECK_EQ(dirty_log_count(&l), 0);
+	l.on = true;
+	dirty_log_mark(&l, 4095, 2); /* straddles pages 0 and 1 */
+	CHECK(dirty_log_test(&l, 0) && dirty_log_test(&l, 1) && !dirty_log_test(&l, 2));
+	dirty_log_mark(&l, 63 * 4096 + 5, 4096); /* pages 63 and 64: two words */
+	CHECK(dirty_log_test(&l, 63) && dirty_log_test(&l, 64) && !dirty_log_test(&l, 65));
+	dirty_log_mark(&l, 129 * 4096, 1ULL << 40); /* clipped at the end of RAM */
+	CHECK(dirty_log_test(&l, 129));
+	CHECK_EQ(bits[2] >> 2, 0);
+	dirty_log_mark(&l, 130 * 4096, 4096); /* past RAM: nothing */
+	dirty_log_mark(&l, ~0ULL - 10, 100);
+	dirty_log_mark(&l, 70 * 4096, 0);
+	CHECK_EQ(dirty_log_count(&l), 5);
+	CHECK(!dirty_log_test(&l, 130) && !dirty_log_test(&l, 1000));
+	CHECK_EQ(dirty_log_next(&l, 0), 0);
+	CHECK_EQ(dirty_log_next(&l, 2), 63);
+	CHECK_EQ(dirty_log_next(&l, 65), 129);
+	CHECK_EQ(dirty_log_next(&l, 130), 130);
+	dirty_log_clear(&l);
+	CHECK_EQ(dirty_log_count(&l), 0);
+	CHECK_EQ(dirty_log_next(&l, 0), 130);
+}
+
+static void test_vm(void)
+{
+	static struct vm vm;
+
+	vm.mem_size = 32ULL << 20;
+	CHECK_EQ(vm_dirty_sync(&vm), -EINVAL); /* off */
+	vm_dirty_stop(&vm);		       /* off: nothing to do */
+	CHECK_EQ(be.stops, 0);
+
+	be.start_err = -EOPNOTSUPP;
+	CHECK_EQ(vm_dirty_start(&vm), -EOPNOTSUPP);
+	CHECK(!vm.dirty.on && !vm.dirty.bits);
+	CHECK_EQ(live_pages, 0);
+	be.start_err = 0;
+
+	CHECK_EQ(vm_dirty_start(&vm), 0);
+	CHECK(vm.dirty.on);
+	CHECK_EQ(vm.dirty.npages, 8192);
+	CHECK_EQ(live_pages, 1); /* 8192 bits: one page */
+	CHECK_EQ(vm_dirty_start(&vm), -EBUSY);
+	CHECK_EQ(be.starts, 2);
+
+	/* Amber's own write and the guest's, seen by the "hardware". */
+	dirty_log_mark(&vm.dirty, 0x5000, 8);
+	be.written[be.nwritten++] = 0x1fff;
+	be.written[be.nwritten++] = 0x300;
+	CHECK_EQ(dirty_log_count(&vm.dirty), 1);
+	CHECK_EQ(vm_dirty_sync(&vm), 0);
+	CHECK_EQ(dirty_log_count(&vm.dirty), 3);
+	CHECK(dirty_log_test(&vm.dirty, 5) && dirty_log_test(&vm.dirty, 0x300) &&
+	      dirty_log_test(&vm.dirty, 0x1fff));
+	dirty_log_clear(&vm.dirty);
+	CHECK_EQ(vm_dirty_sync(&vm), 0);
+	CHECK_EQ(dirty_log_count(&vm.dirty), 0);
+
+	vm_dirty_stop(&vm);
+	CHECK_EQ(be.stops, 1);
+	CHECK(!vm.dirty.on && !vm.dirty.bits);
+	CHECK_EQ(live_pages, 0);
+	dirty_log_mark(&vm.dirty, 0x5000, 8); /* off again: harmless */
+
+	/* 64 GiB of RAM: 16 Mi pages, a 2 MiB bitmap. */
+	vm.mem_size = 64ULL << 30;
+	CHECK_EQ(vm_dirty_start(&vm), 0);
+	CHECK_EQ(live_pages, 512);
+	dirty_log_mark(&vm.dirty, vm.mem_size - 1, 1);
+	CHECK_EQ(dirty_log_next(&vm.dirty, 0), (64ULL << 30) / PAGE_SIZE - 1);
+	vm_dirty_stop(&vm);
+	CHECK_EQ(live_pages, 0);
+}
+
+int main(void)
+{
+	test_marks();
+	test_vm();
+	return test_done("dirtylog");
+}

@@ -1,0 +1,102 @@
+/*
+ * The generic dirty log (vmm/dirtylog.h): the bitmap, and the calls that start,
+ * sync and stop a VM's tracking through its backend's dirty_* operations. No
+ * vendor knowledge here: how a write is noticed (EPT dirty flags, NPT write
+ * protection) is the backend's. Host context, boot CPU, interrupts off.
+ */
+#include "kernel/lib.h"
+#include "kernel/mm.h"
+#include "vmm/dirtylog.h"
+#include "vmm/vmm.h"
+
+void dirty_log_mark(struct dirty_log *l, u64 gpa, u64 len)
+{
+	u64 first, last;
+
+	if (!l->on || !len || gpa >= l->npages * PAGE_SIZE)
+		return;
+	first = gpa / PAGE_SIZE;
+	last = (len > l->npages * PAGE_SIZE - gpa ? l->npages * PAGE_SIZE - 1 : gpa + len - 1) /
+	       PAGE_SIZE;
+	for (u64 p = first; p <= last; p++)
+		l->bits[p / 64] |= 1ULL << (p % 64);
+}
+
+bool dirty_log_test(const struct dirty_log *l, u64 page)
+{
+	return l->bits && page < l->npages && (l->bits[page / 64] >> (page % 64)) & 1;
+}
+
+u64 dirty_log_count(const struct dirty_log *l)
+{
+	u64 n = 0;
+
+	for (u64 w = 0; l->bits && w < dirty_log_words(l->npages); w++)
+		for (u64 b = l->bits[w]; b; b &= b - 1) /* no libgcc popcount */
+			n++;
+	return n;
+}
+
+u64 dirty_log_next(const struct dirty_log *l, u64 page)
+{
+	while (l->bits && page < l->npages) {
+		u64 word = l->bits[page / 64] >> (page % 64);
+
+		if (word)
+			return MIN(page + (u64)__builtin_ctzll(word), l->npages);
+		page = (page / 64 + 1) * 64;
+	}
+	return l->npages;
+}
+
+void dirty_log_clear(struct dirty_log *l)
+{
+	if (l->bits)
+		memset(l->bits, 0, dirty_log_words(l->npages) * sizeof(u64));
+}
+
+int vm_dirty_start(struct vm *vm)
+{
+	struct dirty_log *l = &vm->dirty;
+	u64 npages = vm->mem_size / PAGE_SIZE;
+	u64 alloc = (dirty_log_words(npages) * sizeof(u64) + PAGE_SIZE - 1) / PAGE_SIZE;
+	u64 pa;
+	int err;
+
+	if (l->on)
+		return -EBUSY;
+	if (!vcpu_ops->dirty_start)
+		return -EOPNOTSUPP;
+	/* Whole pages (zeroed by the allocator): a 64 GiB guest needs 2 MiB. */
+	pa = pmm_alloc_contig(alloc, 1);
+	if (!pa)
+		return -ENOMEM;
+	err = vcpu_ops->dirty_start(vm);
+	if (err) {
+		pmm_free_contig(pa, alloc);
+		return err;
+	}
+	l->bits = phys_to_virt(pa);
+	l->npages = npages;
+	l->alloc = alloc;
+	l->on = true;
+	return 0;
+}
+
+int vm_dirty_sync(struct vm *vm)
+{
+	if (!vm->dirty.on)
+		return -EINVAL;
+	return vcpu_ops->dirty_harvest(vm, vm->dirty.bits);
+}
+
+void vm_dirty_stop(struct vm *vm)
+{
+	struct dirty_log *l = &vm->dirty;
+
+	if (!l->on)
+		return;
+	vcpu_ops->dirty_stop(vm);
+	pmm_free_contig(virt_to_phys(l->bits), l->alloc);
+	memset(l, 0, sizeof(*l));
+}

@@ -1,0 +1,47 @@
+/*
+ * The dirty log of a VM: one bit per 4 KiB page of guest RAM, set when the
+ * page was written since the log was last cleared, whoever wrote it (the guest
+ * through the backend's tracking, or Amber's own writes into guest memory).
+ * Snapshot code reads and clears it. Host context, boot CPU.
+ */
+#ifndef AMBER_DIRTYLOG_H
+#define AMBER_DIRTYLOG_H
+
+#include "kernel/types.h"
+
+struct vm;
+
+struct dirty_log {
+	u64 *bits;  /* bit p: page p (gpa p * 4 KiB) written */
+	u64 npages; /* pages of guest RAM the log covers */
+	u64 alloc;  /* pages of host memory under bits (0: none) */
+	bool on;    /* tracking runs: the backend reports guest writes */
+};
+
+/* ---- the log itself (pure, host unit-tested) ---------------------------- */
+/* Words of bitmap for npages pages. */
+static inline u64 dirty_log_words(u64 npages) { return (npages + 63) / 64; }
+/* Marks the pages of [gpa, gpa + len) that lie in the log; nothing when the
+ * log is off. */
+void dirty_log_mark(struct dirty_log *l, u64 gpa, u64 len);
+bool dirty_log_test(const struct dirty_log *l, u64 page);
+u64 dirty_log_count(const struct dirty_log *l);
+/* The first dirty page at or after `page`, or l->npages when none is. */
+u64 dirty_log_next(const struct dirty_log *l, u64 page);
+void dirty_log_clear(struct dirty_log *l);
+
+/* ---- per VM, through the backend ---------------------------------------- */
+/* Starts tracking vm's RAM: the log is allocated and clear, RAM is mapped in
+ * 4 KiB pages and every guest write from now on is seen. 0, -EBUSY (already on),
+ * -ENOMEM, or the backend's errno (-EOPNOTSUPP: the CPU cannot track);
+ * on failure nothing changed. */
+int vm_dirty_start(struct vm *vm);
+/* Brings the log up to date: the pages the guest wrote since the last sync
+ * are ORed in (and clean again in the backend). 0 or -EINVAL when tracking
+ * is off. The VM must not run meanwhile (boot CPU: it never does). */
+int vm_dirty_sync(struct vm *vm);
+/* Stops tracking, merges 2 MiB mappings back and frees the log. Safe to call
+ * when tracking is off (vm_destroy does). */
+void vm_dirty_stop(struct vm *vm);
+
+#endif
