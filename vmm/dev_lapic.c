@@ -165,6 +165,8 @@ int vlapic_pending(struct vcpu *v)
 	return irrv;
 }
 
+bool vlapic_irr_empty(struct vcpu *v) { return lapic_vec_highest(lapic_of(v)->irr) < 0; }
+
 void vlapic_accept(struct vcpu *v, u8 vector)
 {
 	struct vlapic *l = lapic_of(v);
