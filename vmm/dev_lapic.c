@@ -165,6 +165,13 @@ int vlapic_pending(struct vcpu *v)
 	return irrv;
 }
 
+bool vlapic_irr_empty(struct vcpu *v)
+{
+	const u32 *irr = lapic_of(v)->irr;
+
+	return !(irr[0] | irr[1] | irr[2] | irr[3] | irr[4] | irr[5] | irr[6] | irr[7]);
+}
+
 void vlapic_accept(struct vcpu *v, u8 vector)
 {
 	struct vlapic *l = lapic_of(v);

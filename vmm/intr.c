@@ -11,7 +11,11 @@
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 
-void vcpu_kick(struct vcpu *v) { v->kicked = true; }
+void vcpu_kick(struct vcpu *v)
+{
+	v->kicked = true;
+	v->intr_dirty = true;
+}
 
 void vm_kick(struct vm *vm)
 {
@@ -102,13 +106,25 @@ static u64 intr_sync_due(struct vm *vm, u64 tsc)
 int intr_before_entry(struct vcpu *v, u64 slice_end, bool devices_changed)
 {
 	struct vm *vm = v->vm;
-	u64 tsc = vcpu_guest_tsc(v), dl = vm->next_deadline, at = slice_end;
-	u8 tpr = vlapic_get_cr8(v);
+	u64 host, tsc, dl = vm->next_deadline, at = slice_end;
+	u8 tpr;
 	struct vcpu_event ev = { .valid = 1 };
 	struct intr_plan p = { INTR_INJECT_NONE, 0 };
 	bool nmi, intr;
 	u32 state;
 	int err;
+
+	if (v->cr8_stale) { /* the guest's CR8 first: the LAPIC's TPR lags it */
+		err = intr_after_exit(v);
+		if (err)
+			return err;
+	}
+	/* The host's TSC before the guest's: the deadline in host TSC below
+	 * comes out early by the few ticks between the reads, never late. */
+	host = rdtsc();
+	tsc = vcpu_guest_tsc(v);
+	tpr = vlapic_get_cr8(v);
+	v->intr_dirty = false;
 
 	/* The devices' next deadline changes only when they are used or synced:
 	 * kept across the exits that touch none. */
@@ -147,9 +163,12 @@ int intr_before_entry(struct vcpu *v, u64 slice_end, bool devices_changed)
 	/* The run ends by the next deadline: the backend's own timer where it
 	 * has one, the host timer in any case (and by the slice's end). */
 	v->run_budget = dl == ~0ULL ? ~0ULL : dl - tsc;
+	v->intr_until = dl == ~0ULL ? ~0ULL : host + (dl - tsc);
 	if (dl != ~0ULL)
 		at = MIN(at, ticks() + intr_tsc_to_us(vm, dl - tsc));
 	irq_timer_arm(at);
+	v->intr_quiet = !nmi && !intr && vlapic_irr_empty(v);
+	v->intr_timer = irq_timer_count();
 	return 0;
 }
 
@@ -160,8 +179,10 @@ int intr_after_exit(struct vcpu *v)
 
 	if (err)
 		return err;
+	v->cr8_stale = false;
 	if (cr8 != v->cr8) {
 		v->cr8 = (u8)cr8;
+		v->intr_dirty = true; /* a vector the old TPR held back may go */
 		vlapic_set_cr8(v, (u8)cr8);
 	}
 	return 0;

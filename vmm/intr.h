@@ -63,6 +63,9 @@ void vlapic_send(struct vm *vm, struct vcpu *src, const struct apic_msg *m);
 /* The highest vector in v's IRR above its PPR while the APIC is software
  * enabled, or -1. */
 int vlapic_pending(struct vcpu *v);
+/* No vector at all in v's IRR, whatever the PPR (a TPR the guest lowers
+ * through CR8 cannot make one deliverable). */
+bool vlapic_irr_empty(struct vcpu *v);
 /* v is taking `vector` (the backend injects it): IRR -> ISR, PPR updated. */
 void vlapic_accept(struct vcpu *v, u8 vector);
 /* True when the 8259A's INTR reaches v: its LINT0 is unmasked with delivery

@@ -474,21 +474,33 @@ static const exit_handler_t exit_handlers[VMEXIT_KIND_COUNT] = {
 
 /* ---- the run loop and the scheduler --------------------------------------- */
 
-/* Exits whose handling never reaches an emulated device, so that the devices'
- * next deadline stands (vmm/intr.c). */
-static bool exit_uses_devices(enum vm_exit_kind kind)
+/* What an exit's handling may have changed, for vmm/intr.c: a plain exit
+ * (CPUID, XSETBV, a reflected exception) touches neither a device nor the
+ * interrupt state, so the next entry may skip the look at delivery
+ * (intr_unchanged); the other exits that reach no emulated device keep the
+ * devices' next deadline but have the look made (windows, host interrupts,
+ * the exits a backend finishes itself: VT-x CR8 accesses, the AMD-V IRET
+ * intercept); every other exit may have used a device. */
+enum exit_class {
+	EXIT_USES_DEVICES = 0,
+	EXIT_NO_DEVICE,
+	EXIT_PLAIN,
+};
+
+static enum exit_class exit_class_of(enum vm_exit_kind kind)
 {
 	switch (kind) {
-	case VMEXIT_NONE:
-	case VMEXIT_HOST_INTERRUPT:
 	case VMEXIT_CPUID:
 	case VMEXIT_EXCEPTION:
 	case VMEXIT_XSETBV:
+		return EXIT_PLAIN;
+	case VMEXIT_NONE:
+	case VMEXIT_HOST_INTERRUPT:
 	case VMEXIT_INTR_WINDOW:
 	case VMEXIT_NMI_WINDOW:
-		return false;
+		return EXIT_NO_DEVICE;
 	default:
-		return true;
+		return EXIT_USES_DEVICES;
 	}
 }
 
@@ -502,13 +514,15 @@ static void vcpu_run_slice(struct vcpu *v)
 	u64 slice_end = ticks() + VMM_SLICE_US;
 	unsigned n = 0;
 	struct vm_exit e;
-	bool devices = true; /* the last exit may have used a device */
+	enum exit_class cls = EXIT_USES_DEVICES; /* what the last exit changed */
 
 	vcpu_fpu_switch(v);
+	v->intr_dirty = true; /* the shell ran: look again */
 	while (vm->state == VM_RUNNING && !v->halted) {
-		int err, action;
+		int err = 0, action;
 
-		err = intr_before_entry(v, slice_end, devices);
+		if (cls != EXIT_PLAIN || !intr_unchanged(v))
+			err = intr_before_entry(v, slice_end, cls == EXIT_USES_DEVICES);
 		if (err) {
 			memset(&e, 0, sizeof(e));
 			vcpu_backend_failed(v, &e, "prepare interrupt delivery", err);
@@ -524,7 +538,12 @@ static void vcpu_run_slice(struct vcpu *v)
 			e.kind = VMEXIT_UNHANDLED;
 		v->exits++;
 		v->exit_counts[e.kind]++;
-		if (!err) {
+		cls = exit_class_of(e.kind);
+		if (cls != EXIT_PLAIN)
+			v->intr_dirty = true;
+		if (cls == EXIT_PLAIN && v->intr_quiet) {
+			v->cr8_stale = true; /* nothing in the IRR for a CR8 to let go */
+		} else if (!err) {
 			err = intr_after_exit(v);
 			if (err) {
 				vcpu_backend_failed(v, &e, "read the guest's CR8", err);
@@ -532,13 +551,15 @@ static void vcpu_run_slice(struct vcpu *v)
 			}
 		}
 		action = exit_handlers[e.kind](v, &e);
-		devices = exit_uses_devices(e.kind);
 		/* The slice ends by the clock; a host interrupt is the moment to
 		 * look (the timer may have come a little early: SLICE_SLACK_US). */
 		if (action == EXIT_YIELD || ((e.kind == VMEXIT_HOST_INTERRUPT || ++n % 64 == 0) &&
 					     ticks() + SLICE_SLACK_US >= slice_end))
 			break;
 	}
+	/* The LAPIC's TPR is whole again before the shell or a snapshot sees it. */
+	if (v->cr8_stale)
+		intr_after_exit(v); /* a failure leaves it stale: the next look meets it */
 }
 
 /* Every vCPU sleeps in HLT with nothing that could ever wake it. */

@@ -226,7 +226,19 @@ struct vcpu {
 	 * VMX-preemption timer) exits by then, the other relies on the host
 	 * timer that vmm/intr.c arms. */
 	u64 run_budget;
-	u8 cr8;	     /* the TPR the backend holds (vmm/intr.c) */
+	u8 cr8; /* the TPR the backend holds (vmm/intr.c) */
+	/* What vmm/intr.c's last full look before an entry found, so that the
+	 * entries after plain exits (CPUID, XSETBV, an exception) can skip it:
+	 * intr_quiet, no NMI and no vector waited (the LAPIC's IRR empty), so
+	 * nothing was injected and no window asked for; intr_until, the host TSC by which the next device deadline
+	 * comes (~0: none); intr_timer, the host timer's count then.
+	 * intr_dirty says that something may have changed since; cr8_stale
+	 * that the guest's CR8 has not been read since the last exit. */
+	bool intr_dirty;
+	bool intr_quiet;
+	bool cr8_stale;
+	u64 intr_until;
+	u64 intr_timer;
 	u64 wake_at; /* halted: ticks() when a device deadline may wake it */
 	void *arch;  /* backend's per-vCPU data (VMCS or VMCB and friends) */
 	u8 *fpu;     /* XSAVE area of this vCPU while another one owns the FPU */

@@ -5,6 +5,8 @@
 #ifndef AMBER_VMM_INTERNAL_H
 #define AMBER_VMM_INTERNAL_H
 
+#include "kernel/irq.h"
+#include "kernel/x86.h"
 #include "vmm/vmm.h"
 
 #define VM_MIN_MEM MiB(2)
@@ -94,8 +96,49 @@ struct intr_plan intr_decide(u32 state, bool nmi, bool intr);
  * by the next deadline. Returns 0 or the backend's negative errno. */
 int intr_before_entry(struct vcpu *v, u64 slice_end, bool devices_changed);
 /* Right after an exit: the TPR the guest may have changed (CR8) goes to the
- * LAPIC. 0 or the backend's negative errno. */
+ * LAPIC. 0 or the backend's negative errno. After a plain exit of a quiet
+ * vCPU the run loop leaves it for later (v->cr8_stale): the full look
+ * before an entry and the slice's end catch it up. */
 int intr_after_exit(struct vcpu *v);
+
+/*
+ * The entry after a plain exit (v->intr_dirty clear: CPUID, XSETBV, an
+ * exception, nothing else since the last full look) needs no
+ * intr_before_entry when that look found the vCPU quiet (no NMI, nothing
+ * above the PPR, the LAPIC's IRR empty), no host timer interrupt has come
+ * since (the one it armed, for the slice's end or the deadline, is still
+ * on its way), and the host's TSC is short of the devices' deadline. Each
+ * step skipped is safe then:
+ *  - the devices' sync: none is due (the TSC is below the deadline), and
+ *    only a device access, which marks v dirty, can move the deadline;
+ *  - the TPR push: the LAPIC's TPR changes only by a device access or from
+ *    CR8 (intr_after_exit marks v dirty when it changed);
+ *  - the LAPIC, the 8259A, the NMI: they change only by device accesses,
+ *    a deadline's sync or a kick (each marks v dirty or is caught above);
+ *  - the backend's state (IF, shadows, a queued event): it only chooses
+ *    between injecting and a window when something waits, and nothing
+ *    does; a queued event is re-injected by the backend itself;
+ *  - the windows: none was asked for, none is wanted;
+ *  - the host timer: still armed, for no later than the full look wanted.
+ * Sets the run's budget (the VMX-preemption timer) to the time left to the
+ * deadline, from one read of the host's TSC (the guest's runs at its rate).
+ */
+static inline bool intr_unchanged(struct vcpu *v)
+{
+	u64 now;
+
+	if (v->intr_dirty || !v->intr_quiet || irq_timer_count() != v->intr_timer)
+		return false;
+	if (v->intr_until == ~0ULL) {
+		v->run_budget = ~0ULL;
+		return true;
+	}
+	now = rdtsc();
+	if (now >= v->intr_until)
+		return false;
+	v->run_budget = v->intr_until - now;
+	return true;
+}
 /* v executed HLT (RIP already past it) or sleeps in it: true when it has
  * something it can take now, so it runs on. Brings devices up to now. */
 bool intr_can_wake(struct vcpu *v);

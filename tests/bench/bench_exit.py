@@ -80,3 +80,86 @@ def bench_irq0_roundtrip_svm_icount():
 
 def harness_text(vm):
 	return vm_cases.strip_ansi(vm.seen)
+
+
+def _run_bench_guest(vm, args, pattern, timeout=300):
+	"""Runs the bench guest with args to its exit; returns (match, exit counts)."""
+	vid = vm_cases.create(vm, "bench -- " + args)
+	vm.send(f"vm start {vid}\r")
+	m = vm.wait_for(pattern, timeout=timeout)
+	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=30)
+	return m, vm_cases.exit_counts(vm, vid)
+
+
+def bench_mmio_tpr_read_svm_icount():
+	"""One emulated MMIO access (issue 11 "Measure"): the bench guest's `mmio`
+	word times loops reads of the LAPIC's TPR against the same loop reading
+	plain memory; the difference per read is the nested page fault exit, the
+	instruction's fetch and decode, the LAPIC's register read, the full look
+	at interrupt delivery that follows a device access, and VMRUN."""
+	with vm_cases.boot_qemu_tcg(icount=True, name="qemu-svm-icount") as vm:
+		vm.wait_prompt(timeout=120)
+		m, counts = _run_bench_guest(vm, f"mmio loops={LOOPS}",
+					     r"bench: mmio loops=(\d+) tpr_ticks=(\d+) "
+					     r"empty_ticks=(\d+) per_access=(\d+)\r?\n")
+		return {
+			"emulator": "QEMU-TCG-icount",
+			"backend": "AMD-V",
+			"loops": int(m.group(1)),
+			"ticks_per_mmio_read": int(m.group(4)),
+			"mem_exits": counts.get("mem", 0),
+		}
+
+
+def bench_apic_timer_roundtrip_svm_icount():
+	"""A LAPIC timer interrupt round trip (issue 11 "Measure"): the bench
+	guest's `timer` word spins reading the TSC for 20 ms with no timer and
+	again with a 10 kHz periodic LAPIC timer whose handler only EOIs; the
+	spinning the interrupts took away, over their number, is what one costs
+	the guest: the host timer's exit at the deadline, the LAPIC brought up
+	to date, the injection, the handler with its EOI (an MMIO exit) and
+	IRET. Both spins carry the same slice ends, which cancel."""
+	with vm_cases.boot_qemu_tcg(icount=True, name="qemu-svm-icount") as vm:
+		vm.wait_prompt(timeout=120)
+		m, counts = _run_bench_guest(vm, "timer",
+					     r"bench: timer spin_ticks=(\d+) idle_iters=(\d+) "
+					     r"timer_iters=(\d+) interrupts=(\d+)\r?\n")
+		d, a, b, n = (int(x) for x in m.groups())
+		return {
+			"emulator": "QEMU-TCG-icount",
+			"backend": "AMD-V",
+			"interrupts": n,
+			"ticks_per_timer_irq": round((a - b) * d / a / n) if a and n else "?",
+			"spin_iter_ticks": round(d / a, 2) if a else "?",
+			"host_interrupt_exits": counts.get("interrupt", 0),
+			"mem_exits": counts.get("mem", 0),
+		}
+
+
+def bench_idle_exits_svm_icount():
+	"""Exits per second of guest time for an idle guest (issue 11 "Measure"):
+	the bench guest's `idle` word sleeps in HLT under a 1 kHz periodic LAPIC
+	timer, once for 100 and once for 1100 interrupts in the same boot; the
+	difference of the two VMs' exit counts over the difference of their
+	measured guest TSC intervals is the rate with the set-up taken out."""
+	with vm_cases.boot_qemu_tcg(icount=True, name="qemu-svm-icount") as vm:
+		vm.wait_prompt(timeout=120)
+		runs = []
+		for ms in (100, 1100):
+			m, counts = _run_bench_guest(vm, f"idle ms={ms}",
+						     r"bench: idle ms=(\d+) ticks=(\d+) "
+						     r"tsc_khz=(\d+)\r?\n")
+			runs.append((int(m.group(2)), int(m.group(3)), counts))
+		(t0, khz, c0), (t1, _, c1) = runs
+		seconds = (t1 - t0) / (khz * 1000.0)
+		diff = {k: c1.get(k, 0) - c0.get(k, 0) for k in set(c0) | set(c1)}
+		total = sum(diff.values())
+		kinds = " ".join(f"{k}:{v}" for k, v in sorted(diff.items()) if v)
+		return {
+			"emulator": "QEMU-TCG-icount",
+			"backend": "AMD-V",
+			"guest_seconds": round(seconds, 4),
+			"exits_per_s": round(total / seconds) if seconds > 0 else "?",
+			"exits_per_tick": round(total / 1000.0, 2),
+			"by_kind": kinds.replace(" ", ","),
+		}

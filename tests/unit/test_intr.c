@@ -4,7 +4,8 @@
  * an interrupt, shadows and IF, the windows asked for), then intr_before_entry
  * and intr_can_wake against a recording backend, a LAPIC and an 8259A that
  * are small host stand-ins: which vector is injected and acknowledged, CR8 in
- * both directions, the run bounded by the device deadline, HLT wakeups.
+ * both directions, the run bounded by the device deadline, when the look
+ * after a plain exit may be skipped (intr_unchanged), HLT wakeups.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ static int injections;
 u64 ticks(void) { return now_us; }
 u64 tsc_hz(void) { return 1000000000ULL; }
 void irq_timer_arm(u64 at) { armed_at = at; }
+static u64 timer_count;
+u64 irq_timer_count(void) { return timer_count; }
 u64 vcpu_guest_tsc(struct vcpu *v) { return guest_tsc; }
 u64 vdev_deadline(struct vm *vm) { return deadline; }
 void vdev_sync(struct vm *vm, u64 tsc)
@@ -46,6 +49,8 @@ u8 vpic_ack(struct vm *vm)
 	return v;
 }
 int vlapic_pending(struct vcpu *v) { return lapic_vec; }
+static bool irr_empty = true;
+bool vlapic_irr_empty(struct vcpu *v) { return irr_empty && lapic_vec < 0; }
 void vlapic_accept(struct vcpu *v, u8 vector)
 {
 	accepted = vector;
@@ -74,8 +79,10 @@ static int rec_set_windows(struct vcpu *v, u32 w)
 	backend_windows = w;
 	return 0;
 }
+static int cr8_reads;
 static int rec_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
 {
+	cr8_reads += f == VCPU_FIELD_CR8;
 	*val = f == VCPU_FIELD_CR8 ? backend_cr8 : 0;
 	return 0;
 }
@@ -153,6 +160,7 @@ static void reset(void)
 	memset(&injected, 0, sizeof(injected));
 	deadline = ~0ULL;
 	synced_to = 0;
+	irr_empty = true;
 }
 
 static void test_entry(void)
@@ -233,6 +241,80 @@ static void test_time_and_cr8(void)
 	CHECK_EQ(lapic_tpr, 2);
 }
 
+/* The look skipped after plain exits (intr_unchanged) holds only while the
+ * last full look found the vCPU quiet, nothing marked it dirty, no host
+ * timer interrupt came and the deadline is still ahead in host TSC. */
+static void test_unchanged(void)
+{
+	reset();
+	guest_tsc = 5000000;
+	deadline = guest_tsc + 1000000000000ULL; /* far ahead */
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
+	CHECK(vcpu.intr_quiet);
+	CHECK(!vcpu.intr_dirty);
+	CHECK(intr_unchanged(&vcpu));
+	CHECK(vcpu.run_budget > 0 && vcpu.run_budget <= 1000000000000ULL);
+	/* A kick, a host timer interrupt: look again. */
+	vcpu_kick(&vcpu);
+	CHECK(!intr_unchanged(&vcpu));
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, false), 0);
+	CHECK(intr_unchanged(&vcpu));
+	timer_count++;
+	CHECK(!intr_unchanged(&vcpu));
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, false), 0);
+	CHECK(intr_unchanged(&vcpu));
+	/* The deadline reached in host TSC (a guest TSC just ahead of it). */
+	deadline = guest_tsc + 1;
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
+	for (int i = 0; i < 1000 && intr_unchanged(&vcpu); i++)
+		;
+	CHECK(!intr_unchanged(&vcpu));
+	/* No deadline: unbounded budget. */
+	deadline = ~0ULL;
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
+	CHECK(intr_unchanged(&vcpu));
+	CHECK_EQ(vcpu.run_budget, ~0ULL);
+	/* Something waits (IF=0: a window), an NMI, a vector TPR holds back:
+	 * never quiet. */
+	pic_vec = 0x20;
+	backend_state = 0;
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
+	CHECK(!vcpu.intr_quiet);
+	CHECK(!intr_unchanged(&vcpu));
+	reset();
+	nmi_waits = true;
+	backend_state = VCPU_INTR_NMI;
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
+	CHECK(!vcpu.intr_quiet);
+	reset();
+	irr_empty = false;
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
+	CHECK(!vcpu.intr_quiet);
+
+	/* A CR8 left unread after a plain exit is read before the next full
+	 * look, and the guest's value wins over the LAPIC's older one. */
+	reset();
+	lapic_tpr = 3;
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
+	CHECK_EQ(backend_cr8, 3);
+	backend_cr8 = 9; /* the guest's MOV CR8, no exit */
+	vcpu.cr8_stale = true;
+	cr8_reads = 0;
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, false), 0);
+	CHECK_EQ(cr8_reads, 1);
+	CHECK(!vcpu.cr8_stale);
+	CHECK_EQ(lapic_tpr, 9);
+	CHECK_EQ(backend_cr8, 9);
+	/* A CR8 change marks the vCPU dirty. */
+	CHECK(!vcpu.intr_dirty);
+	backend_cr8 = 4;
+	CHECK_EQ(intr_after_exit(&vcpu), 0);
+	CHECK(vcpu.intr_dirty);
+	lapic_tpr = 0;
+	backend_cr8 = 0;
+	vcpu.cr8 = 0;
+}
+
 static void test_wake(void)
 {
 	/* IF=1 and the 8259A's INTR up: HLT ends. */
@@ -269,6 +351,7 @@ int main(void)
 	test_decide();
 	test_entry();
 	test_time_and_cr8();
+	test_unchanged();
 	test_wake();
 	return test_done("intr");
 }

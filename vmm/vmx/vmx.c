@@ -581,7 +581,7 @@ static int vmx_vcpu_run(struct vcpu *v, struct vm_exit *exit)
 	u32 error;
 	int rc;
 
-	memset(exit, 0, sizeof(*exit));
+	*exit = (struct vm_exit){ 0 }; /* inline stores: memset is a REP STOSB */
 	if (vmx_load_vmcs(x) < 0) {
 		exit->kind = VMEXIT_ENTRY_FAILED;
 		exit->raw_reason = VMX_EXIT_VMFAIL;
