@@ -33,11 +33,11 @@
 #define PLAT_PM1A_CNT (PLAT_PM_BASE + 4) /* PM1a_CNT, 2 bytes */
 #define PLAT_PM_TMR (PLAT_PM_BASE + 8)	 /* PM timer, 4 bytes, 3.579545 MHz */
 #define PLAT_PM_LEN 12
-#define PLAT_SLP_TYP_S5 0		 /* the \_S5 package's value */
-#define PLAT_RESET_PORT 0xCF9		 /* FADT RESET_REG (system I/O) */
-#define PLAT_RESET_VALUE 0x06		 /* FADT RESET_VALUE: hard reset */
-#define PLAT_CMOS_CENTURY 0x32		 /* FADT CENTURY: the RTC's century byte */
-#define PLAT_FW_CFG_PORT 0x510		 /* fw_cfg selector; 0x511 data */
+#define PLAT_SLP_TYP_S5 0      /* the \_S5 package's value */
+#define PLAT_RESET_PORT 0xCF9  /* FADT RESET_REG (system I/O) */
+#define PLAT_RESET_VALUE 0x06  /* FADT RESET_VALUE: hard reset */
+#define PLAT_CMOS_CENTURY 0x32 /* FADT CENTURY: the RTC's century byte */
+#define PLAT_FW_CFG_PORT 0x510 /* fw_cfg selector; 0x511 data */
 
 /* ---- firmware tables and time ------------------------------------------- */
 /* What the version registers read, as the MP table states them: an xAPIC

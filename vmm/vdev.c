@@ -19,8 +19,8 @@ extern const struct vdev vdev_uart, vdev_pit, vdev_pic, vdev_kbd, vdev_cmos, vde
  * (LAPICs first: the IOAPIC and the PIC deliver to them) before the timers
  * that drive their lines. */
 static const struct vdev *const vdev_table[] = {
-	&vdev_lapic, &vdev_ioapic, &vdev_pic,	&vdev_uart, &vdev_pit,
-	&vdev_kbd,   &vdev_cmos,   &vdev_vga, &vdev_board, &vdev_fwcfg, &vdev_pm,
+	&vdev_lapic, &vdev_ioapic, &vdev_pic,	&vdev_uart,  &vdev_pit, &vdev_kbd,
+	&vdev_cmos,  &vdev_vga,	   &vdev_board, &vdev_fwcfg, &vdev_pm,
 };
 
 #define RECORD_MAX 4096 /* the largest record any device declares (checked) */

@@ -281,9 +281,9 @@ struct vm {
 	/* Machine reset (vmm/vmm.c): a device asked for it on this exit; the exit
 	 * path carries it out once the instruction is complete. */
 	bool reset_pending;
-	char reset_why[48]; /* "port 0xcf9", for the message */
-	u64 resets;	    /* resets carried out since the VM was created */
-	struct dirty_log dirty;	 /* pages written while tracking (vmm/dirtylog.c) */
+	char reset_why[48];	/* "port 0xcf9", for the message */
+	u64 resets;		/* resets carried out since the VM was created */
+	struct dirty_log dirty; /* pages written while tracking (vmm/dirtylog.c) */
 };
 
 void vmm_init(void);
