@@ -13,6 +13,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "vmm/intr.h"
 #include "vmm/platform.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
@@ -215,6 +216,11 @@ bool vuart_input(struct vm *vm, u8 c)
 	u->rx_head = next;
 	u->rx_tsc = 0; /* restarted at the next look with a guest clock */
 	uart_sync(vm, u, 0);
+	/* Below the trigger level IRQ 4 stays low, but the character timeout
+	 * now has a deadline: a vCPU asleep in HLT must look again, or a short
+	 * line typed at an idle guest waits for its next timer (for ever in a
+	 * tickless Linux). */
+	vm_kick(vm);
 	return true;
 }
 

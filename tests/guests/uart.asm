@@ -203,8 +203,82 @@ loop_done:
 .passed:
 	PRINT "uart: IIR order, trigger levels 1/4/8/14, timeout and overrun ok"
 	call newline
+	mov esi, word_listen
+	call has_word
+	test eax, eax
+	jnz listen
 	xor eax, eax
 	ret
+
+; listen (command line word "listen"): a line typed at the console reaches a
+; guest asleep in HLT by IRQ 4 alone, FIFO trigger 14, so that a short line
+; raises no received-data interrupt, only the character timeout. Nothing
+; else can wake the guest: every other IRQ is masked, no timer runs.
+listen:
+	mov eax, uart_isr
+	mov [idt + 0x24 * 8], ax
+	mov word [idt + 0x24 * 8 + 2], 0x08
+	mov word [idt + 0x24 * 8 + 4], 0x8E00   ; 32-bit interrupt gate
+	shr eax, 16
+	mov [idt + 0x24 * 8 + 6], ax
+	lidt [idt_desc]
+	mov al, 0xEF                            ; IRQ 4 alone
+	out PIC_M_DATA, al
+	OUTB U_IIR, 0xC7                        ; FIFO, trigger 14, cleared
+	OUTB U_MCR, 0x08                        ; OUT2
+	OUTB U_IER, 0x01                        ; received data (and timeout)
+	PRINT "uart: listening in HLT"
+	call newline
+.sleep:
+	sti
+	hlt
+	cli
+	cmp byte [heard_cr], 0
+	je .sleep
+	PRINT "uart: heard '"
+	mov esi, heard
+	call puts
+	PRINT "' in HLT by IRQ 4 ("
+	mov eax, [timeouts]
+	call putdec
+	PRINT " timeouts)"
+	call newline
+	xor eax, eax
+	ret
+
+; uart_isr: vector 0x24. Drains the receiver into heard (a carriage return
+; ends the line), counts character-timeout interrupts, EOI to the master.
+uart_isr:
+	pusha
+	mov dx, U_IIR
+	in al, dx
+	and al, 0x0F
+	cmp al, 0x0C
+	jne .drain
+	inc dword [timeouts]
+.drain:
+	mov dx, U_LSR
+	in al, dx
+	test al, 0x01
+	jz .done
+	mov dx, U_DATA
+	in al, dx
+	cmp al, 13
+	jne .keep
+	mov byte [heard_cr], 1
+	jmp .drain
+.keep:
+	mov ecx, [heard_len]
+	cmp ecx, 63
+	jae .drain
+	mov [heard + ecx], al
+	inc dword [heard_len]
+	jmp .drain
+.done:
+	mov al, 0x20
+	out PIC_M_CMD, al
+	popa
+	iret
 
 ; send: AL into THR (in loopback it is received at once).
 send:
@@ -245,5 +319,15 @@ master_irr:
 fcr_of: db 0x07, 0x47, 0x87, 0xC7
 level_of: db 1, 4, 8, 14
 fail: dd 0
+word_listen: db "listen", 0
+heard: times 64 db 0
+heard_len: dd 0
+heard_cr: db 0
+timeouts: dd 0
+idt_desc:
+	dw 256 * 8 - 1
+	dd idt
+align 8
+idt: times 256 * 8 db 0
 
 GUEST_END

@@ -32,7 +32,7 @@ vm_cases.install_grouped(globals(), BACKEND, {
 	"ryzen_intr": ["eventinj"],
 	"ryzen_dirty": ["dirty_log"],
 	"ryzen_pause_memtest": ["counter_pause_resume", "memtest_passes", "invaders"],
-	"ryzen_platform": ["rtc", "uart", "pm_power_off", "reset_cf9", "reset_kbd", "reset_92"],
+	"ryzen_platform": ["rtc", "uart", "uart_listen", "pm_power_off", "reset_cf9", "reset_kbd", "reset_92"],
 	"ryzen_hostile": ["hostile_oob_read", "hostile_oob_write", "hostile_oob_mmio",
 			  "hostile_oob_high", "hostile_vmx", "hostile_svm", "hostile_triple",
 			  "hostile_io_storm", "hostile_outs_oob", "hostile_ins_oob",

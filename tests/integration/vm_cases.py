@@ -398,6 +398,29 @@ def case_uart(vm, backend):
 			vm.fail(f"the uart guest did not say '{line}':\n{text}")
 
 
+@case()
+def case_uart_listen(vm, backend):
+	"""A short line typed at `vm console` reaches a guest asleep in HLT: below
+	the FIFO's trigger level only the character timeout raises IRQ 4, and no
+	other interrupt or timer can wake the guest (a lost wake-up here left a
+	tickless Linux deaf to a typed command until its next timer)."""
+	start_at = len(vm.seen)
+	vid = run(vm, "uart -- listen")
+	vm.wait_for(rf"\[vm{vid}\] uart: listening in HLT", timeout=backend.t(30))
+	time.sleep(backend.t(0.3))  # asleep by now
+	vm.send(f"vm console {vid}\r")
+	vm.wait_for(r"Ctrl-\] detaches", timeout=10)
+	vm.send("hi amber\r")
+	end, lines = _finished(vm, vid, backend, 20, start_at)
+	vm.send("\x1d")
+	vm.wait_prompt(timeout=10)
+	text = "\n".join(lines)
+	m = re.search(r"uart: heard '(.*)' in HLT by IRQ 4 \((\d+) timeouts\)", text)
+	if end != "exited with code 0" or not m or m.group(1) != "hi amber" or int(m.group(2)) < 1:
+		vm.fail(f"the uart guest should have heard 'hi amber' by the character "
+			f"timeout: {end}\n{text}")
+
+
 @case(timed=True)  # a host pause between the PIT and the TSC reads skews the TSC's rate
 def case_pm_power_off(vm, backend):
 	"""The ACPI PM timer runs at 3.579545 MHz against the TSC (+-0.1 %), and
