@@ -155,7 +155,7 @@ def boot_and_restore(kind, path, ph, counts, what):
 			r = vm.cmd_ok(f"snap restore {n}", timeout=60)
 			vid = int(re.search(r"restored '\S+' as VM (\d+)", r).group(1))
 			vm.cmd_ok(f"vm resume {vid}")
-			m = vm.wait_for(rf"\[vm{vid}\] count=(\d+)", 60)
+			m = vm.wait_for(rf"\[vm{vid}\] count=(\d+)\r?\n", 60)
 			if int(m.group(1)) != counts[n] + 1:
 				vm.fail(f"{what}: restored '{n}' went on at count={m.group(1)}, saved at "
 					f"count={counts[n]}")

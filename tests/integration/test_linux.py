@@ -276,3 +276,57 @@ def test_linux_vmx_bochs_runs_kernel():
 	with harness.boot_bochs(modules=[(kernel, "console=ttyS0"), (initrd, "")], mem=512) as vm:
 		vm.wait_prompt(timeout=120)
 		run_linux(vm, kernel, initrd, 128, 300, tsc_must=True)
+
+
+def _free_pages(vm):
+	return int(re.search(r"(\d+) free\)", vm.cmd_ok("mem")).group(1))
+
+
+def _counts(vm, vid, start):
+	return [int(n) for n in re.findall(rf"\[vm{vid}\] count=(\d+)", strip_ansi(vm.seen[start:]))]
+
+
+@timeout(300)
+def test_linux_contained():
+	"""A Linux guest that panics, and one killed mid-boot, leave Amber and the
+	VMs beside them unaffected (issue 13): the panic is Linux's own (no init
+	to run) and the VM spins in its panic loop until killed, while a counter
+	VM beside it counts on; the boot killed mid-way gives back every page it
+	held, and a new guest runs afterwards."""
+	kernel, initrd = material()
+	with boot(kernel, initrd) as vm:
+		vm.wait_prompt(timeout=60)
+		free = _free_pages(vm)
+		pid = vm_cases.create(vm, "vmlinuz mem=128M initrd=initramfs.cpio.gz -- "
+				      "console=ttyS0 rdinit=/none panic=0", timeout=60)
+		vm_cases.start(vm, pid)
+		m = vm.wait_for(rf"\[vm{pid}\] .*(Kernel panic - not syncing: [^\r\n]*)", timeout=120,
+				what="Linux's panic (no init)")
+		print(f"linux panicked as asked: {m.group(1)[:70]}")
+		begin = len(vm.seen)
+		cid = vm_cases.run(vm, "counter -- every=30000000")
+		vm.wait_for(rf"\[vm{cid}\] count=", timeout=30)
+		vm.cmd_ok("version", expect="Amber")
+		if vm_cases.vm_state(vm, pid) != "running":
+			vm.fail(f"a panicked Linux spins in its panic loop, still running:\n"
+				+ vm.cmd("vm list"))
+		vm.cmd_ok(f"vm kill {pid}", expect="killed")
+		kid = vm_cases.create(vm, "vmlinuz mem=128M initrd=initramfs.cpio.gz -- console=ttyS0",
+				      timeout=60)
+		vm_cases.start(vm, kid)
+		vm.wait_for(rf"\[vm{kid}\] .*Linux version 6\.1", timeout=60, what="Linux's banner")
+		vm.wait_for(rf"\[vm{kid}\] .*Memory: ", timeout=60)
+		vm.cmd_ok(f"vm kill {kid}", expect="killed")
+		before = _counts(vm, cid, begin)
+		time.sleep(3)
+		after = _counts(vm, cid, begin)
+		if not before or len(after) <= len(before) or after != list(range(after[0],
+								     after[0] + len(after))):
+			vm.fail(f"the counter beside should have counted on, without a gap: "
+				f"{before[-3:]} then {after[-3:]}")
+		vm.cmd_ok(f"vm kill {cid}", expect="killed")
+		if _free_pages(vm) != free:
+			vm.fail(f"Amber should have every page back after the kills: "
+				f"{free} free before, {_free_pages(vm)} after")
+		hid = vm_cases.run(vm, "hello")
+		vm.wait_for(rf"\[vm{hid}\] exited with code 0", timeout=60)

@@ -968,7 +968,7 @@ def case_dirty_log(vm, backend):
 	mappings."""
 	want = set(DIRTY_PAGES)
 	vid = run(vm, "dirty mem=32M -- pages=" + ",".join(str(p) for p in DIRTY_PAGES))
-	m = vm.wait_for(rf"\[vm{vid}\] dirty: ready, (\d+) pages, stack pages (\d+)-(\d+)",
+	m = vm.wait_for(rf"\[vm{vid}\] dirty: ready, (\d+) pages, stack pages (\d+)-(\d+)\r?\n",
 			timeout=backend.t(20))
 	stack = set(range(int(m.group(2)), int(m.group(3)) + 1))
 	out_ok(vm, f"snap dirty {vid} start", expect=r"dirty tracking on, 8192 pages")
