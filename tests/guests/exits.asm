@@ -2,9 +2,17 @@
 ; test can compare `vm info` exit counts with what the guest did:
 ; cpuid=N CPUIDs (default 1000), rdmsr=N reads of EFER (default 7) and out=N
 ; writes to the POST port 0x80 (default 500), then exit code 0.
+; With the word `hidden` it checks instead that what CPUID hides cannot run:
+; RDTSCP, MONITOR and MWAIT raise #UD (SDM Vol. 2B "RDTSCP": #UD "If
+; CPUID.80000001H:EDX.RDTSCP[bit 27] = 0"; "MONITOR", "MWAIT": #UD if
+; CPUID.01H:ECX.MONITOR[bit 3] = 0).
 %include "guest.inc"
 
 main:
+	mov esi, word_hidden
+	call has_word
+	test eax, eax
+	jnz hidden
 	mov esi, key_cpuid
 	call get_num
 	jnc .c
@@ -62,6 +70,57 @@ main:
 	xor eax, eax
 	ret
 
+; hidden: each instruction CPUID hides once, under a #UD handler that counts
+; and steps over the 3-byte instruction.
+hidden:
+	mov eax, 0x80000001
+	cpuid
+	test edx, 1 << 27
+	jnz .offered
+	mov eax, 1
+	cpuid
+	test ecx, 1 << 3
+	jnz .offered
+	mov eax, on_ud
+	mov [idt + 6 * 8], ax
+	mov word [idt + 6 * 8 + 2], 0x08
+	mov word [idt + 6 * 8 + 4], 0x8E00      ; 32-bit interrupt gate
+	shr eax, 16
+	mov [idt + 6 * 8 + 6], ax
+	lidt [idt_desc]
+	rdtscp
+	cmp dword [uds], 1
+	jne .ran
+	xor eax, eax
+	xor ecx, ecx
+	xor edx, edx
+	monitor
+	mwait
+	cmp dword [uds], 3
+	jne .ran
+	PRINT "exits: RDTSCP, MONITOR and MWAIT raise #UD, as CPUID says"
+	call newline
+	xor eax, eax
+	ret
+.offered:
+	PRINT "exits: FAILED: CPUID offers RDTSCP or MONITOR"
+	jmp .fail
+.ran:
+	PRINT "exits: FAILED: a hidden instruction ran without #UD ("
+	mov eax, [uds]
+	call putdec
+	PRINT " #UD)"
+.fail:
+	call newline
+	mov eax, 1
+	ret
+
+on_ud:
+	inc dword [uds]
+	add dword [esp], 3
+	iret
+
+word_hidden: db "hidden", 0
 key_cpuid: db "cpuid=", 0
 key_rdmsr: db "rdmsr=", 0
 key_out: db "out=", 0
@@ -69,5 +128,11 @@ align 4
 n_cpuid: dd 0
 n_rdmsr: dd 0
 n_out:	dd 0
+uds:	dd 0
+idt_desc:
+	dw 256 * 8 - 1
+	dd idt
+align 8
+idt: times 256 * 8 db 0
 
 GUEST_END

@@ -25,7 +25,7 @@ BACKEND = vm_cases.Backend("svm", boot=_boot, speed=80e6, slow=2.0, emulator="bo
 vm_cases.install_grouped(globals(), BACKEND, {
 	"ryzen_basics": ["images", "hello_exits_zero", "exit_counts", "halt", "console", "screen",
 			 "bad_arguments", "list_and_several_vms", "refused_images", "pic_timer",
-			 "string_io", "image_at_0x9000", "acpi_tables"],
+			 "string_io", "image_at_0x9000", "acpi_tables", "hidden_instructions"],
 	"ryzen_apic": ["apic_registers", "apic_interrupts", "ioapic_polled",
 		       "ioapic_interrupts", "hostile_apic_insn", "hostile_apic_word",
 		       "hostile_icr_storm", "hostile_irq_storm"],

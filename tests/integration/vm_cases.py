@@ -350,6 +350,20 @@ def case_exit_counts(vm, backend):
 		vm.fail(f"expected at least 322 io exits (321 OUTs and the exit), counted {counts}")
 
 
+@case(broken_on={"qemu-tcg": "QEMU 7.2's TCG checks only the RDTSC intercept in its RDTSCP "
+		  "(helper_rdtscp): the guest's RDTSCP runs under AMD-V"})
+def case_hidden_instructions(vm, backend):
+	"""What CPUID hides cannot run: RDTSCP (TSC_AUX is not the guest's),
+	MONITOR and MWAIT raise #UD in the guest, which goes on."""
+	start_at = len(vm.seen)
+	vid = run(vm, "exits -- hidden")
+	end, lines = _finished(vm, vid, backend, 30, start_at)
+	text = "\n".join(lines)
+	if end != "exited with code 0" or \
+			"exits: RDTSCP, MONITOR and MWAIT raise #UD, as CPUID says" not in lines:
+		vm.fail(f"the hidden instructions should raise #UD: {end}\n{text}")
+
+
 def _finished(vm, vid, backend, timeout, start):
 	"""Waits for guest vid to exit, stop or power off; returns (the end line,
 	its lines since offset `start`: a grouped run reuses VM ids)."""

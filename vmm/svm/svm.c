@@ -175,7 +175,7 @@ static void svm_setup_controls(struct vcpu *v, struct svm_vcpu *s)
 	c->intercept_misc2 = INTERCEPT_VMRUN | INTERCEPT_VMMCALL | INTERCEPT_VMLOAD |
 			     INTERCEPT_VMSAVE | INTERCEPT_STGI | INTERCEPT_CLGI | INTERCEPT_SKINIT |
 			     INTERCEPT_MONITOR | INTERCEPT_MWAIT | INTERCEPT_MWAIT_COND |
-			     INTERCEPT_XSETBV;
+			     INTERCEPT_XSETBV | INTERCEPT_RDTSCP;
 	c->iopm_base_pa = svm_caps.iopm_pa;
 	c->msrpm_base_pa = svm_caps.msrpm_pa;
 	c->asid = sv->asid;

@@ -115,8 +115,9 @@ static void svm_exit_npf(struct vcpu *v, struct vm_exit *exit)
 /* INVD would drop the host's dirty cache lines too: it does nothing. */
 static void svm_exit_invd(struct vcpu *v, struct vm_exit *exit) { svm_skip_insn(v, exit); }
 
-/* CPUID offers no MONITOR/MWAIT (vmm/emulate.c): #UD, as on such a CPU. */
-static void svm_exit_monitor(struct vcpu *v, struct vm_exit *exit)
+/* CPUID offers no MONITOR/MWAIT and no RDTSCP (vmm/emulate.c): #UD, as on
+ * such a CPU. */
+static void svm_exit_hidden(struct vcpu *v, struct vm_exit *exit)
 {
 	svm_fault(exit, X86_TRAP_UD, false);
 }
@@ -152,9 +153,10 @@ static const struct {
 	[SVM_EXIT_MSR] = { .insn_len = LEN_MSR, .decode = svm_exit_msr },
 	[SVM_EXIT_NPF] = { .decode = svm_exit_npf },
 	[SVM_EXIT_INVD] = { .insn_len = LEN_INVD, .decode = svm_exit_invd },
-	[SVM_EXIT_MONITOR] = { .decode = svm_exit_monitor },
-	[SVM_EXIT_MWAIT] = { .decode = svm_exit_monitor },
-	[SVM_EXIT_MWAIT_COND] = { .decode = svm_exit_monitor },
+	[SVM_EXIT_MONITOR] = { .decode = svm_exit_hidden },
+	[SVM_EXIT_MWAIT] = { .decode = svm_exit_hidden },
+	[SVM_EXIT_MWAIT_COND] = { .decode = svm_exit_hidden },
+	[SVM_EXIT_RDTSCP] = { .decode = svm_exit_hidden },
 	[SVM_EXIT_XSETBV] = { .kind = VMEXIT_XSETBV, .insn_len = LEN_XSETBV },
 	[SVM_EXIT_VMRUN] = { .kind = VMEXIT_VIRT_INSN, .insn_len = LEN_SVM_INSN },
 	[SVM_EXIT_VMMCALL] = { .kind = VMEXIT_VIRT_INSN, .insn_len = LEN_SVM_INSN },

@@ -68,7 +68,10 @@ static const struct vmx_ctl_name vmx_entry_required[] = {
 	{ VM_ENTRY_LOAD_IA32_EFER, "load IA32_EFER on entry" },
 	{ VM_ENTRY_IA32E_MODE, "IA-32e mode guests" },
 };
-#define VMX_PROC2_OPTIONAL (SECONDARY_EXEC_ENABLE_RDTSCP | SECONDARY_EXEC_ENABLE_INVPCID)
+/* "Enable RDTSCP" stays off: CPUID hides RDTSCP and RDPID (vmm/emulate.c)
+ * and then both raise #UD, SDM Vol. 3C 25.6.2 "Processor-Based VM-Execution
+ * Controls", Table 25-7. */
+#define VMX_PROC2_OPTIONAL SECONDARY_EXEC_ENABLE_INVPCID
 #define VMX_EXCEPTION_BITMAP (BIT(X86_TRAP_GP) | BIT(X86_TRAP_AC))
 
 struct vmx_caps vmx_caps;

@@ -205,8 +205,10 @@ unhandled:
 /* INVD would drop the host's dirty cache lines too: it does nothing. */
 static void vmx_exit_invd(struct vcpu *v, struct vm_exit *exit) { vmx_skip_insn(exit); }
 
-/* CPUID offers no MONITOR/MWAIT (vmm/emulate.c): #UD, as on such a CPU. */
-static void vmx_exit_monitor(struct vcpu *v, struct vm_exit *exit)
+/* CPUID offers no MONITOR/MWAIT and no RDTSCP (vmm/emulate.c): #UD, as on
+ * such a CPU. RDTSCP never exits here: with "enable RDTSCP" off the CPU
+ * raises the #UD itself (vmx.c). */
+static void vmx_exit_hidden(struct vcpu *v, struct vm_exit *exit)
 {
 	vmx_fault(exit, X86_TRAP_UD, false);
 }
@@ -236,8 +238,8 @@ static const struct {
 	[EXIT_REASON_EPT_MISCONFIG] = { .decode = vmx_exit_ept_misconfig },
 	[EXIT_REASON_CR_ACCESS] = { .decode = vmx_exit_cr },
 	[EXIT_REASON_INVD] = { .decode = vmx_exit_invd },
-	[EXIT_REASON_MWAIT_INSTRUCTION] = { .decode = vmx_exit_monitor },
-	[EXIT_REASON_MONITOR_INSTRUCTION] = { .decode = vmx_exit_monitor },
+	[EXIT_REASON_MWAIT_INSTRUCTION] = { .decode = vmx_exit_hidden },
+	[EXIT_REASON_MONITOR_INSTRUCTION] = { .decode = vmx_exit_hidden },
 	[EXIT_REASON_RDPMC] = { .decode = vmx_exit_rdpmc },
 	[EXIT_REASON_XSETBV] = { .kind = VMEXIT_XSETBV },
 	[EXIT_REASON_VMCALL] = { .kind = VMEXIT_VIRT_INSN },
