@@ -77,9 +77,9 @@ static unsigned fetch_insn(struct vcpu *v, enum insn_mode mode, u8 *code, unsign
 	u64 la = mode == INSN_MODE_64 ? st.rip : (st.cs.base + st.rip) & 0xFFFFFFFFULL;
 	unsigned first = (unsigned)MIN((u64)n, PAGE_SIZE - (la & (PAGE_SIZE - 1)));
 
-	if (vcpu_read_linear(v, la, code, first))
+	if (vcpu_read_linear(v, &st, la, code, first))
 		return 0;
-	if (first < n && vcpu_read_linear(v, la + first, code + first, n - first))
+	if (first < n && vcpu_read_linear(v, &st, la + first, code + first, n - first))
 		return first;
 	return n;
 }

@@ -208,17 +208,15 @@ u64 vcpu_guest_tsc(struct vcpu *v)
 	return tsc;
 }
 
-int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len)
+int vcpu_read_linear(struct vcpu *v, const struct vcpu_state *s, u64 la, void *dst, u64 len)
 {
 	u8 *d = dst;
 	struct walk w;
 
-	if (vcpu_ops->get_state(v, &scratch))
-		return -EIO;
 	while (len) {
 		u64 n = MIN(len, PAGE_SIZE - (la & (PAGE_SIZE - 1))), gpa;
 
-		if (guest_translate(v->vm, &scratch, la, &gpa, &w) ||
+		if (guest_translate(v->vm, s, la, &gpa, &w) ||
 		    vm_copy_from_guest(v->vm, d, gpa, n))
 			return -EFAULT;
 		la += n;
@@ -291,7 +289,7 @@ void vcpu_dump(struct vcpu *v)
 	if (s->pending.valid)
 		printk("[vm%d]   event being delivered: type %u vector %u error 0x%x\n", id,
 		       s->pending.type, s->pending.vector, s->pending.error_code);
-	if (vcpu_read_linear(v, s->cs.base + s->rip, code, sizeof(code)) == 0) {
+	if (vcpu_read_linear(v, s, s->cs.base + s->rip, code, sizeof(code)) == 0) {
 		for (unsigned i = 0; i < sizeof(code) && n < (int)sizeof(hex) - 3; i++)
 			n += snprintf(hex + n, sizeof(hex) - n, "%02x ", code[i]);
 		printk("[vm%d]   code at RIP: %s\n", id, hex);

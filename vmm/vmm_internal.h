@@ -47,9 +47,10 @@ int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, .
  * stops v's VM saying what could not be done. Returns EXIT_YIELD. */
 int vcpu_backend_failed(struct vcpu *v, const struct vm_exit *e, const char *what, int err);
 /* Reads guest memory at a guest-linear address through the guest's own paging
- * (none, 32-bit, PAE or 4-level). Returns 0, -EFAULT, or -EIO when the
- * backend could not give the paging state. */
-int vcpu_read_linear(struct vcpu *v, u64 la, void *dst, u64 len);
+ * (none, 32-bit, PAE or 4-level) as state s (the caller's get_state, read
+ * once per exit: the MMIO path's largest cost was a second one). Returns 0
+ * or -EFAULT. */
+int vcpu_read_linear(struct vcpu *v, const struct vcpu_state *s, u64 la, void *dst, u64 len);
 /* Writes guest memory at a guest-linear address as the guest itself would:
  * the page rights at the vCPU's CPL are checked and the accessed and dirty
  * bits set. Returns 0, -EFAULT (not mapped, or outside RAM) or -EPERM (the
