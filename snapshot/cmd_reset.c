@@ -63,10 +63,13 @@ static void info(struct vm *vm)
 
 	if (b)
 		printk("vm %d: reset base of %llu MiB, %llu resets, %llu pages copied back\n"
-		       "  (%llu by the last, in %llu us)\n",
+		       "  (%llu by the last, in %llu us); TSC ticks: %llu by the last,\n"
+		       "  %llu per reset\n",
 		       vm->id, (unsigned long long)(fastreset_base_bytes(vm) >> 20),
 		       (unsigned long long)b->resets, (unsigned long long)b->pages_total,
-		       (unsigned long long)b->pages_last, (unsigned long long)b->us_last);
+		       (unsigned long long)b->pages_last, (unsigned long long)b->us_last,
+		       (unsigned long long)b->tsc_last,
+		       (unsigned long long)(b->resets ? b->tsc_total / b->resets : 0));
 	else
 		printk("vm %d: no reset base\n", vm->id);
 	hypercall_describe(vm);

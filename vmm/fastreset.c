@@ -9,6 +9,7 @@
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/time.h"
+#include "kernel/x86.h"
 #include "vmm/fastreset.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
@@ -160,7 +161,7 @@ int fastreset_reset(struct vm *vm)
 {
 	struct fastreset_base *b = vm->base;
 	const struct dirty_log *l = &vm->dirty;
-	u64 t0 = ticks(), n = 0;
+	u64 t0 = ticks(), c0 = rdtsc(), n = 0;
 	int err;
 
 	if (!b)
@@ -194,6 +195,8 @@ int fastreset_reset(struct vm *vm)
 	b->pages_last = n;
 	b->pages_total += n;
 	b->us_last = ticks() - t0;
+	b->tsc_last = rdtsc() - c0;
+	b->tsc_total += b->tsc_last;
 	return 0;
 }
 

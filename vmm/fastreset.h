@@ -20,6 +20,10 @@ struct fastreset_base {
 	u64 pages_last;	 /* pages the last reset copied back */
 	u64 pages_total; /* ... and all resets together */
 	u64 us_last;	 /* microseconds the last reset took */
+	/* Host TSC ticks the last reset took, and all of them: under QEMU
+	 * -icount a tick is an instruction (make bench). */
+	u64 tsc_last;
+	u64 tsc_total;
 };
 
 /* Host memory a base of vm needs, in bytes (its RAM rounded to 2 MiB). */

@@ -8,6 +8,7 @@
 #include "kernel/mm.h"
 #include "kernel/msr.h"
 #include "kernel/printk.h"
+#include "kernel/x86.h"
 #include "vmm/fastreset.h"
 #include "vmm/hypercall.h"
 #include "vmm/vmm_internal.h"
@@ -83,6 +84,9 @@ static u64 report(struct vcpu *v, u64 result)
 	if (result > HC_RESULT_HANG)
 		return (u64)-EINVAL;
 	hc->execs++;
+	hc->tsc_last = rdtsc();
+	if (hc->execs == 1)
+		hc->tsc_first = hc->tsc_last;
 	if (result == HC_RESULT_OK)
 		return hc->execs;
 	if (result == HC_RESULT_HANG)
@@ -194,6 +198,29 @@ int hypercall_exit(struct vcpu *v, struct vm_exit *e)
 	return EXIT_RESUME;
 }
 
+void hypercall_note(struct vm *vm, char *buf, size_t len, const char *prefix)
+{
+	const struct hypercall_state *hc = vm->hc;
+	size_t used;
+
+	strlcpy(buf, prefix, len);
+	if (!hc || !hc->crash_len)
+		return;
+	used = strlen(buf);
+	snprintf(buf + used, len - used,
+		 "; fuzz crash: execution %llu, input %llu of %s, %u bytes: ",
+		 (unsigned long long)hc->crash_exec, (unsigned long long)hc->crash_index,
+		 hc->inputs, hc->crash_len);
+	used = strlen(buf);
+	for (u32 i = 0; i < hc->crash_len; i++, used += 2) {
+		if (used + 2 + 4 > len) { /* two digits, "..." and the NUL */
+			strlcpy(buf + used, "...", len - used);
+			return;
+		}
+		snprintf(buf + used, len - used, "%02x", hc->crash[i]);
+	}
+}
+
 void hypercall_describe(struct vm *vm)
 {
 	struct hypercall_state *hc = vm->hc;
@@ -206,6 +233,9 @@ void hypercall_describe(struct vm *vm)
 	       (unsigned long long)hc->hangs, hc->inputs[0] ? hc->inputs : "none",
 	       (unsigned long long)hc->next,
 	       (unsigned long long)(hc->inputs[0] ? fuzz_input_count(&hc->corpus) : 0));
+	if (hc->execs > 1)
+		printk("  TSC ticks per execution (report to report): %llu\n",
+		       (unsigned long long)((hc->tsc_last - hc->tsc_first) / (hc->execs - 1)));
 	if (hc->crash_len) {
 		printk("  first crash: execution %llu, input %llu (%u bytes):\n",
 		       (unsigned long long)hc->crash_exec, (unsigned long long)hc->crash_index,

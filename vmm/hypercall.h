@@ -46,7 +46,8 @@ struct hypercall_state {
 	struct fuzz_corpus corpus;
 	u64 next; /* number of the next input to hand out */
 	u64 execs, crashes, hangs;
-	u64 cur_index; /* the input handed out last (cur_len > 0) */
+	u64 tsc_first, tsc_last; /* host TSC at the first and the last report */
+	u64 cur_index;		 /* the input handed out last (cur_len > 0) */
 	u32 cur_len;
 	u32 crash_len; /* 0: no crash yet */
 	u64 crash_index, crash_exec;
@@ -60,6 +61,11 @@ int hypercall_enable(struct vm *vm, const char *inputs);
 void hypercall_free(struct vm *vm);
 /* The exit handler of VMEXIT_HYPERCALL; returns an enum exit_action. */
 int hypercall_exit(struct vcpu *v, struct vm_exit *e);
+/* The note a snapshot of vm carries (the NOTE section `amber-snap info`
+ * shows): `prefix`, then, once the guest reported a crash, "; fuzz crash:
+ * execution E, input I of NAME, L bytes: HEX" with as much of the input in
+ * hex as fits in len (cut with "..."). */
+void hypercall_note(struct vm *vm, char *buf, size_t len, const char *prefix);
 /* Prints the counts and the crashing input, lines prefixed "  ". */
 void hypercall_describe(struct vm *vm);
 

@@ -14,6 +14,9 @@
 ;                   legacy hole 0x9F000-0xFFFFF), trashes the registers and
 ;                   resets. "fuzz: check passed after N resets, checksum C" exit 0;
 ;                   a difference is "fuzz: MISMATCH ..." exit 1.
+;   bench resets=N  takes the base, then N times: dirties 10 pages and
+;                   resets; "fuzz: bench done after N resets" exit 0 (the
+;                   cost is read from `snap reset VM --info`: make bench).
 ;   probe           one HC_PROBE: "fuzz: probe magic M version V" exit 0, or,
 ;                   where Amber refuses it, "fuzz: hypercall raised #UD" exit 3.
 ; The base is taken with no stack write between the checksum and the call,
@@ -85,7 +88,70 @@ main:
 	call has_word
 	test eax, eax
 	jnz probe
+	mov esi, word_bench
+	call has_word
+	test eax, eax
+	jnz bench
 	jmp fuzz
+
+; ---- bench ---------------------------------------------------------------
+bench:
+	call get_resets
+	PRINT "fuzz: bench start"
+	call newline
+	mov eax, HC_SNAPSHOT
+	HCALL
+	test eax, eax
+	jnz .no_base
+	mov eax, HC_REPORT
+	mov ebx, RESULT_OK
+	HCALL
+	cmp eax, [nresets]
+	ja .done
+	call dirty_ten
+	mov eax, HC_RESET
+	HCALL
+	PRINT "fuzz: HC_RESET returned "
+	jmp fail_eax
+.no_base:
+	PRINT "fuzz: HC_SNAPSHOT failed: "
+	jmp fail_eax
+.done:
+	PRINT "fuzz: bench done after "
+	mov eax, [nresets]
+	call putdec
+	PRINT " resets"
+	call newline
+	xor eax, eax
+	ret
+
+; get_resets: [nresets] = resets=N from the command line, default 10.
+get_resets:
+	push eax
+	push esi
+	mov esi, key_resets
+	call get_num
+	jnc .have
+	mov eax, 10
+.have:
+	mov [nresets], eax
+	pop esi
+	pop eax
+	ret
+
+; dirty_ten: writes a dword in 10 pages from 2 MiB, 12 KiB apart.
+dirty_ten:
+	push ecx
+	push edi
+	mov edi, 0x200000
+	mov ecx, 10
+.page:
+	mov dword [edi + 8], 0xDEADBEEF
+	add edi, 0x3000
+	loop .page
+	pop edi
+	pop ecx
+	ret
 
 ; ---- probe ---------------------------------------------------------------
 probe:
@@ -203,12 +269,7 @@ fuzz_crash:
 check:
 	mov dword [handler], check_exception
 	call idt_setup
-	mov esi, key_resets
-	call get_num
-	jnc .have_n
-	mov eax, 10
-.have_n:
-	mov [nresets], eax
+	call get_resets
 	mov esi, word_all
 	call has_word
 	mov [all], al
@@ -251,12 +312,7 @@ check:
 	ja .passed
 	cmp byte [all], 0
 	jne .dirty_all
-	mov edi, 0x200000                       ; 10 pages, 12 KiB apart
-	mov ecx, 10
-.dirty_ten:
-	mov dword [edi + 8], 0xDEADBEEF
-	add edi, 0x3000
-	loop .dirty_ten
+	call dirty_ten
 	jmp .trash
 .dirty_all:
 	xor edi, edi
@@ -374,6 +430,7 @@ common_stub:
 
 word_check: db "check", 0
 word_probe: db "probe", 0
+word_bench: db "bench", 0
 word_all: db "all", 0
 key_resets: db "resets=", 0
 align 4
