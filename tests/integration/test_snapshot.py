@@ -730,6 +730,29 @@ def test_amber_snap_tool_and_gdb():
 	assert m and GUEST_BASE <= int(m.group(1), 16) < GUEST_BASE + len(blob), f"rip not in the guest:\n{out}"
 
 
+
+@timeout(240)
+def test_fuzz_crash_saved():
+	"""A fuzzing VM's first crashing input ("FUZ#", tests/guests/fuzz.asm with
+	the corpus of vm_cases.FUZZ_RECORDS) is in the note of its snapshot, which
+	amber-snap info reads on the host."""
+	need_file(AMBER_SNAP, "make builds it")
+	corpus = os.path.join(work_dir(), "corpus.bin")
+	with open(corpus, "wb") as f:
+		for r in (b"hello", b"FUZZ", b"AMBER"):
+			f.write(struct.pack("<H", len(r)) + r)
+	disk = make_disk(64 << 20)
+	with boot_qemu(modules=[(corpus, "")], disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "fuzz inputs=corpus.bin", mem="4M")
+		seen_after(vm, 0, rf"\[vm{vid}\] fuzz: crash \(vector 0\) after 434 executions", 120,
+			   "the fuzz guest to find its bug")
+		vm.cmd_ok(f"snap save {vid} crash", timeout=60)
+	r = run_tool("info", disk, "crash")
+	assert r.returncode == 0, r.stdout + r.stderr
+	assert re.search(r"note: .*fuzz crash: execution 434, input 433 of corpus.bin, 4 bytes: "
+			 r"46555a23", r.stdout), f"the crash is not in the note:\n{r.stdout}"
+
 # ---- Bochs, VT-x, ATA ---------------------------------------------------------------
 @timeout(600)
 def test_bochs_vtx_ata():
