@@ -200,6 +200,39 @@ int fastreset_reset(struct vm *vm)
 	return 0;
 }
 
+struct fastreset_base *fastreset_alloc(struct vm *vm) { return base_alloc(vm); }
+
+void fastreset_free(struct fastreset_base *b) { base_free(b); }
+
+int fastreset_adopt(struct vm *vm, struct fastreset_base *b)
+{
+	struct fastreset_base *old = vm->base;
+	bool own_log = old ? old->own_log : false;
+	int err;
+
+	vm->base = NULL;
+	if (old) {
+		old->own_log = false;
+		base_free(old);
+	}
+	if (!vm->dirty.on) {
+		err = vm_dirty_start(vm);
+		if (err) {
+			base_free(b);
+			return err;
+		}
+		own_log = true;
+	}
+	b->own_log = own_log;
+	vm->base = b;
+	/* Every page differs from the base here: mark them all, and the reset
+	 * copies the whole of RAM. */
+	dirty_log_mark(&vm->dirty, 0, vm->mem_size);
+	err = fastreset_reset(vm);
+	b->resets = b->pages_total = b->tsc_total = 0; /* that was no reset */
+	return err;
+}
+
 void fastreset_drop(struct vm *vm)
 {
 	struct fastreset_base *b = vm->base;

@@ -42,6 +42,17 @@ int fastreset_take(struct vm *vm);
  * dirty log was stopped under the base), or the backend's errno from a vCPU
  * (then the VM is half reset and the caller must stop it). */
 int fastreset_reset(struct vm *vm);
+/* A base for vm filled from elsewhere (a snapshot image, snapshot/
+ * cmd_reset.c): fastreset_alloc gives an empty one (NULL: host memory short),
+ * the caller fills its chunks, vcpu[] and devrec (vdev_at() order, this
+ * Amber's record versions), then fastreset_adopt makes it vm's base, the old
+ * one freed, and returns vm to it in full: every page copied, the state
+ * loaded, the log on and clear. Returns 0 or an errno as fastreset_reset
+ * (on -EOPNOTSUPP or -ENOMEM from the tracking, b is freed and vm has no base
+ * but is unchanged). fastreset_free frees a base never adopted. */
+struct fastreset_base *fastreset_alloc(struct vm *vm);
+void fastreset_free(struct fastreset_base *b);
+int fastreset_adopt(struct vm *vm, struct fastreset_base *b);
 /* Frees vm's base and stops the tracking it started; nothing without one
  * (vm_destroy calls it). */
 void fastreset_drop(struct vm *vm);
