@@ -248,6 +248,9 @@ static int cmd_info(struct vm *vm)
 		printk("resets by the guest: %lu\n", vm->resets);
 	if (vm->io_unemulated)
 		printk("accesses to unemulated ports: %lu\n", vm->io_unemulated);
+	if (vm->hypercalls && vm->hc)
+		printk("hypercalls: allowed, inputs %s ('snap reset %d --info' counts)\n",
+		       vm->hc->inputs[0] ? vm->hc->inputs : "none", vm->id);
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 

@@ -117,13 +117,15 @@ static u64 next_input(struct vcpu *v, u64 la, u64 size)
 	if (!hc->inputs[0])
 		return 0;
 	len = fuzz_input(&hc->corpus, hc->next, hc->cur);
-	if (!len)
-		return 0;
-	if (len > size)
-		return (u64)-ENOSPC;
+	if (!len || len > size) {
+		hc->cur_len = 0; /* cur was overwritten: no input is being run */
+		return len ? (u64)-ENOSPC : 0;
+	}
 	err = vcpu_write_linear(v, la, hc->cur, len);
-	if (err)
+	if (err) {
+		hc->cur_len = 0; /* no input is being run */
 		return (u64)(s64)err;
+	}
 	hc->cur_len = len;
 	hc->cur_index = hc->next++;
 	return len;

@@ -17,8 +17,10 @@
 ;   bench resets=N  takes the base, then N times: dirties 10 pages and
 ;                   resets; "fuzz: bench done after N resets" exit 0 (the
 ;                   cost is read from `snap reset VM --info`: make bench).
-;   probe           one HC_PROBE: "fuzz: probe magic M version V" exit 0, or,
-;                   where Amber refuses it, "fuzz: hypercall raised #UD" exit 3.
+;   probe           one HC_PROBE: "fuzz: probe magic M version V", then four
+;                   calls Amber must refuse, "fuzz: refused A B C D" (their
+;                   results), exit 0; where Amber refuses the hypercalls
+;                   altogether, "fuzz: hypercall raised #UD" exit 3.
 ; The base is taken with no stack write between the checksum and the call,
 ; and the calls are inline, so the base's memory is exactly what was summed.
 %include "guest.inc"
@@ -165,7 +167,43 @@ probe:
 	mov eax, ebx
 	call putdec
 	call newline
+	; What a careless harness gets: a buffer outside RAM, an unknown call,
+	; a reset with no base, an unknown result.
+	PRINT "fuzz: refused "
+	mov eax, HC_NEXT_INPUT
+	mov ebx, 0xFFFFF000
+	mov ecx, INPUT_MAX
+	HCALL
+	call putsigned
+	mov eax, 99
+	HCALL
+	call putsigned
+	mov eax, HC_RESET
+	HCALL
+	call putsigned
+	mov eax, HC_REPORT
+	mov ebx, 7
+	HCALL
+	call putsigned
+	call newline
 	xor eax, eax
+	ret
+
+; putsigned: EAX as a signed decimal number and a space.
+putsigned:
+	push eax
+	test eax, eax
+	jns .positive
+	neg eax
+	push eax
+	mov al, '-'
+	call putc
+	pop eax
+.positive:
+	call putdec
+	mov al, ' '
+	call putc
+	pop eax
 	ret
 probe_ud:
 	PRINT "fuzz: hypercall raised #UD (vector "

@@ -1055,15 +1055,20 @@ def case_fast_reset_all_pages(vm, backend):
 	_reset_check(vm, backend, 3, " all", 900, 1024)
 
 
-@case()
+@case(modules=_fuzz_corpus)
 def case_hypercall_ud(vm, backend):
 	"""A guest created without `hypercalls` gets #UD from VMCALL/VMMCALL, its
-	own handler runs; with the flag the probe answers "AMBR" version 1."""
+	own handler runs; with the flag the probe answers "AMBR" version 1, and a
+	buffer outside RAM, an unknown call, a reset with no base and an unknown
+	result are refused with -EFAULT, -ENOSYS, -ENOENT and -EINVAL."""
 	vid = run(vm, "fuzz -- probe")
 	vm.wait_for(rf"\[vm{vid}\] fuzz: hypercall raised #UD \(vector 6\)", timeout=backend.t(20))
 	vm.wait_for(rf"\[vm{vid}\] exited with code 3", timeout=backend.t(10))
-	vid = run(vm, "fuzz hypercalls -- probe")
+	vid = run(vm, "fuzz inputs=corpus.bin -- probe")
 	vm.wait_for(rf"\[vm{vid}\] fuzz: probe magic 0x52424d41 version 1", timeout=backend.t(20))
+	m = vm.wait_for(rf"\[vm{vid}\] fuzz: refused ([-\d ]+)\r?\n", timeout=backend.t(20))
+	if m.group(1).split() != ["-14", "-38", "-2", "-22"]:
+		vm.fail(f"-14 -38 -2 -22 (EFAULT ENOSYS ENOENT EINVAL) expected: {m.group(1)}")
 	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=backend.t(10))
 	out = vm.cmd("vm create fuzz inputs=nosuch.bin")
 	if "no image 'nosuch.bin'" not in out or "created vm" in out:
