@@ -70,6 +70,14 @@ int snap_dirty_cmd(const char *vm_arg, const char *what)
 			       (unsigned long long)vm->dirty.npages);
 		return err;
 	}
+	/* A reset base counts on the log: clearing or stopping it would lose
+	 * pages a reset must copy back. */
+	if (vm->base && (!strcmp(what, "stop") || !strcmp(what, "clear"))) {
+		printk("error: vm %d: its reset base owns the dirty log ('snap reset %d --drop'\n"
+		       "  frees it)\n",
+		       vm->id, vm->id);
+		return -EBUSY;
+	}
 	if (!strcmp(what, "stop")) {
 		vm_dirty_stop(vm);
 		printk("vm %d: dirty tracking off\n", vm->id);

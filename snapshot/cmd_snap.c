@@ -335,13 +335,15 @@ static int cmd_snap(int argc, char **argv)
 		return snap_delete(pos[0], disk);
 	if (!strcmp(sub, "dirty") && npos == 2)
 		return snap_dirty_cmd(pos[0], pos[1]);
+	if (!strcmp(sub, "reset") && (npos == 1 || npos == 2))
+		return snap_reset_cmd(pos[0], pos[1], disk);
 	if (!strcmp(sub, "format") && npos == 1 && !disk)
 		return snap_format(pos[0], shell_flag(argc, argv, 2, "--force"));
 	return shell_usage("snap");
 }
 SHELL_COMMAND(snap, .name = "snap",
 	      .usage = "snap save VM NAME | restore NAME | list | info NAME | verify NAME | "
-		       "delete NAME | format DISK [--force] | dirty VM WHAT   (disk=N)",
+		       "delete NAME | format DISK [--force] | dirty VM WHAT | reset VM   (disk=N)",
 	      .summary = "save VMs to disk and bring them back (snapshots)",
 	      .help = "  snap save VM NAME [disk=N]  pause VM, write its image, commit, resume it\n"
 		      "  snap restore NAME [disk=N]  verify the image, create a paused VM from it\n"
@@ -352,6 +354,9 @@ SHELL_COMMAND(snap, .name = "snap",
 		      "  snap format DISK [--force]  create an empty store (--force: over data)\n"
 		      "  snap dirty VM WHAT          WHAT: start|show|clear|stop tracking the\n"
 		      "                              pages VM writes (a debugging aid)\n"
+		      "  snap reset VM [NAME]        first: keep VM's base in memory (or NAME's\n"
+		      "                              image); then return to it, copying back\n"
+		      "                              only dirty pages (--info, --drop: free it)\n"
 		      "The default disk is the first holding a store, else the first disk. A save\n"
 		      "to a blank disk creates the store. Ctrl-C cancels a save; earlier snapshots\n"
 		      "stay intact. Format: docs/snapshot-format.md.\n",

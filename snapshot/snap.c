@@ -15,6 +15,7 @@
 #include "kernel/version.h"
 #include "kernel/x86.h"
 #include "snapshot/snap.h"
+#include "vmm/hypercall.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm.h"
 
@@ -24,6 +25,7 @@ struct snap_store snap_store;
 static struct snap_image image;		       /* save: the image being written */
 static struct snap_parsed parsed;	       /* restore: the image being read */
 static struct vcpu_state vstate[VM_MAX_VCPUS]; /* save: every vCPU, captured at once */
+static char note[240]; /* save: the NOTE section's text (a fuzz crash added) */
 
 /* Small objects come from the heap, the rest as whole pages (zeroed). */
 void *snap_mem_alloc(size_t size)
@@ -313,7 +315,10 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 	image.hdr.timestamp = ticks();
 	strlcpy(image.info.name, name, sizeof(image.info.name));
 	strlcpy(image.info.backend, vcpu_ops ? vcpu_ops->name : "?", sizeof(image.info.backend));
-	image.note = "written by Amber " AMBER_VERSION " (" AMBER_GIT ")";
+	/* A fuzzing VM's first crash goes into the note (vmm/hypercall.h). */
+	hypercall_note(vm, note, sizeof(note),
+		       "written by Amber " AMBER_VERSION " (" AMBER_GIT ")");
+	image.note = note;
 	image.nvcpus = (u32)vm->nvcpus;
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];

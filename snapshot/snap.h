@@ -59,5 +59,8 @@ int snap_restore(const char *name, const char *disk_opt);
 
 /* `snap dirty VM start|show|clear|stop` (snapshot/cmd_dirty.c). */
 int snap_dirty_cmd(const char *vm_arg, const char *what);
+/* `snap reset VM [NAME | --drop | --info]` (snapshot/cmd_reset.c); what is
+ * NULL for a plain reset, disk_opt the value of disk=N or NULL. */
+int snap_reset_cmd(const char *vm_arg, const char *what, const char *disk_opt);
 
 #endif

@@ -9,6 +9,7 @@
 #include "kernel/printk.h"
 #include "kernel/shell.h"
 #include "kernel/time.h"
+#include "vmm/hypercall.h"
 #include "vmm/linux.h"
 #include "vmm/vmm_internal.h"
 
@@ -18,7 +19,7 @@
 #define VGA_ROWS 25
 
 static const char vm_usage[] = "vm images | vm create IMAGE [mem=SIZE] [cpus=N] [initrd=IMAGE] "
-			       "[-- GUEST ARGS] | "
+			       "[hypercalls] [inputs=IMAGE] [-- GUEST ARGS] | "
 			       "vm start|pause|resume|kill|info|console|screen ID | vm list";
 
 /* Parses a VM id and finds the VM; prints why not and returns NULL. */
@@ -81,7 +82,8 @@ static int cmd_create(int argc, char **argv)
 {
 	u64 mem = VM_DEFAULT_MEM, cpus = 1;
 	char args[128];
-	const char *cmdline = NULL, *initrd = NULL;
+	const char *cmdline = NULL, *initrd = NULL, *inputs = NULL;
+	bool hypercalls = false;
 	struct vm *vm;
 	int i;
 
@@ -102,9 +104,14 @@ static int cmd_create(int argc, char **argv)
 			}
 		} else if (!strncmp(argv[i], "initrd=", 7) && argv[i][7]) {
 			initrd = argv[i] + 7;
+		} else if (!strcmp(argv[i], "hypercalls")) {
+			hypercalls = true; /* vmm/hypercall.h */
+		} else if (!strncmp(argv[i], "inputs=", 7) && argv[i][7]) {
+			inputs = argv[i] + 7; /* a corpus implies the hypercalls */
+			hypercalls = true;
 		} else {
 			printk("vm create: unknown option '%s' (mem=SIZE, cpus=N, initrd=IMAGE,\n"
-			       "  or -- before guest arguments)\n",
+			       "  hypercalls, inputs=IMAGE, or -- before guest arguments)\n",
 			       argv[i]);
 			return -EINVAL;
 		}
@@ -131,6 +138,10 @@ static int cmd_create(int argc, char **argv)
 	vm = vm_create(argv[2], mem, (int)cpus, cmdline, initrd);
 	if (!vm)
 		return -EINVAL;
+	if (hypercalls && hypercall_enable(vm, inputs)) {
+		vm_destroy(vm);
+		return -EINVAL;
+	}
 	printk("created vm %d (%s, %lu MiB, %d vCPU): vm start %d runs it\n", vm->id, vm->image,
 	       vm->mem_size >> 20, vm->nvcpus, vm->id);
 	return 0;
@@ -237,6 +248,9 @@ static int cmd_info(struct vm *vm)
 		printk("resets by the guest: %lu\n", vm->resets);
 	if (vm->io_unemulated)
 		printk("accesses to unemulated ports: %lu\n", vm->io_unemulated);
+	if (vm->hypercalls && vm->hc)
+		printk("hypercalls: allowed, inputs %s ('snap reset %d --info' counts)\n",
+		       vm->hc->inputs[0] ? vm->hc->inputs : "none", vm->id);
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 

@@ -11,6 +11,7 @@
 #include "kernel/printk.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
+#include "vmm/hypercall.h"
 #include "vmm/vmm_internal.h"
 
 typedef int (*exit_handler_t)(struct vcpu *v, struct vm_exit *e);
@@ -34,6 +35,7 @@ static const char *const kind_names[VMEXIT_KIND_COUNT] = {
 	[VMEXIT_XSETBV] = "xsetbv",
 	[VMEXIT_INTR_WINDOW] = "intr-window",
 	[VMEXIT_NMI_WINDOW] = "nmi-window",
+	[VMEXIT_HYPERCALL] = "hypercall",
 };
 
 const char *vm_exit_kind_name(enum vm_exit_kind kind)
@@ -216,8 +218,7 @@ int vcpu_read_linear(struct vcpu *v, const struct vcpu_state *s, u64 la, void *d
 	while (len) {
 		u64 n = MIN(len, PAGE_SIZE - (la & (PAGE_SIZE - 1))), gpa;
 
-		if (guest_translate(v->vm, s, la, &gpa, &w) ||
-		    vm_copy_from_guest(v->vm, d, gpa, n))
+		if (guest_translate(v->vm, s, la, &gpa, &w) || vm_copy_from_guest(v->vm, d, gpa, n))
 			return -EFAULT;
 		la += n;
 		d += n;
@@ -468,6 +469,7 @@ static const exit_handler_t exit_handlers[VMEXIT_KIND_COUNT] = {
 	[VMEXIT_XSETBV] = handle_xsetbv,
 	[VMEXIT_INTR_WINDOW] = handle_window,
 	[VMEXIT_NMI_WINDOW] = handle_window,
+	[VMEXIT_HYPERCALL] = hypercall_exit,
 };
 
 /* ---- the run loop and the scheduler --------------------------------------- */

@@ -15,7 +15,9 @@
 #include "kernel/time.h"
 #include "kernel/x86.h"
 #include "snapshot/snap.h"
+#include "vmm/fastreset.h"
 #include "vmm/fwtables.h"
+#include "vmm/hypercall.h"
 #include "vmm/linux.h"
 #include "vmm/memmap.h"
 #include "vmm/loader.h"
@@ -149,6 +151,8 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	vuart_flush(vm);
+	fastreset_drop(vm); /* before the tracking and the vCPUs go */
+	hypercall_free(vm);
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 

@@ -20,6 +20,8 @@
 
 struct vm;
 struct vcpu;
+struct fastreset_base;
+struct hypercall_state;
 
 /* ---- the neutral exit record a backend fills after every VM exit ---------- */
 enum vm_exit_kind {
@@ -39,6 +41,7 @@ enum vm_exit_kind {
 	VMEXIT_XSETBV,	     /* XSETBV: generic code checks and loads the new XCR0 */
 	VMEXIT_INTR_WINDOW,  /* the guest can take an interrupt now (set_windows) */
 	VMEXIT_NMI_WINDOW,   /* the guest can take an NMI now (set_windows) */
+	VMEXIT_HYPERCALL,    /* VMCALL / VMMCALL: Amber's hypercall (vmm/hypercall.h) */
 	VMEXIT_KIND_COUNT,
 };
 
@@ -284,6 +287,10 @@ struct vm {
 	char reset_why[48];	/* "port 0xcf9", for the message */
 	u64 resets;		/* resets carried out since the VM was created */
 	struct dirty_log dirty; /* pages written while tracking (vmm/dirtylog.c) */
+	/* Fast reset and the guest's hypercalls (vmm/fastreset.h, hypercall.h). */
+	struct fastreset_base *base; /* the base a reset returns to, NULL: none */
+	bool hypercalls;	     /* the guest may use them (vm create hypercalls) */
+	struct hypercall_state *hc;  /* their host side, NULL when not allowed */
 };
 
 void vmm_init(void);

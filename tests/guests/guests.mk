@@ -3,7 +3,7 @@
 # directly under `qemu-system-x86_64 -kernel`, and is wrapped by image.asm into
 # an object that puts it in Amber's .guest_images section.
 GUESTS := hello counter memtest hostile exits bench pic strio acpi apic ioapic eventinj rtc \
-	uart pm reset dirty
+	uart pm reset dirty fuzz
 GUEST_BINS := $(patsubst %,$(BUILD)/guests/%.bin,$(GUESTS))
 GUEST_BLOBS_OBJ := $(patsubst %,$(BUILD)/guests/%.img.o,$(GUESTS))
 
@@ -25,6 +25,7 @@ uart_ARGS :=
 pm_ARGS :=
 reset_ARGS :=
 dirty_ARGS := pages=768
+fuzz_ARGS :=
 
 $(BUILD)/guests/%.bin: tests/guests/%.asm tests/guests/guest.inc tests/guests/tsc.inc
 	@mkdir -p $(dir $@)

@@ -730,6 +730,65 @@ def test_amber_snap_tool_and_gdb():
 	assert m and GUEST_BASE <= int(m.group(1), 16) < GUEST_BASE + len(blob), f"rip not in the guest:\n{out}"
 
 
+
+@timeout(240)
+def test_fuzz_crash_saved():
+	"""A fuzzing VM's first crashing input ("FUZ#", tests/guests/fuzz.asm with
+	the corpus of vm_cases.FUZZ_RECORDS) is in the note of its snapshot, which
+	amber-snap info reads on the host."""
+	need_file(AMBER_SNAP, "make builds it")
+	corpus = os.path.join(work_dir(), "corpus.bin")
+	with open(corpus, "wb") as f:
+		for r in (b"hello", b"FUZZ", b"AMBER"):
+			f.write(struct.pack("<H", len(r)) + r)
+	disk = make_disk(64 << 20)
+	with boot_qemu(modules=[(corpus, "")], disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "fuzz inputs=corpus.bin", mem="4M")
+		seen_after(vm, 0, rf"\[vm{vid}\] fuzz: crash \(vector 0\) after 434 executions", 120,
+			   "the fuzz guest to find its bug")
+		vm.cmd_ok(f"snap save {vid} crash", timeout=60)
+	r = run_tool("info", disk, "crash")
+	assert r.returncode == 0, r.stdout + r.stderr
+	assert re.search(r"note: .*fuzz crash: execution 434, input 433 of corpus.bin, 4 bytes: "
+			 r"46555a23", r.stdout), f"the crash is not in the note:\n{r.stdout}"
+
+
+@timeout(240)
+def test_reset_base_from_image():
+	"""`snap reset VM NAME`: the dirty guest saved after round 1 becomes the
+	base of the running VM, which then goes on from round 1 (round 2 next, its
+	pages holding 1: anything else prints LOST); a plain reset later returns
+	there again; an image of another size is refused with the VM unchanged."""
+	import sys
+	sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+	from vm_cases import dirty_key
+	disk = make_disk(64 << 20)
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		vid = start_vm(vm, "dirty", mem="8M", args="pages=80,511,512,2047")
+		seen_after(vm, 0, rf"\[vm{vid}\] dirty: ready", 60, "the dirty guest")
+		dirty_key(vm, vid, "w", rf"\[vm{vid}\] dirty: round 1 wrote 4 pages")
+		vm.cmd_ok(f"snap save {vid} r1", timeout=60)
+		dirty_key(vm, vid, "w", rf"\[vm{vid}\] dirty: round 2 wrote 4 pages")
+		dirty_key(vm, vid, "w", rf"\[vm{vid}\] dirty: round 3 wrote 4 pages")
+		out = vm.cmd_ok(f"snap reset {vid} r1", timeout=60)
+		expect(vm, r"reset base read from 'r1'", out, "the base from the image")
+		for _ in range(2):
+			dirty_key(vm, vid, "w", rf"\[vm{vid}\] dirty: round 2 wrote 4 pages")
+			dirty_key(vm, vid, "w", rf"\[vm{vid}\] dirty: round 3 wrote 4 pages")
+			out = vm.cmd_ok(f"snap reset {vid}")
+			expect(vm, r"reset to its base: \d+ pages copied back", out, "a reset")
+		other = start_vm(vm, "dirty", mem="16M", args="pages=80")
+		out = vm.cmd(f"snap reset {other} r1", timeout=60)
+		expect(vm, r"holds 8192 KiB of RAM in 1 regions and 1 vCPUs;\s+vm \d+ has 16384 KiB",
+		       out, "the refusal of an image of another size")
+		out = vm.cmd(f"snap reset {vid} nosuch")
+		expect(vm, r"no snapshot 'nosuch'", out, "the refusal of a missing image")
+		dirty_key(vm, vid, "q", rf"\[vm{vid}\] dirty: bye")
+		if "LOST" in strip_ansi(vm.seen):
+			vm.fail("the dirty guest lost a value it wrote")
+
 # ---- Bochs, VT-x, ATA ---------------------------------------------------------------
 @timeout(600)
 def test_bochs_vtx_ata():

@@ -56,6 +56,7 @@ static void test_every_kind(void)
 		{ SVM_EXIT_PAUSE, 0, 0, VMEXIT_UNHANDLED, 0 },
 		{ SVM_EXIT_XSETBV, 0, 0, VMEXIT_XSETBV, 0 },
 		{ SVM_EXIT_VINTR, 0, 0, VMEXIT_INTR_WINDOW, 0 },
+		{ SVM_EXIT_VMMCALL, 0, 0, VMEXIT_HYPERCALL, 0 },
 	};
 	bool seen[VMEXIT_KIND_COUNT] = { false };
 
@@ -95,7 +96,7 @@ static void test_without_nrips(void)
 
 	CHECK_EQ(decode(SVM_EXIT_HLT, 0, 0).insn_len, 1);
 	CHECK_EQ(decode(SVM_EXIT_VMMCALL, 0, 0).insn_len, 3);
-	CHECK_EQ(decode(SVM_EXIT_VMMCALL, 0, 0).kind, VMEXIT_VIRT_INSN);
+	CHECK_EQ(decode(SVM_EXIT_VMMCALL, 0, 0).kind, VMEXIT_HYPERCALL);
 	CHECK_EQ(decode(SVM_EXIT_XSETBV, 0, 0).kind, VMEXIT_XSETBV);
 	CHECK_EQ(decode(SVM_EXIT_XSETBV, 0, 0).insn_len, 3);
 

@@ -159,7 +159,7 @@ static const struct {
 	[SVM_EXIT_RDTSCP] = { .decode = svm_exit_hidden },
 	[SVM_EXIT_XSETBV] = { .kind = VMEXIT_XSETBV, .insn_len = LEN_XSETBV },
 	[SVM_EXIT_VMRUN] = { .kind = VMEXIT_VIRT_INSN, .insn_len = LEN_SVM_INSN },
-	[SVM_EXIT_VMMCALL] = { .kind = VMEXIT_VIRT_INSN, .insn_len = LEN_SVM_INSN },
+	[SVM_EXIT_VMMCALL] = { .kind = VMEXIT_HYPERCALL, .insn_len = LEN_SVM_INSN },
 	[SVM_EXIT_VMLOAD] = { .kind = VMEXIT_VIRT_INSN, .insn_len = LEN_SVM_INSN },
 	[SVM_EXIT_VMSAVE] = { .kind = VMEXIT_VIRT_INSN, .insn_len = LEN_SVM_INSN },
 	[SVM_EXIT_STGI] = { .kind = VMEXIT_VIRT_INSN, .insn_len = LEN_SVM_INSN },

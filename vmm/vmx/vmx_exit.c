@@ -242,7 +242,7 @@ static const struct {
 	[EXIT_REASON_MONITOR_INSTRUCTION] = { .decode = vmx_exit_hidden },
 	[EXIT_REASON_RDPMC] = { .decode = vmx_exit_rdpmc },
 	[EXIT_REASON_XSETBV] = { .kind = VMEXIT_XSETBV },
-	[EXIT_REASON_VMCALL] = { .kind = VMEXIT_VIRT_INSN },
+	[EXIT_REASON_VMCALL] = { .kind = VMEXIT_HYPERCALL },
 	[EXIT_REASON_VMCLEAR] = { .kind = VMEXIT_VIRT_INSN },
 	[EXIT_REASON_VMLAUNCH] = { .kind = VMEXIT_VIRT_INSN },
 	[EXIT_REASON_VMPTRLD] = { .kind = VMEXIT_VIRT_INSN },

@@ -1,0 +1,64 @@
+# Fast reset against a full restore (issue 16 "Figures"): the fuzz guest's
+# `bench` mode in a 256 MiB VM takes its base by hypercall, then dirties 10
+# pages and resets, RESETS times. Under QEMU TCG with -icount
+# shift=0,sleep=off a TSC tick is an instruction (Amber runs nested in the same
+# emulated CPU), so `snap reset VM --info` gives the instructions of one reset
+# (fastreset_reset: harvest, copies, vCPU and device state) and of one whole
+# iteration (report to report: the guest's work, the exits, the reset). The
+# same guest is then saved to a virtio disk and restored with `snap restore`,
+# whose milliseconds are millions of instructions under icount: the full
+# restore a fast reset replaces. Wall-clock resets per second are for
+# orientation only (emulated, nested, icount). Recorded in docs/performance.md.
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+				"integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_snapshot  # noqa: E402
+import harness  # noqa: E402
+
+RESETS = 300
+MIB = 256
+
+
+def bench_fast_reset_svm_icount():
+	disk = harness.make_disk(size=512 << 20, name="reset.img")
+	with bench_snapshot.boot("virtio", disk, icount=True) as vm:
+		vm.wait_prompt(timeout=120)
+		vid = bench_snapshot.start_vm(vm, f"fuzz hypercalls mem={MIB}M -- bench resets={RESETS}")
+		vm.wait_for(rf"\[vm{vid}\] fuzz: bench start", timeout=120)
+		t0 = time.monotonic()
+		vm.wait_for(rf"\[vm{vid}\] fuzz: bench done after {RESETS} resets", timeout=600)
+		wall = time.monotonic() - t0
+		vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=30)
+		out = vm.cmd_ok(f"snap reset {vid} --info")
+		m = re.search(r"(\d+) resets, (\d+) pages copied back\s+\((\d+) by the last, in "
+			      r"(\d+) us\); TSC ticks: (\d+) by the last,\s+(\d+) per reset", out)
+		e = re.search(r"TSC ticks per execution \(report to report\): (\d+)", out)
+		if not m or not e:
+			vm.fail(f"no counts from 'snap reset {vid} --info':\n{out}")
+		resets, _, pages_last, _, _, per_reset = (int(x) for x in m.groups())
+		per_exec = int(e.group(1))
+		save = bench_snapshot.save(vm, vid, "reset256")
+		vm.cmd_ok(f"vm kill {vid}", expect="killed")
+		restore = bench_snapshot.restore(vm, "reset256")
+		full = restore["ms"] * 1_000_000  # instructions under icount: 1 ns each
+		return {
+			"emulator": "QEMU-TCG-icount",
+			"backend": "AMD-V",
+			"guest_MiB": MIB,
+			"resets": resets,
+			"pages_per_reset": pages_last,
+			"insns_per_reset": per_reset,
+			"insns_per_iteration": per_exec,
+			"full_restore_ms": restore["ms"],
+			"full_restore_insns": full,
+			"image_bytes": save["bytes"],
+			"restore_vs_reset": round(full / per_reset) if per_reset else 0,
+			"restore_vs_iteration": round(full / per_exec) if per_exec else 0,
+			"resets_per_s_wall": round(RESETS / wall) if wall else 0,
+		}
