@@ -31,6 +31,7 @@ vm_cases.install_grouped(globals(), BACKEND, {
 		       "hostile_icr_storm", "hostile_irq_storm"],
 	"ryzen_intr": ["eventinj"],
 	"ryzen_dirty": ["dirty_log"],
+	"ryzen_reset": ["fast_reset", "fast_reset_all_pages", "hypercall_ud", "fuzz_demo"],
 	"ryzen_pause_memtest": ["counter_pause_resume", "memtest_passes", "invaders"],
 	"ryzen_platform": ["rtc", "uart", "uart_listen", "pm_power_off", "reset_cf9", "reset_kbd", "reset_92"],
 	"ryzen_hostile": ["hostile_oob_read", "hostile_oob_write", "hostile_oob_mmio",
