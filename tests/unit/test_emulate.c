@@ -135,7 +135,7 @@ static void reset(void)
 	fields[VCPU_FIELD_TSC] = 123456789;
 }
 
-static void wrmsr(u32 msr, u64 val)
+static void guest_wrmsr(u32 msr, u64 val)
 {
 	v.regs[REG_RCX] = msr;
 	v.regs[REG_RAX] = (u32)val;
@@ -143,7 +143,7 @@ static void wrmsr(u32 msr, u64 val)
 	CHECK_EQ(emulate_wrmsr(&v, &exit_rec), stopped ? EXIT_YIELD : EXIT_RESUME);
 }
 
-static u64 rdmsr(u32 msr)
+static u64 guest_rdmsr(u32 msr)
 {
 	v.regs[REG_RCX] = msr;
 	v.regs[REG_RAX] = v.regs[REG_RDX] = 0xdead;
@@ -154,7 +154,7 @@ static u64 rdmsr(u32 msr)
 static void test_one_field(void)
 {
 	reset();
-	wrmsr(MSR_LSTAR, 0xFFFFFFFF81000000ULL);
+	guest_wrmsr(MSR_LSTAR, 0xFFFFFFFF81000000ULL);
 	CHECK_EQ(fields[VCPU_FIELD_LSTAR], 0xFFFFFFFF81000000ULL);
 	CHECK_EQ(field_sets[VCPU_FIELD_LSTAR], 1);
 	CHECK_EQ(advances, 1);
@@ -163,21 +163,21 @@ static void test_one_field(void)
 	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 0);
 	CHECK_EQ(whole_gets, 0);
 	CHECK_EQ(whole_sets, 0);
-	CHECK_EQ(rdmsr(MSR_LSTAR), 0xFFFFFFFF81000000ULL);
+	CHECK_EQ(guest_rdmsr(MSR_LSTAR), 0xFFFFFFFF81000000ULL);
 	CHECK_EQ(whole_gets, 0);
 
-	wrmsr(MSR_IA32_SYSENTER_CS, 0x10);
-	wrmsr(MSR_STAR, 0x0023001000000000ULL);
-	wrmsr(MSR_IA32_PAT, 0x0007040600070406ULL);
-	CHECK_EQ(rdmsr(MSR_IA32_SYSENTER_CS), 0x10);
-	CHECK_EQ(rdmsr(MSR_STAR), 0x0023001000000000ULL);
-	CHECK_EQ(rdmsr(MSR_IA32_PAT), 0x0007040600070406ULL);
+	guest_wrmsr(MSR_IA32_SYSENTER_CS, 0x10);
+	guest_wrmsr(MSR_STAR, 0x0023001000000000ULL);
+	guest_wrmsr(MSR_IA32_PAT, 0x0007040600070406ULL);
+	CHECK_EQ(guest_rdmsr(MSR_IA32_SYSENTER_CS), 0x10);
+	CHECK_EQ(guest_rdmsr(MSR_STAR), 0x0023001000000000ULL);
+	CHECK_EQ(guest_rdmsr(MSR_IA32_PAT), 0x0007040600070406ULL);
 	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 0);
 	CHECK_EQ(whole_sets, 0);
 
 	/* The TSC itself: read, and written only by a WRMSR of the TSC. */
-	CHECK_EQ(rdmsr(MSR_IA32_TSC), 123456789);
-	wrmsr(MSR_IA32_TSC, 5);
+	CHECK_EQ(guest_rdmsr(MSR_IA32_TSC), 123456789);
+	guest_wrmsr(MSR_IA32_TSC, 5);
 	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 1);
 	CHECK_EQ(fields[VCPU_FIELD_TSC], 5);
 }
@@ -188,44 +188,44 @@ static void test_checks(void)
 	reset();
 	fields[VCPU_FIELD_CR0] = BIT(31) | 1;
 	fields[VCPU_FIELD_EFER] = EFER_LME | EFER_LMA;
-	wrmsr(MSR_EFER, EFER_SCE);
+	guest_wrmsr(MSR_EFER, EFER_SCE);
 	CHECK_EQ(injects, 1);
 	CHECK_EQ(injected, 13);
 	CHECK_EQ(advances, 0);
 	CHECK_EQ(field_sets[VCPU_FIELD_EFER], 0);
-	wrmsr(MSR_EFER, EFER_SCE | EFER_LME);
+	guest_wrmsr(MSR_EFER, EFER_SCE | EFER_LME);
 	CHECK_EQ(fields[VCPU_FIELD_EFER], EFER_SCE | EFER_LME | EFER_LMA);
 	CHECK_EQ(advances, 1);
 	/* Bits EFER does not have here. */
-	wrmsr(MSR_EFER, BIT(15));
+	guest_wrmsr(MSR_EFER, BIT(15));
 	CHECK_EQ(injects, 2);
 
 	/* A non-canonical base, a PAT type that does not exist, an MSR that is
 	 * not on the list: #GP, nothing written, RIP stays. */
 	reset();
-	wrmsr(MSR_LSTAR, 0x0000800000000000ULL);
-	wrmsr(MSR_FS_BASE, 0x1234000000000000ULL);
-	wrmsr(MSR_IA32_PAT, 0x02);
-	wrmsr(0x12345, 1);
+	guest_wrmsr(MSR_LSTAR, 0x0000800000000000ULL);
+	guest_wrmsr(MSR_FS_BASE, 0x1234000000000000ULL);
+	guest_wrmsr(MSR_IA32_PAT, 0x02);
+	guest_wrmsr(0x12345, 1);
 	CHECK_EQ(injects, 4);
 	CHECK_EQ(advances, 0);
 	for (int f = 0; f <= VCPU_FIELD_TSC; f++)
 		CHECK_EQ(field_sets[f], 0);
-	CHECK_EQ(rdmsr(0x12345), 0xdead0000deadULL); /* unchanged RDX:RAX */
+	CHECK_EQ(guest_rdmsr(0x12345), 0xdead0000deadULL); /* unchanged RDX:RAX */
 	CHECK_EQ(injects, 5);
 
 	/* TSC_ADJUST is held at 0: it reads 0, takes 0, refuses the rest and
 	 * never moves the TSC; MCG_CAP stays #GP (MCA is hidden); K8's
 	 * interrupt-pending MSR reads 0 (no C1E). */
 	reset();
-	CHECK_EQ(rdmsr(0x3b), 0);
-	wrmsr(0x3b, 0);
+	CHECK_EQ(guest_rdmsr(0x3b), 0);
+	guest_wrmsr(0x3b, 0);
 	CHECK_EQ(injects, 0);
-	wrmsr(0x3b, 1000);
+	guest_wrmsr(0x3b, 1000);
 	CHECK_EQ(injects, 1);
 	CHECK_EQ(field_sets[VCPU_FIELD_TSC], 0);
-	CHECK_EQ(rdmsr(0xc0010055), 0);
-	rdmsr(0x179);
+	CHECK_EQ(guest_rdmsr(0xc0010055), 0);
+	guest_rdmsr(0x179);
 	CHECK_EQ(injects, 2);
 	CHECK_EQ(advances, 3);
 }
@@ -235,14 +235,14 @@ static void test_backend_failure(void)
 	/* A backend that cannot reach the vCPU: the VM stops, no #GP. */
 	reset();
 	fail_with = -EIO;
-	wrmsr(MSR_STAR, 1);
+	guest_wrmsr(MSR_STAR, 1);
 	CHECK_EQ(stopped, 1);
 	CHECK_EQ(injects, 0);
 	CHECK_EQ(advances, 0);
 	CHECK_EQ(vm.state, VM_STOPPED);
 	reset();
 	fail_with = -EIO;
-	rdmsr(MSR_EFER);
+	guest_rdmsr(MSR_EFER);
 	CHECK_EQ(stopped, 1);
 	CHECK_EQ(injects, 0);
 }
