@@ -94,10 +94,10 @@ static int svm_hw_enable(void)
 	if (svm_caps.tsc_rate && wrmsr_safe(MSR_AMD64_TSC_RATIO, SVM_TSC_RATIO_ONE))
 		svm_caps.tsc_rate = false;
 	svm_on = true;
-	pr_info("svm: AMD-V on: NPT, %u ASIDs, NRIPS %s, VM_CR %s%s", svm_caps.nasid,
+	pr_info("svm: AMD-V on: NPT, %u ASIDs, NRIPS %s, VM_CR %s", svm_caps.nasid,
 		svm_caps.nrips ? "yes" : "no: next RIP decoded by Amber",
-		cpu.svm_vm_cr_faults ? "unreadable (#GP), taken as enabled" : "readable",
-		svm_caps.tsc_rate ? ", TSC ratio" : "");
+		cpu.svm_vm_cr_faults ? "unreadable (#GP), taken as enabled" : "readable");
+	pr_info("svm: TSC scaling (TSC ratio MSR): %s", svm_caps.tsc_rate ? "yes" : "no");
 	return 0;
 
 restore_efer:

@@ -306,10 +306,10 @@ static int vmx_hw_enable(void)
 		goto restore_cr;
 	}
 	vmx_on = true;
-	pr_info("vmx: VT-x on: VMCS revision 0x%x, EPT%s%s, unrestricted guest%s%s\n",
+	pr_info("vmx: VT-x on: VMCS revision 0x%x, EPT%s%s, unrestricted guest%s\n",
 		vmx_caps.revision, cpu.vmx_ept_2m ? " with 2 MiB pages" : "",
-		vmx_caps.vpid ? ", VPID" : "", vmx_caps.preempt_timer ? ", preemption timer" : "",
-		vmx_caps.tsc_scaling ? ", TSC scaling" : "");
+		vmx_caps.vpid ? ", VPID" : "", vmx_caps.preempt_timer ? ", preemption timer" : "");
+	pr_info("vmx: TSC scaling: %s\n", vmx_caps.tsc_scaling ? "yes" : "no");
 	return 0;
 
 restore_cr:
