@@ -85,7 +85,7 @@ def _tsc_rate(vm, vid):
 	return (t1 - t0) / (u1 - u0)
 
 
-def _restore_timers(boot, disk, prefix, guests, frozen, saved_mhz, scaler):
+def _restore_timers(boot, disk, prefix, guests, frozen, saved_mhz, scaler, again=False):
 	"""Restores each guest; `scaler` is the boot-log phrase that says the
 	backend has TSC scaling. Each goes on from its window with counts in
 	the range the guest holds them to; the restore line says how the TSC
@@ -138,8 +138,38 @@ def _restore_timers(boot, disk, prefix, guests, frozen, saved_mhz, scaler):
 					f"expected {want:.1f} ({'scaled' if scaled else 'unscaled'})")
 			if vm_state_of(vm, vid) != "running":
 				vm.fail(f"the restored guest should run on:\n{vm.cmd_ok('vm list')}")
-			vm.cmd_ok(f"vm kill {vid}")
+			if again:
+				_save_and_restore_here(vm, vid, g, line_re, lo, hi, saved_mhz)
+			else:
+				vm.cmd_ok(f"vm kill {vid}")
 		return scaled
+
+
+def _save_and_restore_here(vm, vid, g, line_re, lo, hi, saved_mhz):
+	"""A scaled guest saved again and restored on the same host: the image
+	keeps the rate it was first saved with (so the TSC is scaled again) and
+	the TSC read through the multiplier at the pause goes on from there: the
+	next window follows the last one with a count in range."""
+	vm.cmd_ok(f"vm pause {vid}")
+	vm.cmd_ok(f"snap save {vid} again", timeout=120)
+	last = [int(w) for w in re.findall(rf"\[vm{vid}\] {g}: window (\d+):", vm.seen)][-1]
+	vm.cmd_ok(f"vm kill {vid}")
+	out = vm.cmd_ok("snap restore again", timeout=240)
+	m = re.search(r"restored '\S+' as VM (\d+)", out)
+	r = m and re.search(rf"VM {m.group(1)}'s TSC scaled by \S+ to ([\d.]+) MHz as saved", out)
+	if not r or abs(float(r.group(1)) - saved_mhz) > 0.01 * saved_mhz:
+		vm.fail(f"the image saved again should keep its rate ({saved_mhz} MHz):\n{out}")
+	vid = int(m.group(1))
+	s = len(vm.seen)
+	vm.cmd_ok(f"vm resume {vid}")
+	for w in (last + 1, last + 2):
+		m = seen_after(vm, s, rf"\[vm{vid}\] {line_re}", 120,
+			       f"window {w} of the guest restored again")
+		if int(m.group(1)) != w or not lo <= int(m.group(2)) <= hi:
+			vm.fail(f"the guest restored again printed '{m.group(0)}', expected window "
+				f"{w} with {lo}-{hi}")
+		s = m.end()
+	vm.cmd_ok(f"vm kill {vid}")
 
 
 @timeout(600)
@@ -162,8 +192,10 @@ def test_timers_vtx_to_amdv():
 def test_timers_amdv_to_vtx():
 	"""Saved under QEMU TCG AMD-V (1 GHz), restored under Bochs VT-x (100
 	MHz) whose TSC scaling makes the guest's TSC run at its saved 1 GHz
-	against the host's clock; the guest's RTC keeps its 64 Hz against it."""
+	against the host's clock; the guest's RTC keeps its 64 Hz against it;
+	saved again there and restored, it is scaled again and goes on."""
 	need_file(ISO, "make iso builds it")
 	disk = make_disk(64 << 20)
 	frozen, mhz = _save_timers(_qemu, disk, "amdv", (RTC,))
-	_restore_timers(_bochs, disk, "amdv", (RTC,), frozen, mhz, "vmx: TSC scaling: yes")
+	_restore_timers(_bochs, disk, "amdv", (RTC,), frozen, mhz, "vmx: TSC scaling: yes",
+			again=True)
