@@ -375,8 +375,8 @@ int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
 
 /* The TSC ratio for guest_hz/host_hz, or none for equal rates; the offset is
  * rewritten so the guest's TSC reads on from where it was. The MSR itself is
- * the CPU's, loaded before each VMRUN of a vCPU with another ratio
- * (svm_load_tsc_ratio). APM Vol. 2 15.30.5 "TSC Ratio MSR". */
+ * the CPU's: svm_vcpu_run loads it before a VMRUN that needs another ratio
+ * than the one it holds. APM Vol. 2 15.30.5 "TSC Ratio MSR". */
 int svm_set_tsc_ratio(struct vcpu *v, u64 guest_hz, u64 host_hz)
 {
 	struct svm_vcpu *s = v->arch;
