@@ -24,6 +24,7 @@
 /* APM Vol. 3 E.4.9 "Function 8000_000Ah: SVM Revision and Feature Identification". */
 #define CPUID_8000000A_EDX_NPT BIT(0)
 #define CPUID_8000000A_EDX_NRIPS BIT(3)
+#define CPUID_8000000A_EDX_TSC_RATE BIT(4)
 #define CPUID_8000000A_EDX_VMCB_CLEAN BIT(5)
 #define CPUID_8000000A_EDX_FLUSH_ASID BIT(6)
 #define CPUID_8000000A_EDX_DECODE_ASSISTS BIT(7)
@@ -181,6 +182,7 @@ static void cpu_probe_svm(void)
 	cpu.svm_nasid = b;
 	cpu.svm_npt = d & CPUID_8000000A_EDX_NPT;
 	cpu.svm_nrips = d & CPUID_8000000A_EDX_NRIPS;
+	cpu.svm_tsc_rate = d & CPUID_8000000A_EDX_TSC_RATE;
 	cpu.svm_vmcb_clean = d & CPUID_8000000A_EDX_VMCB_CLEAN;
 	cpu.svm_flush_asid = d & CPUID_8000000A_EDX_FLUSH_ASID;
 	cpu.svm_decode_assists = d & CPUID_8000000A_EDX_DECODE_ASSISTS;

@@ -34,6 +34,7 @@ struct cpu_features {
 	bool svm_disabled;     /* VM_CR.SVMDIS set (firmware); false when VM_CR faults */
 	bool svm_vm_cr_faults; /* RDMSR of VM_CR raised #GP (Bochs) */
 	bool svm_npt, svm_nrips, svm_flush_asid, svm_vmcb_clean, svm_decode_assists;
+	bool svm_tsc_rate; /* the TSC ratio MSR C000_0104 */
 	u32 svm_nasid;
 };
 

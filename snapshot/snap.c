@@ -18,6 +18,7 @@
 #include "vmm/hypercall.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm.h"
+#include "vmm/vtsc.h"
 
 #define SNAP_STAGE (256 * 1024) /* staging buffer for the metadata of an image */
 
@@ -626,6 +627,7 @@ static struct {
 	struct vm *vm; /* hidden until restore_commit() */
 	u64 create_us; /* making the empty VM (its RAM is not zeroed) */
 	bool said;     /* prepare printed why it refused */
+	int tsc_err;   /* why the TSC could not be scaled (vtsc_adopt) */
 } rs;
 
 /* snap_loader.prepare: the page data of region ri comes next and the image
@@ -677,6 +679,10 @@ static int restore_commit(struct snap_parsed *p)
 	strlcpy(vm->image, p->dev.image, sizeof(vm->image));
 	if (restore_devices(vm, p))
 		return -EINVAL;
+	/* The devices count at the rate the image was saved with; the backend
+	 * scales the TSC to it where it can (vmm/vtsc.c), before any vCPU's TSC
+	 * is loaded. */
+	vtsc_adopt(vm, vm->guest_tsc_hz, &rs.tsc_err);
 	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
 		ret = vcpu_set_state(vm->vcpus[i], &vstate[i]);
 		if (ret) {
@@ -762,7 +768,7 @@ int snap_restore(const char *name, const char *disk_opt)
 	struct snap_source src;
 	struct blkdev *dev;
 	struct vm *vm;
-	char mem[32], rate[32], how[64];
+	char mem[32], rate[32], how[64], tscline[96];
 	u64 t0, t_all, c0, b0, size, zeroed = 0;
 	int index, entry, ret;
 
@@ -787,6 +793,7 @@ int snap_restore(const char *name, const char *disk_opt)
 	rs.vm = NULL;
 	rs.create_us = 0;
 	rs.said = false;
+	rs.tsc_err = 0;
 	c0 = dev->commands;
 	b0 = dev->bytes_read;
 	t0 = ticks();
@@ -819,6 +826,9 @@ int snap_restore(const char *name, const char *disk_opt)
 	       (unsigned long long)(entry_io.io_us / 1000), (unsigned long long)zeroed,
 	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
 	       how);
+	vtsc_describe(vm, rs.tsc_err, tscline, sizeof(tscline));
+	if (tscline[0])
+		printk("%s\n", tscline);
 	if (ctl_data()) {
 		struct json *j = ctl_data();
 
@@ -834,6 +844,12 @@ int snap_restore(const char *name, const char *disk_opt)
 		json_u64(j, "pages_zeroed", zeroed);
 		json_u64(j, "bytes_read", dev->bytes_read - b0);
 		json_u64(j, "disk_commands", dev->commands - c0);
+		json_u64(j, "tsc_hz", vm->guest_tsc_hz);
+		json_u64(j, "host_tsc_hz", tsc_hz());
+		json_str(j, "tsc",
+			 vm->tsc_mode == VTSC_SCALED   ? "scaled" :
+			 vm->tsc_mode == VTSC_UNSCALED ? "unscaled" :
+							 "native");
 		json_obj_end(j);
 	}
 	return 0;

@@ -447,10 +447,14 @@ def boot_qemu_iso(iso=None, uefi=False, modules=(), disks=(), mem="512M", cmdlin
 			lambda port, _: args + ["--serial-tcp", str(port), "--"] + extra)
 
 
-def boot_bochs(iso=None, disk=None, cpu="corei7_icelake_u", modules=(), cmdline="", mem=256):
+def boot_bochs(iso=None, disk=None, cpu="corei7_icelake_u", modules=(), cmdline="", mem=256,
+	       ips=None):
 	"""Bochs booting the GRUB ISO; cpu "ryzen" for AMD-V. disk: a flat image
-	attached as ata1-master. Bochs' own log goes next to the serial log."""
+	attached as ata1-master; ips: instructions per emulated second (the TSC
+	rate). Bochs' own log goes next to the serial log."""
 	args = [os.path.join(ROOT, "scripts", "run-bochs"), "--cpu", cpu, "--mem", str(mem)]
+	if ips:
+		args += ["--ips", str(ips)]
 	if iso:
 		args += ["--iso", iso]
 	if disk:

@@ -11,7 +11,9 @@
 #include "kernel/time.h"
 #include "vmm/hypercall.h"
 #include "vmm/linux.h"
+#include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
+#include "vmm/vtsc.h"
 
 #define CTRL_RIGHT_BRACKET 0x1D /* Ctrl-]: detaches `vm console` */
 #define VGA_TEXT_GPA 0xB8000
@@ -224,6 +226,25 @@ static int cmd_list(int argc, char **argv)
 	return 0;
 }
 
+/* The guest TSC's rate and how it gets it (vmm/vtsc.h); for a VM that runs,
+ * its TSC and the host's clock read together, so two looks give the rate
+ * at which the guest's time passes. */
+static void vm_info_tsc(struct vm *vm)
+{
+	u64 g = vdev_tsc_hz(vm), h = tsc_hz(), t, tsc;
+
+	printk("TSC: %lu.%03lu MHz, %s %lu.%03lu MHz\n", g / 1000000, g / 1000 % 1000,
+	       vm->tsc_mode == VTSC_SCALED   ? "scaled from the host's" :
+	       vm->tsc_mode == VTSC_UNSCALED ? "running at the host's" :
+					       "the host's",
+	       h / 1000000, h / 1000 % 1000);
+	if (vm->state != VM_RUNNING && vm->state != VM_HALTED)
+		return;
+	t = ticks();
+	tsc = vcpu_guest_tsc(vm->vcpus[0]);
+	printk("  guest TSC %lu at %lu us of host time\n", tsc, t);
+}
+
 static int cmd_info(struct vm *vm)
 {
 	char mem[24];
@@ -238,6 +259,7 @@ static int cmd_info(struct vm *vm)
 	printk("command line: %s\n", vm->cmdline);
 	if (vm->boot_layout[0])
 		printk("boot: %s\n", vm->boot_layout);
+	vm_info_tsc(vm);
 	if (vm->state == VM_EXITED)
 		printk("exit code: %d\n", vm->exit_code);
 	if (vm->state == VM_STOPPED)

@@ -10,6 +10,7 @@
 #include "vmm/intr.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
+#include "vmm/vtsc.h"
 
 void vcpu_kick(struct vcpu *v)
 {
@@ -82,12 +83,12 @@ static u8 intr_take_vector(struct vcpu *v)
 	return vpic_ack(v->vm);
 }
 
-/* Guest TSC ticks as host microseconds. The guest's TSC is the host's plus an
- * offset, so it runs at the host's rate, whatever rate a restored image's
- * devices count with (vm->guest_tsc_hz). */
+/* Guest TSC ticks as host microseconds, at the rate the guest's TSC runs
+ * (the host's, or its image's where the backend scales it), whatever rate
+ * a restored image's devices count with (vm->guest_tsc_hz). */
 static u64 intr_tsc_to_us(struct vm *vm, u64 tsc_ticks)
 {
-	return vdev_scale(tsc_ticks, TICKS_PER_SEC, tsc_hz());
+	return vdev_scale(tsc_ticks, TICKS_PER_SEC, vtsc_run_hz(vm));
 }
 
 /* Brings the devices up to guest TSC `tsc` when their deadline has come;
@@ -162,8 +163,8 @@ int intr_before_entry(struct vcpu *v, u64 slice_end, bool devices_changed)
 		return err;
 	/* The run ends by the next deadline: the backend's own timer where it
 	 * has one, the host timer in any case (and by the slice's end). */
-	v->run_budget = dl == ~0ULL ? ~0ULL : dl - tsc;
-	v->intr_until = dl == ~0ULL ? ~0ULL : host + (dl - tsc);
+	v->run_budget = dl == ~0ULL ? ~0ULL : vtsc_to_host(vm, dl - tsc);
+	v->intr_until = dl == ~0ULL ? ~0ULL : host + v->run_budget;
 	if (dl != ~0ULL)
 		at = MIN(at, ticks() + intr_tsc_to_us(vm, dl - tsc));
 	irq_timer_arm(at);

@@ -106,7 +106,7 @@ enum vcpu_field {
 	VCPU_FIELD_FS_BASE,
 	VCPU_FIELD_GS_BASE,
 	VCPU_FIELD_KERNEL_GS_BASE,
-	VCPU_FIELD_TSC, /* the guest's TSC: the host's plus the offset */
+	VCPU_FIELD_TSC, /* the guest's TSC: the host's (scaled) plus the offset */
 	VCPU_FIELD_CR8, /* the TPR as MOV CR8 sees it, 0-15 (vmm/intr.c keeps
 			   it equal to the LAPIC's) */
 };
@@ -169,6 +169,12 @@ struct vcpu_ops {
 	 * touches the TSC offset. */
 	int (*get_field)(struct vcpu *v, enum vcpu_field f, u64 *val);
 	int (*set_field)(struct vcpu *v, enum vcpu_field f, u64 val);
+	/* Makes v's TSC run at guest_hz/host_hz of the host's (equal rates: 1:1,
+	 * scaling off), its value unchanged at the switch: VT-x's TSC multiplier,
+	 * AMD-V's TSC ratio MSR (vmm/vtsc.h has the shared arithmetic). Returns
+	 * 0, -EOPNOTSUPP where the CPU cannot scale, -ERANGE for a ratio past
+	 * what it holds (both leave v as it was), or the backend's errno. */
+	int (*set_tsc_ratio)(struct vcpu *v, u64 guest_hz, u64 host_hz);
 	/* Optional (may be NULL): the name of a raw exit reason for reports, e.g.
 	 * "NPF" or "EPT violation". */
 	const char *(*exit_name)(u32 raw_reason);
@@ -224,7 +230,7 @@ struct vcpu {
 	u64 regs[NR_VCPU_REGS];
 	bool halted;
 	bool kicked; /* something to take may have arrived (vmm/intr.h) */
-	/* Guest TSC ticks the next entry may run before a device deadline is
+	/* Host TSC ticks the next entry may run before a device deadline is
 	 * due (~0: none); a backend with a guest timer of its own (the
 	 * VMX-preemption timer) exits by then, the other relies on the host
 	 * timer that vmm/intr.c arms. */
@@ -273,7 +279,8 @@ struct vm {
 	/* Added by the VMM core (vmm/vmm.c). */
 	u64 io_unemulated;	 /* accesses to ports no device claims: an I/O storm stops the VM */
 	u16 warned_ports[8];	 /* unemulated ports already reported once (0: free slot) */
-	u64 guest_tsc_hz;	 /* the guest's TSC frequency (the host's) */
+	u64 guest_tsc_hz;	 /* the guest's TSC rate: the host's, or its image's */
+	u8 tsc_mode;		 /* enum vtsc_mode: how the TSC gets that rate (vmm/vtsc.h) */
 	u64 started_ticks;	 /* when `vm start` ran, 0 before */
 	char image_cmdline[128]; /* the cmdline the image came with */
 	struct mmio_bus mmio;	 /* device ranges (vmm/mmio.c); no RAM behind them */

@@ -15,6 +15,7 @@
 #include "vmm/intr.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
+#include "vmm/vtsc.h"
 #include "tests/unit/check.h"
 
 /* ---- stand-ins ---------------------------------------------------------- */
@@ -224,6 +225,15 @@ static void test_time_and_cr8(void)
 	CHECK_EQ(synced_to, 2000000);
 	CHECK_EQ(vcpu.run_budget, 5000);
 	CHECK_EQ(armed_at, 777 + 5);
+	/* The TSC scaled to the image's 3 GHz (vmm/vtsc.c): 6000 guest ticks
+	 * are 2 us, 2000 ticks of the host's 1 GHz TSC for the run's budget. */
+	reset();
+	vm.tsc_mode = VTSC_SCALED;
+	deadline = guest_tsc + 6000;
+	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);
+	CHECK_EQ(vcpu.run_budget, 2000);
+	CHECK_EQ(armed_at, 777 + 2);
+	vm.tsc_mode = VTSC_NATIVE;
 	/* No deadline: the slice's end bounds it. */
 	reset();
 	CHECK_EQ(intr_before_entry(&vcpu, now_us + 10000, true), 0);

@@ -44,6 +44,7 @@ static int svm_check_features(void)
 	}
 	svm_caps.nasid = cpu.svm_nasid;
 	svm_caps.nrips = cpu.svm_nrips;
+	svm_caps.tsc_rate = cpu.svm_tsc_rate;
 	return 0;
 }
 
@@ -87,10 +88,16 @@ static int svm_hw_enable(void)
 		goto restore_efer;
 	}
 	vmsave(svm_caps.host_save_pa);
+	/* TSC scaling is switched on per vCPU, for a restored guest whose TSC
+	 * ran at another rate (vmm/vtsc.c); until then every guest runs 1:1. */
+	svm_caps.tsc_ratio = SVM_TSC_RATIO_ONE;
+	if (svm_caps.tsc_rate && wrmsr_safe(MSR_AMD64_TSC_RATIO, SVM_TSC_RATIO_ONE))
+		svm_caps.tsc_rate = false;
 	svm_on = true;
 	pr_info("svm: AMD-V on: NPT, %u ASIDs, NRIPS %s, VM_CR %s", svm_caps.nasid,
 		svm_caps.nrips ? "yes" : "no: next RIP decoded by Amber",
 		cpu.svm_vm_cr_faults ? "unreadable (#GP), taken as enabled" : "readable");
+	pr_info("svm: TSC scaling (TSC ratio MSR): %s", svm_caps.tsc_rate ? "yes" : "no");
 	return 0;
 
 restore_efer:
@@ -236,6 +243,12 @@ static int svm_vcpu_run(struct vcpu *v, struct vm_exit *exit)
 	 * needed once per vCPU, since a VM's ASID may have served an older VM. */
 	vmcb->control.tlb_ctl = s->flush ? TLB_CONTROL_FLUSH_ALL_ASID : TLB_CONTROL_DO_NOTHING;
 	s->flush = false;
+	/* The TSC ratio is the CPU's, not the VMCB's: each vCPU brings its own
+	 * (APM Vol. 2 15.30.5 "TSC Ratio MSR"). */
+	if (svm_caps.tsc_rate && svm_caps.tsc_ratio != (s->tsc_ratio ?: SVM_TSC_RATIO_ONE)) {
+		svm_caps.tsc_ratio = s->tsc_ratio ?: SVM_TSC_RATIO_ONE;
+		wrmsr(MSR_AMD64_TSC_RATIO, svm_caps.tsc_ratio);
+	}
 	svm_vmrun(v, s->vmcb_pa, svm_caps.host_save_pa);
 	v->regs[REG_RAX] = vmcb->save.rax;
 	v->regs[REG_RSP] = vmcb->save.rsp;
@@ -354,6 +367,7 @@ const struct vcpu_ops svm_ops = {
 	.read_rip = svm_read_rip,
 	.get_field = svm_get_field,
 	.set_field = svm_set_field,
+	.set_tsc_ratio = svm_set_tsc_ratio,
 	.exit_name = svm_exit_reason_name,
 	.dirty_start = svm_dirty_start,
 	.dirty_harvest = svm_dirty_harvest,

@@ -16,6 +16,8 @@
 struct svm_caps {
 	u32 nasid;	  /* ASIDs the CPU offers, CPUID 8000_000A EBX */
 	bool nrips;	  /* the VMCB's nRIP field is filled on exit */
+	bool tsc_rate;	  /* the TSC ratio MSR, CPUID 8000_000A EDX bit 4 */
+	u64 tsc_ratio;	  /* what that MSR holds now (8.32 fixed point) */
 	u64 host_save_pa; /* the host's VMSAVE state, reloaded after every exit */
 	u64 iopm_pa;	  /* I/O permission map, shared by every VMCB */
 	u64 msrpm_pa;	  /* MSR permission map, shared by every VMCB */
@@ -40,7 +42,8 @@ struct svm_vcpu {
 	u64 vmcb_pa;
 	bool flush; /* flush this ASID's TLB entries on the next VMRUN */
 	struct svm_guest_regs g;
-	u32 windows; /* VCPU_WINDOW_* requested (set_windows) */
+	u32 windows;   /* VCPU_WINDOW_* requested (set_windows) */
+	u64 tsc_ratio; /* TSC ratio, 8.32 fixed point; 0: no scaling */
 	/* NMI blocking, which the VMCB does not hold: set when an NMI is
 	 * injected, cleared once the guest's IRET has completed. The IRET
 	 * intercept comes before the IRET runs, so its RIP is kept and the
@@ -62,6 +65,7 @@ void svm_get_state(struct vcpu *v, struct vcpu_state *s);
 void svm_set_state(struct vcpu *v, const struct vcpu_state *s);
 int svm_get_field(struct vcpu *v, enum vcpu_field f, u64 *val);
 int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val);
+int svm_set_tsc_ratio(struct vcpu *v, u64 guest_hz, u64 host_hz);
 void svm_own_cpu_regs(struct vcpu *v);
 void svm_release_cpu_regs(struct vcpu *v);
 void svm_inject_event(struct vmcb *vmcb, u64 type, u8 vector, bool has_error, u32 error_code);

@@ -128,4 +128,9 @@
 #define SVM_IOPM_SIZE (3 * PAGE_SIZE)
 #define SVM_MSRPM_SIZE (2 * PAGE_SIZE)
 
+/* APM Vol. 2 15.30.5 "TSC Ratio MSR": bits 39:32 integer, 31:0 fraction;
+ * 1.0 at reset. */
+#define MSR_AMD64_TSC_RATIO 0xc0000104
+#define SVM_TSC_RATIO_ONE (1ULL << 32)
+
 #endif

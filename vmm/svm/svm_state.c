@@ -10,6 +10,7 @@
 #include "kernel/msr.h"
 #include "kernel/x86.h"
 #include "vmm/svm/svm.h"
+#include "vmm/vtsc.h"
 
 #define X86_CR0_PE BIT(0)
 #define X86_RFLAGS_FIXED BIT(1)
@@ -17,6 +18,16 @@
 
 /* Whose DR0-3 the CPU holds now (NULL: nobody's). */
 static struct vcpu *svm_cpu_owner;
+
+/* The host's TSC as the guest's runs from it: through the vCPU's ratio when
+ * it scales, before the offset is added (APM Vol. 2 15.30.5 "TSC Ratio
+ * MSR"). */
+static u64 svm_host_tsc(const struct vcpu *v)
+{
+	u64 ratio = ((const struct svm_vcpu *)v->arch)->tsc_ratio;
+
+	return ratio ? vtsc_scale(rdtsc(), ratio, 32) : rdtsc();
+}
 
 #define DEFINE_DR(n) \
 	static inline u64 read_dr##n(void) \
@@ -208,8 +219,9 @@ static void svm_xfer_state(struct vcpu *v, struct vcpu_state *out, const struct 
 	VCPU_XFER(out, in, s->g.dr[3], dr3);
 	VCPU_XFER(out, in, sa->dr6, dr6);
 	VCPU_XFER(out, in, sa->dr7, dr7);
-	/* The guest's TSC is the host's plus the offset. */
-	VCPU_XFER_WITH(out, in, tsc, rdtsc() + c->tsc_offset, c->tsc_offset = in->tsc - rdtsc());
+	/* The guest's TSC is the host's (scaled) plus the offset. */
+	VCPU_XFER_WITH(out, in, tsc, svm_host_tsc(v) + c->tsc_offset,
+		       c->tsc_offset = in->tsc - svm_host_tsc(v));
 	/* AMD-V has one interrupt shadow for STI and MOV SS; NMI blocking is
 	 * Amber's (svm.h), with the IRET intercept on while it lasts. */
 	VCPU_XFER_WITH(out, in, interruptibility,
@@ -293,7 +305,7 @@ int svm_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
 		*val = sa->kernel_gs_base;
 		break;
 	case VCPU_FIELD_TSC:
-		*val = rdtsc() + vmcb->control.tsc_offset;
+		*val = svm_host_tsc(v) + vmcb->control.tsc_offset;
 		break;
 	case VCPU_FIELD_CR8:
 		*val = vmcb->control.int_ctl & V_TPR_MASK;
@@ -347,7 +359,7 @@ int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
 		sa->kernel_gs_base = val;
 		break;
 	case VCPU_FIELD_TSC:
-		vmcb->control.tsc_offset = val - rdtsc();
+		vmcb->control.tsc_offset = val - svm_host_tsc(v);
 		break;
 	case VCPU_FIELD_CR8:
 		/* V_TPR: the guest's MOV CR8 reads and writes it without an
@@ -358,5 +370,28 @@ int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
 	default:
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* The TSC ratio for guest_hz/host_hz, or none for equal rates; the offset is
+ * rewritten so the guest's TSC reads on from where it was. The MSR itself is
+ * the CPU's: svm_vcpu_run loads it before a VMRUN that needs another ratio
+ * than the one it holds. APM Vol. 2 15.30.5 "TSC Ratio MSR". */
+int svm_set_tsc_ratio(struct vcpu *v, u64 guest_hz, u64 host_hz)
+{
+	struct svm_vcpu *s = v->arch;
+	u64 ratio = 0, tsc;
+	int err;
+
+	if (guest_hz != host_hz) {
+		if (!svm_caps.tsc_rate)
+			return -EOPNOTSUPP;
+		err = vtsc_multiplier(guest_hz, host_hz, 32, 8, &ratio);
+		if (err)
+			return err;
+	}
+	tsc = svm_host_tsc(v) + s->vmcb->control.tsc_offset;
+	s->tsc_ratio = ratio;
+	s->vmcb->control.tsc_offset = tsc - svm_host_tsc(v);
 	return 0;
 }

@@ -174,6 +174,11 @@ static int vmx_check_features(void)
 					    missing);
 	else
 		vmx_missing(missing, sizeof(missing), "EPT, unrestricted guest");
+	/* TSC scaling is switched on per vCPU, for a restored guest whose TSC
+	 * ran at another rate (vmm/vtsc.c). */
+	vmx_caps.tsc_scaling =
+		(vmx_caps.proc & CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) &&
+		(rdmsr(MSR_IA32_VMX_PROCBASED_CTLS2) >> 32 & SECONDARY_EXEC_TSC_SCALING);
 	vmx_caps.exit = VMX_ADJUST(true_ctls ? MSR_IA32_VMX_TRUE_EXIT_CTLS : MSR_IA32_VMX_EXIT_CTLS,
 				   vmx_exit_required, 0, missing);
 	vmx_caps.entry =
@@ -307,6 +312,7 @@ static int vmx_hw_enable(void)
 	pr_info("vmx: VT-x on: VMCS revision 0x%x, EPT%s%s, unrestricted guest%s\n",
 		vmx_caps.revision, cpu.vmx_ept_2m ? " with 2 MiB pages" : "",
 		vmx_caps.vpid ? ", VPID" : "", vmx_caps.preempt_timer ? ", preemption timer" : "");
+	pr_info("vmx: TSC scaling: %s\n", vmx_caps.tsc_scaling ? "yes" : "no");
 	return 0;
 
 restore_cr:
@@ -773,6 +779,7 @@ const struct vcpu_ops vmx_ops = {
 	.read_rip = vmx_read_rip,
 	.get_field = vmx_ops_get_field,
 	.set_field = vmx_ops_set_field,
+	.set_tsc_ratio = vmx_set_tsc_ratio,
 	.exit_name = vmx_exit_reason_name,
 	.dirty_start = vmx_dirty_start,
 	.dirty_harvest = vmx_dirty_harvest,

@@ -24,6 +24,7 @@ struct vmx_caps {
 	bool preempt_timer; /* VMX-preemption timer in use */
 	bool lma_saved;	    /* exits store EFER.LMA in VM_ENTRY_IA32E_MODE */
 	bool vnmi;	    /* virtual NMIs: NMI blocking tracked, NMI-window exits */
+	bool tsc_scaling;   /* "use TSC scaling" may be set (per vCPU, when asked) */
 	u32 preempt_slice;  /* timer value loaded before each entry */
 	u8 preempt_rate;    /* the timer counts once every 2^rate TSC ticks */
 };
@@ -49,6 +50,7 @@ struct vmx_vcpu {
 	u64 cr8;	    /* the guest's TPR as MOV CR8 sees it (CR8 accesses exit) */
 	bool reload_pdptrs; /* set_state ran: PAE PDPTEs to be read before entry */
 	u32 windows;	    /* VCPU_WINDOW_* requested (set_windows) */
+	u64 tsc_mult;	    /* TSC multiplier, 16.48 fixed point; 0: no scaling */
 	struct vmx_guest_regs g;
 };
 
@@ -69,6 +71,7 @@ void vmx_get_state(struct vcpu *v, struct vcpu_state *s);
 void vmx_set_state(struct vcpu *v, const struct vcpu_state *s);
 int vmx_get_field(struct vcpu *v, enum vcpu_field f, u64 *val);
 int vmx_set_field(struct vcpu *v, enum vcpu_field f, u64 val);
+int vmx_set_tsc_ratio(struct vcpu *v, u64 guest_hz, u64 host_hz);
 void vmx_own_cpu_regs(struct vcpu *v);
 void vmx_load_pdptrs(struct vcpu *v);
 void vmx_release_cpu_regs(struct vcpu *v);

@@ -10,6 +10,7 @@
 #include "kernel/x86.h"
 #include "vmm/vmx/vmcs.h"
 #include "vmm/vmx/vmx.h"
+#include "vmm/vtsc.h"
 
 #define X86_RFLAGS_FIXED BIT(1)
 /* The RFLAGS bits that exist; VM entry refuses the others set. */
@@ -20,6 +21,16 @@
 
 /* Whose CR2, DR0-3, DR6 and SYSCALL MSRs the CPU holds now (NULL: nobody's). */
 static struct vcpu *vmx_cpu_owner;
+
+/* The host's TSC as the guest's runs from it: through the vCPU's multiplier
+ * when it scales, before the offset is added (SDM Vol. 3C 25.6.5
+ * "Time-Stamp Counter Offset and Multiplier"). */
+static u64 vmx_host_tsc(const struct vcpu *v)
+{
+	u64 mult = ((const struct vmx_vcpu *)v->arch)->tsc_mult;
+
+	return mult ? vtsc_scale(rdtsc(), mult, 48) : rdtsc();
+}
 
 #define DEFINE_DR(n) \
 	static inline u64 read_dr##n(void) \
@@ -412,9 +423,9 @@ static void vmx_xfer_state(struct vcpu *v, struct vcpu_state *out, const struct 
 	VCPU_XFER(out, in, x->g.dr6, dr6);
 	VCPU_XFER_WITH(out, in, dr7, vmcs_readl(GUEST_DR7),
 		       vmcs_writel(GUEST_DR7, (in->dr7 & 0xffffffffULL) | X86_DR7_FIXED));
-	/* The guest's TSC is the host's plus the offset. */
-	VCPU_XFER_WITH(out, in, tsc, rdtsc() + vmcs_read64(TSC_OFFSET),
-		       vmcs_write64(TSC_OFFSET, in->tsc - rdtsc()));
+	/* The guest's TSC is the host's (scaled) plus the offset. */
+	VCPU_XFER_WITH(out, in, tsc, vmx_host_tsc(v) + vmcs_read64(TSC_OFFSET),
+		       vmcs_write64(TSC_OFFSET, in->tsc - vmx_host_tsc(v)));
 	VCPU_XFER_WITH(out, in, interruptibility,
 		       vmcs_read32(GUEST_INTERRUPTIBILITY_INFO) &
 			       (GUEST_INTR_STATE_STI | GUEST_INTR_STATE_MOV_SS |
@@ -510,7 +521,7 @@ int vmx_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
 		*val = vmcs_readl(GUEST_GS_BASE);
 		break;
 	case VCPU_FIELD_TSC:
-		*val = rdtsc() + vmcs_read64(TSC_OFFSET);
+		*val = vmx_host_tsc(v) + vmcs_read64(TSC_OFFSET);
 		break;
 	case VCPU_FIELD_CR8:
 		*val = ((struct vmx_vcpu *)v->arch)->cr8;
@@ -554,7 +565,7 @@ int vmx_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
 		vmcs_writel(GUEST_GS_BASE, val);
 		break;
 	case VCPU_FIELD_TSC:
-		vmcs_write64(TSC_OFFSET, val - rdtsc());
+		vmcs_write64(TSC_OFFSET, val - vmx_host_tsc(v));
 		break;
 	case VCPU_FIELD_CR8:
 		((struct vmx_vcpu *)v->arch)->cr8 = val & 0xf;
@@ -562,5 +573,37 @@ int vmx_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
 	default:
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* "Use TSC scaling" with the multiplier for guest_hz/host_hz, or off for
+ * equal rates; the offset is rewritten so the guest's TSC reads on from
+ * where it was. SDM Vol. 3C 25.6.2 "Processor-Based VM-Execution Controls",
+ * 25.6.5 "Time-Stamp Counter Offset and Multiplier". */
+int vmx_set_tsc_ratio(struct vcpu *v, u64 guest_hz, u64 host_hz)
+{
+	struct vmx_vcpu *x = v->arch;
+	u64 mult = 0, tsc;
+	u32 proc2;
+	int err = vmx_load_vmcs(x);
+
+	if (err)
+		return err;
+	if (guest_hz != host_hz) {
+		if (!vmx_caps.tsc_scaling)
+			return -EOPNOTSUPP;
+		err = vtsc_multiplier(guest_hz, host_hz, 48, 16, &mult);
+		if (err)
+			return err;
+	}
+	tsc = vmx_host_tsc(v) + vmcs_read64(TSC_OFFSET);
+	proc2 = vmcs_read32(SECONDARY_VM_EXEC_CONTROL) & ~SECONDARY_EXEC_TSC_SCALING;
+	if (mult) {
+		vmcs_write64(TSC_MULTIPLIER, mult);
+		proc2 |= SECONDARY_EXEC_TSC_SCALING;
+	}
+	vmcs_write32(SECONDARY_VM_EXEC_CONTROL, proc2);
+	x->tsc_mult = mult;
+	vmcs_write64(TSC_OFFSET, tsc - vmx_host_tsc(v));
 	return 0;
 }
