@@ -291,7 +291,8 @@ def test_interrupts_mid_work():
 @timeout(240)
 def test_apic_timer_mid_work():
 	"""The apic guest saved while its LAPIC timer interrupts it at 1 kHz
-	(periodic, 1 GHz / 16): restored after its VM was killed, the guest goes
+	(periodic, 1 GHz / 16): restored after its VM was killed (and again
+	after Amber rebooted), the guest goes
 	on from the window it was in with 100 +-2 interrupts per 100 ms of the
 	8254 (every LAPIC register came back, the timer's phase too: a LAPIC
 	reset to its power-on state would mask the timer and the next window
@@ -320,6 +321,19 @@ def test_apic_timer_mid_work():
 			start = m.end()
 		if vm_state_of(vm, again) != "running":
 			vm.fail(f"the restored guest should run on:\n{vm.cmd_ok('vm list')}")
+	# After Amber itself rebooted: the image on the disk alone.
+	with boot_qemu(disks=[("virtio", disk)], extra=("-icount", "shift=0,sleep=off")) as vm:
+		vm.wait_prompt()
+		again = restore(vm, "apic")
+		start = len(vm.seen)
+		vm.cmd_ok(f"vm resume {again}")
+		for w in (frozen + 1, frozen + 2):
+			m = seen_after(vm, start, rf"\[vm{again}\] apic: window (\d+): (\d+) ticks", 60,
+				       f"window {w} of the guest restored after a reboot")
+			if int(m.group(1)) != w or not 98 <= int(m.group(2)) <= 102:
+				vm.fail(f"restored after a reboot, the guest printed '{m.group(0)}', "
+					f"expected window {w} with 100 +-2 ticks")
+			start = m.end()
 
 
 def vm_state_of(vm, vid):

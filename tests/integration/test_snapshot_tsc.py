@@ -2,7 +2,7 @@
 # whose TSC runs at another rate (Bochs VT-x, whose TSC counts instructions at
 # the ips it is given; QEMU TCG AMD-V with -icount at 1 GHz): the guest's
 # timers keep their rate against its own TSC (the guest measures it: the
-# 8254's IRQ0 at 1 kHz, the RTC's periodic flag at 64 Hz),
+# 8254's IRQ0 and the LAPIC timer at 1 kHz, the RTC's periodic flag at 64 Hz),
 # `snap restore` says how the TSC now runs, and 'vm info' shows the guest's
 # TSC running at its saved rate against the host's clock where the backend
 # scales it (VT-x's TSC multiplier in Bochs), at the host's where it cannot
@@ -22,9 +22,12 @@ from test_snapshot import ISO, seen_after, start_vm, vm_state_of  # noqa: E402
 # when the host held it up over 7 ms. On Bochs VT-x eventinj loses about ten
 # ticks a window now and then even without a snapshot (a ~10 ms hold-up, one
 # slice), so Bochs restores rtc; the apic guest's windows hold its own
-# line, which Bochs' paced COM1 stretches to 3-5 ms, so it is left out.
+# line, which Bochs' paced COM1 stretches to 3-5 ms, so it is restored on
+# QEMU only (saved on Bochs).
 EVENTINJ = ("eventinj", "IRQ0 of the 8254 at 1 kHz per 100 ms of its TSC",
 	    r"eventinj: window (\d+): (\d+) ticks", 98, 102)
+APIC = ("apic", "the LAPIC timer at 1 kHz per 100 ms of the 8254",
+	r"apic: window (\d+): (\d+) ticks", 98, 102)
 RTC = ("rtc", "the RTC's 64 Hz periodic flag per 500 ms of its TSC",
        r"rtc: window (\d+): (\d+) flags", 31, 33)
 
@@ -177,14 +180,15 @@ def test_timers_vtx_to_amdv():
 	"""Saved under Bochs VT-x (run at 1.2 GHz), restored under QEMU TCG
 	AMD-V with -icount (1 GHz, no TSC ratio MSR): the TSC runs unscaled at
 	the host's rate and the warning says so; the devices keep the image's
-	rate, so the guest's 1 kHz IRQ0 keeps its rate against its TSC. (Bochs
+	rate, so the guest's 1 kHz IRQ0 and LAPIC timer keep their rate against
+	its TSC. (Bochs
 	is faster here so that the guest's time runs slower than the host's:
 	the other way, each millisecond the host spends printing is several for
 	the guest, and its 1 kHz timer loses that many ticks.)"""
 	need_file(ISO, "make iso builds it")
 	disk = make_disk(64 << 20)
-	frozen, mhz = _save_timers(_bochs_fast, disk, "vtx", (EVENTINJ,))
-	_restore_timers(_qemu, disk, "vtx", (EVENTINJ,), frozen, mhz,
+	frozen, mhz = _save_timers(_bochs_fast, disk, "vtx", (EVENTINJ, APIC))
+	_restore_timers(_qemu, disk, "vtx", (EVENTINJ, APIC), frozen, mhz,
 			"svm: TSC scaling (TSC ratio MSR): yes")
 
 
