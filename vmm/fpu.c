@@ -77,8 +77,12 @@ static int fpu_restore_safe(const void *area, u64 mask)
 static void fpu_save(struct vcpu *v)
 {
 	if (use_xsave) {
-		/* v->xcr0 is what XCR0 holds: XSETBV is intercepted on both
-		 * backends and only vcpu_fpu_set_xcr0() changes it. */
+		/* XCR0 in the register is the guest's while it owns the FPU:
+		 * XSETBV is intercepted on both backends, but QEMU TCG's AMD-V
+		 * ignores that intercept and lets the guest load XCR0 itself.
+		 * Read it back (within what Amber offers) so that the save covers
+		 * what the guest enabled and the next load restores it. */
+		v->xcr0 = (xgetbv0() & xcr0_allowed) | XCR0_MIN;
 		__asm__ volatile("xsave64 (%0)" ::"r"(v->fpu), "a"((u32)v->xcr0),
 				 "d"((u32)(v->xcr0 >> 32))
 				 : "memory");

@@ -275,3 +275,123 @@ def test_linux_vmx_bochs_runs_kernel():
 	with harness.boot_bochs(modules=[(kernel, "console=ttyS0"), (initrd, "")], mem=512) as vm:
 		vm.wait_prompt(timeout=120)
 		run_linux(vm, kernel, initrd, 128, 300, tsc_must=True)
+
+
+# ---- snapshots of the running Linux guest (issue 13) ------------------------
+TICK_RE = r"\[vm{vid}\] T (\d+)\.(\d+) "  # the loop's line: T <uptime> <idle>
+
+
+def boot_disk(kernel, initrd, disk, name="qemu-svm-linux-snap"):
+	"""QEMU TCG, AMD-V, the Linux modules and a virtio-blk snapshot disk."""
+	args, _ = harness._qemu_args([(kernel, "console=ttyS0"), (initrd, "")],
+				     [("virtio", disk)], "512M", "", (), None, False)
+	args += ["--accel", "tcg", "--cpu", "max"]
+	return harness.Emulator(name, lambda port, _: args + ["--serial-tcp", str(port)])
+
+
+def ticks(vm, vid, start):
+	"""The uptimes (seconds, float) of the loop's lines after offset start."""
+	text = strip_ansi(vm.seen[start:])
+	return [float(f"{a}.{b}") for a, b in re.findall(TICK_RE.format(vid=vid), text)]
+
+
+def wait_ticks(vm, vid, start, n, timeout_s):
+	"""Waits for n loop lines after offset start; returns their uptimes."""
+	deadline = time.monotonic() + timeout_s
+	while True:
+		got = ticks(vm, vid, start)
+		if len(got) >= n:
+			return got
+		if time.monotonic() > deadline or vm.proc.poll() is not None:
+			vm.fail(f"vm {vid}: expected {n} lines of the uptime loop within "
+				f"{timeout_s} s, got {got}:\n" + strip_ansi(vm.seen[start:])[-2000:])
+		time.sleep(0.2)
+
+
+def linux_to_shell(vm, mem_mib, wait_s):
+	"""Creates and starts the Linux VM, waits for the marker; returns its id."""
+	out = vm.cmd_ok(f"vm create vmlinuz mem={mem_mib}M initrd=initramfs.cpio.gz -- "
+			"console=ttyS0", timeout=60)
+	vid = int(re.search(r"created vm (\d+)", out).group(1))
+	start = len(vm.seen)
+	vm_cases.start(vm, vid)
+	vm.wait_for(rf"\[vm{vid}\] .*{MARKER}", timeout=wait_s, what=f"{MARKER}")
+	return vid, start
+
+
+def console_line(vm, vid, line, expect, wait_s):
+	"""Types one line into the guest's shell through `vm console`, waits for
+	`expect` and detaches; returns the match."""
+	vm.send(f"vm console {vid}\r")
+	vm.wait_for(r"Ctrl-\] detaches", timeout=10)
+	vm.send(line + "\r")
+	m = vm.wait_for(expect, timeout=wait_s, what=f"the guest's answer to {line!r}")
+	vm.send("\x1d")
+	vm.wait_prompt(timeout=10)
+	return m
+
+
+LOOP = "while :; do echo T $(cat /proc/uptime); sleep 1; done &"
+
+
+def loc_count(vm, vid, wait_s):
+	"""LOC (the LAPIC timer) from the guest's /proc/interrupts."""
+	start = len(vm.seen)
+	console_line(vm, vid, "grep LOC /proc/interrupts; echo END-$((1+1))", r"END-2", wait_s)
+	return interrupts(strip_ansi(vm.seen[start:])).get("LOC", 0)
+
+
+def save_loop(vm, vid, name, wait_s):
+	"""Starts the uptime loop, saves the running VM while it prints and lets
+	it run on; returns the last uptime printed before the save."""
+	start = len(vm.seen)
+	console_line(vm, vid, LOOP, TICK_RE.format(vid=vid), wait_s)
+	wait_ticks(vm, vid, start, 3, wait_s)
+	out = vm.cmd_ok(f"snap save {vid} {name}", timeout=180)
+	if not re.search(r"saved VM \d+ as .*running again", out):
+		vm.fail(f"'snap save' of the running Linux VM:\n{out}")
+	before = ticks(vm, vid, start)
+	print(f"linux: saved at uptime ~{before[-1]}; {out.strip().splitlines()[-1][:70]}")
+	# It runs on after the save.
+	on = len(vm.seen)
+	wait_ticks(vm, vid, on, 2, wait_s)
+	return before[-1]
+
+
+def resume_loop(vm, vid, frozen, wait_s):
+	"""Resumes a restored Linux VM: the loop goes on from the frozen uptime
+	(no step back, none forwards beyond the loop's period), the shell answers
+	and the LAPIC timer counts."""
+	start = len(vm.seen)
+	vm.cmd_ok(f"vm resume {vid}")
+	got = wait_ticks(vm, vid, start, 3, wait_s)
+	print(f"linux: frozen at ~{frozen}, the restored loop printed {got}")
+	# The last line before the save is at most one period (1 s, plus the
+	# time a line takes) older than the frozen clock.
+	if not frozen < got[0] <= frozen + 2:
+		vm.fail(f"the restored guest's uptime went from {frozen} to {got[0]}: it should "
+			"continue from the frozen value (within the loop's 1 s period)")
+	if any(b <= a for a, b in zip(got, got[1:])) or got[-1] - got[0] > 2 * (len(got) - 1) + 1:
+		vm.fail(f"the restored guest's uptime does not advance steadily: {got}")
+	loc = [loc_count(vm, vid, wait_s)]
+	time.sleep(1)
+	loc.append(loc_count(vm, vid, wait_s))
+	if not 0 < loc[0] < loc[1]:
+		vm.fail(f"LOC (the LAPIC timer) should count after the restore: {loc}")
+	console_line(vm, vid, "echo AMBER-$((6*7))", r"AMBER-42", wait_s)
+
+
+@timeout(240)
+def test_linux_snapshot_qemu():
+	"""AMD-V in QEMU TCG: the running Linux guest saved while its loop prints
+	/proc/uptime every second, run on, killed, restored and resumed."""
+	kernel, initrd = material()
+	disk = harness.make_disk(256 << 20)
+	with boot_disk(kernel, initrd, disk) as vm:
+		vm.wait_prompt(timeout=60)
+		vid, _ = linux_to_shell(vm, 128, 120)
+		frozen = save_loop(vm, vid, "lx", 60)
+		vm.cmd_ok(f"vm kill {vid}")
+		out = vm.cmd_ok("snap restore lx", timeout=180)
+		again = int(re.search(r"as VM (\d+)", out).group(1))
+		resume_loop(vm, again, frozen, 60)
