@@ -302,7 +302,9 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 			p->ld->vcpu[d->index] = check_state;
 		return 0;
 	case SNAP_SEC_DEVICES:
-		if (d->length != (v1 ? SNAP_DEVICES_SIZE_V1 : SNAP_DEVICES_SIZE) ||
+		if ((v1 ? d->length != SNAP_DEVICES_SIZE_V1
+			: d->length != SNAP_DEVICES_SIZE &&
+				  d->length != SNAP_DEVICES_SIZE_NO_INITRD) ||
 		    (*seen & BIT(2)))
 			break;
 		ret = read_payload(src, p, d, num, rep);

@@ -287,6 +287,7 @@ static void capture_devices(struct vm *vm)
 	image.dev.mem_size = vm->mem_size;
 	strlcpy(image.dev.image, vm->image, sizeof(image.dev.image));
 	strlcpy(image.dev.cmdline, vm->cmdline, sizeof(image.dev.cmdline));
+	strlcpy(image.dev.initrd, vm->initrd, sizeof(image.dev.initrd));
 	image.dev.guest_tsc_hz = vm->guest_tsc_hz;
 	image.ndevrecs = 0;
 	for (int i = 0; i < vdev_count(); i++) {
@@ -670,6 +671,7 @@ static int restore_commit(struct snap_parsed *p)
 	int ret;
 
 	strlcpy(vm->image, p->dev.image, sizeof(vm->image));
+	strlcpy(vm->initrd, p->dev.initrd, sizeof(vm->initrd)); /* a reset reloads it */
 	if (restore_devices(vm, p))
 		return -EINVAL;
 	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {

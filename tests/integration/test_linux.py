@@ -395,3 +395,59 @@ def test_linux_snapshot_qemu():
 		out = vm.cmd_ok("snap restore lx", timeout=180)
 		again = int(re.search(r"as VM (\d+)", out).group(1))
 		resume_loop(vm, again, frozen, 60)
+
+
+def reboot_to_shell(vm, vid, wait_s):
+	"""busybox's `reboot -f` (reboot(2) at once): Linux resets the machine,
+	Amber's reset path loads the kernel and the initrd again and Linux boots
+	to the marker and a shell that answers."""
+	start = len(vm.seen)
+	vm.send(f"vm console {vid}\r")
+	vm.wait_for(r"Ctrl-\] detaches", timeout=10)
+	vm.send("reboot -f\r")
+	m = vm.wait_for(rf"\[vm{vid}\] (reset through [^:]*): booting", timeout=wait_s,
+			what="Amber's reset of the VM")
+	m2 = vm.wait_for(rf"\[vm{vid}\] .*({MARKER}|Kernel panic.*)", timeout=wait_s,
+			 what=f"{MARKER} after the reset")
+	if MARKER not in m2.group(1):
+		vm.fail(f"Linux booted again after the reset but: {m2.group(1)}")
+	vm.send("echo AMBER-$((6*7))\r")
+	vm.wait_for(r"AMBER-42", timeout=wait_s, what="the rebooted shell to answer")
+	vm.send("\x1d")
+	vm.wait_prompt(timeout=10)
+	lines = vm_cases.guest_lines(vm, vid, start)
+	if sum("Linux version 6.1" in l for l in lines) != 1:
+		vm.fail("the reset should boot the kernel once more:\n" + "\n".join(lines[-40:]))
+	print(f"linux: {m.group(1)}, booted again to the shell")
+
+
+@timeout(180)
+def test_linux_reboot_qemu():
+	"""AMD-V in QEMU TCG: `reboot -f` in the guest resets the VM, which boots
+	Linux again from its images."""
+	kernel, initrd = material()
+	with boot(kernel, initrd) as vm:
+		vm.wait_prompt(timeout=60)
+		vid, _ = linux_to_shell(vm, 128, 120)
+		reboot_to_shell(vm, vid, 120)
+		vm.cmd_ok(f"vm info {vid}", expect=r"resets by the guest: 1\b")
+
+
+@timeout(240)
+def test_linux_snapshot_after_amber_reboot():
+	"""AMD-V in QEMU TCG: the running Linux guest saved, Amber quit; a fresh
+	Amber with the same disk (and the same kernel and initrd modules) restores
+	and resumes it: the loop goes on from the frozen uptime, the shell answers,
+	and `reboot -f` in the restored guest boots its kernel and initrd again."""
+	kernel, initrd = material()
+	disk = harness.make_disk(256 << 20)
+	with boot_disk(kernel, initrd, disk, name="qemu-svm-linux-save") as vm:
+		vm.wait_prompt(timeout=60)
+		vid, _ = linux_to_shell(vm, 128, 120)
+		frozen = save_loop(vm, vid, "lx", 60)
+	with boot_disk(kernel, initrd, disk, name="qemu-svm-linux-restore") as vm:
+		vm.wait_prompt(timeout=60)
+		out = vm.cmd_ok("snap restore lx", timeout=180)
+		again = int(re.search(r"as VM (\d+)", out).group(1))
+		resume_loop(vm, again, frozen, 60)
+		reboot_to_shell(vm, again, 120)
