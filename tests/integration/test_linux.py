@@ -451,3 +451,21 @@ def test_linux_snapshot_after_amber_reboot():
 		again = int(re.search(r"as VM (\d+)", out).group(1))
 		resume_loop(vm, again, frozen, 60)
 		reboot_to_shell(vm, again, 120)
+
+
+@timeout(600)
+def test_linux_snapshot_vmx_bochs():
+	"""VT-x in Bochs, the same save, run on, kill, restore and resume as on
+	AMD-V, the image on Bochs' ATA disk (Bochs is slow: about 2 minutes to
+	the shell, then the snapshot)."""
+	kernel, initrd = material()
+	disk = harness.make_disk(256 << 20)
+	with harness.boot_bochs(modules=[(kernel, "console=ttyS0"), (initrd, "")], mem=512,
+				disk=disk) as vm:
+		vm.wait_prompt(timeout=120)
+		vid, _ = linux_to_shell(vm, 128, 300)
+		frozen = save_loop(vm, vid, "lx", 120)
+		vm.cmd_ok(f"vm kill {vid}")
+		out = vm.cmd_ok("snap restore lx", timeout=300)
+		again = int(re.search(r"as VM (\d+)", out).group(1))
+		resume_loop(vm, again, frozen, 120)
