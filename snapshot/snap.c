@@ -646,6 +646,19 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 		rs.said = true;
 		return -EOPNOTSUPP;
 	}
+	/* Saved on another machine (or vendor), a guest may have enabled what
+	 * this CPU lacks: VM entry would fail, so refuse it before loading. */
+	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
+		const char *what;
+
+		if (vcpu_state_fits(&ld->vcpu[i], &what)) {
+			printk("error: snap restore: vCPU %u of '%s' uses %s,\n"
+			       "  which this CPU does not offer; restore refused, no VM created\n",
+			       i, rs.name, what);
+			rs.said = true;
+			return -EOPNOTSUPP;
+		}
+	}
 	/* The VM is as large as the region; a header that says otherwise is
 	 * reported by the walk (check_whole), so nothing is loaded for it. */
 	if (p->region[0].pages != p->hdr.memory_pages)
