@@ -424,11 +424,16 @@ def reboot_to_shell(vm, vid, wait_s):
 @timeout(180)
 def test_linux_reboot_qemu():
 	"""AMD-V in QEMU TCG: `reboot -f` in the guest resets the VM, which boots
-	Linux again from its images."""
+	Linux again from its images. First another VM runs beside it and takes
+	the FPU in between: Linux's XCR0 (set without an exit under QEMU TCG)
+	must come back with its FPU state, else its next XRSTOR faults."""
 	kernel, initrd = material()
 	with boot(kernel, initrd) as vm:
 		vm.wait_prompt(timeout=60)
 		vid, _ = linux_to_shell(vm, 128, 120)
+		hid = vm_cases.run(vm, "hello")
+		vm.wait_for(rf"\[vm{hid}\] exited with code 0", timeout=60)
+		console_line(vm, vid, "echo AMBER-$((6*7))", r"AMBER-42", 60)
 		reboot_to_shell(vm, vid, 120)
 		vm.cmd_ok(f"vm info {vid}", expect=r"resets by the guest: 1\b")
 
