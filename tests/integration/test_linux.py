@@ -3,6 +3,9 @@
 # $AMBER_BUILD/linux/) arrive as Multiboot modules. `vm images` tells them
 # apart, bad requests are refused with nothing created, `vm create` lays the
 # kernel out as its setup header asks, and `vm start` runs Linux's own code.
+# The running guest is saved, restored (also by a fresh Amber, also on the
+# other vendor) and resumed with its clock and shell intact; `reboot` boots it
+# again.
 # Without the Debian files (no network, not Debian) every test SKIPs (77).
 import os
 import re
