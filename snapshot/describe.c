@@ -85,6 +85,8 @@ void snap_image_describe(struct snap_source *src, struct snap_parsed *p,
 	     p->info.name, p->info.backend[0] ? p->info.backend : "?", p->dev.vm_id,
 	     snap_vm_state_name(p->dev.vm_state), p->dev.image,
 	     (unsigned long long)(p->dev.mem_size >> 20), p->dev.cmdline);
+	if (p->dev.initrd[0])
+		line(&o, "  initrd \"%s\" (a reset of the VM loads it again)", p->dev.initrd);
 	if (p->dev.vm_state == SNAP_VM_EXITED)
 		line(&o, "  the VM had exited with code %d", (int)p->dev.exit_code);
 	if (p->dev.vm_state == SNAP_VM_STOPPED)

@@ -122,8 +122,10 @@ static void snap_region_desc_fields(const struct rec *r, struct snap_region_desc
 DEFINE_RECORD_CODEC(snap_region_desc, struct snap_region_desc, SNAP_REGION_ENTRY_SIZE)
 
 /* 1.7 "DEVICES" */
-static void snap_devices_fields(const struct rec *r, struct snap_devices *d, bool v2)
+static void snap_devices_fields(const struct rec *r, struct snap_devices *d, u64 len)
 {
+	bool v2 = len != SNAP_DEVICES_SIZE_V1;
+
 	REC(r, 0x000, d->vm_id);
 	REC(r, 0x004, d->vm_state);
 	REC(r, 0x008, d->mem_size);
@@ -134,6 +136,8 @@ static void snap_devices_fields(const struct rec *r, struct snap_devices *d, boo
 	REC(r, 0x0B0, d->guest_tsc_hz);
 	REC(r, 0x0B8, d->exit_code);
 	REC_STR(r, 0x0C0, d->stop_reason);
+	if (len == SNAP_DEVICES_SIZE)
+		REC_STR(r, 0x160, d->initrd);
 }
 
 void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE])
@@ -141,7 +145,7 @@ void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE]
 	struct rec r = { out, true };
 
 	memset(out, 0, SNAP_DEVICES_SIZE);
-	snap_devices_fields(&r, (struct snap_devices *)d, true);
+	snap_devices_fields(&r, (struct snap_devices *)d, SNAP_DEVICES_SIZE);
 }
 
 void snap_devices_decode(const u8 *in, u64 len, struct snap_devices *d)
@@ -149,7 +153,7 @@ void snap_devices_decode(const u8 *in, u64 len, struct snap_devices *d)
 	struct rec r = { (u8 *)in, false };
 
 	memset(d, 0, sizeof(*d));
-	snap_devices_fields(&r, d, len == SNAP_DEVICES_SIZE);
+	snap_devices_fields(&r, d, len);
 }
 
 /*

@@ -122,8 +122,11 @@ void snap_region_desc_decode(const u8 in[SNAP_REGION_ENTRY_SIZE], struct snap_re
 
 /* DEVICES payload: the VM's identity and how it ended. Version 1 images held
  * COM1's state from 0xB0 on and were 392 bytes, without the VM's end; version
- * 2 holds the guest TSC rate, the exit code and the stop reason there. */
-#define SNAP_DEVICES_SIZE 0x160
+ * 2 holds the guest TSC rate, the exit code and the stop reason there, and
+ * from 0x160 a Linux guest's initrd (a reset loads it again); version 2
+ * images written before that field have 0x160 bytes and no initrd. */
+#define SNAP_DEVICES_SIZE 0x180
+#define SNAP_DEVICES_SIZE_NO_INITRD 0x160
 #define SNAP_DEVICES_SIZE_V1 0x188
 enum snap_vm_state {
 	SNAP_VM_OTHER, /* version 1 only: a state it could not name */
@@ -144,10 +147,12 @@ struct snap_devices {
 	u64 guest_tsc_hz;      /* the TSC rate the devices' timers convert with */
 	u32 exit_code;	       /* SNAP_VM_EXITED: the code the guest wrote */
 	char stop_reason[160]; /* SNAP_VM_STOPPED: why Amber stopped it */
+	char initrd[32];       /* a Linux guest's initrd image, else "" */
 };
 void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE]);
-/* Decodes a payload of `len` bytes: SNAP_DEVICES_SIZE, or the version 1
- * SNAP_DEVICES_SIZE_V1 (its identity part: the rest zero). */
+/* Decodes a payload of `len` bytes: SNAP_DEVICES_SIZE, the older version 2
+ * SNAP_DEVICES_SIZE_NO_INITRD, or the version 1 SNAP_DEVICES_SIZE_V1 (its
+ * identity part); what a payload lacks decodes as zero. */
 void snap_devices_decode(const u8 *in, u64 len, struct snap_devices *d);
 const char *snap_vm_state_name(u32 state);
 

@@ -232,6 +232,15 @@ static int load_region(struct snap_source *src, struct snap_parsed *p,
 	return ret;
 }
 
+/* The DEVICES lengths a reader takes (format.h): version 1's, or version 2's
+ * with or without the initrd field. */
+static bool devices_size_ok(u64 len, bool v1)
+{
+	if (v1)
+		return len == SNAP_DEVICES_SIZE_V1;
+	return len == SNAP_DEVICES_SIZE || len == SNAP_DEVICES_SIZE_NO_INITRD;
+}
+
 /* Checks one section's payload by type; unknown optional ones are skipped
  * (their CRC still checked), unknown mandatory ones refused. */
 static int open_section(struct snap_source *src, struct snap_parsed *p, struct snap_sec_desc *d,
@@ -302,8 +311,7 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 			p->ld->vcpu[d->index] = check_state;
 		return 0;
 	case SNAP_SEC_DEVICES:
-		if (d->length != (v1 ? SNAP_DEVICES_SIZE_V1 : SNAP_DEVICES_SIZE) ||
-		    (*seen & BIT(2)))
+		if (!devices_size_ok(d->length, v1) || (*seen & BIT(2)))
 			break;
 		ret = read_payload(src, p, d, num, rep);
 		if (ret)

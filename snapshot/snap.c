@@ -290,6 +290,7 @@ static void capture_devices(struct vm *vm)
 	image.dev.mem_size = vm->mem_size;
 	strlcpy(image.dev.image, vm->image, sizeof(image.dev.image));
 	strlcpy(image.dev.cmdline, vm->cmdline, sizeof(image.dev.cmdline));
+	strlcpy(image.dev.initrd, vm->initrd, sizeof(image.dev.initrd));
 	image.dev.guest_tsc_hz = vm->guest_tsc_hz;
 	image.ndevrecs = 0;
 	for (int i = 0; i < vdev_count(); i++) {
@@ -652,6 +653,19 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 		rs.said = true;
 		return -EOPNOTSUPP;
 	}
+	/* Saved on another machine (or vendor), a guest may have enabled what
+	 * this CPU lacks: VM entry would fail, so refuse it before loading. */
+	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
+		const char *what;
+
+		if (vcpu_state_fits(&ld->vcpu[i], &what)) {
+			printk("error: snap restore: vCPU %u of '%s' uses %s,\n"
+			       "  which this CPU does not offer; restore refused, no VM created\n",
+			       i, rs.name, what);
+			rs.said = true;
+			return -EOPNOTSUPP;
+		}
+	}
 	/* The VM is as large as the region; a header that says otherwise is
 	 * reported by the walk (check_whole), so nothing is loaded for it. */
 	if (p->region[0].pages != p->hdr.memory_pages)
@@ -677,6 +691,7 @@ static int restore_commit(struct snap_parsed *p)
 	int ret;
 
 	strlcpy(vm->image, p->dev.image, sizeof(vm->image));
+	strlcpy(vm->initrd, p->dev.initrd, sizeof(vm->initrd)); /* a reset reloads it */
 	if (restore_devices(vm, p))
 		return -EINVAL;
 	/* The devices count at the rate the image was saved with; the backend

@@ -77,8 +77,12 @@ static int fpu_restore_safe(const void *area, u64 mask)
 static void fpu_save(struct vcpu *v)
 {
 	if (use_xsave) {
-		/* v->xcr0 is what XCR0 holds: XSETBV is intercepted on both
-		 * backends and only vcpu_fpu_set_xcr0() changes it. */
+		/* XCR0 in the register is the guest's while it owns the FPU:
+		 * XSETBV is intercepted on both backends, but QEMU TCG's AMD-V
+		 * ignores that intercept and lets the guest load XCR0 itself.
+		 * Read it back (within what Amber offers) so that the save covers
+		 * what the guest enabled and the next load restores it. */
+		v->xcr0 = (xgetbv0() & xcr0_allowed) | XCR0_MIN;
 		__asm__ volatile("xsave64 (%0)" ::"r"(v->fpu), "a"((u32)v->xcr0),
 				 "d"((u32)(v->xcr0 >> 32))
 				 : "memory");
@@ -233,6 +237,47 @@ int vcpu_get_state(struct vcpu *v, struct vcpu_state *s)
 	s->xsave_size = area_size;
 	memcpy(s->xsave, v->fpu, area_size);
 	s->halted = v->halted;
+	return 0;
+}
+
+/* CR4 bits of optional features, with the CPUID bit that says the CPU has
+ * them (SDM Vol. 3A 2.5 "Control Registers"; CPUID leaves 1 and 7). Bits 0-10
+ * are there on every x86-64 CPU; any other bit is refused. */
+static const struct {
+	u8 cr4_bit, leaf, ecx, bit; /* ecx: the bit is in ECX, else in EBX */
+	const char *name;
+} cr4_features[] = {
+	{ 11, 7, 1, 2, "CR4.UMIP (UMIP)" },	      { 16, 7, 0, 0, "CR4.FSGSBASE (FSGSBASE)" },
+	{ 17, 1, 1, 17, "CR4.PCIDE (PCID)" },	      { 18, 1, 1, 26, "CR4.OSXSAVE (XSAVE)" },
+	{ 20, 7, 0, 7, "CR4.SMEP (SMEP)" },	      { 21, 7, 0, 20, "CR4.SMAP (SMAP)" },
+	{ 22, 7, 1, 3, "CR4.PKE (protection keys)" }, { 23, 7, 1, 7, "CR4.CET (CET)" },
+};
+
+int vcpu_state_fits(const struct vcpu_state *s, const char **what)
+{
+	u64 known = 0x7FF;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cr4_features); i++) {
+		u32 a = 0, b = 0, c = 0, d = 0;
+
+		if (cpu.max_leaf >= cr4_features[i].leaf)
+			cpuid_count(cr4_features[i].leaf, 0, &a, &b, &c, &d);
+		known |= BIT(cr4_features[i].cr4_bit);
+		if ((s->cr4 & BIT(cr4_features[i].cr4_bit)) &&
+		    !((cr4_features[i].ecx ? c : b) & BIT(cr4_features[i].bit))) {
+			*what = cr4_features[i].name;
+			return -EOPNOTSUPP;
+		}
+	}
+	if (s->cr4 & ~known) {
+		*what = "CR4 bits this Amber never gives a guest";
+		return -EOPNOTSUPP;
+	}
+	/* x87 and SSE state FXRSTOR restores anywhere; the rest needs XCR0. */
+	if ((s->xcr0 & ~XCR0_MIN) && !(use_xsave && vcpu_xcr0_valid(s->xcr0))) {
+		*what = "XCR0 components (AVX, AVX-512, PKRU ...) this CPU lacks";
+		return -EOPNOTSUPP;
+	}
 	return 0;
 }
 

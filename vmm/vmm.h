@@ -336,6 +336,10 @@ const char *vm_exit_kind_name(enum vm_exit_kind kind);
  * Each returns 0, or the backend's negative errno (nothing was read or set). */
 int vcpu_get_state(struct vcpu *v, struct vcpu_state *s);
 int vcpu_set_state(struct vcpu *v, const struct vcpu_state *s);
+/* Whether this CPU can run a vCPU in state s, saved on another machine: the
+ * CR4 bits and XCR0 components it has enabled exist here. Returns 0, or
+ * -EOPNOTSUPP with *what naming the first one missing ("CR4.PCIDE (PCID)"). */
+int vcpu_state_fits(const struct vcpu_state *s, const char **what);
 /* Stops a VM for good with a message (misbehaving guest). */
 void vm_stop(struct vm *vm, const char *fmt, ...) __printf(2, 3);
 /* The guest powered its machine off (ACPI S5): VM_OFF, with a message. */

@@ -741,7 +741,9 @@ static void test_version1_image(void)
 
 /* Issue 12 defect 5: the VM's end (exit code, stop reason) is in DEVICES
  * since version 2; a version 1 DEVICES (0x188 bytes) decodes its identity
- * alone (test_version1_image reads a whole version 1 image). */
+ * alone (test_version1_image reads a whole version 1 image). Issue 13: a
+ * Linux guest's initrd at 0x160; a version 2 DEVICES of 0x160 bytes, from
+ * before it, decodes without one. */
 static void test_devices_versions(void)
 {
 	struct snap_devices d = { .vm_state = SNAP_VM_EXITED, .exit_code = 0xFFFFFFFE }, back;
@@ -750,8 +752,12 @@ static void test_devices_versions(void)
 	strcpy(d.cmdline, "pattern=5");
 	d.guest_tsc_hz = 2600000000ULL;
 	strcpy(d.stop_reason, "guest wrote to its own page tables");
+	strcpy(d.initrd, "initramfs.cpio.gz");
 	snap_devices_encode(&d, raw);
-	CHECK_EQ(SNAP_DEVICES_SIZE, 0x160);
+	CHECK_EQ(SNAP_DEVICES_SIZE, 0x180);
+	CHECK_EQ(SNAP_DEVICES_SIZE_NO_INITRD, 0x160);
+	CHECK(memcmp(raw + 0x160, "initramfs.cpio.gz", 18) == 0);
+	CHECK_EQ(raw[0x17F], 0);
 	CHECK_EQ(snap_get32(raw + 0x004), SNAP_VM_EXITED);
 	CHECK_EQ(snap_get64(raw + 0x0B0), 2600000000ULL);
 	CHECK_EQ(snap_get32(raw + 0x0B8), 0xFFFFFFFE);
@@ -761,11 +767,16 @@ static void test_devices_versions(void)
 	CHECK_EQ((s32)back.exit_code, -2);
 	CHECK_EQ(back.guest_tsc_hz, 2600000000ULL);
 	CHECK_STR(back.stop_reason, d.stop_reason);
+	CHECK_STR(back.initrd, "initramfs.cpio.gz");
+	snap_devices_decode(raw, SNAP_DEVICES_SIZE_NO_INITRD, &back);
+	CHECK_STR(back.stop_reason, d.stop_reason);
+	CHECK_STR(back.initrd, "");
 	snap_devices_decode(raw, SNAP_DEVICES_SIZE_V1, &back);
 	CHECK_STR(back.cmdline, "pattern=5");
 	CHECK_EQ(back.exit_code, 0);
 	CHECK_EQ(back.guest_tsc_hz, 0);
 	CHECK_STR(back.stop_reason, "");
+	CHECK_STR(back.initrd, "");
 	CHECK_STR(snap_vm_state_name(SNAP_VM_EXITED), "exited");
 	CHECK_STR(snap_vm_state_name(SNAP_VM_STOPPED), "stopped");
 }
