@@ -167,18 +167,19 @@ static void capture(const char *s, size_t n)
 	}
 }
 
-/* The line of the output that says what happened: after an error the first
- * line that is not a usage line (the shell's error text), else the last
- * non-empty line (a command's summary). */
+/* The line of the output that says what happened: after an error the
+ * shell's "error: " line (shell_error), else the first line that is not a
+ * usage line; after success the last non-empty line (a command's summary). */
 static void message_line(bool error, const char **start, size_t *len)
 {
 	size_t end = output_len, b;
 
-	if (error) {
+	for (int pass = 0; error && pass < 2; pass++) {
 		for (b = 0; b < output_len; b = end + 1) {
 			for (end = b; end < output_len && output[end] != '\n'; end++)
 				;
-			if (end > b && strncmp(output + b, "usage: ", 7) != 0) {
+			if (end > b && (pass ? strncmp(output + b, "usage: ", 7) != 0 :
+					       strncmp(output + b, "error: ", 7) == 0)) {
 				*start = output + b;
 				*len = end - b;
 				return;

@@ -8,6 +8,7 @@
 #include "kernel/printk.h"
 #include "kernel/shell.h"
 #include "snapshot/snap.h"
+#include "vmm/vmm.h"
 
 static struct snap_parsed info_parsed;
 
@@ -24,8 +25,7 @@ static int open_entry(const char *name, const char *disk_opt, int *index)
 		return ret;
 	entry = snap_store_find(&snap_store, name);
 	if (entry < 0)
-		printk("error: no snapshot '%s' on disk %d (%s) (see 'snap list')\n", name, *index,
-		       dev->name);
+		return shell_err_no_snap(name, *index, dev->name);
 	return entry;
 }
 
@@ -163,11 +163,13 @@ static int snap_info(const char *name, const char *disk_opt)
 	if (ret == 0 || ret == -EBADMSG)
 		snap_image_describe(&src, &info_parsed, info_line, NULL);
 	if (ret == -EBADMSG)
-		printk("error: snapshot '%s' is damaged (%d problem%s; 'snap verify %s' checks the pages too)\n",
-		       name, rep.errors, rep.errors == 1 ? "" : "s", name);
+		shell_error(ret,
+			    "snapshot '%s' is damaged (%d problem%s);\n"
+			    "  'snap verify %s' checks the pages too",
+			    name, rep.errors, rep.errors == 1 ? "" : "s", name);
 	else if (ret)
-		printk("error: reading '%s' failed: %s\n", name,
-		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+		shell_error(ret, "reading '%s' failed: %s", name,
+			    snap_store.err[0] ? snap_store.err : errno_name(ret));
 	snap_image_close(&info_parsed);
 	snap_source_put(&src);
 	return ret;
@@ -210,11 +212,11 @@ static int snap_verify(const char *name, const char *disk_opt)
 	else if (ret == -ECANCELED)
 		printk("snap verify: cancelled\n");
 	else if (ret == -EBADMSG)
-		printk("error: snapshot '%s' is damaged: %d problem%s (listed above)\n", name,
-		       rep.errors, rep.errors == 1 ? "" : "s");
+		shell_error(ret, "snapshot '%s' is damaged: %d problem%s (above)", name, rep.errors,
+			    rep.errors == 1 ? "" : "s");
 	else
-		printk("error: reading '%s' failed: %s\n", name,
-		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+		shell_error(ret, "reading '%s' failed: %s", name,
+			    snap_store.err[0] ? snap_store.err : errno_name(ret));
 	snap_image_close(&info_parsed);
 	snap_source_put(&src);
 	return ret;
@@ -231,14 +233,14 @@ static int snap_delete(const char *name, const char *disk_opt)
 	format_size(size, sizeof(size), snap_entry_blocks(&snap_store.entry[entry]) * SNAP_BLOCK);
 	ret = snap_store_remove(&snap_store, entry);
 	if (ret && snap_store.unsure) {
-		printk("error: snap delete: the disk did not confirm the new catalog (%s):\n"
-		       "  '%s' may or may not be deleted ('snap list' reads the disk again)\n",
-		       snap_store.err, name);
-		return ret;
+		return shell_error(
+			ret,
+			"the disk did not confirm the new catalog (%s):\n"
+			"  '%s' may or may not be deleted ('snap list' reads the disk again)",
+			snap_store.err, name);
 	}
 	if (ret) {
-		printk("error: snap delete: %s; the snapshot is still there\n", snap_store.err);
-		return ret;
+		return shell_error(ret, "%s; the snapshot is still there", snap_store.err);
 	}
 	printk("deleted '%s' from disk %d (%s freed)\n", name, index, size);
 	return 0;
@@ -255,35 +257,33 @@ static int snap_format(const char *disk, bool force)
 	if (!dev)
 		return -ENODEV;
 	if (dev->readonly) {
-		printk("error: snap format: disk %d (%s) is read-only\n", index, dev->name);
-		return -EROFS;
+		return shell_error(-EROFS, "disk %d (%s) is read-only", index, dev->name);
 	}
 	if (!force) {
 		ret = snap_store_open_shell(dev);
 		if (ret == 0 || ret == -EBADMSG || ret == -ERANGE) {
-			printk("error: disk %d (%s) already holds a snapshot store%s; 'snap format %d "
-			       "--force' erases it\n",
-			       index, dev->name,
-			       ret ? " (damaged)" : (snap_store.count ? " with snapshots" : ""),
-			       index);
-			return -EEXIST;
+			return shell_error(-EEXIST,
+					   "disk %d (%s) holds a snapshot store%s;\n"
+					   "  'snap format %d --force' erases it",
+					   index, dev->name,
+					   ret ? " (damaged)" :
+						 (snap_store.count ? " with snapshots" : ""),
+					   index);
 		}
 		ret = snap_store_blank(&snap_store, dev);
 		if (ret < 0) {
-			printk("error: disk %d: %s\n", index, snap_store.err);
-			return ret;
+			return shell_error(ret, "disk %d: %s", index, snap_store.err);
 		}
 		if (!ret) {
-			printk("error: disk %d (%s) is not blank (its first MiB holds data); "
-			       "'snap format %d --force' erases it\n",
-			       index, dev->name, index);
-			return -EEXIST;
+			return shell_error(-EEXIST,
+					   "disk %d (%s) is not blank (its first MiB holds data);\n"
+					   "  'snap format %d --force' erases it",
+					   index, dev->name, index);
 		}
 	}
 	ret = snap_store_format(&snap_store, dev, snap_new_store_id());
 	if (ret) {
-		printk("error: snap format: %s\n", snap_store.err);
-		return ret;
+		return shell_error(ret, "%s", snap_store.err);
 	}
 	format_size(size, sizeof(size),
 		    (snap_store.total_blocks - snap_store.data_start) * SNAP_BLOCK);
@@ -316,11 +316,8 @@ static int cmd_snap(int argc, char **argv)
 	u64 id;
 
 	if (!strcmp(sub, "save") && npos == 2) {
-		if (parse_u64(pos[0], &id) || id > 1000) {
-			printk("error: snap save: '%s' is not a VM number (see 'vm list')\n",
-			       pos[0]);
-			return -EINVAL;
-		}
+		if (parse_u64(pos[0], &id) || id < 1 || id > VM_MAX)
+			return shell_err_no_vm(pos[0]);
 		return snap_save((int)id, pos[1], disk);
 	}
 	if (!strcmp(sub, "restore") && npos == 1)
@@ -339,20 +336,44 @@ static int cmd_snap(int argc, char **argv)
 		return snap_format(pos[0], shell_flag(argc, argv, 2, "--force"));
 	return shell_usage("snap");
 }
-SHELL_COMMAND(snap, .name = "snap",
-	      .usage = "snap save VM NAME | restore NAME | list | info NAME | verify NAME | "
-		       "delete NAME | format DISK [--force] | dirty VM WHAT   (disk=N)",
-	      .summary = "save VMs to disk and bring them back (snapshots)",
-	      .help = "  snap save VM NAME [disk=N]  pause VM, write its image, commit, resume it\n"
-		      "  snap restore NAME [disk=N]  verify the image, create a paused VM from it\n"
-		      "  snap list [disk=N]          the snapshots on a disk and its free space\n"
-		      "  snap info NAME [disk=N]     header fields, sections, regions, vCPUs\n"
-		      "  snap verify NAME [disk=N]   check every CRC32C; names the damaged part\n"
-		      "  snap delete NAME [disk=N]   remove from the catalog, free its space\n"
-		      "  snap format DISK [--force]  create an empty store (--force: over data)\n"
-		      "  snap dirty VM WHAT          WHAT: start|show|clear|stop tracking the\n"
-		      "                              pages VM writes (a debugging aid)\n"
-		      "The default disk is the first holding a store, else the first disk. A save\n"
-		      "to a blank disk creates the store. Ctrl-C cancels a save; earlier snapshots\n"
-		      "stay intact. Format: docs/snapshot-format.md.\n",
-	      .fn = cmd_snap);
+/* Kept in one table so `help snap SUB`, the usage lines and the
+ * unknown-subcommand error say the same. */
+static const struct shell_sub snap_subs[] = {
+	{ .name = "save",
+	  .args = "VM NAME [disk=N]",
+	  .summary = "pause VM, write its image, commit, resume it",
+	  .help = "  NAME is 1-31 letters, digits, '.', '_' or '-'. The VM runs on once the\n"
+		  "  image is durable; Ctrl-C cancels and earlier snapshots stay intact.\n"
+		  "  A save to a blank disk creates the store.\n" },
+	{ .name = "restore",
+	  .args = "NAME [disk=N]",
+	  .summary = "check the image, make a paused VM from it",
+	  .help = "  Every CRC is checked before the VM exists; 'vm resume ID' runs it.\n" },
+	{ .name = "list",
+	  .args = "[disk=N]",
+	  .summary = "the snapshots on a disk and its free space" },
+	{ .name = "info",
+	  .args = "NAME [disk=N]",
+	  .summary = "where it lies, header fields, sections, vCPUs",
+	  .help = "  Also the catalog's generation and copy, and a dd line that copies the\n"
+		  "  image off the disk.\n" },
+	{ .name = "verify",
+	  .args = "NAME [disk=N]",
+	  .summary = "check every CRC32C; names the damaged part" },
+	{ .name = "delete", .args = "NAME [disk=N]", .summary = "remove it and free its space" },
+	{ .name = "format",
+	  .args = "DISK [--force]",
+	  .summary = "create an empty store on a disk",
+	  .help = "  A disk that holds data or a store is refused without --force.\n" },
+	{ .name = "dirty",
+	  .args = "VM start|show|clear|stop",
+	  .summary = "track the pages a VM writes (debugging)",
+	  .help = "  start turns tracking on, show lists the written pages, clear forgets\n"
+		  "  them, stop turns it off. Incremental snapshots build on it.\n" },
+	{ NULL },
+};
+
+SHELL_COMMAND(snap, .name = "snap", .summary = "save VMs to disk and bring them back (snapshots)",
+	      .help = "disk=N picks the disk; by default the first holding a store, else the\n"
+		      "first disk. Format: docs/snapshot-format.md.\n",
+	      .fn = cmd_snap, .subs = snap_subs);

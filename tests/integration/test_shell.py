@@ -59,6 +59,42 @@ def test_help_command():
 		expect(vm, r"^\s+vm screen ID\s", out, "the last line of the long 'help vm' text")
 
 
+def test_help_subcommand():
+	"""`help CMD SUB` comes from the command's table: its usage and what it does."""
+	with booted() as vm:
+		out = vm.cmd_ok("help vm create")
+		expect(vm, r"^usage: vm create IMAGE \[mem=SIZE\]", out, "the usage of 'vm create'")
+		expect(vm, r"^\s+mem=SIZE\s+its RAM", out, "the options of 'vm create' explained")
+		out = vm.cmd_ok("help snap save")
+		expect(vm, r"^usage: snap save VM NAME", out, "the usage of 'snap save'")
+		out = vm.cmd("help vm frob")
+		expect(vm, r"^error: help: 'vm' has no subcommand 'frob'; see 'help vm'", out,
+		       "an unknown subcommand named")
+		out = vm.cmd("help version now")
+		expect(vm, r"^error: help: 'version' has no subcommands", out, "no subcommands")
+
+
+def test_one_error_style():
+	"""Every mistake answers "error: CMD[ SUB]: ..." naming what to do; an
+	unknown subcommand of any command names the valid ones."""
+	with booted() as vm:
+		for cmd, subs in (("vm", "images|create|list|start"), ("snap", "save|restore|list"),
+				  ("disk", "list|info|read"), ("mem", "map|probe")):
+			out = vm.cmd(f"{cmd} frob")
+			expect(vm, rf"\Aerror: {cmd}: there is no subcommand 'frob'; see 'help {cmd}'\n"
+			       rf"usage: {cmd} {re.escape(subs)}", out, f"'{cmd} frob' refused")
+		for line, regex in (("vm start", r"\Aerror: vm start: wrong arguments \('help vm start'"
+				     r".*\nusage: vm start ID$"),
+				    ("vm info 7", r"\Aerror: vm info: there is no VM '7'; 'vm list'"),
+				    ("snap save 7 x", r"\Aerror: snap save: there is no VM '7'; 'vm list'"),
+				    ("disk info 3", r"\Aerror: disk info: there is no disk"),
+				    ("snap list disk=3", r"\Aerror: snap list: there is no disk"),
+				    ("version now", r"\Aerror: version: wrong arguments"),
+				    ("frob", r"\Aerror: frob: unknown command; 'help' lists")):
+			out = vm.cmd(line)
+			expect(vm, regex, out, f"'{line}' refused in the one style")
+
+
 def test_version():
 	with booted() as vm:
 		out = vm.cmd_ok("version")
