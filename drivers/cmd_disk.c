@@ -97,13 +97,15 @@ static int disk_list(void)
 		printk("no disks found\n");
 		return 0;
 	}
+	/* 80 columns: the model is cut to what is left of the line. */
 	printk("  #  %-9s %-10s %10s %6s  %s\n", "name", "kind", "capacity", "sector", "model");
 	for (int i = 0; i < blkdev_count(); i++) {
 		struct blkdev *d = blkdev_get(i);
+		int room = d->readonly ? 20 : 34;
 
 		format_size(size, sizeof(size), d->sectors * d->sector_size);
-		printk("%3d  %-9s %-10s %10s %6u  %s%s\n", i, d->name, d->kind, size,
-		       d->sector_size, d->model, d->readonly ? "  [read-only]" : "");
+		printk("%3d  %-9s %-10s %10s %6u  %.*s%s\n", i, d->name, d->kind, size,
+		       d->sector_size, room, d->model, d->readonly ? "  [read-only]" : "");
 	}
 	return 0;
 }
@@ -118,10 +120,9 @@ static int disk_info(struct blkdev *d)
 	printk("  serial:     %s\n", d->serial[0] ? d->serial : "(none)");
 	printk("  capacity:   %s, %llu sectors of %u bytes\n", size, (unsigned long long)d->sectors,
 	       d->sector_size);
-	printk("  access:     %s, %s, up to %u sectors per command\n",
-	       d->readonly ? "read-only" : "read-write",
-	       d->can_flush ? "volatile cache (flushed on request)" : "no flush needed",
-	       d->max_sectors);
+	printk("  access:     %s, %s\n", d->readonly ? "read-only" : "read-write",
+	       d->can_flush ? "volatile cache (flushed on request)" : "no flush needed");
+	printk("  requests:   up to %u sectors per command\n", d->max_sectors);
 	printk("  timeout:    %llu ms per command; %llu commands issued\n",
 	       (unsigned long long)(d->timeout_us / 1000), (unsigned long long)d->commands);
 	if (d->ops->info)

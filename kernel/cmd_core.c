@@ -107,7 +107,22 @@ static int cmd_uptime(int argc, char **argv)
 SHELL_COMMAND(uptime, .name = "uptime", .usage = "uptime",
 	      .summary = "time since boot, in seconds and ticks", .fn = cmd_uptime);
 
-static void log_line(const char *line) { printk("%s\n", line); }
+/* One message of the ring, wrapped to 80 columns under its text: a
+ * continued line starts below the first word after the "[ time ]" stamp. */
+static void log_line(const char *line)
+{
+	char stamp[24];
+	const char *end = strchr(line, ']');
+	size_t n = end ? (size_t)(end - line) + 1 : 0;
+
+	if (!n || n >= sizeof(stamp)) {
+		shell_wrap("", 0, line);
+		return;
+	}
+	memcpy(stamp, line, n);
+	stamp[n] = '\0';
+	shell_wrap(stamp, (int)n + 1, end + 1);
+}
 
 static int cmd_log(int argc, char **argv)
 {

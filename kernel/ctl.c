@@ -167,12 +167,31 @@ static void capture(const char *s, size_t n)
 	}
 }
 
+/* Where ctl_summary_next() marked the summary line in `output`, if it did. */
+static size_t summary_at;
+static bool summary_set;
+
+void ctl_summary_next(void)
+{
+	summary_at = output_len;
+	summary_set = running != NULL;
+}
+
 /* The line of the output that says what happened: after an error the
  * shell's "error: " line (shell_error), else the first line that is not a
- * usage line; after success the last non-empty line (a command's summary). */
+ * usage line; after success the line marked as the summary, else the last
+ * non-empty line. */
 static void message_line(bool error, const char **start, size_t *len)
 {
 	size_t end = output_len, b;
+
+	if (!error && summary_set && summary_at < output_len) {
+		for (end = summary_at; end < output_len && output[end] != '\n'; end++)
+			;
+		*start = output + summary_at;
+		*len = end - summary_at;
+		return;
+	}
 
 	for (int pass = 0; error && pass < 2; pass++) {
 		for (b = 0; b < output_len; b = end + 1) {
@@ -209,6 +228,7 @@ static int run_captured(char *line, bool exclusive)
 	running = running_copy;
 	output_len = 0;
 	output_cut = false;
+	summary_set = false;
 	json_init(&data, data_buf, sizeof(data_buf));
 	json_obj_begin(&data, NULL);
 	console_set_capture(capture, exclusive);

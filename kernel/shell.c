@@ -134,6 +134,38 @@ int shell_usage(const char *cmd_name)
 	return -EINVAL;
 }
 
+void shell_wrap(const char *head, int indent, const char *text)
+{
+	int col = (int)strlen(head);
+
+	printk("%s", head);
+	for (; col < indent; col++)
+		printk(" ");
+	while (*text) {
+		const char *w = text;
+		int len;
+
+		while (*w == ' ')
+			w++;
+		for (len = 0; w[len] && w[len] != ' '; len++)
+			;
+		if (!len)
+			break;
+		if (col > indent && col + 1 + len > SHELL_COLUMNS) {
+			printk("\n%*s", indent, "");
+			col = indent;
+		}
+		if (col > indent) {
+			printk(" ");
+			col++;
+		}
+		printk("%.*s", len, w);
+		col += len;
+		text = w + len;
+	}
+	printk("\n");
+}
+
 const char *shell_opt(int argc, char **argv, int from, const char *key)
 {
 	size_t n = strlen(key);

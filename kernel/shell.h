@@ -61,6 +61,10 @@ void shell_print_sub_usage(const struct shell_cmd *c, const struct shell_sub *s)
 const struct shell_sub *shell_sub_find(const struct shell_cmd *c, const char *name);
 /* The columns of the terminal a person reads Amber on. */
 #define SHELL_COLUMNS 80
+/* Prints `head` then the words of `text`, wrapped at SHELL_COLUMNS; a
+ * continued line starts with `indent` spaces. `head` is taken as `indent`
+ * columns wide when shorter (aligned columns). Ends with a newline. */
+void shell_wrap(const char *head, int indent, const char *text);
 /* True when Ctrl-C arrived on the console since the last call (long commands
  * poll it to cancel). Consumes the keypress. */
 bool shell_interrupted(void);

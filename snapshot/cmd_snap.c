@@ -41,23 +41,14 @@ static const char *entry_state(u32 i)
 	return e->state == SNAP_STATE_RECOVERED ? "recovered" : "complete";
 }
 
-static void print_entry(u32 i)
-{
-	const struct snap_entry *e = &snap_store.entry[i];
-	char size[32], mem[32], when[32];
-
-	format_size(size, sizeof(size), e->size);
-	format_size(mem, sizeof(mem), e->memory_pages * PAGE_SIZE);
-	snap_format_time(when, sizeof(when), e->wall);
-	printk("  %-20s %-12s %3u %9s %10s  %-19s  #%llu %s\n", e->name,
-	       e->vm_image[0] ? e->vm_image : "?", e->vcpus, mem, size, when,
-	       (unsigned long long)e->seq, entry_state(i));
-}
-
-static void print_store(int index)
+/* `snap list`: a summary line of the store, then one aligned row per
+ * snapshot in 80 columns (a name too long for its column gets a line of its
+ * own). `verbose` adds the catalog's inner figures and each image's
+ * sequence number and vCPUs. The whole table is this one function. */
+static void list_print(int index, bool verbose)
 {
 	struct snap_store *st = &snap_store;
-	char used[32], free_s[32], big[32];
+	char used[32], free_s[32], big[32], size[32], mem[32], when[32];
 	u64 free_blocks, largest, used_bytes = 0;
 
 	snap_store_space(st, &free_blocks, &largest);
@@ -66,14 +57,37 @@ static void print_store(int index)
 	format_size(used, sizeof(used), used_bytes);
 	format_size(free_s, sizeof(free_s), free_blocks * SNAP_BLOCK);
 	format_size(big, sizeof(big), largest * SNAP_BLOCK);
-	printk("disk %d (%s): %u snapshot%s, %s used, %s free (largest extent %s); catalog "
-	       "generation %llu in copy %c\n",
-	       index, st->dev->name, st->count, st->count == 1 ? "" : "s", used, free_s, big,
-	       (unsigned long long)st->generation, 'A' + st->cur);
+	printk("disk %d (%s): %u snapshot%s, %s used, %s free\n", index, st->dev->name, st->count,
+	       st->count == 1 ? "" : "s", used, free_s);
+	if (verbose)
+		printk("  largest free extent %s; catalog generation %llu in copy %c\n", big,
+		       (unsigned long long)st->generation, 'A' + st->cur);
 	for (int c = 0; c < 2; c++)
 		if (!st->copy[c].ok)
 			printk("  note: catalog copy %c is not in use: %s\n", 'A' + c,
 			       st->copy[c].why);
+	if (!st->count)
+		return;
+	printk("  %-16s %-10s %8s %9s %-19s %s\n", "NAME", "VM IMAGE", "RAM", "SIZE", "SAVED (RTC)",
+	       "STATE");
+	for (u32 i = 0; i < st->count; i++) {
+		const struct snap_entry *e = &st->entry[i];
+		const char *name = e->name;
+
+		format_size(size, sizeof(size), e->size);
+		format_size(mem, sizeof(mem), e->memory_pages * PAGE_SIZE);
+		snap_format_time(when, sizeof(when), e->wall);
+		if (strlen(name) > 16) {
+			printk("  %s\n", name);
+			name = "";
+		}
+		printk("  %-16s %-10.10s %8s %9s %-19s %s\n", name,
+		       e->vm_image[0] ? e->vm_image : "?", mem, size, when, entry_state(i));
+		if (verbose)
+			printk("  %-16s sequence #%llu, %u vCPU%s, saved from VM %u\n", "",
+			       (unsigned long long)e->seq, e->vcpus, e->vcpus == 1 ? "" : "s",
+			       e->vm_id);
+	}
 }
 
 /* The store and its snapshots as the control channel's data (kernel/ctl.h). */
@@ -111,7 +125,7 @@ static void list_json(int index)
 	json_arr_end(j);
 }
 
-static int snap_list(const char *disk_opt)
+static int snap_list(const char *disk_opt, bool verbose)
 {
 	struct blkdev *dev;
 	int index, ret;
@@ -126,14 +140,8 @@ static int snap_list(const char *disk_opt)
 	}
 	if (snap_open_report(ret, dev, index))
 		return ret;
-	print_store(index);
+	list_print(index, verbose);
 	list_json(index);
-	if (!snap_store.count)
-		return 0;
-	printk("  %-20s %-12s %3s %9s %10s  %-19s  %s\n", "NAME", "VM IMAGE", "CPU", "RAM", "IMAGE",
-	       "SAVED (RTC)", "SEQ STATE");
-	for (u32 i = 0; i < snap_store.count; i++)
-		print_entry(i);
 	return 0;
 }
 
@@ -144,18 +152,24 @@ static int snap_info(const char *name, const char *disk_opt)
 	struct snap_report rep = { .emit = snap_report_print };
 	struct snap_source src;
 	const struct snap_entry *e;
+	char size[32];
 	int index, entry, ret;
 
 	entry = open_entry(name, disk_opt, &index);
 	if (entry < 0)
 		return entry;
 	e = &snap_store.entry[entry];
-	printk("snapshot '%s' on disk %d (%s): blocks %llu-%llu (byte offset %llu, %llu bytes: "
-	       "dd skip=%llu count=%llu bs=4096)\n",
-	       name, index, snap_store.dev->name, (unsigned long long)e->start_block,
+	format_size(size, sizeof(size), e->size);
+	printk("snapshot '%s' on disk %d (%s): %s\n", name, index, snap_store.dev->name, size);
+	printk("  where:   blocks %llu-%llu (byte offset %llu, %llu bytes)\n",
+	       (unsigned long long)e->start_block,
 	       (unsigned long long)(e->start_block + snap_entry_blocks(e) - 1),
-	       (unsigned long long)(e->start_block * SNAP_BLOCK), (unsigned long long)e->size,
-	       (unsigned long long)e->start_block, (unsigned long long)snap_entry_blocks(e));
+	       (unsigned long long)(e->start_block * SNAP_BLOCK), (unsigned long long)e->size);
+	printk("  copy:    dd skip=%llu count=%llu bs=4096\n", (unsigned long long)e->start_block,
+	       (unsigned long long)snap_entry_blocks(e));
+	printk("  catalog: %s; generation %llu in copy %c, sequence #%llu\n", entry_state(entry),
+	       (unsigned long long)snap_store.generation, 'A' + snap_store.cur,
+	       (unsigned long long)e->seq);
 	ret = snap_source_get(&src, entry);
 	if (ret)
 		return ret;
@@ -205,8 +219,10 @@ static int snap_verify(const char *name, const char *disk_opt)
 	}
 	format_size(size, sizeof(size), info_parsed.hdr.total_size);
 	if (!ret)
-		printk("snapshot '%s' is intact: header, %u sections and %llu stored pages, every "
-		       "CRC32C matches (%s)\n",
+		ctl_summary_next();
+	if (!ret)
+		printk("snapshot '%s' is intact: every CRC32C matches\n  checked: the header, %u "
+		       "sections and %llu stored pages (%s)\n",
 		       name, info_parsed.nsections,
 		       (unsigned long long)(snap_image_page_bytes(&info_parsed) / PAGE_SIZE), size);
 	else if (ret == -ECANCELED)
@@ -298,7 +314,8 @@ static int positional(int argc, char **argv, char **pos, int max)
 	int n = 0;
 
 	for (int i = 2; i < argc; i++) {
-		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force"))
+		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
+		    !strcmp(argv[i], "--verbose"))
 			continue;
 		if (n < max)
 			pos[n] = argv[i];
@@ -323,7 +340,7 @@ static int cmd_snap(int argc, char **argv)
 	if (!strcmp(sub, "restore") && npos == 1)
 		return snap_restore(pos[0], disk);
 	if (!strcmp(sub, "list") && npos == 0)
-		return snap_list(disk);
+		return snap_list(disk, shell_flag(argc, argv, 2, "--verbose"));
 	if (!strcmp(sub, "info") && npos == 1)
 		return snap_info(pos[0], disk);
 	if (!strcmp(sub, "verify") && npos == 1)
@@ -350,8 +367,10 @@ static const struct shell_sub snap_subs[] = {
 	  .summary = "check the image, make a paused VM from it",
 	  .help = "  Every CRC is checked before the VM exists; 'vm resume ID' runs it.\n" },
 	{ .name = "list",
-	  .args = "[disk=N]",
-	  .summary = "the snapshots on a disk and its free space" },
+	  .args = "[disk=N] [--verbose]",
+	  .summary = "the snapshots on a disk and its free space",
+	  .help = "  --verbose adds the catalog's generation and copy, the largest free\n"
+		  "  extent, and each image's sequence number and vCPUs.\n" },
 	{ .name = "info",
 	  .args = "NAME [disk=N]",
 	  .summary = "where it lies, header fields, sections, vCPUs",

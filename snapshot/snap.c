@@ -546,7 +546,7 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 		return ret;
 	if (snap_store_find(&snap_store, name) >= 0) {
 		return shell_error(-EEXIST,
-				   "a snapshot named '%s' exists on disk %d;\n"
+				   "'%s' exists on disk %d already;\n"
 				   "  'snap delete %s' first, or pick another name",
 				   name, index, name);
 	}
@@ -582,14 +582,19 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	format_size(img, sizeof(img), image.hdr.total_size);
 	format_size(mem, sizeof(mem), vm->mem_size);
 	print_rate(rate, sizeof(rate), st.bytes, st.write_us + st.commit_us);
-	printk("saved VM %d as '%s' on disk %d (%s): image %s for %s of RAM (%llu of %llu pages "
-	       "stored), %llu bytes in %llu disk commands, written and flushed at %s; VM frozen "
-	       "%llu ms (scan %llu ms, write %llu ms, flush and commit %llu ms)%s\n",
-	       vm->id, name, index, dev->name, img, mem, (unsigned long long)image.region[0].stored,
-	       (unsigned long long)image.hdr.memory_pages, (unsigned long long)st.bytes,
-	       (unsigned long long)st.cmds, rate, (unsigned long long)(frozen / 1000),
-	       (unsigned long long)(st.scan_us / 1000), (unsigned long long)(st.write_us / 1000),
-	       (unsigned long long)(st.commit_us / 1000), paused ? ", running again" : "");
+	/* A summary line, the figures aligned below it (80 columns). */
+	ctl_summary_next();
+	printk("saved VM %d as '%s' in %llu ms%s\n", vm->id, name,
+	       (unsigned long long)(frozen / 1000), paused ? ", running again" : "");
+	printk("  image:   %s on disk %d (%s)\n", img, index, dev->name);
+	printk("  memory:  %s, %llu of %llu pages stored (zero pages left out)\n", mem,
+	       (unsigned long long)image.region[0].stored,
+	       (unsigned long long)image.hdr.memory_pages);
+	printk("  written: %llu bytes in %llu commands at %s, flushed\n",
+	       (unsigned long long)st.bytes, (unsigned long long)st.cmds, rate);
+	printk("  frozen:  %llu ms (scan %llu ms, write %llu ms, flush and commit %llu ms)\n",
+	       (unsigned long long)(frozen / 1000), (unsigned long long)(st.scan_us / 1000),
+	       (unsigned long long)(st.write_us / 1000), (unsigned long long)(st.commit_us / 1000));
 	save_json(vm, name, index, &st, frozen);
 	return 0;
 }
@@ -800,22 +805,25 @@ int snap_restore(const char *name, const char *disk_opt)
 	else if (vm->state == VM_STOPPED)
 		strlcpy(how, "stopped, as it was saved ('vm info' says why)", sizeof(how));
 	else
-		snprintf(how, sizeof(how), "paused: 'vm resume %d' continues it", vm->id);
+		snprintf(how, sizeof(how), "paused; 'vm resume %d' runs it", vm->id);
 	/* The rate is the image's size over the whole restore: how fast an image
 	 * of that size comes back. The bytes are what the disk delivered (the
 	 * block layer's count), so bytes/image size is reads per image byte. */
 	format_size(mem, sizeof(mem), vm->mem_size);
 	print_rate(rate, sizeof(rate), size, t_all);
-	printk("restored '%s' as VM %d (%s, %s of RAM, saved from VM %u) in %llu ms = %s for the "
-	       "%llu-byte image in one pass (new VM %llu ms, load and check %llu ms of which "
-	       "disk reads %llu ms, %llu pages zeroed; %llu bytes read from the disk in %llu "
-	       "commands), %s\n",
-	       name, vm->id, vm->image, mem, parsed.dev.vm_id, (unsigned long long)(t_all / 1000),
-	       rate, (unsigned long long)size, (unsigned long long)(rs.create_us / 1000),
+	ctl_summary_next();
+	printk("restored '%s' as VM %d in %llu ms, %s\n", name, vm->id,
+	       (unsigned long long)(t_all / 1000), vm_state_name(vm->state));
+	printk("  state:   %s\n", how);
+	printk("  VM:      %s, %s of RAM, saved from VM %u\n", vm->image, mem, parsed.dev.vm_id);
+	printk("  image:   %llu bytes in one pass at %s\n", (unsigned long long)size, rate);
+	printk("  time:    new VM %llu ms, load and check %llu ms (disk reads %llu ms)\n",
+	       (unsigned long long)(rs.create_us / 1000),
 	       (unsigned long long)((t_all - rs.create_us) / 1000),
-	       (unsigned long long)(entry_io.io_us / 1000), (unsigned long long)zeroed,
+	       (unsigned long long)(entry_io.io_us / 1000));
+	printk("  read:    %llu bytes in %llu commands; %llu pages zeroed\n",
 	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
-	       how);
+	       (unsigned long long)zeroed);
 	if (ctl_data()) {
 		struct json *j = ctl_data();
 

@@ -52,7 +52,7 @@ static int cmd_images(int argc, char **argv)
 	printk("%-18s %10s  %-9s %-14s %s\n", "NAME", "SIZE", "FROM", "KIND", "DEFAULT ARGUMENTS");
 	for (int i = 0; i < n; i++) {
 		const struct guest_image *img = guest_image_at(i);
-		char size[24], kind[24];
+		char size[24], kind[24], head[64];
 		const char *what;
 
 		switch (image_kind(img->data, img->size, &what)) {
@@ -69,8 +69,9 @@ static int cmd_images(int argc, char **argv)
 			strlcpy(kind, "unknown", sizeof(kind));
 		}
 		format_size(size, sizeof(size), img->size);
-		printk("%-18s %10s  %-9s %-14s %s\n", img->name, size,
-		       img->module ? "module" : "built-in", kind, img->cmdline);
+		snprintf(head, sizeof(head), "%-18s %10s  %-9s %-14s", img->name, size,
+			 img->module ? "module" : "built-in", kind);
+		shell_wrap(head, (int)strlen(head) + 1, img->cmdline); /* 80 columns */
 	}
 	return 0;
 }
@@ -208,6 +209,8 @@ static int cmd_list(int argc, char **argv)
 	return 0;
 }
 
+/* What `vm info` shows: a summary line, then aligned details, each fitting
+ * 80 columns (a long command line wraps under itself). */
 static int cmd_info(struct vm *vm)
 {
 	char mem[24];
@@ -217,17 +220,17 @@ static int cmd_info(struct vm *vm)
 		vm_json(j, "vm", vm, true);
 
 	format_size(mem, sizeof(mem), vm->mem_size);
-	printk("vm %d: %s, %s, %s RAM, %d vCPU(s)\n", vm->id, vm->image, vm_state_name(vm->state),
-	       mem, vm->nvcpus);
-	printk("command line: %s\n", vm->cmdline);
+	printk("vm %d: %s, %s, %s RAM, %d vCPU%s\n", vm->id, vm->image, vm_state_name(vm->state),
+	       mem, vm->nvcpus, vm->nvcpus == 1 ? "" : "s");
+	shell_wrap("command line:", 14, vm->cmdline);
 	if (vm->boot_layout[0])
-		printk("boot: %s\n", vm->boot_layout);
+		shell_wrap("boot:", 6, vm->boot_layout);
 	if (vm->state == VM_EXITED)
 		printk("exit code: %d\n", vm->exit_code);
 	if (vm->state == VM_STOPPED)
-		printk("stopped: %s\n", vm->stop_reason);
+		shell_wrap("stopped:", 9, vm->stop_reason);
 	if (vm->state == VM_OFF)
-		printk("powered off: %s\n", vm->stop_reason);
+		shell_wrap("powered off:", 13, vm->stop_reason);
 	if (vm->resets)
 		printk("resets by the guest: %lu\n", vm->resets);
 	if (vm->io_unemulated)
@@ -241,7 +244,7 @@ static int cmd_info(struct vm *vm)
 				printk("  %-14s %lu\n", vm_exit_kind_name(k), v->exit_counts[k]);
 		if (vm->state != VM_RUNNING) {
 			printk("  registers:\n");
-			vcpu_dump(v);
+			vcpu_dump(v, false);
 		}
 	}
 	return 0;

@@ -5,7 +5,7 @@ import random
 import re
 import time
 
-from harness import boot_qemu
+from harness import boot_qemu, make_disk
 
 ESC_LEFT = "\x1b[D"
 ESC_UP = "\x1b[A"
@@ -240,3 +240,41 @@ def test_cpu_svm_npt():
 		expect(vm, r"\bNPT yes\b", out, "NPT present under QEMU -cpu max")
 		expect(vm, r"^virtualization: AMD-V with NPT", out, "the verdict 'AMD-V with NPT'")
 		expect(vm, r"^backend:\s+AMD-V in use", out, "the backend the VMM chose")
+
+
+def _help_lines(vm):
+	"""Every `help` page: each command's, each subcommand's."""
+	lines = ["help"]
+	for name in re.findall(r"^  (\S+) ", vm.cmd_ok("help"), re.M):
+		lines.append(f"help {name}")
+		out = vm.cmd_ok(f"help {name}")
+		lines += [f"help {name} {sub}" for sub in
+			  sorted(set(re.findall(rf"^  {name} ([a-z][a-z-]*)\b", out, re.M)))]
+	return lines
+
+
+def test_every_line_fits_80_columns():
+	"""The 80-column rule on what every listing, report and help page prints,
+	and on the errors: a VM and its snapshot round trip on a disk."""
+	disk = make_disk(64 << 20, name="cols.img")
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		lines = _help_lines(vm) + [
+			"version", "uptime", "log", "mem", "mem map 0x100000 0xffffffff80000000",
+			"cpu", "pci", "acpi", "disk list", "disk info 0", "disk read 0 0",
+			"disk sum 0 0 64", "disk frob", "vm images", "vm list",
+			"vm create counter -- every=20000000", "vm create hello", "vm list",
+			"vm start 1", "vm info 1", "vm pause 1", "vm info 1", "snap dirty 1 start",
+			"snap dirty 1 show", "snap dirty 1 stop", "snap save 1 nightly-build-of-the-test-vm-31",
+			"snap save 1 nightly-build-of-the-test-vm-31", "snap save 9 x", "snap list", "snap list --verbose",
+			"snap info nightly-build-of-the-test-vm-31", "snap verify nightly-build-of-the-test-vm-31",
+			"snap restore nightly-build-of-the-test-vm-31", "snap restore nosuch", "vm list", "vm info 3",
+			"vm resume 3", "vm start 2", "vm list", "snap delete nightly-build-of-the-test-vm-31",
+			"snap format 0", "vm kill 3", "vm frob", "snap frob", "vm create nosuch",
+			"help vm frob", "frob"]
+		wide = []
+		for line in lines:
+			out = vm.cmd(line, timeout=60)
+			wide += [f"{line!r}: {len(l)}: {l}" for l in out.splitlines() if len(l) > 80]
+		if wide:
+			vm.fail("lines wider than 80 columns:\n" + "\n".join(wide))

@@ -74,8 +74,8 @@ def pause_counter(vm, vid):
 	return int(counts[-1])
 
 
-RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) .* for the (\d+)-byte image in one pass "
-			r"\(.*; (\d+) bytes read from the disk in \d+ commands\)")
+RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) in \d+ ms.*\n(?:.*\n)*?  image: +(\d+) bytes in "
+			r"one pass.*\n(?:.*\n)*?  read: +(\d+) bytes in \d+ commands")
 
 
 def restore(vm, name, extra=""):
@@ -115,8 +115,8 @@ def save_restore_cycle(vm, memtest_mem, counter_every, pass_timeout):
 	memtest_passes(vm, mt, len(vm.seen), 1, pass_timeout)
 	n = pause_counter(vm, ct)
 	out = vm.cmd_ok(f"snap save {ct} ct", timeout=120)
-	m = re.search(r"image (\S+ \S+) for (\S+ \S+) of RAM \((\d+) of (\d+) pages", out)
-	if not m or int(m.group(3)) * 8 > int(m.group(4)):
+	m = re.search(r"^  memory: +(\S+ \S+), (\d+) of (\d+) pages stored", out, re.M)
+	if not m or int(m.group(2)) * 8 > int(m.group(3)):
 		vm.fail(f"the counter's image should hold a small part of its RAM:\n{out}")
 	vm.cmd_ok(f"vm resume {ct}")
 	seen_after(vm, len(vm.seen) - 200, rf"\[vm{ct}\] count={n + 3}\b", 120,
@@ -626,7 +626,7 @@ def test_errors_and_cancel():
 		ct = start_vm(vm, "counter", args="every=20000000")
 		vm.cmd_ok(f"snap save {ct} keep", timeout=60)
 		out = vm.cmd(f"snap save {ct} keep", timeout=60)
-		expect(vm, r"^error: snap save: a snapshot named 'keep' exists", out, "'name exists'")
+		expect(vm, r"^error: snap save: 'keep' exists on disk 0 already;", out, "'name exists'")
 		out = vm.cmd("snap restore nosuch")
 		expect(vm, r"^error: snap restore: there is no snapshot 'nosuch'", out, "'no snapshot'")
 		out = vm.cmd("snap format 0")
