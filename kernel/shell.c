@@ -317,10 +317,12 @@ static void feed(u8 c)
 		ctl_exec_console(line);
 		break;
 	case LE_TOO_LONG:
-		printk("error: line too long (at most %d characters); ignored\n", LE_LINE_MAX - 1);
+		shell_error(-E2BIG, "line too long: at most %d characters; nothing was run",
+			    LE_LINE_MAX - 1);
 		break;
 	case LE_GARBAGE:
-		printk("error: line held %u non-text byte(s); ignored\n", editor.garbage);
+		shell_error(-EINVAL, "the line held %u non-text byte(s); nothing was run",
+			    editor.garbage);
 		break;
 	case LE_CANCEL:
 		break;
@@ -335,6 +337,7 @@ static void feed(u8 c)
  * prompt with the half-typed line is drawn again below it. */
 static void run_idle(void)
 {
+	char seq[24];
 	u64 before;
 
 	ctl_guest_time(true);
@@ -344,6 +347,8 @@ static void run_idle(void)
 		return;
 	}
 	before = console_output_count();
+	le_erase_seq(&editor, seq, sizeof(seq));
+	console_guard_seq(seq);
 	console_guard_line(true);
 	idle_hook();
 	console_guard_line(false);
