@@ -590,7 +590,8 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	printk("  memory:  %s, %llu of %llu pages stored (zero pages left out)\n", mem,
 	       (unsigned long long)image.region[0].stored,
 	       (unsigned long long)image.hdr.memory_pages);
-	printk("  written: %llu bytes in %llu commands at %s, flushed\n",
+	format_size(img, sizeof(img), st.bytes);
+	printk("  written: %s (%llu bytes) in %llu commands at %s, flushed\n", img,
 	       (unsigned long long)st.bytes, (unsigned long long)st.cmds, rate);
 	printk("  frozen:  %llu ms (scan %llu ms, write %llu ms, flush and commit %llu ms)\n",
 	       (unsigned long long)(frozen / 1000), (unsigned long long)(st.scan_us / 1000),
@@ -766,7 +767,7 @@ int snap_restore(const char *name, const char *disk_opt)
 	struct snap_source src;
 	struct blkdev *dev;
 	struct vm *vm;
-	char mem[32], rate[32], how[64];
+	char mem[32], rate[32], how[64], human[32];
 	u64 t0, t_all, c0, b0, size, zeroed = 0;
 	int index, entry, ret;
 
@@ -816,12 +817,15 @@ int snap_restore(const char *name, const char *disk_opt)
 	       (unsigned long long)(t_all / 1000), vm_state_name(vm->state));
 	printk("  state:   %s\n", how);
 	printk("  VM:      %s, %s of RAM, saved from VM %u\n", vm->image, mem, parsed.dev.vm_id);
-	printk("  image:   %llu bytes in one pass at %s\n", (unsigned long long)size, rate);
+	format_size(human, sizeof(human), size);
+	printk("  image:   %s (%llu bytes) in one pass at %s\n", human, (unsigned long long)size,
+	       rate);
 	printk("  time:    new VM %llu ms, load and check %llu ms (disk reads %llu ms)\n",
 	       (unsigned long long)(rs.create_us / 1000),
 	       (unsigned long long)((t_all - rs.create_us) / 1000),
 	       (unsigned long long)(entry_io.io_us / 1000));
-	printk("  read:    %llu bytes in %llu commands; %llu pages zeroed\n",
+	format_size(human, sizeof(human), dev->bytes_read - b0);
+	printk("  read:    %s (%llu bytes) in %llu commands; %llu pages zeroed\n", human,
 	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
 	       (unsigned long long)zeroed);
 	if (ctl_data()) {

@@ -37,14 +37,14 @@ BENCH_RE = re.compile(r"bench-result disk=(\S+) kind=(\S+) bytes=(\d+) write_us=
 		      r"read_us=(\d+) write_cmds=(\d+) read_cmds=(\d+) verify=(\w+) crc_us=(\d+)")
 SAVE_RE = re.compile(r"saved VM \d+ as '\S+' in \d+ ms.*\n  image: .*\n"
 		     r"  memory: +\S+ \S+, (\d+) of (\d+) pages stored.*\n"
-		     r"  written: +(\d+) bytes in (\d+) commands at (\S+) MiB/s, flushed\n"
+		     r"  written: +\S+ \S+ \((\d+) bytes\) in (\d+) commands at (\S+) MiB/s, flushed\n"
 		     r"  frozen: +(\d+) ms \(scan (\d+) ms, write (\d+) ms, flush and commit (\d+) ms\)")
 SUM_RE = re.compile(r"sum-result reads_us=(\d+) crc_us=(\d+)")
 INFO_RE = re.compile(r"byte offset (\d+), (\d+) bytes")
 RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) in (\d+) ms.*\n  state: .*\n  VM: .*\n"
-			r"  image: +(\d+) bytes in one pass at (\S+) MiB/s\n"
+			r"  image: +\S+ \S+ \((\d+) bytes\) in one pass at (\S+) MiB/s\n"
 			r"  time: +new VM (\d+) ms, load and check (\d+) ms \(disk reads (\d+) ms\)\n"
-			r"  read: +(\d+) bytes in (\d+) commands; (\d+) pages zeroed")
+			r"  read: +\S+ \S+ \((\d+) bytes\) in (\d+) commands; (\d+) pages zeroed")
 
 
 def boot(kind, disk, icount=False):

@@ -74,8 +74,8 @@ def pause_counter(vm, vid):
 	return int(counts[-1])
 
 
-RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) in \d+ ms.*\n(?:.*\n)*?  image: +(\d+) bytes in "
-			r"one pass.*\n(?:.*\n)*?  read: +(\d+) bytes in \d+ commands")
+RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) in \d+ ms.*\n(?:.*\n)*?  image: .*\((\d+) bytes\) "
+			r"in one pass.*\n(?:.*\n)*?  read: .*\((\d+) bytes\) in \d+ commands")
 
 
 def restore(vm, name, extra=""):
