@@ -9,6 +9,7 @@ from harness import boot_qemu, make_disk
 
 ESC_LEFT = "\x1b[D"
 ESC_UP = "\x1b[A"
+ESC_HOME = "\x1b[H"
 BACKSPACE = "\x7f"
 CTRL_C = "\x03"
 CTRL_U = "\x15"
@@ -184,6 +185,33 @@ def test_left_arrow_insert():
 		# "vrsion", the cursor 5 left (after the v), insert "e": "version".
 		out = vm.cmd("vrsion" + ESC_LEFT * 5 + "e")
 		expect_version(vm, out, "inserting with the left arrow")
+
+
+def test_line_wider_than_the_terminal():
+	"""A line of 100 columns: the arrows and Home move across its rows, and its
+	echo reaches the program as one line (the terminal wraps it, not Amber)."""
+	with booted() as vm:
+		start = len(vm.seen)
+		out = vm.cmd(" " * 80 + "vrsion" + ESC_LEFT * 5 + "e" + ESC_HOME + "help")
+		expect(vm, r"\Ausage: version\n", out, "'help' + 80 spaces + 'version' edited across rows")
+		echo = vm.seen[start:].split("usage: version")[0]
+		assert echo.count("\n") == 1, f"the echo of one line held newlines: {echo!r}"
+
+
+def test_full_line_stops_echoing():
+	"""At 255 characters typing rings the bell once and echoes no more; Enter
+	refuses the line rather than run it cut short."""
+	with booted() as vm:
+		start = len(vm.seen)
+		vm.send("x" * 300)
+		vm.wait_quiet(idle=0.5, timeout=20)
+		echo = vm.seen[start:]
+		assert echo.count("x") == 255 and echo.count("\a") == 1, \
+			f"{echo.count('x')} x echoed and {echo.count(chr(7))} bells for 300 typed"
+		out = vm.cmd("")
+		expect(vm, r"^error: line too long: at most 255 characters; nothing was run", out,
+		       "the full line refused")
+		expect_version(vm, vm.cmd("version"), "a full line")
 
 
 def test_ctrl_u_clears_line():
