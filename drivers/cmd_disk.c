@@ -44,8 +44,8 @@ static int disk_buf_get(struct disk_buf *b, u64 want, u32 sector_size)
 			pmm_free_contig(pa, pages);
 		}
 	}
-	printk("error: out of memory for a %llu-byte buffer\n", (unsigned long long)want);
-	return -ENOMEM;
+	return shell_error(-ENOMEM, "out of memory for a %llu-byte buffer",
+			   (unsigned long long)want);
 }
 
 static void disk_buf_put(struct disk_buf *b) { pmm_free_contig(virt_to_phys(b->p), b->pages); }
@@ -60,14 +60,14 @@ static struct blkdev *disk_lookup(const char *arg)
 	for (int i = 0; i < blkdev_count(); i++)
 		if (!strcmp(blkdev_get(i)->name, arg))
 			return blkdev_get(i);
-	printk("error: no disk '%s' (see 'disk list')\n", arg);
+	shell_err_no_disk(arg, blkdev_count());
 	return NULL;
 }
 
 static int disk_report(struct blkdev *dev, int ret)
 {
-	printk("error: %s (%s)\n", dev->error[0] ? dev->error : "request failed", errno_name(ret));
-	return ret;
+	return shell_error(ret, "%s (%s)", dev->error[0] ? dev->error : "request failed",
+			   errno_name(ret));
 }
 
 static int disk_list(void)
@@ -97,13 +97,15 @@ static int disk_list(void)
 		printk("no disks found\n");
 		return 0;
 	}
+	/* 80 columns: the model is cut to what is left of the line. */
 	printk("  #  %-9s %-10s %10s %6s  %s\n", "name", "kind", "capacity", "sector", "model");
 	for (int i = 0; i < blkdev_count(); i++) {
 		struct blkdev *d = blkdev_get(i);
+		int room = d->readonly ? 20 : 34;
 
 		format_size(size, sizeof(size), d->sectors * d->sector_size);
-		printk("%3d  %-9s %-10s %10s %6u  %s%s\n", i, d->name, d->kind, size,
-		       d->sector_size, d->model, d->readonly ? "  [read-only]" : "");
+		printk("%3d  %-9s %-10s %10s %6u  %.*s%s\n", i, d->name, d->kind, size,
+		       d->sector_size, room, d->model, d->readonly ? "  [read-only]" : "");
 	}
 	return 0;
 }
@@ -118,10 +120,9 @@ static int disk_info(struct blkdev *d)
 	printk("  serial:     %s\n", d->serial[0] ? d->serial : "(none)");
 	printk("  capacity:   %s, %llu sectors of %u bytes\n", size, (unsigned long long)d->sectors,
 	       d->sector_size);
-	printk("  access:     %s, %s, up to %u sectors per command\n",
-	       d->readonly ? "read-only" : "read-write",
-	       d->can_flush ? "volatile cache (flushed on request)" : "no flush needed",
-	       d->max_sectors);
+	printk("  access:     %s, %s\n", d->readonly ? "read-only" : "read-write",
+	       d->can_flush ? "volatile cache (flushed on request)" : "no flush needed");
+	printk("  requests:   up to %u sectors per command\n", d->max_sectors);
 	printk("  timeout:    %llu ms per command; %llu commands issued\n",
 	       (unsigned long long)(d->timeout_us / 1000), (unsigned long long)d->commands);
 	if (d->ops->info)
@@ -197,9 +198,8 @@ static int disk_read(struct blkdev *dev, u64 lba, u64 count, bool dump)
 		done += n;
 		if (ret || (done < count && shell_interrupted())) {
 			disk_buf_put(&b);
-			printk("error: disk read interrupted after %llu sectors\n",
-			       (unsigned long long)done);
-			return -ECANCELED;
+			return shell_error(-ECANCELED, "interrupted after %llu sectors",
+					   (unsigned long long)done);
 		}
 	}
 	if (dump)
@@ -240,21 +240,20 @@ static int disk_parse_pattern(const char *arg, int *byte)
 	*byte = -1;
 	if (!parse_u64(arg, &v)) {
 		if (v > 255) {
-			printk("error: pattern %s: a byte value must be 0..255\n", arg);
-			return -EINVAL;
+			return shell_error(-EINVAL, "pattern %s: a byte value must be 0..255", arg);
 		}
 		*byte = (int)v;
 		return 0;
 	}
 	if (strlen(arg) > DISK_WORD_MAX) {
-		printk("error: pattern word longer than %d characters\n", DISK_WORD_MAX);
-		return -EINVAL;
+		return shell_error(-EINVAL, "pattern word longer than %d characters",
+				   DISK_WORD_MAX);
 	}
 	for (const char *c = arg; *c; c++)
 		if (*c <= 0x20 || *c >= 0x7f || *c == '@') {
-			printk("error: pattern '%s': use a byte value or a printable word without '@'\n",
-			       arg);
-			return -EINVAL;
+			return shell_error(-EINVAL,
+					   "pattern '%s': use a byte value or a word without '@'",
+					   arg);
 		}
 	return 0;
 }
@@ -262,8 +261,8 @@ static int disk_parse_pattern(const char *arg, int *byte)
 static bool disk_may_overwrite(struct blkdev *dev, bool force, const char *what)
 {
 	if (!force && blkdev_holds_snapshots(dev)) {
-		printk("error: %s holds Amber snapshots; %s would destroy them (add --force)\n",
-		       dev->name, what);
+		shell_error(-EPERM, "%s holds snapshots that this would destroy; add --force",
+			    dev->name);
 		return false;
 	}
 	return true;
@@ -293,9 +292,10 @@ static int disk_write(struct blkdev *dev, u64 lba, const char *pattern, u64 coun
 			/* What was written stays written: flush it, then say so. */
 			blkdev_flush(dev);
 			disk_buf_put(&b);
-			printk("error: disk write interrupted after %llu sectors\n",
-			       (unsigned long long)done);
-			return -ECANCELED;
+			return shell_error(
+				-ECANCELED,
+				"interrupted after %llu sectors; what was written is flushed",
+				(unsigned long long)done);
 		}
 	}
 	if (!ret)
@@ -339,8 +339,7 @@ static int disk_bench(struct blkdev *dev, u64 size)
 	int ret = 0;
 
 	if (!total) {
-		printk("error: bench size is smaller than one sector\n");
-		return -EINVAL;
+		return shell_error(-EINVAL, "bench size is smaller than one sector");
 	}
 	if (dev->readonly)
 		return disk_report(dev, blkdev_check(dev, true, 0, 1));
@@ -398,8 +397,7 @@ static int disk_bench(struct blkdev *dev, u64 size)
 	c_read = dev->commands - c0;
 	disk_buf_put(&b);
 	if (ret == -ECANCELED) {
-		printk("error: disk bench interrupted\n");
-		return ret;
+		return shell_error(ret, "interrupted");
 	}
 	if (ret)
 		return disk_report(dev, ret);
@@ -448,16 +446,16 @@ static int disk_set_timeout(struct blkdev *dev, const char *arg)
 	       (unsigned long long)(us / 1000));
 	return 0;
 bad:
-	printk("error: timeout '%s': give seconds (1..3600) or milliseconds like 500ms (at least 10ms)\n",
-	       arg);
-	return -EINVAL;
+	return shell_error(-EINVAL,
+			   "timeout '%s': give seconds (1..3600) or milliseconds\n"
+			   "  like 500ms (at least 10ms)",
+			   arg);
 }
 
 static int disk_number(const char *what, const char *arg, u64 *v)
 {
 	if (parse_u64(arg, v)) {
-		printk("error: %s '%s' is not a number\n", what, arg);
-		return -EINVAL;
+		return shell_error(-EINVAL, "%s '%s' is not a number", what, arg);
 	}
 	return 0;
 }
@@ -472,8 +470,7 @@ static int cmd_disk(int argc, char **argv)
 	if (force)
 		argc--; /* --force is accepted last; drop it from the positional count */
 	if (force && strcmp(argv[argc], "--force")) {
-		printk("error: put --force at the end of the command\n");
-		return -EINVAL;
+		return shell_error(-EINVAL, "put --force at the end of the command");
 	}
 	if (!strcmp(sub, "list") && argc <= 2)
 		return disk_list();
@@ -501,8 +498,7 @@ static int cmd_disk(int argc, char **argv)
 		    (argc == 5 && disk_number("COUNT", argv[4], &count)))
 			return -EINVAL;
 		if (!count) {
-			printk("error: COUNT must be at least 1\n");
-			return -EINVAL;
+			return shell_error(-EINVAL, "COUNT must be at least 1");
 		}
 		if (blkdev_check(dev, false, lba, count))
 			return disk_report(dev, blkdev_check(dev, false, lba, count));
@@ -513,8 +509,7 @@ static int cmd_disk(int argc, char **argv)
 		    (argc == 6 && disk_number("COUNT", argv[5], &count)))
 			return -EINVAL;
 		if (!count) {
-			printk("error: COUNT must be at least 1\n");
-			return -EINVAL;
+			return shell_error(-EINVAL, "COUNT must be at least 1");
 		}
 		if (blkdev_check(dev, true, lba, count))
 			return disk_report(dev, blkdev_check(dev, true, lba, count));
@@ -522,36 +517,55 @@ static int cmd_disk(int argc, char **argv)
 	}
 	if (!strcmp(sub, "bench") && (argc == 3 || argc == 4)) {
 		if (argc == 4 && parse_size(argv[3], &size)) {
-			printk("error: size '%s': use bytes or K/M/G, e.g. 16M\n", argv[3]);
-			return -EINVAL;
+			return shell_error(-EINVAL, "size '%s': use bytes or K/M/G, e.g. 16M",
+					   argv[3]);
 		}
 		if (!force) {
-			printk("error: bench overwrites the first %s of %s; add --force to run it\n",
-			       argc == 4 ? argv[3] : "16M", dev->name);
-			return -EPERM;
+			return shell_error(
+				-EPERM, "it overwrites the first %s of %s; add --force to run it",
+				argc == 4 ? argv[3] : "16M", dev->name);
 		}
 		return disk_bench(dev, size);
 	}
 	return shell_usage("disk");
 }
 
-SHELL_COMMAND(
-	disk, .name = "disk",
-	.usage = "disk list | info N | read N LBA [COUNT] | sum N LBA COUNT | "
-		 "write N LBA PATTERN [COUNT] [--force] | flush N | timeout N SECONDS|MSms | "
-		 "bench N [SIZE] --force",
-	.summary = "list disks, dump or write sectors, benchmark a disk",
-	.help = "  N is the number from 'disk list' or the disk's name (vblk0, nvme0n1, ata0).\n"
-		"  read: hex dump of COUNT sectors (default 1) and their crc32c.\n"
-		"  sum: only the crc32c of COUNT sectors (for large ranges), and how long\n"
-		"    the reads and the CRC took (sum-result line).\n"
-		"  write: PATTERN is a byte (0..255, 0xA5) that fills every byte, or a word W\n"
-		"    that fills the sector at LBA L with \"W@L\\n\" repeated; then flushes.\n"
-		"    A disk holding snapshots needs --force.\n"
-		"  timeout: how long one device command may take before Amber gives up\n"
-		"    (default 30 s); the device is reset before its next command.\n"
-		"  bench: writes SIZE (default 16M) from LBA 0, flushes, reads it back and\n"
-		"    checks it; reports MiB/s and commands, and how fast the CPU computes\n"
-		"    the CRC32C of it (a restore's floor is read + CRC). It destroys that\n"
-		"    data: --force.\n",
-	.fn = cmd_disk);
+/* Kept in one table so `help disk SUB`, the usage lines and the
+ * unknown-subcommand error say the same. */
+static const struct shell_sub disk_subs[] = {
+	{ .name = "list", .args = "", .summary = "the disks Amber found, with their sizes" },
+	{ .name = "info", .args = "N", .summary = "model, capacity, cache and timeout of a disk" },
+	{ .name = "read",
+	  .args = "N LBA [COUNT]",
+	  .summary = "hex dump of sectors, and their crc32c",
+	  .help = "  COUNT sectors (default 1) from LBA; Ctrl-C stops a long dump.\n" },
+	{ .name = "sum",
+	  .args = "N LBA COUNT",
+	  .summary = "only the crc32c of sectors, and the time",
+	  .help = "  For large ranges: the crc32c of COUNT sectors and how long the reads\n"
+		  "  and the CRC took (the sum-result line).\n" },
+	{ .name = "write",
+	  .args = "N LBA PATTERN [COUNT] [--force]",
+	  .summary = "fill sectors with a pattern, then flush",
+	  .help = "  PATTERN is a byte (0..255, 0xA5) that fills every byte, or a word W\n"
+		  "  that fills the sector at LBA L with \"W@L\\n\" repeated. A disk that\n"
+		  "  holds snapshots needs --force.\n" },
+	{ .name = "flush", .args = "N", .summary = "write the disk's volatile cache out" },
+	{ .name = "timeout",
+	  .args = "N SECONDS|MSms",
+	  .summary = "how long one command may take",
+	  .help = "  Default 30 s; after a timeout the device is reset before its next\n"
+		  "  command.\n" },
+	{ .name = "bench",
+	  .args = "N [SIZE] --force",
+	  .summary = "sequential write and read speed",
+	  .help = "  Writes SIZE (default 16M) from LBA 0, flushes, reads it back and\n"
+		  "  checks it; reports MiB/s, commands, and how fast the CPU computes the\n"
+		  "  CRC32C (a restore's floor is read + CRC). It destroys that data.\n" },
+	{ NULL },
+};
+
+SHELL_COMMAND(disk, .name = "disk",
+	      .summary = "list disks, dump or write sectors, benchmark a disk",
+	      .help = "N: a number from 'disk list' or a disk's name (vblk0, nvme0n1, ata0).\n",
+	      .fn = cmd_disk, .subs = disk_subs);

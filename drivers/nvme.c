@@ -384,10 +384,10 @@ static void nvme_info(struct blkdev *dev)
 	printk("  controller: nvme%d at %02x:%02x.%x %04x:%04x, NVMe %u.%u, registers at 0x%llx\n",
 	       c->index, p->bus, p->dev, p->fn, p->vendor, p->device, c->vs >> 16,
 	       (c->vs >> 8) & 0xff, (unsigned long long)virt_to_phys((const void *)c->regs));
-	printk("  limits:     CAP.TO %llu ms, MQES %u, doorbell stride %u, MDTS %u (%u KiB per "
-	       "command)\n",
+	printk("  limits:     CAP.TO %llu ms, MQES %u, doorbell stride %u\n",
 	       (unsigned long long)(c->ready_timeout_us / 1000), NVME_CAP_MQES(c->cap) + 1,
-	       c->db_stride, c->mdts, c->max_xfer / 1024);
+	       c->db_stride);
+	printk("  transfers:  MDTS %u (%u KiB per command)\n", c->mdts, c->max_xfer / 1024);
 	printk("  namespace:  %u (LBA format %u), volatile write cache %s, queue depth %u\n",
 	       ns->nsid, ns->lbaf, c->vwc ? "yes" : "no", c->io.depth);
 	if (c->broken)

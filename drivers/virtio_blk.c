@@ -315,6 +315,7 @@ static void vblk_info(struct blkdev *dev)
 {
 	struct virtio_blk *vb = container_of(dev, struct virtio_blk, blk);
 	struct pci_dev *p = vb->vd.pci;
+	char seg[24];
 
 	printk("  transport:  virtio-pci %s, %02x:%02x.%x %04x:%04x, %s 0x%llx\n",
 	       vb->vd.modern ? "modern (capabilities)" : "legacy (I/O BAR0)", p->bus, p->dev, p->fn,
@@ -323,8 +324,9 @@ static void vblk_info(struct blkdev *dev)
 			       (unsigned long long)vb->vd.io_base);
 	printk("  features:   device 0x%llx, negotiated 0x%llx\n",
 	       (unsigned long long)vb->device_features, (unsigned long long)vb->vd.features);
-	printk("  queue:      %u descriptors, %u data segments of up to %u bytes per request\n",
-	       vb->vq.size, vb->seg_max, vb->size_max);
+	format_size(seg, sizeof(seg), vb->size_max);
+	printk("  queue:      %u descriptors, %u data segments of up to %s each\n", vb->vq.size,
+	       vb->seg_max, seg);
 	if (vb->broken)
 		printk("  state:      a request timed out; reset pending\n");
 }

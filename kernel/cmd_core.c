@@ -12,29 +12,74 @@
 #include "kernel/traps.h"
 #include "kernel/version.h"
 
-static int cmd_help(int argc, char **argv)
-{
-	const struct shell_cmd *c;
+#define HELP_LEFT 25 /* the usage column of `help CMD`; summaries follow */
 
-	if (argc > 2)
-		return shell_usage("help");
-	if (argc == 2) {
-		c = shell_find(argv[1]);
-		if (!c) {
-			printk("help: no command '%s' (type 'help' for the list)\n", argv[1]);
-			return -ENOENT;
-		}
+/* One subcommand as a line of `help CMD`: usage, then summary; a usage too
+ * wide for its column gets a line of its own. */
+static void help_sub_line(const struct shell_cmd *c, const struct shell_sub *s)
+{
+	char left[SHELL_COLUMNS];
+
+	snprintf(left, sizeof(left), "%s %s%s%s", c->name, s->name, s->args[0] ? " " : "", s->args);
+	if (strlen(left) > HELP_LEFT)
+		printk("  %s\n  %-*s %s\n", left, HELP_LEFT, "", s->summary);
+	else
+		printk("  %-*s %s\n", HELP_LEFT, left, s->summary);
+}
+
+static int help_command(const struct shell_cmd *c, const char *sub_name)
+{
+	const struct shell_sub *s;
+
+	if (sub_name) {
+		s = shell_sub_find(c, sub_name);
+		if (!s && !c->subs)
+			return shell_error(-ENOENT,
+					   "'%s' has no subcommands; 'help %s' describes it",
+					   c->name, c->name);
+		if (!s)
+			return shell_error(-ENOENT, "'%s' has no subcommand '%s'; see 'help %s'",
+					   c->name, sub_name, c->name);
+		shell_print_sub_usage(c, s);
+		printk("%s\n", s->summary);
+		if (s->help)
+			printk("%s", s->help);
+		return 0;
+	}
+	if (!c->subs) {
 		printk("usage: %s\n%s\n", c->usage, c->summary);
 		if (c->help)
 			printk("%s", c->help);
 		return 0;
 	}
-	printk("Commands (help CMD for details):\n");
+	printk("%s: %s\n", c->name, c->summary);
+	for (s = c->subs; s->name; s++)
+		help_sub_line(c, s);
+	if (c->help)
+		printk("%s", c->help);
+	printk("'help %s SUB' tells more about one.\n", c->name);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	const struct shell_cmd *c;
+
+	if (argc > 3)
+		return shell_usage("help");
+	if (argc >= 2) {
+		c = shell_find(argv[1]);
+		if (!c)
+			return shell_error(-ENOENT, "there is no command '%s'; 'help' lists them",
+					   argv[1]);
+		return help_command(c, argc == 3 ? argv[2] : NULL);
+	}
+	printk("Commands ('help CMD' for one, 'help CMD SUB' for a subcommand):\n");
 	for (c = shell_cmds_begin(); c < shell_cmds_end(); c++)
 		printk("  %-10s %s\n", c->name, c->summary);
 	return 0;
 }
-SHELL_COMMAND(help, .name = "help", .usage = "help [COMMAND]",
+SHELL_COMMAND(help, .name = "help", .usage = "help [COMMAND [SUBCOMMAND]]",
 	      .summary = "list the commands, or describe one", .fn = cmd_help);
 
 static int cmd_version(int argc, char **argv)
@@ -62,7 +107,22 @@ static int cmd_uptime(int argc, char **argv)
 SHELL_COMMAND(uptime, .name = "uptime", .usage = "uptime",
 	      .summary = "time since boot, in seconds and ticks", .fn = cmd_uptime);
 
-static void log_line(const char *line) { printk("%s\n", line); }
+/* One message of the ring, wrapped to 80 columns under its text: a
+ * continued line starts below the first word after the "[ time ]" stamp. */
+static void log_line(const char *line)
+{
+	char stamp[24];
+	const char *end = strchr(line, ']');
+	size_t n = end ? (size_t)(end - line) + 1 : 0;
+
+	if (!n || n >= sizeof(stamp)) {
+		shell_wrap("", 0, line);
+		return;
+	}
+	memcpy(stamp, line, n);
+	stamp[n] = '\0';
+	shell_wrap(stamp, (int)n + 1, end + 1);
+}
 
 static int cmd_log(int argc, char **argv)
 {
@@ -102,7 +162,7 @@ static int mem_map(int argc, char **argv)
 		int err;
 
 		if (parse_u64(argv[i], &va)) {
-			printk("error: mem map: '%s' is not an address\n", argv[i]);
+			shell_error(-EINVAL, "'%s' is not an address", argv[i]);
 			ret = -EINVAL;
 			continue;
 		}
@@ -137,10 +197,11 @@ static int mem_probe(const char *arg)
 
 	if (parse_u64(arg, &va) || va < (u64)(uintptr_t)_load_start ||
 	    va >= (u64)(uintptr_t)_kernel_end) {
-		printk("error: mem probe: '%s' is not an address inside Amber's image "
-		       "(0x%lx-0x%lx)\n",
-		       arg, (u64)(uintptr_t)_load_start, (u64)(uintptr_t)_kernel_end - 1);
-		return -EINVAL;
+		return shell_error(-EINVAL,
+				   "'%s' is not an address in Amber's image\n"
+				   "  (0x%lx-0x%lx)",
+				   arg, (u64)(uintptr_t)_load_start,
+				   (u64)(uintptr_t)_kernel_end - 1);
 	}
 	p = (volatile u8 *)(uintptr_t)va;
 	__asm__ volatile("1: movb (%2), %1\n" ASM_FIXUP_ERR("%0", "%3")
@@ -190,13 +251,19 @@ static int cmd_mem(int argc, char **argv)
 	printk("Heap: %s of %s used (%lu bytes)\n", heap_u, heap_s, hused);
 	return 0;
 }
-SHELL_COMMAND(mem, .name = "mem", .usage = "mem | mem map ADDR... | mem probe ADDR",
-	      .summary = "memory map, free memory and heap use; page rights",
-	      .help = "  mem              the boot memory map, free pages, heap use\n"
-		      "  mem map ADDR...  page size and rights (rwx) of each address\n"
-		      "  mem probe ADDR   read, then write back, a byte of Amber's image:\n"
-		      "                   whether the CPU lets each through\n",
-	      .fn = cmd_mem);
+static const struct shell_sub mem_subs[] = {
+	{ .name = "map", .args = "ADDR...", .summary = "page size and rights (rwx) of addresses" },
+	{ .name = "probe",
+	  .args = "ADDR",
+	  .summary = "whether the CPU lets a read and a write through",
+	  .help = "  Reads a byte of Amber's own image and writes it back, each through\n"
+		  "  the exception fixup.\n" },
+	{ NULL },
+};
+
+SHELL_COMMAND(mem, .name = "mem", .summary = "memory map, free memory and heap use; page rights",
+	      .help = "'mem' alone shows the boot memory map, free pages and heap use.\n",
+	      .fn = cmd_mem, .subs = mem_subs);
 
 static int cmd_reboot(int argc, char **argv)
 {
@@ -214,8 +281,7 @@ static int cmd_poweroff(int argc, char **argv)
 		return shell_usage("poweroff");
 	printk("Powering off...\n");
 	acpi_poweroff();
-	printk("poweroff failed: ACPI S5 did not take effect\n");
-	return -EIO;
+	return shell_error(-EIO, "ACPI S5 did not take effect; switch the machine off by hand");
 }
 SHELL_COMMAND(poweroff, .name = "poweroff", .usage = "poweroff",
 	      .summary = "switch the machine off (ACPI S5)", .fn = cmd_poweroff);

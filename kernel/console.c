@@ -3,11 +3,13 @@
  * screen; input comes from COM1. Host context.
  */
 #include "kernel/console.h"
+#include "kernel/lib.h"
 
 #define COM1 0x3F8
 
 static bool vga_on, fb_on;
-static bool line_guard; /* clear the prompt line before the next output */
+static bool line_guard;			/* clear the prompt line before the next output */
+static char guard_seq[24] = "\r\033[K"; /* how: by default the cursor's row */
 static u64 bytes_out;
 static void (*capture)(const char *s, size_t n);
 static bool capture_only;
@@ -27,6 +29,8 @@ void console_enable_fb(u64 phys, u32 pitch, u32 width, u32 height, u8 bpp)
 }
 
 void console_guard_line(bool on) { line_guard = on; }
+
+void console_guard_seq(const char *seq) { strlcpy(guard_seq, seq, sizeof(guard_seq)); }
 
 u64 console_output_count(void) { return bytes_out; }
 
@@ -51,9 +55,10 @@ void console_putc(char c)
 		tap(c);
 	if (line_guard) {
 		/* Output that interrupts a prompt (a guest's line) starts on a clean
-		 * line: carriage return, erase to end of line (ECMA-48 EL). */
+		 * line: the sequence the line editor gave, which erases every row
+		 * of the line being edited (ECMA-48 CUU, ED). */
 		line_guard = false;
-		for (const char *p = "\r\033[K"; *p; p++)
+		for (const char *p = guard_seq; *p; p++)
 			uart_putc(COM1, *p);
 		if (vga_on)
 			vga_putc('\r');

@@ -8,6 +8,7 @@
 #include "kernel/lib.h"
 #include "kernel/msr.h"
 #include "kernel/printk.h"
+#include "kernel/shell.h"
 #include "kernel/x86.h"
 
 /* CPUID bits, SDM Vol. 2A "CPUID" tables 3-10/3-11 and APM Vol. 3 Appendix E. */
@@ -265,7 +266,7 @@ void cpu_virt_summary(char *buf, size_t len)
 
 void cpu_print_features(void)
 {
-	char line[160];
+	char line[160], *rest;
 
 	printk("vendor:   %s\n", cpu.vendor);
 	printk("brand:    %s\n", cpu.brand[0] ? cpu.brand : "(none)");
@@ -273,10 +274,10 @@ void cpu_print_features(void)
 	       cpu.model, cpu.model, cpu.stepping);
 	printk("CPUID:    max leaf 0x%x, max extended leaf 0x%x\n", cpu.max_leaf, cpu.max_ext_leaf);
 	printk("physical address bits: %u\n", cpu.phys_addr_bits);
-	printk("features: NX %s, 1G pages %s, FXSR %s, SSE4.2 %s, AVX %s, invariant TSC %s, "
-	       "hypervisor %s\n",
-	       yn(cpu.nx), yn(cpu.pdpe1gb), yn(cpu.fxsr), yn(cpu.sse42), yn(cpu.avx),
-	       yn(cpu.tsc_invariant), yn(cpu.hypervisor));
+	printk("features: NX %s, 1G pages %s, FXSR %s, SSE4.2 %s, AVX %s,\n", yn(cpu.nx),
+	       yn(cpu.pdpe1gb), yn(cpu.fxsr), yn(cpu.sse42), yn(cpu.avx));
+	printk("          invariant TSC %s, hypervisor %s\n", yn(cpu.tsc_invariant),
+	       yn(cpu.hypervisor));
 	if (cpu.xsave)
 		printk("XSAVE:    yes, XCR0 may hold 0x%lx, area %u bytes for all of it\n",
 		       cpu.xcr0_supported, cpu.xsave_size);
@@ -314,13 +315,18 @@ void cpu_print_features(void)
 			else
 				printk("  VM_CR: 0x%lx (SVMDIS %s)\n", vm_cr,
 				       cpu.svm_disabled ? "set: disabled by firmware" : "clear");
-			printk("  NPT %s, ASIDs %u, NRIPS %s, VMCB clean %s, flush-by-ASID %s, "
-			       "decode assists %s\n",
-			       yn(cpu.svm_npt), cpu.svm_nasid, yn(cpu.svm_nrips),
-			       yn(cpu.svm_vmcb_clean), yn(cpu.svm_flush_asid),
+			printk("  NPT %s, ASIDs %u, NRIPS %s, VMCB clean %s,\n", yn(cpu.svm_npt),
+			       cpu.svm_nasid, yn(cpu.svm_nrips), yn(cpu.svm_vmcb_clean));
+			printk("  flush-by-ASID %s, decode assists %s\n", yn(cpu.svm_flush_asid),
 			       yn(cpu.svm_decode_assists));
 		}
 	}
 	cpu_virt_summary(line, sizeof(line));
-	printk("%s\n", line);
+	rest = strchr(line, ' ');
+	if (rest) { /* the boot line, wrapped to 80 columns */
+		*rest++ = '\0';
+		shell_wrap(line, 2, rest);
+	} else {
+		printk("%s\n", line);
+	}
 }

@@ -167,18 +167,38 @@ static void capture(const char *s, size_t n)
 	}
 }
 
-/* The line of the output that says what happened: after an error the first
- * line that is not a usage line (the shell's error text), else the last
- * non-empty line (a command's summary). */
+/* Where ctl_summary_next() marked the summary line in `output`, if it did. */
+static size_t summary_at;
+static bool summary_set;
+
+void ctl_summary_next(void)
+{
+	summary_at = output_len;
+	summary_set = running != NULL;
+}
+
+/* The line of the output that says what happened: after an error the
+ * shell's "error: " line (shell_error), else the first line that is not a
+ * usage line; after success the line marked as the summary, else the last
+ * non-empty line. */
 static void message_line(bool error, const char **start, size_t *len)
 {
 	size_t end = output_len, b;
 
-	if (error) {
+	if (!error && summary_set && summary_at < output_len) {
+		for (end = summary_at; end < output_len && output[end] != '\n'; end++)
+			;
+		*start = output + summary_at;
+		*len = end - summary_at;
+		return;
+	}
+
+	for (int pass = 0; error && pass < 2; pass++) {
 		for (b = 0; b < output_len; b = end + 1) {
 			for (end = b; end < output_len && output[end] != '\n'; end++)
 				;
-			if (end > b && strncmp(output + b, "usage: ", 7) != 0) {
+			if (end > b && (pass ? strncmp(output + b, "usage: ", 7) != 0 :
+					       strncmp(output + b, "error: ", 7) == 0)) {
 				*start = output + b;
 				*len = end - b;
 				return;
@@ -208,6 +228,7 @@ static int run_captured(char *line, bool exclusive)
 	running = running_copy;
 	output_len = 0;
 	output_cut = false;
+	summary_set = false;
 	json_init(&data, data_buf, sizeof(data_buf));
 	json_obj_begin(&data, NULL);
 	console_set_capture(capture, exclusive);

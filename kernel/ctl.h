@@ -28,5 +28,9 @@ void ctl_guest_time(bool on);
  * no one reads it. A command adds its members (json_arr_begin(j, "vms")...),
  * each of them balanced. */
 struct json *ctl_data(void);
+/* Marks the line a command prints next as its summary: the "message" of its
+ * answer (by default the last line; a report with detail lines after its
+ * summary line marks it). */
+void ctl_summary_next(void);
 
 #endif

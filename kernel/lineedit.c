@@ -1,7 +1,11 @@
 /*
  * Line editor state machine (see lineedit.h). Terminal control uses the
- * ECMA-48 / VT100 sequences every serial terminal understands: CSI n D (cursor
- * left), CSI K (erase to end of line), CR.
+ * ECMA-48 / VT100 sequences every serial terminal understands: CSI n A and
+ * CSI n B (cursor up, down), CSI n C (right), CSI J (erase to the end of the
+ * screen), CR. A VT100 leaves the cursor in the last column after writing
+ * there and wraps only at the next character (ECMA-48 leaves this to the
+ * device; xterm and the VT100 behave so): the editor models that instead of
+ * printing newlines of its own, so the echo of a long line stays one line.
  */
 #include "kernel/lineedit.h"
 #include "kernel/lib.h"
@@ -15,41 +19,120 @@ static void out(struct lineedit *le, const char *s, size_t n)
 
 static void outs(struct lineedit *le, const char *s) { out(le, s, strlen(s)); }
 
-static void cursor_left(struct lineedit *le, size_t n)
+static void csi(struct lineedit *le, size_t n, char cmd)
 {
-	char seq[16];
+	char seq[24];
 
 	if (n) {
-		snprintf(seq, sizeof(seq), "\033[%zuD", n);
+		snprintf(seq, sizeof(seq), "\033[%zu%c", n, cmd);
 		outs(le, seq);
 	}
+}
+
+static size_t prompt_len(const struct lineedit *le) { return strlen(le->prompt); }
+
+/* The screen row (0: the prompt's) the terminal's cursor is on. */
+static size_t cursor_row(const struct lineedit *le)
+{
+	return le->term_pos / le->cols - (le->wrap_pending ? 1 : 0);
+}
+
+/* Writes text that belongs at the cursor's position of prompt+line. */
+static void put_text(struct lineedit *le, const char *s, size_t n)
+{
+	if (!n)
+		return;
+	out(le, s, n);
+	le->term_pos += n;
+	le->wrap_pending = le->term_pos % le->cols == 0;
+	le->rows_used = MAX(le->rows_used, (le->term_pos - 1) / le->cols);
+}
+
+/* Moves the terminal's cursor to position `p` of prompt+line: up or down by
+ * rows, then to the column from the row's start. A row that does not exist
+ * yet (the end of a line that fills its last row exactly) is made by a
+ * newline, as moving down stops at the screen's bottom. */
+static void move_to(struct lineedit *le, size_t p)
+{
+	size_t row = cursor_row(le), want = p / le->cols;
+
+	if (p == le->term_pos && !le->wrap_pending)
+		return;
+	if (want < row)
+		csi(le, row - want, 'A');
+	if (want > row && row < le->rows_used) {
+		size_t n = MIN(want, le->rows_used) - row;
+
+		csi(le, n, 'B');
+		row += n;
+	}
+	for (; row < want; row++)
+		outs(le, "\r\n");
+	le->rows_used = MAX(le->rows_used, want);
+	outs(le, "\r");
+	csi(le, p % le->cols, 'C');
+	le->term_pos = p;
+	le->wrap_pending = false;
+}
+
+/* Erases from the cursor to the end of the screen: below the line. With a
+ * wrap pending the cursor still sits on the last character written, so the
+ * erase starts on the next row. */
+static void erase_below(struct lineedit *le)
+{
+	if (le->wrap_pending)
+		move_to(le, le->term_pos);
+	outs(le, "\033[J");
 }
 
 /* Rewrites the line from the prompt on and puts the cursor back in place. */
 static void redraw(struct lineedit *le)
 {
-	outs(le, "\r");
-	outs(le, le->prompt);
-	out(le, le->buf, le->len);
-	outs(le, "\033[K");
-	cursor_left(le, le->len - le->cursor);
+	move_to(le, 0);
+	put_text(le, le->prompt, prompt_len(le));
+	put_text(le, le->buf, le->len);
+	erase_below(le);
+	move_to(le, prompt_len(le) + le->cursor);
 }
 
 /* Rewrites from the cursor to the end after an insertion or deletion there. */
 static void redraw_tail(struct lineedit *le)
 {
-	out(le, le->buf + le->cursor, le->len - le->cursor);
-	outs(le, "\033[K");
-	cursor_left(le, le->len - le->cursor);
+	move_to(le, prompt_len(le) + le->cursor);
+	put_text(le, le->buf + le->cursor, le->len - le->cursor);
+	erase_below(le);
+	move_to(le, prompt_len(le) + le->cursor);
 }
 
-void le_redraw(struct lineedit *le) { redraw(le); }
+/* Other output put the cursor at the start of a fresh row: the line is drawn
+ * anew from there. */
+static void draw_fresh(struct lineedit *le)
+{
+	le->term_pos = 0;
+	le->rows_used = 0;
+	le->wrap_pending = false;
+	outs(le, "\r");
+	redraw(le);
+}
+
+void le_redraw(struct lineedit *le) { draw_fresh(le); }
+
+void le_erase_seq(const struct lineedit *le, char *seq, size_t size)
+{
+	size_t up = cursor_row(le);
+
+	if (up)
+		snprintf(seq, size, "\033[%zuA\r\033[J", up);
+	else
+		snprintf(seq, size, "\r\033[J");
+}
 
 void le_init(struct lineedit *le, const char *prompt)
 {
 	memset(le, 0, sizeof(*le));
 	le->prompt = prompt;
 	le->hist_pos = -1;
+	le->cols = LE_COLS;
 }
 
 void le_start(struct lineedit *le)
@@ -60,7 +143,12 @@ void le_start(struct lineedit *le)
 	le->garbage = 0;
 	le->esc = 0;
 	le->hist_pos = -1;
-	outs(le, le->prompt);
+	if (le->cols < 2)
+		le->cols = LE_COLS;
+	le->term_pos = 0;
+	le->rows_used = 0;
+	le->wrap_pending = false;
+	put_text(le, le->prompt, prompt_len(le));
 }
 
 void le_history_add(struct lineedit *le, const char *line)
@@ -99,18 +187,17 @@ static void history_move(struct lineedit *le, int dir)
 static void insert(struct lineedit *le, char c)
 {
 	if (le->len >= LE_LINE_MAX - 1) {
+		if (!le->overflow)
+			outs(le, "\a"); /* full: nothing past the limit is echoed */
 		le->overflow = true;
 		return;
 	}
 	memmove(le->buf + le->cursor + 1, le->buf + le->cursor, le->len - le->cursor);
 	le->buf[le->cursor++] = c;
 	le->buf[++le->len] = '\0';
-	if (le->cursor == le->len)
-		out(le, &c, 1);
-	else {
-		out(le, &c, 1);
+	put_text(le, &c, 1);
+	if (le->cursor != le->len)
 		redraw_tail(le);
-	}
 }
 
 static void delete_at(struct lineedit *le, size_t pos)
@@ -170,15 +257,26 @@ static void complete(struct lineedit *le)
 		if (le->comp_count == 1)
 			insert(le, ' ');
 	} else if (le->comp_count > 1) {
+		move_to(le, prompt_len(le) + le->len);
 		outs(le, "\n");
 		outs(le, le->comp_list);
 		outs(le, "\n");
-		redraw(le);
+		draw_fresh(le);
 	}
+}
+
+/* Leaves the cursor after the line's end, so what follows starts below it. */
+static void leave_line(struct lineedit *le)
+{
+	size_t end = prompt_len(le) + le->len;
+
+	if (le->term_pos != end)
+		move_to(le, end % le->cols ? end : end - 1); /* not onto a new row */
 }
 
 static enum le_result finish(struct lineedit *le)
 {
+	leave_line(le);
 	outs(le, "\n");
 	if (le->overflow)
 		return LE_TOO_LONG;
@@ -197,24 +295,20 @@ static void handle_csi(struct lineedit *le, u8 c)
 		history_move(le, -1);
 		break;
 	case 'C':
-		if (le->cursor < le->len) {
-			outs(le, "\033[C");
-			le->cursor++;
-		}
+		if (le->cursor < le->len)
+			move_to(le, prompt_len(le) + ++le->cursor);
 		break;
 	case 'D':
-		if (le->cursor > 0) {
-			cursor_left(le, 1);
-			le->cursor--;
-		}
+		if (le->cursor > 0)
+			move_to(le, prompt_len(le) + --le->cursor);
 		break;
 	case 'H':
-		cursor_left(le, le->cursor);
 		le->cursor = 0;
+		move_to(le, prompt_len(le));
 		break;
 	case 'F':
-		out(le, le->buf + le->cursor, le->len - le->cursor);
 		le->cursor = le->len;
+		move_to(le, prompt_len(le) + le->len);
 		break;
 	case '~':
 		if (le->esc_param == 3 && le->cursor < le->len) { /* Delete key */
@@ -266,6 +360,7 @@ enum le_result le_feed(struct lineedit *le, u8 c)
 			return LE_MORE;
 		return finish(le);
 	case 0x03: /* Ctrl-C */
+		leave_line(le);
 		outs(le, "^C\n");
 		return LE_CANCEL;
 	case 0x7F: /* DEL, what most terminals send for Backspace */
@@ -273,7 +368,6 @@ enum le_result le_feed(struct lineedit *le, u8 c)
 		if (le->cursor > 0) {
 			le->cursor--;
 			delete_at(le, le->cursor);
-			outs(le, "\b");
 			redraw_tail(le);
 		}
 		return LE_MORE;

@@ -36,13 +36,134 @@ const struct shell_cmd *shell_find(const char *name)
 const struct shell_cmd *shell_cmds_begin(void) { return __shell_cmds_start; }
 const struct shell_cmd *shell_cmds_end(void) { return __shell_cmds_end; }
 
+/* The command shell_exec runs, its subcommand when argv[1] names one, and
+ * argv[1] itself: the prefix of shell_error's messages. */
+static const struct shell_cmd *cur_cmd;
+static const struct shell_sub *cur_sub;
+static const char *cur_word;
+
+const struct shell_sub *shell_sub_find(const struct shell_cmd *c, const char *name)
+{
+	for (const struct shell_sub *s = c->subs; s && s->name; s++)
+		if (!strcmp(s->name, name))
+			return s;
+	return NULL;
+}
+
+int shell_error(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	printk("error: ");
+	if (cur_cmd && cur_sub)
+		printk("%s %s: ", cur_cmd->name, cur_sub->name);
+	else if (cur_cmd)
+		printk("%s: ", cur_cmd->name);
+	va_start(ap, fmt);
+	vprintk(fmt, ap);
+	va_end(ap);
+	printk("\n");
+	return err;
+}
+
+int shell_err_no_vm(const char *arg)
+{
+	return shell_error(-ENOENT, "there is no VM '%s'; 'vm list' shows the VMs", arg);
+}
+
+int shell_err_no_disk(const char *arg, int count)
+{
+	if (!count)
+		return shell_error(-ENODEV, "there is no disk; attach a virtio-blk, NVMe or ATA "
+					    "disk");
+	return shell_error(-ENOENT, "there is no disk '%s' (0-%d); 'disk list' shows them", arg,
+			   count - 1);
+}
+
+int shell_err_no_snap(const char *name, int index, const char *disk)
+{
+	return shell_error(-ENOENT,
+			   "there is no snapshot '%s' on disk %d (%s);\n"
+			   "  'snap list' shows them",
+			   name, index, disk);
+}
+
+void shell_print_sub_usage(const struct shell_cmd *c, const struct shell_sub *s)
+{
+	printk("usage: %s %s%s%s\n", c->name, s->name, s->args[0] ? " " : "", s->args);
+}
+
+/* "usage: vm images|create|... ARGS": the subcommands a person may type. */
+static void print_subs_usage(const struct shell_cmd *c)
+{
+	const char *sep = "";
+
+	printk("usage: %s ", c->name);
+	for (const struct shell_sub *s = c->subs; s->name; s++) {
+		if (s->hidden)
+			continue;
+		printk("%s%s", sep, s->name);
+		sep = "|";
+	}
+	printk(" ...\n");
+}
+
 int shell_usage(const char *cmd_name)
 {
 	const struct shell_cmd *c = shell_find(cmd_name);
+	const struct shell_sub *s = c && c == cur_cmd ? cur_sub : NULL;
 
-	if (c)
+	if (!c)
+		return -EINVAL;
+	if (c->subs && !s) {
+		if (c == cur_cmd && cur_word)
+			shell_error(-EINVAL, "there is no subcommand '%s'; see 'help %s'", cur_word,
+				    c->name);
+		else
+			shell_error(-EINVAL, "a subcommand is missing ('help %s' explains each)",
+				    c->name);
+		print_subs_usage(c);
+		return -EINVAL;
+	}
+	shell_error(-EINVAL, "wrong arguments ('help %s%s%s' explains them)", c->name, s ? " " : "",
+		    s ? s->name : "");
+	if (s)
+		shell_print_sub_usage(c, s);
+	else
 		printk("usage: %s\n", c->usage);
 	return -EINVAL;
+}
+
+void shell_wrap(const char *head, int indent, const char *text)
+{
+	int col = (int)strlen(head);
+
+	printk("%s", head);
+	for (; col < indent; col++)
+		printk(" ");
+	while (*text) {
+		const char *w = text;
+		int len;
+
+		while (*w == ' ')
+			w++;
+		for (len = 0; w[len] && w[len] != ' '; len++)
+			;
+		if (!len)
+			break;
+		if (col > indent && col + 1 + len > SHELL_COLUMNS) {
+			printk("\n%*s", indent, "");
+			col = indent;
+		}
+		if (col > indent) {
+			printk(" ");
+			col++;
+		}
+		printk("%.*s", len, w);
+		col += len;
+		text = w + len;
+	}
+	printk("\n");
 }
 
 const char *shell_opt(int argc, char **argv, int from, const char *key)
@@ -132,21 +253,28 @@ int shell_exec(char *line)
 {
 	char *argv[SHELL_MAX_ARGS + 1];
 	const struct shell_cmd *c;
-	int argc = split(line, argv);
+	int argc = split(line, argv), ret;
 
-	if (argc == -E2BIG) {
-		printk("error: too many words (at most %d)\n", SHELL_MAX_ARGS);
-		return -E2BIG;
-	}
+	if (argc == -E2BIG)
+		return shell_error(-E2BIG,
+				   "too many words (at most %d); \"quote\" words with "
+				   "spaces",
+				   SHELL_MAX_ARGS);
 	if (argc == 0)
 		return 0;
 	argv[argc] = NULL;
 	c = shell_find(argv[0]);
-	if (!c) {
-		printk("%s: unknown command (type 'help' for the list)\n", argv[0]);
-		return -ENOENT;
-	}
-	return c->fn(argc, argv);
+	if (!c)
+		return shell_error(-ENOENT, "%s: unknown command; 'help' lists the commands",
+				   argv[0]);
+	cur_cmd = c;
+	cur_word = argc > 1 && c->subs ? argv[1] : NULL;
+	cur_sub = cur_word ? shell_sub_find(c, cur_word) : NULL;
+	ret = c->fn(argc, argv);
+	cur_cmd = NULL;
+	cur_sub = NULL;
+	cur_word = NULL;
+	return ret;
 }
 
 void shell_set_idle(void (*fn)(void)) { idle_hook = fn; }
@@ -189,10 +317,12 @@ static void feed(u8 c)
 		ctl_exec_console(line);
 		break;
 	case LE_TOO_LONG:
-		printk("error: line too long (at most %d characters); ignored\n", LE_LINE_MAX - 1);
+		shell_error(-E2BIG, "line too long: at most %d characters; nothing was run",
+			    LE_LINE_MAX - 1);
 		break;
 	case LE_GARBAGE:
-		printk("error: line held %u non-text byte(s); ignored\n", editor.garbage);
+		shell_error(-EINVAL, "the line held %u non-text byte(s); nothing was run",
+			    editor.garbage);
 		break;
 	case LE_CANCEL:
 		break;
@@ -207,6 +337,7 @@ static void feed(u8 c)
  * prompt with the half-typed line is drawn again below it. */
 static void run_idle(void)
 {
+	char seq[24];
 	u64 before;
 
 	ctl_guest_time(true);
@@ -216,6 +347,8 @@ static void run_idle(void)
 		return;
 	}
 	before = console_output_count();
+	le_erase_seq(&editor, seq, sizeof(seq));
+	console_guard_seq(seq);
 	console_guard_line(true);
 	idle_hook();
 	console_guard_line(false);

@@ -4,8 +4,10 @@
  * .shell_cmds, which the shell walks. Adding a command touches one file.
  *
  * A command runs in host context with interrupts off, on the shell's stack. It
- * returns 0 on success or a negative errno after printing a one-line message
- * that says what was wrong (shell_usage() prints the usage line).
+ * returns 0 on success or a negative errno after printing, with shell_error(),
+ * one message "error: CMD: what is wrong, and what to do" (the control channel
+ * relays that line). A command with subcommands describes them in one table,
+ * which `help CMD SUB`, the usage lines and the unknown-subcommand error read.
  */
 #ifndef AMBER_SHELL_H
 #define AMBER_SHELL_H
@@ -15,12 +17,23 @@
 #define SHELL_MAX_ARGS 16
 #define SHELL_LINE_MAX 256
 
+/* One subcommand; a command's table ends with an entry whose name is NULL.
+ * Every string fits 80 columns as `help` prints it (tests check). */
+struct shell_sub {
+	const char *name;    /* "create" */
+	const char *args;    /* after "vm create": "IMAGE [mem=SIZE]"; "" for none */
+	const char *summary; /* one line of at most 50 characters for `help CMD` */
+	const char *help;    /* more lines for `help CMD SUB`; may be NULL */
+	bool hidden;	     /* a test hook: left out of the usage line */
+};
+
 struct shell_cmd {
 	const char *name;
-	const char *usage;   /* "vm create IMAGE [mem=SIZE]": shown on misuse and by help */
+	const char *usage;   /* "uptime": shown on misuse and by help; NULL with subs */
 	const char *summary; /* one line for `help` */
 	const char *help;    /* longer text for `help CMD`; may be NULL */
 	int (*fn)(int argc, char **argv);
+	const struct shell_sub *subs; /* NULL when the command has none */
 };
 
 #define SHELL_COMMAND(ident, ...) \
@@ -32,6 +45,26 @@ void shell_run(void) __noreturn;
 int shell_exec(char *line);
 /* Prints "usage: ..." for the command named argv[0]; returns -EINVAL. */
 int shell_usage(const char *cmd_name);
+/* Prints "error: CMD SUB: " (the running command and its subcommand, when one
+ * runs), the message and a newline; returns err. The one way a command says
+ * what went wrong, so that every error reads alike. */
+int shell_error(int err, const char *fmt, ...) __printf(2, 3);
+/* The same mistake in the same words wherever it is made; each returns its
+ * errno: a VM id (-ENOENT), a disk (-ENOENT; `count` disks exist), a snapshot
+ * missing from disk `index` named `disk` (-ENOENT). */
+int shell_err_no_vm(const char *arg);
+int shell_err_no_disk(const char *arg, int count);
+int shell_err_no_snap(const char *name, int index, const char *disk);
+/* Prints the usage of one subcommand of `c` as `help CMD SUB` does. */
+void shell_print_sub_usage(const struct shell_cmd *c, const struct shell_sub *s);
+/* The subcommand `name` of `c`, or NULL. */
+const struct shell_sub *shell_sub_find(const struct shell_cmd *c, const char *name);
+/* The columns of the terminal a person reads Amber on. */
+#define SHELL_COLUMNS 80
+/* Prints `head` then the words of `text`, wrapped at SHELL_COLUMNS; a
+ * continued line starts with `indent` spaces. `head` is taken as `indent`
+ * columns wide when shorter (aligned columns). Ends with a newline. */
+void shell_wrap(const char *head, int indent, const char *text);
 /* True when Ctrl-C arrived on the console since the last call (long commands
  * poll it to cancel). Consumes the keypress. */
 bool shell_interrupted(void);

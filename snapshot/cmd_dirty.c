@@ -6,6 +6,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "kernel/shell.h"
 #include "kernel/time.h"
 #include "snapshot/snap.h"
 #include "vmm/vmm.h"
@@ -51,20 +52,19 @@ static void dirty_show(struct vm *vm, u64 sync_us)
 int snap_dirty_cmd(const char *vm_arg, const char *what)
 {
 	struct vm *vm;
-	u64 id, t0;
+	u64 t0;
 	int err;
 
-	if (parse_u64(vm_arg, &id) || id > 1000 || !(vm = vm_get((int)id))) {
-		printk("error: snap dirty: '%s' is not a VM number (see 'vm list')\n", vm_arg);
-		return -EINVAL;
-	}
+	vm = vm_from_arg(vm_arg);
+	if (!vm)
+		return -ENOENT;
 	if (!strcmp(what, "start")) {
 		err = vm_dirty_start(vm);
 		if (err == -EBUSY)
-			printk("error: vm %d: dirty tracking is on already\n", vm->id);
+			shell_error(err, "VM %d: dirty tracking is on already", vm->id);
 		else if (err)
-			printk("error: vm %d: dirty tracking cannot start (error %d)\n", vm->id,
-			       err);
+			shell_error(err, "VM %d: dirty tracking cannot start (%s)", vm->id,
+				    errno_name(err));
 		else
 			printk("vm %d: dirty tracking on, %llu pages of 4 KiB\n", vm->id,
 			       (unsigned long long)vm->dirty.npages);
@@ -84,15 +84,13 @@ int snap_dirty_cmd(const char *vm_arg, const char *what)
 		return 0;
 	}
 	if (strcmp(what, "show") && strcmp(what, "clear")) {
-		printk("error: snap dirty: '%s' is none of start, show, clear, stop\n", what);
-		return -EINVAL;
+		return shell_error(-EINVAL, "'%s' is none of start, show, clear, stop", what);
 	}
 	t0 = ticks();
 	err = vm_dirty_sync(vm);
 	if (err) {
-		printk("error: vm %d: dirty tracking is off (snap dirty %d start)\n", vm->id,
-		       vm->id);
-		return err;
+		return shell_error(err, "dirty tracking is off for VM %d; 'snap dirty %d start'",
+				   vm->id, vm->id);
 	}
 	if (!strcmp(what, "show")) {
 		dirty_show(vm, ticks() - t0);

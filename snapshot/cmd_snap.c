@@ -8,6 +8,7 @@
 #include "kernel/printk.h"
 #include "kernel/shell.h"
 #include "snapshot/snap.h"
+#include "vmm/vmm.h"
 
 static struct snap_parsed info_parsed;
 
@@ -24,8 +25,7 @@ static int open_entry(const char *name, const char *disk_opt, int *index)
 		return ret;
 	entry = snap_store_find(&snap_store, name);
 	if (entry < 0)
-		printk("error: no snapshot '%s' on disk %d (%s) (see 'snap list')\n", name, *index,
-		       dev->name);
+		return shell_err_no_snap(name, *index, dev->name);
 	return entry;
 }
 
@@ -41,23 +41,14 @@ static const char *entry_state(u32 i)
 	return e->state == SNAP_STATE_RECOVERED ? "recovered" : "complete";
 }
 
-static void print_entry(u32 i)
-{
-	const struct snap_entry *e = &snap_store.entry[i];
-	char size[32], mem[32], when[32];
-
-	format_size(size, sizeof(size), e->size);
-	format_size(mem, sizeof(mem), e->memory_pages * PAGE_SIZE);
-	snap_format_time(when, sizeof(when), e->wall);
-	printk("  %-20s %-12s %3u %9s %10s  %-19s  #%llu %s\n", e->name,
-	       e->vm_image[0] ? e->vm_image : "?", e->vcpus, mem, size, when,
-	       (unsigned long long)e->seq, entry_state(i));
-}
-
-static void print_store(int index)
+/* `snap list`: a summary line of the store, then one aligned row per
+ * snapshot in 80 columns (a name too long for its column gets a line of its
+ * own). `verbose` adds the catalog's inner figures and each image's
+ * sequence number and vCPUs. The whole table is this one function. */
+static void list_print(int index, bool verbose)
 {
 	struct snap_store *st = &snap_store;
-	char used[32], free_s[32], big[32];
+	char used[32], free_s[32], big[32], size[32], mem[32], when[32];
 	u64 free_blocks, largest, used_bytes = 0;
 
 	snap_store_space(st, &free_blocks, &largest);
@@ -66,14 +57,37 @@ static void print_store(int index)
 	format_size(used, sizeof(used), used_bytes);
 	format_size(free_s, sizeof(free_s), free_blocks * SNAP_BLOCK);
 	format_size(big, sizeof(big), largest * SNAP_BLOCK);
-	printk("disk %d (%s): %u snapshot%s, %s used, %s free (largest extent %s); catalog "
-	       "generation %llu in copy %c\n",
-	       index, st->dev->name, st->count, st->count == 1 ? "" : "s", used, free_s, big,
-	       (unsigned long long)st->generation, 'A' + st->cur);
+	printk("disk %d (%s): %u snapshot%s, %s used, %s free\n", index, st->dev->name, st->count,
+	       st->count == 1 ? "" : "s", used, free_s);
+	if (verbose)
+		printk("  largest free extent %s; catalog generation %llu in copy %c\n", big,
+		       (unsigned long long)st->generation, 'A' + st->cur);
 	for (int c = 0; c < 2; c++)
 		if (!st->copy[c].ok)
 			printk("  note: catalog copy %c is not in use: %s\n", 'A' + c,
 			       st->copy[c].why);
+	if (!st->count)
+		return;
+	printk("  %-16s %-10s %8s %9s %-19s %s\n", "NAME", "VM IMAGE", "RAM", "SIZE", "SAVED (RTC)",
+	       "STATE");
+	for (u32 i = 0; i < st->count; i++) {
+		const struct snap_entry *e = &st->entry[i];
+		const char *name = e->name;
+
+		format_size(size, sizeof(size), e->size);
+		format_size(mem, sizeof(mem), e->memory_pages * PAGE_SIZE);
+		snap_format_time(when, sizeof(when), e->wall);
+		if (strlen(name) > 16) {
+			printk("  %s\n", name);
+			name = "";
+		}
+		printk("  %-16s %-10.10s %8s %9s %-19s %s\n", name,
+		       e->vm_image[0] ? e->vm_image : "?", mem, size, when, entry_state(i));
+		if (verbose)
+			printk("  %-16s sequence #%llu, %u vCPU%s, saved from VM %u\n", "",
+			       (unsigned long long)e->seq, e->vcpus, e->vcpus == 1 ? "" : "s",
+			       e->vm_id);
+	}
 }
 
 /* The store and its snapshots as the control channel's data (kernel/ctl.h). */
@@ -111,7 +125,7 @@ static void list_json(int index)
 	json_arr_end(j);
 }
 
-static int snap_list(const char *disk_opt)
+static int snap_list(const char *disk_opt, bool verbose)
 {
 	struct blkdev *dev;
 	int index, ret;
@@ -126,14 +140,8 @@ static int snap_list(const char *disk_opt)
 	}
 	if (snap_open_report(ret, dev, index))
 		return ret;
-	print_store(index);
+	list_print(index, verbose);
 	list_json(index);
-	if (!snap_store.count)
-		return 0;
-	printk("  %-20s %-12s %3s %9s %10s  %-19s  %s\n", "NAME", "VM IMAGE", "CPU", "RAM", "IMAGE",
-	       "SAVED (RTC)", "SEQ STATE");
-	for (u32 i = 0; i < snap_store.count; i++)
-		print_entry(i);
 	return 0;
 }
 
@@ -144,18 +152,24 @@ static int snap_info(const char *name, const char *disk_opt)
 	struct snap_report rep = { .emit = snap_report_print };
 	struct snap_source src;
 	const struct snap_entry *e;
+	char size[32];
 	int index, entry, ret;
 
 	entry = open_entry(name, disk_opt, &index);
 	if (entry < 0)
 		return entry;
 	e = &snap_store.entry[entry];
-	printk("snapshot '%s' on disk %d (%s): blocks %llu-%llu (byte offset %llu, %llu bytes: "
-	       "dd skip=%llu count=%llu bs=4096)\n",
-	       name, index, snap_store.dev->name, (unsigned long long)e->start_block,
+	format_size(size, sizeof(size), e->size);
+	printk("snapshot '%s' on disk %d (%s): %s\n", name, index, snap_store.dev->name, size);
+	printk("  where:   blocks %llu-%llu (byte offset %llu, %llu bytes)\n",
+	       (unsigned long long)e->start_block,
 	       (unsigned long long)(e->start_block + snap_entry_blocks(e) - 1),
-	       (unsigned long long)(e->start_block * SNAP_BLOCK), (unsigned long long)e->size,
-	       (unsigned long long)e->start_block, (unsigned long long)snap_entry_blocks(e));
+	       (unsigned long long)(e->start_block * SNAP_BLOCK), (unsigned long long)e->size);
+	printk("  copy:    dd skip=%llu count=%llu bs=4096\n", (unsigned long long)e->start_block,
+	       (unsigned long long)snap_entry_blocks(e));
+	printk("  catalog: %s; generation %llu in copy %c, sequence #%llu\n", entry_state(entry),
+	       (unsigned long long)snap_store.generation, 'A' + snap_store.cur,
+	       (unsigned long long)e->seq);
 	ret = snap_source_get(&src, entry);
 	if (ret)
 		return ret;
@@ -163,11 +177,13 @@ static int snap_info(const char *name, const char *disk_opt)
 	if (ret == 0 || ret == -EBADMSG)
 		snap_image_describe(&src, &info_parsed, info_line, NULL);
 	if (ret == -EBADMSG)
-		printk("error: snapshot '%s' is damaged (%d problem%s; 'snap verify %s' checks the pages too)\n",
-		       name, rep.errors, rep.errors == 1 ? "" : "s", name);
+		shell_error(ret,
+			    "snapshot '%s' is damaged (%d problem%s);\n"
+			    "  'snap verify %s' checks the pages too",
+			    name, rep.errors, rep.errors == 1 ? "" : "s", name);
 	else if (ret)
-		printk("error: reading '%s' failed: %s\n", name,
-		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+		shell_error(ret, "reading '%s' failed: %s", name,
+			    snap_store.err[0] ? snap_store.err : errno_name(ret));
 	snap_image_close(&info_parsed);
 	snap_source_put(&src);
 	return ret;
@@ -203,18 +219,20 @@ static int snap_verify(const char *name, const char *disk_opt)
 	}
 	format_size(size, sizeof(size), info_parsed.hdr.total_size);
 	if (!ret)
-		printk("snapshot '%s' is intact: header, %u sections and %llu stored pages, every "
-		       "CRC32C matches (%s)\n",
+		ctl_summary_next();
+	if (!ret)
+		printk("snapshot '%s' is intact: every CRC32C matches\n  checked: the header, %u "
+		       "sections and %llu stored pages (%s)\n",
 		       name, info_parsed.nsections,
 		       (unsigned long long)(snap_image_page_bytes(&info_parsed) / PAGE_SIZE), size);
 	else if (ret == -ECANCELED)
 		printk("snap verify: cancelled\n");
 	else if (ret == -EBADMSG)
-		printk("error: snapshot '%s' is damaged: %d problem%s (listed above)\n", name,
-		       rep.errors, rep.errors == 1 ? "" : "s");
+		shell_error(ret, "snapshot '%s' is damaged: %d problem%s (above)", name, rep.errors,
+			    rep.errors == 1 ? "" : "s");
 	else
-		printk("error: reading '%s' failed: %s\n", name,
-		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+		shell_error(ret, "reading '%s' failed: %s", name,
+			    snap_store.err[0] ? snap_store.err : errno_name(ret));
 	snap_image_close(&info_parsed);
 	snap_source_put(&src);
 	return ret;
@@ -231,14 +249,14 @@ static int snap_delete(const char *name, const char *disk_opt)
 	format_size(size, sizeof(size), snap_entry_blocks(&snap_store.entry[entry]) * SNAP_BLOCK);
 	ret = snap_store_remove(&snap_store, entry);
 	if (ret && snap_store.unsure) {
-		printk("error: snap delete: the disk did not confirm the new catalog (%s):\n"
-		       "  '%s' may or may not be deleted ('snap list' reads the disk again)\n",
-		       snap_store.err, name);
-		return ret;
+		return shell_error(
+			ret,
+			"the disk did not confirm the new catalog (%s):\n"
+			"  '%s' may or may not be deleted ('snap list' reads the disk again)",
+			snap_store.err, name);
 	}
 	if (ret) {
-		printk("error: snap delete: %s; the snapshot is still there\n", snap_store.err);
-		return ret;
+		return shell_error(ret, "%s; the snapshot is still there", snap_store.err);
 	}
 	printk("deleted '%s' from disk %d (%s freed)\n", name, index, size);
 	return 0;
@@ -255,35 +273,33 @@ static int snap_format(const char *disk, bool force)
 	if (!dev)
 		return -ENODEV;
 	if (dev->readonly) {
-		printk("error: snap format: disk %d (%s) is read-only\n", index, dev->name);
-		return -EROFS;
+		return shell_error(-EROFS, "disk %d (%s) is read-only", index, dev->name);
 	}
 	if (!force) {
 		ret = snap_store_open_shell(dev);
 		if (ret == 0 || ret == -EBADMSG || ret == -ERANGE) {
-			printk("error: disk %d (%s) already holds a snapshot store%s; 'snap format %d "
-			       "--force' erases it\n",
-			       index, dev->name,
-			       ret ? " (damaged)" : (snap_store.count ? " with snapshots" : ""),
-			       index);
-			return -EEXIST;
+			return shell_error(-EEXIST,
+					   "disk %d (%s) holds a snapshot store%s;\n"
+					   "  'snap format %d --force' erases it",
+					   index, dev->name,
+					   ret ? " (damaged)" :
+						 (snap_store.count ? " with snapshots" : ""),
+					   index);
 		}
 		ret = snap_store_blank(&snap_store, dev);
 		if (ret < 0) {
-			printk("error: disk %d: %s\n", index, snap_store.err);
-			return ret;
+			return shell_error(ret, "disk %d: %s", index, snap_store.err);
 		}
 		if (!ret) {
-			printk("error: disk %d (%s) is not blank (its first MiB holds data); "
-			       "'snap format %d --force' erases it\n",
-			       index, dev->name, index);
-			return -EEXIST;
+			return shell_error(-EEXIST,
+					   "disk %d (%s) is not blank (its first MiB holds data);\n"
+					   "  'snap format %d --force' erases it",
+					   index, dev->name, index);
 		}
 	}
 	ret = snap_store_format(&snap_store, dev, snap_new_store_id());
 	if (ret) {
-		printk("error: snap format: %s\n", snap_store.err);
-		return ret;
+		return shell_error(ret, "%s", snap_store.err);
 	}
 	format_size(size, sizeof(size),
 		    (snap_store.total_blocks - snap_store.data_start) * SNAP_BLOCK);
@@ -298,7 +314,8 @@ static int positional(int argc, char **argv, char **pos, int max)
 	int n = 0;
 
 	for (int i = 2; i < argc; i++) {
-		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force"))
+		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
+		    !strcmp(argv[i], "--verbose"))
 			continue;
 		if (n < max)
 			pos[n] = argv[i];
@@ -316,17 +333,14 @@ static int cmd_snap(int argc, char **argv)
 	u64 id;
 
 	if (!strcmp(sub, "save") && npos == 2) {
-		if (parse_u64(pos[0], &id) || id > 1000) {
-			printk("error: snap save: '%s' is not a VM number (see 'vm list')\n",
-			       pos[0]);
-			return -EINVAL;
-		}
+		if (parse_u64(pos[0], &id) || id < 1 || id > VM_MAX)
+			return shell_err_no_vm(pos[0]);
 		return snap_save((int)id, pos[1], disk);
 	}
 	if (!strcmp(sub, "restore") && npos == 1)
 		return snap_restore(pos[0], disk);
 	if (!strcmp(sub, "list") && npos == 0)
-		return snap_list(disk);
+		return snap_list(disk, shell_flag(argc, argv, 2, "--verbose"));
 	if (!strcmp(sub, "info") && npos == 1)
 		return snap_info(pos[0], disk);
 	if (!strcmp(sub, "verify") && npos == 1)
@@ -341,23 +355,52 @@ static int cmd_snap(int argc, char **argv)
 		return snap_format(pos[0], shell_flag(argc, argv, 2, "--force"));
 	return shell_usage("snap");
 }
-SHELL_COMMAND(snap, .name = "snap",
-	      .usage = "snap save VM NAME | restore NAME | list | info NAME | verify NAME | "
-		       "delete NAME | format DISK [--force] | dirty VM WHAT | reset VM   (disk=N)",
-	      .summary = "save VMs to disk and bring them back (snapshots)",
-	      .help = "  snap save VM NAME [disk=N]  pause VM, write its image, commit, resume it\n"
-		      "  snap restore NAME [disk=N]  verify the image, create a paused VM from it\n"
-		      "  snap list [disk=N]          the snapshots on a disk and its free space\n"
-		      "  snap info NAME [disk=N]     header fields, sections, regions, vCPUs\n"
-		      "  snap verify NAME [disk=N]   check every CRC32C; names the damaged part\n"
-		      "  snap delete NAME [disk=N]   remove from the catalog, free its space\n"
-		      "  snap format DISK [--force]  create an empty store (--force: over data)\n"
-		      "  snap dirty VM WHAT          WHAT: start|show|clear|stop tracking the\n"
-		      "                              pages VM writes (a debugging aid)\n"
-		      "  snap reset VM [NAME]        first: keep VM's base in memory (or NAME's\n"
-		      "                              image); then return to it, copying back\n"
-		      "                              only dirty pages (--info, --drop: free it)\n"
-		      "The default disk is the first holding a store, else the first disk. A save\n"
-		      "to a blank disk creates the store. Ctrl-C cancels a save; earlier snapshots\n"
-		      "stay intact. Format: docs/snapshot-format.md.\n",
-	      .fn = cmd_snap);
+/* Kept in one table so `help snap SUB`, the usage lines and the
+ * unknown-subcommand error say the same. */
+static const struct shell_sub snap_subs[] = {
+	{ .name = "save",
+	  .args = "VM NAME [disk=N]",
+	  .summary = "pause VM, write its image, commit, resume it",
+	  .help = "  NAME is 1-31 letters, digits, '.', '_' or '-'. The VM runs on once the\n"
+		  "  image is durable; Ctrl-C cancels and earlier snapshots stay intact.\n"
+		  "  A save to a blank disk creates the store.\n" },
+	{ .name = "restore",
+	  .args = "NAME [disk=N]",
+	  .summary = "check the image, make a paused VM from it",
+	  .help = "  Every CRC is checked before the VM exists; 'vm resume ID' runs it.\n" },
+	{ .name = "list",
+	  .args = "[disk=N] [--verbose]",
+	  .summary = "the snapshots on a disk and its free space",
+	  .help = "  --verbose adds the catalog's generation and copy, the largest free\n"
+		  "  extent, and each image's sequence number and vCPUs.\n" },
+	{ .name = "info",
+	  .args = "NAME [disk=N]",
+	  .summary = "where it lies, header fields, sections, vCPUs",
+	  .help = "  Also the catalog's generation and copy, and a dd line that copies the\n"
+		  "  image off the disk.\n" },
+	{ .name = "verify",
+	  .args = "NAME [disk=N]",
+	  .summary = "check every CRC32C; names the damaged part" },
+	{ .name = "delete", .args = "NAME [disk=N]", .summary = "remove it and free its space" },
+	{ .name = "format",
+	  .args = "DISK [--force]",
+	  .summary = "create an empty store on a disk",
+	  .help = "  A disk that holds data or a store is refused without --force.\n" },
+	{ .name = "dirty",
+	  .args = "VM start|show|clear|stop",
+	  .summary = "track the pages a VM writes (debugging)",
+	  .help = "  start turns tracking on, show lists the written pages, clear forgets\n"
+		  "  them, stop turns it off. Incremental snapshots build on it.\n" },
+	{ .name = "reset",
+	  .args = "VM [NAME [disk=N] | --info | --drop]",
+	  .summary = "return VM to a base kept in memory (fast)",
+	  .help = "  The first reset keeps VM's base in memory (or NAME's image); each\n"
+		  "  later one returns to it, copying back only the pages written since.\n"
+		  "  --info shows the base and a fuzzing crash, --drop frees the base.\n" },
+	{ NULL },
+};
+
+SHELL_COMMAND(snap, .name = "snap", .summary = "save VMs to disk and bring them back (snapshots)",
+	      .help = "disk=N picks the disk; by default the first holding a store, else the\n"
+		      "first disk. Format: docs/snapshot-format.md.\n",
+	      .fn = cmd_snap, .subs = snap_subs);

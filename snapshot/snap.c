@@ -90,7 +90,7 @@ struct blkdev *snap_pick_disk(const char *opt, int *index)
 	u64 idx;
 
 	if (!n) {
-		printk("error: no snapshot disk: Amber found no disk (attach a virtio-blk, NVMe or ATA disk)\n");
+		shell_err_no_disk(opt, 0);
 		return NULL;
 	}
 	if (opt) {
@@ -104,7 +104,7 @@ struct blkdev *snap_pick_disk(const char *opt, int *index)
 				return blkdev_get(i);
 			}
 		}
-		printk("error: no disk '%s' (disks 0-%d; see 'disk list')\n", opt, n - 1);
+		shell_err_no_disk(opt, n);
 		return NULL;
 	}
 	for (int i = 0; i < n; i++) {
@@ -152,11 +152,13 @@ int snap_store_open_shell(struct blkdev *dev)
 int snap_open_report(int ret, struct blkdev *dev, int index)
 {
 	if (ret == -ENODATA)
-		printk("error: disk %d (%s) holds no snapshot store ('snap save' creates one on a "
-		       "blank disk, 'snap format %d' on any other)\n",
-		       index, dev->name, index);
+		shell_error(
+			ret,
+			"disk %d (%s) holds no snapshot store;\n"
+			"  'snap save' creates one on a blank disk, 'snap format %d' on any other",
+			index, dev->name, index);
 	else if (ret)
-		printk("error: disk %d: %s\n", index, snap_store.err);
+		shell_error(ret, "disk %d: %s", index, snap_store.err);
 	else
 		snap_store_warn(index);
 	return ret;
@@ -327,10 +329,11 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 
 		ret = vcpu_get_state(v, &vstate[i]);
 		if (ret) {
-			printk("error: snap save: %s could not read the state of vCPU %d (%s)\n"
-			       "snap save: nothing was committed, earlier snapshots are intact\n",
-			       image.info.backend, i, errno_name(ret));
-			return ret;
+			return shell_error(
+				ret,
+				"%s could not read the state of vCPU %d (%s)\n"
+				"snap save: nothing was committed, earlier snapshots are intact",
+				image.info.backend, i, errno_name(ret));
 		}
 		/* A paused guest's TSC stands still at the value it resumes with. */
 		if (vm->state == VM_PAUSED)
@@ -346,8 +349,7 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 	image.nregions = 1;
 	ret = snap_region_init(&image.region[0], 0, vm->mem_size / PAGE_SIZE, SNAP_PAGES_PER_CRC);
 	if (ret) {
-		printk("error: snap save: no memory for the page bitmap of VM %d\n", vm->id);
-		return ret;
+		return shell_error(ret, "no memory for the page bitmap of VM %d", vm->id);
 	}
 	snap_progress_init(&pr, "scan");
 	ret = snap_region_scan(&image.region[0], guest_page, vm, snap_progress, &pr);
@@ -356,7 +358,7 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 	if (ret == -ECANCELED)
 		printk("snap save: cancelled; nothing was committed, earlier snapshots are intact\n");
 	else if (ret)
-		printk("error: snap save: %s while scanning guest memory\n", errno_name(ret));
+		shell_error(ret, "%s while scanning guest memory", errno_name(ret));
 	return ret;
 }
 
@@ -369,26 +371,24 @@ static int save_store(struct blkdev *dev, int index)
 	int ret = snap_store_open_shell(dev);
 
 	if (ret && ret != -ENODATA)
-		printk("error: disk %d: %s\n", index, snap_store.err);
+		shell_error(ret, "disk %d: %s", index, snap_store.err);
 	if (!ret)
 		snap_store_warn(index);
 	if (ret != -ENODATA)
 		return ret;
 	ret = snap_store_blank(&snap_store, dev);
 	if (ret < 0) {
-		printk("error: disk %d: %s\n", index, snap_store.err);
-		return ret;
+		return shell_error(ret, "disk %d: %s", index, snap_store.err);
 	}
 	if (!ret) {
-		printk("error: disk %d (%s) holds data that is not a snapshot store; "
-		       "'snap format %d --force' erases it\n",
-		       index, dev->name, index);
-		return -EEXIST;
+		return shell_error(-EEXIST,
+				   "disk %d (%s) holds data that is not a snapshot store;\n"
+				   "  'snap format %d --force' erases it",
+				   index, dev->name, index);
 	}
 	ret = snap_store_format(&snap_store, dev, snap_new_store_id());
 	if (ret) {
-		printk("error: disk %d: %s\n", index, snap_store.err);
-		return ret;
+		return shell_error(ret, "disk %d: %s", index, snap_store.err);
 	}
 	format_size(size, sizeof(size), dev->sectors * dev->sector_size);
 	printk("snap: disk %d (%s, %s) was blank: created a snapshot store on it\n", index,
@@ -463,18 +463,18 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	int ret;
 
 	if (!total) {
-		printk("error: snap save: VM %d cannot be described as an image\n", vm->id);
-		return -EINVAL;
+		return shell_error(-EINVAL, "VM %d cannot be described as an image", vm->id);
 	}
 	if (snap_store_alloc(&snap_store, total, &io.start)) {
 		snap_store_space(&snap_store, &free_blocks, &largest);
 		format_size(need, sizeof(need), total);
 		format_size(big, sizeof(big), largest * SNAP_BLOCK);
 		format_size(all, sizeof(all), free_blocks * SNAP_BLOCK);
-		printk("error: disk full: the image of VM %d needs %s, but the largest free extent "
-		       "on disk %d (%s) is %s (%s free in all); earlier snapshots are intact\n",
-		       vm->id, need, index, snap_store.dev->name, big, all);
-		return -ENOSPC;
+		return shell_error(
+			-ENOSPC,
+			"disk full: VM %d's image needs %s, the largest free extent\n"
+			"  on disk %d (%s) is %s (%s free in all); earlier snapshots are intact",
+			vm->id, need, index, snap_store.dev->name, big, all);
 	}
 	io.blocks = total / SNAP_BLOCK;
 	io.bytes = 0;
@@ -485,10 +485,10 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 		return ret;
 	}
 	if (ret) {
-		printk("error: snap save: writing the image failed: %s; nothing was committed, "
-		       "earlier snapshots are intact\n",
-		       snap_store.err[0] ? snap_store.err : errno_name(ret));
-		return ret;
+		return shell_error(ret,
+				   "writing the image failed: %s;\n"
+				   "  nothing was committed, earlier snapshots are intact",
+				   snap_store.err[0] ? snap_store.err : errno_name(ret));
 	}
 	strlcpy(e.name, name, sizeof(e.name));
 	strlcpy(e.vm_image, vm->image, sizeof(e.vm_image));
@@ -505,14 +505,18 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	ret = snap_store_add(&snap_store, &e);
 	st->commit_us = ticks() - t0;
 	if (ret && snap_store.unsure)
-		printk("error: snap save: the disk did not confirm the new catalog (%s): '%s'\n"
-		       "  may or may not be saved ('snap list' reads the disk again); earlier\n"
-		       "  snapshots are intact\n",
-		       snap_store.err, e.name);
+		shell_error(
+			ret,
+			"the disk did not confirm the new catalog (%s): '%s'\n"
+			"  may or may not be saved ('snap list' reads the disk again); earlier\n"
+			"  snapshots are intact",
+			snap_store.err, e.name);
 	else if (ret)
-		printk("error: snap save: committing the catalog failed: %s; the previous catalog "
-		       "still describes the disk, earlier snapshots are intact\n",
-		       snap_store.err);
+		shell_error(
+			ret,
+			"committing the catalog failed: %s;\n"
+			"  the previous catalog still describes the disk, earlier snapshots are intact",
+			snap_store.err);
 	return ret;
 }
 
@@ -528,38 +532,38 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	int index, ret;
 
 	if (!snap_name_valid(name)) {
-		printk("error: snap save: '%s' is not a valid name (1-31 letters, digits, '.', '_', '-')\n",
-		       name);
-		return -EINVAL;
+		return shell_error(-EINVAL,
+				   "'%s' is not a name: use 1-31 letters, digits, '.', '_', '-'",
+				   name);
 	}
 	if (!vm) {
-		printk("error: snap save: no VM %d (see 'vm list')\n", vm_id);
-		return -ENOENT;
+		char id[16];
+
+		snprintf(id, sizeof(id), "%d", vm_id);
+		return shell_err_no_vm(id);
 	}
 	dev = snap_pick_disk(disk_opt, &index);
 	if (!dev)
 		return -ENODEV;
 	if (dev->readonly) {
-		printk("error: snap save: disk %d (%s) is read-only\n", index, dev->name);
-		return -EROFS;
+		return shell_error(-EROFS, "disk %d (%s) is read-only", index, dev->name);
 	}
 	ret = save_store(dev, index);
 	if (ret)
 		return ret;
 	if (snap_store_find(&snap_store, name) >= 0) {
-		printk("error: snap save: a snapshot named '%s' exists on disk %d ('snap delete %s' "
-		       "first, or pick another name)\n",
-		       name, index, name);
-		return -EEXIST;
+		return shell_error(-EEXIST,
+				   "'%s' exists on disk %d already;\n"
+				   "  'snap delete %s' first, or pick another name",
+				   name, index, name);
 	}
 
 	was = vm->state;
 	if (was == VM_CREATED) {
 		/* Its memory holds the loaded image but nothing ran: a restore could
 		 * only resume it, never start it as 'vm start' does. */
-		printk("error: snap save: VM %d was never started ('vm start %d' first)\n", vm_id,
-		       vm_id);
-		return -EINVAL;
+		return shell_error(-EINVAL, "VM %d was never started ('vm start %d' first)", vm_id,
+				   vm_id);
 	}
 	c0 = dev->commands;
 	t0 = ticks();
@@ -585,14 +589,20 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	format_size(img, sizeof(img), image.hdr.total_size);
 	format_size(mem, sizeof(mem), vm->mem_size);
 	print_rate(rate, sizeof(rate), st.bytes, st.write_us + st.commit_us);
-	printk("saved VM %d as '%s' on disk %d (%s): image %s for %s of RAM (%llu of %llu pages "
-	       "stored), %llu bytes in %llu disk commands, written and flushed at %s; VM frozen "
-	       "%llu ms (scan %llu ms, write %llu ms, flush and commit %llu ms)%s\n",
-	       vm->id, name, index, dev->name, img, mem, (unsigned long long)image.region[0].stored,
-	       (unsigned long long)image.hdr.memory_pages, (unsigned long long)st.bytes,
-	       (unsigned long long)st.cmds, rate, (unsigned long long)(frozen / 1000),
-	       (unsigned long long)(st.scan_us / 1000), (unsigned long long)(st.write_us / 1000),
-	       (unsigned long long)(st.commit_us / 1000), paused ? ", running again" : "");
+	/* A summary line, the figures aligned below it (80 columns). */
+	ctl_summary_next();
+	printk("saved VM %d as '%s' in %llu ms%s\n", vm->id, name,
+	       (unsigned long long)(frozen / 1000), paused ? ", running again" : "");
+	printk("  image:   %s on disk %d (%s)\n", img, index, dev->name);
+	printk("  memory:  %s, %llu of %llu pages stored (zero pages left out)\n", mem,
+	       (unsigned long long)image.region[0].stored,
+	       (unsigned long long)image.hdr.memory_pages);
+	format_size(img, sizeof(img), st.bytes);
+	printk("  written: %s (%llu bytes) in %llu commands at %s, flushed\n", img,
+	       (unsigned long long)st.bytes, (unsigned long long)st.cmds, rate);
+	printk("  frozen:  %llu ms (scan %llu ms, write %llu ms, flush and commit %llu ms)\n",
+	       (unsigned long long)(frozen / 1000), (unsigned long long)(st.scan_us / 1000),
+	       (unsigned long long)(st.write_us / 1000), (unsigned long long)(st.commit_us / 1000));
 	save_json(vm, name, index, &st, frozen);
 	return 0;
 }
@@ -612,10 +622,10 @@ static int restore_devices(struct vm *vm, struct snap_parsed *p)
 		const char *why = "no such device in this Amber";
 
 		if (!d || vdev_load(vm, d, rec->data, rec->len, rec->version, &why)) {
-			printk("error: snap restore: device %u (%s) record version %u: %s\n",
-			       rec->id, vdev_id_name(rec->id) ? vdev_id_name(rec->id) : "unknown",
-			       rec->version, why);
-			return -EINVAL;
+			return shell_error(-EINVAL, "device %u (%s) record version %u: %s", rec->id,
+					   vdev_id_name(rec->id) ? vdev_id_name(rec->id) :
+								   "unknown",
+					   rec->version, why);
 		}
 	}
 	return 0;
@@ -647,9 +657,10 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 	}
 	if (ri != 0 || p->nregions != 1 || p->region[0].gpa != 0 || !p->hdr.vcpu_count ||
 	    p->hdr.vcpu_count > VM_MAX_VCPUS) {
-		printk("error: snap restore: '%s' has %u memory regions and %u vCPUs; this Amber "
-		       "restores one region at address 0 and at most %d vCPUs\n",
-		       rs.name, p->nregions, p->hdr.vcpu_count, VM_MAX_VCPUS);
+		shell_error(-EINVAL,
+			    "'%s' has %u memory regions and %u vCPUs; this Amber\n"
+			    "  restores one region at address 0 and at most %d vCPUs",
+			    rs.name, p->nregions, p->hdr.vcpu_count, VM_MAX_VCPUS);
 		rs.said = true;
 		return -EOPNOTSUPP;
 	}
@@ -674,7 +685,7 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 				 p->region[0].pages * PAGE_SIZE, (int)p->hdr.vcpu_count);
 	rs.create_us = ticks() - t0;
 	if (!rs.vm) {
-		printk("error: snap restore: could not create the VM (see above); nothing restored\n");
+		shell_error(-ENOMEM, "could not create the VM (see above); nothing restored");
 		rs.said = true;
 		return -ENOMEM;
 	}
@@ -701,9 +712,8 @@ static int restore_commit(struct snap_parsed *p)
 	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
 		ret = vcpu_set_state(vm->vcpus[i], &vstate[i]);
 		if (ret) {
-			printk("error: snap restore: %s could not load the state of vCPU %u (%s)\n",
-			       vcpu_ops->name, i, errno_name(ret));
-			return ret;
+			return shell_error(ret, "%s could not load the state of vCPU %u (%s)",
+					   vcpu_ops->name, i, errno_name(ret));
 		}
 		vm->vcpus[i]->frozen_tsc = vstate[i].tsc; /* what `vm resume` loads */
 	}
@@ -725,8 +735,7 @@ static int restore_commit(struct snap_parsed *p)
 	vm->started_ticks = ticks();
 	ret = vm_publish(vm);
 	if (ret)
-		printk("error: snap restore: VM slot %d was taken while the image was read\n",
-		       vm->id);
+		shell_error(ret, "VM slot %d was taken while the image was read", vm->id);
 	return ret;
 }
 
@@ -766,12 +775,13 @@ static int restore_one_pass(struct snap_source *src, const char *name, u64 *zero
 	} else if (ret == -ECANCELED) {
 		printk("snap restore: cancelled; no VM created\n");
 	} else if (ret == -EBADMSG) {
-		printk("error: snap restore: snapshot '%s' is damaged (%d problem%s, first: %s); "
-		       "restore refused, no VM created\n",
-		       name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+		shell_error(ret,
+			    "snapshot '%s' is damaged (%d problem%s, first: %s);\n"
+			    "  restore refused, no VM created",
+			    name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
 	} else if (!rs.said) { /* prepare said why itself */
-		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", name,
-		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+		shell_error(ret, "reading '%s' failed: %s; no VM created", name,
+			    snap_store.err[0] ? snap_store.err : errno_name(ret));
 	}
 	vm_destroy(rs.vm);
 	rs.vm = NULL;
@@ -783,7 +793,7 @@ int snap_restore(const char *name, const char *disk_opt)
 	struct snap_source src;
 	struct blkdev *dev;
 	struct vm *vm;
-	char mem[32], rate[32], how[64], tscline[96];
+	char mem[32], rate[32], how[64], tscline[96], human[32];
 	u64 t0, t_all, c0, b0, size, zeroed = 0;
 	int index, entry, ret;
 
@@ -795,9 +805,7 @@ int snap_restore(const char *name, const char *disk_opt)
 		return ret;
 	entry = snap_store_find(&snap_store, name);
 	if (entry < 0) {
-		printk("error: snap restore: no snapshot '%s' on disk %d (%s) (see 'snap list')\n",
-		       name, index, dev->name);
-		return -ENOENT;
+		return shell_err_no_snap(name, index, dev->name);
 	}
 	ret = snap_source_get(&src, entry);
 	if (ret)
@@ -825,22 +833,28 @@ int snap_restore(const char *name, const char *disk_opt)
 	else if (vm->state == VM_STOPPED)
 		strlcpy(how, "stopped, as it was saved ('vm info' says why)", sizeof(how));
 	else
-		snprintf(how, sizeof(how), "paused: 'vm resume %d' continues it", vm->id);
+		snprintf(how, sizeof(how), "paused; 'vm resume %d' runs it", vm->id);
 	/* The rate is the image's size over the whole restore: how fast an image
 	 * of that size comes back. The bytes are what the disk delivered (the
 	 * block layer's count), so bytes/image size is reads per image byte. */
 	format_size(mem, sizeof(mem), vm->mem_size);
 	print_rate(rate, sizeof(rate), size, t_all);
-	printk("restored '%s' as VM %d (%s, %s of RAM, saved from VM %u) in %llu ms = %s for the "
-	       "%llu-byte image in one pass (new VM %llu ms, load and check %llu ms of which "
-	       "disk reads %llu ms, %llu pages zeroed; %llu bytes read from the disk in %llu "
-	       "commands), %s\n",
-	       name, vm->id, vm->image, mem, parsed.dev.vm_id, (unsigned long long)(t_all / 1000),
-	       rate, (unsigned long long)size, (unsigned long long)(rs.create_us / 1000),
+	ctl_summary_next();
+	printk("restored '%s' as VM %d in %llu ms, %s\n", name, vm->id,
+	       (unsigned long long)(t_all / 1000), vm_state_name(vm->state));
+	printk("  state:   %s\n", how);
+	printk("  VM:      %s, %s of RAM, saved from VM %u\n", vm->image, mem, parsed.dev.vm_id);
+	format_size(human, sizeof(human), size);
+	printk("  image:   %s (%llu bytes) in one pass at %s\n", human, (unsigned long long)size,
+	       rate);
+	printk("  time:    new VM %llu ms, load and check %llu ms (disk reads %llu ms)\n",
+	       (unsigned long long)(rs.create_us / 1000),
 	       (unsigned long long)((t_all - rs.create_us) / 1000),
-	       (unsigned long long)(entry_io.io_us / 1000), (unsigned long long)zeroed,
+	       (unsigned long long)(entry_io.io_us / 1000));
+	format_size(human, sizeof(human), dev->bytes_read - b0);
+	printk("  read:    %s (%llu bytes) in %llu commands; %llu pages zeroed\n", human,
 	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
-	       how);
+	       (unsigned long long)zeroed);
 	vtsc_describe(vm, rs.tsc_err, tscline, sizeof(tscline));
 	if (tscline[0])
 		printk("%s\n", tscline);

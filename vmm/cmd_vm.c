@@ -20,28 +20,26 @@
 #define VGA_COLS 80
 #define VGA_ROWS 25
 
-static const char vm_usage[] = "vm images | vm create IMAGE [mem=SIZE] [cpus=N] [initrd=IMAGE] "
-			       "[hypercalls] [inputs=IMAGE] [-- GUEST ARGS] | "
-			       "vm start|pause|resume|kill|info|console|screen ID | vm list";
-
-/* Parses a VM id and finds the VM; prints why not and returns NULL. */
-static struct vm *arg_vm(int argc, char **argv)
+struct vm *vm_from_arg(const char *arg)
 {
 	u64 id;
-	struct vm *vm;
+	struct vm *vm = NULL;
 
-	if (argc != 3) {
-		printk("usage: vm %s ID\n", argv[1]);
-		return NULL;
-	}
-	if (parse_u64(argv[2], &id) || id < 1 || id > VM_MAX) {
-		printk("vm %s: '%s' is not a VM id (1-%d)\n", argv[1], argv[2], VM_MAX);
-		return NULL;
-	}
-	vm = vm_get((int)id);
+	if (!parse_u64(arg, &id) && id >= 1 && id <= VM_MAX)
+		vm = vm_get((int)id);
 	if (!vm)
-		printk("vm %s: there is no vm %lu (vm list shows them)\n", argv[1], id);
+		shell_err_no_vm(arg);
 	return vm;
+}
+
+/* The VM named by `vm SUB ID`; prints why not and returns NULL. */
+static struct vm *arg_vm(int argc, char **argv)
+{
+	if (argc != 3) {
+		shell_usage("vm");
+		return NULL;
+	}
+	return vm_from_arg(argv[2]);
 }
 
 static int cmd_images(int argc, char **argv)
@@ -51,13 +49,13 @@ static int cmd_images(int argc, char **argv)
 	if (argc != 2)
 		return shell_usage("vm");
 	if (!n) {
-		printk("no guest images (built-in guests missing and no Multiboot modules)\n");
+		printk("no guest images (no built-in guests, no Multiboot modules)\n");
 		return 0;
 	}
 	printk("%-18s %10s  %-9s %-14s %s\n", "NAME", "SIZE", "FROM", "KIND", "DEFAULT ARGUMENTS");
 	for (int i = 0; i < n; i++) {
 		const struct guest_image *img = guest_image_at(i);
-		char size[24], kind[24];
+		char size[24], kind[24], head[64];
 		const char *what;
 
 		switch (image_kind(img->data, img->size, &what)) {
@@ -74,8 +72,9 @@ static int cmd_images(int argc, char **argv)
 			strlcpy(kind, "unknown", sizeof(kind));
 		}
 		format_size(size, sizeof(size), img->size);
-		printk("%-18s %10s  %-9s %-14s %s\n", img->name, size,
-		       img->module ? "module" : "built-in", kind, img->cmdline);
+		snprintf(head, sizeof(head), "%-18s %10s  %-9s %-14s", img->name, size,
+			 img->module ? "module" : "built-in", kind);
+		shell_wrap(head, (int)strlen(head) + 1, img->cmdline); /* 80 columns */
 	}
 	return 0;
 }
@@ -93,17 +92,14 @@ static int cmd_create(int argc, char **argv)
 		return shell_usage("vm");
 	for (i = 3; i < argc && strcmp(argv[i], "--") != 0; i++) {
 		if (!strncmp(argv[i], "mem=", 4)) {
-			if (parse_size(argv[i] + 4, &mem)) {
-				printk("vm create: '%s' is not a size (like 64M or 1G)\n",
-				       argv[i] + 4);
-				return -EINVAL;
-			}
+			if (parse_size(argv[i] + 4, &mem))
+				return shell_error(-EINVAL,
+						   "'%s' is not a size; write it like 64M or 1G",
+						   argv[i] + 4);
 		} else if (!strncmp(argv[i], "cpus=", 5)) {
-			if (parse_u64(argv[i] + 5, &cpus) || cpus < 1 || cpus > VM_MAX_VCPUS) {
-				printk("vm create: cpus must be a number from 1 to %d\n",
-				       VM_MAX_VCPUS);
-				return -EINVAL;
-			}
+			if (parse_u64(argv[i] + 5, &cpus) || cpus < 1 || cpus > VM_MAX_VCPUS)
+				return shell_error(-EINVAL, "cpus must be a number from 1 to %d",
+						   VM_MAX_VCPUS);
 		} else if (!strncmp(argv[i], "initrd=", 7) && argv[i][7]) {
 			initrd = argv[i] + 7;
 		} else if (!strcmp(argv[i], "hypercalls")) {
@@ -112,10 +108,10 @@ static int cmd_create(int argc, char **argv)
 			inputs = argv[i] + 7; /* a corpus implies the hypercalls */
 			hypercalls = true;
 		} else {
-			printk("vm create: unknown option '%s' (mem=SIZE, cpus=N, initrd=IMAGE,\n"
-			       "  hypercalls, inputs=IMAGE, or -- before guest arguments)\n",
-			       argv[i]);
-			return -EINVAL;
+			return shell_error(-EINVAL,
+					   "unknown option '%s'; 'help vm create' lists "
+					   "them",
+					   argv[i]);
 		}
 	}
 	if (i < argc) { /* "--": the rest is the guest's command line */
@@ -125,11 +121,11 @@ static int cmd_create(int argc, char **argv)
 		for (i++; i < argc; i++) {
 			size_t w = strlen(argv[i]);
 
-			if (len + w + 2 > sizeof(args)) {
-				printk("vm create: guest arguments longer than %zu characters\n",
-				       sizeof(args) - 1);
-				return -EINVAL;
-			}
+			if (len + w + 2 > sizeof(args))
+				return shell_error(-EINVAL,
+						   "guest arguments over %zu characters; "
+						   "shorten them",
+						   sizeof(args) - 1);
 			if (len)
 				args[len++] = ' ';
 			memcpy(args + len, argv[i], w + 1);
@@ -245,6 +241,8 @@ static void vm_info_tsc(struct vm *vm)
 	printk("  guest TSC %lu at %lu us of host time\n", tsc, t);
 }
 
+/* What `vm info` shows: a summary line, then aligned details, each fitting
+ * 80 columns (a long command line wraps under itself). */
 static int cmd_info(struct vm *vm)
 {
 	char mem[24];
@@ -254,18 +252,18 @@ static int cmd_info(struct vm *vm)
 		vm_json(j, "vm", vm, true);
 
 	format_size(mem, sizeof(mem), vm->mem_size);
-	printk("vm %d: %s, %s, %s RAM, %d vCPU(s)\n", vm->id, vm->image, vm_state_name(vm->state),
-	       mem, vm->nvcpus);
-	printk("command line: %s\n", vm->cmdline);
+	printk("vm %d: %s, %s, %s RAM, %d vCPU%s\n", vm->id, vm->image, vm_state_name(vm->state),
+	       mem, vm->nvcpus, vm->nvcpus == 1 ? "" : "s");
+	shell_wrap("command line:", 14, vm->cmdline);
 	if (vm->boot_layout[0])
-		printk("boot: %s\n", vm->boot_layout);
+		shell_wrap("boot:", 6, vm->boot_layout);
 	vm_info_tsc(vm);
 	if (vm->state == VM_EXITED)
 		printk("exit code: %d\n", vm->exit_code);
 	if (vm->state == VM_STOPPED)
-		printk("stopped: %s\n", vm->stop_reason);
+		shell_wrap("stopped:", 9, vm->stop_reason);
 	if (vm->state == VM_OFF)
-		printk("powered off: %s\n", vm->stop_reason);
+		shell_wrap("powered off:", 13, vm->stop_reason);
 	if (vm->resets)
 		printk("resets by the guest: %lu\n", vm->resets);
 	if (vm->io_unemulated)
@@ -282,7 +280,7 @@ static int cmd_info(struct vm *vm)
 				printk("  %-14s %lu\n", vm_exit_kind_name(k), v->exit_counts[k]);
 		if (vm->state != VM_RUNNING) {
 			printk("  registers:\n");
-			vcpu_dump(v);
+			vcpu_dump(v, false);
 		}
 	}
 	return 0;
@@ -341,11 +339,9 @@ static int cmd_screen(struct vm *vm)
 	const u8 *vga = gpa_to_hva(vm, VGA_TEXT_GPA, VGA_COLS * VGA_ROWS * 2);
 	char line[VGA_COLS + 3];
 
-	if (!vga) {
-		printk("vm screen: vm %d has no RAM at the VGA text buffer (0x%x)\n", vm->id,
-		       VGA_TEXT_GPA);
-		return -EINVAL;
-	}
+	if (!vga)
+		return shell_error(-EINVAL, "VM %d has no RAM at the VGA text buffer (0x%x)",
+				   vm->id, VGA_TEXT_GPA);
 	memset(line, '-', sizeof(line) - 1);
 	line[0] = line[VGA_COLS + 1] = '+';
 	line[VGA_COLS + 2] = '\0';
@@ -369,17 +365,15 @@ static int cmd_screen(struct vm *vm)
 static int cmd_fail_state(int argc, char **argv)
 {
 	struct vm *vm;
-	u64 id, n;
+	u64 n;
 
-	if (argc != 4 || parse_u64(argv[2], &id) || parse_u64(argv[3], &n) || n > 1000) {
-		printk("usage: vm fail-state ID N (N at most 1000)\n");
-		return -EINVAL;
-	}
-	vm = vm_get(id >= 1 && id <= VM_MAX ? (int)id : 0);
-	if (!vm) {
-		printk("vm fail-state: there is no vm %s (vm list shows them)\n", argv[2]);
-		return -EINVAL;
-	}
+	if (argc != 4)
+		return shell_usage("vm");
+	if (parse_u64(argv[3], &n) || n > 1000)
+		return shell_error(-EINVAL, "'%s' is not a count from 0 to 1000", argv[3]);
+	vm = vm_from_arg(argv[2]);
+	if (!vm)
+		return -ENOENT;
 	vm->fail_state = (u32)n;
 	printk("vm %d: the next %u vCPU state access(es) will fail (test hook)\n", vm->id,
 	       vm->fail_state);
@@ -395,28 +389,22 @@ static int cmd_vm(int argc, char **argv)
 
 	if (argc < 2)
 		return shell_usage("vm");
+	if (!shell_sub_find(shell_find("vm"), sub))
+		return shell_usage("vm");
 	if (!strcmp(sub, "images"))
 		return cmd_images(argc, argv);
 	if (!strcmp(sub, "list"))
 		return cmd_list(argc, argv);
 	if (!strcmp(sub, "create")) {
-		if (why) {
-			printk("vm create: no guest can run here: %s\n", why);
-			return -ENODEV;
-		}
+		if (why)
+			return shell_error(-ENODEV, "no guest can run here: %s", why);
 		return cmd_create(argc, argv);
 	}
 	if (!strcmp(sub, "fail-state"))
 		return cmd_fail_state(argc, argv);
-	if (strcmp(sub, "start") && strcmp(sub, "pause") && strcmp(sub, "resume") &&
-	    strcmp(sub, "kill") && strcmp(sub, "info") && strcmp(sub, "console") &&
-	    strcmp(sub, "screen")) {
-		printk("vm: unknown subcommand '%s'\n", sub);
-		return shell_usage("vm");
-	}
 	vm = arg_vm(argc, argv);
 	if (!vm)
-		return -EINVAL;
+		return argc == 3 ? -ENOENT : -EINVAL;
 	if (!strcmp(sub, "info"))
 		return cmd_info(vm);
 	if (!strcmp(sub, "console"))
@@ -444,18 +432,38 @@ static int cmd_vm(int argc, char **argv)
 	return err;
 }
 
-SHELL_COMMAND(vm, .name = "vm", .usage = vm_usage, .summary = "create, run and control guests",
-	      .help = "  vm images                 guest images: built-in demos and boot modules\n"
-		      "  vm create IMAGE [mem=SIZE] [cpus=N] [-- ARGS]\n"
-		      "                            a VM with SIZE of RAM (default 32M) running\n"
-		      "                            IMAGE with ARGS as its command line\n"
-		      "  vm start ID               run a created VM\n"
-		      "  vm pause ID / resume ID   stop and continue it (state kept complete)\n"
-		      "  vm kill ID                end it and free its memory\n"
-		      "  vm list                   every VM with its state\n"
-		      "  vm info ID                state, exit counts, registers when not running\n"
-		      "  vm console ID             type to the guest's COM1; Ctrl-] detaches\n"
-		      "  vm screen ID              the guest's VGA text screen (80x25)\n"
-		      "  vm fail-state ID N        test hook: the next N vCPU state reads or\n"
-		      "                            writes fail (EIO), as a lost VMCS would\n",
-	      .fn = cmd_vm);
+static const struct shell_sub vm_subs[] = {
+	{ .name = "images", .args = "", .summary = "guest images: built-in demos and boot modules" },
+	{ .name = "create",
+	  .args = "IMAGE [OPTION...] [-- ARGS]",
+	  .summary = "a VM that runs IMAGE; it waits for 'vm start'",
+	  .help = "  OPTION is one of:\n"
+		  "  mem=SIZE       its RAM, like 64M or 1G (default 32M)\n"
+		  "  cpus=N         its vCPUs (default 1)\n"
+		  "  initrd=IMAGE   an initrd for a Linux kernel (see 'vm images')\n"
+		  "  hypercalls     the guest may use Amber's hypercalls (docs/vmm.md)\n"
+		  "  inputs=IMAGE   a fuzzing corpus for them (implies hypercalls)\n"
+		  "  -- ARGS        the rest of the line is the guest's command line\n"
+		  "                 (default: the image's own, shown by 'vm images')\n" },
+	{ .name = "list", .args = "", .summary = "every VM with its state, RAM and exits" },
+	{ .name = "start", .args = "ID", .summary = "run a created VM" },
+	{ .name = "pause", .args = "ID", .summary = "stop it running; its state is kept whole" },
+	{ .name = "resume", .args = "ID", .summary = "let a paused VM run on" },
+	{ .name = "kill", .args = "ID", .summary = "end it and free its memory" },
+	{ .name = "info",
+	  .args = "ID",
+	  .summary = "state, exit counts; registers when not running" },
+	{ .name = "console", .args = "ID", .summary = "type to the guest's COM1; Ctrl-] detaches" },
+	{ .name = "screen", .args = "ID", .summary = "the guest's VGA text screen (80x25)" },
+	{ .name = "fail-state",
+	  .args = "ID N",
+	  .summary = "test hook: make vCPU state accesses fail",
+	  .help = "  The next N reads or writes (at most 1000) of the VM's complete vCPU\n"
+		  "  state fail with EIO, as a lost VMCS would; tests show with it that\n"
+		  "  a failed capture commits nothing.\n",
+	  .hidden = true },
+	{ NULL },
+};
+
+SHELL_COMMAND(vm, .name = "vm", .summary = "create, run and control guests", .fn = cmd_vm,
+	      .subs = vm_subs);

@@ -6,6 +6,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "kernel/shell.h"
 #include "vmm/linux.h"
 #include "vmm/vmm_internal.h"
 
@@ -26,15 +27,15 @@ int linux_vm_load(struct vm *vm, const struct guest_image *img, const struct gue
 	vm_loader_target(vm, &t);
 	ret = linux_load(img->data, img->size, &p, &t, &l, err, sizeof(err));
 	if (ret) {
-		printk("vm: cannot load the Linux kernel '%s':\n  %s\n", img->name, err);
+		shell_error(ret, "cannot load the Linux kernel '%s':\n  %s", img->name, err);
 		return ret;
 	}
 	linux_entry_state(&entry, &l);
 	entry.tsc = tsc;
 	ret = vcpu_set_state(vm->vcpus[0], &entry);
 	if (ret) {
-		printk("vm: %s could not load the entry state of '%s'\n", vcpu_ops->name,
-		       img->name);
+		shell_error(ret, "%s could not load the entry state of '%s'", vcpu_ops->name,
+			    img->name);
 		return ret;
 	}
 	if (initrd)

@@ -251,51 +251,55 @@ int vcpu_write_linear(struct vcpu *v, u64 la, const void *src, u64 len)
 
 /* ---- reports --------------------------------------------------------------- */
 
-static void dump_segment(int id, const char *name, const struct vcpu_segment *sg)
+static void dump_segment(const char *pfx, const char *name, const struct vcpu_segment *sg)
 {
-	printk("[vm%d]   %s=%04x base=%016lx limit=%08x attr=%03x\n", id, name, sg->selector,
-	       sg->base, sg->limit, sg->attr);
+	printk("%s%s=%04x base=%016lx limit=%08x attr=%03x\n", pfx, name, sg->selector, sg->base,
+	       sg->limit, sg->attr);
 }
 
-void vcpu_dump(struct vcpu *v)
+void vcpu_dump(struct vcpu *v, bool report)
 {
 	const u64 *r = v->regs;
 	struct vcpu_state *s = &scratch;
-	int id = v->vm->id;
 	u8 code[16];
-	char hex[64];
+	char hex[64], pfx[16];
 	int n = 0;
 	int err = vcpu_ops->get_state(v, s);
 
-	printk("[vm%d]   RAX=%016lx RBX=%016lx RCX=%016lx RDX=%016lx\n", id, r[REG_RAX], r[REG_RBX],
-	       r[REG_RCX], r[REG_RDX]);
-	printk("[vm%d]   RSI=%016lx RDI=%016lx RBP=%016lx RSP=%016lx\n", id, r[REG_RSI], r[REG_RDI],
-	       r[REG_RBP], r[REG_RSP]);
-	printk("[vm%d]   R8 =%016lx R9 =%016lx R10=%016lx R11=%016lx\n", id, r[REG_R8], r[REG_R9],
-	       r[REG_R10], r[REG_R11]);
-	printk("[vm%d]   R12=%016lx R13=%016lx R14=%016lx R15=%016lx\n", id, r[REG_R12], r[REG_R13],
-	       r[REG_R14], r[REG_R15]);
+	/* Three 64-bit registers to a line: 80 columns. */
+	if (report)
+		snprintf(pfx, sizeof(pfx), "[vm%d]   ", v->vm->id);
+	else
+		strlcpy(pfx, "    ", sizeof(pfx));
+	if (!err)
+		printk("%sRIP=%016lx RFLAGS=%08lx RSP=%016lx\n", pfx, s->rip, s->rflags,
+		       r[REG_RSP]);
+	printk("%sRAX=%016lx RBX=%016lx RCX=%016lx\n", pfx, r[REG_RAX], r[REG_RBX], r[REG_RCX]);
+	printk("%sRDX=%016lx RSI=%016lx RDI=%016lx\n", pfx, r[REG_RDX], r[REG_RSI], r[REG_RDI]);
+	printk("%sRBP=%016lx R8 =%016lx R9 =%016lx\n", pfx, r[REG_RBP], r[REG_R8], r[REG_R9]);
+	printk("%sR10=%016lx R11=%016lx R12=%016lx\n", pfx, r[REG_R10], r[REG_R11], r[REG_R12]);
+	printk("%sR13=%016lx R14=%016lx R15=%016lx\n", pfx, r[REG_R13], r[REG_R14], r[REG_R15]);
 	if (err) {
-		printk("[vm%d]   the rest of the state is unreadable: %s failed (%s)\n", id,
-		       vcpu_ops->name, errno_name(err));
+		printk("%sRSP=%016lx; the rest of the state is unreadable:\n%s%s failed (%s)\n",
+		       pfx, r[REG_RSP], pfx, vcpu_ops->name, errno_name(err));
 		return;
 	}
-	printk("[vm%d]   RIP=%016lx RFLAGS=%08lx CR0=%08lx CR2=%016lx CR3=%016lx\n", id, s->rip,
-	       s->rflags, s->cr0, s->cr2, s->cr3);
-	printk("[vm%d]   CR4=%08lx EFER=%08lx XCR0=%lx GDTR=%016lx/%x IDTR=%016lx/%x\n", id, s->cr4,
-	       s->efer, v->xcr0, s->gdtr.base, s->gdtr.limit, s->idtr.base, s->idtr.limit);
-	dump_segment(id, "CS", &s->cs);
-	dump_segment(id, "SS", &s->ss);
-	dump_segment(id, "DS", &s->ds);
+	printk("%sCR0=%08lx CR2=%016lx CR3=%016lx\n", pfx, s->cr0, s->cr2, s->cr3);
+	printk("%sCR4=%08lx EFER=%08lx XCR0=%lx\n", pfx, s->cr4, s->efer, v->xcr0);
+	printk("%sGDTR=%016lx/%x IDTR=%016lx/%x\n", pfx, s->gdtr.base, s->gdtr.limit, s->idtr.base,
+	       s->idtr.limit);
+	dump_segment(pfx, "CS", &s->cs);
+	dump_segment(pfx, "SS", &s->ss);
+	dump_segment(pfx, "DS", &s->ds);
 	if (s->pending.valid)
-		printk("[vm%d]   event being delivered: type %u vector %u error 0x%x\n", id,
+		printk("%sevent being delivered: type %u vector %u error 0x%x\n", pfx,
 		       s->pending.type, s->pending.vector, s->pending.error_code);
 	if (vcpu_read_linear(v, s, s->cs.base + s->rip, code, sizeof(code)) == 0) {
 		for (unsigned i = 0; i < sizeof(code) && n < (int)sizeof(hex) - 3; i++)
 			n += snprintf(hex + n, sizeof(hex) - n, "%02x ", code[i]);
-		printk("[vm%d]   code at RIP: %s\n", id, hex);
+		printk("%scode at RIP: %s\n", pfx, hex);
 	} else {
-		printk("[vm%d]   code at RIP: not readable (outside RAM or not mapped)\n", id);
+		printk("%scode at RIP: not readable (outside RAM or not mapped)\n", pfx);
 	}
 }
 
@@ -313,7 +317,7 @@ int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, .
 	printk("[vm%d]   vCPU %d, %s exit %s (0x%x), qualification 0x%lx, info 0x%lx, RIP 0x%lx\n",
 	       vm->id, v->id, vcpu_ops->name, name ? name : "?", e->raw_reason, e->qualification,
 	       e->info2, e->rip);
-	vcpu_dump(v);
+	vcpu_dump(v, true);
 	return EXIT_YIELD;
 }
 

@@ -185,34 +185,33 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
 	int slot;
 
 	if (!vcpu_ops) {
-		printk("vm: cannot run guests: %s\n", unavailable);
+		shell_error(-EINVAL, "cannot run guests: %s", unavailable);
 		return NULL;
 	}
 	if (mem < VM_MIN_MEM || mem > VM_MAX_MEM || (mem & (PAGE_SIZE - 1))) {
-		printk("vm: memory must be a multiple of 4 KiB between 2 MiB and 64 GiB\n");
+		shell_error(-EINVAL, "memory must be a multiple of 4 KiB between 2 MiB and 64 GiB");
 		return NULL;
 	}
 	if (ncpus < 1 || ncpus > VM_MAX_VCPUS) {
-		printk("vm: cpus must be between 1 and %d\n", VM_MAX_VCPUS);
+		shell_error(-EINVAL, "cpus must be between 1 and %d", VM_MAX_VCPUS);
 		return NULL;
 	}
 	if (ncpus > 1) {
-		printk("vm: only cpus=1 for now: Amber runs every vCPU on the boot CPU and "
-		       "has no virtual APIC to start the others\n");
+		shell_error(-EINVAL, "only cpus=1 so far: Amber cannot start a second vCPU yet");
 		return NULL;
 	}
 	if (ALIGN_UP(mem, VM_CHUNK_SIZE) + VM_HOST_RESERVE > free_bytes) {
 		format_size(want, sizeof(want), mem);
 		format_size(have, sizeof(have),
 			    free_bytes > VM_HOST_RESERVE ? free_bytes - VM_HOST_RESERVE : 0);
-		printk("vm: %s of guest RAM requested, but only %s is free for guests\n", want,
-		       have);
+		shell_error(-EINVAL, "%s of RAM asked for, but only %s is free for guests", want,
+			    have);
 		return NULL;
 	}
 	for (slot = 0; slot < VM_MAX && vm_table[slot]; slot++)
 		;
 	if (slot == VM_MAX) {
-		printk("vm: all %d VM slots are in use (vm kill one first)\n", VM_MAX);
+		shell_error(-EINVAL, "all %d VM slots are in use; 'vm kill ID' frees one", VM_MAX);
 		return NULL;
 	}
 	vm = kzalloc(sizeof(*vm));
@@ -230,7 +229,8 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
 	for (u64 i = 0; i < vm->nchunks; i++) {
 		vm->chunks[i] = hidden ? pmm_alloc_2m_uninit() : pmm_alloc_2m();
 		if (!vm->chunks[i]) {
-			printk("vm: could not allocate guest RAM in 2 MiB pieces (memory fragmented)\n");
+			shell_error(-EINVAL,
+				    "host memory is too fragmented for its RAM (2 MiB pieces)");
 			goto fail;
 		}
 	}
@@ -244,7 +244,7 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
 	if (vdev_alloc_all(vm))
 		goto nomem;
 	if (vcpu_ops->vm_init(vm)) {
-		printk("vm: %s could not set up the VM's nested paging\n", vcpu_ops->name);
+		shell_error(-EINVAL, "%s could not set up the VM's nested paging", vcpu_ops->name);
 		goto fail;
 	}
 	vm->nvcpus = ncpus;
@@ -253,14 +253,14 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
 		if (!vm->vcpus[i])
 			goto nomem;
 		if (vcpu_ops->vcpu_init(vm->vcpus[i])) {
-			printk("vm: %s could not set up vCPU %d\n", vcpu_ops->name, i);
+			shell_error(-EINVAL, "%s could not set up vCPU %d", vcpu_ops->name, i);
 			goto fail;
 		}
 	}
 	vm->state = VM_CREATED;
 	return vm;
 nomem:
-	printk("vm: out of host memory for the VM's bookkeeping\n");
+	shell_error(-EINVAL, "out of host memory for the VM's bookkeeping");
 fail:
 	vm_destroy(vm);
 	return NULL;
@@ -327,21 +327,22 @@ static bool check_image(const struct guest_image *img, const struct guest_image 
 	*initrd = NULL;
 	*is_linux = kind == IMAGE_LINUX;
 	if (kind == IMAGE_INITRD) {
-		printk("vm: '%s' is an initrd (%s), not a kernel: give it to a Linux\n"
-		       "    kernel as initrd=%s\n",
-		       img->name, what, img->name);
+		shell_error(-EINVAL,
+			    "'%s' is an initrd (%s), not a kernel: give it to a Linux\n"
+			    "    kernel as initrd=%s",
+			    img->name, what, img->name);
 		return false;
 	}
 	if (!initrd_name)
 		return true;
 	if (!*is_linux) {
-		printk("vm: initrd= is for a Linux kernel; '%s' is not one (vm images)\n",
-		       img->name);
+		shell_error(-EINVAL, "initrd= is for a Linux kernel; '%s' is not one", img->name);
 		return false;
 	}
 	*initrd = guest_image_find(initrd_name);
 	if (!*initrd) {
-		printk("vm: no initrd image '%s' (vm images lists them)\n", initrd_name);
+		shell_error(-EINVAL, "there is no initrd image '%s'; 'vm images' lists them",
+			    initrd_name);
 		return false;
 	}
 	return true;
@@ -423,7 +424,7 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 	bool is_linux;
 
 	if (!img) {
-		printk("vm: no guest image '%s' (vm images lists them)\n", image);
+		shell_error(-EINVAL, "there is no guest image '%s'; 'vm images' lists them", image);
 		return NULL;
 	}
 	if (!check_image(img, &initrd, initrd_name, &is_linux))
@@ -440,7 +441,7 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 	if (initrd)
 		strlcpy(vm->initrd, initrd->name, sizeof(vm->initrd));
 	if (vm_load_image(vm, img, 0, err, sizeof(err))) {
-		printk("vm: cannot load '%s': %s\n", img->name, err);
+		shell_error(-EINVAL, "cannot load '%s': %s", img->name, err);
 		vm_destroy(vm);
 		return NULL;
 	}

@@ -321,6 +321,8 @@ struct vm *vm_create_hidden(const char *image, u64 mem, int ncpus);
 int vm_publish(struct vm *vm);
 void vm_destroy(struct vm *vm);
 struct vm *vm_get(int id);
+/* The VM a shell argument names ("3"), or NULL after the shell's error. */
+struct vm *vm_from_arg(const char *arg);
 /* Starts a VM in VM_CREATED (after vm_create, or vm_create_hidden and a restored
  * state): VM_RUNNING, scheduled from then on. */
 int vm_start(struct vm *vm);

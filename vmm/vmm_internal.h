@@ -39,8 +39,9 @@ void vcpu_fpu_switch(struct vcpu *v);
 void vcpu_fpu_set_xcr0(struct vcpu *v, u64 xcr0);
 /* A valid XCR0 for a guest (SDM Vol. 1 13.3 "Enabling the XSAVE Feature Set"). */
 bool vcpu_xcr0_valid(u64 xcr0);
-/* Prints the registers of a vCPU, lines prefixed "[vmN]   ". */
-void vcpu_dump(struct vcpu *v);
+/* Prints the registers of a vCPU in 80 columns: in a stop `report` each line
+ * is prefixed "[vmN]   " like the guest's output, else indented (vm info). */
+void vcpu_dump(struct vcpu *v, bool report);
 /* Stops v's VM: the reason, the exit record and the registers. Returns EXIT_YIELD. */
 int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, ...) __printf(3, 4);
 /* A backend call failed during an exit (its VMCS/VMCB could not be reached):

@@ -35,16 +35,16 @@ REPEAT = 3
 
 BENCH_RE = re.compile(r"bench-result disk=(\S+) kind=(\S+) bytes=(\d+) write_us=(\d+) "
 		      r"read_us=(\d+) write_cmds=(\d+) read_cmds=(\d+) verify=(\w+) crc_us=(\d+)")
-SAVE_RE = re.compile(r"saved VM \d+ as '\S+' on disk \d+ \(\S+\): image \S+ \S+ for \S+ \S+ of "
-		     r"RAM \((\d+) of (\d+) pages stored\), (\d+) bytes in (\d+) disk commands, "
-		     r"written and flushed at (\S+) MiB/s; VM frozen (\d+) ms \(scan (\d+) ms, "
-		     r"write (\d+) ms, flush and commit (\d+) ms\)")
+SAVE_RE = re.compile(r"saved VM \d+ as '\S+' in \d+ ms.*\n  image: .*\n"
+		     r"  memory: +\S+ \S+, (\d+) of (\d+) pages stored.*\n"
+		     r"  written: +\S+ \S+ \((\d+) bytes\) in (\d+) commands at (\S+) MiB/s, flushed\n"
+		     r"  frozen: +(\d+) ms \(scan (\d+) ms, write (\d+) ms, flush and commit (\d+) ms\)")
 SUM_RE = re.compile(r"sum-result reads_us=(\d+) crc_us=(\d+)")
 INFO_RE = re.compile(r"byte offset (\d+), (\d+) bytes")
-RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) \(.*?\) in (\d+) ms = (\S+) MiB/s for the "
-			r"(\d+)-byte image in one pass \(new VM (\d+) ms, load and check (\d+) ms of "
-			r"which disk reads (\d+) ms, (\d+) pages zeroed; (\d+) bytes read from the disk "
-			r"in (\d+) commands\)")
+RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) in (\d+) ms.*\n  state: .*\n  VM: .*\n"
+			r"  image: +\S+ \S+ \((\d+) bytes\) in one pass at (\S+) MiB/s\n"
+			r"  time: +new VM (\d+) ms, load and check (\d+) ms \(disk reads (\d+) ms\)\n"
+			r"  read: +\S+ \S+ \((\d+) bytes\) in (\d+) commands; (\d+) pages zeroed")
 
 
 def boot(kind, disk, icount=False):
@@ -89,7 +89,7 @@ def restore(vm, name):
 	m = RESTORE_RE.search(out)
 	if not m:
 		vm.fail(f"no summary line from 'snap restore {name}':\n{out}")
-	vid, total, rate, size, create, load, reads, zeroed, nread, cmds = m.groups()
+	vid, total, size, rate, create, load, reads, nread, cmds, zeroed = m.groups()
 	return {"vm": int(vid), "ms": int(total), "rate": float(rate), "size": int(size),
 		"new_vm_ms": int(create), "load_ms": int(load), "reads_ms": int(reads),
 		"zeroed": int(zeroed),

@@ -234,7 +234,7 @@ def test_ctl_malformed():
 	with booted() as (vm, ctl):
 		before = ctl.ok("vm list")["data"]
 		ctl.error('{"command": "vm list"}', "EINVAL", r"not JSON")
-		a = ctl.error("nosuch arg", "ENOENT", r"^nosuch: unknown command")
+		a = ctl.error("nosuch arg", "ENOENT", r"^error: nosuch: unknown command")
 		if a["message"] != vm.cmd("nosuch arg").strip():
 			vm.fail(f"unknown command text differs from the shell's: {a}")
 		ctl.error(b"vm " + b"x" * (10 * 1024) + b"\n", "E2BIG", r"line too long \(10243 bytes")
@@ -351,7 +351,7 @@ def test_amber_ctl_tool():
 				vm.fail(f"amber-ctl --json: {r}")
 			r = subprocess.run([tool, path, "vm", "start", "5"], capture_output=True,
 					   text=True, timeout=60)
-			if r.returncode != 1 or "there is no vm 5" not in r.stdout:
+			if r.returncode != 1 or "there is no VM '5'" not in r.stdout:
 				vm.fail(f"amber-ctl on an error answer: {r}")
 			script = os.path.join(d, "script")
 			with open(script, "w") as f:

@@ -225,7 +225,7 @@ def test_nvme_error_status_by_name():
 	vm, _ = qemu_with(extra)
 	with vm:
 		out = vm.cmd("disk write nvme0n1 3 0x42")
-		expect(vm, r"^error: nvme0n1: write of 1 block at LBA 3 failed: [A-Z][A-Za-z ]+ "
+		expect(vm, r"^error: disk write: nvme0n1: write of 1 block at LBA 3 failed: [A-Z][A-Za-z ]+ "
 		       r"\(SCT \d SC 0x[0-9a-f]{2}\)", out, "the NVMe status by name")
 		out = vm.cmd_ok(f"disk read nvme0n1 {MARK_LBA}", expect=r"HOST-WROTE")
 	if host_read(path, 3, 1) != bytes(SECTOR):
@@ -240,15 +240,15 @@ def test_snapshot_disk_needs_force():
 		vm.cmd_ok("snap format 0 --force", timeout=60)
 		before = host_read(path, 0, 8)
 		out = vm.cmd("disk write 0 0 0x33 8")
-		expect(vm, r"^error: vblk0 holds Amber snapshots; disk write would destroy them "
-		       r"\(add --force\)", out, "a refusal naming --force")
+		expect(vm, r"^error: disk write: vblk0 holds snapshots that this would destroy; "
+		       r"add --force", out, "a refusal naming --force")
 		if host_read(path, 0, 8) != before:
 			vm.fail("the refused write changed the snapshot disk")
 		vm.cmd_ok("disk write 0 60000 0x33 8 --force", expect=r"wrote 8 sectors at LBA 60000")
 		if host_read(path, 60000, 8) != b"\x33" * (8 * SECTOR):
 			vm.fail("the forced write did not reach the image")
 		out = vm.cmd("disk bench 0 1M")
-		expect(vm, r"^error: bench overwrites the first 1M of vblk0; add --force", out,
+		expect(vm, r"^error: disk bench: it overwrites the first 1M of vblk0; add --force", out,
 		       "bench refusing without --force")
 
 

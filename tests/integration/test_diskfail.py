@@ -101,8 +101,9 @@ def prepare(kind):
 
 
 def error_line(vm, out, what):
-	"""The failure is one clear line: 'error: ...' naming the disk's failure."""
-	m = re.search(r"(?m)^error: .*", out)
+	"""The failure is one clear message: 'error: ...' naming the disk's failure
+	(with the lines that continue it, indented, to fit 80 columns)."""
+	m = re.search(r"(?m)^error: .*(?:\n  .*)*", out)
 	if not m:
 		vm.fail(f"{what}: expected an 'error:' line, got:\n{out}")
 	if not re.search(r"I/O error|EIO|Write Fault|Unrecovered Read|Internal Error|failed", m.group(0)):

@@ -96,7 +96,7 @@ def check_crafted_r(vm):
 	and the shell alive afterwards."""
 	out = vm.cmd("snap verify R", timeout=60)
 	expect(vm, r"damaged: region table .*4294967295 regions", out, "the crafted count named")
-	expect(vm, r"^error: snapshot 'R' is damaged", out, "the verdict")
+	expect(vm, r"^error: snap verify: snapshot 'R' is damaged", out, "the verdict")
 	out = vm.cmd("snap info R", timeout=60)
 	assert len(out.splitlines()) < 60, f"'snap info R' printed {len(out.splitlines())} lines"
 	vm.cmd_ok("version")
@@ -170,8 +170,8 @@ def test_disk_write_guard_without_superblock():
 	with boot_qemu(disks=[("virtio", disk)], name="qemu-guard") as vm:
 		vm.wait_prompt()
 		out = vm.cmd("disk write 0 100 0xA5")
-		expect(vm, r"^error: vblk0 holds Amber snapshots; disk write would destroy them "
-		       r"\(add --force\)", out, "'disk write' still refusing")
+		expect(vm, r"^error: disk write: vblk0 holds snapshots that this would destroy; "
+		       r"add --force", out, "'disk write' still refusing")
 		vm.cmd_ok("disk write 0 100 0xA5 --force", expect=r"wrote 1 sector")
 	with open(disk, "rb") as f:
 		f.seek(100 * 512)
@@ -189,7 +189,7 @@ def test_disk_read_stops_at_ctrl_c():
 		vm.wait_for(r"\n00001000  ", 30, what="the dump under way")
 		t0 = time.monotonic()
 		vm.send("\x03")
-		vm.wait_for(r"error: disk read interrupted after \d+ sectors", 5,
+		vm.wait_for(r"error: disk read: interrupted after \d+ sectors", 5,
 			    what="the read stopped within 5 s of Ctrl-C")
 		took = time.monotonic() - t0
 		vm.wait_prompt(timeout=30)

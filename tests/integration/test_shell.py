@@ -5,10 +5,11 @@ import random
 import re
 import time
 
-from harness import boot_qemu
+from harness import boot_qemu, make_disk
 
 ESC_LEFT = "\x1b[D"
 ESC_UP = "\x1b[A"
+ESC_HOME = "\x1b[H"
 BACKSPACE = "\x7f"
 CTRL_C = "\x03"
 CTRL_U = "\x15"
@@ -57,6 +58,42 @@ def test_help_command():
 		# A help text longer than printk's stack buffer arrives whole.
 		out = vm.cmd_ok("help vm")
 		expect(vm, r"^\s+vm screen ID\s", out, "the last line of the long 'help vm' text")
+
+
+def test_help_subcommand():
+	"""`help CMD SUB` comes from the command's table: its usage and what it does."""
+	with booted() as vm:
+		out = vm.cmd_ok("help vm create")
+		expect(vm, r"^usage: vm create IMAGE \[mem=SIZE\]", out, "the usage of 'vm create'")
+		expect(vm, r"^\s+mem=SIZE\s+its RAM", out, "the options of 'vm create' explained")
+		out = vm.cmd_ok("help snap save")
+		expect(vm, r"^usage: snap save VM NAME", out, "the usage of 'snap save'")
+		out = vm.cmd("help vm frob")
+		expect(vm, r"^error: help: 'vm' has no subcommand 'frob'; see 'help vm'", out,
+		       "an unknown subcommand named")
+		out = vm.cmd("help version now")
+		expect(vm, r"^error: help: 'version' has no subcommands", out, "no subcommands")
+
+
+def test_one_error_style():
+	"""Every mistake answers "error: CMD[ SUB]: ..." naming what to do; an
+	unknown subcommand of any command names the valid ones."""
+	with booted() as vm:
+		for cmd, subs in (("vm", "images|create|list|start"), ("snap", "save|restore|list"),
+				  ("disk", "list|info|read"), ("mem", "map|probe")):
+			out = vm.cmd(f"{cmd} frob")
+			expect(vm, rf"\Aerror: {cmd}: there is no subcommand 'frob'; see 'help {cmd}'\n"
+			       rf"usage: {cmd} {re.escape(subs)}", out, f"'{cmd} frob' refused")
+		for line, regex in (("vm start", r"\Aerror: vm start: wrong arguments \('help vm start'"
+				     r".*\nusage: vm start ID$"),
+				    ("vm info 7", r"\Aerror: vm info: there is no VM '7'; 'vm list'"),
+				    ("snap save 7 x", r"\Aerror: snap save: there is no VM '7'; 'vm list'"),
+				    ("disk info 3", r"\Aerror: disk info: there is no disk"),
+				    ("snap list disk=3", r"\Aerror: snap list: there is no disk"),
+				    ("version now", r"\Aerror: version: wrong arguments"),
+				    ("frob", r"\Aerror: frob: unknown command; 'help' lists")):
+			out = vm.cmd(line)
+			expect(vm, regex, out, f"'{line}' refused in the one style")
 
 
 def test_version():
@@ -150,6 +187,33 @@ def test_left_arrow_insert():
 		expect_version(vm, out, "inserting with the left arrow")
 
 
+def test_line_wider_than_the_terminal():
+	"""A line of 100 columns: the arrows and Home move across its rows, and its
+	echo reaches the program as one line (the terminal wraps it, not Amber)."""
+	with booted() as vm:
+		start = len(vm.seen)
+		out = vm.cmd(" " * 80 + "vrsion" + ESC_LEFT * 5 + "e" + ESC_HOME + "help")
+		expect(vm, r"\Ausage: version\n", out, "'help' + 80 spaces + 'version' edited across rows")
+		echo = vm.seen[start:].split("usage: version")[0]
+		assert echo.count("\n") == 1, f"the echo of one line held newlines: {echo!r}"
+
+
+def test_full_line_stops_echoing():
+	"""At 255 characters typing rings the bell once and echoes no more; Enter
+	refuses the line rather than run it cut short."""
+	with booted() as vm:
+		start = len(vm.seen)
+		vm.send("x" * 300)
+		vm.wait_quiet(idle=0.5, timeout=20)
+		echo = vm.seen[start:]
+		assert echo.count("x") == 255 and echo.count("\a") == 1, \
+			f"{echo.count('x')} x echoed and {echo.count(chr(7))} bells for 300 typed"
+		out = vm.cmd("")
+		expect(vm, r"^error: line too long: at most 255 characters; nothing was run", out,
+		       "the full line refused")
+		expect_version(vm, vm.cmd("version"), "a full line")
+
+
 def test_ctrl_u_clears_line():
 	with booted() as vm:
 		out = vm.cmd("nonsense words" + CTRL_U + "version")
@@ -204,3 +268,41 @@ def test_cpu_svm_npt():
 		expect(vm, r"\bNPT yes\b", out, "NPT present under QEMU -cpu max")
 		expect(vm, r"^virtualization: AMD-V with NPT", out, "the verdict 'AMD-V with NPT'")
 		expect(vm, r"^backend:\s+AMD-V in use", out, "the backend the VMM chose")
+
+
+def _help_lines(vm):
+	"""Every `help` page: each command's, each subcommand's."""
+	lines = ["help"]
+	for name in re.findall(r"^  (\S+) ", vm.cmd_ok("help"), re.M):
+		lines.append(f"help {name}")
+		out = vm.cmd_ok(f"help {name}")
+		lines += [f"help {name} {sub}" for sub in
+			  sorted(set(re.findall(rf"^  {name} ([a-z][a-z-]*)\b", out, re.M)))]
+	return lines
+
+
+def test_every_line_fits_80_columns():
+	"""The 80-column rule on what every listing, report and help page prints,
+	and on the errors: a VM and its snapshot round trip on a disk."""
+	disk = make_disk(64 << 20, name="cols.img")
+	with boot_qemu(disks=[("virtio", disk)]) as vm:
+		vm.wait_prompt()
+		lines = _help_lines(vm) + [
+			"version", "uptime", "log", "mem", "mem map 0x100000 0xffffffff80000000",
+			"cpu", "pci", "acpi", "disk list", "disk info 0", "disk read 0 0",
+			"disk sum 0 0 64", "disk frob", "vm images", "vm list",
+			"vm create counter -- every=20000000", "vm create hello", "vm list",
+			"vm start 1", "vm info 1", "vm pause 1", "vm info 1", "snap dirty 1 start",
+			"snap dirty 1 show", "snap dirty 1 stop", "snap save 1 nightly-build-of-the-test-vm-31",
+			"snap save 1 nightly-build-of-the-test-vm-31", "snap save 9 x", "snap list", "snap list --verbose",
+			"snap info nightly-build-of-the-test-vm-31", "snap verify nightly-build-of-the-test-vm-31",
+			"snap restore nightly-build-of-the-test-vm-31", "snap restore nosuch", "vm list", "vm info 3",
+			"vm resume 3", "vm start 2", "vm list", "snap delete nightly-build-of-the-test-vm-31",
+			"snap format 0", "vm kill 3", "vm frob", "snap frob", "vm create nosuch",
+			"help vm frob", "frob"]
+		wide = []
+		for line in lines:
+			out = vm.cmd(line, timeout=60)
+			wide += [f"{line!r}: {len(l)}: {l}" for l in out.splitlines() if len(l) > 80]
+		if wide:
+			vm.fail("lines wider than 80 columns:\n" + "\n".join(wide))

@@ -74,8 +74,8 @@ def pause_counter(vm, vid):
 	return int(counts[-1])
 
 
-RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) .* for the (\d+)-byte image in one pass "
-			r"\(.*; (\d+) bytes read from the disk in \d+ commands\)")
+RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) in \d+ ms.*\n(?:.*\n)*?  image: .*\((\d+) bytes\) "
+			r"in one pass.*\n(?:.*\n)*?  read: .*\((\d+) bytes\) in \d+ commands")
 
 
 def restore(vm, name, extra=""):
@@ -115,8 +115,8 @@ def save_restore_cycle(vm, memtest_mem, counter_every, pass_timeout):
 	memtest_passes(vm, mt, len(vm.seen), 1, pass_timeout)
 	n = pause_counter(vm, ct)
 	out = vm.cmd_ok(f"snap save {ct} ct", timeout=120)
-	m = re.search(r"image (\S+ \S+) for (\S+ \S+) of RAM \((\d+) of (\d+) pages", out)
-	if not m or int(m.group(3)) * 8 > int(m.group(4)):
+	m = re.search(r"^  memory: +(\S+ \S+), (\d+) of (\d+) pages stored", out, re.M)
+	if not m or int(m.group(2)) * 8 > int(m.group(3)):
 		vm.fail(f"the counter's image should hold a small part of its RAM:\n{out}")
 	vm.cmd_ok(f"vm resume {ct}")
 	seen_after(vm, len(vm.seen) - 200, rf"\[vm{ct}\] count={n + 3}\b", 120,
@@ -514,7 +514,7 @@ def test_reboot_restore_and_bit_flips():
 				   ("page", r"memory region 0, stored pages \d+-\d+ between guest-physical 0x[0-9a-f]+ and 0x[0-9a-f]+")):
 			out = vm.cmd(f"snap verify {name}", timeout=60)
 			expect(vm, what, out, f"'snap verify {name}' naming the damage")
-			expect(vm, rf"^error: snapshot '{name}' is damaged", out, "the verdict")
+			expect(vm, rf"^error: snap verify: snapshot '{name}' is damaged", out, "the verdict")
 			out = vm.cmd(f"snap restore {name}", timeout=60)
 			expect(vm, r"restore refused, no VM created", out, f"restore of '{name}' refused")
 		out = vm.cmd_ok("vm list")
@@ -616,7 +616,7 @@ def test_disk_too_small():
 		mt = start_vm(vm, "memtest", mem="8M")
 		memtest_passes(vm, mt, 0, 1, 90)
 		out = vm.cmd(f"snap save {mt} big", timeout=60)
-		expect(vm, r"^error: disk full: .*earlier snapshots are intact", out, "a clear disk-full error")
+		expect(vm, r"^error: snap save: disk full: (.*\n)?.*earlier snapshots are intact", out, "a clear disk-full error")
 		out = vm.cmd_ok("vm list")
 		expect(vm, rf"^{mt}\s+memtest\s+running", out, "memtest running again after the refusal")
 		out = vm.cmd_ok("snap list")
@@ -631,22 +631,22 @@ def test_errors_and_cancel():
 	with boot_qemu(disks=[]) as vm:
 		vm.wait_prompt()
 		out = vm.cmd("snap list")
-		expect(vm, r"^error: no snapshot disk", out, "'no snapshot disk'")
+		expect(vm, r"^error: snap \w+: there is no disk;", out, "'there is no disk'")
 	disk = make_disk(256 << 20)
 	with boot_qemu(disks=[("virtio", disk)], mem="512M") as vm:
 		vm.wait_prompt()
 		out = vm.cmd("snap save 3 x")
-		expect(vm, r"^error: snap save: no VM 3", out, "'no VM 3'")
+		expect(vm, r"^error: snap save: there is no VM '3'", out, "'no VM 3'")
 		ct = start_vm(vm, "counter", args="every=20000000")
 		vm.cmd_ok(f"snap save {ct} keep", timeout=60)
 		out = vm.cmd(f"snap save {ct} keep", timeout=60)
-		expect(vm, r"^error: snap save: a snapshot named 'keep' exists", out, "'name exists'")
+		expect(vm, r"^error: snap save: 'keep' exists on disk 0 already;", out, "'name exists'")
 		out = vm.cmd("snap restore nosuch")
-		expect(vm, r"^error: snap restore: no snapshot 'nosuch'", out, "'no snapshot'")
+		expect(vm, r"^error: snap restore: there is no snapshot 'nosuch'", out, "'no snapshot'")
 		out = vm.cmd("snap format 0")
-		expect(vm, r"^error: disk 0 .* already holds a snapshot store", out, "format refusing")
+		expect(vm, r"^error: snap format: disk 0 .* holds a snapshot store", out, "format refusing")
 		out = vm.cmd("disk write 0 0 0xA5")
-		expect(vm, r"holds Amber snapshots", out, "'disk write' refusing a snapshot disk")
+		expect(vm, r"^error: disk write: vblk0 holds snapshots that this would destroy", out, "'disk write' refusing a snapshot disk")
 		vm.cmd_ok("snap verify keep", expect=r"intact")
 		# Ctrl-C right behind the command: the save of 128 MiB of patterns stops.
 		mt = start_vm(vm, "memtest", mem="128M")

@@ -630,12 +630,13 @@ def case_bad_arguments(vm, backend):
 			    ("vm create hello cpus=2", r"only cpus=1"),
 			    ("vm create hello cpus=0", r"cpus must be"),
 			    ("vm create hello colour=red", r"unknown option"),
-			    ("vm start 7", r"there is no vm 7"),
-			    ("vm pause x", r"not a VM id"),
-			    ("vm frobnicate 1", r"unknown subcommand"),
-			    ("vm", r"usage")):
+			    ("vm start 7", r"^error: vm start: there is no VM '7'; 'vm list'"),
+			    ("vm pause x", r"^error: vm pause: there is no VM 'x'"),
+			    ("vm frobnicate 1", r"^error: vm: there is no subcommand 'frobnicate'"),
+			    ("vm", r"usage: vm images\|create\|")):
 		out = vm.cmd(line)
-		if not re.search(regex, out) or len(out.strip().splitlines()) > 2:
+		if not re.search(regex, out) or len(out.strip().splitlines()) > 2 \
+		   or not out.startswith("error: vm"):
 			vm.fail(f"'{line}' should answer one clear line matching /{regex}/, got:\n{out}")
 	vid = create(vm, "hello")
 	out = vm.cmd(f"vm resume {vid}")

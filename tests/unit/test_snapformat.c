@@ -49,11 +49,15 @@ static void collect(struct snap_report *r, const char *line)
 	strcat(report_text, "\n");
 }
 
-static int describe_lines;
+static int describe_lines, describe_wide;
 static char describe_text[8192];
 static void count_line(void *ctx, const char *line)
 {
 	describe_lines++;
+	if (strlen(line) > 80) { /* `snap info` is read on an 80-column terminal */
+		fprintf(stderr, "wider than 80 columns: %s\n", line);
+		describe_wide++;
+	}
 	strncat(describe_text, line, sizeof(describe_text) - strlen(describe_text) - 2);
 	strcat(describe_text, "\n");
 }
@@ -330,6 +334,7 @@ static void test_round_trip(void)
 	CHECK(describe_lines > 10);
 	CHECK(strstr(describe_text, "vCPU 1: ") != NULL);
 	CHECK(strstr(describe_text, "devices: uart v1, pic v2") != NULL);
+	CHECK_EQ(describe_wide, 0);
 	for (u64 pg = 0; pg < MEM_PAGES; pg++)
 		stored += !snap_page_is_zero(guest_mem + pg * PAGE_SIZE);
 	CHECK_EQ(p.region[0].stored + p.region[1].stored, stored);
