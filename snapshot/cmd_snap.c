@@ -7,6 +7,7 @@
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
+#include "snapshot/chain.h"
 #include "snapshot/snap.h"
 
 static struct snap_parsed info_parsed;
@@ -41,15 +42,29 @@ static const char *entry_state(u32 i)
 	return e->state == SNAP_STATE_RECOVERED ? "recovered" : "complete";
 }
 
-static void print_entry(u32 i)
+/* The name column of entry i as a tree: a child is indented under its
+ * parent, one step per level, and a broken link is named. */
+static void tree_name(char *buf, size_t len, const struct snap_links *L, u32 i, u32 depth)
+{
+	const char *mark = !L || L->parent[i] >= SNAP_NO_PARENT ? "" :
+			   L->parent[i] == -EBADMSG		? " (link damaged)" :
+			   L->parent[i] == -ENOENT		? " (no parent)" :
+								  " (misfit)";
+
+	snprintf(buf, len, "%*s%s%s%s", (int)(depth > 1 ? 2 * (depth - 1) : 0), "",
+		 depth ? "`-" : "", snap_store.entry[i].name, mark);
+}
+
+static void print_entry(u32 i, const struct snap_links *L, u32 depth)
 {
 	const struct snap_entry *e = &snap_store.entry[i];
-	char size[32], mem[32], when[32];
+	char size[32], mem[32], when[32], name[64];
 
 	format_size(size, sizeof(size), e->size);
 	format_size(mem, sizeof(mem), e->memory_pages * PAGE_SIZE);
 	snap_format_time(when, sizeof(when), e->wall);
-	printk("  %-20s %-12s %3u %9s %10s  %-19s  #%llu %s\n", e->name,
+	tree_name(name, sizeof(name), L, i, depth);
+	printk("  %-20s %-12s %3u %9s %10s  %-19s  #%llu %s\n", name,
 	       e->vm_image[0] ? e->vm_image : "?", e->vcpus, mem, size, when,
 	       (unsigned long long)e->seq, entry_state(i));
 }
@@ -77,7 +92,7 @@ static void print_store(int index)
 }
 
 /* The store and its snapshots as the control channel's data (kernel/ctl.h). */
-static void list_json(int index)
+static void list_json(int index, const struct snap_links *L)
 {
 	struct json *j = ctl_data();
 	u64 free_blocks, largest;
@@ -106,6 +121,8 @@ static void list_json(int index)
 		json_u64(j, "wall", e->wall);
 		json_u64(j, "seq", e->seq);
 		json_str(j, "state", entry_state(i));
+		if (L && L->parent[i] >= 0)
+			json_str(j, "parent", snap_store.entry[L->parent[i]].name);
 		json_obj_end(j);
 	}
 	json_arr_end(j);
@@ -113,8 +130,12 @@ static void list_json(int index)
 
 static int snap_list(const char *disk_opt)
 {
+	static u32 order[SNAP_CAT_MAX];
+	static u8 depth[SNAP_CAT_MAX];
+	const struct snap_links *L;
 	struct blkdev *dev;
 	int index, ret;
+	u32 n;
 
 	dev = snap_pick_disk(disk_opt, &index);
 	if (!dev)
@@ -127,13 +148,15 @@ static int snap_list(const char *disk_opt)
 	if (snap_open_report(ret, dev, index))
 		return ret;
 	print_store(index);
-	list_json(index);
+	L = snap_incr_links(); /* NULL: listed flat */
+	list_json(index, L);
 	if (!snap_store.count)
 		return 0;
 	printk("  %-20s %-12s %3s %9s %10s  %-19s  %s\n", "NAME", "VM IMAGE", "CPU", "RAM", "IMAGE",
 	       "SAVED (RTC)", "SEQ STATE");
-	for (u32 i = 0; i < snap_store.count; i++)
-		print_entry(i);
+	n = L ? snap_links_tree(L, order, depth) : 0;
+	for (u32 k = 0; k < snap_store.count; k++)
+		print_entry(L ? order[k] : k, L, L && k < n ? depth[k] : 0);
 	return 0;
 }
 
@@ -173,17 +196,15 @@ static int snap_info(const char *name, const char *disk_opt)
 	return ret;
 }
 
-static int snap_verify(const char *name, const char *disk_opt)
+/* Every CRC of one image, named `name`; prints the verdict. */
+static int verify_image(const char *name, int entry)
 {
 	struct snap_report rep = { .emit = snap_report_print };
 	struct snap_progress pr;
 	struct snap_source src;
 	char size[32];
-	int index, entry, ret, ret2;
+	int ret, ret2;
 
-	entry = open_entry(name, disk_opt, &index);
-	if (entry < 0)
-		return entry;
 	ret = snap_source_get(&src, entry);
 	if (ret)
 		return ret;
@@ -220,6 +241,66 @@ static int snap_verify(const char *name, const char *disk_opt)
 	return ret;
 }
 
+/* `snap verify`: the image, and for a child every image of its chain and
+ * every link (snapshot/chain.c checks ids, CRCs, depths and sizes). */
+static int snap_verify(const char *name, const char *disk_opt)
+{
+	static int chain[SNAP_MAX_CHAIN];
+	int index, entry, ret, bad = 0;
+	u32 n;
+
+	entry = open_entry(name, disk_opt, &index);
+	if (entry < 0)
+		return entry;
+	ret = snap_incr_chain(entry, chain, &n, "snap verify");
+	if (ret == -EIO)
+		return ret;
+	if (ret) {
+		printk("error: the chain of '%s' is broken (its own image checked below)\n", name);
+		n = 1;
+	}
+	for (u32 k = 0; k < n; k++) {
+		int r = verify_image(snap_store.entry[chain[k]].name, chain[k]);
+
+		if (r == -ECANCELED)
+			return r;
+		if (r && !bad)
+			bad = r;
+	}
+	if (!ret && !bad && n > 1)
+		printk("the chain of '%s' is intact: %u images down to the full '%s'\n", name, n,
+		       snap_store.entry[chain[n - 1]].name);
+	return bad ? bad : ret;
+}
+
+/* A snapshot that children build on stays: they hold only the pages that
+ * changed since it (docs/snapshot-format.md 1.11 argues against merging). */
+static int refuse_parent(const char *name, int entry)
+{
+	const struct snap_links *L = snap_incr_links();
+	int kids[8];
+	char list[160] = "";
+	u32 n;
+
+	if (!L) {
+		printk("error: snap delete: cannot tell whether snapshots build on '%s';\n"
+		       "  it is still there\n",
+		       name);
+		return -EIO;
+	}
+	n = snap_children(L, (u32)entry, kids, ARRAY_SIZE(kids));
+	if (!n)
+		return 0;
+	for (u32 k = 0; k < MIN(n, (u32)ARRAY_SIZE(kids)); k++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s'%s'", k ? ", " : "",
+			 snap_store.entry[kids[k]].name);
+	printk("error: snap delete: %s build%s on '%s': %s%s;\n"
+	       "  delete %s first; '%s' is still there\n",
+	       n == 1 ? "a snapshot" : "snapshots", n == 1 ? "s" : "", name, list,
+	       n > ARRAY_SIZE(kids) ? " and more" : "", n == 1 ? "it" : "them", name);
+	return -EBUSY;
+}
+
 static int snap_delete(const char *name, const char *disk_opt)
 {
 	char size[32];
@@ -228,6 +309,9 @@ static int snap_delete(const char *name, const char *disk_opt)
 	entry = open_entry(name, disk_opt, &index);
 	if (entry < 0)
 		return entry;
+	ret = refuse_parent(name, entry);
+	if (ret)
+		return ret;
 	format_size(size, sizeof(size), snap_entry_blocks(&snap_store.entry[entry]) * SNAP_BLOCK);
 	ret = snap_store_remove(&snap_store, entry);
 	if (ret && snap_store.unsure) {
@@ -292,14 +376,20 @@ static int snap_format(const char *disk, bool force)
 	return 0;
 }
 
-/* Positional words after the subcommand, disk=N and --force left out. */
-static int positional(int argc, char **argv, char **pos, int max)
+/* Positional words after the subcommand, disk=N, --force and --parent
+ * NAME left out; *parent is that NAME (NULL if none). */
+static int positional(int argc, char **argv, char **pos, int max, const char **parent)
 {
 	int n = 0;
 
+	*parent = NULL;
 	for (int i = 2; i < argc; i++) {
 		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force"))
 			continue;
+		if (!strcmp(argv[i], "--parent") && i + 1 < argc) {
+			*parent = argv[++i];
+			continue;
+		}
 		if (n < max)
 			pos[n] = argv[i];
 		n++;
@@ -312,16 +402,19 @@ static int cmd_snap(int argc, char **argv)
 	const char *sub = argc > 1 ? argv[1] : "";
 	const char *disk = shell_opt(argc, argv, 2, "disk");
 	char *pos[2] = { NULL, NULL };
-	int npos = positional(argc, argv, pos, 2);
+	const char *parent;
+	int npos = positional(argc, argv, pos, 2, &parent);
 	u64 id;
 
+	if (parent && strcmp(sub, "save"))
+		return shell_usage("snap");
 	if (!strcmp(sub, "save") && npos == 2) {
 		if (parse_u64(pos[0], &id) || id > 1000) {
 			printk("error: snap save: '%s' is not a VM number (see 'vm list')\n",
 			       pos[0]);
 			return -EINVAL;
 		}
-		return snap_save((int)id, pos[1], disk);
+		return snap_save((int)id, pos[1], disk, parent);
 	}
 	if (!strcmp(sub, "restore") && npos == 1)
 		return snap_restore(pos[0], disk);
@@ -339,20 +432,23 @@ static int cmd_snap(int argc, char **argv)
 		return snap_format(pos[0], shell_flag(argc, argv, 2, "--force"));
 	return shell_usage("snap");
 }
-SHELL_COMMAND(snap, .name = "snap",
-	      .usage = "snap save VM NAME | restore NAME | list | info NAME | verify NAME | "
-		       "delete NAME | format DISK [--force] | dirty VM WHAT   (disk=N)",
-	      .summary = "save VMs to disk and bring them back (snapshots)",
-	      .help = "  snap save VM NAME [disk=N]  pause VM, write its image, commit, resume it\n"
-		      "  snap restore NAME [disk=N]  verify the image, create a paused VM from it\n"
-		      "  snap list [disk=N]          the snapshots on a disk and its free space\n"
-		      "  snap info NAME [disk=N]     header fields, sections, regions, vCPUs\n"
-		      "  snap verify NAME [disk=N]   check every CRC32C; names the damaged part\n"
-		      "  snap delete NAME [disk=N]   remove from the catalog, free its space\n"
-		      "  snap format DISK [--force]  create an empty store (--force: over data)\n"
-		      "  snap dirty VM WHAT          WHAT: start|show|clear|stop tracking the\n"
-		      "                              pages VM writes (a debugging aid)\n"
-		      "The default disk is the first holding a store, else the first disk. A save\n"
-		      "to a blank disk creates the store. Ctrl-C cancels a save; earlier snapshots\n"
-		      "stay intact. Format: docs/snapshot-format.md.\n",
-	      .fn = cmd_snap);
+SHELL_COMMAND(
+	snap, .name = "snap",
+	.usage = "snap save VM NAME [--parent BASE] | restore NAME | list | info NAME | verify NAME | "
+		 "delete NAME | format DISK [--force] | dirty VM WHAT   (disk=N)",
+	.summary = "save VMs to disk and bring them back (snapshots)",
+	.help = "  snap save VM NAME [disk=N]  pause VM, write its image, commit, resume it\n"
+		"    --parent BASE             only the pages changed since BASE (a child)\n"
+		"  snap restore NAME [disk=N]  verify the image, create a paused VM from it\n"
+		"  snap list [disk=N]          the snapshots on a disk and its free space\n"
+		"  snap info NAME [disk=N]     header fields, sections, regions, vCPUs\n"
+		"  snap verify NAME [disk=N]   check every CRC32C; names the damaged part\n"
+		"  snap delete NAME [disk=N]   remove from the catalog, free its space\n"
+		"                              (refused while children build on it)\n"
+		"  snap format DISK [--force]  create an empty store (--force: over data)\n"
+		"  snap dirty VM WHAT          WHAT: start|show|clear|stop tracking the\n"
+		"                              pages VM writes (a debugging aid)\n"
+		"The default disk is the first holding a store, else the first disk. A save\n"
+		"to a blank disk creates the store. Ctrl-C cancels a save; earlier snapshots\n"
+		"stay intact. Format: docs/snapshot-format.md.\n",
+	.fn = cmd_snap);

@@ -24,6 +24,7 @@ struct snap_store snap_store;
 static struct snap_image image;		       /* save: the image being written */
 static struct snap_parsed parsed;	       /* restore: the image being read */
 static struct vcpu_state vstate[VM_MAX_VCPUS]; /* save: every vCPU, captured at once */
+static struct snap_parent save_parent;	       /* save --parent: the record */
 
 /* Small objects come from the heap, the rest as whole pages (zeroed). */
 void *snap_mem_alloc(size_t size)
@@ -303,14 +304,16 @@ static void capture_devices(struct vm *vm)
 /* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory
  * (with a progress bar: the scan reads all of guest RAM and CRCs what is not
  * zero, a good part of the freeze for a large guest). */
-static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan_us)
+static int capture(struct vm *vm, enum vm_state was, const char *name, bool child, u64 *scan_us)
 {
 	struct snap_progress pr;
+	u64 *changed = NULL;
 	int ret;
 
 	memset(&image, 0, sizeof(image));
 	image.hdr.vm_id = (u64)vm->id;
 	image.hdr.timestamp = ticks();
+	image.info.image_id = snap_new_store_id() | 1; /* never 0: that means none */
 	strlcpy(image.info.name, name, sizeof(image.info.name));
 	strlcpy(image.info.backend, vcpu_ops ? vcpu_ops->name : "?", sizeof(image.info.backend));
 	image.note = "written by Amber " AMBER_VERSION " (" AMBER_GIT ")";
@@ -343,7 +346,18 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 		return ret;
 	}
 	snap_progress_init(&pr, "scan");
-	ret = snap_region_scan(&image.region[0], guest_page, vm, snap_progress, &pr);
+	if (child) {
+		/* Only the pages changed since the parent, zero or not. */
+		image.parent = &save_parent;
+		ret = snap_incr_changed(vm, &save_parent, &changed);
+		if (ret)
+			return ret;
+		ret = snap_region_scan_changed(&image.region[0], changed, guest_page, vm,
+					       snap_progress, &pr);
+		snap_incr_free(vm, changed);
+	} else {
+		ret = snap_region_scan(&image.region[0], guest_page, vm, snap_progress, &pr);
+	}
 	snap_progress_done(&pr);
 	*scan_us = ticks() - pr.start;
 	if (ret == -ECANCELED)
@@ -442,6 +456,11 @@ static void save_json(struct vm *vm, const char *name, int index, const struct s
 	json_u64(j, "scan_us", st->scan_us);
 	json_u64(j, "write_us", st->write_us);
 	json_u64(j, "commit_us", st->commit_us);
+	if (image.parent) {
+		json_str(j, "parent", image.parent->name);
+		json_str(j, "changed_from",
+			 image.parent->source == SNAP_DELTA_LOG ? "dirty log" : "comparison");
+	}
 	json_obj_end(j);
 }
 
@@ -509,7 +528,7 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	return ret;
 }
 
-int snap_save(int vm_id, const char *name, const char *disk_opt)
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent)
 {
 	struct vm *vm = vm_get(vm_id);
 	struct blkdev *dev;
@@ -546,6 +565,8 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 		return -EEXIST;
 	}
 
+	if (parent && snap_incr_parent(vm, parent, &save_parent))
+		return -EINVAL;
 	was = vm->state;
 	if (was == VM_CREATED) {
 		/* Its memory holds the loaded image but nothing ran: a restore could
@@ -562,10 +583,13 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 			return ret;
 		paused = true;
 	}
-	ret = capture(vm, was, name, &st.scan_us);
+	ret = capture(vm, was, name, parent != NULL, &st.scan_us);
 	if (!ret)
 		ret = save_image(vm, name, index, &st);
 	snap_region_release(&image.region[0]);
+	/* Still paused: its dirty log counts from this image on. */
+	if (!ret)
+		snap_incr_mark(vm, image.info.image_id, image.info.header_crc);
 	if (paused)
 		vm_resume(vm);
 	frozen = ticks() - t0;
@@ -586,6 +610,13 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	       (unsigned long long)st.cmds, rate, (unsigned long long)(frozen / 1000),
 	       (unsigned long long)(st.scan_us / 1000), (unsigned long long)(st.write_us / 1000),
 	       (unsigned long long)(st.commit_us / 1000), paused ? ", running again" : "");
+	if (parent)
+		printk("'%s' is a child of '%s' (chain of %u images): %llu pages changed, "
+		       "found %s\n",
+		       name, parent, save_parent.depth + 1,
+		       (unsigned long long)image.region[0].stored,
+		       save_parent.source == SNAP_DELTA_LOG ? "in the dirty log" :
+							      "by comparison with the parent");
 	save_json(vm, name, index, &st, frozen);
 	return 0;
 }
@@ -621,6 +652,9 @@ static struct {
 	struct vm *vm; /* hidden until restore_commit() */
 	u64 create_us; /* making the empty VM (its RAM is not zeroed) */
 	bool said;     /* prepare printed why it refused */
+	/* A chain: the image loaded before this one (its child's parent). */
+	u64 prev_id;
+	u32 prev_crc;
 } rs;
 
 /* snap_loader.prepare: the page data of region ri comes next and the image
@@ -636,6 +670,23 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 	if (crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE) != rs.entry->header_crc) {
 		snap_report(rep, "catalog entry and image header disagree (image overwritten?)");
 		return 1;
+	}
+	/* A chain: the full image made the VM; each child, loaded over it,
+	 * must name the image just loaded and have the VM's shape. */
+	if (rs.vm || p->child) {
+		if (!rs.vm || !p->child || p->parent.image_id != rs.prev_id ||
+		    p->parent.header_crc != rs.prev_crc) {
+			snap_report(rep, "parent record: not the image loaded before it");
+			return 1;
+		}
+		if (ri != 0 || p->nregions != 1 || p->region[0].gpa != 0 ||
+		    p->region[0].pages * PAGE_SIZE != rs.vm->mem_size ||
+		    p->hdr.vcpu_count != (u32)rs.vm->nvcpus) {
+			snap_report(rep, "memory regions or vCPUs differ from its parent's");
+			return 1;
+		}
+		ld->ctx = rs.vm;
+		return 0;
 	}
 	if (ri != 0 || p->nregions != 1 || p->region[0].gpa != 0 || !p->hdr.vcpu_count ||
 	    p->hdr.vcpu_count > VM_MAX_VCPUS) {
@@ -711,26 +762,61 @@ static void restore_report_print(struct snap_report *r, const char *line)
 	snap_report_print(r, line);
 }
 
-/* Reads the image once into a hidden VM (snap_image_load), then commits it.
- * On any failure the hidden VM is removed: nothing in Amber changed. */
-static int restore_one_pass(struct snap_source *src, const char *name, u64 *zeroed)
+/* The progress of a chain's restore: one bar over all its images. */
+struct chain_progress {
+	struct snap_progress pr; /* first: the report prints through it */
+	u64 base, total;
+};
+static int chain_progress(void *ctx, u64 done, u64 total)
 {
-	struct snap_progress pr;
-	struct snap_report rep = { .emit = restore_report_print, .ctx = &pr };
+	struct chain_progress *cp = ctx;
+
+	return snap_progress(&cp->pr, cp->base + done, cp->total);
+}
+
+/* Reads each image of the chain once (snap_image_load), the full image
+ * first, into one hidden VM, then commits it with the last image's CPU and
+ * device state. On any failure the hidden VM is removed: nothing in Amber
+ * changed. chain[0] is the snapshot restored, chain[n-1] its full image. */
+static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zeroed, u64 *io_us)
+{
+	struct chain_progress cp = { .base = 0 };
+	struct snap_report rep = { .emit = restore_report_print, .ctx = &cp.pr };
 	struct snap_loader ld = {
 		.prepare = restore_prepare,
 		.page = guest_page,
-		.progress = snap_progress,
-		.pctx = &pr,
+		.progress = chain_progress,
+		.pctx = &cp,
 		.vcpu = vstate,
 		.nvcpu = VM_MAX_VCPUS,
 	};
-	int ret;
+	const char *img = name;
+	int ret = 0;
 
-	snap_progress_init(&pr, "restore");
-	ret = snap_image_load(src, &parsed, &rep, &ld);
-	snap_progress_done(&pr);
-	*zeroed = ld.zeroed;
+	for (u32 k = 0; k < n; k++)
+		cp.total += snap_entry_blocks(&snap_store.entry[chain[k]]) * SNAP_BLOCK;
+	snap_progress_init(&cp.pr, "restore");
+	for (u32 k = n; k-- > 0;) {
+		struct snap_source src;
+
+		rs.entry = &snap_store.entry[chain[k]];
+		img = rs.entry->name;
+		ret = snap_source_get(&src, chain[k]);
+		if (ret)
+			break;
+		if (k != n - 1)
+			snap_image_close(&parsed); /* the parent's, loaded */
+		ret = snap_image_load(&src, &parsed, &rep, &ld);
+		*zeroed += ld.zeroed;
+		*io_us += entry_io.io_us;
+		cp.base += src.size;
+		snap_source_put(&src);
+		if (ret)
+			break;
+		rs.prev_id = parsed.info.image_id;
+		rs.prev_crc = crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE);
+	}
+	snap_progress_done(&cp.pr);
 	if (!ret) {
 		ret = restore_commit(&parsed);
 		if (ret)
@@ -742,9 +828,9 @@ static int restore_one_pass(struct snap_source *src, const char *name, u64 *zero
 	} else if (ret == -EBADMSG) {
 		printk("error: snap restore: snapshot '%s' is damaged (%d problem%s, first: %s); "
 		       "restore refused, no VM created\n",
-		       name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+		       img, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
 	} else if (!rs.said) { /* prepare said why itself */
-		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", name,
+		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", img,
 		       snap_store.err[0] ? snap_store.err : errno_name(ret));
 	}
 	vm_destroy(rs.vm);
@@ -754,12 +840,13 @@ static int restore_one_pass(struct snap_source *src, const char *name, u64 *zero
 
 int snap_restore(const char *name, const char *disk_opt)
 {
-	struct snap_source src;
+	static int chain[SNAP_MAX_CHAIN];
 	struct blkdev *dev;
 	struct vm *vm;
-	char mem[32], rate[32], how[64];
-	u64 t0, t_all, c0, b0, size, zeroed = 0;
+	char mem[32], rate[32], how[64], what[64];
+	u64 t0, t_all, c0, b0, size = 0, zeroed = 0, io_us = 0;
 	int index, entry, ret;
+	u32 n;
 
 	dev = snap_pick_disk(disk_opt, &index);
 	if (!dev)
@@ -773,11 +860,14 @@ int snap_restore(const char *name, const char *disk_opt)
 		       name, index, dev->name);
 		return -ENOENT;
 	}
-	ret = snap_source_get(&src, entry);
-	if (ret)
+	/* A child needs its whole chain, checked link by link first. */
+	ret = snap_incr_chain(entry, chain, &n, "snap restore");
+	if (ret) {
+		printk("snap restore: refused, no VM created\n");
 		return ret;
-	size = snap_store.entry[entry].size;
-	rs.entry = &snap_store.entry[entry];
+	}
+	for (u32 k = 0; k < n; k++)
+		size += snap_store.entry[chain[k]].size;
 	rs.name = name;
 	rs.vm = NULL;
 	rs.create_us = 0;
@@ -785,12 +875,14 @@ int snap_restore(const char *name, const char *disk_opt)
 	c0 = dev->commands;
 	b0 = dev->bytes_read;
 	t0 = ticks();
-	ret = restore_one_pass(&src, name, &zeroed);
+	ret = restore_one_pass(chain, n, name, &zeroed, &io_us);
 	t_all = ticks() - t0;
-	snap_image_close(&parsed);
-	snap_source_put(&src);
 	vm = rs.vm;
 	rs.vm = NULL;
+	if (!ret) /* still paused: its dirty log counts from this image on */
+		snap_incr_mark(vm, parsed.info.image_id,
+			       crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE));
+	snap_image_close(&parsed);
 	if (ret)
 		return ret;
 	if (vm->state == VM_EXITED)
@@ -804,14 +896,19 @@ int snap_restore(const char *name, const char *disk_opt)
 	 * block layer's count), so bytes/image size is reads per image byte. */
 	format_size(mem, sizeof(mem), vm->mem_size);
 	print_rate(rate, sizeof(rate), size, t_all);
+	if (n == 1)
+		snprintf(what, sizeof(what), "%llu-byte image", (unsigned long long)size);
+	else
+		snprintf(what, sizeof(what), "%llu bytes of a chain of %u images",
+			 (unsigned long long)size, n);
 	printk("restored '%s' as VM %d (%s, %s of RAM, saved from VM %u) in %llu ms = %s for the "
-	       "%llu-byte image in one pass (new VM %llu ms, load and check %llu ms of which "
+	       "%s in one pass (new VM %llu ms, load and check %llu ms of which "
 	       "disk reads %llu ms, %llu pages zeroed; %llu bytes read from the disk in %llu "
 	       "commands), %s\n",
 	       name, vm->id, vm->image, mem, parsed.dev.vm_id, (unsigned long long)(t_all / 1000),
-	       rate, (unsigned long long)size, (unsigned long long)(rs.create_us / 1000),
+	       rate, what, (unsigned long long)(rs.create_us / 1000),
 	       (unsigned long long)((t_all - rs.create_us) / 1000),
-	       (unsigned long long)(entry_io.io_us / 1000), (unsigned long long)zeroed,
+	       (unsigned long long)(io_us / 1000), (unsigned long long)zeroed,
 	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
 	       how);
 	if (ctl_data()) {
@@ -825,7 +922,8 @@ int snap_restore(const char *name, const char *disk_opt)
 		json_u64(j, "image_bytes", size);
 		json_u64(j, "total_us", t_all);
 		json_u64(j, "create_us", rs.create_us);
-		json_u64(j, "disk_read_us", entry_io.io_us);
+		json_u64(j, "disk_read_us", io_us);
+		json_u64(j, "chain", n);
 		json_u64(j, "pages_zeroed", zeroed);
 		json_u64(j, "bytes_read", dev->bytes_read - b0);
 		json_u64(j, "disk_commands", dev->commands - c0);
