@@ -149,6 +149,27 @@ def test_chain_saved_killed_restored():
 	r = subprocess.run([AMBER_SNAP, "list", disk], capture_output=True, text=True, timeout=60)
 	if r.returncode or not re.search(r"(?m)^\s+`-c1 ", r.stdout):
 		raise AssertionError(f"amber-snap list should show the tree:\n{r.stdout}{r.stderr}")
+	# The core of c3 holds the chain's memory: round 4 in every page.
+	core = os.path.join(os.path.dirname(disk), "c3.core")
+	r = subprocess.run([AMBER_SNAP, "core", disk, "c3", "-o", core], capture_output=True,
+			   text=True, timeout=60)
+	if r.returncode:
+		raise AssertionError(f"amber-snap core of a child:\n{r.stdout}{r.stderr}")
+	with open(core, "rb") as f:
+		elf = f.read()
+	phoff, = struct.unpack_from("<Q", elf, 0x20)
+	phnum, = struct.unpack_from("<H", elf, 0x38)
+	for i in range(phnum):
+		ptype, _, off, vaddr, _, filesz = struct.unpack_from("<IIQQQQ", elf, phoff + 56 * i)
+		if ptype == 1 and vaddr == 0:
+			for pg in PAGES:
+				at = off + pg * 4096 + 8
+				got = struct.unpack_from("<I", elf, at)[0] if at + 4 <= len(elf) else 0
+				if got != 4:
+					raise AssertionError(f"page {pg:#x} of c3's core holds {got}, not 4")
+			break
+	else:
+		raise AssertionError("no PT_LOAD at guest-physical 0 in the core")
 
 
 # ---- the catalog, edited here as a program that knows only the format would ----
