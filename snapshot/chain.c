@@ -51,6 +51,7 @@ int snap_link_parse(const u8 *blk, u64 len, struct snap_link *l, const char **wh
 	}
 	if (s.type != SNAP_SEC_PARENT)
 		return 0; /* a full image */
+	l->child = true;  /* even if its record turns out damaged */
 	if (s.length != SNAP_PARENT_SIZE ||
 	    s.payload_crc !=
 		    crc32c(0, blk + PARENT_SEC + SNAP_SECTION_HDR_SIZE, SNAP_PARENT_SIZE)) {
@@ -65,7 +66,6 @@ int snap_link_parse(const u8 *blk, u64 len, struct snap_link *l, const char **wh
 		*why = "parent record and header disagree on the memory size";
 		return -EBADMSG;
 	}
-	l->child = true;
 	return 0;
 }
 
@@ -146,7 +146,9 @@ int snap_chain(const struct snap_store *st, const struct snap_links *L, u32 i,
 		int p = L->parent[i];
 
 		chain[(*n)++] = (int)i;
-		if (p == SNAP_NO_PARENT)
+		/* The snapshot itself damaged: its own walk names the damage
+		 * (restore and verify read it whole), so it is no link error. */
+		if (p == SNAP_NO_PARENT || (p == -EBADMSG && *n == 1))
 			return 0;
 		if (p < 0) {
 			broken(st, L, i, p, why, len);
@@ -171,6 +173,20 @@ u32 snap_children(const struct snap_links *L, u32 i, int *out, u32 max)
 		n++;
 	}
 	return n;
+}
+
+const char *snap_link_mark(const struct snap_links *L, u32 i)
+{
+	switch (L->parent[i]) {
+	case -EBADMSG:
+		return L->link[i].child ? " (link damaged)" : "";
+	case -ENOENT:
+		return " (no parent)";
+	case -ERANGE:
+		return " (misfit)";
+	default:
+		return "";
+	}
 }
 
 u32 snap_links_tree(const struct snap_links *L, u32 *order, u8 *depth)

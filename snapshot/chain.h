@@ -16,7 +16,7 @@ struct snap_link {
 	u32 header_crc;	  /* CRC32C of its 64-byte header */
 	u32 vcpus;	  /* header vcpu_count */
 	u64 memory_pages; /* header memory_pages */
-	bool child;	  /* it has a PARENT record */
+	bool child;	  /* it has a PARENT section (damaged if the parse failed) */
 	struct snap_parent parent;
 };
 
@@ -41,13 +41,20 @@ int snap_links_read(struct snap_store *st, struct snap_links *L);
 
 /* The chain of entry i: chain[0] = i, then its parent and so on down to the
  * full image, *n entries. Returns 0, or the failing link's errno (as in
- * parent[]) with a one-line message in why naming the snapshots. */
+ * parent[]) with a one-line message in why naming the snapshots. When entry
+ * i's own first block is damaged the chain is i alone and 0 is returned:
+ * reading the image names the damage. */
 int snap_chain(const struct snap_store *st, const struct snap_links *L, u32 i,
 	       int chain[SNAP_MAX_CHAIN], u32 *n, char *why, size_t len);
 
 /* Entries whose parent is entry i: their indexes in out[] (at most max);
  * returns how many there are. */
 u32 snap_children(const struct snap_links *L, u32 i, int *out, u32 max);
+
+/* What a listing adds to entry i's name: "", " (no parent)", " (link
+ * damaged)" or " (misfit)". A damaged full image gets nothing: its state
+ * (the header check) says it. */
+const char *snap_link_mark(const struct snap_links *L, u32 i);
 
 /* The catalog as a tree, for listings: order[] the entries with each one's
  * children after it, depth[] each one's distance from its full image (0 for

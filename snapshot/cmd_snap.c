@@ -46,10 +46,7 @@ static const char *entry_state(u32 i)
  * parent, one step per level, and a broken link is named. */
 static void tree_name(char *buf, size_t len, const struct snap_links *L, u32 i, u32 depth)
 {
-	const char *mark = !L || L->parent[i] >= SNAP_NO_PARENT ? "" :
-			   L->parent[i] == -EBADMSG		? " (link damaged)" :
-			   L->parent[i] == -ENOENT		? " (no parent)" :
-								  " (misfit)";
+	const char *mark = L ? snap_link_mark(L, i) : "";
 
 	snprintf(buf, len, "%*s%s%s%s", (int)(depth > 1 ? 2 * (depth - 1) : 0), "",
 		 depth ? "`-" : "", snap_store.entry[i].name, mark);

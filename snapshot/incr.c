@@ -66,6 +66,12 @@ int snap_incr_parent(struct vm *vm, const char *name, struct snap_parent *out)
 		return ret;
 	}
 	l = &links.link[entry];
+	if (links.why[entry]) {
+		printk("error: snap save: '%s' is damaged (%s; 'snap verify %s');\n"
+		       "  nothing saved\n",
+		       name, links.why[entry], name);
+		return -EBADMSG;
+	}
 	if (parent_len >= SNAP_MAX_CHAIN) {
 		printk("error: snap save: '%s' ends a chain of %u images, the most there may be;\n"
 		       "  save a full snapshot (no --parent); nothing saved\n",

@@ -169,10 +169,7 @@ static int cmd_list(int argc, char **argv)
 
 		/* Children under their parent, as `snap list` shows them. */
 		snprintf(name, sizeof(name), "%*s%s%s%s", depth[k] > 1 ? 2 * (depth[k] - 1) : 0, "",
-			 depth[k] ? "`-" : "", e->name,
-			 links.parent[i] >= SNAP_NO_PARENT ? "" :
-			 links.parent[i] == -ENOENT	   ? " (no parent)" :
-							     " (link damaged)");
+			 depth[k] ? "`-" : "", e->name, snap_link_mark(&links, i));
 		snap_format_time(when, sizeof(when), e->wall);
 		printf("  %-20s %-12s %3u %9llu %12llu  %-19s  %10llu #%llu %s\n", name,
 		       e->vm_image[0] ? e->vm_image : "?", e->vcpus,
