@@ -382,7 +382,8 @@ static int vm_load_image(struct vm *vm, const struct guest_image *img, u64 tsc, 
 		if (vm->initrd[0]) {
 			initrd = guest_image_find(vm->initrd);
 			if (!initrd) {
-				snprintf(err, errlen, "its initrd '%s' is not in this Amber", vm->initrd);
+				snprintf(err, errlen, "its initrd '%s' is not in this Amber",
+					 vm->initrd);
 				return -ENOENT;
 			}
 		}
