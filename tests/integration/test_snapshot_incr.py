@@ -6,19 +6,21 @@
 # children restored from their chains, the guest verifying its memory; the tree
 # in `snap list`, a chain in `snap verify`, deletes of parents refused; a
 # parent that is missing or another image of the same name refused with nothing
-# changed; amber-snap reading the chains.
+# changed; amber-snap reading the chains. The VT-x backend (EPT dirty flags)
+# in Bochs with an ATA disk, and a chain begun there finished on AMD-V.
 import os
 import re
 import struct
 import subprocess
 import sys
 
-from harness import BUILD, boot_qemu, make_disk, need_file, timeout
+from harness import BUILD, boot_bochs, boot_qemu, have_tool, make_disk, need_file, skip, timeout
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vm_cases import dirty_key, guest_lines, run  # noqa: E402
 
 AMBER_SNAP = os.path.join(BUILD, "amber-snap")
+ISO = os.path.join(BUILD, "amber.iso")
 PAGES = (0x50, 0x1FF, 0x200, 0x345, 0x1000, 0x1FFF)   # of the guest's 32 MiB
 GUEST = "dirty mem=32M -- pages=" + ",".join(str(p) for p in PAGES)
 CHAIN_RE = re.compile(r"restored '(\S+)' as VM (\d+) .* for the (\d+) bytes of a chain of "
@@ -255,3 +257,37 @@ def test_wrong_or_missing_parent_refused():
 			   timeout=60)
 	if r.returncode != 1 or "wrong parent" not in r.stdout + r.stderr:
 		raise AssertionError(f"amber-snap verify should refuse the chain:\n{r.stdout}{r.stderr}")
+
+
+@timeout(400)
+def test_chain_vtx_then_amdv():
+	"""A chain saved under VT-x in Bochs (its log from EPT dirty flags),
+	restored there, then grown and restored under AMD-V in QEMU."""
+	need_file(ISO, "make iso builds it")
+	if not have_tool("bochs-bin") and not have_tool("bochs"):
+		skip("Bochs is not installed")
+	disk = make_disk(64 << 20)
+	with boot_bochs(iso=ISO, disk=disk) as vm:
+		vm.wait_prompt(timeout=120)
+		vid = start_dirty(vm)
+		write_round(vm, vid, 1)
+		vm.cmd_ok(f"snap save {vid} base", timeout=120)
+		write_round(vm, vid, 2)
+		save_child(vm, vid, "c1", "base", "in the dirty log")
+		write_round(vm, vid, 3)
+		save_child(vm, vid, "c2", "c1", "in the dirty log")
+		vm.cmd_ok(f"vm kill {vid}")
+		v = restore_chain(vm, "c2", 3)
+		resume(vm, v)
+		write_round(vm, v, 4)
+		save_child(vm, v, "c3", "c2", "in the dirty log")
+	with boot_qemu(disks=[("virtio", disk)], name="qemu-incr-from-vtx") as vm:
+		vm.wait_prompt()
+		v = restore_chain(vm, "c3", 4)
+		resume(vm, v)
+		write_round(vm, v, 5)
+		save_child(vm, v, "c4", "c3", "in the dirty log")
+		vm.cmd_ok(f"vm kill {v}")
+		v = restore_chain(vm, "c4", 5)
+		resume(vm, v)
+		write_round(vm, v, 6)
