@@ -206,7 +206,8 @@ int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri, str
  * not decide (`decided`, bit per guest page, below npages) is decided now,
  * and marked in `changed` when the guest's page (`page`) differs from it. */
 int snap_image_compare(struct snap_source *src, struct snap_parsed *p, u64 npages, u64 *decided,
-		       u64 *changed, snap_page_fn page, void *ctx, struct snap_report *rep);
+		       u64 *changed, snap_page_fn page, void *ctx, struct snap_report *rep,
+		       snap_progress_fn progress, void *pctx);
 
 /* Bytes of page data (stored pages) in the image: the progress total. */
 u64 snap_image_page_bytes(const struct snap_parsed *p);

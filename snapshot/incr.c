@@ -119,12 +119,20 @@ static int compare_chain(struct vm *vm, u64 *changed, u64 words)
 			snap_report(&rep, "catalog entry and image header disagree");
 			ret = -EBADMSG;
 		}
-		if (!ret)
+		if (!ret) {
+			struct snap_progress pr;
+
+			snap_progress_init(&pr, "compare");
 			ret = snap_image_compare(&src, &cmp, npages, decided, changed, vm_page, vm,
-						 &rep);
+						 &rep, snap_progress, &pr);
+			snap_progress_done(&pr);
+		}
 		snap_image_close(&cmp);
 		snap_source_put(&src);
-		if (ret)
+		if (ret == -ECANCELED)
+			printk("snap save: cancelled; nothing was committed, earlier snapshots are "
+			       "intact\n");
+		else if (ret)
 			printk("error: snap save: comparing with '%s' failed (%s);\n"
 			       "  nothing saved\n",
 			       e->name, ret == -EBADMSG ? "it is damaged" : errno_name(ret));

@@ -190,8 +190,10 @@ int snap_image_load_pages(struct snap_source *src, struct snap_parsed *p, snap_p
 }
 
 int snap_image_compare(struct snap_source *src, struct snap_parsed *p, u64 npages, u64 *decided,
-		       u64 *changed, snap_page_fn page, void *ctx, struct snap_report *rep)
+		       u64 *changed, snap_page_fn page, void *ctx, struct snap_report *rep,
+		       snap_progress_fn progress, void *pctx)
 {
+	u64 total = snap_image_page_bytes(p), done = 0;
 	int reports = 0, ret;
 	bool bad = false;
 
@@ -228,6 +230,10 @@ int snap_image_compare(struct snap_source *src, struct snap_parsed *p, u64 npage
 				if (memcmp(mine, data, PAGE_SIZE))
 					changed[at / 64] |= 1ULL << (at % 64);
 			}
+			done += batch * PAGE_SIZE;
+			ret = progress ? progress(pctx, done, total) : 0;
+			if (ret)
+				return ret;
 		}
 	}
 	return bad ? -EBADMSG : 0;

@@ -263,7 +263,7 @@ static void test_compare(void)
 		source_of(chain[k], &src, &es);
 		CHECK_EQ(snap_image_open(&src, &parsed, &rep), 0);
 		CHECK_EQ(snap_image_compare(&src, &parsed, PAGES, decided, changed, guest_page,
-					    NULL, &rep),
+					    NULL, &rep, NULL, NULL),
 			 0);
 		snap_image_close(&parsed);
 	}
