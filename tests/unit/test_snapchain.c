@@ -422,6 +422,82 @@ static void test_child_size(void)
 	vs.xsave_size = 0;
 }
 
+/* The byte layout of PARENT and the DELTA head as docs/snapshot-format.md
+ * 1.11 and 1.12 give it, and IMAGE's image_id at 0x08. */
+static void test_record_layout(void)
+{
+	struct snap_parent pr = { .version = 1,
+				  .depth = 3,
+				  .image_id = 0x1122334455667788ULL,
+				  .header_crc = 0xCAFEF00D,
+				  .source = 2,
+				  .memory_pages = 0x2000,
+				  .name = "base" },
+			   back;
+	struct snap_delta_head h = { 16, 5, 8192, 9, 0x1000 }, hb;
+	struct snap_image_info info = { .image_id = 0xABCDEF };
+	u8 raw[SNAP_PARENT_SIZE], head[SNAP_PAGES_HEAD], im[SNAP_IMAGE_SIZE];
+
+	snap_parent_encode(&pr, raw);
+	CHECK_EQ(snap_get32(raw + 0x00), 1);
+	CHECK_EQ(snap_get32(raw + 0x04), 3);
+	CHECK_EQ(snap_get64(raw + 0x08), 0x1122334455667788ULL);
+	CHECK_EQ(snap_get32(raw + 0x10), 0xCAFEF00D);
+	CHECK_EQ(snap_get32(raw + 0x14), 2);
+	CHECK_EQ(snap_get64(raw + 0x18), 0x2000);
+	CHECK(memcmp(raw + 0x20, "base\0", 5) == 0 && raw[0x3F] == 0);
+	snap_parent_decode(raw, &back);
+	CHECK(memcmp(&back, &pr, sizeof(pr)) == 0);
+	CHECK(snap_parent_check(&pr) == NULL);
+	back.depth = SNAP_MAX_CHAIN;
+	CHECK(snap_parent_check(&back) != NULL);
+	back = pr;
+	back.source = 3;
+	CHECK(snap_parent_check(&back) != NULL);
+	back = pr;
+	strcpy(back.name, "no/slash");
+	CHECK(snap_parent_check(&back) != NULL);
+	snap_delta_head_encode(&h, head);
+	CHECK_EQ(snap_get32(head + 0x04), 5);
+	CHECK_EQ(snap_get64(head + 0x08), 8192);
+	CHECK_EQ(snap_get64(head + 0x18), 0x1000);
+	snap_delta_head_decode(head, &hb);
+	CHECK(memcmp(&hb, &h, sizeof(h)) == 0);
+	snap_image_info_encode(&info, im);
+	CHECK_EQ(snap_get64(im + 0x08), 0xABCDEF);
+}
+
+/* Two children that name each other, CRCs and ids right: the depths cannot
+ * both hold, so neither chain is followed, and the tree still lists both. */
+static void test_cycle(void)
+{
+	u64 changed[1] = { 1 };
+	struct snap_parent pa, pb;
+	u32 order[SNAP_CAT_MAX], n;
+	u8 depth[SNAP_CAT_MAX];
+	int chain[SNAP_MAX_CHAIN], a, b;
+	char why[160];
+
+	CHECK_EQ(save_child("ya", "c1b", changed), 0);
+	CHECK_EQ(save_child("yb", "c1b", changed), 0);
+	parent_of("ya", &pa);
+	parent_of("yb", &pb);
+	a = snap_store_find(&st, "ya");
+	b = snap_store_find(&st, "yb");
+	pb.depth = 4; /* ya's parent yb: depth 4; yb's parent ya: depth 3 */
+	pa.depth = 3;
+	snap_parent_encode(&pb, md.data + st.entry[a].start_block * SNAP_BLOCK + 0xC0);
+	reseal(md.data + st.entry[a].start_block * SNAP_BLOCK + 0xA0, SNAP_PARENT_SIZE);
+	snap_parent_encode(&pa, md.data + st.entry[b].start_block * SNAP_BLOCK + 0xC0);
+	reseal(md.data + st.entry[b].start_block * SNAP_BLOCK + 0xA0, SNAP_PARENT_SIZE);
+	CHECK_EQ(snap_links_read(&st, &links), 0);
+	CHECK_EQ(snap_chain(&st, &links, (u32)a, chain, &n, why, sizeof(why)), -ERANGE);
+	CHECK(strstr(why, "does not fit its parent") != NULL);
+	CHECK_EQ(snap_chain(&st, &links, (u32)b, chain, &n, why, sizeof(why)), -ERANGE);
+	CHECK_EQ(snap_links_tree(&links, order, depth), st.count);
+	CHECK_STR(snap_link_mark(&links, (u32)b), " (misfit)"); /* ya -> yb holds */
+}
+
 int main(void)
 {
 	md.data = calloc(1, 8 << 20);
@@ -437,6 +513,8 @@ int main(void)
 	test_compare();
 	test_missing_and_wrong_parent();
 	test_damage();
+	test_cycle();
+	test_record_layout();
 	test_child_size();
 	free(md.data);
 	return test_done("snapchain");
