@@ -96,10 +96,13 @@ int snap_links_read(struct snap_store *st, struct snap_links *L)
 {
 	L->count = st->count;
 	for (u32 i = 0; i < st->count; i++) {
-		int ret = snap_store_read(st, st->entry[i].start_block, 1, st->buf);
-
-		if (ret)
-			return ret;
+		/* One unreadable image must not hide the others' links: it is
+		 * marked, and whoever reads it whole hears the disk's error. */
+		if (snap_store_read(st, st->entry[i].start_block, 1, st->buf)) {
+			memset(&L->link[i], 0, sizeof(L->link[i]));
+			L->why[i] = "unreadable";
+			continue;
+		}
 		L->why[i] = NULL;
 		if (snap_link_parse(st->buf, MIN(st->entry[i].size, (u64)SNAP_BLOCK), &L->link[i],
 				    &L->why[i]))

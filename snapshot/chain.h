@@ -36,7 +36,8 @@ struct snap_links {
 	int parent[SNAP_CAT_MAX];
 	const char *why[SNAP_CAT_MAX]; /* the parse's finding for -EBADMSG */
 };
-/* Reads the first block of every entry's image. 0 or the disk's errno. */
+/* Reads the first block of every entry's image; one that cannot be read
+ * counts as damaged (-EBADMSG, why "unreadable"). Returns 0. */
 int snap_links_read(struct snap_store *st, struct snap_links *L);
 
 /* The chain of entry i: chain[0] = i, then its parent and so on down to the
