@@ -151,6 +151,7 @@ def test_chain_saved_killed_restored():
 	r = subprocess.run([AMBER_SNAP, "list", disk], capture_output=True, text=True, timeout=60)
 	if r.returncode or not re.search(r"(?m)^\s+`-c1 ", r.stdout):
 		raise AssertionError(f"amber-snap list should show the tree:\n{r.stdout}{r.stderr}")
+	listing = r.stdout
 	# The core of c3 holds the chain's memory: round 4 in every page.
 	core = os.path.join(os.path.dirname(disk), "c3.core")
 	r = subprocess.run([AMBER_SNAP, "core", disk, "c3", "-o", core], capture_output=True,
@@ -172,6 +173,41 @@ def test_chain_saved_killed_restored():
 			break
 	else:
 		raise AssertionError("no PT_LOAD at guest-physical 0 in the core")
+
+	# One bit of c2's last changed page: the restore of c3 reads base and c1
+	# into the hidden VM, finds c2 damaged, and leaves nothing behind.
+	m = re.search(r"(?m)^\s+`-c2\s+\S+\s+\d+\s+\d+\s+(\d+)\s.*?\s(\d+) #", listing)
+	assert m, listing
+	size, base = int(m.group(1)), int(m.group(2))
+	with open(disk, "r+b") as f:
+		pos = 64
+		while pos < size:
+			f.seek(base + pos)
+			stype, _, length = struct.unpack("<IIQ", f.read(16))
+			if stype == 0xFFFF:
+				break
+			pos += 32 + length
+		f.seek(base + pos - 100)
+		b = f.read(1)[0]
+		f.seek(base + pos - 100)
+		f.write(bytes([b ^ 0x10]))
+	r = subprocess.run([AMBER_SNAP, "verify", disk, "c3"], capture_output=True, text=True,
+			   timeout=60)
+	if r.returncode != 1 or "c2: damaged" not in r.stdout:
+		raise AssertionError(f"amber-snap verify should find c2 damaged:\n{r.stdout}{r.stderr}")
+	with boot_qemu(disks=[("virtio", disk)], name="qemu-incr-damaged") as vm:
+		vm.wait_prompt()
+		free = re.search(r"4 KiB pages: (\d+) free", vm.cmd_ok("mem")).group(1)
+		refused(vm, "snap restore c3", r"snapshot 'c2' is damaged .*memory region 0, stored "
+			r"pages.*restore refused, no VM created", "c2's page damaged")
+		if re.search(r"(?m)^\d+\s", vm.cmd_ok("vm list")):
+			vm.fail("the refused restore of a chain left a VM behind")
+		now = re.search(r"4 KiB pages: (\d+) free", vm.cmd_ok("mem")).group(1)
+		if now != free:
+			vm.fail(f"the refused restore kept memory: {free} free pages before, {now} after")
+		v = restore_chain(vm, "c1", 2)
+		resume(vm, v)
+		write_round(vm, v, 3)
 
 
 # ---- the catalog, edited here as a program that knows only the format would ----
