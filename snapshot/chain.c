@@ -131,8 +131,7 @@ static void broken(const struct snap_store *st, const struct snap_links *L, u32 
 		snprintf(why, len, "'%s' does not fit its parent '%s' (depth or size)", name,
 			 pname);
 	else if (snap_store_find(st, pname) >= 0)
-		snprintf(why, len, "'%s' was saved over another '%s' (id %016llx): wrong parent",
-			 name, pname, (unsigned long long)L->link[i].parent.image_id);
+		snprintf(why, len, "'%s' was saved over another '%s' (wrong parent)", name, pname);
 	else
 		snprintf(why, len, "'%s' needs its parent '%s', which is not on this disk", name,
 			 pname);

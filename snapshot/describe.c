@@ -89,13 +89,13 @@ void snap_image_describe(struct snap_source *src, struct snap_parsed *p,
 		line(&o, "  the VM had exited with code %d", (int)p->dev.exit_code);
 	if (p->dev.vm_state == SNAP_VM_STOPPED)
 		line(&o, "  the VM had been stopped: %.50s", p->dev.stop_reason);
-	if (p->child)
-		line(&o,
-		     "parent: '%s' (image id %016llx, header CRC32C 0x%08x), %u image%s below; "
-		     "pages found %s",
-		     p->parent.name, (unsigned long long)p->parent.image_id, p->parent.header_crc,
-		     p->parent.depth, p->parent.depth == 1 ? "" : "s",
+	if (p->child) {
+		line(&o, "parent: '%s', %u image%s below this one; changed pages found %s",
+		     p->parent.name, p->parent.depth, p->parent.depth == 1 ? "" : "s",
 		     p->parent.source == SNAP_DELTA_LOG ? "in the dirty log" : "by comparison");
+		line(&o, "  parent image id %016llx, header CRC32C 0x%08x",
+		     (unsigned long long)p->parent.image_id, p->parent.header_crc);
+	}
 	line(&o, "image id %016llx", (unsigned long long)p->info.image_id);
 	if (p->note[0])
 		line(&o, "note: %s", p->note);

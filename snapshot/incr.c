@@ -45,7 +45,7 @@ int snap_incr_chain(int entry, int *chain, u32 *n, const char *cmd)
 		return -EIO;
 	ret = snap_chain(&snap_store, &links, (u32)entry, chain, n, why, sizeof(why));
 	if (ret)
-		printk("error: %s: %s\n", cmd, why);
+		printk("error: %s:\n  %s\n", cmd, why);
 	return ret;
 }
 

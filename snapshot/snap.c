@@ -611,8 +611,8 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	       (unsigned long long)(st.scan_us / 1000), (unsigned long long)(st.write_us / 1000),
 	       (unsigned long long)(st.commit_us / 1000), paused ? ", running again" : "");
 	if (parent)
-		printk("'%s' is a child of '%s' (chain of %u images): %llu pages changed, "
-		       "found %s\n",
+		printk("'%s' is a child of '%s' (chain of %u images): %llu pages changed,\n"
+		       "  found %s\n",
 		       name, parent, save_parent.depth + 1,
 		       (unsigned long long)image.region[0].stored,
 		       save_parent.source == SNAP_DELTA_LOG ? "in the dirty log" :

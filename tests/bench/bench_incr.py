@@ -21,7 +21,7 @@ PAGES = tuple(0x400 + k * 6000 for k in range(10))
 CHAIN = 10  # images, the full one included
 SAVE_RE = re.compile(r"\((\d+) of \d+ pages stored\), (\d+) bytes in (\d+) disk commands.*"
 		     r"VM frozen (\d+) ms")
-CHILD_RE = re.compile(r"(\d+) pages changed, found (in the dirty log|by comparison)")
+CHILD_RE = re.compile(r"(\d+) pages changed,\s+found (in the dirty log|by comparison)")
 RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) \(.*?\) in (\d+) ms = \S+ MiB/s for the "
 			r"(\d+)(?:-byte image| bytes of a chain of (\d+) images) in one pass .*; "
 			r"(\d+) bytes read from the disk in (\d+) commands")
