@@ -467,6 +467,24 @@ static void test_record_layout(void)
 	CHECK_EQ(snap_get64(im + 0x08), 0xABCDEF);
 }
 
+/* An image from before incremental snapshots (IMAGE's id 0) is a parent
+ * like any other: its header CRC names it. */
+static void test_old_image_as_parent(void)
+{
+	u64 changed[1] = { 1ULL << 40 };
+	u32 n;
+
+	describe("old", PAGES, NULL);
+	img.info.image_id = 0;
+	CHECK_EQ(snap_region_scan(&img.region[0], guest_page, NULL, NULL, NULL), 0);
+	CHECK_EQ(commit_image("old", guest_page), 0);
+	memset(guest + 40 * PAGE_SIZE, 0x40, PAGE_SIZE);
+	CHECK_EQ(save_child("new", "old", changed), 0);
+	CHECK_EQ(load_chain("new", &n), 0);
+	CHECK_EQ(n, 2);
+	CHECK(memcmp(loaded, guest, sizeof(guest)) == 0);
+}
+
 /* Two children that name each other, CRCs and ids right: the depths cannot
  * both hold, so neither chain is followed, and the tree still lists both. */
 static void test_cycle(void)
@@ -513,6 +531,7 @@ int main(void)
 	test_compare();
 	test_missing_and_wrong_parent();
 	test_damage();
+	test_old_image_as_parent();
 	test_cycle();
 	test_record_layout();
 	test_child_size();
