@@ -7,6 +7,7 @@
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
+#include "snapshot/chain.h"
 #include "snapshot/snap.h"
 #include "vmm/vmm.h"
 
@@ -41,11 +42,24 @@ static const char *entry_state(u32 i)
 	return e->state == SNAP_STATE_RECOVERED ? "recovered" : "complete";
 }
 
+/* The name column of entry i as a tree: a child is indented under its
+ * parent, one step per level, and a broken link is named. */
+static void tree_name(char *buf, size_t len, const struct snap_links *L, u32 i, u32 depth)
+{
+	const char *mark = L ? snap_link_mark(L, i) : "";
+
+	snprintf(buf, len, "%*s%s%s%s", (int)(depth > 1 ? 2 * (depth - 1) : 0), "",
+		 depth ? "`-" : "", snap_store.entry[i].name, mark);
+}
+
 /* `snap list`: a summary line of the store, then one aligned row per
- * snapshot in 80 columns (a name too long for its column gets a line of its
- * own). `verbose` adds the catalog's inner figures and each image's
- * sequence number and vCPUs. The whole table is this one function. */
-static void list_print(int index, bool verbose)
+ * snapshot in 80 columns, children indented under their parents (`L`, NULL:
+ * flat; order[] and depth[] from snap_links_tree). A name too long for its
+ * column gets a line of its own. `verbose` adds the catalog's inner figures
+ * and each image's sequence number and vCPUs. The whole table is this one
+ * function. */
+static void list_print(int index, bool verbose, const struct snap_links *L, const u32 *order,
+		       const u8 *depth, u32 ntree)
 {
 	struct snap_store *st = &snap_store;
 	char used[32], free_s[32], big[32], size[32], mem[32], when[32];
@@ -70,10 +84,13 @@ static void list_print(int index, bool verbose)
 		return;
 	printk("  %-16s %-10s %8s %9s %-19s %s\n", "NAME", "VM IMAGE", "RAM", "SIZE", "SAVED (RTC)",
 	       "STATE");
-	for (u32 i = 0; i < st->count; i++) {
+	for (u32 k = 0; k < st->count; k++) {
+		u32 i = L ? order[k] : k;
 		const struct snap_entry *e = &st->entry[i];
-		const char *name = e->name;
+		char tree[64];
+		const char *name = tree;
 
+		tree_name(tree, sizeof(tree), L, i, L && k < ntree ? depth[k] : 0);
 		format_size(size, sizeof(size), e->size);
 		format_size(mem, sizeof(mem), e->memory_pages * PAGE_SIZE);
 		snap_format_time(when, sizeof(when), e->wall);
@@ -91,7 +108,7 @@ static void list_print(int index, bool verbose)
 }
 
 /* The store and its snapshots as the control channel's data (kernel/ctl.h). */
-static void list_json(int index)
+static void list_json(int index, const struct snap_links *L)
 {
 	struct json *j = ctl_data();
 	u64 free_blocks, largest;
@@ -120,6 +137,8 @@ static void list_json(int index)
 		json_u64(j, "wall", e->wall);
 		json_u64(j, "seq", e->seq);
 		json_str(j, "state", entry_state(i));
+		if (L && L->parent[i] >= 0)
+			json_str(j, "parent", snap_store.entry[L->parent[i]].name);
 		json_obj_end(j);
 	}
 	json_arr_end(j);
@@ -127,8 +146,12 @@ static void list_json(int index)
 
 static int snap_list(const char *disk_opt, bool verbose)
 {
+	static u32 order[SNAP_CAT_MAX];
+	static u8 depth[SNAP_CAT_MAX];
+	const struct snap_links *L;
 	struct blkdev *dev;
 	int index, ret;
+	u32 n;
 
 	dev = snap_pick_disk(disk_opt, &index);
 	if (!dev)
@@ -140,8 +163,10 @@ static int snap_list(const char *disk_opt, bool verbose)
 	}
 	if (snap_open_report(ret, dev, index))
 		return ret;
-	list_print(index, verbose);
-	list_json(index);
+	L = snap_incr_links(); /* NULL: listed flat */
+	n = L ? snap_links_tree(L, order, depth) : 0;
+	list_print(index, verbose, L, order, depth, n);
+	list_json(index, L);
 	return 0;
 }
 
@@ -189,17 +214,15 @@ static int snap_info(const char *name, const char *disk_opt)
 	return ret;
 }
 
-static int snap_verify(const char *name, const char *disk_opt)
+/* Every CRC of one image, named `name`; prints the verdict. */
+static int verify_image(const char *name, int entry)
 {
 	struct snap_report rep = { .emit = snap_report_print };
 	struct snap_progress pr;
 	struct snap_source src;
 	char size[32];
-	int index, entry, ret, ret2;
+	int ret, ret2;
 
-	entry = open_entry(name, disk_opt, &index);
-	if (entry < 0)
-		return entry;
 	ret = snap_source_get(&src, entry);
 	if (ret)
 		return ret;
@@ -238,6 +261,66 @@ static int snap_verify(const char *name, const char *disk_opt)
 	return ret;
 }
 
+/* `snap verify`: the image, and for a child every image of its chain and
+ * every link (snapshot/chain.c checks ids, CRCs, depths and sizes). */
+static int snap_verify(const char *name, const char *disk_opt)
+{
+	static int chain[SNAP_MAX_CHAIN];
+	int index, entry, ret, bad = 0;
+	u32 n;
+
+	entry = open_entry(name, disk_opt, &index);
+	if (entry < 0)
+		return entry;
+	ret = snap_incr_chain(entry, chain, &n, "snap verify");
+	if (ret == -EIO)
+		return ret;
+	if (ret) {
+		printk("error: the chain of '%s' is broken (its own image checked below)\n", name);
+		n = 1;
+	}
+	for (u32 k = 0; k < n; k++) {
+		int r = verify_image(snap_store.entry[chain[k]].name, chain[k]);
+
+		if (r == -ECANCELED)
+			return r;
+		if (r && !bad)
+			bad = r;
+	}
+	if (!ret && !bad && n > 1)
+		printk("the chain of '%s' is intact: %u images down to the full '%s'\n", name, n,
+		       snap_store.entry[chain[n - 1]].name);
+	return bad ? bad : ret;
+}
+
+/* A snapshot that children build on stays: they hold only the pages that
+ * changed since it (docs/snapshot-format.md 1.11 argues against merging). */
+static int refuse_parent(const char *name, int entry)
+{
+	const struct snap_links *L = snap_incr_links();
+	int kids[8];
+	char list[160] = "";
+	u32 n;
+
+	if (!L) {
+		printk("error: snap delete: cannot tell whether snapshots build on '%s';\n"
+		       "  it is still there\n",
+		       name);
+		return -EIO;
+	}
+	n = snap_children(L, (u32)entry, kids, ARRAY_SIZE(kids));
+	if (!n)
+		return 0;
+	for (u32 k = 0; k < MIN(n, (u32)ARRAY_SIZE(kids)); k++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s'%s'", k ? ", " : "",
+			 snap_store.entry[kids[k]].name);
+	printk("error: snap delete: %s build%s on '%s': %s%s;\n"
+	       "  delete %s first; '%s' is still there\n",
+	       n == 1 ? "a snapshot" : "snapshots", n == 1 ? "s" : "", name, list,
+	       n > ARRAY_SIZE(kids) ? " and more" : "", n == 1 ? "it" : "them", name);
+	return -EBUSY;
+}
+
 static int snap_delete(const char *name, const char *disk_opt)
 {
 	char size[32];
@@ -246,6 +329,9 @@ static int snap_delete(const char *name, const char *disk_opt)
 	entry = open_entry(name, disk_opt, &index);
 	if (entry < 0)
 		return entry;
+	ret = refuse_parent(name, entry);
+	if (ret)
+		return ret;
 	format_size(size, sizeof(size), snap_entry_blocks(&snap_store.entry[entry]) * SNAP_BLOCK);
 	ret = snap_store_remove(&snap_store, entry);
 	if (ret && snap_store.unsure) {
@@ -308,15 +394,21 @@ static int snap_format(const char *disk, bool force)
 	return 0;
 }
 
-/* Positional words after the subcommand, disk=N and --force left out. */
-static int positional(int argc, char **argv, char **pos, int max)
+/* Positional words after the subcommand, disk=N, --force and --parent
+ * NAME left out; *parent is that NAME (NULL if none). */
+static int positional(int argc, char **argv, char **pos, int max, const char **parent)
 {
 	int n = 0;
 
+	*parent = NULL;
 	for (int i = 2; i < argc; i++) {
 		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
 		    !strcmp(argv[i], "--verbose"))
 			continue;
+		if (!strcmp(argv[i], "--parent") && i + 1 < argc) {
+			*parent = argv[++i];
+			continue;
+		}
 		if (n < max)
 			pos[n] = argv[i];
 		n++;
@@ -329,13 +421,16 @@ static int cmd_snap(int argc, char **argv)
 	const char *sub = argc > 1 ? argv[1] : "";
 	const char *disk = shell_opt(argc, argv, 2, "disk");
 	char *pos[2] = { NULL, NULL };
-	int npos = positional(argc, argv, pos, 2);
+	const char *parent;
+	int npos = positional(argc, argv, pos, 2, &parent);
 	u64 id;
 
+	if (parent && strcmp(sub, "save"))
+		return shell_usage("snap");
 	if (!strcmp(sub, "save") && npos == 2) {
 		if (parse_u64(pos[0], &id) || id < 1 || id > VM_MAX)
 			return shell_err_no_vm(pos[0]);
-		return snap_save((int)id, pos[1], disk);
+		return snap_save((int)id, pos[1], disk, parent);
 	}
 	if (!strcmp(sub, "restore") && npos == 1)
 		return snap_restore(pos[0], disk);
@@ -359,11 +454,12 @@ static int cmd_snap(int argc, char **argv)
  * unknown-subcommand error say the same. */
 static const struct shell_sub snap_subs[] = {
 	{ .name = "save",
-	  .args = "VM NAME [disk=N]",
+	  .args = "VM NAME [--parent BASE] [disk=N]",
 	  .summary = "pause VM, write its image, commit, resume it",
 	  .help = "  NAME is 1-31 letters, digits, '.', '_' or '-'. The VM runs on once the\n"
 		  "  image is durable; Ctrl-C cancels and earlier snapshots stay intact.\n"
-		  "  A save to a blank disk creates the store.\n" },
+		  "  A save to a blank disk creates the store. --parent BASE writes only\n"
+		  "  the pages changed since BASE (a child: restoring it reads the chain).\n" },
 	{ .name = "restore",
 	  .args = "NAME [disk=N]",
 	  .summary = "check the image, make a paused VM from it",
@@ -381,7 +477,10 @@ static const struct shell_sub snap_subs[] = {
 	{ .name = "verify",
 	  .args = "NAME [disk=N]",
 	  .summary = "check every CRC32C; names the damaged part" },
-	{ .name = "delete", .args = "NAME [disk=N]", .summary = "remove it and free its space" },
+	{ .name = "delete",
+	  .args = "NAME [disk=N]",
+	  .summary = "remove it and free its space",
+	  .help = "  Refused while other snapshots build on it (it names them).\n" },
 	{ .name = "format",
 	  .args = "DISK [--force]",
 	  .summary = "create an empty store on a disk",

@@ -99,6 +99,14 @@ void snap_image_describe(struct snap_source *src, struct snap_parsed *p,
 		line(&o, "  the VM had exited with code %d", (int)p->dev.exit_code);
 	if (p->dev.vm_state == SNAP_VM_STOPPED)
 		line(&o, "  the VM had been stopped: %.50s", p->dev.stop_reason);
+	if (p->child) {
+		line(&o, "parent: '%s', %u image%s below this one; changed pages found %s",
+		     p->parent.name, p->parent.depth, p->parent.depth == 1 ? "" : "s",
+		     p->parent.source == SNAP_DELTA_LOG ? "in the dirty log" : "by comparison");
+		line(&o, "  parent image id %016llx, header CRC32C 0x%08x",
+		     (unsigned long long)p->parent.image_id, p->parent.header_crc);
+	}
+	line(&o, "image id %016llx", (unsigned long long)p->info.image_id);
 	if (p->note[0])
 		line(&o, "note: %s", p->note);
 	line(&o, "sections:  #  offset      type     flags      index  length");
@@ -118,10 +126,10 @@ void snap_image_describe(struct snap_source *src, struct snap_parsed *p,
 		     (unsigned long long)p->rdesc[i].gpa,
 		     (unsigned long long)(p->rdesc[i].gpa + p->rdesc[i].pages * PAGE_SIZE - 1),
 		     (unsigned long long)p->rdesc[i].pages);
-		line(&o, "  %llu stored (%llu%%), zero pages elided, CRC32C per %u pages",
+		line(&o, "  %llu stored (%llu%%), %s, CRC32C per %u pages",
 		     (unsigned long long)stored,
 		     (unsigned long long)(p->rdesc[i].pages ? stored * 100 / p->rdesc[i].pages : 0),
-		     r->pages_per_crc);
+		     p->child ? "the changed ones" : "zero pages elided", r->pages_per_crc);
 	}
 	{
 		char list[DESCRIBE_WIDTH + 1] = "devices:", item[48];

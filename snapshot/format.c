@@ -85,6 +85,10 @@ const char *snap_section_name(u32 type)
 		return "PLATFORM";
 	case SNAP_SEC_DEVICE:
 		return "DEVICE";
+	case SNAP_SEC_PARENT:
+		return "PARENT";
+	case SNAP_SEC_DELTA:
+		return "DELTA";
 	case SNAP_SEC_NOTE:
 		return "NOTE";
 	case SNAP_SEC_END:
@@ -99,10 +103,39 @@ static void snap_image_info_fields(const struct rec *r, struct snap_image_info *
 {
 	REC(r, 0x00, in->header_crc);
 	REC(r, 0x04, in->section_count);
+	REC(r, 0x08, in->image_id);
 	REC_STR(r, 0x10, in->name);
 	REC_STR(r, 0x30, in->backend);
 }
 DEFINE_RECORD_CODEC(snap_image_info, struct snap_image_info, SNAP_IMAGE_SIZE)
+
+/* 1.11 "PARENT" */
+static void snap_parent_fields(const struct rec *r, struct snap_parent *pr)
+{
+	REC(r, 0x00, pr->version);
+	REC(r, 0x04, pr->depth);
+	REC(r, 0x08, pr->image_id);
+	REC(r, 0x10, pr->header_crc);
+	REC(r, 0x14, pr->source);
+	REC(r, 0x18, pr->memory_pages);
+	REC_STR(r, 0x20, pr->name);
+}
+DEFINE_RECORD_CODEC(snap_parent, struct snap_parent, SNAP_PARENT_SIZE)
+
+const char *snap_parent_check(const struct snap_parent *pr)
+{
+	if (pr->version != SNAP_PARENT_VERSION)
+		return "record version unknown to this Amber";
+	if (!pr->depth || pr->depth >= SNAP_MAX_CHAIN)
+		return "depth outside 1-31";
+	if (pr->source != SNAP_DELTA_LOG && pr->source != SNAP_DELTA_COMPARE)
+		return "unknown source of the changed pages";
+	if (!snap_name_valid(pr->name))
+		return "parent name is not a valid snapshot name";
+	if (!pr->memory_pages)
+		return "parent without memory";
+	return NULL;
+}
 
 /* 1.5 "REGIONS": the head, then one entry per region. */
 static void snap_regions_head_fields(const struct rec *r, struct snap_regions_head *h)
@@ -397,6 +430,17 @@ static void snap_pages_head_fields(const struct rec *r, struct snap_pages_head *
 	REC(r, 0x18, h->data_offset);
 }
 DEFINE_RECORD_CODEC(snap_pages_head, struct snap_pages_head, SNAP_PAGES_HEAD)
+
+/* 1.12 "DELTA": the head of the index part. */
+static void snap_delta_head_fields(const struct rec *r, struct snap_delta_head *h)
+{
+	REC(r, 0x00, h->pages_per_crc);
+	REC(r, 0x04, h->runs);
+	REC(r, 0x08, h->region_pages);
+	REC(r, 0x10, h->stored_pages);
+	REC(r, 0x18, h->data_offset);
+}
+DEFINE_RECORD_CODEC(snap_delta_head, struct snap_delta_head, SNAP_PAGES_HEAD)
 
 bool snap_page_is_zero(const void *page)
 {

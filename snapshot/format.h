@@ -69,6 +69,8 @@ enum snap_section_type {
 	SNAP_SEC_PAGES = 0x0005,    /* one per region; index = region number */
 	SNAP_SEC_PLATFORM = 0x0006, /* version 1 only: PIT, PIC masks, 8042, VGA ... */
 	SNAP_SEC_DEVICE = 0x0007,   /* version 2: one per device; index = device id */
+	SNAP_SEC_PARENT = 0x0008,   /* incremental image: the image it builds on */
+	SNAP_SEC_DELTA = 0x0009,    /* incremental image: one per region, pages changed */
 	SNAP_SEC_NOTE = 0x0100,	    /* optional free text (who wrote the image) */
 	SNAP_SEC_END = 0xFFFF,	    /* last: zero padding to a SNAP_BLOCK boundary */
 };
@@ -93,11 +95,37 @@ const char *snap_section_name(u32 type); /* "VCPU", or "unknown" */
 struct snap_image_info {
 	u32 header_crc;	   /* CRC32C of the 64 header bytes */
 	u32 section_count; /* every section, IMAGE and END included */
+	u64 image_id;	   /* random id of this image (0: written before children) */
 	char name[32];	   /* the snapshot's name, NUL-padded */
 	char backend[16];  /* "VT-x" or "AMD-V": who captured it (informational) */
 };
 void snap_image_info_encode(const struct snap_image_info *in, u8 out[SNAP_IMAGE_SIZE]);
 void snap_image_info_decode(const u8 in[SNAP_IMAGE_SIZE], struct snap_image_info *out);
+
+/* PARENT payload (64 bytes): the image an incremental image builds on,
+ * named by its random id and the CRC32C of its header, so that a chain is
+ * never joined to another image of the same name. Section 1, right after
+ * IMAGE (so it lies in the image's first block). */
+#define SNAP_PARENT_SIZE 64
+#define SNAP_PARENT_VERSION 1
+#define SNAP_MAX_CHAIN 32 /* images in a chain, the full one included */
+enum snap_delta_source {
+	SNAP_DELTA_LOG = 1,	/* the changed pages came from the dirty log */
+	SNAP_DELTA_COMPARE = 2, /* by comparison with the parent's pages */
+};
+struct snap_parent {
+	u32 version;	  /* SNAP_PARENT_VERSION */
+	u32 depth;	  /* images below this one: 1 when the parent is full */
+	u64 image_id;	  /* the parent's IMAGE image_id */
+	u32 header_crc;	  /* CRC32C of the parent's 64-byte header */
+	u32 source;	  /* enum snap_delta_source (informational) */
+	u64 memory_pages; /* the parent's memory_pages: this image's too */
+	char name[32];	  /* the parent's name when this image was saved */
+};
+void snap_parent_encode(const struct snap_parent *in, u8 out[SNAP_PARENT_SIZE]);
+void snap_parent_decode(const u8 in[SNAP_PARENT_SIZE], struct snap_parent *out);
+/* NULL when the record is possible, else why not. */
+const char *snap_parent_check(const struct snap_parent *pr);
 
 /* REGIONS payload: u32 count, u32 zero, then count entries of 24 bytes. */
 #define SNAP_REGION_RAM 1
@@ -212,6 +240,20 @@ struct snap_pages_head {
 };
 void snap_pages_head_encode(const struct snap_pages_head *h, u8 out[SNAP_PAGES_HEAD]);
 void snap_pages_head_decode(const u8 in[SNAP_PAGES_HEAD], struct snap_pages_head *h);
+/* DELTA payload: the PAGES layout with a run list in place of the bitmap:
+ * a 32-byte head (0x04 holds the number of runs), runs of 8 bytes (u32 first
+ * page, u32 pages; ascending, not touching), the chunk CRCs, zero padding up
+ * to data_offset, the stored pages. A page no run names is the parent's. */
+#define SNAP_DELTA_RUN 8
+struct snap_delta_head {
+	u32 pages_per_crc;
+	u32 runs;
+	u64 region_pages;
+	u64 stored_pages;
+	u64 data_offset;
+};
+void snap_delta_head_encode(const struct snap_delta_head *h, u8 out[SNAP_PAGES_HEAD]);
+void snap_delta_head_decode(const u8 in[SNAP_PAGES_HEAD], struct snap_delta_head *h);
 static inline u64 snap_bitmap_words(u64 pages) { return (pages + 63) / 64; }
 static inline u64 snap_crc_count(u64 stored, u32 ppc) { return (stored + ppc - 1) / ppc; }
 

@@ -77,6 +77,56 @@ int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx, snap_p
 	return progress ? progress(pctx, r->pages * PAGE_SIZE, r->pages * PAGE_SIZE) : 0;
 }
 
+int snap_region_scan_changed(struct snap_region *r, const u64 *changed, snap_page_fn page,
+			     void *ctx, snap_progress_fn progress, void *pctx)
+{
+	u64 words = snap_bitmap_words(r->pages);
+	int ret;
+
+	r->stored = 0;
+	memset(r->crc, 0, r->crc_cap * 4);
+	for (u64 w = 0; w < words; w++) {
+		u64 bits = changed[w];
+
+		if (w == words - 1 && r->pages % 64)
+			bits &= (1ULL << (r->pages % 64)) - 1;
+		r->bitmap[w] = bits;
+		for (; bits; bits &= bits - 1) {
+			u64 i = w * 64 + (u64)__builtin_ctzll(bits), chunk;
+			const void *p = page(ctx, r->gpa + i * PAGE_SIZE);
+
+			if (!p || r->stored >= r->crc_cap * r->pages_per_crc)
+				return -EFAULT;
+			chunk = r->stored / r->pages_per_crc;
+			r->crc[chunk] = crc32c(r->crc[chunk], p, PAGE_SIZE);
+			r->stored++;
+		}
+		if (progress && w % (SNAP_SCAN_STEP / 64) == 0) {
+			ret = progress(pctx, w * 64 * PAGE_SIZE, r->pages * PAGE_SIZE);
+			if (ret)
+				return ret;
+		}
+	}
+	return progress ? progress(pctx, r->pages * PAGE_SIZE, r->pages * PAGE_SIZE) : 0;
+}
+
+u64 snap_bitmap_runs(const u64 *bm, u64 pages)
+{
+	u64 runs = 0;
+	bool prev = false;
+
+	for (u64 w = 0; w < snap_bitmap_words(pages); w++) {
+		u64 bits = bm[w];
+
+		if (w == snap_bitmap_words(pages) - 1 && pages % 64)
+			bits &= (1ULL << (pages % 64)) - 1;
+		/* A run starts at each set bit whose lower neighbour is clear. */
+		runs += snap_popcount64(bits & ~((bits << 1) | (prev ? 1 : 0)));
+		prev = bits >> 63;
+	}
+	return runs;
+}
+
 u64 snap_region_stored_gpa(const struct snap_region *r, u64 n)
 {
 	for (u64 w = 0; w < snap_bitmap_words(r->pages); w++) {
@@ -100,9 +150,10 @@ u64 snap_region_stored_gpa(const struct snap_region *r, u64 n)
 
 static u64 note_len(const char *note) { return ALIGN_UP(strlen(note) + 1, 8); }
 
-static u64 pages_index_len(const struct snap_region *r)
+static u64 pages_index_len(const struct snap_region *r, bool delta)
 {
-	return SNAP_PAGES_HEAD + snap_bitmap_words(r->pages) * 8 +
+	return SNAP_PAGES_HEAD +
+	       (delta ? r->runs * (u64)SNAP_DELTA_RUN : snap_bitmap_words(r->pages) * 8) +
 	       snap_crc_count(r->stored, r->pages_per_crc) * 4;
 }
 
@@ -117,6 +168,10 @@ u64 snap_image_layout(struct snap_image *img)
 	    img->nregions > SNAP_MAX_REGIONS)
 		return 0;
 	pos += SNAP_SECTION_HDR_SIZE + SNAP_IMAGE_SIZE;
+	if (img->parent) {
+		pos += SNAP_SECTION_HDR_SIZE + SNAP_PARENT_SIZE;
+		sections++;
+	}
 	pos += SNAP_SECTION_HDR_SIZE + snap_regions_size(img->nregions);
 	for (u32 i = 0; i < img->nvcpus; i++) {
 		if (img->vcpu[i]->xsave_size > SNAP_VCPU_XSAVE_MAX)
@@ -131,7 +186,7 @@ u64 snap_image_layout(struct snap_image *img)
 			return 0;
 		pos += SNAP_SECTION_HDR_SIZE + snap_devrec_size(img->devrec[i].len);
 	}
-	sections = 3 + img->nvcpus + img->ndevrecs;
+	sections += 3 + img->nvcpus + img->ndevrecs;
 	if (img->note) {
 		pos += SNAP_SECTION_HDR_SIZE + note_len(img->note);
 		sections++;
@@ -139,9 +194,10 @@ u64 snap_image_layout(struct snap_image *img)
 	for (u32 i = 0; i < img->nregions; i++) {
 		struct snap_region *r = &img->region[i];
 
+		r->runs = img->parent ? (u32)snap_bitmap_runs(r->bitmap, r->pages) : 0;
 		r->sec_pos = pos;
-		r->data_pos =
-			ALIGN_UP(pos + SNAP_SECTION_HDR_SIZE + pages_index_len(r), SNAP_BLOCK);
+		r->data_pos = ALIGN_UP(
+			pos + SNAP_SECTION_HDR_SIZE + pages_index_len(r, img->parent), SNAP_BLOCK);
 		pos = r->data_pos + r->stored * PAGE_SIZE;
 		mem_pages += r->pages;
 		sections++;
@@ -272,32 +328,77 @@ static u32 put_words(struct snap_sink *s, const void *arr, u64 count, unsigned s
 	return crc;
 }
 
-static int put_pages(struct snap_sink *s, struct snap_region *r, u32 index, snap_page_fn page,
-		     void *ctx)
+/* The DELTA run list in its disk form: (u32 first page, u32 pages) per run
+ * of set bits, through a small bounce. */
+static u32 put_runs(struct snap_sink *s, const struct snap_region *r, u32 crc, int *err)
 {
-	struct snap_pages_head head = {
+	u8 buf[256];
+	u64 n = 0;
+
+	for (u64 i = 0; i < r->pages && !*err;) {
+		u64 end;
+
+		if (!(r->bitmap[i / 64] & (1ULL << (i % 64)))) {
+			i++;
+			continue;
+		}
+		for (end = i + 1; end < r->pages && (r->bitmap[end / 64] & (1ULL << (end % 64)));)
+			end++;
+		snap_put32(buf + n, (u32)i);
+		snap_put32(buf + n + 4, (u32)(end - i));
+		n += SNAP_DELTA_RUN;
+		i = end;
+		if (n == sizeof(buf) || i >= r->pages) {
+			crc = crc32c(crc, buf, n);
+			if (s)
+				*err = sink_put(s, buf, n);
+			n = 0;
+		}
+	}
+	if (n && !*err) {
+		crc = crc32c(crc, buf, n);
+		if (s)
+			*err = sink_put(s, buf, n);
+	}
+	return crc;
+}
+
+/* A region's PAGES section (its bitmap) or, for an incremental image, its
+ * DELTA section (its run list); the index, then the page data. */
+static int put_pages(struct snap_sink *s, struct snap_region *r, u32 index, bool delta,
+		     snap_page_fn page, void *ctx)
+{
+	struct snap_delta_head head = {
 		.pages_per_crc = r->pages_per_crc,
+		.runs = delta ? r->runs : 0,
 		.region_pages = r->pages,
 		.stored_pages = r->stored,
 		.data_offset = r->data_pos - (r->sec_pos + SNAP_SECTION_HDR_SIZE),
 	};
 	u64 words = snap_bitmap_words(r->pages), ncrc = snap_crc_count(r->stored, r->pages_per_crc);
-	u64 pad = head.data_offset - pages_index_len(r);
+	u64 pad = head.data_offset - pages_index_len(r, delta);
 	u8 raw[SNAP_PAGES_HEAD];
 	u32 crc;
 	int err = 0;
 
-	/* The index CRC goes into the section header, so compute it first. */
-	snap_pages_head_encode(&head, raw);
+	/* The index CRC goes into the section header, so compute it first. The
+	 * PAGES head is the DELTA head with zero runs (1.9, 1.12). */
+	snap_delta_head_encode(&head, raw);
 	crc = crc32c(0, raw, sizeof(raw));
-	crc = put_words(NULL, r->bitmap, words, 8, crc, &err);
+	if (delta)
+		crc = put_runs(NULL, r, crc, &err);
+	else
+		crc = put_words(NULL, r->bitmap, words, 8, crc, &err);
 	crc = put_words(NULL, r->crc, ncrc, 4, crc, &err);
 	crc = crc_zeros(crc, pad);
-	err = put_section(s, SNAP_SEC_PAGES, SNAP_SEC_MANDATORY, index,
+	err = put_section(s, delta ? SNAP_SEC_DELTA : SNAP_SEC_PAGES, SNAP_SEC_MANDATORY, index,
 			  head.data_offset + r->stored * PAGE_SIZE, crc);
 	if (!err)
 		err = sink_put(s, raw, sizeof(raw));
-	put_words(s, r->bitmap, words, 8, 0, &err);
+	if (delta)
+		put_runs(s, r, 0, &err);
+	else
+		put_words(s, r->bitmap, words, 8, 0, &err);
 	put_words(s, r->crc, ncrc, 4, 0, &err);
 	if (!err)
 		err = sink_put(s, NULL, pad);
@@ -359,6 +460,10 @@ int snap_image_write(struct snap_image *img, struct snap_sink *s, snap_page_fn p
 		snap_image_info_encode(&img->info, raw);
 		err = put_record(s, SNAP_SEC_IMAGE, 0, raw, SNAP_IMAGE_SIZE);
 	}
+	if (!err && img->parent) {
+		snap_parent_encode(img->parent, raw);
+		err = put_record(s, SNAP_SEC_PARENT, 0, raw, SNAP_PARENT_SIZE);
+	}
 	if (!err) {
 		u64 len = snap_regions_size(img->nregions);
 		struct snap_regions_head rh = { .count = img->nregions };
@@ -410,7 +515,7 @@ int snap_image_write(struct snap_image *img, struct snap_sink *s, snap_page_fn p
 	for (u32 i = 0; i < img->nregions && !err; i++) {
 		if (s->pos + s->stage_len != img->region[i].sec_pos)
 			return -EINVAL;
-		err = put_pages(s, &img->region[i], i, page, ctx);
+		err = put_pages(s, &img->region[i], i, img->parent != NULL, page, ctx);
 	}
 	if (!err) {
 		u64 pad = img->hdr.total_size - (s->pos + s->stage_len + SNAP_SECTION_HDR_SIZE);

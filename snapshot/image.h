@@ -26,6 +26,7 @@ struct snap_region {
 	u64 crc_cap;  /* entries allocated in crc[] */
 	u64 sec_pos;  /* image offset of its PAGES section header */
 	u64 data_pos; /* image offset of its first stored page */
+	u32 runs;     /* DELTA: runs of stored pages (snap_image_layout) */
 };
 
 /* Allocates the bitmap and the CRC table for the worst case (every page stored). */
@@ -42,6 +43,12 @@ void snap_region_release(struct snap_region *r);
 #define SNAP_SCAN_STEP 256
 int snap_region_scan(struct snap_region *r, snap_page_fn page, void *ctx, snap_progress_fn progress,
 		     void *pctx);
+/* The same for an incremental image: the pages set in `changed` (bit p: page
+ * p of the region) are stored, zero or not, and no others. */
+int snap_region_scan_changed(struct snap_region *r, const u64 *changed, snap_page_fn page,
+			     void *ctx, snap_progress_fn progress, void *pctx);
+/* Runs of consecutive set bits in the first `pages` bits of bm. */
+u64 snap_bitmap_runs(const u64 *bm, u64 pages);
 /* Guest-physical address of the stored page number `n` of r, or ~0 if none. */
 u64 snap_region_stored_gpa(const struct snap_region *r, u64 n);
 
@@ -57,6 +64,9 @@ struct snap_image {
 	u32 nregions;
 	struct snap_region region[SNAP_MAX_REGIONS]; /* scanned */
 	const char *note;			     /* optional NOTE text, or NULL */
+	/* An incremental image: its parent (PARENT section), and its regions
+	 * written as DELTA sections; NULL for a full image. */
+	const struct snap_parent *parent;
 };
 
 /* Computes the image's layout: fills the header (checksum included), the
@@ -130,6 +140,9 @@ struct snap_parsed {
 	int vcpu_sec[SNAP_MAX_VCPUS]; /* index into sec[] of each valid vCPU record */
 	u64 vcpus_seen;		      /* VCPU sections met, by vCPU number */
 	u32 skipped;		      /* optional sections of unknown types */
+	bool child;		      /* a PARENT section: an incremental image */
+	struct snap_parent parent;    /* its record */
+	u32 delta_seen;		      /* DELTA sections met, by region */
 	u8 *scratch;		      /* SNAP_SCRATCH bytes */
 	struct snap_loader *ld;	      /* snap_image_load(): where pages and vCPUs go */
 	int errors_before;	      /* the report's count when the walk began */
@@ -187,6 +200,14 @@ int snap_image_load(struct snap_source *src, struct snap_parsed *p, struct snap_
 /* One region's page data through ld (snapshot/pages.c; the two calls above). */
 int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri, struct snap_loader *ld,
 		     struct snap_report *rep);
+
+/* A child's save by comparison: every stored page of the opened image (its
+ * chunk CRCs checked, -EBADMSG reported) that a newer image of the chain did
+ * not decide (`decided`, bit per guest page, below npages) is decided now,
+ * and marked in `changed` when the guest's page (`page`) differs from it. */
+int snap_image_compare(struct snap_source *src, struct snap_parsed *p, u64 npages, u64 *decided,
+		       u64 *changed, snap_page_fn page, void *ctx, struct snap_report *rep,
+		       snap_progress_fn progress, void *pctx);
 
 /* Bytes of page data (stored pages) in the image: the progress total. */
 u64 snap_image_page_bytes(const struct snap_parsed *p);

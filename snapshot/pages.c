@@ -134,8 +134,11 @@ int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri, str
 		if (!dst)
 			return -EFAULT;
 		if (!stored(r, i)) {
-			memset(dst, 0, PAGE_SIZE);
-			ld->zeroed++;
+			/* An incremental image leaves the parent's page in place. */
+			if (!p->child) {
+				memset(dst, 0, PAGE_SIZE);
+				ld->zeroed++;
+			}
 			i++;
 			continue;
 		}
@@ -184,4 +187,54 @@ int snap_image_load_pages(struct snap_source *src, struct snap_parsed *p, snap_p
 		ld.progress_base += p->region[ri].stored * PAGE_SIZE;
 	}
 	return 0;
+}
+
+int snap_image_compare(struct snap_source *src, struct snap_parsed *p, u64 npages, u64 *decided,
+		       u64 *changed, snap_page_fn page, void *ctx, struct snap_report *rep,
+		       snap_progress_fn progress, void *pctx)
+{
+	u64 total = snap_image_page_bytes(p), done = 0;
+	int reports = 0, ret;
+	bool bad = false;
+
+	for (u32 ri = 0; ri < p->nregions; ri++) {
+		const struct snap_region *r = &p->region[ri];
+		struct chunk_state c = { 0 };
+		u64 pg = 0;
+
+		if (!r->bitmap || r->gpa % PAGE_SIZE)
+			return -EBADMSG;
+		for (u64 n = 0; n < r->stored;) {
+			u64 batch = MIN(r->stored - n, SNAP_SCRATCH / PAGE_SIZE);
+
+			ret = src->read(src, r->data_pos + n * PAGE_SIZE, p->scratch,
+					batch * PAGE_SIZE);
+			if (ret)
+				return ret;
+			for (u64 k = 0; k < batch; k++, n++, pg++) {
+				const u8 *data = p->scratch + k * PAGE_SIZE, *mine;
+				u64 at;
+
+				pg = next_stored(r, pg);
+				at = r->gpa / PAGE_SIZE + pg;
+				if (!chunk_add(r, ri, &c, n, pg, data, 1, rep, &reports))
+					bad = true;
+				if (at >= npages)
+					return -EFAULT;
+				if (decided[at / 64] & (1ULL << (at % 64)))
+					continue; /* a newer image of the chain has it */
+				decided[at / 64] |= 1ULL << (at % 64);
+				mine = page(ctx, at * PAGE_SIZE);
+				if (!mine)
+					return -EFAULT;
+				if (memcmp(mine, data, PAGE_SIZE))
+					changed[at / 64] |= 1ULL << (at % 64);
+			}
+			done += batch * PAGE_SIZE;
+			ret = progress ? progress(pctx, done, total) : 0;
+			if (ret)
+				return ret;
+		}
+	}
+	return bad ? -EBADMSG : 0;
 }

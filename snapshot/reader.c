@@ -58,7 +58,11 @@ static void sec_label(char *buf, size_t size, const struct snap_sec_desc *d, u32
 		snprintf(what, sizeof(what), "vCPU %u state record", d->index);
 		break;
 	case SNAP_SEC_PAGES:
+	case SNAP_SEC_DELTA:
 		snprintf(what, sizeof(what), "memory region %u index", d->index);
+		break;
+	case SNAP_SEC_PARENT:
+		strlcpy(what, "parent record", sizeof(what));
 		break;
 	case SNAP_SEC_REGIONS:
 		strlcpy(what, "region table", sizeof(what));
@@ -104,15 +108,35 @@ static int read_payload(struct snap_source *src, struct snap_parsed *p,
 	return 0;
 }
 
-/* The PAGES index: head, bitmap and chunk CRCs into p->region[index]. */
+/* A DELTA run list into the region's bitmap: runs ascending, not touching,
+ * inside the region, as many pages as stored. Returns false when not. */
+static bool runs_to_bitmap(struct snap_region *r, const u8 *raw, u64 n, u64 *next, u64 *bits)
+{
+	for (u64 k = 0; k < n; k++) {
+		u64 first = snap_get32(raw + k * SNAP_DELTA_RUN);
+		u64 count = snap_get32(raw + k * SNAP_DELTA_RUN + 4);
+
+		if (!count || first < *next || first + count > r->pages)
+			return false;
+		for (u64 pg = first; pg < first + count; pg++)
+			r->bitmap[pg / 64] |= 1ULL << (pg % 64);
+		*bits += count;
+		*next = first + count + 1; /* the next run leaves a gap */
+	}
+	return true;
+}
+
+/* The PAGES index (head, bitmap, chunk CRCs) or the DELTA index (head, run
+ * list, chunk CRCs) into p->region[index]: a DELTA becomes a bitmap too. */
 static int open_pages(struct snap_source *src, struct snap_parsed *p, const struct snap_sec_desc *d,
 		      u32 num, struct snap_report *rep)
 {
 	struct snap_region *r = &p->region[d->index];
-	struct snap_pages_head h;
+	struct snap_delta_head h;
+	bool delta = d->type == SNAP_SEC_DELTA, zero = true, runs_ok = true;
 	u64 payload = d->pos + SNAP_SECTION_HDR_SIZE, words, ncrc, index_len, off, bits = 0;
+	u64 next = 0, nlist;
 	char label[96];
-	bool zero = true;
 	u8 raw[SNAP_PAGES_HEAD];
 	u32 crc;
 	int ret;
@@ -125,18 +149,21 @@ static int open_pages(struct snap_source *src, struct snap_parsed *p, const stru
 	ret = src->read(src, payload, raw, sizeof(raw));
 	if (ret)
 		return ret;
-	snap_pages_head_decode(raw, &h);
+	snap_delta_head_decode(raw, &h);
 	crc = crc32c(0, raw, sizeof(raw));
 	words = snap_bitmap_words(h.region_pages);
 	if (h.pages_per_crc == 0 || h.pages_per_crc > SNAP_PAGES_PER_CRC_MAX || !h.region_pages ||
-	    h.region_pages > SNAP_MAX_REGION_PAGES || h.stored_pages > h.region_pages) {
-		snap_report(rep, "%s: impossible index (%llu pages, %llu stored, CRC per %u)",
+	    h.region_pages > SNAP_MAX_REGION_PAGES || h.stored_pages > h.region_pages ||
+	    (delta ? h.runs > h.stored_pages : h.runs != 0)) {
+		snap_report(rep,
+			    "%s: impossible index (%llu pages, %llu stored, CRC per %u, %u runs)",
 			    label, (unsigned long long)h.region_pages,
-			    (unsigned long long)h.stored_pages, h.pages_per_crc);
+			    (unsigned long long)h.stored_pages, h.pages_per_crc, h.runs);
 		return -EBADMSG;
 	}
 	ncrc = snap_crc_count(h.stored_pages, h.pages_per_crc);
-	index_len = SNAP_PAGES_HEAD + words * 8 + ncrc * 4;
+	nlist = delta ? h.runs : words; /* u64 words, or 8-byte runs */
+	index_len = SNAP_PAGES_HEAD + nlist * 8 + ncrc * 4;
 	if (h.data_offset < index_len || h.data_offset - index_len >= SNAP_BLOCK ||
 	    (payload + h.data_offset) % SNAP_BLOCK ||
 	    d->length != h.data_offset + h.stored_pages * PAGE_SIZE) {
@@ -149,25 +176,31 @@ static int open_pages(struct snap_source *src, struct snap_parsed *p, const stru
 	if (ret)
 		return ret;
 	r->stored = h.stored_pages;
+	r->runs = h.runs;
 	r->sec_pos = d->pos;
 	r->data_pos = payload + h.data_offset;
 	off = payload + SNAP_PAGES_HEAD;
-	/* Bitmap, then CRC table, each converted from little-endian in place. */
-	for (u64 i = 0; i < words + ncrc;) {
-		u64 n = i < words ? MIN(words - i, SNAP_SCRATCH / 8) :
-				    MIN(words + ncrc - i, SNAP_SCRATCH / 4);
-		unsigned size = i < words ? 8 : 4;
+	/* Bitmap or runs, then CRC table, each converted from little-endian. */
+	for (u64 i = 0; i < nlist + ncrc;) {
+		u64 n = i < nlist ? MIN(nlist - i, SNAP_SCRATCH / 8) :
+				    MIN(nlist + ncrc - i, SNAP_SCRATCH / 4);
+		unsigned size = i < nlist ? 8 : 4;
 
 		ret = src->read(src, off, p->scratch, n * size);
 		if (ret)
 			return ret;
 		crc = crc32c(crc, p->scratch, n * size);
-		for (u64 k = 0; k < n; k++) {
-			if (size == 8) {
-				r->bitmap[i + k] = snap_get64(p->scratch + k * 8);
-				bits += snap_popcount64(r->bitmap[i + k]);
-			} else {
-				r->crc[i + k - words] = snap_get32(p->scratch + k * 4);
+		if (size == 8 && delta) {
+			if (runs_ok)
+				runs_ok = runs_to_bitmap(r, p->scratch, n, &next, &bits);
+		} else {
+			for (u64 k = 0; k < n; k++) {
+				if (size == 8) {
+					r->bitmap[i + k] = snap_get64(p->scratch + k * 8);
+					bits += snap_popcount64(r->bitmap[i + k]);
+				} else {
+					r->crc[i + k - nlist] = snap_get32(p->scratch + k * 4);
+				}
 			}
 		}
 		off += n * size;
@@ -181,6 +214,11 @@ static int open_pages(struct snap_source *src, struct snap_parsed *p, const stru
 			rep,
 			"%s: CRC32C mismatch in the bitmap or chunk CRCs (stored 0x%08x, computed 0x%08x)",
 			label, d->crc, crc);
+		return -EBADMSG;
+	}
+	if (!runs_ok) {
+		snap_report(rep, "%s: runs of changed pages overlap, touch or pass the region",
+			    label);
 		return -EBADMSG;
 	}
 	if (!zero || (h.region_pages % 64 && (r->bitmap[words - 1] >> (h.region_pages % 64))) ||
@@ -265,6 +303,21 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 		if (!ret)
 			snap_image_info_decode(p->scratch, &p->info);
 		return ret;
+	case SNAP_SEC_PARENT:
+		/* Section 1, so that the chain is known from the first block. */
+		if (d->length != SNAP_PARENT_SIZE || num != 1 || p->child)
+			break;
+		ret = read_payload(src, p, d, num, rep);
+		if (ret)
+			return ret;
+		snap_parent_decode(p->scratch, &p->parent);
+		why = snap_parent_check(&p->parent);
+		if (why) {
+			snap_report(rep, "%s: %s", label, why);
+			return -EBADMSG;
+		}
+		p->child = true;
+		return 0;
 	case SNAP_SEC_REGIONS: {
 		struct snap_regions_head rh;
 
@@ -367,9 +420,16 @@ static int open_section(struct snap_source *src, struct snap_parsed *p, struct s
 		}
 		return ret;
 	case SNAP_SEC_PAGES:
-		if (d->index >= SNAP_MAX_REGIONS || (p->pages_seen & BIT(d->index)))
+	case SNAP_SEC_DELTA:
+		/* A full image has PAGES, an incremental one DELTA: a mix, or a
+		 * DELTA before the PARENT record that says what it builds on,
+		 * is damage. */
+		if (d->index >= SNAP_MAX_REGIONS || (p->pages_seen & BIT(d->index)) ||
+		    (d->type == SNAP_SEC_DELTA) != p->child)
 			break;
 		p->pages_seen |= BIT(d->index);
+		if (d->type == SNAP_SEC_DELTA)
+			p->delta_seen |= BIT(d->index);
 		ret = open_pages(src, p, d, num, rep);
 		if (ret) {
 			snap_region_release(&p->region[d->index]);
@@ -477,6 +537,10 @@ static void check_whole(struct snap_parsed *p, struct snap_report *rep, u64 seen
 		r->gpa = p->rdesc[i].gpa;
 		r->type = p->rdesc[i].type;
 	}
+	if (p->child && p->parent.memory_pages != h->memory_pages)
+		snap_report(rep, "image: parent record says %llu pages, header says %llu",
+			    (unsigned long long)p->parent.memory_pages,
+			    (unsigned long long)h->memory_pages);
 	if ((seen & BIT(1)) && pages != h->memory_pages)
 		snap_report(rep, "image: regions hold %llu pages, header says %llu",
 			    (unsigned long long)pages, (unsigned long long)h->memory_pages);

@@ -26,7 +26,8 @@ struct snap_store snap_store;
 static struct snap_image image;		       /* save: the image being written */
 static struct snap_parsed parsed;	       /* restore: the image being read */
 static struct vcpu_state vstate[VM_MAX_VCPUS]; /* save: every vCPU, captured at once */
-static char note[240]; /* save: the NOTE section's text (a fuzz crash added) */
+static char note[240];		       /* save: the NOTE section's text (a fuzz crash added) */
+static struct snap_parent save_parent; /* save --parent: the record */
 
 /* Small objects come from the heap, the rest as whole pages (zeroed). */
 void *snap_mem_alloc(size_t size)
@@ -309,14 +310,16 @@ static void capture_devices(struct vm *vm)
 /* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory
  * (with a progress bar: the scan reads all of guest RAM and CRCs what is not
  * zero, a good part of the freeze for a large guest). */
-static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan_us)
+static int capture(struct vm *vm, enum vm_state was, const char *name, bool child, u64 *scan_us)
 {
 	struct snap_progress pr;
+	u64 *changed = NULL;
 	int ret;
 
 	memset(&image, 0, sizeof(image));
 	image.hdr.vm_id = (u64)vm->id;
 	image.hdr.timestamp = ticks();
+	image.info.image_id = snap_new_store_id() | 1; /* never 0: that means none */
 	strlcpy(image.info.name, name, sizeof(image.info.name));
 	strlcpy(image.info.backend, vcpu_ops ? vcpu_ops->name : "?", sizeof(image.info.backend));
 	/* A fuzzing VM's first crash goes into the note (vmm/hypercall.h). */
@@ -352,7 +355,18 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, u64 *scan
 		return shell_error(ret, "no memory for the page bitmap of VM %d", vm->id);
 	}
 	snap_progress_init(&pr, "scan");
-	ret = snap_region_scan(&image.region[0], guest_page, vm, snap_progress, &pr);
+	if (child) {
+		/* Only the pages changed since the parent, zero or not. */
+		image.parent = &save_parent;
+		ret = snap_incr_changed(vm, &save_parent, &changed);
+		if (ret)
+			return ret;
+		ret = snap_region_scan_changed(&image.region[0], changed, guest_page, vm,
+					       snap_progress, &pr);
+		snap_incr_free(vm, changed);
+	} else {
+		ret = snap_region_scan(&image.region[0], guest_page, vm, snap_progress, &pr);
+	}
 	snap_progress_done(&pr);
 	*scan_us = ticks() - pr.start;
 	if (ret == -ECANCELED)
@@ -449,6 +463,11 @@ static void save_json(struct vm *vm, const char *name, int index, const struct s
 	json_u64(j, "scan_us", st->scan_us);
 	json_u64(j, "write_us", st->write_us);
 	json_u64(j, "commit_us", st->commit_us);
+	if (image.parent) {
+		json_str(j, "parent", image.parent->name);
+		json_str(j, "changed_from",
+			 image.parent->source == SNAP_DELTA_LOG ? "dirty log" : "comparison");
+	}
 	json_obj_end(j);
 }
 
@@ -520,7 +539,7 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	return ret;
 }
 
-int snap_save(int vm_id, const char *name, const char *disk_opt)
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent)
 {
 	struct vm *vm = vm_get(vm_id);
 	struct blkdev *dev;
@@ -558,6 +577,8 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 				   name, index, name);
 	}
 
+	if (parent && snap_incr_parent(vm, parent, &save_parent))
+		return -EINVAL;
 	was = vm->state;
 	if (was == VM_CREATED) {
 		/* Its memory holds the loaded image but nothing ran: a restore could
@@ -573,10 +594,13 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 			return ret;
 		paused = true;
 	}
-	ret = capture(vm, was, name, &st.scan_us);
+	ret = capture(vm, was, name, parent != NULL, &st.scan_us);
 	if (!ret)
 		ret = save_image(vm, name, index, &st);
 	snap_region_release(&image.region[0]);
+	/* Still paused: its dirty log counts from this image on. */
+	if (!ret)
+		snap_incr_mark(vm, image.info.image_id, image.info.header_crc);
 	if (paused)
 		vm_resume(vm);
 	frozen = ticks() - t0;
@@ -603,6 +627,13 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 	printk("  frozen:  %llu ms (scan %llu ms, write %llu ms, flush and commit %llu ms)\n",
 	       (unsigned long long)(frozen / 1000), (unsigned long long)(st.scan_us / 1000),
 	       (unsigned long long)(st.write_us / 1000), (unsigned long long)(st.commit_us / 1000));
+	if (parent) {
+		printk("  parent:  '%s', a chain of %u images now; %llu pages changed\n", parent,
+		       save_parent.depth + 1, (unsigned long long)image.region[0].stored);
+		printk("           found %s\n", save_parent.source == SNAP_DELTA_LOG ?
+							"in the dirty log" :
+							"by comparison with the parent");
+	}
 	save_json(vm, name, index, &st, frozen);
 	return 0;
 }
@@ -639,6 +670,9 @@ static struct {
 	u64 create_us; /* making the empty VM (its RAM is not zeroed) */
 	bool said;     /* prepare printed why it refused */
 	int tsc_err;   /* why the TSC could not be scaled (vtsc_adopt) */
+	/* A chain: the image loaded before this one (its child's parent). */
+	u64 prev_id;
+	u32 prev_crc;
 } rs;
 
 /* snap_loader.prepare: the page data of region ri comes next and the image
@@ -654,6 +688,23 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 	if (crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE) != rs.entry->header_crc) {
 		snap_report(rep, "catalog entry and image header disagree (image overwritten?)");
 		return 1;
+	}
+	/* A chain: the full image made the VM; each child, loaded over it,
+	 * must name the image just loaded and have the VM's shape. */
+	if (rs.vm || p->child) {
+		if (!rs.vm || !p->child || p->parent.image_id != rs.prev_id ||
+		    p->parent.header_crc != rs.prev_crc) {
+			snap_report(rep, "parent record: not the image loaded before it");
+			return 1;
+		}
+		if (ri != 0 || p->nregions != 1 || p->region[0].gpa != 0 ||
+		    p->region[0].pages * PAGE_SIZE != rs.vm->mem_size ||
+		    p->hdr.vcpu_count != (u32)rs.vm->nvcpus) {
+			snap_report(rep, "memory regions or vCPUs differ from its parent's");
+			return 1;
+		}
+		ld->ctx = rs.vm;
+		return 0;
 	}
 	if (ri != 0 || p->nregions != 1 || p->region[0].gpa != 0 || !p->hdr.vcpu_count ||
 	    p->hdr.vcpu_count > VM_MAX_VCPUS) {
@@ -746,26 +797,61 @@ static void restore_report_print(struct snap_report *r, const char *line)
 	snap_report_print(r, line);
 }
 
-/* Reads the image once into a hidden VM (snap_image_load), then commits it.
- * On any failure the hidden VM is removed: nothing in Amber changed. */
-static int restore_one_pass(struct snap_source *src, const char *name, u64 *zeroed)
+/* The progress of a chain's restore: one bar over all its images. */
+struct chain_progress {
+	struct snap_progress pr; /* first: the report prints through it */
+	u64 base, total;
+};
+static int chain_progress(void *ctx, u64 done, u64 total)
 {
-	struct snap_progress pr;
-	struct snap_report rep = { .emit = restore_report_print, .ctx = &pr };
+	struct chain_progress *cp = ctx;
+
+	return snap_progress(&cp->pr, cp->base + done, cp->total);
+}
+
+/* Reads each image of the chain once (snap_image_load), the full image
+ * first, into one hidden VM, then commits it with the last image's CPU and
+ * device state. On any failure the hidden VM is removed: nothing in Amber
+ * changed. chain[0] is the snapshot restored, chain[n-1] its full image. */
+static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zeroed, u64 *io_us)
+{
+	struct chain_progress cp = { .base = 0 };
+	struct snap_report rep = { .emit = restore_report_print, .ctx = &cp.pr };
 	struct snap_loader ld = {
 		.prepare = restore_prepare,
 		.page = guest_page,
-		.progress = snap_progress,
-		.pctx = &pr,
+		.progress = chain_progress,
+		.pctx = &cp,
 		.vcpu = vstate,
 		.nvcpu = VM_MAX_VCPUS,
 	};
-	int ret;
+	const char *img = name;
+	int ret = 0;
 
-	snap_progress_init(&pr, "restore");
-	ret = snap_image_load(src, &parsed, &rep, &ld);
-	snap_progress_done(&pr);
-	*zeroed = ld.zeroed;
+	for (u32 k = 0; k < n; k++)
+		cp.total += snap_entry_blocks(&snap_store.entry[chain[k]]) * SNAP_BLOCK;
+	snap_progress_init(&cp.pr, "restore");
+	for (u32 k = n; k-- > 0;) {
+		struct snap_source src;
+
+		rs.entry = &snap_store.entry[chain[k]];
+		img = rs.entry->name;
+		ret = snap_source_get(&src, chain[k]);
+		if (ret)
+			break;
+		if (k != n - 1)
+			snap_image_close(&parsed); /* the parent's, loaded */
+		ret = snap_image_load(&src, &parsed, &rep, &ld);
+		*zeroed += ld.zeroed;
+		*io_us += entry_io.io_us;
+		cp.base += src.size;
+		snap_source_put(&src);
+		if (ret)
+			break;
+		rs.prev_id = parsed.info.image_id;
+		rs.prev_crc = crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE);
+	}
+	snap_progress_done(&cp.pr);
 	if (!ret) {
 		ret = restore_commit(&parsed);
 		if (ret)
@@ -778,9 +864,9 @@ static int restore_one_pass(struct snap_source *src, const char *name, u64 *zero
 		shell_error(ret,
 			    "snapshot '%s' is damaged (%d problem%s, first: %s);\n"
 			    "  restore refused, no VM created",
-			    name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+			    img, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
 	} else if (!rs.said) { /* prepare said why itself */
-		shell_error(ret, "reading '%s' failed: %s; no VM created", name,
+		shell_error(ret, "reading '%s' failed: %s; no VM created", img,
 			    snap_store.err[0] ? snap_store.err : errno_name(ret));
 	}
 	vm_destroy(rs.vm);
@@ -790,12 +876,13 @@ static int restore_one_pass(struct snap_source *src, const char *name, u64 *zero
 
 int snap_restore(const char *name, const char *disk_opt)
 {
-	struct snap_source src;
+	static int chain[SNAP_MAX_CHAIN];
 	struct blkdev *dev;
 	struct vm *vm;
 	char mem[32], rate[32], how[64], tscline[96], human[32];
-	u64 t0, t_all, c0, b0, size, zeroed = 0;
+	u64 t0, t_all, c0, b0, size = 0, zeroed = 0, io_us = 0;
 	int index, entry, ret;
+	u32 n;
 
 	dev = snap_pick_disk(disk_opt, &index);
 	if (!dev)
@@ -807,11 +894,14 @@ int snap_restore(const char *name, const char *disk_opt)
 	if (entry < 0) {
 		return shell_err_no_snap(name, index, dev->name);
 	}
-	ret = snap_source_get(&src, entry);
-	if (ret)
+	/* A child needs its whole chain, checked link by link first. */
+	ret = snap_incr_chain(entry, chain, &n, "snap restore");
+	if (ret) {
+		printk("snap restore: refused, no VM created\n");
 		return ret;
-	size = snap_store.entry[entry].size;
-	rs.entry = &snap_store.entry[entry];
+	}
+	for (u32 k = 0; k < n; k++)
+		size += snap_store.entry[chain[k]].size;
 	rs.name = name;
 	rs.vm = NULL;
 	rs.create_us = 0;
@@ -820,12 +910,14 @@ int snap_restore(const char *name, const char *disk_opt)
 	c0 = dev->commands;
 	b0 = dev->bytes_read;
 	t0 = ticks();
-	ret = restore_one_pass(&src, name, &zeroed);
+	ret = restore_one_pass(chain, n, name, &zeroed, &io_us);
 	t_all = ticks() - t0;
-	snap_image_close(&parsed);
-	snap_source_put(&src);
 	vm = rs.vm;
 	rs.vm = NULL;
+	if (!ret) /* still paused: its dirty log counts from this image on */
+		snap_incr_mark(vm, parsed.info.image_id,
+			       crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE));
+	snap_image_close(&parsed);
 	if (ret)
 		return ret;
 	if (vm->state == VM_EXITED)
@@ -847,10 +939,12 @@ int snap_restore(const char *name, const char *disk_opt)
 	format_size(human, sizeof(human), size);
 	printk("  image:   %s (%llu bytes) in one pass at %s\n", human, (unsigned long long)size,
 	       rate);
+	if (n > 1)
+		printk("  chain:   %u images, each read once\n", n);
 	printk("  time:    new VM %llu ms, load and check %llu ms (disk reads %llu ms)\n",
 	       (unsigned long long)(rs.create_us / 1000),
 	       (unsigned long long)((t_all - rs.create_us) / 1000),
-	       (unsigned long long)(entry_io.io_us / 1000));
+	       (unsigned long long)(io_us / 1000));
 	format_size(human, sizeof(human), dev->bytes_read - b0);
 	printk("  read:    %s (%llu bytes) in %llu commands; %llu pages zeroed\n", human,
 	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
@@ -869,7 +963,8 @@ int snap_restore(const char *name, const char *disk_opt)
 		json_u64(j, "image_bytes", size);
 		json_u64(j, "total_us", t_all);
 		json_u64(j, "create_us", rs.create_us);
-		json_u64(j, "disk_read_us", entry_io.io_us);
+		json_u64(j, "disk_read_us", io_us);
+		json_u64(j, "chain", n);
 		json_u64(j, "pages_zeroed", zeroed);
 		json_u64(j, "bytes_read", dev->bytes_read - b0);
 		json_u64(j, "disk_commands", dev->commands - c0);

@@ -54,8 +54,30 @@ u64 snap_wallclock(void);
 /* An identifier for a new store (TSC, ticks and RTC mixed). */
 u64 snap_new_store_id(void);
 
-int snap_save(int vm_id, const char *name, const char *disk_opt);
+/* parent: NULL for a full image, or the snapshot a child builds on. */
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent);
 int snap_restore(const char *name, const char *disk_opt);
+
+/* ---- incremental snapshots (snapshot/incr.c) -------------------------------- */
+struct vm;
+struct snap_links;
+/* Every entry's link in snap_store (a static table), or NULL after saying why. */
+const struct snap_links *snap_incr_links(void);
+/* The chain of `entry` (snapshot/chain.h); prints why `cmd` is refused when
+ * it is broken. */
+int snap_incr_chain(int entry, int *chain, u32 *n, const char *cmd);
+/* Checks that snapshot `name` can be vm's parent and fills its record; says
+ * why not otherwise. */
+int snap_incr_parent(struct vm *vm, const char *name, struct snap_parent *out);
+/* The pages changed since par's image (bit per page, *changed allocated;
+ * free with snap_incr_free): from the dirty log or by comparison, which
+ * par->source then says. Prints why on failure. */
+int snap_incr_changed(struct vm *vm, struct snap_parent *par, u64 **changed);
+void snap_incr_free(struct vm *vm, u64 *changed);
+/* vm was saved as, or restored from, the image with this id and header CRC
+ * (on snap_store): its dirty log counts from now on, where the log is free
+ * for it (no fast-reset base, no `snap dirty` session of a person's). */
+void snap_incr_mark(struct vm *vm, u64 image_id, u32 header_crc);
 
 /* `snap dirty VM start|show|clear|stop` (snapshot/cmd_dirty.c). */
 int snap_dirty_cmd(const char *vm_arg, const char *what);

@@ -166,7 +166,8 @@ static int write_sparse(int fd, const uint8_t *buf, uint64_t len, uint64_t off)
 	return 0;
 }
 
-int snapcore_write(struct snap_source *src, struct snap_parsed *p, const char *path)
+int snapcore_write(struct snap_source *src, struct snap_parsed *p, const char *path,
+		   snapcore_base_fn base, void *base_ctx)
 {
 	static struct vcpu_state s;
 	struct snap_report rep = { 0 };
@@ -188,6 +189,8 @@ int snapcore_write(struct snap_source *src, struct snap_parsed *p, const char *p
 			goto out;
 		}
 	}
+	if (base && base(base_ctx, core_page, &mem))
+		goto out;
 	if (snap_image_load_pages(src, p, core_page, &mem, &rep, NULL, NULL)) {
 		fprintf(stderr, "amber-snap: reading the pages failed: %s\n",
 			rep.errors ? rep.first : "I/O error");

@@ -8,8 +8,12 @@
 
 #include "snapshot/image.h"
 
-/* Writes the core of the opened (and verified) image to `path`. Returns 0, or
- * -1 after a message on stderr. */
-int snapcore_write(struct snap_source *src, struct snap_parsed *p, const char *path);
+/* Writes the core of the opened (and verified) image to `path`. For an
+ * incremental image, `base` (else NULL) first fills guest memory through
+ * `page` with what its chain holds, the full image first. Returns 0, or -1
+ * after a message on stderr. */
+typedef int (*snapcore_base_fn)(void *ctx, snap_page_fn page, void *pctx);
+int snapcore_write(struct snap_source *src, struct snap_parsed *p, const char *path,
+		   snapcore_base_fn base, void *base_ctx);
 
 #endif

@@ -49,8 +49,11 @@ u64 dirty_log_next(const struct dirty_log *l, u64 page)
 	return l->npages;
 }
 
+static u64 dirty_epochs; /* the last epoch handed out */
+
 void dirty_log_clear(struct dirty_log *l)
 {
+	l->epoch = ++dirty_epochs;
 	if (l->bits)
 		memset(l->bits, 0, dirty_log_words(l->npages) * sizeof(u64));
 }
@@ -80,6 +83,7 @@ int vm_dirty_start(struct vm *vm)
 	l->npages = npages;
 	l->alloc = alloc;
 	l->on = true;
+	l->epoch = ++dirty_epochs;
 	return 0;
 }
 

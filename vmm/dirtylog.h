@@ -16,6 +16,10 @@ struct dirty_log {
 	u64 npages; /* pages of guest RAM the log covers */
 	u64 alloc;  /* pages of host memory under bits (0: none) */
 	bool on;    /* tracking runs: the backend reports guest writes */
+	/* Changes at every start and clear, never the same twice: a reader
+	 * that saw epoch E knows the log holds every write since then while
+	 * it still reads E (incremental snapshots rely on it). */
+	u64 epoch;
 };
 
 /* ---- the log itself (pure, host unit-tested) ---------------------------- */

@@ -293,6 +293,8 @@ static int install_fwtables(struct vm *vm, struct fwtables_layout *where)
 {
 	u8 *area = gpa_to_hva(vm, PLAT_BIOS_AREA, FWTABLES_SIZE);
 
+	/* A reset writes them again: the dirty log must hear of it. */
+	dirty_log_mark(&vm->dirty, PLAT_BIOS_AREA, FWTABLES_SIZE);
 	return area ? fwtables_build(area, vm->nvcpus, where) : -EFAULT;
 }
 void vm_loader_target(struct vm *vm, struct loader_target *t)

@@ -1,6 +1,7 @@
 /*
  * libFuzzer target: the snapshot image reader (snapshot/reader.c, describe.c)
- * on an image from a hostile disk. Every path a restore, `snap verify` and
+ * on an image from a hostile disk, full or incremental (PARENT and DELTA
+ * sections). Every path a restore, `snap verify` and
  * `snap info` take: open, page CRCs, vCPU records, loading the pages into
  * guest memory, the one-pass restore (snap_image_load), and the description,
  * which must stay bounded. Host only.
@@ -59,10 +60,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (!dir)
 		return 0;
 	for (u32 n = 1; n <= 2; n++) {
+		struct snap_parent pr;
 		char name[32];
 
 		img = fuzz_make_image(n, &size);
 		snprintf(name, sizeof(name), "image-%uvcpu", n);
+		fuzz_write_seed(dir, name, img, size);
+		/* A child: runs of one page, of two touching a region's end, and
+		 * of several across the two regions. */
+		fuzz_parent_of(img, "seed", 1, &pr);
+		free(img);
+		memset(fuzz_guest + 7 * PAGE_SIZE, 0x77, 8);
+		img = fuzz_make_image_over(n, &size, &pr, 0xF8C00080ULL);
+		snprintf(name, sizeof(name), "child-%uvcpu", n);
 		fuzz_write_seed(dir, name, img, size);
 		free(img);
 	}

@@ -78,8 +78,11 @@ static __attribute__((unused)) int fuzz_load(struct snap_source *src, int open_r
 }
 
 /* A valid image with two regions (the second with a CRC per 3 pages), one or
- * two vCPUs and a note; returns its size in *size (malloc'ed). */
-static u8 *fuzz_make_image(u32 nvcpus, u64 *size)
+ * two vCPUs and a note; returns its size in *size (malloc'ed). With `parent`
+ * it is an incremental image over that parent: PARENT and DELTA sections
+ * holding the pages whose number is in `changed` (bit per page). */
+static u8 *fuzz_make_image_over(u32 nvcpus, u64 *size, const struct snap_parent *parent,
+				u64 changed)
 {
 	static struct vcpu_state vs[2];
 	static struct snap_image img;
@@ -108,10 +111,20 @@ static u8 *fuzz_make_image(u32 nvcpus, u64 *size)
 	strcpy(img.dev.image, "hello");
 	img.note = "fuzz seed";
 	img.nregions = 2;
+	img.parent = parent;
+	img.info.image_id = parent ? parent->image_id + 1 : 0x5EED;
+	img.hdr.timestamp = parent ? parent->depth : 0;
 	snap_region_init(&img.region[0], 0, 24, SNAP_PAGES_PER_CRC);
 	snap_region_init(&img.region[1], 24 * PAGE_SIZE, FUZZ_GUEST_PAGES - 24, 3);
-	for (u32 i = 0; i < 2; i++)
-		snap_region_scan(&img.region[i], fuzz_guest_page, NULL, NULL, NULL);
+	for (u32 i = 0; i < 2; i++) {
+		u64 bits = i ? changed >> 24 : changed & ((1ULL << 24) - 1);
+
+		if (parent)
+			snap_region_scan_changed(&img.region[i], &bits, fuzz_guest_page, NULL, NULL,
+						 NULL);
+		else
+			snap_region_scan(&img.region[i], fuzz_guest_page, NULL, NULL, NULL);
+	}
 	*size = snap_image_layout(&img);
 	b.size = *size;
 	b.p = calloc(1, b.size);
@@ -123,6 +136,28 @@ static u8 *fuzz_make_image(u32 nvcpus, u64 *size)
 		snap_region_release(&img.region[i]);
 	free(stage);
 	return b.p;
+}
+
+static __attribute__((unused)) u8 *fuzz_make_image(u32 nvcpus, u64 *size)
+{
+	return fuzz_make_image_over(nvcpus, size, NULL, 0);
+}
+
+/* The PARENT record of a child of `img` (a chain `depth` images deep). */
+static __attribute__((unused)) void fuzz_parent_of(const u8 *img, const char *name, u32 depth,
+						   struct snap_parent *pr)
+{
+	struct snapshot_header h;
+
+	snap_header_decode(img, &h);
+	memset(pr, 0, sizeof(*pr));
+	pr->version = SNAP_PARENT_VERSION;
+	pr->depth = depth;
+	pr->image_id = snap_get64(img + SNAP_HEADER_SIZE + SNAP_SECTION_HDR_SIZE + 8);
+	pr->header_crc = crc32c(0, img, SNAP_HEADER_SIZE);
+	pr->source = SNAP_DELTA_LOG;
+	pr->memory_pages = h.memory_pages;
+	strcpy(pr->name, name);
 }
 
 /*
@@ -150,7 +185,7 @@ static void fuzz_fix_image(u8 *img, size_t size)
 
 		if (len > size - pos - SNAP_SECTION_HDR_SIZE)
 			break;
-		if (type == SNAP_SEC_PAGES && len >= SNAP_PAGES_HEAD)
+		if ((type == SNAP_SEC_PAGES || type == SNAP_SEC_DELTA) && len >= SNAP_PAGES_HEAD)
 			crc_len = MIN(snap_get64(payload + 0x18), len);
 		if (type == SNAP_SEC_IMAGE && len >= SNAP_IMAGE_SIZE)
 			snap_put32(payload, crc32c(0, img, SNAP_HEADER_SIZE));

@@ -2,11 +2,13 @@
  * libFuzzer target: the snapshot store on a hostile disk (snapshot/store.c):
  * the superblock, both catalog copies, the scan that recovers images a damaged
  * catalog lost, the allocator, the overwrite guard, and each image the catalog
- * names opened through the reader. The input is laid over a 1.3 MiB disk:
+ * names opened through the reader, and the chains of incremental images
+ * (links, chains, children, the tree `snap list` prints). The input is laid over a 1.3 MiB disk:
  * block 0, catalogs A and B (blocks 1-8), then the data area from block 256.
  * Host only.
  */
 #include "tests/fuzz/fuzz_snap.h"
+#include "snapshot/chain.h"
 #include "snapshot/store.h"
 
 int LLVMFuzzerTestOneInput(const u8 *data, size_t size);
@@ -79,6 +81,40 @@ static void lay(const u8 *data, size_t size)
 	fuzz_fix_image(disk + SNAP_DATA_START * SNAP_BLOCK, rest);
 }
 
+/* Whatever the images' links say, chains end within SNAP_MAX_CHAIN images
+ * and follow parent[]; the tree lists every entry once. */
+static void check_chains(void)
+{
+	static struct snap_links L;
+	u32 order[SNAP_CAT_MAX], seen[SNAP_CAT_MAX] = { 0 }, n;
+	u8 depth[SNAP_CAT_MAX];
+	int chain[SNAP_MAX_CHAIN], kids[4];
+	char why[160];
+
+	if (snap_links_read(&st, &L))
+		return;
+	for (u32 i = 0; i < st.count; i++) {
+		int ret = snap_chain(&st, &L, i, chain, &n, why, sizeof(why));
+
+		if (n < 1 || n > SNAP_MAX_CHAIN || chain[0] != (int)i)
+			abort();
+		for (u32 k = 0; k + 1 < n; k++)
+			if (L.parent[chain[k]] != chain[k + 1])
+				abort();
+		if (ret == 0 && L.parent[chain[n - 1]] != SNAP_NO_PARENT &&
+		    !(n == 1 && L.parent[i] == -EBADMSG))
+			abort();
+		if (ret && !why[0])
+			abort();
+		snap_children(&L, i, kids, 4);
+	}
+	if (snap_links_tree(&L, order, depth) != st.count)
+		abort();
+	for (u32 k = 0; k < st.count; k++)
+		if (order[k] >= st.count || seen[order[k]]++)
+			abort();
+}
+
 int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 {
 	static struct snap_parsed p;
@@ -118,6 +154,7 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 		snap_image_close(&p);
 		fuzz_load(&src, ret);
 	}
+	check_chains();
 	/* A catalog the store commits must be valid when read back. */
 	if (st.count && snap_store_remove(&st, 0) == 0) {
 		u64 gen = st.generation;
@@ -128,7 +165,8 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 	return 0;
 }
 
-/* Seeds: a store with two real images, as the store itself writes it; the
+/* Seeds: a store with a chain of three real images (a full one, a child and
+ * a grandchild), as the store itself writes it; the
  * same with copy B damaged (the recovery scan); and an empty store. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -144,11 +182,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	memcpy(out, disk, META_BYTES);
 	fuzz_write_seed(dir, "store-empty", out, META_BYTES);
-	for (u32 n = 1; n <= 2; n++) {
+	for (u32 n = 1; n <= 3; n++) {
 		struct snap_entry e = { 0 };
+		struct snap_parent pr;
 		u64 isize, start;
-		u8 *img = fuzz_make_image(n, &isize);
+		u8 *img;
 
+		/* seed1, seed2 a child of seed1, seed3 a child of seed2. */
+		if (n == 1) {
+			img = fuzz_make_image(1, &isize);
+		} else {
+			int p = snap_store_find(&st, n == 2 ? "seed1" : "seed2");
+
+			fuzz_parent_of(disk + st.entry[p].start_block * SNAP_BLOCK,
+				       st.entry[p].name, n - 1, &pr);
+			img = fuzz_make_image_over(1, &isize, &pr, 0x300000081ULL << (n - 2));
+		}
 		if (snap_store_alloc(&st, isize, &start) ||
 		    snap_store_write(&st, start, isize / SNAP_BLOCK, img))
 			abort();
@@ -162,7 +211,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	memcpy(out, disk, META_BYTES);
 	memcpy(out + META_BYTES, disk + SNAP_DATA_START * SNAP_BLOCK, used - META_BYTES);
-	fuzz_write_seed(dir, "store-two", out, used);
+	fuzz_write_seed(dir, "store-chain", out, used);
 	out[SNAP_CAT_B_BLOCK * SNAP_BLOCK + 0x21] ^= 8;
 	fuzz_write_seed(dir, "store-damaged-b", out, used);
 	free(out);
