@@ -297,7 +297,7 @@ static bool console_input(u8 c, void *ctx)
 		printk("\n[detached from vm %d]\n", id);
 		return false;
 	}
-	vuart_input(vm, c); /* a full receive buffer drops the byte, like a real UART */
+	vuart_console_input(vm, c); /* waits while the guest's receiver is full */
 	return true;
 }
 

@@ -67,6 +67,12 @@ struct vuart {
 	u8 msr_delta; /* MSR bits 3:0 */
 	u8 irq;	      /* IRQ 4 as last driven */
 	u64 rx_tsc;   /* guest TSC of the receiver's last activity, 0 unknown */
+	/* Console input waiting for room in rx: the terminal's side of the
+	 * wire, held back as hardware flow control would hold it, so a line
+	 * pasted faster than the guest reads is not lost. Not device state:
+	 * not in the record, empty after a restore. */
+	u8 wire[1024];
+	u32 wire_head, wire_tail;
 };
 
 #define LINE_MAX_CHARS (sizeof(((struct vuart *)0)->line) - 1)
@@ -224,6 +230,28 @@ bool vuart_input(struct vm *vm, u8 c)
 	return true;
 }
 
+/* Moves console input from the wire into the receiver while it has room. */
+static void wire_pump(struct vm *vm, struct vuart *u)
+{
+	while (u->wire_tail != u->wire_head && (u->rx_head + 1) % sizeof(u->rx) != u->rx_tail) {
+		vuart_input(vm, u->wire[u->wire_tail]);
+		u->wire_tail = (u->wire_tail + 1) % sizeof(u->wire);
+	}
+}
+
+bool vuart_console_input(struct vm *vm, u8 c)
+{
+	struct vuart *u = vuart(vm);
+	u32 next = (u->wire_head + 1) % sizeof(u->wire);
+
+	if (next == u->wire_tail)
+		return false; /* 1 KiB typed ahead of the guest: dropped */
+	u->wire[u->wire_head] = c;
+	u->wire_head = next;
+	wire_pump(vm, u);
+	return true;
+}
+
 static u8 rx_pop(struct vuart *u, u64 tsc)
 {
 	u8 c;
@@ -271,7 +299,11 @@ static u32 vuart_read(struct vcpu *v, struct vuart *u, u16 offset)
 
 	switch (offset) {
 	case UART_RX:
-		return dlab ? u->dll : rx_pop(u, tsc);
+		if (dlab)
+			return u->dll;
+		val = rx_pop(u, tsc);
+		wire_pump(v->vm, u);
+		return val;
 	case UART_IER:
 		return dlab ? u->dlm : u->ier;
 	case UART_IIR:

@@ -171,8 +171,12 @@ int emulate_mmio(struct vcpu *v, const struct vm_exit *e, const struct mmio_regi
 #define VUART_BASE 0x3F8
 /* Prints a partial line (VM ending, console attach). */
 void vuart_flush(struct vm *vm);
-/* Queues a byte typed on `vm console`; false when the receive buffer is full. */
+/* A byte reaches the receiver; false when it is full (an overrun, as on
+ * hardware: the loopback path). */
 bool vuart_input(struct vm *vm, u8 c);
+/* A byte typed on `vm console`: it waits while the receiver is full, as
+ * flow control would hold it (1 KiB of it); false when even that is full. */
+bool vuart_console_input(struct vm *vm, u8 c);
 
 /* vmm/images.c: the guest images Amber can run. */
 struct guest_image {

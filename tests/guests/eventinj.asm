@@ -116,7 +116,9 @@ main:
 	call newline
 
 	; An exception handler (interrupt gate) runs with IRQ0 pending: it comes
-	; after the IRET, once, at the instruction after the faulting one.
+	; after the IRET, once, at the instruction after the faulting one. Each
+	; such test starts on a fresh tick (sync_tick).
+	call sync_tick
 	mov ebx, [irqs]
 	mov dword [last_eip], 0
 	sti
@@ -134,6 +136,7 @@ main:
 	PRINT "eventinj: IRQ0 pending in a #UD handler comes after its IRET, once"
 	call newline
 
+	call sync_tick
 	mov ebx, [irqs]
 	mov dword [last_eip], 0
 	mov dword [exc_seen], 0
@@ -400,6 +403,17 @@ unexpected:
 	jmp exit
 
 ; ---- helpers ---------------------------------------------------------------
+
+; sync_tick: waits in HLT for the next IRQ0 (or takes the one already
+; pending), so that the test that follows has most of a 1 ms tick before the
+; next: printing the line before it can hold the guest up for milliseconds
+; (Amber writes it to its own slow console within the exit), which leaves an
+; IRQ0 pending that would land inside the test and count twice.
+sync_tick:
+	sti
+	hlt
+	cli
+	ret
 
 ; idt_init: every vector to `unexpected`, then the ones the test uses;
 ; 32-bit interrupt gates (IF cleared on entry).

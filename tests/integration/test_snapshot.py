@@ -586,7 +586,7 @@ def test_restore_damage_late():
 			vm.fail(f"the refused restore kept memory: {free_memory(vm)} (free pages, heap "
 				f"bytes), {mem} before: the hidden VM was not removed")
 		out = vm.cmd(f"vm resume {ct + 1}")
-		expect(vm, rf"no vm {ct + 1}", out, "the refused VM's id unused")
+		expect(vm, rf"there is no VM '{ct + 1}'", out, "the refused VM's id unused")
 		# Ctrl-C right behind the command: the load stops, nothing is left.
 		vm.send("snap restore good\r\x03")
 		vm.wait_for(r"snap restore: cancelled; no VM created", 120)
