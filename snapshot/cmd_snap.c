@@ -223,11 +223,18 @@ static int snap_verify(const char *name, const char *disk_opt)
 static int snap_delete(const char *name, const char *disk_opt)
 {
 	char size[32];
-	int index, entry, ret;
+	int index, entry, ret, vm;
 
 	entry = open_entry(name, disk_opt, &index);
 	if (entry < 0)
 		return entry;
+	vm = snap_lazy_reader(snap_store.dev, snap_store.entry[entry].start_block);
+	if (vm) {
+		printk("error: snap delete: VM %d still reads its memory from '%s' (a lazy\n"
+		       "  restore, 'vm info %d'); kill it or wait until it is resident\n",
+		       vm, name, vm);
+		return -EBUSY;
+	}
 	format_size(size, sizeof(size), snap_entry_blocks(&snap_store.entry[entry]) * SNAP_BLOCK);
 	ret = snap_store_remove(&snap_store, entry);
 	if (ret && snap_store.unsure) {
@@ -298,7 +305,8 @@ static int positional(int argc, char **argv, char **pos, int max)
 	int n = 0;
 
 	for (int i = 2; i < argc; i++) {
-		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force"))
+		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
+		    !strcmp(argv[i], "--lazy"))
 			continue;
 		if (n < max)
 			pos[n] = argv[i];
@@ -324,7 +332,8 @@ static int cmd_snap(int argc, char **argv)
 		return snap_save((int)id, pos[1], disk);
 	}
 	if (!strcmp(sub, "restore") && npos == 1)
-		return snap_restore(pos[0], disk);
+		return shell_flag(argc, argv, 2, "--lazy") ? snap_restore_lazy(pos[0], disk) :
+							     snap_restore(pos[0], disk);
 	if (!strcmp(sub, "list") && npos == 0)
 		return snap_list(disk);
 	if (!strcmp(sub, "info") && npos == 1)
@@ -340,11 +349,14 @@ static int cmd_snap(int argc, char **argv)
 	return shell_usage("snap");
 }
 SHELL_COMMAND(snap, .name = "snap",
-	      .usage = "snap save VM NAME | restore NAME | list | info NAME | verify NAME | "
-		       "delete NAME | format DISK [--force] | dirty VM WHAT   (disk=N)",
+	      .usage = "snap save VM NAME | restore NAME [--lazy] | list | info NAME | "
+		       "verify NAME | delete NAME | format DISK [--force] | dirty VM WHAT (disk=N)",
 	      .summary = "save VMs to disk and bring them back (snapshots)",
 	      .help = "  snap save VM NAME [disk=N]  pause VM, write its image, commit, resume it\n"
 		      "  snap restore NAME [disk=N]  verify the image, create a paused VM from it\n"
+		      "  snap restore NAME --lazy    check the metadata, run the VM at once; its\n"
+		      "                              pages are read as it touches them and in\n"
+		      "                              the background ('vm info' shows how far)\n"
 		      "  snap list [disk=N]          the snapshots on a disk and its free space\n"
 		      "  snap info NAME [disk=N]     header fields, sections, regions, vCPUs\n"
 		      "  snap verify NAME [disk=N]   check every CRC32C; names the damaged part\n"

@@ -15,6 +15,7 @@
 #include "kernel/version.h"
 #include "kernel/x86.h"
 #include "snapshot/snap.h"
+#include "vmm/pager.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm.h"
 
@@ -546,6 +547,10 @@ int snap_save(int vm_id, const char *name, const char *disk_opt)
 		return -EEXIST;
 	}
 
+	/* A lazily restored VM still being filled: its image needs every page. */
+	ret = pager_finish(vm, "snap save");
+	if (ret)
+		return ret;
 	was = vm->state;
 	if (was == VM_CREATED) {
 		/* Its memory holds the loaded image but nothing ran: a restore could
@@ -661,25 +666,21 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 	return 0;
 }
 
-/* The loaded VM gets its devices, vCPUs and state, then becomes visible:
- * the last step, after every check passed. Returns 0, or an errno after
- * saying why (the caller removes the VM). */
-static int restore_commit(struct snap_parsed *p)
+int snap_restore_commit(struct vm *vm, struct snap_parsed *p, const struct vcpu_state *vs)
 {
-	struct vm *vm = rs.vm;
 	int ret;
 
 	strlcpy(vm->image, p->dev.image, sizeof(vm->image));
 	if (restore_devices(vm, p))
 		return -EINVAL;
 	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
-		ret = vcpu_set_state(vm->vcpus[i], &vstate[i]);
+		ret = vcpu_set_state(vm->vcpus[i], &vs[i]);
 		if (ret) {
 			printk("error: snap restore: %s could not load the state of vCPU %u (%s)\n",
 			       vcpu_ops->name, i, errno_name(ret));
 			return ret;
 		}
-		vm->vcpus[i]->frozen_tsc = vstate[i].tsc; /* what `vm resume` loads */
+		vm->vcpus[i]->frozen_tsc = vs[i].tsc; /* what `vm resume` loads */
 	}
 	/* The VM comes back in the state it was saved in; a running or halted one
 	 * comes back paused, so that 'vm resume' decides when it runs. */
@@ -732,7 +733,7 @@ static int restore_one_pass(struct snap_source *src, const char *name, u64 *zero
 	snap_progress_done(&pr);
 	*zeroed = ld.zeroed;
 	if (!ret) {
-		ret = restore_commit(&parsed);
+		ret = snap_restore_commit(rs.vm, &parsed, vstate);
 		if (ret)
 			printk("snap restore: nothing restored\n");
 		else

@@ -11,6 +11,7 @@
 #include "kernel/printk.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
+#include "vmm/pager.h"
 #include "vmm/vmm_internal.h"
 
 typedef int (*exit_handler_t)(struct vcpu *v, struct vm_exit *e);
@@ -341,8 +342,13 @@ static int handle_io(struct vcpu *v, struct vm_exit *e)
 
 static int handle_mem(struct vcpu *v, struct vm_exit *e)
 {
-	const struct mmio_region *r = e->mem.fetch ? NULL : mmio_find(&v->vm->mmio, e->mem.gpa);
+	const struct mmio_region *r;
 
+	/* A RAM page that has not arrived yet (vmm/pager.h). */
+	if (pager_active(v->vm->pager) && e->mem.gpa < v->vm->mem_size &&
+	    !pager_present(v->vm, e->mem.gpa / PAGE_SIZE))
+		return pager_fault(v, e);
+	r = e->mem.fetch ? NULL : mmio_find(&v->vm->mmio, e->mem.gpa);
 	if (r)
 		return emulate_mmio(v, e, r);
 	return vcpu_stop_report(v, e,
@@ -639,11 +645,14 @@ void vmm_idle(void)
 
 	if (!v) {
 		/* Nothing to run: a VM restored asleep for good is halted now; the
-		 * host sleeps until the next wake time or the shell's next look at
-		 * the console, whichever comes first. */
+		 * host fills the RAM of a lazily restored VM, or sleeps until the
+		 * next wake time or the shell's next look at the console, whichever
+		 * comes first. */
 		for (int i = 0; i < VM_MAX; i++)
 			if (vm_table[i])
 				halt_check(vm_table[i]);
+		if (pager_idle())
+			return;
 		if (irq_timer_count()) {
 			irq_timer_arm(MIN(wake, ticks() + VMM_SLICE_US));
 			irq_wait();
@@ -654,4 +663,5 @@ void vmm_idle(void)
 	}
 	vcpu_run_slice(v);
 	halt_check(v->vm);
+	pager_idle(); /* between slices: a piece of RAM still arriving */
 }

@@ -1,0 +1,142 @@
+# Lazy restore (`snap restore NAME --lazy`, snapshot/lazy.c, vmm/pager.c):
+# memtest restored lazily verifies its memory while the pages arrive and
+# after they all have; `vm list` and `vm info` show how far the fill is; a
+# save of a VM still being filled reads the rest first; a damaged page stops
+# only that VM, named, while a counter beside it runs on; a VM killed mid-fill
+# gives every page back (`mem`).
+import os
+import re
+import sys
+
+from harness import boot_bochs, boot_qemu, make_disk, timeout
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_snapshot import (expect, flip_bit, free_memory, memtest_passes, parse_image, seen_after,
+			   snapshot_base, start_vm)  # noqa: E402
+
+LAZY_RE = re.compile(r"restored '\S+' lazily as VM (\d+) \(.*\) in \d+ us:\r?\n\s+metadata "
+		     r"checked, (\d+) bytes read in \d+ commands; its (\d+) pages arrive")
+
+
+def restore_lazy(vm, name, image_size):
+	"""snap restore --lazy; returns the new VM's id. The metadata is all it
+	may read before the guest runs: far less than the image."""
+	out = vm.cmd_ok(f"snap restore {name} --lazy", timeout=120)
+	m = LAZY_RE.search(out)
+	if not m:
+		vm.fail(f"no lazy summary line in the output of 'snap restore {name} --lazy':\n{out}")
+	nread = int(m.group(2))
+	if nread * 20 > image_size:
+		vm.fail(f"the lazy restore of '{name}' read {nread} bytes of a {image_size}-byte "
+			f"image before the guest ran; it should read the metadata only")
+	return int(m.group(1))
+
+
+def save_memtest(vm, mem, names):
+	mt = start_vm(vm, "memtest", mem=mem)
+	memtest_passes(vm, mt, 0, 1, 240)
+	for name in names:   # saved running: a lazy restore runs it at once
+		vm.cmd_ok(f"snap save {mt} {name}", timeout=240)
+	sizes = {name: snapshot_base(vm, name) for name in names}
+	vm.cmd_ok(f"vm kill {mt}")
+	return sizes
+
+
+def lazy_cycle(vm, mem):
+	"""memtest of `mem` saved, restored lazily: it verifies as its pages come
+	and once resident; a save mid-fill reads the rest first."""
+	bases = save_memtest(vm, mem, ["mt"])
+	before = free_memory(vm)
+	start = len(vm.seen)
+	mt = restore_lazy(vm, "mt", bases["mt"][1])
+	out = vm.cmd_ok("vm list")
+	expect(vm, rf"^{mt}\s+memtest\s+running\b", out, "the lazily restored memtest, running")
+	out = vm.cmd_ok(f"vm info {mt}")
+	expect(vm, r"^memory: (\d+% resident \(\d+ of \d+ pages\)|resident after) .*snapshot 'mt'",
+	       out, "how far the fill is")
+	# The guest verifies while its pages arrive, then after they all have.
+	memtest_passes(vm, mt, start, 1, 240)
+	seen_after(vm, start, rf"\[vm{mt}\] memory resident: \d+ pages from snapshot 'mt'", 240,
+		   "the fill to complete")
+	memtest_passes(vm, mt, len(vm.seen), 1, 240)
+	out = vm.cmd_ok(f"vm info {mt}")
+	expect(vm, r"^memory: resident after \d+ ms", out, "the fill complete in vm info")
+	vm.cmd_ok(f"vm kill {mt}")
+	if free_memory(vm) != before:
+		vm.fail(f"memory after the lazy VM was killed: {free_memory(vm)}, before: {before}")
+	# The image it reads cannot be deleted meanwhile; a save while it is
+	# still being filled reads the rest first.
+	start = len(vm.seen)
+	mt = restore_lazy(vm, "mt", bases["mt"][1])
+	out = vm.cmd("snap delete mt")
+	if not re.search(rf"snap delete: VM {mt} still reads its memory from 'mt'", out) and \
+	   not re.search(rf"\[vm{mt}\] memory resident", vm.seen[start:]):
+		vm.fail(f"'snap delete' of the image VM {mt} is still filled from:\n{out}")
+	out = vm.cmd_ok(f"snap save {mt} again", timeout=240)
+	expect(vm, r"saved VM \d+ as 'again'", out, "the save of a VM restored lazily")
+	start = len(vm.seen)
+	memtest_passes(vm, mt, start, 1, 240)
+	vm.cmd_ok(f"vm kill {mt}")
+	vm.cmd_ok("snap verify again", timeout=240, expect=r"intact")
+	return bases
+
+
+@timeout(600)
+def test_lazy_memtest_qemu():
+	"""64 MiB memtest on QEMU TCG (AMD-V, virtio-blk)."""
+	disk = make_disk(256 << 20)
+	with boot_qemu(disks=[("virtio", disk)], mem="512M", name="qemu-lazy") as vm:
+		vm.wait_prompt()
+		lazy_cycle(vm, "64M")
+
+
+@timeout(600)
+def test_lazy_damage_and_kill():
+	"""A flipped bit in a stored page: the lazily restored VM stops when
+	that page is needed, the damaged pages named, and a counter beside it
+	runs on; a VM killed mid-fill gives all its memory back."""
+	disk = make_disk(256 << 20)
+	with boot_qemu(disks=[("virtio", disk)], mem="512M", name="qemu-lazy-save") as vm:
+		vm.wait_prompt()
+		bases = save_memtest(vm, "32M", ["bad", "good"])
+	base, size = bases["bad"]
+	img = parse_image(disk, base)
+	end = next(s for s in img["sections"] if s["type"] == 0xFFFF)
+	damaged = end["pos"] - 40 * 4096 + 1000   # a stored page near the end
+	flip_bit(disk, base + damaged, 5)
+	with boot_qemu(disks=[("virtio", disk)], mem="512M", name="qemu-lazy-restore") as vm:
+		vm.wait_prompt()
+		ct = start_vm(vm, "counter", args="every=20000000")
+		seen_after(vm, 0, rf"\[vm{ct}\] count=1\b", 120, "the counter's first count")
+		start = len(vm.seen)
+		mt = restore_lazy(vm, "bad", size)
+		m = seen_after(vm, start,
+			       rf"\[vm{mt}\] stopped: lazy restore of 'bad': stored pages \d+-\d+ "
+			       r"at guest-physical 0x[0-9a-f]+-0x[0-9a-f]+ \(image bytes "
+			       r"0x([0-9a-f]+)-0x([0-9a-f]+)\) fail their CRC32C", 240,
+			       "the damaged page to stop the VM")
+		if not int(m.group(1), 16) <= damaged <= int(m.group(2), 16):
+			vm.fail(f"the report names image bytes {m.group(1)}-{m.group(2)}, the flip is "
+				f"at {damaged:#x}")
+		if re.search(rf"\[vm{mt}\] memtest: CORRUPTION", vm.seen[start:]):
+			vm.fail("the guest saw the damaged page")
+		out = vm.cmd_ok("vm list")
+		expect(vm, rf"^{mt}\s+memtest\s+stopped", out, "the damaged VM stopped")
+		expect(vm, rf"^{ct}\s+counter\s+running", out, "the counter still running")
+		n = len(re.findall(rf"\[vm{ct}\] count=", vm.seen))
+		seen_after(vm, len(vm.seen) - 100, rf"\[vm{ct}\] count={n + 1}\b", 120,
+			   "the counter counting on")
+		out = vm.cmd(f"snap save {mt} x", timeout=60)
+		expect(vm, r"lost part of its memory", out, "a save of the damaged VM refused")
+		vm.cmd_ok(f"vm kill {mt}")
+		# Killed mid-fill: every page back.
+		before = free_memory(vm)
+		vm.send("snap restore good --lazy\r")
+		m = vm.wait_for(r"restored 'good' lazily as VM (\d+)", 120)
+		vid = re.search(r"restored 'good' lazily as VM (\d+)", vm.seen[start:]).group(1)
+		vm.cmd_ok(f"vm kill {vid}")
+		if re.search(rf"\[vm{vid}\] memory resident", vm.seen[start:]):
+			print("note: the fill completed before the kill")
+		if free_memory(vm) != before:
+			vm.fail(f"memory after killing VM {vid} mid-fill: {free_memory(vm)}, "
+				f"before: {before}")
