@@ -8,10 +8,10 @@ import os
 import re
 import sys
 
-from harness import boot_bochs, boot_qemu, make_disk, timeout
+from harness import boot_bochs, boot_qemu, have_tool, make_disk, need_file, skip, timeout
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_snapshot import (expect, flip_bit, free_memory, memtest_passes, parse_image, seen_after,
+from test_snapshot import (ISO, expect, flip_bit, free_memory, memtest_passes, parse_image, seen_after,
 			   snapshot_base, start_vm)  # noqa: E402
 
 LAZY_RE = re.compile(r"restored '\S+' lazily as VM (\d+) \(.*\) in \d+ us:\r?\n\s+metadata "
@@ -90,6 +90,15 @@ def test_lazy_memtest_qemu():
 		lazy_cycle(vm, "64M")
 
 
+@timeout(900)
+def test_lazy_memtest_qemu_256():
+	"""256 MiB memtest on QEMU TCG (AMD-V, NVMe)."""
+	disk = make_disk(1024 << 20)
+	with boot_qemu(disks=[("nvme", disk)], mem="1G", name="qemu-lazy-256") as vm:
+		vm.wait_prompt()
+		lazy_cycle(vm, "256M")
+
+
 @timeout(600)
 def test_lazy_damage_and_kill():
 	"""A flipped bit in a stored page: the lazily restored VM stops when
@@ -131,12 +140,33 @@ def test_lazy_damage_and_kill():
 		vm.cmd_ok(f"vm kill {mt}")
 		# Killed mid-fill: every page back.
 		before = free_memory(vm)
-		vm.send("snap restore good --lazy\r")
-		m = vm.wait_for(r"restored 'good' lazily as VM (\d+)", 120)
-		vid = re.search(r"restored 'good' lazily as VM (\d+)", vm.seen[start:]).group(1)
+		start = len(vm.seen)
+		vid = restore_lazy(vm, "good", bases["good"][1])
 		vm.cmd_ok(f"vm kill {vid}")
 		if re.search(rf"\[vm{vid}\] memory resident", vm.seen[start:]):
 			print("note: the fill completed before the kill")
 		if free_memory(vm) != before:
 			vm.fail(f"memory after killing VM {vid} mid-fill: {free_memory(vm)}, "
 				f"before: {before}")
+
+
+@timeout(600)
+def test_lazy_bochs_vtx():
+	"""The same on VT-x (Bochs icelake, ATA): a 16 MiB memtest restored
+	lazily verifies while its pages arrive and once resident."""
+	need_file(ISO, "make iso builds it")
+	if not have_tool("bochs-bin") and not have_tool("bochs"):
+		skip("Bochs is not installed")
+	disk = make_disk(64 << 20)
+	with boot_bochs(iso=ISO, disk=disk) as vm:
+		vm.wait_prompt(timeout=120)
+		bases = save_memtest(vm, "16M", ["mt"])
+		start = len(vm.seen)
+		mt = restore_lazy(vm, "mt", bases["mt"][1])
+		out = vm.cmd_ok(f"vm info {mt}")
+		expect(vm, r"^memory: (\d+% resident|resident after)", out, "how far the fill is")
+		memtest_passes(vm, mt, start, 1, 300)
+		seen_after(vm, start, rf"\[vm{mt}\] memory resident: \d+ pages", 300,
+			   "the fill to complete")
+		memtest_passes(vm, mt, len(vm.seen), 1, 300)
+		vm.cmd_ok(f"vm kill {mt}")
