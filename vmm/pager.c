@@ -189,7 +189,8 @@ int pager_fill_range(struct vm *vm, u64 gpa, u64 len)
 	return 0;
 }
 
-bool pager_idle(void)
+/* One prefetch piece for the next VM with pages to come; false when none. */
+static bool pager_piece(void)
 {
 	static int cursor;
 
@@ -205,6 +206,18 @@ bool pager_idle(void)
 		return true;
 	}
 	return false;
+}
+
+bool pager_idle(u64 budget_us)
+{
+	u64 t0 = ticks();
+
+	if (!pager_piece())
+		return false;
+	budget_us = MIN(budget_us, PAGER_TURN_MAX_US);
+	while (ticks() - t0 < budget_us && pager_piece())
+		;
+	return true;
 }
 
 int pager_finish(struct vm *vm, const char *for_what)

@@ -640,7 +640,7 @@ static void halt_check(struct vm *vm)
 
 void vmm_idle(void)
 {
-	u64 wake;
+	u64 wake, t0;
 	struct vcpu *v = sched_next(&wake);
 
 	if (!v) {
@@ -651,7 +651,7 @@ void vmm_idle(void)
 		for (int i = 0; i < VM_MAX; i++)
 			if (vm_table[i])
 				halt_check(vm_table[i]);
-		if (pager_idle())
+		if (pager_idle(0))
 			return;
 		if (irq_timer_count()) {
 			irq_timer_arm(MIN(wake, ticks() + VMM_SLICE_US));
@@ -661,7 +661,9 @@ void vmm_idle(void)
 		}
 		return;
 	}
+	t0 = ticks();
 	vcpu_run_slice(v);
 	halt_check(v->vm);
-	pager_idle(); /* between slices: a piece of RAM still arriving */
+	/* Between slices: RAM still arriving, PAGER_SHARE times the slice. */
+	pager_idle((ticks() - t0) * PAGER_SHARE);
 }
