@@ -127,9 +127,9 @@ static void src_release(struct vm *vm)
 	releases++;
 }
 
-static const struct pager_ops src = {
-	.fault = src_fault, .prefetch = src_prefetch, .release = src_release
-};
+static const struct pager_ops src = { .fault = src_fault,
+				      .prefetch = src_prefetch,
+				      .release = src_release };
 
 static u64 chunks[2];
 static struct vm the_vm;
@@ -169,7 +169,7 @@ static void test_fill_to_resident(void)
 	/* Amber's own access across the 2 MiB line fills what is missing. */
 	CHECK_EQ(pager_fill_range(vm, 511 * 4096 + 100, 4096), 0);
 	CHECK(pager_present(vm, 511) && pager_present(vm, 512));
-	CHECK_EQ(vm->pager->host_fills, 2); /* pair 510-511, pair 512-513 */
+	CHECK_EQ(vm->pager->host_fills, 2);		   /* pair 510-511, pair 512-513 */
 	CHECK_EQ(pager_fill_range(vm, 4 * 4096, 8192), 0); /* there: no fill */
 	CHECK_EQ(vm->pager->host_fills, 2);
 	/* Idle turns until resident: every page mapped once, the source gone. */
