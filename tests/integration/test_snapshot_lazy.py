@@ -4,7 +4,8 @@
 # save of a VM still being filled reads the rest first; the image it reads
 # cannot be deleted meanwhile; one paused at once goes on filling and
 # resumes; a damaged page stops only that VM, named, while a counter beside
-# it runs on; a VM killed mid-fill gives every page back (`mem`). On QEMU
+# it runs on, as it does when a read fails mid-way (QEMU blkdebug); a VM
+# killed mid-fill gives every page back (`mem`). On QEMU
 # (AMD-V: 64 MiB on virtio-blk, 256 MiB on NVMe) and Bochs icelake (VT-x).
 import os
 import re
@@ -193,3 +194,41 @@ def test_lazy_bochs_vtx():
 			   "the fill to complete")
 		memtest_passes(vm, mt, len(vm.seen), 1, 300)
 		vm.cmd_ok(f"vm kill {mt}")
+
+
+@timeout(600)
+def test_lazy_disk_error():
+	"""A read that fails in the middle of the page data (QEMU blkdebug):
+	the lazily restored VM stops with the pages and the disk's error named,
+	a counter beside it runs on, and killing it gives every page back."""
+	from test_diskfail import faulty_boot, rule
+	disk = make_disk(128 << 20)
+	with faulty_boot("virtio", disk, "", "qemu-lazy-ioerr-save") as vm:
+		vm.wait_prompt()
+		bases = save_memtest(vm, "32M", ["mt"])
+	base, size = bases["mt"]
+	img = parse_image(disk, base)
+	pages = next(s for s in img["sections"] if s["type"] == 5)
+	sector = (base + pages["pos"] + pages["length"] // 2) // 512   # mid page data
+	with faulty_boot("virtio", disk, rule("read_aio", sector=sector, once=False),
+			 "qemu-lazy-ioerr") as vm:
+		vm.wait_prompt()
+		ct = start_vm(vm, "counter", args="every=20000000")
+		seen_after(vm, 0, rf"\[vm{ct}\] count=1\b", 120, "the counter's first count")
+		before = free_memory(vm)
+		start = len(vm.seen)
+		mt = restore_lazy(vm, "mt", size)
+		m = seen_after(vm, start,
+			       rf"\[vm{mt}\] stopped: lazy restore of 'mt': reading guest-physical "
+			       r"0x[0-9a-f]+-0x[0-9a-f]+ \(image bytes 0x([0-9a-f]+)-0x([0-9a-f]+)\) "
+			       r"failed", 240, "the failed read to stop the VM")
+		if not int(m.group(1), 16) <= sector * 512 - base <= int(m.group(2), 16):
+			vm.fail(f"the report names image bytes {m.group(1)}-{m.group(2)}, the bad "
+				f"sector is at image byte {sector * 512 - base:#x}")
+		out = vm.cmd_ok("vm list")
+		expect(vm, rf"^{mt}\s+memtest\s+stopped", out, "the VM stopped")
+		expect(vm, rf"^{ct}\s+counter\s+running", out, "the counter still running")
+		vm.cmd_ok(f"vm kill {mt}")
+		if free_memory(vm) != before:
+			vm.fail(f"memory after the failed VM was killed: {free_memory(vm)}, "
+				f"before: {before}")
