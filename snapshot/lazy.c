@@ -432,7 +432,7 @@ int snap_restore_lazy(const char *name, const char *disk_opt)
 	/* Microseconds: under QEMU's -icount shift=0 each is 1000 instructions,
 	 * the figure `make bench` compares with a full restore. */
 	format_size(mem, sizeof(mem), vm->mem_size);
-	printk("restored '%s' lazily as VM %d (%s, %s of RAM, saved from VM %u) in %llu us:\n"
+	printk("restored '%s' lazily as VM %d (%s, %s, saved from VM %u) in %llu us:\n"
 	       "  metadata checked, %llu bytes read in %llu commands; its %llu pages arrive\n"
 	       "  as it touches them and in the background ('vm info %d' shows how far).\n"
 	       "  VM %d is %s\n",
