@@ -324,7 +324,7 @@ static int refuse_parent(const char *name, int entry)
 static int snap_delete(const char *name, const char *disk_opt)
 {
 	char size[32];
-	int index, entry, ret;
+	int index, entry, ret, vm;
 
 	entry = open_entry(name, disk_opt, &index);
 	if (entry < 0)
@@ -332,6 +332,13 @@ static int snap_delete(const char *name, const char *disk_opt)
 	ret = refuse_parent(name, entry);
 	if (ret)
 		return ret;
+	vm = snap_lazy_reader(snap_store.dev, snap_store.entry[entry].start_block);
+	if (vm) {
+		printk("error: snap delete: VM %d still reads its memory from '%s' (a lazy\n"
+		       "  restore, 'vm info %d'); kill it or wait until it is resident\n",
+		       vm, name, vm);
+		return -EBUSY;
+	}
 	format_size(size, sizeof(size), snap_entry_blocks(&snap_store.entry[entry]) * SNAP_BLOCK);
 	ret = snap_store_remove(&snap_store, entry);
 	if (ret && snap_store.unsure) {
@@ -403,7 +410,7 @@ static int positional(int argc, char **argv, char **pos, int max, const char **p
 	*parent = NULL;
 	for (int i = 2; i < argc; i++) {
 		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
-		    !strcmp(argv[i], "--verbose"))
+		    !strcmp(argv[i], "--verbose") || !strcmp(argv[i], "--lazy"))
 			continue;
 		if (!strcmp(argv[i], "--parent") && i + 1 < argc) {
 			*parent = argv[++i];
@@ -433,7 +440,8 @@ static int cmd_snap(int argc, char **argv)
 		return snap_save((int)id, pos[1], disk, parent);
 	}
 	if (!strcmp(sub, "restore") && npos == 1)
-		return snap_restore(pos[0], disk);
+		return shell_flag(argc, argv, 2, "--lazy") ? snap_restore_lazy(pos[0], disk) :
+							     snap_restore(pos[0], disk);
 	if (!strcmp(sub, "list") && npos == 0)
 		return snap_list(disk, shell_flag(argc, argv, 2, "--verbose"));
 	if (!strcmp(sub, "info") && npos == 1)
@@ -461,9 +469,12 @@ static const struct shell_sub snap_subs[] = {
 		  "  A save to a blank disk creates the store. --parent BASE writes only\n"
 		  "  the pages changed since BASE (a child: restoring it reads the chain).\n" },
 	{ .name = "restore",
-	  .args = "NAME [disk=N]",
+	  .args = "NAME [--lazy] [disk=N]",
 	  .summary = "check the image, make a paused VM from it",
-	  .help = "  Every CRC is checked before the VM exists; 'vm resume ID' runs it.\n" },
+	  .help = "  Every CRC is checked before the VM exists; 'vm resume ID' runs it.\n"
+		  "  --lazy checks the metadata and runs the VM at once: its pages are\n"
+		  "  read as it touches them and in the background ('vm info' shows\n"
+		  "  how far); a damaged page stops that VM alone.\n" },
 	{ .name = "list",
 	  .args = "[disk=N] [--verbose]",
 	  .summary = "the snapshots on a disk and its free space",

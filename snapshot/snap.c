@@ -16,6 +16,7 @@
 #include "kernel/x86.h"
 #include "snapshot/snap.h"
 #include "vmm/hypercall.h"
+#include "vmm/pager.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm.h"
 #include "vmm/vtsc.h"
@@ -579,6 +580,10 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 
 	if (parent && snap_incr_parent(vm, parent, &save_parent))
 		return -EINVAL;
+	/* A lazily restored VM still being filled: its image needs every page. */
+	ret = pager_finish(vm, "snap save");
+	if (ret)
+		return ret;
 	was = vm->state;
 	if (was == VM_CREATED) {
 		/* Its memory holds the loaded image but nothing ran: a restore could
@@ -744,12 +749,8 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 	return 0;
 }
 
-/* The loaded VM gets its devices, vCPUs and state, then becomes visible:
- * the last step, after every check passed. Returns 0, or an errno after
- * saying why (the caller removes the VM). */
-static int restore_commit(struct snap_parsed *p)
+int snap_restore_commit(struct vm *vm, struct snap_parsed *p, const struct vcpu_state *vs)
 {
-	struct vm *vm = rs.vm;
 	int ret;
 
 	strlcpy(vm->image, p->dev.image, sizeof(vm->image));
@@ -761,12 +762,12 @@ static int restore_commit(struct snap_parsed *p)
 	 * is loaded. */
 	vtsc_adopt(vm, vm->guest_tsc_hz, &rs.tsc_err);
 	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
-		ret = vcpu_set_state(vm->vcpus[i], &vstate[i]);
+		ret = vcpu_set_state(vm->vcpus[i], &vs[i]);
 		if (ret) {
 			return shell_error(ret, "%s could not load the state of vCPU %u (%s)",
 					   vcpu_ops->name, i, errno_name(ret));
 		}
-		vm->vcpus[i]->frozen_tsc = vstate[i].tsc; /* what `vm resume` loads */
+		vm->vcpus[i]->frozen_tsc = vs[i].tsc; /* what `vm resume` loads */
 	}
 	/* The VM comes back in the state it was saved in; a running or halted one
 	 * comes back paused, so that 'vm resume' decides when it runs. */
@@ -853,7 +854,7 @@ static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zero
 	}
 	snap_progress_done(&cp.pr);
 	if (!ret) {
-		ret = restore_commit(&parsed);
+		ret = snap_restore_commit(rs.vm, &parsed, vstate);
 		if (ret)
 			printk("snap restore: nothing restored\n");
 		else

@@ -57,6 +57,18 @@ u64 snap_new_store_id(void);
 /* parent: NULL for a full image, or the snapshot a child builds on. */
 int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent);
 int snap_restore(const char *name, const char *disk_opt);
+/* The last step of a restore, after every check passed: the hidden VM gets
+ * its devices, the vCPU states vs[] and the state it was saved in, then
+ * becomes visible (vm_publish). 0, or an errno after saying why (the caller
+ * removes the VM). */
+struct vm;
+int snap_restore_commit(struct vm *vm, struct snap_parsed *p, const struct vcpu_state *vs);
+/* `snap restore NAME --lazy` (snapshot/lazy.c): the metadata checked, the
+ * VM running at once, its pages read as it touches them and in the idle
+ * turns until it is resident. */
+int snap_restore_lazy(const char *name, const char *disk_opt);
+/* The id of a VM still filled from the image at start_block of dev, or 0. */
+int snap_lazy_reader(const struct blkdev *dev, u64 start_block);
 
 /* ---- incremental snapshots (snapshot/incr.c) -------------------------------- */
 struct vm;

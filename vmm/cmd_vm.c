@@ -11,6 +11,7 @@
 #include "kernel/time.h"
 #include "vmm/hypercall.h"
 #include "vmm/linux.h"
+#include "vmm/pager.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
 #include "vmm/vtsc.h"
@@ -160,6 +161,11 @@ static void vm_json(struct json *j, const char *key, struct vm *vm, bool detail)
 	json_u64(j, "memory", vm->mem_size);
 	json_u64(j, "vcpus", (u64)vm->nvcpus);
 	json_u64(j, "exits", exits);
+	if (vm->pager) {
+		json_u64(j, "resident_pages",
+			 vm->pager->done ? vm->pager->npages : vm->pager->resident);
+		json_u64(j, "pages", vm->pager->npages);
+	}
 	if (vm->state == VM_EXITED)
 		json_s64(j, "exit_code", vm->exit_code);
 	if (vm->state == VM_STOPPED)
@@ -214,8 +220,13 @@ static int cmd_list(int argc, char **argv)
 		for (int i = 0; i < vm->nvcpus; i++)
 			exits += vm->vcpus[i]->exits;
 		format_size(mem, sizeof(mem), vm->mem_size);
-		printk("%-3d %-16s %-8s %10s %5d %12lu\n", vm->id, vm->image,
+		printk("%-3d %-16s %-8s %10s %5d %12lu", vm->id, vm->image,
 		       vm_state_name(vm->state), mem, vm->nvcpus, exits);
+		/* Lazily restored, still arriving (vmm/pager.h): how far. */
+		if (pager_active(vm->pager))
+			printk("  %llu%% resident",
+			       (unsigned long long)(vm->pager->resident * 100 / vm->pager->npages));
+		printk("\n");
 	}
 	if (!any)
 		printk("no VMs (vm create IMAGE makes one)\n");
@@ -258,6 +269,12 @@ static int cmd_info(struct vm *vm)
 	if (vm->boot_layout[0])
 		shell_wrap("boot:", 6, vm->boot_layout);
 	vm_info_tsc(vm);
+	if (vm->pager) {
+		char how[200];
+
+		pager_describe(vm, how, sizeof(how));
+		shell_wrap("memory:", 8, how);
+	}
 	if (vm->state == VM_EXITED)
 		printk("exit code: %d\n", vm->exit_code);
 	if (vm->state == VM_STOPPED)

@@ -7,6 +7,7 @@
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "vmm/dirtylog.h"
+#include "vmm/pager.h"
 #include "vmm/vmm.h"
 
 void dirty_log_mark(struct dirty_log *l, u64 gpa, u64 len)
@@ -70,6 +71,10 @@ int vm_dirty_start(struct vm *vm)
 		return -EBUSY;
 	if (!vcpu_ops->dirty_start)
 		return -EOPNOTSUPP;
+	/* Pages still arriving would be mapped untracked: all of them first. */
+	err = pager_finish(vm, "dirty tracking");
+	if (err)
+		return err;
 	/* Whole pages (zeroed by the allocator): a 64 GiB guest needs 2 MiB. */
 	pa = pmm_alloc_contig(alloc, 1);
 	if (!pa)

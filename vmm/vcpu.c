@@ -12,6 +12,7 @@
 #include "kernel/time.h"
 #include "kernel/x86.h"
 #include "vmm/hypercall.h"
+#include "vmm/pager.h"
 #include "vmm/vmm_internal.h"
 
 typedef int (*exit_handler_t)(struct vcpu *v, struct vm_exit *e);
@@ -344,8 +345,13 @@ static int handle_io(struct vcpu *v, struct vm_exit *e)
 
 static int handle_mem(struct vcpu *v, struct vm_exit *e)
 {
-	const struct mmio_region *r = e->mem.fetch ? NULL : mmio_find(&v->vm->mmio, e->mem.gpa);
+	const struct mmio_region *r;
 
+	/* A RAM page that has not arrived yet (vmm/pager.h). */
+	if (pager_active(v->vm->pager) && e->mem.gpa < v->vm->mem_size &&
+	    !pager_present(v->vm, e->mem.gpa / PAGE_SIZE))
+		return pager_fault(v, e);
+	r = e->mem.fetch ? NULL : mmio_find(&v->vm->mmio, e->mem.gpa);
 	if (r)
 		return emulate_mmio(v, e, r);
 	return vcpu_stop_report(v, e,
@@ -638,16 +644,19 @@ static void halt_check(struct vm *vm)
 
 void vmm_idle(void)
 {
-	u64 wake;
+	u64 wake, t0;
 	struct vcpu *v = sched_next(&wake);
 
 	if (!v) {
 		/* Nothing to run: a VM restored asleep for good is halted now; the
-		 * host sleeps until the next wake time or the shell's next look at
-		 * the console, whichever comes first. */
+		 * host fills the RAM of a lazily restored VM, or sleeps until the
+		 * next wake time or the shell's next look at the console, whichever
+		 * comes first. */
 		for (int i = 0; i < VM_MAX; i++)
 			if (vm_table[i])
 				halt_check(vm_table[i]);
+		if (pager_idle(0))
+			return;
 		if (irq_timer_count()) {
 			irq_timer_arm(MIN(wake, ticks() + VMM_SLICE_US));
 			irq_wait();
@@ -656,6 +665,9 @@ void vmm_idle(void)
 		}
 		return;
 	}
+	t0 = ticks();
 	vcpu_run_slice(v);
 	halt_check(v->vm);
+	/* Between slices: RAM still arriving, PAGER_SHARE times the slice. */
+	pager_idle((ticks() - t0) * PAGER_SHARE);
 }

@@ -21,6 +21,7 @@
 #include "vmm/linux.h"
 #include "vmm/memmap.h"
 #include "vmm/loader.h"
+#include "vmm/pager.h"
 #include "vmm/platform.h"
 #include "vmm/vdev.h"
 #include "vmm/vmm_internal.h"
@@ -163,6 +164,7 @@ void vm_destroy(struct vm *vm)
 		vcpu_free(v);
 		vm->vcpus[i] = NULL;
 	}
+	pager_free(vm);
 	if (vm->arch && vcpu_ops) {
 		vm_dirty_stop(vm);
 		vcpu_ops->vm_destroy(vm);
@@ -613,6 +615,10 @@ void *gpa_to_hva(struct vm *vm, u64 gpa, u64 len)
 
 	if (gpa >= vm->mem_size || len > vm->mem_size - gpa || off + len > VM_CHUNK_SIZE)
 		return NULL;
+	/* RAM still arriving: the pages are filled first (a failure stopped
+	 * the VM). */
+	if (vm->pager && pager_fill_range(vm, gpa, len))
+		return NULL;
 	return (u8 *)phys_to_virt(vm->chunks[gpa / VM_CHUNK_SIZE]) + off;
 }
 
@@ -626,8 +632,11 @@ int vm_copy_to_guest(struct vm *vm, u64 gpa, const void *src, u64 len)
 	dirty_log_mark(&vm->dirty, gpa, len);
 	while (len) {
 		u64 n = MIN(len, VM_CHUNK_SIZE - (gpa & (VM_CHUNK_SIZE - 1)));
+		void *hva = gpa_to_hva(vm, gpa, n);
 
-		memcpy(gpa_to_hva(vm, gpa, n), s, n);
+		if (!hva)
+			return -EIO; /* a page that could not be filled */
+		memcpy(hva, s, n);
 		gpa += n;
 		s += n;
 		len -= n;
@@ -643,8 +652,11 @@ int vm_copy_from_guest(struct vm *vm, void *dst, u64 gpa, u64 len)
 		return -EFAULT;
 	while (len) {
 		u64 n = MIN(len, VM_CHUNK_SIZE - (gpa & (VM_CHUNK_SIZE - 1)));
+		const void *hva = gpa_to_hva(vm, gpa, n);
 
-		memcpy(d, gpa_to_hva(vm, gpa, n), n);
+		if (!hva)
+			return -EIO; /* a page that could not be filled */
+		memcpy(d, hva, n);
 		gpa += n;
 		d += n;
 		len -= n;

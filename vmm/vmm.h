@@ -188,6 +188,13 @@ struct vcpu_ops {
 	int (*dirty_start)(struct vm *vm);
 	int (*dirty_harvest)(struct vm *vm, u64 *bits);
 	void (*dirty_stop)(struct vm *vm);
+	/* RAM that arrives after the VM starts (vmm/pager.h), may be NULL.
+	 * ram_unmap: every RAM page unmapped, so that each access to one exits
+	 * as VMEXIT_MEM; ram_map: the pages of [gpa, gpa + size), within one
+	 * 2 MiB block, mapped again to their RAM (those mapped stay). Each
+	 * returns 0 or a negative errno; the TLB flushes are the backend's. */
+	int (*ram_unmap)(struct vm *vm);
+	int (*ram_map)(struct vm *vm, u64 gpa, u64 size);
 };
 
 extern const struct vcpu_ops *vcpu_ops; /* chosen once at boot from CPUID */
@@ -298,6 +305,7 @@ struct vm {
 	struct fastreset_base *base; /* the base a reset returns to, NULL: none */
 	bool hypercalls;	     /* the guest may use them (vm create hypercalls) */
 	struct hypercall_state *hc;  /* their host side, NULL when not allowed */
+	struct pager *pager;	     /* RAM still arriving (vmm/pager.h), else NULL */
 };
 
 void vmm_init(void);

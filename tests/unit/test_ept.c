@@ -321,6 +321,65 @@ static void test_tracking(void)
 	CHECK_EQ(pool.live, 0);
 }
 
+/* Lazy restore: every RAM leaf removed with the root kept, then pages mapped
+ * back a run at a time; a 2 MiB block whose 512 pages are all back becomes
+ * one leaf again, the partial tail stays in 4 KiB pages. */
+static void test_fill(void)
+{
+	u64 chunks[3] = { 0x80000000, 0x80c00000, 0x80400000 };
+	u64 mem = 2 * EPT_PAGE_2M + 259 * EPT_PAGE_4K, root;
+	bool merged = true;
+	struct ept e;
+
+	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
+	CHECK_EQ(ept_map_ram(&e, chunks, 3, mem), 0);
+	root = e.root;
+	ept_unmap_all(&e);
+	CHECK_EQ(e.root, root);
+	CHECK_EQ(e.table_pages, 1);
+	CHECK_EQ(pool.live, 1);
+	for (u64 gpa = 0; gpa < mem; gpa += EPT_PAGE_4K * 37)
+		expect_unmapped(&e, gpa);
+	/* Pages 5-7 of block 1: only they come back. */
+	CHECK_EQ(ept_fill(&e, EPT_PAGE_2M + 5 * EPT_PAGE_4K, chunks[1] + 5 * EPT_PAGE_4K,
+			  3 * EPT_PAGE_4K, &merged),
+		 0);
+	CHECK_EQ(merged, false);
+	expect_unmapped(&e, EPT_PAGE_2M + 4 * EPT_PAGE_4K);
+	expect_map(&e, EPT_PAGE_2M + 5 * EPT_PAGE_4K, chunks[1] + 5 * EPT_PAGE_4K, EPT_PAGE_4K);
+	expect_map(&e, EPT_PAGE_2M + 7 * EPT_PAGE_4K, chunks[1] + 7 * EPT_PAGE_4K, EPT_PAGE_4K);
+	expect_unmapped(&e, EPT_PAGE_2M + 8 * EPT_PAGE_4K);
+	/* The rest of block 1, pages already there included: one 2 MiB leaf. */
+	CHECK_EQ(ept_fill(&e, EPT_PAGE_2M, chunks[1], 300 * EPT_PAGE_4K, &merged), 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(ept_fill(&e, EPT_PAGE_2M + 300 * EPT_PAGE_4K, chunks[1] + 300 * EPT_PAGE_4K,
+			  212 * EPT_PAGE_4K, &merged),
+		 0);
+	CHECK_EQ(merged, true);
+	expect_map(&e, EPT_PAGE_2M + 0x1234, chunks[1] + 0x1234, EPT_PAGE_2M);
+	/* Once merged, a fill inside it changes nothing. */
+	CHECK_EQ(ept_fill(&e, EPT_PAGE_2M, chunks[1], EPT_PAGE_4K, &merged), 0);
+	CHECK_EQ(merged, false);
+	expect_unmapped(&e, 0);
+	/* The tail block never becomes a 2 MiB leaf. */
+	CHECK_EQ(ept_fill(&e, 2 * EPT_PAGE_2M, chunks[2], 259 * EPT_PAGE_4K, &merged), 0);
+	CHECK_EQ(merged, false);
+	expect_map(&e, mem - EPT_PAGE_4K, chunks[2] + 258 * EPT_PAGE_4K, EPT_PAGE_4K);
+	expect_unmapped(&e, mem);
+	/* A run across two blocks is refused. */
+	CHECK_EQ(ept_fill(&e, EPT_PAGE_2M - EPT_PAGE_4K, chunks[0] + EPT_PAGE_2M - EPT_PAGE_4K,
+			  2 * EPT_PAGE_4K, &merged),
+		 -EINVAL);
+	/* Out of table pages: -ENOMEM, nothing half made that destroy misses. */
+	pool.limit = pool.live;
+	CHECK_EQ(ept_fill(&e, 0, chunks[0], EPT_PAGE_4K, &merged), -ENOMEM);
+	pool.limit = 0;
+	ept_unmap_all(&e);
+	CHECK_EQ(pool.live, 1);
+	ept_destroy(&e);
+	CHECK_EQ(pool.live, 0);
+}
+
 int main(void)
 {
 	test_whole_chunks();
@@ -329,5 +388,6 @@ int main(void)
 	test_boundaries();
 	test_errors();
 	test_tracking();
+	test_fill();
 	return test_done("ept");
 }

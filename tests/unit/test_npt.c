@@ -280,6 +280,68 @@ static void test_tracking(void)
 	CHECK_EQ(live_pages, 0);
 }
 
+/* Lazy restore: every RAM leaf removed with the root kept, then pages mapped
+ * back a run at a time; a 2 MiB block whose 512 pages are all back becomes
+ * one leaf again, the partial tail stays in 4 KiB pages. */
+static void test_fill(void)
+{
+	u64 chunks[3], mem = 2 * NPT_PAGE_2M + 259 * NPT_PAGE_4K, root, size = 0;
+	bool merged = true;
+	struct npt n;
+
+	make_chunks(chunks, 3);
+	CHECK_EQ(build(&n, chunks, 3, mem), 0);
+	root = n.root;
+	npt_unmap_all(&n);
+	CHECK_EQ(n.root, root);
+	CHECK_EQ(n.table_pages, 1);
+	CHECK_EQ(live_pages, 1);
+	for (u64 gpa = 0; gpa < mem; gpa += NPT_PAGE_4K * 37)
+		CHECK_EQ(translate(&n, gpa, NULL), ~0ULL);
+	/* Pages 5-7 of block 1: only they come back. */
+	CHECK_EQ(npt_fill(&n, NPT_PAGE_2M + 5 * NPT_PAGE_4K, chunks[1] + 5 * NPT_PAGE_4K,
+			  3 * NPT_PAGE_4K, &merged),
+		 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(translate(&n, NPT_PAGE_2M + 4 * NPT_PAGE_4K, NULL), ~0ULL);
+	CHECK_EQ(translate(&n, NPT_PAGE_2M + 5 * NPT_PAGE_4K, &size), chunks[1] + 5 * NPT_PAGE_4K);
+	CHECK_EQ(size, NPT_PAGE_4K);
+	CHECK(path_flags_ok(&n, NPT_PAGE_2M + 7 * NPT_PAGE_4K));
+	CHECK_EQ(translate(&n, NPT_PAGE_2M + 8 * NPT_PAGE_4K, NULL), ~0ULL);
+	/* The rest of block 1, pages already there included: one 2 MiB leaf. */
+	CHECK_EQ(npt_fill(&n, NPT_PAGE_2M, chunks[1], 300 * NPT_PAGE_4K, &merged), 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(npt_fill(&n, NPT_PAGE_2M + 300 * NPT_PAGE_4K, chunks[1] + 300 * NPT_PAGE_4K,
+			  212 * NPT_PAGE_4K, &merged),
+		 0);
+	CHECK_EQ(merged, true);
+	CHECK_EQ(translate(&n, NPT_PAGE_2M + 0x1234, &size), chunks[1] + 0x1234);
+	CHECK_EQ(size, NPT_PAGE_2M);
+	CHECK(path_flags_ok(&n, NPT_PAGE_2M));
+	/* Once merged, a fill inside it changes nothing. */
+	CHECK_EQ(npt_fill(&n, NPT_PAGE_2M, chunks[1], NPT_PAGE_4K, &merged), 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(translate(&n, 0, NULL), ~0ULL);
+	/* The tail block never becomes a 2 MiB leaf. */
+	CHECK_EQ(npt_fill(&n, 2 * NPT_PAGE_2M, chunks[2], 259 * NPT_PAGE_4K, &merged), 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(translate(&n, mem - NPT_PAGE_4K, &size), chunks[2] + 258 * NPT_PAGE_4K);
+	CHECK_EQ(size, NPT_PAGE_4K);
+	CHECK_EQ(translate(&n, mem, NULL), ~0ULL);
+	/* A run across two blocks is refused. */
+	CHECK_EQ(npt_fill(&n, NPT_PAGE_2M - NPT_PAGE_4K, chunks[0] + NPT_PAGE_2M - NPT_PAGE_4K,
+			  2 * NPT_PAGE_4K, &merged),
+		 -EINVAL);
+	/* Out of table pages: -ENOMEM, nothing half made that destroy misses. */
+	alloc_limit = live_pages;
+	CHECK_EQ(npt_fill(&n, 0, chunks[0], NPT_PAGE_4K, &merged), -ENOMEM);
+	alloc_limit = -1;
+	npt_unmap_all(&n);
+	CHECK_EQ(live_pages, 1);
+	npt_destroy(&n);
+	CHECK_EQ(live_pages, 0);
+}
+
 int main(void)
 {
 	test_whole_chunks();
@@ -287,5 +349,6 @@ int main(void)
 	test_above_1g();
 	test_errors();
 	test_tracking();
+	test_fill();
 	return test_done("npt");
 }

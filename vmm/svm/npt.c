@@ -306,3 +306,43 @@ int npt_unprotect(struct npt *n, u64 size, u64 gpa)
 	*leaf |= NPT_RW;
 	return 0;
 }
+
+/* ---- RAM that arrives after the VM starts (vmm/pager.c) ------------------ */
+
+void npt_unmap_all(struct npt *n)
+{
+	u64 *root;
+
+	if (!n->root)
+		return;
+	root = npt_table(n, n->root);
+	for (int i = 0; i < NPT_ENTRIES; i++) {
+		if ((root[i] & NPT_P) && !(root[i] & NPT_PS))
+			npt_free_table(n, root[i] & NPT_ADDR_MASK, 2);
+		root[i] = 0;
+	}
+}
+
+int npt_fill(struct npt *n, u64 gpa, u64 hpa, u64 size, bool *merged)
+{
+	int err;
+
+	*merged = false;
+
+	if (!n->root || ((gpa | hpa | size) & (NPT_PAGE_4K - 1)) || !size ||
+	    (gpa & ~(NPT_PAGE_2M - 1)) != ((gpa + size - 1) & ~(NPT_PAGE_2M - 1)) ||
+	    gpa + size > NPT_GPA_LIMIT || hpa + size > NPT_HPA_LIMIT)
+		return -EINVAL;
+	for (u64 off = 0; off < size; off += NPT_PAGE_4K) {
+		u64 *pde = npt_pde(n, gpa + off);
+
+		if (pde && (*pde & NPT_PS))
+			return 0; /* the whole 2 MiB is there already */
+		err = npt_map_one(n, gpa + off, hpa + off, NPT_PAGE_4K, NPT_RW);
+		if (err && err != -EEXIST)
+			return err;
+	}
+	npt_merge(n, npt_pde(n, gpa));
+	*merged = (*npt_pde(n, gpa) & NPT_PS) != 0;
+	return 0;
+}

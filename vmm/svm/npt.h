@@ -86,4 +86,21 @@ u64 npt_harvest(struct npt *n, u64 size, u64 *bits);
  * fault for the MMIO path). */
 int npt_unprotect(struct npt *n, u64 size, u64 gpa);
 
+/*
+ * RAM that arrives after the VM starts (a lazy restore, vmm/pager.c): every
+ * RAM leaf is removed at once, then pages come back a few at a time. Turning
+ * a not-present entry present needs no TLB flush: the TLB caches no
+ * not-present translation (APM Vol. 2 5.5.3 "TLB Management", 15.25 "Nested
+ * Paging").
+ */
+/* Frees every table below the root and clears the root: nothing mapped, the
+ * root (so N_CR3) unchanged. The caller flushes the ASID's translations. */
+void npt_unmap_all(struct npt *n);
+/* Maps the 4 KiB pages of [gpa, gpa + size), one 2 MiB-aligned block at
+ * most, to [hpa, hpa + size) writable; pages already mapped stay as they
+ * are. A page table whose 512 leaves then map one aligned 2 MiB becomes a
+ * 2 MiB leaf (when large_pages), *merged set: a change of page size the
+ * caller flushes. Returns 0, -EINVAL or -ENOMEM. */
+int npt_fill(struct npt *n, u64 gpa, u64 hpa, u64 size, bool *merged);
+
 #endif

@@ -372,4 +372,6 @@ const struct vcpu_ops svm_ops = {
 	.dirty_start = svm_dirty_start,
 	.dirty_harvest = svm_dirty_harvest,
 	.dirty_stop = svm_dirty_stop,
+	.ram_unmap = svm_ram_unmap,
+	.ram_map = svm_ram_map,
 };

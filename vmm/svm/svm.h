@@ -75,6 +75,10 @@ int svm_dirty_start(struct vm *vm);
 int svm_dirty_harvest(struct vm *vm, u64 *bits);
 void svm_dirty_stop(struct vm *vm);
 
+/* svm_pager.c: the vcpu_ops ram_* calls (vmm/vmm.h). */
+int svm_ram_unmap(struct vm *vm);
+int svm_ram_map(struct vm *vm, u64 gpa, u64 size);
+
 /* svm_exit.c. SVM_EXIT_ERR is the EXITCODE when VMRUN refused the VMCB (no
  * guest instruction ran). */
 int svm_decode_exit(struct vcpu *v, struct vm_exit *exit);

@@ -281,3 +281,43 @@ u64 ept_harvest(struct ept *e, u64 size, u64 *bits)
 	}
 	return found;
 }
+
+/* ---- RAM that arrives after the VM starts (vmm/pager.c) ------------------ */
+
+void ept_unmap_all(struct ept *e)
+{
+	u64 *root;
+
+	if (!e->root)
+		return;
+	root = ept_table(e, e->root);
+	for (int i = 0; i < EPT_ENTRIES; i++) {
+		if ((root[i] & EPT_RWX) && !(root[i] & EPT_LARGE))
+			ept_free_table(e, root[i] & EPT_ADDR_MASK, 2);
+		root[i] = 0;
+	}
+}
+
+int ept_fill(struct ept *e, u64 gpa, u64 hpa, u64 size, bool *merged)
+{
+	int err;
+
+	*merged = false;
+
+	if (!e->root || ((gpa | hpa | size) & (EPT_PAGE_4K - 1)) || !size ||
+	    (gpa & ~(EPT_PAGE_2M - 1)) != ((gpa + size - 1) & ~(EPT_PAGE_2M - 1)) ||
+	    gpa + size > EPT_GPA_LIMIT || hpa + size > EPT_HPA_LIMIT)
+		return -EINVAL;
+	for (u64 off = 0; off < size; off += EPT_PAGE_4K) {
+		u64 *pde = ept_pde(e, gpa + off);
+
+		if (pde && (*pde & EPT_LARGE))
+			return 0; /* the whole 2 MiB is there already */
+		err = ept_map_one(e, gpa + off, hpa + off, EPT_PAGE_4K, EPT_RWX);
+		if (err && err != -EEXIST)
+			return err;
+	}
+	ept_merge(e, ept_pde(e, gpa));
+	*merged = (*ept_pde(e, gpa) & EPT_LARGE) != 0;
+	return 0;
+}

@@ -86,4 +86,21 @@ void ept_track_stop(struct ept *e, u64 size);
  * dirty, and clears the flag. Returns the number of pages found dirty. */
 u64 ept_harvest(struct ept *e, u64 size, u64 *bits);
 
+/*
+ * RAM that arrives after the VM starts (a lazy restore, vmm/pager.c): every
+ * RAM leaf is removed at once, then pages come back a few at a time. Turning
+ * a not-present entry present needs no INVEPT: the CPU caches no translation
+ * for it, and an EPT violation drops what it cached for the faulting address
+ * (SDM Vol. 3C 29.4.3.1 "Operations that Invalidate Cached Mappings").
+ */
+/* Frees every table below the root and clears the root: nothing mapped, the
+ * root (so the EPTP) unchanged. The caller flushes (INVEPT). */
+void ept_unmap_all(struct ept *e);
+/* Maps the 4 KiB pages of [gpa, gpa + size), one 2 MiB-aligned block at
+ * most, to [hpa, hpa + size) with all rights; pages already mapped stay as
+ * they are. A page table whose 512 leaves then map one aligned 2 MiB becomes
+ * a 2 MiB leaf (when large_pages), *merged set: a change of page size the
+ * caller flushes (INVEPT). Returns 0, -EINVAL or -ENOMEM. */
+int ept_fill(struct ept *e, u64 gpa, u64 hpa, u64 size, bool *merged);
+
 #endif

@@ -784,4 +784,6 @@ const struct vcpu_ops vmx_ops = {
 	.dirty_start = vmx_dirty_start,
 	.dirty_harvest = vmx_dirty_harvest,
 	.dirty_stop = vmx_dirty_stop,
+	.ram_unmap = vmx_ram_unmap,
+	.ram_map = vmx_ram_map,
 };

@@ -66,6 +66,10 @@ int vmx_load_vmcs(struct vmx_vcpu *x);
 void vmx_flush_ept(u64 eptp);
 void vmx_set_entry_ia32e(bool on);
 
+/* vmx_pager.c: the vcpu_ops ram_* calls (vmm/vmm.h). */
+int vmx_ram_unmap(struct vm *vm);
+int vmx_ram_map(struct vm *vm, u64 gpa, u64 size);
+
 /* vmx_state.c */
 void vmx_get_state(struct vcpu *v, struct vcpu_state *s);
 void vmx_set_state(struct vcpu *v, const struct vcpu_state *s);
