@@ -111,8 +111,8 @@ static bool in_use(const char *path)
 }
 
 /* Opens the store of `path` for writing, or formats a blank disk when
- * --format says so. Returns 0 or the exit status after a message. */
-static int open_store_rw(const char *path)
+ * --format says so (not for a child, whose parent it cannot hold). Returns 0 or the exit status after a message. */
+static int open_store_rw(const char *path, const char *name)
 {
 	int ret;
 	u64 id;
@@ -122,6 +122,12 @@ static int open_store_rw(const char *path)
 	if (in_use(path))
 		return 2;
 	ret = snap_store_open(&store, &disk.dev);
+	if (ret == -ENODATA && snapimport_format && parsed.child) {
+		fprintf(stderr, "amber-snap: '%s' is a child of '%s', which is not on %s\n"
+			"  (it holds no store): not formatted, nothing imported\n", name,
+			parsed.parent.name, path);
+		return 2;
+	}
 	if (ret == -ENODATA && snapimport_format) {
 		if (snap_store_blank(&store, &disk.dev) != 1) {
 			fprintf(stderr, "amber-snap: %s holds no snapshot store and is not blank\n"
@@ -234,7 +240,7 @@ int snapimport(const char *path, const char *file, const char *name)
 	src = (struct snap_source){ .read = imp_read, .size = (u64)st.st_size, .ctx = &f };
 	ret = check_image(file, &src);
 	if (!ret)
-		ret = open_store_rw(path);
+		ret = open_store_rw(path, name);
 	if (!ret && snap_store_find(&store, name) >= 0) {
 		fprintf(stderr, "amber-snap: a snapshot '%s' exists on %s; nothing imported\n",
 			name, path);

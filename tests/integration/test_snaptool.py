@@ -102,6 +102,7 @@ def test_amber_snap_import_round_trip():
 		n = pause_counter(vm, ct)
 		vm.cmd_ok(f"snap save {ct} c1", timeout=120)
 		vm.cmd_ok(f"snap save {ct} c2 --parent c1", timeout=120)
+		vm.cmd_ok(f"snap save {ct} solo", timeout=120)
 		shell_info = vm.cmd_ok("snap info c1")
 	# info: the dd line of the shell's `snap info`
 	m = re.search(r"^  copy: +(dd .*)$", shell_info, re.M)
@@ -116,7 +117,7 @@ def test_amber_snap_import_round_trip():
 	narrow(r, "list")
 	# --json: one object each, stable keys
 	lj = json.loads(tool("list", src, "--json").stdout)
-	assert [s["name"] for s in lj["snapshots"]] == ["c1", "c2"], lj
+	assert [s["name"] for s in lj["snapshots"]] == ["c1", "c2", "solo"], lj
 	assert lj["snapshots"][1]["parent"] == "c1" and lj["snapshots"][0]["state"] == "complete"
 	ij = json.loads(tool("info", src, "c1", "--json").stdout)
 	assert ij["name"] == "c1" and ij["dd"] == m.group(1) and ij["status"] == "intact", ij
@@ -144,11 +145,14 @@ def test_amber_snap_import_round_trip():
 	dst = make_disk(64 << 20, name="b.img")
 	refused(["import", dst, out, "c1"], r"holds no snapshot store; --format creates one")
 	bad = os.path.join(work_dir(), "bad.snap")
-	data = bytearray(open(out, "rb").read())
-	data[len(data) // 2] ^= 0x10
-	open(bad, "wb").write(bytes(data))
+	data = open(out, "rb").read()
 	before = digest(dst)
-	refused(["import", dst, bad, "x", "--format"], r"bad.snap is damaged; nothing imported", 1)
+	for hostile in (data[:0x18] + bytes([data[0x18] ^ 1]) + data[0x19:],  # header field
+			data[:-4096],						 # cut short
+			data + b"\0" * 4096):					 # a tail
+		open(bad, "wb").write(hostile)
+		refused(["import", dst, bad, "x", "--format"], r"bad.snap is damaged; nothing imported",
+			1)
 	refused(["import", dst, dst, "x", "--format"], r"is not a snapshot image")
 	refused(["import", dst, out, "bad name"], r"is not a snapshot name")
 	assert digest(dst) == before, "a refused import changed the disk"
@@ -161,6 +165,13 @@ def test_amber_snap_import_round_trip():
 	other = make_disk(64 << 20, name="c.img")
 	refused(["import", other, child, "c2", "--format"],
 		r"'c2' is a child of 'c1', which is not on")
+	solo = os.path.join(work_dir(), "solo.snap")
+	for args in (["extract", src, "solo", "-o", solo], ["import", other, solo, "solo", "--format"]):
+		r = tool(*args)
+		assert r.returncode == 0, r.stdout + r.stderr
+	before = digest(other)
+	refused(["import", other, child, "c2"], r"'c2' is a child of 'c1', which is not on")
+	assert digest(other) == before, "a refused import changed the disk"
 	assert digest(dst) == before, "a refused import changed the disk"
 	r = tool("import", dst, child, "c2")
 	assert r.returncode == 0, r.stdout + r.stderr
