@@ -85,7 +85,9 @@ static int check_image(const char *file, struct snap_source *src)
 			(unsigned long long)src->size, (unsigned long long)parsed.hdr.total_size);
 		ret = -EBADMSG;
 	}
-	if (ret == -EBADMSG) {
+	if (ret == -ERANGE) /* a read past the end of the file */
+		fprintf(stderr, "  damaged: the file ends before the image does\n");
+	if (ret == -EBADMSG || ret == -ERANGE) {
 		fprintf(stderr, "amber-snap: %s is damaged; nothing imported\n", file);
 		return 1;
 	}
