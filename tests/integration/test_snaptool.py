@@ -12,7 +12,7 @@ import struct
 import subprocess
 import sys
 
-from harness import BUILD, boot_qemu, have_tool, make_disk, need_file, timeout, work_dir
+from harness import BUILD, boot_qemu, have_tool, make_disk, need_file, timeout
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_snapshot import (pause_counter, restore, resume_and_expect_count,  # noqa: E402
@@ -24,7 +24,22 @@ GUEST_BASE = 0x100000
 
 
 def tool(*args):
-	return subprocess.run([AMBER_SNAP, *args], capture_output=True, text=True, timeout=60)
+	"""amber-snap in the test's work folder, files by their short names (as a
+	user types them: the 80-column check is about the tool's own words)."""
+	work = WORK[0]
+	args = [os.path.relpath(a, work) if work and a.startswith(work + os.sep) else a for a in args]
+	return subprocess.run([AMBER_SNAP, *args], capture_output=True, text=True, timeout=60,
+			      cwd=work or None)
+
+
+WORK = [None]   # the round trip's folder, where tool() runs
+
+
+def blank(name, size=64 << 20):
+	path = os.path.join(WORK[0], name)
+	with open(path, "wb") as f:
+		f.truncate(size)
+	return path
 
 
 def digest(path):
@@ -95,6 +110,7 @@ def gdb_reads_i386(core):
 def test_amber_snap_import_round_trip():
 	need_file(AMBER_SNAP, "make builds it")
 	src = make_disk(64 << 20, name="a.img")
+	WORK[0] = os.path.dirname(src)
 	with boot_qemu(disks=[("virtio", src)], name="qemu-src") as vm:
 		vm.wait_prompt()
 		ct = start_vm(vm, "counter", args="every=20000000")
@@ -126,9 +142,9 @@ def test_amber_snap_import_round_trip():
 	vj = json.loads(r.stdout)
 	assert r.returncode == 0 and vj["intact"] and vj["chain"][0]["name"] == "c1", vj
 	# extract and core keep an existing file without -f
-	out = os.path.join(work_dir(), "c1.snap")
-	child = os.path.join(work_dir(), "c2.snap")
-	core = os.path.join(work_dir(), "c1.core")
+	out = os.path.join(WORK[0], "c1.snap")
+	child = os.path.join(WORK[0], "c2.snap")
+	core = os.path.join(WORK[0], "c1.core")
 	for f in (out, core):
 		with open(f, "w") as h:
 			h.write("keep me")
@@ -142,9 +158,9 @@ def test_amber_snap_import_round_trip():
 		narrow(r, args[0])
 	gdb_reads_i386(core)
 	# import: refusals first, each leaving the disk as it was
-	dst = make_disk(64 << 20, name="b.img")
+	dst = blank("b.img")
 	refused(["import", dst, out, "c1"], r"holds no snapshot store; --format creates one")
-	bad = os.path.join(work_dir(), "bad.snap")
+	bad = os.path.join(WORK[0], "bad.snap")
 	data = open(out, "rb").read()
 	before = digest(dst)
 	for hostile in (data[:0x18] + bytes([data[0x18] ^ 1]) + data[0x19:],  # header field
@@ -162,10 +178,10 @@ def test_amber_snap_import_round_trip():
 	before = digest(dst)
 	refused(["import", dst, out, "moved"], r"a snapshot 'moved' exists")
 	refused(["import", dst, out, "again"], r"on .* already as 'moved'")
-	other = make_disk(64 << 20, name="c.img")
+	other = blank("c.img")
 	refused(["import", other, child, "c2", "--format"],
 		r"'c2' is a child of 'c1', which is not on")
-	solo = os.path.join(work_dir(), "solo.snap")
+	solo = os.path.join(WORK[0], "solo.snap")
 	for args in (["extract", src, "solo", "-o", solo], ["import", other, solo, "solo", "--format"]):
 		r = tool(*args)
 		assert r.returncode == 0, r.stdout + r.stderr
