@@ -224,6 +224,7 @@ int snapimport(const char *path, const char *file, const char *name)
 	char magic[4] = { 0 }, size[32];
 	int ret;
 
+	disk.fd = -1;
 	if (!name_ok(name)) {
 		fprintf(stderr, "amber-snap: '%s' is not a snapshot name (1-31 printable\n"
 			"  characters, no blanks, not starting with '-')\n", name);
@@ -232,11 +233,14 @@ int snapimport(const char *path, const char *file, const char *name)
 	f.fd = open(file, O_RDONLY);
 	if (f.fd < 0 || fstat(f.fd, &st) < 0) {
 		fprintf(stderr, "amber-snap: %s: %s\n", file, strerror(errno));
+		if (f.fd >= 0)
+			close(f.fd);
 		return 2;
 	}
 	if (pread(f.fd, magic, 4, 0) != 4 || memcmp(magic, "SNAP", 4)) {
 		fprintf(stderr, "amber-snap: %s is not a snapshot image (amber-snap extract\n"
 			"  writes one); nothing imported\n", file);
+		close(f.fd);
 		return 2;
 	}
 	src = (struct snap_source){ .read = imp_read, .size = (u64)st.st_size, .ctx = &f };
@@ -282,5 +286,7 @@ int snapimport(const char *path, const char *file, const char *name)
 out:
 	snap_image_close(&parsed);
 	close(f.fd);
+	if (disk.fd >= 0)
+		hostdisk_close(&disk); /* and its lock */
 	return ret;
 }
