@@ -420,8 +420,10 @@ static int cmd_check(int argc, char **argv, bool verify)
 			ret = ret2;
 	}
 	if (opt_json) {
-		json_str(&J, "status", !ret ? "intact" : ret == -EBADMSG ? "damaged" :
-								  "unreadable");
+		json_str(&J, "status",
+			 !ret		 ? "intact" :
+			 ret == -EBADMSG ? "damaged" :
+					   "unreadable");
 		json_problems();
 		if (verify && !ret) {
 			json_u64(&J, "sections", parsed.nsections);
@@ -528,9 +530,8 @@ static int cmd_extract(int argc, char **argv)
 	free(buf);
 	format_size(size, sizeof(size), e->size);
 	snap_entry_dd(dd, sizeof(dd), e);
-	printf("%s: %s (%llu bytes) from byte %llu of %s\n", out, size,
-	       (unsigned long long)e->size, (unsigned long long)e->start_block * SNAP_BLOCK,
-	       argv[0]);
+	printf("%s: %s (%llu bytes) from byte %llu of %s\n", out, size, (unsigned long long)e->size,
+	       (unsigned long long)e->start_block * SNAP_BLOCK, argv[0]);
 	printf("  the same as: %s if=%s of=%s\n", dd, argv[0], out);
 	return 0;
 }
@@ -600,8 +601,7 @@ static int cmd_core(int argc, char **argv)
 		return EXIT_DAMAGED;
 	}
 	ret = snapcore_write(&src, &parsed, out, &ci, parsed.child ? load_ancestors : NULL, NULL);
-	if (!ret)
-	{
+	if (!ret) {
 		char mem[32];
 
 		format_size(mem, sizeof(mem), parsed.hdr.memory_pages * PAGE_SIZE);
@@ -649,7 +649,8 @@ int main(int argc, char **argv)
 	bool help = false;
 	int ret = -EINVAL;
 
-	argc = take_options(argc - 1, argv + 1, &help);
+	argv++; /* the arguments after the program's name */
+	argc = take_options(argc - 1, argv, &help);
 	if (help) {
 		fputs(usage, stdout);
 		return 0;

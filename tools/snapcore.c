@@ -62,7 +62,9 @@ _Static_assert(sizeof(struct core_prpsinfo32) == 124, "i386 elf_prpsinfo is 124 
 /* The AMBER note (owner "AMBER", type 1), one per vCPU after its prstatus:
  * what gdb's registers lack. Little-endian; documented byte by byte in
  * docs/snapshot-format.md "Core files". */
-#define NT_AMBER_SYSTEM 1
+#define NT_AMBER_SYSTEM \
+	0x414d4201 /* not a number of Linux core notes: BFD reads
+				     * those by type whatever the owner */
 struct core_amber_seg {
 	uint16_t selector, attr; /* attr: the packed AMD form of vcpu_state.h */
 	uint32_t limit;
@@ -127,8 +129,7 @@ enum {
 /* A note's bytes; owner names ("CORE", "AMBER") take 8 with their padding. */
 static size_t note_size(size_t desc) { return sizeof(Elf64_Nhdr) + 8 + ((desc + 3) & ~3UL); }
 
-static uint8_t *put_note(uint8_t *p, const char *owner, uint32_t type, const void *desc,
-			 size_t len)
+static uint8_t *put_note(uint8_t *p, const char *owner, uint32_t type, const void *desc, size_t len)
 {
 	Elf64_Nhdr nh = { .n_namesz = (Elf64_Word)strlen(owner) + 1,
 			  .n_descsz = (Elf64_Word)len,
@@ -158,15 +159,25 @@ static uint32_t vcpu_mode(const struct vcpu_state *s)
 
 static void fill_amber(struct core_amber *a, const struct vcpu_state *s, uint32_t id)
 {
-	const struct vcpu_segment *seg[8] = { &s->es, &s->cs, &s->ss, &s->ds,
+	const struct vcpu_segment *seg[8] = { &s->es, &s->cs, &s->ss,	&s->ds,
 					      &s->fs, &s->gs, &s->ldtr, &s->tr };
 
 	memset(a, 0, sizeof(*a));
-	*a = (struct core_amber){ .version = 1, .vcpu = id, .mode = vcpu_mode(s),
-				  .real = !(s->cr0 & 1), .cr0 = s->cr0, .cr2 = s->cr2,
-				  .cr3 = s->cr3, .cr4 = s->cr4, .cr8 = s->cr8, .efer = s->efer,
-				  .pat = s->pat, .xcr0 = s->xcr0, .gdtr_base = s->gdtr.base,
-				  .idtr_base = s->idtr.base, .gdtr_limit = s->gdtr.limit,
+	*a = (struct core_amber){ .version = 1,
+				  .vcpu = id,
+				  .mode = vcpu_mode(s),
+				  .real = !(s->cr0 & 1),
+				  .cr0 = s->cr0,
+				  .cr2 = s->cr2,
+				  .cr3 = s->cr3,
+				  .cr4 = s->cr4,
+				  .cr8 = s->cr8,
+				  .efer = s->efer,
+				  .pat = s->pat,
+				  .xcr0 = s->xcr0,
+				  .gdtr_base = s->gdtr.base,
+				  .idtr_base = s->idtr.base,
+				  .gdtr_limit = s->gdtr.limit,
 				  .idtr_limit = s->idtr.limit };
 	for (int i = 0; i < 8; i++)
 		a->seg[i] = (struct core_amber_seg){ seg[i]->selector, seg[i]->attr, seg[i]->limit,
@@ -177,9 +188,9 @@ static void fill_prstatus32(struct core_prstatus32 *ps, const struct vcpu_state 
 {
 	const uint64_t v[17] = { s->regs[REG_RBX], s->regs[REG_RCX], s->regs[REG_RDX],
 				 s->regs[REG_RSI], s->regs[REG_RDI], s->regs[REG_RBP],
-				 s->regs[REG_RAX], s->ds.selector,  s->es.selector,
-				 s->fs.selector,   s->gs.selector,  ~0ULL,
-				 s->rip,	   s->cs.selector,  s->rflags,
+				 s->regs[REG_RAX], s->ds.selector,   s->es.selector,
+				 s->fs.selector,   s->gs.selector,   ~0ULL,
+				 s->rip,	   s->cs.selector,   s->rflags,
 				 s->regs[REG_RSP], s->ss.selector };
 
 	memset(ps, 0, sizeof(*ps));
@@ -274,21 +285,28 @@ static void put_headers(uint8_t *hdrs, bool c32, const struct snap_parsed *p, ui
 		Elf32_Ehdr *eh = (Elf32_Ehdr *)hdrs;
 		Elf32_Phdr *ph = (Elf32_Phdr *)(hdrs + sizeof(*eh));
 
-		*eh = (Elf32_Ehdr){ .e_type = ET_CORE, .e_machine = EM_386,
-				    .e_version = EV_CURRENT, .e_phoff = sizeof(*eh),
-				    .e_ehsize = sizeof(*eh), .e_phentsize = sizeof(*ph),
+		*eh = (Elf32_Ehdr){ .e_type = ET_CORE,
+				    .e_machine = EM_386,
+				    .e_version = EV_CURRENT,
+				    .e_phoff = sizeof(*eh),
+				    .e_ehsize = sizeof(*eh),
+				    .e_phentsize = sizeof(*ph),
 				    .e_phnum = (Elf32_Half)nph };
-		ph[0] = (Elf32_Phdr){ .p_type = PT_NOTE, .p_offset = (Elf32_Off)notes_off,
-				      .p_filesz = (Elf32_Word)notes_len, .p_align = 4 };
+		ph[0] = (Elf32_Phdr){ .p_type = PT_NOTE,
+				      .p_offset = (Elf32_Off)notes_off,
+				      .p_filesz = (Elf32_Word)notes_len,
+				      .p_align = 4 };
 		for (u32 i = 0; i < p->nregions; i++) {
 			uint32_t size = (uint32_t)(p->region[i].pages * PAGE_SIZE);
 
 			seg_off[i] = data_off;
-			ph[1 + i] = (Elf32_Phdr){ .p_type = PT_LOAD, .p_flags = PF_R | PF_W | PF_X,
+			ph[1 + i] = (Elf32_Phdr){ .p_type = PT_LOAD,
+						  .p_flags = PF_R | PF_W | PF_X,
 						  .p_offset = (Elf32_Off)data_off,
 						  .p_vaddr = (Elf32_Addr)p->region[i].gpa,
 						  .p_paddr = (Elf32_Addr)p->region[i].gpa,
-						  .p_filesz = size, .p_memsz = size,
+						  .p_filesz = size,
+						  .p_memsz = size,
 						  .p_align = PAGE_SIZE };
 			data_off += size;
 		}
@@ -296,20 +314,29 @@ static void put_headers(uint8_t *hdrs, bool c32, const struct snap_parsed *p, ui
 		Elf64_Ehdr *eh = (Elf64_Ehdr *)hdrs;
 		Elf64_Phdr *ph = (Elf64_Phdr *)(hdrs + sizeof(*eh));
 
-		*eh = (Elf64_Ehdr){ .e_type = ET_CORE, .e_machine = EM_X86_64,
-				    .e_version = EV_CURRENT, .e_phoff = sizeof(*eh),
-				    .e_ehsize = sizeof(*eh), .e_phentsize = sizeof(*ph),
+		*eh = (Elf64_Ehdr){ .e_type = ET_CORE,
+				    .e_machine = EM_X86_64,
+				    .e_version = EV_CURRENT,
+				    .e_phoff = sizeof(*eh),
+				    .e_ehsize = sizeof(*eh),
+				    .e_phentsize = sizeof(*ph),
 				    .e_phnum = (Elf64_Half)nph };
-		ph[0] = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = notes_off,
-				      .p_filesz = notes_len, .p_align = 4 };
+		ph[0] = (Elf64_Phdr){ .p_type = PT_NOTE,
+				      .p_offset = notes_off,
+				      .p_filesz = notes_len,
+				      .p_align = 4 };
 		for (u32 i = 0; i < p->nregions; i++) {
 			uint64_t size = p->region[i].pages * PAGE_SIZE;
 
 			seg_off[i] = data_off;
-			ph[1 + i] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_flags = PF_R | PF_W | PF_X,
-						  .p_offset = data_off, .p_vaddr = p->region[i].gpa,
-						  .p_paddr = p->region[i].gpa, .p_filesz = size,
-						  .p_memsz = size, .p_align = PAGE_SIZE };
+			ph[1 + i] = (Elf64_Phdr){ .p_type = PT_LOAD,
+						  .p_flags = PF_R | PF_W | PF_X,
+						  .p_offset = data_off,
+						  .p_vaddr = p->region[i].gpa,
+						  .p_paddr = p->region[i].gpa,
+						  .p_filesz = size,
+						  .p_memsz = size,
+						  .p_align = PAGE_SIZE };
 			data_off += size;
 		}
 	}
@@ -361,11 +388,12 @@ int snapcore_write(struct snap_source *src, struct snap_parsed *p, const char *p
 	notes_off = c32 ? sizeof(Elf32_Ehdr) + nph * sizeof(Elf32_Phdr) :
 			  sizeof(Elf64_Ehdr) + nph * sizeof(Elf64_Phdr);
 	notes_len = c32 ? note_size(sizeof(struct core_prpsinfo32)) +
-				  nv * (note_size(sizeof(struct core_prstatus32)) +
-					note_size(sizeof(struct core_amber))) :
+				    nv * (note_size(sizeof(struct core_prstatus32)) +
+					  note_size(sizeof(struct core_amber))) :
 			  note_size(sizeof(struct core_prpsinfo)) +
-				  nv * (note_size(sizeof(struct core_prstatus)) +
-					note_size(FXSAVE_SIZE) + note_size(sizeof(struct core_amber)));
+				    nv * (note_size(sizeof(struct core_prstatus)) +
+					  note_size(FXSAVE_SIZE) +
+					  note_size(sizeof(struct core_amber)));
 	data_off = (notes_off + notes_len + PAGE_SIZE - 1) & ~(uint64_t)(PAGE_SIZE - 1);
 	end = data_off;
 	for (u32 i = 0; i < p->nregions; i++) {
@@ -375,7 +403,7 @@ int snapcore_write(struct snap_source *src, struct snap_parsed *p, const char *p
 	}
 	if (c32 && end > 0xffffffffULL) {
 		fprintf(stderr, "amber-snap: a 32-bit core holds at most 4 GiB at addresses\n"
-			"  below 4 GiB; this guest's memory does not fit\n");
+				"  below 4 GiB; this guest's memory does not fit\n");
 		goto out;
 	}
 	for (u32 i = 0; i < p->nregions; i++) {

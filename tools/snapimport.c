@@ -107,8 +107,10 @@ static bool in_use(const char *path)
 
 	if (!fcntl(disk.fd, F_OFD_SETLK, &fl))
 		return false;
-	fprintf(stderr, "amber-snap: %s is in use by another program (QEMU?);\n"
-		"  stop it first, nothing imported\n", path);
+	fprintf(stderr,
+		"amber-snap: %s is in use by another program (QEMU?);\n"
+		"  stop it first, nothing imported\n",
+		path);
 	return true;
 }
 
@@ -125,16 +127,19 @@ static int open_store_rw(const char *path, const char *name)
 		return 2;
 	ret = snap_store_open(&store, &disk.dev);
 	if (ret == -ENODATA && snapimport_format && parsed.child) {
-		fprintf(stderr, "amber-snap: '%s' is a child of '%s', which is not on %s\n"
-			"  (it holds no store): not formatted, nothing imported\n", name,
-			parsed.parent.name, path);
+		fprintf(stderr,
+			"amber-snap: '%s' is a child of '%s', which is not on %s\n"
+			"  (it holds no store): not formatted, nothing imported\n",
+			name, parsed.parent.name, path);
 		return 2;
 	}
 	if (ret == -ENODATA && snapimport_format) {
 		if (snap_store_blank(&store, &disk.dev) != 1) {
-			fprintf(stderr, "amber-snap: %s holds no snapshot store and is not blank\n"
+			fprintf(stderr,
+				"amber-snap: %s holds no snapshot store and is not blank\n"
 				"  (its first MiB is not all zero): not formatted, nothing "
-				"imported\n", path);
+				"imported\n",
+				path);
 			return 2;
 		}
 		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
@@ -145,8 +150,10 @@ static int open_store_rw(const char *path, const char *name)
 		if (!ret)
 			printf("%s: formatted an empty snapshot store\n", path);
 	} else if (ret == -ENODATA) {
-		fprintf(stderr, "amber-snap: %s holds no snapshot store; --format creates one\n"
-			"  on a blank disk image (nothing imported)\n", path);
+		fprintf(stderr,
+			"amber-snap: %s holds no snapshot store; --format creates one\n"
+			"  on a blank disk image (nothing imported)\n",
+			path);
 		return 2;
 	}
 	if (ret) {
@@ -154,8 +161,10 @@ static int open_store_rw(const char *path, const char *name)
 		return 2;
 	}
 	if (store.damaged) {
-		fprintf(stderr, "amber-snap: %s: the catalog is damaged (%s);\n"
-			"  let Amber repair it first, nothing imported\n", path, store.note);
+		fprintf(stderr,
+			"amber-snap: %s: the catalog is damaged (%s);\n"
+			"  let Amber repair it first, nothing imported\n",
+			path, store.note);
 		return 2;
 	}
 	return 0;
@@ -177,8 +186,10 @@ static int check_links(const char *path, const char *name)
 
 		if (parsed.info.image_id && l->image_id == parsed.info.image_id &&
 		    l->header_crc == parsed.info.header_crc) {
-			fprintf(stderr, "amber-snap: this image is on %s already as '%s';\n"
-				"  nothing imported\n", path, store.entry[i].name);
+			fprintf(stderr,
+				"amber-snap: this image is on %s already as '%s';\n"
+				"  nothing imported\n",
+				path, store.entry[i].name);
 			return 2;
 		}
 		if (parsed.child && l->image_id == parsed.parent.image_id &&
@@ -186,9 +197,10 @@ static int check_links(const char *path, const char *name)
 			parent = (int)i;
 	}
 	if (parsed.child && parent < 0) {
-		fprintf(stderr, "amber-snap: '%s' is a child of '%s', which is not on %s;\n"
-			"  import its parent first (the chain down to a full image)\n", name,
-			parsed.parent.name, path);
+		fprintf(stderr,
+			"amber-snap: '%s' is a child of '%s', which is not on %s;\n"
+			"  import its parent first (the chain down to a full image)\n",
+			name, parsed.parent.name, path);
 		return 2;
 	}
 	return 0;
@@ -226,8 +238,10 @@ int snapimport(const char *path, const char *file, const char *name)
 
 	disk.fd = -1;
 	if (!name_ok(name)) {
-		fprintf(stderr, "amber-snap: '%s' is not a snapshot name (1-31 printable\n"
-			"  characters, no blanks, not starting with '-')\n", name);
+		fprintf(stderr,
+			"amber-snap: '%s' is not a snapshot name (1-31 printable\n"
+			"  characters, no blanks, not starting with '-')\n",
+			name);
 		return 2;
 	}
 	f.fd = open(file, O_RDONLY);
@@ -238,8 +252,10 @@ int snapimport(const char *path, const char *file, const char *name)
 		return 2;
 	}
 	if (pread(f.fd, magic, 4, 0) != 4 || memcmp(magic, "SNAP", 4)) {
-		fprintf(stderr, "amber-snap: %s is not a snapshot image (amber-snap extract\n"
-			"  writes one); nothing imported\n", file);
+		fprintf(stderr,
+			"amber-snap: %s is not a snapshot image (amber-snap extract\n"
+			"  writes one); nothing imported\n",
+			file);
 		close(f.fd);
 		return 2;
 	}
@@ -256,8 +272,8 @@ int snapimport(const char *path, const char *file, const char *name)
 		ret = check_links(path, name);
 	if (!ret && snap_store_alloc(&store, src.size, &e.start_block)) {
 		format_size(size, sizeof(size), src.size);
-		fprintf(stderr, "amber-snap: %s has no free extent of %s; nothing imported\n",
-			path, size);
+		fprintf(stderr, "amber-snap: %s has no free extent of %s; nothing imported\n", path,
+			size);
 		ret = 2;
 	}
 	if (ret)

@@ -125,7 +125,7 @@ def test_amber_snap_import_round_trip():
 	assert m, f"no dd line in snap info:\n{shell_info}"
 	r = tool("info", src, "c1")
 	assert r.returncode == 0 and f"  copy:    {m.group(1)}" in r.stdout.splitlines(), \
-		f"amber-snap info should print the shell's dd line '{m.group(1)}':\n{r.stdout}"
+		f"amber-snap info should print the shell's dd line '{m.group(1)}':\n{r.stdout}{r.stderr}"
 	narrow(r, "info")
 	r = tool("list", src)
 	assert r.returncode == 0 and re.search(r"^\s+c1\s+counter\s+\d+(\.\d)? MiB\s+\d+(\.\d)? KiB",
