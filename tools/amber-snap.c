@@ -90,7 +90,7 @@ static void print_line(void *ctx, const char *line)
 static void print_problem(struct snap_report *r, const char *line)
 {
 	if (!opt_json)
-		printf("  damaged: %s\n", line);
+		snaptool_wrap(stdout, "  damaged:", line);
 	else if (probs.n < (int)ARRAY_SIZE(probs.line))
 		snprintf(probs.line[probs.n++], sizeof(probs.line[0]), "%s", line);
 }

@@ -47,9 +47,32 @@ static int imp_read(struct snap_source *src, u64 off, void *buf, u64 len)
 	return n == (ssize_t)len ? 0 : -EIO;
 }
 
+void snaptool_wrap(void *fp, const char *prefix, const char *text)
+{
+	FILE *f = fp;
+	size_t col = strlen(prefix);
+
+	fputs(prefix, f);
+	while (*text) {
+		size_t n = strcspn(text, " ");
+
+		if (col > 4 && col + 1 + n > 80) {
+			fputs("\n   ", f);
+			col = 3;
+		}
+		fputc(' ', f);
+		fwrite(text, 1, n, f);
+		col += 1 + n;
+		text += n;
+		while (*text == ' ')
+			text++;
+	}
+	fputc('\n', f);
+}
+
 static void imp_problem(struct snap_report *r, const char *line)
 {
-	fprintf(stderr, "  damaged: %s\n", line);
+	snaptool_wrap(stderr, "  damaged:", line);
 }
 
 /* A name `snap restore` can be given: 1-31 printable bytes, no blank,

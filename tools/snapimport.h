@@ -16,4 +16,8 @@ extern bool snapimport_format;
  * after a message; the disk is unchanged unless 0 is returned. */
 int snapimport(const char *disk, const char *file, const char *name);
 
+/* Prints prefix and text to f in lines of at most 80 columns, broken at
+ * blanks, continuation lines indented by 4 (the reader's findings are long). */
+void snaptool_wrap(void *f, const char *prefix, const char *text);
+
 #endif
