@@ -185,9 +185,9 @@ def test_amber_snap_import_round_trip():
 	for args in (["extract", src, "solo", "-o", solo], ["import", other, solo, "solo", "--format"]):
 		r = tool(*args)
 		assert r.returncode == 0, r.stdout + r.stderr
-	before = digest(other)
+	before_other = digest(other)
 	refused(["import", other, child, "c2"], r"'c2' is a child of 'c1', which is not on")
-	assert digest(other) == before, "a refused import changed the disk"
+	assert digest(other) == before_other, "a refused import changed the disk"
 	assert digest(dst) == before, "a refused import changed the disk"
 	r = tool("import", dst, child, "c2")
 	assert r.returncode == 0, r.stdout + r.stderr
