@@ -126,9 +126,9 @@ print-fuzz-targets:
 	@$(foreach t,$(FUZZ_TARGETS),echo $(t) $($(t)_FUZZ_SEEDS);)
 
 # ---- host tool: amber-snap, built from the kernel's own snapshot code ------
-AMBER_SNAP_SRCS := tools/amber-snap.c tools/snapcore.c tools/hostdisk.c drivers/blockdev.c snapshot/format.c \
+AMBER_SNAP_SRCS := tools/amber-snap.c tools/snapcore.c tools/snapimport.c tools/hostdisk.c drivers/blockdev.c snapshot/format.c \
                    snapshot/image.c snapshot/reader.c snapshot/pages.c snapshot/describe.c snapshot/store.c snapshot/chain.c \
-                   kernel/crc32c.c kernel/lib.c kernel/format.c
+                   kernel/crc32c.c kernel/lib.c kernel/format.c kernel/json.c
 TOOL_CFLAGS := -std=gnu11 -O2 -g -I. -Wall -Wextra -Werror -Wno-unused-parameter -DAMBER_HOST_TEST \
                -fno-builtin-snprintf -fno-builtin-vsnprintf -Wno-format-truncation
 all: $(BUILD)/amber-snap

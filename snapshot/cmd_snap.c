@@ -177,7 +177,7 @@ static int snap_info(const char *name, const char *disk_opt)
 	struct snap_report rep = { .emit = snap_report_print };
 	struct snap_source src;
 	const struct snap_entry *e;
-	char size[32];
+	char size[32], dd[64];
 	int index, entry, ret;
 
 	entry = open_entry(name, disk_opt, &index);
@@ -190,8 +190,8 @@ static int snap_info(const char *name, const char *disk_opt)
 	       (unsigned long long)e->start_block,
 	       (unsigned long long)(e->start_block + snap_entry_blocks(e) - 1),
 	       (unsigned long long)(e->start_block * SNAP_BLOCK), (unsigned long long)e->size);
-	printk("  copy:    dd skip=%llu count=%llu bs=4096\n", (unsigned long long)e->start_block,
-	       (unsigned long long)snap_entry_blocks(e));
+	snap_entry_dd(dd, sizeof(dd), e);
+	printk("  copy:    %s\n", dd);
 	printk("  catalog: %s; generation %llu in copy %c, sequence #%llu\n", entry_state(entry),
 	       (unsigned long long)snap_store.generation, 'A' + snap_store.cur,
 	       (unsigned long long)e->seq);

@@ -806,3 +806,9 @@ void snap_store_space(const struct snap_store *st, u64 *free_blocks, u64 *larges
 	*free_blocks = f.free;
 	*largest_free = f.largest;
 }
+
+void snap_entry_dd(char *buf, size_t len, const struct snap_entry *e)
+{
+	snprintf(buf, len, "dd skip=%llu count=%llu bs=4096", (unsigned long long)e->start_block,
+		 (unsigned long long)snap_entry_blocks(e));
+}

@@ -116,6 +116,10 @@ int snap_store_write(struct snap_store *st, u64 block, u64 nblocks, const void *
 int snap_store_add(struct snap_store *st, const struct snap_entry *e);
 int snap_store_remove(struct snap_store *st, int index);
 
+/* The dd command that copies entry e's image out of the disk image, the
+ * same line in `snap info` and `amber-snap info`: "dd skip=N count=M bs=4096". */
+void snap_entry_dd(char *buf, size_t len, const struct snap_entry *e);
+
 /* Encodings, for tests and tools. */
 void snap_entry_encode(const struct snap_entry *e, u8 out[SNAP_CAT_ENTRY]);
 void snap_entry_decode(const u8 in[SNAP_CAT_ENTRY], struct snap_entry *e);

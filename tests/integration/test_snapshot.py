@@ -734,7 +734,7 @@ def test_amber_snap_tool_and_gdb():
 	key = blob.index(b"every=\0")
 	count_addr = GUEST_BASE + blob.index(b"CTRVARS\0") + 8 + 4
 	g = subprocess.run(["gdb", "-batch", "-nx", "-c", core, "-ex", f"x/s {GUEST_BASE + key}",
-			    "-ex", f"x/wd {count_addr}", "-ex", "p/x $rip"],
+			    "-ex", f"x/wd {count_addr}", "-ex", "p/x $pc"],
 			   capture_output=True, text=True, timeout=60)
 	out = g.stdout + g.stderr
 	assert re.search(r'"every="', out), f"gdb did not read the guest's string:\n{out}"

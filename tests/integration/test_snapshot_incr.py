@@ -163,10 +163,15 @@ def test_chain_saved_killed_restored():
 		raise AssertionError(f"amber-snap core of a child:\n{r.stdout}{r.stderr}")
 	with open(core, "rb") as f:
 		elf = f.read()
-	phoff, = struct.unpack_from("<Q", elf, 0x20)
-	phnum, = struct.unpack_from("<H", elf, 0x38)
+	# ELF64, or ELF32 (i386) for a guest in 32-bit code such as this one.
+	c32 = elf[4] == 1
+	phoff, = struct.unpack_from("<I" if c32 else "<Q", elf, 0x1C if c32 else 0x20)
+	phnum, = struct.unpack_from("<H", elf, 0x2C if c32 else 0x38)
 	for i in range(phnum):
-		ptype, _, off, vaddr, _, filesz = struct.unpack_from("<IIQQQQ", elf, phoff + 56 * i)
+		if c32:
+			ptype, off, vaddr = struct.unpack_from("<III", elf, phoff + 32 * i)
+		else:
+			ptype, _, off, vaddr = struct.unpack_from("<IIQQ", elf, phoff + 56 * i)
 		if ptype == 1 and vaddr == 0:
 			for pg in PAGES:
 				at = off + pg * 4096 + 8
