@@ -21,6 +21,7 @@ int ept_init(struct ept *e, const struct ept_mm *mm, bool large_pages)
 {
 	e->mm = mm;
 	e->large_pages = large_pages;
+	e->ad = false; /* the backend turns A/D flags on where the CPU has them */
 	e->table_pages = 0;
 	e->root = mm->alloc_page(mm->ctx);
 	if (!e->root)
