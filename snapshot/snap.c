@@ -471,7 +471,9 @@ static void save_json(struct vm *vm, const char *name, int index, const struct s
 	json_obj_end(j);
 }
 
-static int save_image(struct vm *vm, const char *name, int index, struct save_stats *st)
+/* Writes the image into free space and commits it; `old` >= 0 is the entry
+ * of the same name it replaces in that one commit (--replace). */
+static int save_image(struct vm *vm, const char *name, int index, int old, struct save_stats *st)
 {
 	char need[32], big[32], all[32];
 	struct snap_entry e = { 0 };
@@ -521,7 +523,7 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	e.vm_id = (u16)vm->id;
 	e.vcpus = (u16)vm->nvcpus;
 	t0 = ticks();
-	ret = snap_store_add(&snap_store, &e);
+	ret = old >= 0 ? snap_store_replace(&snap_store, &e, old) : snap_store_add(&snap_store, &e);
 	st->commit_us = ticks() - t0;
 	if (ret && snap_store.unsure)
 		shell_error(
@@ -539,7 +541,7 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	return ret;
 }
 
-int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent)
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace)
 {
 	struct vm *vm = vm_get(vm_id);
 	struct blkdev *dev;
@@ -548,7 +550,7 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	char img[32], mem[32], rate[32];
 	u64 t0, c0, frozen;
 	bool paused = false;
-	int index, ret;
+	int index, old = -1, ret;
 
 	if (!snap_name_valid(name)) {
 		return shell_error(-EINVAL,
@@ -570,12 +572,21 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	ret = save_store(dev, index);
 	if (ret)
 		return ret;
-	if (snap_store_find(&snap_store, name) >= 0) {
+	if (replace)
+		old = snap_store_find(&snap_store, name);
+	else if (snap_store_find(&snap_store, name) >= 0) {
 		return shell_error(-EEXIST,
 				   "'%s' exists on disk %d already;\n"
-				   "  'snap delete %s' first, or pick another name",
-				   name, index, name);
+				   "  pick another name, or add --replace",
+				   name, index);
 	}
+	if (old >= 0 && parent && !strcmp(parent, name)) {
+		return shell_error(-EINVAL, "'%s' cannot build on the image it replaces", name);
+	}
+	/* Children hold only what changed since it: replaced, they would name
+	 * an image that is gone. */
+	if (old >= 0 && snap_refuse_parent(name, old, "replace"))
+		return -EBUSY;
 
 	if (parent && snap_incr_parent(vm, parent, &save_parent))
 		return -EINVAL;
@@ -596,7 +607,7 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	}
 	ret = capture(vm, was, name, parent != NULL, &st.scan_us);
 	if (!ret)
-		ret = save_image(vm, name, index, &st);
+		ret = save_image(vm, name, index, old, &st);
 	snap_region_release(&image.region[0]);
 	/* Still paused: its dirty log counts from this image on. */
 	if (!ret)

@@ -115,6 +115,10 @@ int snap_store_write(struct snap_store *st, u64 block, u64 nblocks, const void *
  * other copy still describes the store, so a torn write loses nothing. */
 int snap_store_add(struct snap_store *st, const struct snap_entry *e);
 int snap_store_remove(struct snap_store *st, int index);
+/* One commit that drops entry `index` and adds e, of the same name: until the
+ * new catalog is durable the old one names the old image, whose extent no
+ * allocation could take meanwhile; after it the old extent is free. */
+int snap_store_replace(struct snap_store *st, const struct snap_entry *e, int index);
 
 /* Encodings, for tests and tools. */
 void snap_entry_encode(const struct snap_entry *e, u8 out[SNAP_CAT_ENTRY]);

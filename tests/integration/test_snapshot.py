@@ -640,7 +640,17 @@ def test_errors_and_cancel():
 		ct = start_vm(vm, "counter", args="every=20000000")
 		vm.cmd_ok(f"snap save {ct} keep", timeout=60)
 		out = vm.cmd(f"snap save {ct} keep", timeout=60)
-		expect(vm, r"^error: snap save: 'keep' exists on disk 0 already;", out, "'name exists'")
+		expect(vm, r"^error: snap save: 'keep' exists on disk 0 already;\n.*--replace", out,
+		       "'name exists'")
+		# --replace: the new image is committed in place of the old one, one
+		# entry of that name is left and it is whole.
+		vm.cmd_ok(f"snap save {ct} keep --replace", timeout=60, expect=r"saved VM")
+		out = vm.cmd_ok("snap list")
+		if len(re.findall(r"(?m)^\s+keep\s", out)) != 1:
+			vm.fail(f"one 'keep' should be listed after --replace:\n{out}")
+		out = vm.cmd(f"snap save {ct} keep --replace --parent keep", timeout=60)
+		expect(vm, r"^error: snap save: 'keep' cannot build on the image it replaces", out,
+		       "'--replace' of its own parent refused")
 		out = vm.cmd("snap restore nosuch")
 		expect(vm, r"^error: snap restore: there is no snapshot 'nosuch'", out, "'no snapshot'")
 		out = vm.cmd("snap format 0")
