@@ -278,7 +278,7 @@ static u32 snap_vm_state(enum vm_state st)
 	case VM_EXITED:
 		return SNAP_VM_EXITED;
 	case VM_STOPPED:
-	case VM_OFF: /* its stop_reason says "powered off" */
+	case VM_OFF: /* its stop_reason begins with VM_OFF_REASON */
 		return SNAP_VM_STOPPED;
 	case VM_CREATED:
 		return SNAP_VM_CREATED;
@@ -786,8 +786,10 @@ static int restore_commit(struct snap_parsed *p)
 		vm->state = VM_EXITED;
 		vm->exit_code = (int)p->dev.exit_code;
 		break;
-	case SNAP_VM_STOPPED:
-		vm->state = VM_STOPPED;
+	case SNAP_VM_STOPPED: /* or powered off, as its reason says */
+		vm->state = strncmp(p->dev.stop_reason, VM_OFF_REASON, strlen(VM_OFF_REASON)) ?
+				    VM_STOPPED :
+				    VM_OFF;
 		strlcpy(vm->stop_reason, p->dev.stop_reason, sizeof(vm->stop_reason));
 		break;
 	default:
@@ -933,8 +935,9 @@ int snap_restore(const char *name, const char *disk_opt)
 		return ret;
 	if (vm->state == VM_EXITED)
 		snprintf(how, sizeof(how), "exited with code %d, as it was saved", vm->exit_code);
-	else if (vm->state == VM_STOPPED)
-		strlcpy(how, "stopped, as it was saved ('vm info' says why)", sizeof(how));
+	else if (vm->state == VM_STOPPED || vm->state == VM_OFF)
+		snprintf(how, sizeof(how), "%s, as it was saved ('vm info' says why)",
+			 vm_state_name(vm->state));
 	else
 		snprintf(how, sizeof(how), "paused; 'vm resume %d' runs it", vm->id);
 	/* The rate is the image's size over the whole restore: how fast an image
