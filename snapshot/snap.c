@@ -58,8 +58,9 @@ void snap_progress_init(struct snap_progress *pr, const char *what)
 	pr->shown = false;
 }
 
-/* Redraws the bar at most four times a second (the serial line is slow) and
- * polls for Ctrl-C. */
+/* Draws the bar once the work has taken half a second (a shorter one gets
+ * none), then at most four times a second (the serial line is slow); polls
+ * for Ctrl-C. */
 int snap_progress(void *ctx, u64 done, u64 total)
 {
 	struct snap_progress *pr = ctx;
@@ -67,7 +68,9 @@ int snap_progress(void *ctx, u64 done, u64 total)
 
 	if (shell_interrupted())
 		return -ECANCELED;
-	if (now - pr->last >= 250000 || (done == total && pr->shown)) {
+	if (!pr->shown && now - pr->start < 500000)
+		return 0;
+	if (now - pr->last >= 250000 || !pr->shown || done == total) {
 		shell_progress(pr->what, done, total, pr->start);
 		pr->last = now;
 		pr->shown = true;
@@ -266,6 +269,29 @@ static int save_write(struct snap_sink *s, u64 off, const void *buf, u64 len)
 
 static void *guest_page(void *ctx, u64 gpa) { return gpa_to_hva(ctx, gpa, PAGE_SIZE); }
 
+/* One bar over a save, the scan of guest RAM and then the image's write, in
+ * bytes of work: the RAM scanned plus the image written. While the scan runs
+ * the image's size is guessed from the share of pages it found to store. */
+static struct {
+	struct snap_progress pr;
+	u64 ram; /* bytes the scan covers */
+	bool writing;
+} save_pr;
+
+static int save_progress(void *ctx, u64 done, u64 total)
+{
+	u64 guess = total;
+
+	(void)ctx;
+	if (save_pr.writing)
+		return snap_progress(&save_pr.pr, save_pr.ram + done, save_pr.ram + total);
+	save_pr.ram = total;
+	if (done >= PAGE_SIZE)
+		guess = image.region[0].stored * (total / PAGE_SIZE) / (done / PAGE_SIZE) *
+			PAGE_SIZE;
+	return snap_progress(&save_pr.pr, done, total + guess);
+}
+
 static u32 snap_vm_state(enum vm_state st)
 {
 	switch (st) {
@@ -312,8 +338,7 @@ static void capture_devices(struct vm *vm)
  * zero, a good part of the freeze for a large guest). */
 static int capture(struct vm *vm, enum vm_state was, const char *name, bool child, u64 *scan_us)
 {
-	struct snap_progress pr;
-	u64 *changed = NULL;
+	u64 *changed = NULL, t0;
 	int ret;
 
 	memset(&image, 0, sizeof(image));
@@ -354,7 +379,8 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, bool chil
 	if (ret) {
 		return shell_error(ret, "no memory for the page bitmap of VM %d", vm->id);
 	}
-	snap_progress_init(&pr, "scan");
+	t0 = ticks();
+	save_pr.writing = false;
 	if (child) {
 		/* Only the pages changed since the parent, zero or not. */
 		image.parent = &save_parent;
@@ -362,13 +388,14 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, bool chil
 		if (ret)
 			return ret;
 		ret = snap_region_scan_changed(&image.region[0], changed, guest_page, vm,
-					       snap_progress, &pr);
+					       save_progress, NULL);
 		snap_incr_free(vm, changed);
 	} else {
-		ret = snap_region_scan(&image.region[0], guest_page, vm, snap_progress, &pr);
+		ret = snap_region_scan(&image.region[0], guest_page, vm, save_progress, NULL);
 	}
-	snap_progress_done(&pr);
-	*scan_us = ticks() - pr.start;
+	*scan_us = ticks() - t0;
+	if (ret) /* else the bar goes on through the write */
+		snap_progress_done(&save_pr.pr);
 	if (ret == -ECANCELED)
 		printk("snap save: cancelled; nothing was committed, earlier snapshots are intact\n");
 	else if (ret)
@@ -412,23 +439,24 @@ static int save_store(struct blkdev *dev, int index)
 
 static int write_image(struct vm *vm, struct save_io *io, u64 *elapsed)
 {
-	struct snap_progress pr;
 	struct snap_sink sink = {
 		.write = save_write,
-		.progress = snap_progress,
-		.progress_ctx = &pr,
+		.progress = save_progress,
 		.ctx = io,
 		.stage_size = SNAP_STAGE,
 	};
+	u64 t0 = ticks();
 	int ret;
 
+	save_pr.writing = true;
 	sink.stage = snap_mem_alloc(SNAP_STAGE);
-	if (!sink.stage)
+	if (!sink.stage) {
+		snap_progress_done(&save_pr.pr);
 		return -ENOMEM;
-	snap_progress_init(&pr, "save");
+	}
 	ret = snap_image_write(&image, &sink, guest_page, vm);
-	snap_progress_done(&pr);
-	*elapsed = ticks() - pr.start;
+	snap_progress_done(&save_pr.pr);
+	*elapsed = ticks() - t0;
 	snap_mem_free(sink.stage, SNAP_STAGE);
 	return ret;
 }
@@ -484,9 +512,11 @@ static int save_image(struct vm *vm, const char *name, int index, int old, struc
 	int ret;
 
 	if (!total) {
+		snap_progress_done(&save_pr.pr); /* the scan's bar ends before an error */
 		return shell_error(-EINVAL, "VM %d cannot be described as an image", vm->id);
 	}
 	if (snap_store_alloc(&snap_store, total, &io.start)) {
+		snap_progress_done(&save_pr.pr);
 		snap_store_space(&snap_store, &free_blocks, &largest);
 		format_size(need, sizeof(need), total);
 		format_size(big, sizeof(big), largest * SNAP_BLOCK);
@@ -605,6 +635,7 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 			return ret;
 		paused = true;
 	}
+	snap_progress_init(&save_pr.pr, "save");
 	ret = capture(vm, was, name, parent != NULL, &st.scan_us);
 	if (!ret)
 		ret = save_image(vm, name, index, old, &st);

@@ -78,6 +78,23 @@ RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) in \d+ ms.*\n(?:.*\n)*?  im
 			r"in one pass.*\n(?:.*\n)*?  read: .*\((\d+) bytes\) in \d+ commands")
 
 
+BAR_RE = re.compile(r"([a-z][a-z ]*) \[[# ]{25}\] +(\d+)% +\d+\.\d MiB/s, +\S+(?: s| min)? left")
+
+
+def check_bar(vm, out, what):
+	"""A save or restore of more than about half a second draws one progress
+	bar, named `what`, with percent, rate and time left, ending at 100 %; the
+	scan and the write of a save are one bar. A short one draws none."""
+	m = re.search(r"^(?:saved VM \d+ as|restored) '?.*? in (\d+) ms", out, re.M)
+	if not m:
+		vm.fail(f"no duration in:\n{out}")
+	ms, bars = int(m.group(1)), BAR_RE.findall(out)
+	if ms >= 1000 and ({b[0] for b in bars} != {what} or bars[-1][1] != "100"):
+		vm.fail(f"{ms} ms: one '{what}' bar to 100 % expected, saw {bars}:\n{out}")
+	if ms < 300 and bars:
+		vm.fail(f"{ms} ms: no bar expected, saw {bars}")
+
+
 def restore(vm, name, extra=""):
 	"""snap restore; returns the new VM's id. The disk must have delivered
 	exactly the image's bytes: each read once (the block layer counts)."""
@@ -85,6 +102,7 @@ def restore(vm, name, extra=""):
 	m = RESTORE_RE.search(out)
 	if not m:
 		vm.fail(f"no summary line in the output of 'snap restore {name}':\n{out}")
+	check_bar(vm, out, "restore")
 	size, nread = int(m.group(2)), int(m.group(3))
 	if nread != size:
 		vm.fail(f"restoring '{name}' read {nread} bytes from the disk for a {size}-byte "
@@ -111,6 +129,7 @@ def save_restore_cycle(vm, memtest_mem, counter_every, pass_timeout):
 
 	out = vm.cmd_ok(f"snap save {mt} mt", timeout=240)
 	expect(vm, r"saved VM \d+ as 'mt'.*running again", out, "the memtest save report")
+	check_bar(vm, out, "save")
 	# The save resumed it: memtest runs on and keeps verifying.
 	memtest_passes(vm, mt, len(vm.seen), 1, pass_timeout)
 	n = pause_counter(vm, ct)
