@@ -86,7 +86,7 @@ def refused(vm, line, regex, what):
 
 def names_listed(vm):
 	out = vm.cmd_ok("snap list")
-	return re.findall(r"(?m)^  (?:\s*`-)?(\S+)", out.split("SEQ STATE", 1)[-1]), out
+	return re.findall(r"(?m)^  (?:\s*`-)?(\S+)", re.split(r" STATE\r?\n", out, 1)[-1]), out
 
 
 @timeout(300)
