@@ -895,6 +895,8 @@ static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zero
 		rs.prev_id = parsed.info.image_id;
 		rs.prev_crc = crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE);
 	}
+	if (!ret) /* a bar drawn ends at 100 % (the last blocks carry no pages) */
+		(void)snap_progress(&cp.pr, cp.total, cp.total);
 	snap_progress_done(&cp.pr);
 	if (!ret) {
 		ret = restore_commit(&parsed);

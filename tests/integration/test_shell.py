@@ -64,7 +64,7 @@ def test_help_subcommand():
 	"""`help CMD SUB` comes from the command's table: its usage and what it does."""
 	with booted() as vm:
 		out = vm.cmd_ok("help vm create")
-		expect(vm, r"^usage: vm create IMAGE \[mem=SIZE\]", out, "the usage of 'vm create'")
+		expect(vm, r"^usage: vm create IMAGE \[OPTION\.\.\.\]", out, "the usage of 'vm create'")
 		expect(vm, r"^\s+mem=SIZE\s+its RAM", out, "the options of 'vm create' explained")
 		out = vm.cmd_ok("help snap save")
 		expect(vm, r"^usage: snap save VM NAME", out, "the usage of 'snap save'")

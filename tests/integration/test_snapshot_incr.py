@@ -202,7 +202,7 @@ def test_chain_saved_killed_restored():
 	with boot_qemu(disks=[("virtio", disk)], name="qemu-incr-damaged") as vm:
 		vm.wait_prompt()
 		free = re.search(r"4 KiB pages: (\d+) free", vm.cmd_ok("mem")).group(1)
-		refused(vm, "snap restore c3", r"snapshot 'c2' is damaged .*memory region 0, stored "
+		refused(vm, "snap restore c3", r"(?s)snapshot 'c2' is damaged .*memory region 0, stored "
 			r"pages.*restore refused, no VM created", "c2's page damaged")
 		if re.search(r"(?m)^\d+\s", vm.cmd_ok("vm list")):
 			vm.fail("the refused restore of a chain left a VM behind")
