@@ -89,10 +89,11 @@ def check_bar(vm, out, what):
 	if not m:
 		vm.fail(f"no duration in:\n{out}")
 	ms, bars = int(m.group(1)), BAR_RE.findall(out)
-	if ms >= 900 and ({b[0] for b in bars} != {what} or bars[-1][1] != "100"):
+	if (ms >= 900 or bars) and ({b[0] for b in bars} != {what} or bars[-1][1] != "100"):
 		vm.fail(f"{ms} ms: one '{what}' bar to 100 % expected, saw {bars}:\n{out}")
 	if ms < 300 and bars:
 		vm.fail(f"{ms} ms: no bar expected, saw {bars}")
+	return bars
 
 
 def restore(vm, name, extra=""):
@@ -647,21 +648,21 @@ def test_disk_too_small():
 
 @timeout(360)
 def test_progress_bar():
-	"""A save and a restore of 256 MiB of patterns take long enough under TCG
-	to draw their bar: one each, percent, rate and time left, to 100 %."""
+	"""A save and a restore of 256 MiB of patterns take about half a second
+	or more under TCG: a bar drawn is one for each, with percent, rate and
+	time left, to 100 %; at least one of them draws it."""
 	disk = make_disk(512 << 20)
 	with boot_qemu(disks=[("virtio", disk)], mem="512M") as vm:
 		vm.wait_prompt()
 		mt = start_vm(vm, "memtest", mem="256M")
 		memtest_passes(vm, mt, 0, 1, 240)
 		out = vm.cmd_ok(f"snap save {mt} big", timeout=180)
-		check_bar(vm, out, "save")
-		long_save = int(re.search(r"in (\d+) ms", out).group(1)) >= 900
+		drawn = check_bar(vm, out, "save")
 		vm.cmd_ok(f"vm kill {mt}")
 		out = vm.cmd_ok("snap restore big", timeout=180)
-		check_bar(vm, out, "restore")
-		if not long_save and int(re.search(r"in (\d+) ms", out).group(1)) < 900:
-			vm.fail("neither the save nor the restore took a second: no bar was checked")
+		drawn += check_bar(vm, out, "restore")
+		if not drawn:
+			vm.fail("neither the save nor the restore drew a bar: none was checked")
 
 
 @timeout(180)
