@@ -549,7 +549,7 @@ static bool module_is_rc(const struct boot_module *m)
 		if (*w == '/')
 			base = w + 1;
 	n = (size_t)(w - base);
-	return n == 8 && strncmp(base, "amber.rc", 8) == 0;
+	return n == strlen(CTL_RC_NAME) && strncmp(base, CTL_RC_NAME, n) == 0;
 }
 
 void ctl_boot_script(void)

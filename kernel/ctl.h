@@ -10,6 +10,10 @@
 
 #include "kernel/json.h"
 
+/* The name (first word of its command line, directories aside) of the
+ * Multiboot module that holds the boot script. */
+#define CTL_RC_NAME "amber.rc"
+
 /* Probes COM2 and, when a UART is there, announces the channel. */
 void ctl_init(void);
 /* Runs the commands of the boot script, each echoed with its result. */

@@ -201,11 +201,11 @@ bool shell_interrupted(void)
 
 void shell_progress(const char *what, u64 done, u64 total, u64 start_ticks)
 {
-	const int width = 30;
-	u64 pct = total ? done * 100 / total : 100;
+	const int width = 25;
+	u64 pct = total ? MIN(done, total) * 100 / total : 100;
 	u64 elapsed = ticks() - start_ticks;
 	u64 rate = elapsed ? done * TICKS_PER_SEC / elapsed : 0; /* bytes per second */
-	char bar[32];
+	char bar[32], left[16];
 	int fill = (int)(pct * width / 100);
 
 	if (console_capture_exclusive())
@@ -214,8 +214,22 @@ void shell_progress(const char *what, u64 done, u64 total, u64 start_ticks)
 	for (int i = 0; i < width; i++)
 		bar[i] = i < fill ? '#' : ' ';
 	bar[width] = '\0';
-	printk("\r%s [%s] %3lu%% %4lu.%lu MiB/s", what, bar, pct, rate >> 20,
-	       ((rate & (MiB(1) - 1)) * 10) >> 20);
+	/* The time left at the rate so far; padded, so a shorter figure
+	 * overwrites a longer one on the same line. */
+	if (!rate) {
+		strlcpy(left, "?", sizeof(left));
+	} else {
+		u64 secs = (total > done ? total - done : 0) / rate;
+
+		if (secs < 60)
+			snprintf(left, sizeof(left), "%lu s", secs);
+		else if (secs < 100 * 60)
+			snprintf(left, sizeof(left), "%lu:%02lu", secs / 60, secs % 60);
+		else
+			snprintf(left, sizeof(left), "%lu min", secs / 60);
+	}
+	printk("\r%s [%s] %3lu%% %4lu.%lu MiB/s, %6s left", what, bar, pct, rate >> 20,
+	       ((rate & (MiB(1) - 1)) * 10) >> 20, left);
 }
 
 /* Splits a line into words in place; "double quotes" group words. Returns argc,

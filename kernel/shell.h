@@ -68,7 +68,8 @@ void shell_wrap(const char *head, int indent, const char *text);
 /* True when Ctrl-C arrived on the console since the last call (long commands
  * poll it to cancel). Consumes the keypress. */
 bool shell_interrupted(void);
-/* Prints a progress bar line "\r[#####     ]  50%  12.3 MiB/s" */
+/* Prints a progress bar line "\rWHAT [#####     ]  50%   12.3 MiB/s,   3 s left":
+ * done of total bytes since start_ticks, the time left at the rate so far. */
 void shell_progress(const char *what, u64 done, u64 total, u64 start_ticks);
 
 /* The command table, for `help` and completion. */

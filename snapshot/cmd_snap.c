@@ -295,7 +295,7 @@ static int snap_verify(const char *name, const char *disk_opt)
 
 /* A snapshot that children build on stays: they hold only the pages that
  * changed since it (docs/snapshot-format.md 1.11 argues against merging). */
-static int refuse_parent(const char *name, int entry)
+int snap_refuse_parent(const char *name, int entry, const char *verb)
 {
 	const struct snap_links *L = snap_incr_links();
 	int kids[8];
@@ -303,10 +303,10 @@ static int refuse_parent(const char *name, int entry)
 	u32 n;
 
 	if (!L) {
-		printk("error: snap delete: cannot tell whether snapshots build on '%s';\n"
-		       "  it is still there\n",
-		       name);
-		return -EIO;
+		return shell_error(-EIO,
+				   "cannot tell whether snapshots build on '%s';\n"
+				   "  it is still there",
+				   name);
 	}
 	n = snap_children(L, (u32)entry, kids, ARRAY_SIZE(kids));
 	if (!n)
@@ -314,11 +314,12 @@ static int refuse_parent(const char *name, int entry)
 	for (u32 k = 0; k < MIN(n, (u32)ARRAY_SIZE(kids)); k++)
 		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s'%s'", k ? ", " : "",
 			 snap_store.entry[kids[k]].name);
-	printk("error: snap delete: %s build%s on '%s': %s%s;\n"
-	       "  delete %s first; '%s' is still there\n",
-	       n == 1 ? "a snapshot" : "snapshots", n == 1 ? "s" : "", name, list,
-	       n > ARRAY_SIZE(kids) ? " and more" : "", n == 1 ? "it" : "them", name);
-	return -EBUSY;
+	return shell_error(-EBUSY,
+			   "%s build%s on '%s': %s%s;\n"
+			   "  delete %s first%s; '%s' is still there",
+			   n == 1 ? "a snapshot" : "snapshots", n == 1 ? "s" : "", name, list,
+			   n > ARRAY_SIZE(kids) ? " and more" : "", n == 1 ? "it" : "them",
+			   strcmp(verb, "replace") ? "" : ", or save under another name", name);
 }
 
 static int snap_delete(const char *name, const char *disk_opt)
@@ -329,7 +330,7 @@ static int snap_delete(const char *name, const char *disk_opt)
 	entry = open_entry(name, disk_opt, &index);
 	if (entry < 0)
 		return entry;
-	ret = refuse_parent(name, entry);
+	ret = snap_refuse_parent(name, entry, "delete");
 	if (ret)
 		return ret;
 	vm = snap_lazy_reader(snap_store.dev, snap_store.entry[entry].start_block);
@@ -401,7 +402,7 @@ static int snap_format(const char *disk, bool force)
 	return 0;
 }
 
-/* Positional words after the subcommand, disk=N, --force and --parent
+/* Positional words after the subcommand, disk=N, the --flags and --parent
  * NAME left out; *parent is that NAME (NULL if none). */
 static int positional(int argc, char **argv, char **pos, int max, const char **parent)
 {
@@ -410,7 +411,8 @@ static int positional(int argc, char **argv, char **pos, int max, const char **p
 	*parent = NULL;
 	for (int i = 2; i < argc; i++) {
 		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
-		    !strcmp(argv[i], "--verbose") || !strcmp(argv[i], "--lazy"))
+		    !strcmp(argv[i], "--verbose") || !strcmp(argv[i], "--lazy") ||
+		    !strcmp(argv[i], "--replace"))
 			continue;
 		if (!strcmp(argv[i], "--parent") && i + 1 < argc) {
 			*parent = argv[++i];
@@ -432,12 +434,13 @@ static int cmd_snap(int argc, char **argv)
 	int npos = positional(argc, argv, pos, 2, &parent);
 	u64 id;
 
-	if (parent && strcmp(sub, "save"))
+	if ((parent || shell_flag(argc, argv, 2, "--replace")) && strcmp(sub, "save"))
 		return shell_usage("snap");
 	if (!strcmp(sub, "save") && npos == 2) {
 		if (parse_u64(pos[0], &id) || id < 1 || id > VM_MAX)
 			return shell_err_no_vm(pos[0]);
-		return snap_save((int)id, pos[1], disk, parent);
+		return snap_save((int)id, pos[1], disk, parent,
+				 shell_flag(argc, argv, 2, "--replace"));
 	}
 	if (!strcmp(sub, "restore") && npos == 1)
 		return shell_flag(argc, argv, 2, "--lazy") ? snap_restore_lazy(pos[0], disk) :
@@ -462,12 +465,14 @@ static int cmd_snap(int argc, char **argv)
  * unknown-subcommand error say the same. */
 static const struct shell_sub snap_subs[] = {
 	{ .name = "save",
-	  .args = "VM NAME [--parent BASE] [disk=N]",
+	  .args = "VM NAME [--parent BASE] [--replace] [disk=N]",
 	  .summary = "pause VM, write its image, commit, resume it",
 	  .help = "  NAME is 1-31 letters, digits, '.', '_' or '-'. The VM runs on once the\n"
 		  "  image is durable; Ctrl-C cancels and earlier snapshots stay intact.\n"
 		  "  A save to a blank disk creates the store. --parent BASE writes only\n"
-		  "  the pages changed since BASE (a child: restoring it reads the chain).\n" },
+		  "  the pages changed since BASE (a child: restoring it reads the chain).\n"
+		  "  --replace: a snapshot named NAME gives way once the new image is\n"
+		  "  committed (one catalog write), so a failure keeps the old one.\n" },
 	{ .name = "restore",
 	  .args = "NAME [--lazy] [disk=N]",
 	  .summary = "check the image, make a paused VM from it",

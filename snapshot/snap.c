@@ -59,8 +59,9 @@ void snap_progress_init(struct snap_progress *pr, const char *what)
 	pr->shown = false;
 }
 
-/* Redraws the bar at most four times a second (the serial line is slow) and
- * polls for Ctrl-C. */
+/* Draws the bar once the work has taken half a second (a shorter one gets
+ * none), then at most four times a second (the serial line is slow); polls
+ * for Ctrl-C. */
 int snap_progress(void *ctx, u64 done, u64 total)
 {
 	struct snap_progress *pr = ctx;
@@ -68,7 +69,9 @@ int snap_progress(void *ctx, u64 done, u64 total)
 
 	if (shell_interrupted())
 		return -ECANCELED;
-	if (now - pr->last >= 250000 || (done == total && pr->shown)) {
+	if (!pr->shown && now - pr->start < 500000)
+		return 0;
+	if (now - pr->last >= 250000 || !pr->shown || done == total) {
 		shell_progress(pr->what, done, total, pr->start);
 		pr->last = now;
 		pr->shown = true;
@@ -267,6 +270,29 @@ static int save_write(struct snap_sink *s, u64 off, const void *buf, u64 len)
 
 static void *guest_page(void *ctx, u64 gpa) { return gpa_to_hva(ctx, gpa, PAGE_SIZE); }
 
+/* One bar over a save, the scan of guest RAM and then the image's write, in
+ * bytes of work: the RAM scanned plus the image written. While the scan runs
+ * the image's size is guessed from the share of pages it found to store. */
+static struct {
+	struct snap_progress pr;
+	u64 ram; /* bytes the scan covers */
+	bool writing;
+} save_pr;
+
+static int save_progress(void *ctx, u64 done, u64 total)
+{
+	u64 guess = total;
+
+	(void)ctx;
+	if (save_pr.writing)
+		return snap_progress(&save_pr.pr, save_pr.ram + done, save_pr.ram + total);
+	save_pr.ram = total;
+	if (done >= PAGE_SIZE)
+		guess = image.region[0].stored * (total / PAGE_SIZE) / (done / PAGE_SIZE) *
+			PAGE_SIZE;
+	return snap_progress(&save_pr.pr, done, total + guess);
+}
+
 static u32 snap_vm_state(enum vm_state st)
 {
 	switch (st) {
@@ -279,7 +305,7 @@ static u32 snap_vm_state(enum vm_state st)
 	case VM_EXITED:
 		return SNAP_VM_EXITED;
 	case VM_STOPPED:
-	case VM_OFF: /* its stop_reason says "powered off" */
+	case VM_OFF: /* its stop_reason begins with VM_OFF_REASON */
 		return SNAP_VM_STOPPED;
 	case VM_CREATED:
 		return SNAP_VM_CREATED;
@@ -313,8 +339,7 @@ static void capture_devices(struct vm *vm)
  * zero, a good part of the freeze for a large guest). */
 static int capture(struct vm *vm, enum vm_state was, const char *name, bool child, u64 *scan_us)
 {
-	struct snap_progress pr;
-	u64 *changed = NULL;
+	u64 *changed = NULL, t0;
 	int ret;
 
 	memset(&image, 0, sizeof(image));
@@ -355,7 +380,8 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, bool chil
 	if (ret) {
 		return shell_error(ret, "no memory for the page bitmap of VM %d", vm->id);
 	}
-	snap_progress_init(&pr, "scan");
+	t0 = ticks();
+	save_pr.writing = false;
 	if (child) {
 		/* Only the pages changed since the parent, zero or not. */
 		image.parent = &save_parent;
@@ -363,13 +389,14 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, bool chil
 		if (ret)
 			return ret;
 		ret = snap_region_scan_changed(&image.region[0], changed, guest_page, vm,
-					       snap_progress, &pr);
+					       save_progress, NULL);
 		snap_incr_free(vm, changed);
 	} else {
-		ret = snap_region_scan(&image.region[0], guest_page, vm, snap_progress, &pr);
+		ret = snap_region_scan(&image.region[0], guest_page, vm, save_progress, NULL);
 	}
-	snap_progress_done(&pr);
-	*scan_us = ticks() - pr.start;
+	*scan_us = ticks() - t0;
+	if (ret) /* else the bar goes on through the write */
+		snap_progress_done(&save_pr.pr);
 	if (ret == -ECANCELED)
 		printk("snap save: cancelled; nothing was committed, earlier snapshots are intact\n");
 	else if (ret)
@@ -413,23 +440,24 @@ static int save_store(struct blkdev *dev, int index)
 
 static int write_image(struct vm *vm, struct save_io *io, u64 *elapsed)
 {
-	struct snap_progress pr;
 	struct snap_sink sink = {
 		.write = save_write,
-		.progress = snap_progress,
-		.progress_ctx = &pr,
+		.progress = save_progress,
 		.ctx = io,
 		.stage_size = SNAP_STAGE,
 	};
+	u64 t0 = ticks();
 	int ret;
 
+	save_pr.writing = true;
 	sink.stage = snap_mem_alloc(SNAP_STAGE);
-	if (!sink.stage)
+	if (!sink.stage) {
+		snap_progress_done(&save_pr.pr);
 		return -ENOMEM;
-	snap_progress_init(&pr, "save");
+	}
 	ret = snap_image_write(&image, &sink, guest_page, vm);
-	snap_progress_done(&pr);
-	*elapsed = ticks() - pr.start;
+	snap_progress_done(&save_pr.pr);
+	*elapsed = ticks() - t0;
 	snap_mem_free(sink.stage, SNAP_STAGE);
 	return ret;
 }
@@ -472,7 +500,9 @@ static void save_json(struct vm *vm, const char *name, int index, const struct s
 	json_obj_end(j);
 }
 
-static int save_image(struct vm *vm, const char *name, int index, struct save_stats *st)
+/* Writes the image into free space and commits it; `old` >= 0 is the entry
+ * of the same name it replaces in that one commit (--replace). */
+static int save_image(struct vm *vm, const char *name, int index, int old, struct save_stats *st)
 {
 	char need[32], big[32], all[32];
 	struct snap_entry e = { 0 };
@@ -483,9 +513,11 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	int ret;
 
 	if (!total) {
+		snap_progress_done(&save_pr.pr); /* the scan's bar ends before an error */
 		return shell_error(-EINVAL, "VM %d cannot be described as an image", vm->id);
 	}
 	if (snap_store_alloc(&snap_store, total, &io.start)) {
+		snap_progress_done(&save_pr.pr);
 		snap_store_space(&snap_store, &free_blocks, &largest);
 		format_size(need, sizeof(need), total);
 		format_size(big, sizeof(big), largest * SNAP_BLOCK);
@@ -522,7 +554,7 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	e.vm_id = (u16)vm->id;
 	e.vcpus = (u16)vm->nvcpus;
 	t0 = ticks();
-	ret = snap_store_add(&snap_store, &e);
+	ret = old >= 0 ? snap_store_replace(&snap_store, &e, old) : snap_store_add(&snap_store, &e);
 	st->commit_us = ticks() - t0;
 	if (ret && snap_store.unsure)
 		shell_error(
@@ -540,7 +572,7 @@ static int save_image(struct vm *vm, const char *name, int index, struct save_st
 	return ret;
 }
 
-int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent)
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace)
 {
 	struct vm *vm = vm_get(vm_id);
 	struct blkdev *dev;
@@ -549,7 +581,7 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	char img[32], mem[32], rate[32];
 	u64 t0, c0, frozen;
 	bool paused = false;
-	int index, ret;
+	int index, old = -1, ret;
 
 	if (!snap_name_valid(name)) {
 		return shell_error(-EINVAL,
@@ -571,12 +603,21 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	ret = save_store(dev, index);
 	if (ret)
 		return ret;
-	if (snap_store_find(&snap_store, name) >= 0) {
+	if (replace)
+		old = snap_store_find(&snap_store, name);
+	else if (snap_store_find(&snap_store, name) >= 0) {
 		return shell_error(-EEXIST,
 				   "'%s' exists on disk %d already;\n"
-				   "  'snap delete %s' first, or pick another name",
-				   name, index, name);
+				   "  pick another name, or add --replace",
+				   name, index);
 	}
+	if (old >= 0 && parent && !strcmp(parent, name)) {
+		return shell_error(-EINVAL, "'%s' cannot build on the image it replaces", name);
+	}
+	/* Children hold only what changed since it: replaced, they would name
+	 * an image that is gone. */
+	if (old >= 0 && snap_refuse_parent(name, old, "replace"))
+		return -EBUSY;
 
 	if (parent && snap_incr_parent(vm, parent, &save_parent))
 		return -EINVAL;
@@ -599,9 +640,10 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 			return ret;
 		paused = true;
 	}
+	snap_progress_init(&save_pr.pr, "save");
 	ret = capture(vm, was, name, parent != NULL, &st.scan_us);
 	if (!ret)
-		ret = save_image(vm, name, index, &st);
+		ret = save_image(vm, name, index, old, &st);
 	snap_region_release(&image.region[0]);
 	/* Still paused: its dirty log counts from this image on. */
 	if (!ret)
@@ -776,8 +818,10 @@ int snap_restore_commit(struct vm *vm, struct snap_parsed *p, const struct vcpu_
 		vm->state = VM_EXITED;
 		vm->exit_code = (int)p->dev.exit_code;
 		break;
-	case SNAP_VM_STOPPED:
-		vm->state = VM_STOPPED;
+	case SNAP_VM_STOPPED: /* or powered off, as its reason says */
+		vm->state = strncmp(p->dev.stop_reason, VM_OFF_REASON, strlen(VM_OFF_REASON)) ?
+				    VM_STOPPED :
+				    VM_OFF;
 		strlcpy(vm->stop_reason, p->dev.stop_reason, sizeof(vm->stop_reason));
 		break;
 	default:
@@ -852,6 +896,8 @@ static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zero
 		rs.prev_id = parsed.info.image_id;
 		rs.prev_crc = crc32c(0, parsed.hdr_raw, SNAP_HEADER_SIZE);
 	}
+	if (!ret) /* a bar drawn ends at 100 % (the last blocks carry no pages) */
+		(void)snap_progress(&cp.pr, cp.total, cp.total);
 	snap_progress_done(&cp.pr);
 	if (!ret) {
 		ret = snap_restore_commit(rs.vm, &parsed, vstate);
@@ -923,8 +969,9 @@ int snap_restore(const char *name, const char *disk_opt)
 		return ret;
 	if (vm->state == VM_EXITED)
 		snprintf(how, sizeof(how), "exited with code %d, as it was saved", vm->exit_code);
-	else if (vm->state == VM_STOPPED)
-		strlcpy(how, "stopped, as it was saved ('vm info' says why)", sizeof(how));
+	else if (vm->state == VM_STOPPED || vm->state == VM_OFF)
+		snprintf(how, sizeof(how), "%s, as it was saved ('vm info' says why)",
+			 vm_state_name(vm->state));
 	else
 		snprintf(how, sizeof(how), "paused; 'vm resume %d' runs it", vm->id);
 	/* The rate is the image's size over the whole restore: how fast an image

@@ -54,8 +54,13 @@ u64 snap_wallclock(void);
 /* An identifier for a new store (TSC, ticks and RTC mixed). */
 u64 snap_new_store_id(void);
 
-/* parent: NULL for a full image, or the snapshot a child builds on. */
-int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent);
+/* parent: NULL for a full image, or the snapshot a child builds on. replace:
+ * a snapshot already named `name` gives way in the commit of the new one. */
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace);
+/* 0 when no snapshot builds on entry `entry` of snap_store (named `name`);
+ * else says that `verb` (delete, replace) would orphan them, or that it
+ * cannot tell, and returns -EBUSY or -EIO (snapshot/cmd_snap.c). */
+int snap_refuse_parent(const char *name, int entry, const char *verb);
 int snap_restore(const char *name, const char *disk_opt);
 /* The last step of a restore, after every check passed: the hidden VM gets
  * its devices, the vCPU states vs[] and the state it was saved in, then

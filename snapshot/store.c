@@ -665,6 +665,17 @@ int snap_store_add(struct snap_store *st, const struct snap_entry *e)
 	return commit(st, &add, -1);
 }
 
+int snap_store_replace(struct snap_store *st, const struct snap_entry *e, int index)
+{
+	struct snap_entry add = *e;
+
+	if (index < 0 || (u32)index >= st->count || strcmp(st->entry[index].name, e->name))
+		return store_fail(st, -ENOENT, "no catalog entry '%s' to replace", e->name);
+	add.seq = st->next_seq;
+	add.state = SNAP_STATE_COMPLETE;
+	return commit(st, &add, index);
+}
+
 int snap_store_remove(struct snap_store *st, int index)
 {
 	if (index < 0 || (u32)index >= st->count)

@@ -115,6 +115,10 @@ int snap_store_write(struct snap_store *st, u64 block, u64 nblocks, const void *
  * other copy still describes the store, so a torn write loses nothing. */
 int snap_store_add(struct snap_store *st, const struct snap_entry *e);
 int snap_store_remove(struct snap_store *st, int index);
+/* One commit that drops entry `index` and adds e, of the same name: until the
+ * new catalog is durable the old one names the old image, whose extent no
+ * allocation could take meanwhile; after it the old extent is free. */
+int snap_store_replace(struct snap_store *st, const struct snap_entry *e, int index);
 
 /* The dd command that copies entry e's image out of the disk image, the
  * same line in `snap info` and `amber-snap info`: "dd skip=N count=M bs=4096". */

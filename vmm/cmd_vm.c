@@ -43,39 +43,92 @@ static struct vm *arg_vm(int argc, char **argv)
 	return vm_from_arg(argv[2]);
 }
 
+/* What `img` holds, as `vm images` names it, into kind[len]: a kernel, an
+ * initrd, the boot script (kernel/ctl.c) or a fuzzing corpus (vm create
+ * inputs=, vmm/fuzzinput.h). */
+static void image_kind_name(const struct guest_image *img, char *kind, size_t len)
+{
+	static struct fuzz_corpus corpus; /* too large for the stack; shell only */
+	const char *what;
+
+	switch (image_kind(img->data, img->size, &what)) {
+	case IMAGE_LINUX:
+		strlcpy(kind, "Linux kernel", len);
+		return;
+	case IMAGE_MULTIBOOT:
+		strlcpy(kind, "Multiboot", len);
+		return;
+	case IMAGE_INITRD:
+		snprintf(kind, len, "initrd (%s)", what);
+		return;
+	default:
+		break;
+	}
+	if (img->module && !strcmp(img->name, CTL_RC_NAME))
+		strlcpy(kind, "boot script", len);
+	else if (!fuzz_corpus_parse(&corpus, img->data, img->size, &what))
+		strlcpy(kind, "fuzz corpus", len);
+	else
+		strlcpy(kind, "unknown", len);
+}
+
+#define IMAGES_TEXT_COL 45 /* `vm images`: where PURPOSE starts */
+
+/* `vm images NAME`: everything known about one image, one fact a line. */
+static int image_detail(const char *name)
+{
+	const struct guest_image *img = guest_image_find(name);
+	char size[24], kind[24];
+
+	if (!img)
+		return shell_error(-ENOENT, "no guest image '%s'; 'vm images' lists them", name);
+	image_kind_name(img, kind, sizeof(kind));
+	format_size(size, sizeof(size), img->size);
+	printk("%s: %s, %s, %s\n", img->name, kind, size,
+	       img->module ? "a Multiboot module" : "built in");
+	if (img->purpose[0])
+		shell_wrap("  purpose:", 12, img->purpose);
+	shell_wrap("  default:", 12, img->cmdline[0] ? img->cmdline : "(no arguments)");
+	if (img->usage[0])
+		shell_wrap("  words:", 12, img->usage);
+	if (!strcmp(kind, "fuzz corpus"))
+		printk("  for 'vm create fuzz inputs=%s'\n", img->name);
+	else if (!strcmp(kind, "boot script"))
+		printk("  ran at boot, one shell command a line\n");
+	return 0;
+}
+
 static int cmd_images(int argc, char **argv)
 {
 	int n = guest_image_count();
 
+	if (argc == 3)
+		return image_detail(argv[2]);
 	if (argc != 2)
 		return shell_usage("vm");
 	if (!n) {
 		printk("no guest images (no built-in guests, no Multiboot modules)\n");
 		return 0;
 	}
-	printk("%-18s %10s  %-9s %-14s %s\n", "NAME", "SIZE", "FROM", "KIND", "DEFAULT ARGUMENTS");
+	/* A line per image, its default arguments on a second one when it has
+	 * any; 'vm images NAME' gives the words it understands. */
+	printk("%-10s %9s  %-8s %-13s %s\n", "NAME", "SIZE", "FROM", "KIND", "PURPOSE");
 	for (int i = 0; i < n; i++) {
 		const struct guest_image *img = guest_image_at(i);
-		char size[24], kind[24], head[64];
-		const char *what;
+		char size[24], kind[24], head[80], line[96];
 
-		switch (image_kind(img->data, img->size, &what)) {
-		case IMAGE_LINUX:
-			strlcpy(kind, "Linux kernel", sizeof(kind));
-			break;
-		case IMAGE_MULTIBOOT:
-			strlcpy(kind, "Multiboot", sizeof(kind));
-			break;
-		case IMAGE_INITRD:
-			snprintf(kind, sizeof(kind), "initrd (%s)", what);
-			break;
-		default:
-			strlcpy(kind, "unknown", sizeof(kind));
-		}
+		image_kind_name(img, kind, sizeof(kind));
 		format_size(size, sizeof(size), img->size);
-		snprintf(head, sizeof(head), "%-18s %10s  %-9s %-14s", img->name, size,
+		snprintf(head, sizeof(head), "%-10s %9s  %-8s %-13s", img->name, size,
 			 img->module ? "module" : "built-in", kind);
-		shell_wrap(head, (int)strlen(head) + 1, img->cmdline); /* 80 columns */
+		if (img->purpose[0] || !img->cmdline[0]) {
+			shell_wrap(head, IMAGES_TEXT_COL, img->purpose);
+			if (!img->cmdline[0])
+				continue;
+			head[0] = '\0';
+		}
+		snprintf(line, sizeof(line), "%-*s args:", IMAGES_TEXT_COL - 1, head);
+		shell_wrap(line, IMAGES_TEXT_COL + 6, img->cmdline);
 	}
 	return 0;
 }
@@ -318,8 +371,35 @@ static bool console_input(u8 c, void *ctx)
 	return true;
 }
 
+/*
+ * Attaches the terminal to vm's COM1. A VM that has ended reads nothing more,
+ * so the attach is refused; one that has not started yet would be fed bytes
+ * its boot may throw away (a FIFO reset), so it is refused too, saying what
+ * to do. A paused VM is attached, with a line saying that typed bytes wait in
+ * its receive buffer until it resumes: that is how a key is put in front of
+ * a guest at an exact point (after `snap restore`, before `vm resume`), and
+ * the waiting bytes are device state a snapshot keeps.
+ */
 static int cmd_console(struct vm *vm)
 {
+	switch (vm->state) {
+	case VM_CREATED:
+		return shell_error(-EINVAL, "vm %d has not started: 'vm start %d' first", vm->id,
+				   vm->id);
+	case VM_EXITED:
+		return shell_error(-EINVAL, "vm %d has exited (code %d) and reads no more input",
+				   vm->id, vm->exit_code);
+	case VM_STOPPED:
+	case VM_OFF:
+		return shell_error(-EINVAL, "vm %d is %s and reads no more input; see 'vm info %d'",
+				   vm->id, vm_state_name(vm->state), vm->id);
+	case VM_PAUSED:
+		printk("vm %d is paused: what you type waits (63 bytes) until 'vm resume %d'\n",
+		       vm->id, vm->id);
+		break;
+	default:
+		break;
+	}
 	vuart_flush(vm);
 	vm->console_attached = true;
 	printk("[attached to vm %d's COM1; Ctrl-] detaches]\n", vm->id);
@@ -450,7 +530,9 @@ static int cmd_vm(int argc, char **argv)
 }
 
 static const struct shell_sub vm_subs[] = {
-	{ .name = "images", .args = "", .summary = "guest images: built-in demos and boot modules" },
+	{ .name = "images",
+	  .args = "[NAME]",
+	  .summary = "guest images and what each is for; NAME: its words" },
 	{ .name = "create",
 	  .args = "IMAGE [OPTION...] [-- ARGS]",
 	  .summary = "a VM that runs IMAGE; it waits for 'vm start'",

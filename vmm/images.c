@@ -12,14 +12,16 @@
 #include "kernel/printk.h"
 #include "vmm/vmm_internal.h"
 
-/* The record tests/guests/image.asm emits: four quadwords. */
+/* The record tests/guests/image.asm emits: six quadwords. */
 struct guest_image_record {
 	const char *name;
 	const u8 *data;
 	u64 size;
 	const char *cmdline;
+	const char *purpose;
+	const char *usage;
 };
-_Static_assert(sizeof(struct guest_image_record) == 32, "matches tests/guests/image.asm");
+_Static_assert(sizeof(struct guest_image_record) == 48, "matches tests/guests/image.asm");
 
 extern const struct guest_image_record __guest_images_start[], __guest_images_end[];
 
@@ -70,7 +72,8 @@ void guest_images_init(void)
 {
 	nimages = 0;
 	for (const struct guest_image_record *r = __guest_images_start; r < __guest_images_end; r++)
-		add(&(struct guest_image){ r->name, r->data, r->size, r->cmdline, false });
+		add(&(struct guest_image){ r->name, r->data, r->size, r->cmdline, false, r->purpose,
+					   r->usage });
 	for (int i = 0; i < boot_info.module_count; i++) {
 		const struct boot_module *m = &boot_info.modules[i];
 
@@ -79,7 +82,7 @@ void guest_images_init(void)
 		if (!module_names[i][0])
 			snprintf(module_names[i], sizeof(module_names[i]), "module%d", i);
 		add(&(struct guest_image){ module_names[i], phys_to_virt(m->start),
-					   m->end - m->start, module_args[i], true });
+					   m->end - m->start, module_args[i], true, "", "" });
 	}
 }
 

@@ -508,7 +508,7 @@ void vm_power_off(struct vm *vm, const char *how)
 		return;
 	vuart_flush(vm);
 	vm->state = VM_OFF;
-	snprintf(vm->stop_reason, sizeof(vm->stop_reason), "the guest powered off (%s)", how);
+	snprintf(vm->stop_reason, sizeof(vm->stop_reason), VM_OFF_REASON " (%s)", how);
 	printk("[vm%d] powered off (%s)\n", vm->id, how);
 }
 

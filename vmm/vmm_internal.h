@@ -185,6 +185,8 @@ struct guest_image {
 	u64 size;
 	const char *cmdline; /* default guest arguments */
 	bool module;	     /* a Multiboot module, not built in */
+	const char *purpose; /* one phrase ("" for a module): tests/guests/guests.mk */
+	const char *usage;   /* the words its command line understands, or "" */
 };
 void guest_images_init(void);
 const struct guest_image *guest_image_find(const char *name);

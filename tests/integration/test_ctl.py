@@ -292,6 +292,9 @@ def test_ctl_boot_script():
 				vm.fail(f"expected /{want}/ in the boot output:\n{text}")
 		if "made by test_ctl" in text:
 			vm.fail("a comment of amber.rc was run")
+		out = vm.cmd_ok("vm images")
+		if not re.search(r"(?m)^amber\.rc\s.*module\s+boot script", out):
+			vm.fail(f"'vm images' should call amber.rc the boot script:\n{out}")
 		# The guests may be done before the program connects: ask, do not wait
 		# for events.
 		end = time.monotonic() + 30

@@ -70,7 +70,7 @@ def test_linux_images_and_refusals():
 	with boot(kernel, initrd, [(short, "")]) as vm:
 		vm.wait_prompt(timeout=60)
 		out = vm.cmd_ok("vm images")
-		for name, kind in (("vmlinuz", r"Linux kernel\s+console=ttyS0"),
+		for name, kind in (("vmlinuz", r"Linux kernel\s+args: console=ttyS0"),
 				   ("initramfs.cpio.gz", r"initrd \(gzip\)"), ("hello", "Multiboot")):
 			if not re.search(rf"(?m)^{re.escape(name)}\s+.*\s{kind}", out):
 				vm.fail(f"'vm images' should list {name} as /{kind}/:\n{out}")

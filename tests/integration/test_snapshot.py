@@ -78,6 +78,24 @@ RESTORE_RE = re.compile(r"restored '\S+' as VM (\d+) in \d+ ms.*\n(?:.*\n)*?  im
 			r"in one pass.*\n(?:.*\n)*?  read: .*\((\d+) bytes\) in \d+ commands")
 
 
+BAR_RE = re.compile(r"([a-z][a-z ]*) \[[# ]{25}\] +(\d+)% +\d+\.\d MiB/s, +\S+(?: s| min)? left")
+
+
+def check_bar(vm, out, what):
+	"""A save or restore of more than about half a second draws one progress
+	bar, named `what`, with percent, rate and time left, ending at 100 %; the
+	scan and the write of a save are one bar. A short one draws none."""
+	m = re.search(r"^(?:saved VM \d+ as|restored) '?.*? in (\d+) ms", out, re.M)
+	if not m:
+		vm.fail(f"no duration in:\n{out}")
+	ms, bars = int(m.group(1)), BAR_RE.findall(out)
+	if (ms >= 900 or bars) and ({b[0] for b in bars} != {what} or bars[-1][1] != "100"):
+		vm.fail(f"{ms} ms: one '{what}' bar to 100 % expected, saw {bars}:\n{out}")
+	if ms < 300 and bars:
+		vm.fail(f"{ms} ms: no bar expected, saw {bars}")
+	return bars
+
+
 def restore(vm, name, extra=""):
 	"""snap restore; returns the new VM's id. The disk must have delivered
 	exactly the image's bytes: each read once (the block layer counts)."""
@@ -85,6 +103,7 @@ def restore(vm, name, extra=""):
 	m = RESTORE_RE.search(out)
 	if not m:
 		vm.fail(f"no summary line in the output of 'snap restore {name}':\n{out}")
+	check_bar(vm, out, "restore")
 	size, nread = int(m.group(2)), int(m.group(3))
 	if nread != size:
 		vm.fail(f"restoring '{name}' read {nread} bytes from the disk for a {size}-byte "
@@ -111,6 +130,7 @@ def save_restore_cycle(vm, memtest_mem, counter_every, pass_timeout):
 
 	out = vm.cmd_ok(f"snap save {mt} mt", timeout=240)
 	expect(vm, r"saved VM \d+ as 'mt'.*running again", out, "the memtest save report")
+	check_bar(vm, out, "save")
 	# The save resumed it: memtest runs on and keeps verifying.
 	memtest_passes(vm, mt, len(vm.seen), 1, pass_timeout)
 	n = pause_counter(vm, ct)
@@ -626,6 +646,25 @@ def test_disk_too_small():
 		vm.cmd_ok("snap verify small", expect=r"intact")
 
 
+@timeout(360)
+def test_progress_bar():
+	"""A save and a restore of 256 MiB of patterns take about half a second
+	or more under TCG: a bar drawn is one for each, with percent, rate and
+	time left, to 100 %; at least one of them draws it."""
+	disk = make_disk(512 << 20)
+	with boot_qemu(disks=[("virtio", disk)], mem="512M") as vm:
+		vm.wait_prompt()
+		mt = start_vm(vm, "memtest", mem="256M")
+		memtest_passes(vm, mt, 0, 1, 240)
+		out = vm.cmd_ok(f"snap save {mt} big", timeout=180)
+		drawn = check_bar(vm, out, "save")
+		vm.cmd_ok(f"vm kill {mt}")
+		out = vm.cmd_ok("snap restore big", timeout=180)
+		drawn += check_bar(vm, out, "restore")
+		if not drawn:
+			vm.fail("neither the save nor the restore drew a bar: none was checked")
+
+
 @timeout(180)
 def test_errors_and_cancel():
 	with boot_qemu(disks=[]) as vm:
@@ -640,7 +679,17 @@ def test_errors_and_cancel():
 		ct = start_vm(vm, "counter", args="every=20000000")
 		vm.cmd_ok(f"snap save {ct} keep", timeout=60)
 		out = vm.cmd(f"snap save {ct} keep", timeout=60)
-		expect(vm, r"^error: snap save: 'keep' exists on disk 0 already;", out, "'name exists'")
+		expect(vm, r"^error: snap save: 'keep' exists on disk 0 already;\n.*--replace", out,
+		       "'name exists'")
+		# --replace: the new image is committed in place of the old one, one
+		# entry of that name is left and it is whole.
+		vm.cmd_ok(f"snap save {ct} keep --replace", timeout=60, expect=r"saved VM")
+		out = vm.cmd_ok("snap list")
+		if len(re.findall(r"(?m)^\s+keep\s", out)) != 1:
+			vm.fail(f"one 'keep' should be listed after --replace:\n{out}")
+		out = vm.cmd(f"snap save {ct} keep --replace --parent keep", timeout=60)
+		expect(vm, r"^error: snap save: 'keep' cannot build on the image it replaces", out,
+		       "'--replace' of its own parent refused")
 		out = vm.cmd("snap restore nosuch")
 		expect(vm, r"^error: snap restore: there is no snapshot 'nosuch'", out, "'no snapshot'")
 		out = vm.cmd("snap format 0")

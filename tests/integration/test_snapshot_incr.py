@@ -125,6 +125,8 @@ def test_chain_saved_killed_restored():
 		refused(vm, "snap delete base", r"a snapshot builds on 'base': 'c1';\s+delete it first; 'base' is "
 			r"still there", "c1 depends on it")
 		refused(vm, "snap delete c2", r"builds on 'c2': 'c3'", "c3 depends on it")
+		refused(vm, f"snap save {vid} c2 --replace", r"builds on 'c2': 'c3';\s+delete it first, "
+			r"or save under another name; 'c2' is still there", "c3 depends on it")
 
 		vm.cmd_ok(f"vm kill {vid}")
 		v3 = restore_chain(vm, "c3", 4)

@@ -153,6 +153,18 @@ def case_images(vm, backend):
 	for g in GUESTS:
 		if not re.search(rf"(?m)^{g}\s+\S+ \S+\s+built-in", out):
 			vm.fail(f"built-in guest '{g}' missing from 'vm images':\n{out}")
+	# Each says what it is for (tests/guests/guests.mk *_PURPOSE), its default
+	# arguments beneath; `vm images hostile` names its misbehaviours.
+	for regex in (r"(?m)^hello\s.*built-in\s+Multiboot\s+greets on COM1",
+		      r"(?m)^memtest\s.*fills RAM.*\r?\n\s{40,}args: seed=1\r?$"):
+		if not re.search(regex, out):
+			vm.fail(f"'vm images' should match /{regex}/:\n{out}")
+	out = out_ok(vm, "vm images hostile")
+	if not re.search(r"(?s)purpose: +misbehaves.*words: .*oob-read.*irq-storm", out):
+		vm.fail(f"'vm images hostile' should list its misbehaviours:\n{out}")
+	out = vm.cmd("vm images nosuch")
+	if "error: vm images: no guest image 'nosuch'" not in out:
+		vm.fail(f"'vm images nosuch' should say there is no such image:\n{out}")
 
 
 @case()
@@ -607,6 +619,28 @@ def case_console(vm, backend):
 	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=backend.t(20))
 	vm.send("\x1d")
 	vm.wait_prompt(timeout=10)
+	# A VM that is not running says so: ended or not started, no attach; a
+	# paused one attaches and what is typed waits for its resume.
+	out = vm.cmd(f"vm console {vid}")
+	if f"vm {vid} has exited (code 0) and reads no more input" not in out:
+		vm.fail(f"'vm console' of an exited VM should refuse, saying so:\n{out}")
+	vid = create(vm, "hello -- echo")
+	out = vm.cmd(f"vm console {vid}")
+	if f"vm {vid} has not started: 'vm start {vid}' first" not in out:
+		vm.fail(f"'vm console' of a VM not started should refuse, saying so:\n{out}")
+	start(vm, vid)
+	vm.wait_for(rf"\[vm{vid}\] hello: type a line", timeout=backend.t(20))
+	out_ok(vm, f"vm pause {vid}", expect="paused")
+	vm.send(f"vm console {vid}\r")
+	vm.wait_for(rf"vm {vid} is paused: what you type waits .* until 'vm resume {vid}'",
+		    timeout=10)
+	vm.wait_for(r"Ctrl-\] detaches", timeout=10)
+	vm.send("early\r", pace=0.02)
+	vm.send("\x1d")
+	vm.wait_prompt(timeout=10)
+	out_ok(vm, f"vm resume {vid}")
+	vm.wait_for(rf"\[vm{vid}\] hello: you typed 'early'", timeout=backend.t(20))
+	out_ok(vm, f"vm kill {vid}")
 
 
 @case()
@@ -1108,6 +1142,9 @@ def case_hypercall_ud(vm, backend):
 	if m.group(1).split() != ["-14", "-38", "-2", "-22"]:
 		vm.fail(f"-14 -38 -2 -22 (EFAULT ENOSYS ENOENT EINVAL) expected: {m.group(1)}")
 	vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=backend.t(10))
+	out = out_ok(vm, "vm images")
+	if not re.search(r"(?m)^corpus\.bin\s.*module\s+fuzz corpus", out):
+		vm.fail(f"'vm images' should call corpus.bin a fuzz corpus:\n{out}")
 	out = vm.cmd("vm create fuzz inputs=nosuch.bin")
 	if "no image 'nosuch.bin'" not in out or "created vm" in out:
 		vm.fail(f"inputs= naming no image should be refused:\n{out}")

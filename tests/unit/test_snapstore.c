@@ -2,6 +2,7 @@
  * Host unit tests of the snapshot store (snapshot/store.c) on an in-memory disk
  * that can tear a write or fail a flush: format, commit and reopen, a torn
  * catalog write falling back to the other copy, a full disk, delete and reuse,
+ * replacing an image in one commit,
  * damaged metadata, 4 KiB sectors, and a real image written through the store.
  * Host only (ASan/UBSan).
  */
@@ -544,6 +545,91 @@ static void test_guard_without_superblock(void)
 	free(m.data);
 }
 
+/* Writes a fake image like save_fake and commits it in place of `name`. */
+static int replace_fake(struct snap_store *s, const char *name, u64 size, u8 fill)
+{
+	struct snap_entry e;
+	u64 start;
+	u8 *buf;
+	int ret = snap_store_alloc(s, size, &start);
+
+	if (ret)
+		return ret;
+	buf = malloc(size);
+	memset(buf, fill, size);
+	ret = snap_store_write(s, start, size / SNAP_BLOCK, buf);
+	free(buf);
+	if (ret)
+		return ret;
+	e = make_entry(name, start, size);
+	return snap_store_replace(s, &e, snap_store_find(s, name));
+}
+
+/* `snap save --replace`: the new image goes beside the old one, one catalog
+ * commit swaps them; a torn image or catalog write keeps the old one. */
+static void test_replace(void)
+{
+	struct memdisk m;
+	u64 old_start, free_blocks, largest;
+
+	md_init(&m, 2 << 20, 512); /* 1 MiB for images */
+	CHECK_EQ(snap_store_format(&st, &m.dev, 13), 0);
+	CHECK_EQ(save_fake(&st, "a", 256 * 1024, 0xA1), 0);
+	CHECK_EQ(save_fake(&st, "b", 64 * 1024, 0xB2), 0);
+	old_start = st.entry[snap_store_find(&st, "a")].start_block;
+
+	/* Torn in the image: nothing committed, the old 'a' is whole. */
+	m.tear_after = 2;
+	CHECK(replace_fake(&st, "a", 256 * 1024, 0xA2) != 0);
+	m.tear_after = -1;
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK_EQ(st.count, 2);
+	CHECK(image_holds(&st, "a", 0xA1));
+
+	/* Power lost at the catalog write (a catalog this small fits in one
+	 * sector, so any part of it that lands is all of it): the copy in use
+	 * still names the old 'a'. */
+	{
+		struct snap_entry e;
+		u64 start;
+		u8 *buf = malloc(256 * 1024);
+
+		CHECK_EQ(snap_store_alloc(&st, 256 * 1024, &start), 0);
+		CHECK(start != old_start);
+		memset(buf, 0xA3, 256 * 1024);
+		CHECK_EQ(snap_store_write(&st, start, 64, buf), 0);
+		free(buf);
+		m.tear_after = 0;
+		e = make_entry("a", start, 256 * 1024);
+		CHECK_EQ(snap_store_replace(&st, &e, snap_store_find(&st, "a")), -EIO);
+		m.tear_after = -1;
+	}
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK_EQ(st.count, 2);
+	CHECK(image_holds(&st, "a", 0xA1));
+
+	/* Done: one entry named 'a', the new image, the old extent free. */
+	CHECK_EQ(replace_fake(&st, "a", 256 * 1024, 0xA4), 0);
+	CHECK_EQ(snap_store_open(&st, &m.dev), 0);
+	CHECK_EQ(st.count, 2);
+	CHECK(image_holds(&st, "a", 0xA4));
+	CHECK(image_holds(&st, "b", 0xB2));
+	CHECK(st.entry[snap_store_find(&st, "a")].start_block != old_start);
+	snap_store_space(&st, &free_blocks, &largest);
+	CHECK_EQ(free_blocks, 256 - 64 - 16);
+	/* Room for the new image is needed beside the old one. */
+	CHECK_EQ(replace_fake(&st, "a", 768 * 1024, 0xA5), -ENOSPC);
+	CHECK(image_holds(&st, "a", 0xA4));
+	/* Only an entry of that name is replaced. */
+	{
+		struct snap_entry e = make_entry("c", old_start, 4096);
+
+		CHECK_EQ(snap_store_replace(&st, &e, snap_store_find(&st, "a")), -ENOENT);
+		CHECK_EQ(snap_store_replace(&st, &e, -ENOENT), -ENOENT);
+	}
+	free(m.data);
+}
+
 int main(void)
 {
 	blkdev_set_guard(snap_store_present);
@@ -552,6 +638,7 @@ int main(void)
 	test_torn_catalog();
 	test_disk_full();
 	test_catalog_full();
+	test_replace();
 	test_real_image();
 	test_damaged_catalog_recovery();
 	test_recovery_overlap();
