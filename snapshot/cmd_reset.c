@@ -203,18 +203,9 @@ static int take_from_image(struct vm *vm, const char *name, const char *disk_opt
 	u64 t0 = ticks();
 	int index, entry, ret;
 
-	dev = snap_pick_disk(disk_opt, &index);
-	if (!dev)
-		return -ENODEV;
-	ret = snap_open_store(dev, index);
-	if (ret)
-		return ret;
-	entry = snap_store_find(&snap_store, name);
-	if (entry < 0) {
-		printk("error: snap reset: no snapshot '%s' on disk %d (%s) (see 'snap list')\n",
-		       name, index, dev->name);
-		return -ENOENT;
-	}
+	entry = snap_open_entry(name, disk_opt, &dev, &index);
+	if (entry < 0)
+		return entry;
 	il.b = fastreset_alloc(vm);
 	if (!il.b) {
 		say_no_memory(vm);

@@ -13,23 +13,6 @@
 
 static struct snap_parsed info_parsed;
 
-/* Opens the store on the chosen disk and finds `name` in it. */
-static int open_entry(const char *name, const char *disk_opt, int *index)
-{
-	struct blkdev *dev = snap_pick_disk(disk_opt, index);
-	int entry, ret;
-
-	if (!dev)
-		return -ENODEV;
-	ret = snap_open_store(dev, *index);
-	if (ret)
-		return ret;
-	entry = snap_store_find(&snap_store, name);
-	if (entry < 0)
-		return shell_err_no_snap(name, *index, dev->name);
-	return entry;
-}
-
 static const char *entry_state(u32 i)
 {
 	const struct snap_entry *e = &snap_store.entry[i];
@@ -178,9 +161,10 @@ static int snap_info(const char *name, const char *disk_opt)
 	struct snap_source src;
 	const struct snap_entry *e;
 	char size[32], dd[64];
+	struct blkdev *dev;
 	int index, entry, ret;
 
-	entry = open_entry(name, disk_opt, &index);
+	entry = snap_open_entry(name, disk_opt, &dev, &index);
 	if (entry < 0)
 		return entry;
 	e = &snap_store.entry[entry];
@@ -266,10 +250,11 @@ static int verify_image(const char *name, int entry)
 static int snap_verify(const char *name, const char *disk_opt)
 {
 	static int chain[SNAP_MAX_CHAIN];
+	struct blkdev *dev;
 	int index, entry, ret, bad = 0;
 	u32 n;
 
-	entry = open_entry(name, disk_opt, &index);
+	entry = snap_open_entry(name, disk_opt, &dev, &index);
 	if (entry < 0)
 		return entry;
 	ret = snap_incr_chain(entry, chain, &n, "snap verify");
@@ -325,9 +310,10 @@ int snap_refuse_parent(const char *name, int entry, const char *verb)
 static int snap_delete(const char *name, const char *disk_opt)
 {
 	char size[32];
+	struct blkdev *dev;
 	int index, entry, ret, vm;
 
-	entry = open_entry(name, disk_opt, &index);
+	entry = snap_open_entry(name, disk_opt, &dev, &index);
 	if (entry < 0)
 		return entry;
 	ret = snap_refuse_parent(name, entry, "delete");

@@ -393,18 +393,9 @@ int snap_restore_lazy(const char *name, const char *disk_opt)
 	u64 t0, c0, b0;
 	int index, entry, ret;
 
-	dev = snap_pick_disk(disk_opt, &index);
-	if (!dev)
-		return -ENODEV;
-	ret = snap_open_store(dev, index);
-	if (ret)
-		return ret;
-	entry = snap_store_find(&snap_store, name);
-	if (entry < 0) {
-		printk("error: snap restore: no snapshot '%s' on disk %d (%s) (see 'snap list')\n",
-		       name, index, dev->name);
-		return -ENOENT;
-	}
+	entry = snap_open_entry(name, disk_opt, &dev, &index);
+	if (entry < 0)
+		return entry;
 	e = &snap_store.entry[entry];
 	ret = snap_source_get(&src, entry);
 	if (ret)

@@ -174,6 +174,22 @@ int snap_open_store(struct blkdev *dev, int index)
 	return snap_open_report(snap_store_open_shell(dev), dev, index);
 }
 
+int snap_open_entry(const char *name, const char *disk_opt, struct blkdev **dev, int *index)
+{
+	int entry, ret;
+
+	*dev = snap_pick_disk(disk_opt, index);
+	if (!*dev)
+		return -ENODEV;
+	ret = snap_open_store(*dev, *index);
+	if (ret)
+		return ret;
+	entry = snap_store_find(&snap_store, name);
+	if (entry < 0)
+		return shell_err_no_snap(name, *index, (*dev)->name);
+	return entry;
+}
+
 struct entry_io {
 	u64 start;  /* first block of the image */
 	u8 *bounce; /* one block, for reads that are not whole blocks */
@@ -931,16 +947,9 @@ int snap_restore(const char *name, const char *disk_opt)
 	int index, entry, ret;
 	u32 n;
 
-	dev = snap_pick_disk(disk_opt, &index);
-	if (!dev)
-		return -ENODEV;
-	ret = snap_open_store(dev, index);
-	if (ret)
-		return ret;
-	entry = snap_store_find(&snap_store, name);
-	if (entry < 0) {
-		return shell_err_no_snap(name, index, dev->name);
-	}
+	entry = snap_open_entry(name, disk_opt, &dev, &index);
+	if (entry < 0)
+		return entry;
 	/* A child needs its whole chain, checked link by link first. */
 	ret = snap_incr_chain(entry, chain, &n, "snap restore");
 	if (ret) {

@@ -29,6 +29,9 @@ int snap_store_open_shell(struct blkdev *dev);
 int snap_open_report(int ret, struct blkdev *dev, int index);
 /* Opens the store on dev into snap_store; prints a clear error otherwise. */
 int snap_open_store(struct blkdev *dev, int index);
+/* Picks the disk (disk=N or the default), opens its store and finds `name`:
+ * its catalog entry, or a negative errno after saying why. */
+int snap_open_entry(const char *name, const char *disk_opt, struct blkdev **dev, int *index);
 
 /* A source reading catalog entry `entry` of snap_store. Release with
  * snap_source_put(). */
