@@ -8,6 +8,7 @@
 # parent that is missing or another image of the same name refused with nothing
 # changed; amber-snap reading the chains. The VT-x backend (EPT dirty flags)
 # in Bochs with an ATA disk, and a chain begun there finished on AMD-V.
+import json
 import os
 import re
 import struct
@@ -186,9 +187,11 @@ def test_chain_saved_killed_restored():
 
 	# One bit of c2's last changed page: the restore of c3 reads base and c1
 	# into the hidden VM, finds c2 damaged, and leaves nothing behind.
-	m = re.search(r"(?m)^\s+`-c2\s+\S+\s+\d+\s+\d+\s+(\d+)\s.*?\s(\d+) #", listing)
-	assert m, listing
-	size, base = int(m.group(1)), int(m.group(2))
+	r = subprocess.run([AMBER_SNAP, "list", disk, "--json"], capture_output=True, text=True,
+			   timeout=60)
+	c2 = [e for e in json.loads(r.stdout)["snapshots"] if e["name"] == "c2"]
+	assert c2, f"no c2 in 'amber-snap list --json':\n{r.stdout}\n{listing}"
+	size, base = c2[0]["size"], c2[0]["offset"]
 	with open(disk, "r+b") as f:
 		pos = 64
 		while pos < size:
