@@ -294,6 +294,9 @@ def test_interrupts_mid_work():
 			start = m.end()
 		if vm_state_of(vm, again) != "running":
 			vm.fail(f"the restored guest should run on:\n{vm.cmd_ok('vm list')}")
+		# Its windows are checked: it goes, or making the next VM (RAM zeroed
+		# by Amber, counted as guest time under icount) would cost it ticks.
+		vm.cmd_ok(f"vm kill {again}")
 		# A guest halted for good (CLI; HLT) is halted again once resumed.
 		h = start_vm(vm, "hello", args="halt")
 		seen_after(vm, 0, rf"\[vm{h}\] halted", 30, "the hello guest halted")
