@@ -13,6 +13,7 @@
 ; and exits 1. SDM Vol. 3A chapter 11 "Advanced Programmable Interrupt
 ; Controller (APIC)".
 %include "guest.inc"
+%include "intr.inc"
 
 APIC         equ 0xFEE00000
 PORT_B       equ 0x61
@@ -316,15 +317,6 @@ x2apic:
 
 ; ---- with interrupts ------------------------------------------------------
 
-; set_gate: IDT entry EAX (vector) -> handler EDX, 32-bit interrupt gate.
-set_gate:
-	mov [idt + eax * 8], dx
-	mov word [idt + eax * 8 + 2], 0x08
-	mov word [idt + eax * 8 + 4], 0x8E00
-	shr edx, 16
-	mov [idt + eax * 8 + 6], dx
-	ret
-
 %macro HANDLER 1
 vec_%1:
 	push eax
@@ -494,15 +486,10 @@ run_windows:
 key_windows: db "windows=", 0
 windows: dd 0
 word_irq: db "irq", 0
-idt_desc:
-	dw 256 * 8 - 1
-	dd idt
 order_n: dd 0
 order: dd 0, 0
 ticks: dd 0
 pit0: dd 0
 apic0: dd 0
-align 8
-idt: times 256 * 8 db 0
 
 GUEST_END

@@ -20,6 +20,7 @@
 ;          idle_iters=A timer_iters=B interrupts=N", the cost being
 ;          (A - B) * D / A / N ticks.
 %include "guest.inc"
+%include "intr.inc"
 
 APIC         equ 0xFEE00000
 TIMER_VEC    equ 0x40
@@ -163,12 +164,9 @@ mmio:
 ; timer_setup: vector TIMER_VEC -> tick_isr, the IDT loaded, the LAPIC
 ; software-enabled, the timer's divider 1 and its count stopped.
 timer_setup:
-	mov eax, tick_isr
-	mov [idt + TIMER_VEC * 8], ax
-	mov word [idt + TIMER_VEC * 8 + 2], 0x08
-	mov word [idt + TIMER_VEC * 8 + 4], 0x8E00 ; 32-bit interrupt gate
-	shr eax, 16
-	mov [idt + TIMER_VEC * 8 + 6], ax
+	mov eax, TIMER_VEC
+	mov edx, tick_isr
+	call set_gate
 	lidt [idt_desc]
 	mov dword [APIC + 0xF0], 0x1FF
 	mov dword [APIC + 0x3E0], 0xB           ; divide by 1
@@ -312,10 +310,5 @@ scratch: dd 0
 t0:	dq 0
 empty:	dq 0
 full:	dq 0
-idt_desc:
-	dw 256 * 8 - 1
-	dd idt
-align 8
-idt: times 256 * 8 db 0
 
 GUEST_END

@@ -26,11 +26,8 @@
 ; ("Mode 2", "Mode 3"); SDM Vol. 3A 6.8.3 "Masking Exceptions and Interrupts
 ; When Switching Stacks" and the STI reference page (the shadow).
 %include "guest.inc"
+%include "intr.inc"
 
-PIC_M_CMD    equ 0x20
-PIC_M_DATA   equ 0x21
-PIC_S_CMD    equ 0xA0
-PIC_S_DATA   equ 0xA1
 PIT_CH0      equ 0x40
 PIT_CH2      equ 0x42
 PIT_CMD      equ 0x43
@@ -239,8 +236,8 @@ main:
 ; cost: the mean TSC ticks of an IRQ0 round trip (window exit, injection,
 ; a handler with one EOI, IRET), over 100 interrupts.
 cost:
-	mov edi, idt + 0x20 * 8
-	mov eax, irq0_lean
+	mov eax, 0x20
+	mov edx, irq0_lean
 	call set_gate
 	mov al, 0x34
 	out PIT_CMD, al
@@ -419,67 +416,26 @@ sync_tick:
 	cli
 	ret
 
-; idt_init: every vector to `unexpected`, then the ones the test uses;
-; 32-bit interrupt gates (IF cleared on entry).
+; idt_init: every vector to `unexpected`, then the ones the test uses.
 idt_init:
-	mov edi, idt
-	mov ecx, 256
-	mov eax, unexpected
-.fill:
+	mov edx, unexpected
+	call idt_fill
+	mov eax, 2
+	mov edx, nmi
 	call set_gate
-	add edi, 8
-	loop .fill
-	mov edi, idt + 2 * 8
-	mov eax, nmi
+	mov eax, 6
+	mov edx, exc_ud
 	call set_gate
-	mov edi, idt + 6 * 8
-	mov eax, exc_ud
+	mov eax, 13
+	mov edx, exc_gp
 	call set_gate
-	mov edi, idt + 13 * 8
-	mov eax, exc_gp
+	mov eax, 0x20
+	mov edx, irq0
 	call set_gate
-	mov edi, idt + 0x20 * 8
-	mov eax, irq0
-	call set_gate
-	mov edi, idt + 0x27 * 8
-	mov eax, spurious
+	mov eax, 0x27
+	mov edx, spurious
 	call set_gate
 	lidt [idt_desc]
-	ret
-
-; set_gate: the gate at EDI points at EAX.
-set_gate:
-	mov [edi], ax
-	mov word [edi + 2], 0x08
-	mov word [edi + 4], 0x8E00
-	push eax
-	shr eax, 16
-	mov [edi + 6], ax
-	pop eax
-	ret
-
-; pic_init: ICW1-4 on both chips (edge, cascade on IR2, vectors 0x20 and
-; 0x28, 8086 mode), everything masked.
-pic_init:
-	mov al, 0x11
-	out PIC_M_CMD, al
-	mov al, 0x20
-	out PIC_M_DATA, al
-	mov al, 0x04
-	out PIC_M_DATA, al
-	mov al, 0x01
-	out PIC_M_DATA, al
-	mov al, 0x11
-	out PIC_S_CMD, al
-	mov al, 0x28
-	out PIC_S_DATA, al
-	mov al, 0x02
-	out PIC_S_DATA, al
-	mov al, 0x01
-	out PIC_S_DATA, al
-	mov al, 0xFF
-	out PIC_S_DATA, al
-	out PIC_M_DATA, al
 	ret
 
 ; wait_irr: spins (IF unchanged) until IRQ0 waits in the master's IRR.
@@ -569,10 +525,5 @@ nmi_again: dd 0
 in_nmi: dd 0
 tsc0: dd 0, 0
 tsc_100ms: dd 0
-idt_desc:
-	dw 256 * 8 - 1
-	dd idt
-align 8
-idt: times 256 * 8 db 0
 
 GUEST_END

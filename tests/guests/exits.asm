@@ -7,6 +7,7 @@
 ; CPUID.80000001H:EDX.RDTSCP[bit 27] = 0"; "MONITOR", "MWAIT": #UD if
 ; CPUID.01H:ECX.MONITOR[bit 3] = 0).
 %include "guest.inc"
+%include "intr.inc"
 
 main:
 	mov esi, word_hidden
@@ -81,12 +82,9 @@ hidden:
 	cpuid
 	test ecx, 1 << 3
 	jnz .offered
-	mov eax, on_ud
-	mov [idt + 6 * 8], ax
-	mov word [idt + 6 * 8 + 2], 0x08
-	mov word [idt + 6 * 8 + 4], 0x8E00      ; 32-bit interrupt gate
-	shr eax, 16
-	mov [idt + 6 * 8 + 6], ax
+	mov eax, 6
+	mov edx, on_ud
+	call set_gate
 	lidt [idt_desc]
 	rdtscp
 	cmp dword [uds], 1
@@ -129,10 +127,5 @@ n_cpuid: dd 0
 n_rdmsr: dd 0
 n_out:	dd 0
 uds:	dd 0
-idt_desc:
-	dw 256 * 8 - 1
-	dd idt
-align 8
-idt: times 256 * 8 db 0
 
 GUEST_END

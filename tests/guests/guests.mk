@@ -65,7 +65,7 @@ fuzz_ARGS :=
 fuzz_PURPOSE := hypercall fuzzer (inputs=IMAGE)
 fuzz_USAGE := check resets=N all | bench resets=N | probe
 
-$(BUILD)/guests/%.bin: tests/guests/%.asm tests/guests/guest.inc tests/guests/tsc.inc
+$(BUILD)/guests/%.bin: tests/guests/%.asm tests/guests/guest.inc tests/guests/intr.inc tests/guests/tsc.inc
 	@mkdir -p $(dir $@)
 	$(call say,NASM,$<)
 	$(Q)$(NASM) -f bin -I tests/guests/ -MD $@.d -MT $@ -o $@ $<

@@ -11,10 +11,10 @@
 ; "ioapic: FAILED" and exits 1. 82093AA datasheet, "I/O Redirection Table
 ; Registers"; SDM Vol. 3A 11.8.5 "Signaling Interrupt Servicing Completion".
 %include "guest.inc"
+%include "intr.inc"
 
 APIC         equ 0xFEE00000
 IOAPIC       equ 0xFEC00000
-PIC_M_DATA   equ 0x21
 PIT_CH0      equ 0x40
 PIT_CMD      equ 0x43
 POLL_MAX     equ 2000000
@@ -183,14 +183,6 @@ main:
 
 ; ---- with interrupts --------------------------------------------------------
 
-set_gate:                                       ; EAX vector, EDX handler
-	mov [idt + eax * 8], dx
-	mov word [idt + eax * 8 + 2], 0x08
-	mov word [idt + eax * 8 + 4], 0x8E00
-	shr edx, 16
-	mov [idt + eax * 8 + 6], dx
-	ret
-
 eoi_isr:                                        ; the polled part's leftovers
 	mov dword [APIC + 0xB0], 0
 	iret
@@ -322,13 +314,8 @@ with_irq:
 	ret
 
 word_irq: db "irq", 0
-idt_desc:
-	dw 256 * 8 - 1
-	dd idt
 edges: dd 0
 levels: dd 0
 helds: dd 0
-align 8
-idt: times 256 * 8 db 0
 
 GUEST_END

@@ -12,11 +12,8 @@
 ; Intel 8259A datasheet ("Poll Command", "Operation Command Words"); Intel
 ; 8254 datasheet ("Mode 0", "Mode 2").
 %include "guest.inc"
+%include "intr.inc"
 
-PIC_M_CMD    equ 0x20
-PIC_M_DATA   equ 0x21
-PIC_S_CMD    equ 0xA0
-PIC_S_DATA   equ 0xA1
 PIT_CH0      equ 0x40
 PIT_CH2      equ 0x42
 PIT_CMD      equ 0x43
@@ -119,30 +116,6 @@ main:
 	cmp eax, [done]
 	jne .window
 	xor eax, eax
-	ret
-
-; pic_init: ICW1-4 on both chips (edge, cascade on IR2, vectors 0x20 and
-; 0x28, 8086 mode), then everything masked.
-pic_init:
-	mov al, 0x11
-	out PIC_M_CMD, al
-	mov al, 0x20
-	out PIC_M_DATA, al
-	mov al, 0x04
-	out PIC_M_DATA, al
-	mov al, 0x01
-	out PIC_M_DATA, al
-	mov al, 0x11
-	out PIC_S_CMD, al
-	mov al, 0x28
-	out PIC_S_DATA, al
-	mov al, 0x02
-	out PIC_S_DATA, al
-	mov al, 0x01
-	out PIC_S_DATA, al
-	mov al, 0xFF
-	out PIC_S_DATA, al
-	out PIC_M_DATA, al
 	ret
 
 ; poll: AL = the master's poll word (bit 7: a request was taken, 2:0 its IR).

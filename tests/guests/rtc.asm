@@ -9,14 +9,11 @@
 ; and exits 1. MC146818A datasheet, "Register A" .. "Register C", "Update
 ; Cycle"; Intel 8259A datasheet, "Operation Command Words".
 %include "guest.inc"
+%include "intr.inc"
 %include "tsc.inc"
 
 CMOS_INDEX   equ 0x70
 CMOS_DATA    equ 0x71
-PIC_M_CMD    equ 0x20
-PIC_M_DATA   equ 0x21
-PIC_S_CMD    equ 0xA0
-PIC_S_DATA   equ 0xA1
 WINDOW_US    equ 500000
 RATE_64HZ    equ 0x2A                           ; DV = 32.768 kHz, RS = 10
 SPIN_FINE    equ 2000                           ; 2-40 us between polls of UIP
@@ -287,27 +284,6 @@ putbcd:
 	add al, '0'
 	call putc
 	pop eax
-	ret
-
-; pic_init: both 8259As initialized (ICW1 clears the IRR), all masked.
-pic_init:
-	mov al, 0x11
-	out PIC_M_CMD, al
-	out PIC_S_CMD, al
-	mov al, 0x20
-	out PIC_M_DATA, al
-	mov al, 0x28
-	out PIC_S_DATA, al
-	mov al, 0x04
-	out PIC_M_DATA, al
-	mov al, 0x02
-	out PIC_S_DATA, al
-	mov al, 0x01
-	out PIC_M_DATA, al
-	out PIC_S_DATA, al
-	mov al, 0xFF
-	out PIC_M_DATA, al
-	out PIC_S_DATA, al
 	ret
 
 ; slave_irr: AL = the slave 8259A's IRR (OCW3).

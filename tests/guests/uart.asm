@@ -9,12 +9,9 @@
 ; PC16550D datasheet, "Interrupt Enable Register", "Interrupt Identification
 ; Register", "FIFO Control Register", "Line Status Register".
 %include "guest.inc"
+%include "intr.inc"
 %include "tsc.inc"
 
-PIC_M_CMD    equ 0x20
-PIC_M_DATA   equ 0x21
-PIC_S_CMD    equ 0xA0
-PIC_S_DATA   equ 0xA1
 U_DATA       equ COM1
 U_IER        equ COM1 + 1
 U_IIR        equ COM1 + 2
@@ -215,12 +212,9 @@ loop_done:
 ; raises no received-data interrupt, only the character timeout. Nothing
 ; else can wake the guest: every other IRQ is masked, no timer runs.
 listen:
-	mov eax, uart_isr
-	mov [idt + 0x24 * 8], ax
-	mov word [idt + 0x24 * 8 + 2], 0x08
-	mov word [idt + 0x24 * 8 + 4], 0x8E00   ; 32-bit interrupt gate
-	shr eax, 16
-	mov [idt + 0x24 * 8 + 6], ax
+	mov eax, 0x24
+	mov edx, uart_isr
+	call set_gate
 	lidt [idt_desc]
 	mov al, 0xEF                            ; IRQ 4 alone
 	out PIC_M_DATA, al
@@ -288,27 +282,6 @@ send:
 	pop edx
 	ret
 
-; pic_init: both 8259As initialized (ICW1 clears the IRR), all masked.
-pic_init:
-	mov al, 0x11
-	out PIC_M_CMD, al
-	out PIC_S_CMD, al
-	mov al, 0x20
-	out PIC_M_DATA, al
-	mov al, 0x28
-	out PIC_S_DATA, al
-	mov al, 0x04
-	out PIC_M_DATA, al
-	mov al, 0x02
-	out PIC_S_DATA, al
-	mov al, 0x01
-	out PIC_M_DATA, al
-	out PIC_S_DATA, al
-	mov al, 0xFF
-	out PIC_M_DATA, al
-	out PIC_S_DATA, al
-	ret
-
 ; master_irr: AL = the master 8259A's IRR (OCW3).
 master_irr:
 	mov al, 0x0A
@@ -324,10 +297,5 @@ heard: times 64 db 0
 heard_len: dd 0
 heard_cr: db 0
 timeouts: dd 0
-idt_desc:
-	dw 256 * 8 - 1
-	dd idt
-align 8
-idt: times 256 * 8 db 0
 
 GUEST_END
