@@ -100,6 +100,7 @@ int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, .
 }
 
 void printk(const char *fmt, ...) {}
+void shell_wrap(const char *head, int indent, const char *text) {}
 u64 vcpu_xcr0_allowed(void) { return 7; }
 /* The local APIC's MSRs (vmm/dev_lapic.c): IA32_APIC_BASE answers with a
  * marker, the x2APIC range refuses (#GP), the rest is not the APIC's. */
@@ -128,6 +129,7 @@ static const struct vm_exit exit_rec = { .kind = VMEXIT_MSR_WRITE, .insn_len = 2
 
 static void reset(void)
 {
+	vm_set_cpu_model(&vm, CPU_MODEL_HOST, NULL, 0);
 	memset(fields, 0, sizeof(fields));
 	memset(field_sets, 0, sizeof(field_sets));
 	whole_gets = whole_sets = advances = injects = fail_with = stopped = 0;
