@@ -176,12 +176,12 @@ struct snap_devices {
 	u64 mem_size; /* bytes of guest RAM */
 	char image[32];
 	char cmdline[128];
-	u64 guest_tsc_hz;      /* the TSC rate the devices' timers convert with */
-	u32 exit_code;	       /* SNAP_VM_EXITED: the code the guest wrote */
-	char stop_reason[160]; /* SNAP_VM_STOPPED: why Amber stopped it */
-	char initrd[32];       /* a Linux guest's initrd image, else "" */
-	u32 cpu_model;	       /* enum cpu_model_id */
-	bool has_cpuid;	       /* the image recorded `cpuid` (0x1B0 bytes) */
+	u64 guest_tsc_hz;	     /* the TSC rate the devices' timers convert with */
+	u32 exit_code;		     /* SNAP_VM_EXITED: the code the guest wrote */
+	char stop_reason[160];	     /* SNAP_VM_STOPPED: why Amber stopped it */
+	char initrd[32];	     /* a Linux guest's initrd image, else "" */
+	u32 cpu_model;		     /* enum cpu_model_id */
+	bool has_cpuid;		     /* the image recorded `cpuid` (0x1B0 bytes) */
 	struct cpuid_features cpuid; /* the features the guest was shown */
 };
 _Static_assert(0x188 + 4 * CPUID_WORDS == 0x1A8, "DEVICES: the feature words end at 0x1A8");

@@ -210,8 +210,8 @@ static int cmd_create(int argc, char **argv)
 		vm_destroy(vm);
 		return -EINVAL;
 	}
-	printk("created vm %d (%s, %lu MiB, %d vCPU%s%s): vm start %d runs it\n", vm->id,
-	       vm->image, vm->mem_size >> 20, vm->nvcpus, model ? ", CPU " : "",
+	printk("created vm %d (%s, %lu MiB, %d vCPU%s%s): vm start %d runs it\n", vm->id, vm->image,
+	       vm->mem_size >> 20, vm->nvcpus, model ? ", CPU " : "",
 	       model ? cpu_model_name((u32)model) : "", vm->id);
 	return 0;
 }
@@ -338,7 +338,8 @@ static int cmd_info(struct vm *vm)
 	shell_wrap("command line:", 14, vm->cmdline);
 	if (vm->boot_layout[0])
 		shell_wrap("boot:", 6, vm->boot_layout);
-	printk("CPU model: %s\n", cpu_model_name(vm->cpu_model) ? cpu_model_name(vm->cpu_model) : "?");
+	printk("CPU model: %s\n",
+	       cpu_model_name(vm->cpu_model) ? cpu_model_name(vm->cpu_model) : "?");
 	vm_info_tsc(vm);
 	if (vm->pager) {
 		char how[200];

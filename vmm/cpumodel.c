@@ -96,9 +96,9 @@
 
 /* Leaf 1 EDX of every x86-64 CPU, less what Amber hides: FPU VME DE PSE TSC
  * MSR PAE CX8 APIC SEP MTRR PGE CMOV PAT PSE36 CLFSH MMX FXSR SSE SSE2. */
-#define F1D_X86_64_BASE                                                                      \
-	(BIT(0) | GENMASK_ULL(6, 2) | BIT(8) | BIT(9) | GENMASK_ULL(13, 11) | GENMASK_ULL(17, 15) | BIT(19) |     \
-	 GENMASK_ULL(26, 23))
+#define F1D_X86_64_BASE \
+	(BIT(0) | GENMASK_ULL(6, 2) | BIT(8) | BIT(9) | GENMASK_ULL(13, 11) | \
+	 GENMASK_ULL(17, 15) | BIT(19) | GENMASK_ULL(26, 23))
 
 /*
  * The portable model: what both test rigs offer a guest, as `cpu` measured it
@@ -209,16 +209,17 @@ static const struct {
 	u32 leaf;
 	u8 sub, reg;
 } word_at[CPUID_WORDS] = {
-	[CPUID_W_1_ECX] = { 1, 0, 2 },		[CPUID_W_1_EDX] = { 1, 0, 3 },
-	[CPUID_W_7_EBX] = { 7, 0, 1 },		[CPUID_W_7_ECX] = { 7, 0, 2 },
-	[CPUID_W_7_EDX] = { 7, 0, 3 },		[CPUID_W_D1_EAX] = { 0xD, 1, 0 },
+	[CPUID_W_1_ECX] = { 1, 0, 2 },		 [CPUID_W_1_EDX] = { 1, 0, 3 },
+	[CPUID_W_7_EBX] = { 7, 0, 1 },		 [CPUID_W_7_ECX] = { 7, 0, 2 },
+	[CPUID_W_7_EDX] = { 7, 0, 3 },		 [CPUID_W_D1_EAX] = { 0xD, 1, 0 },
 	[CPUID_W_81_ECX] = { 0x80000001, 0, 2 }, [CPUID_W_81_EDX] = { 0x80000001, 0, 3 },
 };
 
 static bool word_here(int i, u32 leaf, u32 sub)
 {
 	/* Leaves 1 and 0x80000001 ignore ECX: any sub-leaf is the leaf. */
-	return word_at[i].leaf == leaf && (leaf == 1 || leaf == 0x80000001 || word_at[i].sub == sub);
+	return word_at[i].leaf == leaf &&
+	       (leaf == 1 || leaf == 0x80000001 || word_at[i].sub == sub);
 }
 
 void cpuid_features_from_leaf(struct cpuid_features *f, u32 leaf, u32 sub, u32 a, u32 b, u32 c,
@@ -231,8 +232,8 @@ void cpuid_features_from_leaf(struct cpuid_features *f, u32 leaf, u32 sub, u32 a
 			f->w[i] = r[word_at[i].reg];
 }
 
-void cpuid_apply_features(const struct cpuid_features *f, u32 leaf, u32 sub, u32 *a, u32 *b,
-			  u32 *c, u32 *d)
+void cpuid_apply_features(const struct cpuid_features *f, u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c,
+			  u32 *d)
 {
 	u32 *r[4] = { a, b, c, d };
 
@@ -255,62 +256,118 @@ static const struct {
 	u8 word, bit;
 	const char *name;
 } feature_names[] = {
-	{ CPUID_W_1_ECX, 0, "SSE3" },	    { CPUID_W_1_ECX, 1, "PCLMULQDQ" },
-	{ CPUID_W_1_ECX, 9, "SSSE3" },	    { CPUID_W_1_ECX, 11, "SDBG" },
-	{ CPUID_W_1_ECX, 12, "FMA" },	    { CPUID_W_1_ECX, 13, "CX16" },
-	{ CPUID_W_1_ECX, 17, "PCID" },	    { CPUID_W_1_ECX, 18, "DCA" },
-	{ CPUID_W_1_ECX, 19, "SSE4.1" },    { CPUID_W_1_ECX, 20, "SSE4.2" },
-	{ CPUID_W_1_ECX, 21, "x2APIC" },    { CPUID_W_1_ECX, 22, "MOVBE" },
-	{ CPUID_W_1_ECX, 23, "POPCNT" },    { CPUID_W_1_ECX, 24, "TSC-deadline" },
-	{ CPUID_W_1_ECX, 25, "AES" },	    { CPUID_W_1_ECX, 26, "XSAVE" },
-	{ CPUID_W_1_ECX, 27, "OSXSAVE" },   { CPUID_W_1_ECX, 28, "AVX" },
-	{ CPUID_W_1_ECX, 29, "F16C" },	    { CPUID_W_1_ECX, 30, "RDRAND" },
-	{ CPUID_W_1_ECX, 31, "hypervisor" }, { CPUID_W_1_EDX, 0, "FPU" },
-	{ CPUID_W_1_EDX, 1, "VME" },	    { CPUID_W_1_EDX, 2, "DE" },
-	{ CPUID_W_1_EDX, 3, "PSE" },	    { CPUID_W_1_EDX, 4, "TSC" },
-	{ CPUID_W_1_EDX, 5, "MSR" },	    { CPUID_W_1_EDX, 6, "PAE" },
-	{ CPUID_W_1_EDX, 8, "CX8" },	    { CPUID_W_1_EDX, 9, "APIC" },
-	{ CPUID_W_1_EDX, 11, "SEP" },	    { CPUID_W_1_EDX, 12, "MTRR" },
-	{ CPUID_W_1_EDX, 13, "PGE" },	    { CPUID_W_1_EDX, 15, "CMOV" },
-	{ CPUID_W_1_EDX, 16, "PAT" },	    { CPUID_W_1_EDX, 17, "PSE36" },
-	{ CPUID_W_1_EDX, 18, "PSN" },	    { CPUID_W_1_EDX, 19, "CLFLUSH" },
-	{ CPUID_W_1_EDX, 23, "MMX" },	    { CPUID_W_1_EDX, 24, "FXSR" },
-	{ CPUID_W_1_EDX, 25, "SSE" },	    { CPUID_W_1_EDX, 26, "SSE2" },
-	{ CPUID_W_1_EDX, 27, "SS" },	    { CPUID_W_1_EDX, 28, "HT" },
-	{ CPUID_W_7_EBX, 0, "FSGSBASE" },   { CPUID_W_7_EBX, 1, "TSC_ADJUST" },
-	{ CPUID_W_7_EBX, 3, "BMI1" },	    { CPUID_W_7_EBX, 4, "HLE" },
-	{ CPUID_W_7_EBX, 5, "AVX2" },	    { CPUID_W_7_EBX, 6, "FDP_EXCPTN_ONLY" },
-	{ CPUID_W_7_EBX, 7, "SMEP" },	    { CPUID_W_7_EBX, 8, "BMI2" },
-	{ CPUID_W_7_EBX, 9, "ERMS" },	    { CPUID_W_7_EBX, 10, "INVPCID" },
-	{ CPUID_W_7_EBX, 11, "RTM" },	    { CPUID_W_7_EBX, 13, "ZERO_FCS_FDS" },
-	{ CPUID_W_7_EBX, 14, "MPX" },	    { CPUID_W_7_EBX, 16, "AVX512F" },
-	{ CPUID_W_7_EBX, 17, "AVX512DQ" },  { CPUID_W_7_EBX, 18, "RDSEED" },
-	{ CPUID_W_7_EBX, 19, "ADX" },	    { CPUID_W_7_EBX, 20, "SMAP" },
-	{ CPUID_W_7_EBX, 21, "AVX512IFMA" }, { CPUID_W_7_EBX, 23, "CLFLUSHOPT" },
-	{ CPUID_W_7_EBX, 24, "CLWB" },	    { CPUID_W_7_EBX, 28, "AVX512CD" },
-	{ CPUID_W_7_EBX, 29, "SHA" },	    { CPUID_W_7_EBX, 30, "AVX512BW" },
-	{ CPUID_W_7_EBX, 31, "AVX512VL" },  { CPUID_W_7_ECX, 1, "AVX512VBMI" },
-	{ CPUID_W_7_ECX, 2, "UMIP" },	    { CPUID_W_7_ECX, 3, "PKU" },
-	{ CPUID_W_7_ECX, 4, "OSPKE" },	    { CPUID_W_7_ECX, 6, "AVX512_VBMI2" },
-	{ CPUID_W_7_ECX, 8, "GFNI" },	    { CPUID_W_7_ECX, 9, "VAES" },
-	{ CPUID_W_7_ECX, 10, "VPCLMULQDQ" }, { CPUID_W_7_ECX, 11, "AVX512_VNNI" },
-	{ CPUID_W_7_ECX, 12, "AVX512_BITALG" }, { CPUID_W_7_ECX, 14, "AVX512_VPOPCNTDQ" },
-	{ CPUID_W_7_ECX, 25, "CLDEMOTE" },  { CPUID_W_7_ECX, 27, "MOVDIRI" },
-	{ CPUID_W_7_ECX, 28, "MOVDIR64B" }, { CPUID_W_7_EDX, 4, "FSRM" },
-	{ CPUID_W_7_EDX, 8, "AVX512_VP2INTERSECT" }, { CPUID_W_7_EDX, 10, "MD_CLEAR" },
-	{ CPUID_W_7_EDX, 14, "SERIALIZE" }, { CPUID_W_D1_EAX, 0, "XSAVEOPT" },
-	{ CPUID_W_D1_EAX, 1, "XSAVEC" },    { CPUID_W_D1_EAX, 2, "XGETBV1" },
-	{ CPUID_W_81_ECX, 0, "LAHF_LM" },   { CPUID_W_81_ECX, 1, "CMP_LEGACY" },
-	{ CPUID_W_81_ECX, 3, "EXTAPIC" },   { CPUID_W_81_ECX, 4, "CR8_LEGACY" },
-	{ CPUID_W_81_ECX, 5, "ABM" },	    { CPUID_W_81_ECX, 6, "SSE4A" },
-	{ CPUID_W_81_ECX, 7, "MISALIGNSSE" }, { CPUID_W_81_ECX, 8, "3DNOWPREFETCH" },
-	{ CPUID_W_81_ECX, 9, "OSVW" },	    { CPUID_W_81_ECX, 11, "XOP" },
-	{ CPUID_W_81_ECX, 16, "FMA4" },	    { CPUID_W_81_ECX, 21, "TBM" },
-	{ CPUID_W_81_ECX, 22, "TOPOEXT" },  { CPUID_W_81_ECX, 29, "MWAITX" },
-	{ CPUID_W_81_EDX, 11, "SYSCALL" },  { CPUID_W_81_EDX, 20, "NX" },
-	{ CPUID_W_81_EDX, 22, "MMXEXT" },   { CPUID_W_81_EDX, 25, "FXSR_OPT" },
-	{ CPUID_W_81_EDX, 26, "PDPE1GB" },  { CPUID_W_81_EDX, 29, "LM" },
-	{ CPUID_W_81_EDX, 30, "3DNOWEXT" }, { CPUID_W_81_EDX, 31, "3DNOW" },
+	{ CPUID_W_1_ECX, 0, "SSE3" },
+	{ CPUID_W_1_ECX, 1, "PCLMULQDQ" },
+	{ CPUID_W_1_ECX, 9, "SSSE3" },
+	{ CPUID_W_1_ECX, 11, "SDBG" },
+	{ CPUID_W_1_ECX, 12, "FMA" },
+	{ CPUID_W_1_ECX, 13, "CX16" },
+	{ CPUID_W_1_ECX, 17, "PCID" },
+	{ CPUID_W_1_ECX, 18, "DCA" },
+	{ CPUID_W_1_ECX, 19, "SSE4.1" },
+	{ CPUID_W_1_ECX, 20, "SSE4.2" },
+	{ CPUID_W_1_ECX, 21, "x2APIC" },
+	{ CPUID_W_1_ECX, 22, "MOVBE" },
+	{ CPUID_W_1_ECX, 23, "POPCNT" },
+	{ CPUID_W_1_ECX, 24, "TSC-deadline" },
+	{ CPUID_W_1_ECX, 25, "AES" },
+	{ CPUID_W_1_ECX, 26, "XSAVE" },
+	{ CPUID_W_1_ECX, 27, "OSXSAVE" },
+	{ CPUID_W_1_ECX, 28, "AVX" },
+	{ CPUID_W_1_ECX, 29, "F16C" },
+	{ CPUID_W_1_ECX, 30, "RDRAND" },
+	{ CPUID_W_1_ECX, 31, "hypervisor" },
+	{ CPUID_W_1_EDX, 0, "FPU" },
+	{ CPUID_W_1_EDX, 1, "VME" },
+	{ CPUID_W_1_EDX, 2, "DE" },
+	{ CPUID_W_1_EDX, 3, "PSE" },
+	{ CPUID_W_1_EDX, 4, "TSC" },
+	{ CPUID_W_1_EDX, 5, "MSR" },
+	{ CPUID_W_1_EDX, 6, "PAE" },
+	{ CPUID_W_1_EDX, 8, "CX8" },
+	{ CPUID_W_1_EDX, 9, "APIC" },
+	{ CPUID_W_1_EDX, 11, "SEP" },
+	{ CPUID_W_1_EDX, 12, "MTRR" },
+	{ CPUID_W_1_EDX, 13, "PGE" },
+	{ CPUID_W_1_EDX, 15, "CMOV" },
+	{ CPUID_W_1_EDX, 16, "PAT" },
+	{ CPUID_W_1_EDX, 17, "PSE36" },
+	{ CPUID_W_1_EDX, 18, "PSN" },
+	{ CPUID_W_1_EDX, 19, "CLFLUSH" },
+	{ CPUID_W_1_EDX, 23, "MMX" },
+	{ CPUID_W_1_EDX, 24, "FXSR" },
+	{ CPUID_W_1_EDX, 25, "SSE" },
+	{ CPUID_W_1_EDX, 26, "SSE2" },
+	{ CPUID_W_1_EDX, 27, "SS" },
+	{ CPUID_W_1_EDX, 28, "HT" },
+	{ CPUID_W_7_EBX, 0, "FSGSBASE" },
+	{ CPUID_W_7_EBX, 1, "TSC_ADJUST" },
+	{ CPUID_W_7_EBX, 3, "BMI1" },
+	{ CPUID_W_7_EBX, 4, "HLE" },
+	{ CPUID_W_7_EBX, 5, "AVX2" },
+	{ CPUID_W_7_EBX, 6, "FDP_EXCPTN_ONLY" },
+	{ CPUID_W_7_EBX, 7, "SMEP" },
+	{ CPUID_W_7_EBX, 8, "BMI2" },
+	{ CPUID_W_7_EBX, 9, "ERMS" },
+	{ CPUID_W_7_EBX, 10, "INVPCID" },
+	{ CPUID_W_7_EBX, 11, "RTM" },
+	{ CPUID_W_7_EBX, 13, "ZERO_FCS_FDS" },
+	{ CPUID_W_7_EBX, 14, "MPX" },
+	{ CPUID_W_7_EBX, 16, "AVX512F" },
+	{ CPUID_W_7_EBX, 17, "AVX512DQ" },
+	{ CPUID_W_7_EBX, 18, "RDSEED" },
+	{ CPUID_W_7_EBX, 19, "ADX" },
+	{ CPUID_W_7_EBX, 20, "SMAP" },
+	{ CPUID_W_7_EBX, 21, "AVX512IFMA" },
+	{ CPUID_W_7_EBX, 23, "CLFLUSHOPT" },
+	{ CPUID_W_7_EBX, 24, "CLWB" },
+	{ CPUID_W_7_EBX, 28, "AVX512CD" },
+	{ CPUID_W_7_EBX, 29, "SHA" },
+	{ CPUID_W_7_EBX, 30, "AVX512BW" },
+	{ CPUID_W_7_EBX, 31, "AVX512VL" },
+	{ CPUID_W_7_ECX, 1, "AVX512VBMI" },
+	{ CPUID_W_7_ECX, 2, "UMIP" },
+	{ CPUID_W_7_ECX, 3, "PKU" },
+	{ CPUID_W_7_ECX, 4, "OSPKE" },
+	{ CPUID_W_7_ECX, 6, "AVX512_VBMI2" },
+	{ CPUID_W_7_ECX, 8, "GFNI" },
+	{ CPUID_W_7_ECX, 9, "VAES" },
+	{ CPUID_W_7_ECX, 10, "VPCLMULQDQ" },
+	{ CPUID_W_7_ECX, 11, "AVX512_VNNI" },
+	{ CPUID_W_7_ECX, 12, "AVX512_BITALG" },
+	{ CPUID_W_7_ECX, 14, "AVX512_VPOPCNTDQ" },
+	{ CPUID_W_7_ECX, 25, "CLDEMOTE" },
+	{ CPUID_W_7_ECX, 27, "MOVDIRI" },
+	{ CPUID_W_7_ECX, 28, "MOVDIR64B" },
+	{ CPUID_W_7_EDX, 4, "FSRM" },
+	{ CPUID_W_7_EDX, 8, "AVX512_VP2INTERSECT" },
+	{ CPUID_W_7_EDX, 10, "MD_CLEAR" },
+	{ CPUID_W_7_EDX, 14, "SERIALIZE" },
+	{ CPUID_W_D1_EAX, 0, "XSAVEOPT" },
+	{ CPUID_W_D1_EAX, 1, "XSAVEC" },
+	{ CPUID_W_D1_EAX, 2, "XGETBV1" },
+	{ CPUID_W_81_ECX, 0, "LAHF_LM" },
+	{ CPUID_W_81_ECX, 1, "CMP_LEGACY" },
+	{ CPUID_W_81_ECX, 3, "EXTAPIC" },
+	{ CPUID_W_81_ECX, 4, "CR8_LEGACY" },
+	{ CPUID_W_81_ECX, 5, "ABM" },
+	{ CPUID_W_81_ECX, 6, "SSE4A" },
+	{ CPUID_W_81_ECX, 7, "MISALIGNSSE" },
+	{ CPUID_W_81_ECX, 8, "3DNOWPREFETCH" },
+	{ CPUID_W_81_ECX, 9, "OSVW" },
+	{ CPUID_W_81_ECX, 11, "XOP" },
+	{ CPUID_W_81_ECX, 16, "FMA4" },
+	{ CPUID_W_81_ECX, 21, "TBM" },
+	{ CPUID_W_81_ECX, 22, "TOPOEXT" },
+	{ CPUID_W_81_ECX, 29, "MWAITX" },
+	{ CPUID_W_81_EDX, 11, "SYSCALL" },
+	{ CPUID_W_81_EDX, 20, "NX" },
+	{ CPUID_W_81_EDX, 22, "MMXEXT" },
+	{ CPUID_W_81_EDX, 25, "FXSR_OPT" },
+	{ CPUID_W_81_EDX, 26, "PDPE1GB" },
+	{ CPUID_W_81_EDX, 29, "LM" },
+	{ CPUID_W_81_EDX, 30, "3DNOWEXT" },
+	{ CPUID_W_81_EDX, 31, "3DNOW" },
 };
 
 /* XCR0 components, SDM Vol. 1 13.1 "XSAVE-Supported Features and
@@ -320,8 +377,9 @@ static const char *const xcr0_names[10] = {
 };
 
 static const char *const word_names[CPUID_WORDS] = {
-	[CPUID_W_1_ECX] = "1:ECX",	  [CPUID_W_1_EDX] = "1:EDX", [CPUID_W_7_EBX] = "7:EBX",
-	[CPUID_W_7_ECX] = "7:ECX",	  [CPUID_W_7_EDX] = "7:EDX", [CPUID_W_D1_EAX] = "D.1:EAX",
+	[CPUID_W_1_ECX] = "1:ECX",	   [CPUID_W_1_EDX] = "1:EDX",
+	[CPUID_W_7_EBX] = "7:EBX",	   [CPUID_W_7_ECX] = "7:ECX",
+	[CPUID_W_7_EDX] = "7:EDX",	   [CPUID_W_D1_EAX] = "D.1:EAX",
 	[CPUID_W_81_ECX] = "80000001:ECX", [CPUID_W_81_EDX] = "80000001:EDX",
 };
 

@@ -13,14 +13,14 @@
 /* The feature words a model restricts, in the order the snapshot stores them
  * (docs/snapshot-format.md 1.7 "DEVICES"). */
 enum cpuid_word {
-	CPUID_W_1_ECX,	 /* leaf 1 ECX */
-	CPUID_W_1_EDX,	 /* leaf 1 EDX */
-	CPUID_W_7_EBX,	 /* leaf 7 sub-leaf 0 EBX */
-	CPUID_W_7_ECX,	 /* leaf 7 sub-leaf 0 ECX */
-	CPUID_W_7_EDX,	 /* leaf 7 sub-leaf 0 EDX */
-	CPUID_W_D1_EAX,	 /* leaf 0xD sub-leaf 1 EAX (XSAVEOPT, XSAVEC ...) */
-	CPUID_W_81_ECX,	 /* leaf 0x80000001 ECX */
-	CPUID_W_81_EDX,	 /* leaf 0x80000001 EDX */
+	CPUID_W_1_ECX,	/* leaf 1 ECX */
+	CPUID_W_1_EDX,	/* leaf 1 EDX */
+	CPUID_W_7_EBX,	/* leaf 7 sub-leaf 0 EBX */
+	CPUID_W_7_ECX,	/* leaf 7 sub-leaf 0 ECX */
+	CPUID_W_7_EDX,	/* leaf 7 sub-leaf 0 EDX */
+	CPUID_W_D1_EAX, /* leaf 0xD sub-leaf 1 EAX (XSAVEOPT, XSAVEC ...) */
+	CPUID_W_81_ECX, /* leaf 0x80000001 ECX */
+	CPUID_W_81_EDX, /* leaf 0x80000001 EDX */
 	CPUID_WORDS,
 };
 
@@ -56,8 +56,8 @@ void cpuid_features_from_leaf(struct cpuid_features *f, u32 leaf, u32 sub, u32 a
 			      u32 d);
 /* Restricts a leaf's output to the features f (the VM's): leaves 1, 7.0,
  * 0xD.1 and 0x80000001; other leaves are left as they are. */
-void cpuid_apply_features(const struct cpuid_features *f, u32 leaf, u32 sub, u32 *a, u32 *b,
-			  u32 *c, u32 *d);
+void cpuid_apply_features(const struct cpuid_features *f, u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c,
+			  u32 *d);
 /* out = a & b, word by word. */
 void cpuid_features_and(struct cpuid_features *out, const struct cpuid_features *a,
 			const struct cpuid_features *b);

@@ -207,8 +207,9 @@ void vmm_cpuid_offered(struct cpuid_features *f)
 
 void vmm_print_cpu_models(void)
 {
-	static const char *const words[CPUID_WORDS] = { "1:ECX", "1:EDX", "7:EBX", "7:ECX", "7:EDX",
-							"D.1:EAX", "80000001:ECX", "80000001:EDX" };
+	static const char *const words[CPUID_WORDS] = { "1:ECX",	"1:EDX",       "7:EBX",
+							"7:ECX",	"7:EDX",       "D.1:EAX",
+							"80000001:ECX", "80000001:EDX" };
 	struct cpuid_features here, want;
 	char line[200];
 

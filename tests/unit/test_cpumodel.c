@@ -12,13 +12,13 @@
 #include "tests/unit/check.h"
 
 static const struct cpuid_features bochs_icelake = {
-	.w = { 0xf7fa3203, 0x1f8bbb7f, 0xf0bf27eb, 0x00005f4e, 0x00000110, 0x00000007,
-	       0x00000121, 0x24100800 },
+	.w = { 0xf7fa3203, 0x1f8bbb7f, 0xf0bf27eb, 0x00005f4e, 0x00000110, 0x00000007, 0x00000121,
+	       0x24100800 },
 	.xcr0 = 0x2e7,
 };
 static const struct cpuid_features qemu_max = {
-	.w = { 0xf7f83203, 0x0f8bbb7d, 0x01d843ab, 0x8000020c, 0x00000000, 0x00000005,
-	       0x00000071, 0xe5d3bb7d },
+	.w = { 0xf7f83203, 0x0f8bbb7d, 0x01d843ab, 0x8000020c, 0x00000000, 0x00000005, 0x00000071,
+	       0xe5d3bb7d },
 	.xcr0 = 0x207,
 };
 
@@ -40,18 +40,18 @@ static void test_mask_leaf(void)
 	cpuid_mask_leaf(1, 0, &a, &b, &c, &d);
 	CHECK_EQ(a, 0x906ea);
 	CHECK_EQ(b, 0x05010800);
-	CHECK_EQ(c & (BIT(3) | BIT(5) | BIT(6) | BIT(27)), 0);	    /* MONITOR VMX SMX OSXSAVE */
-	CHECK_EQ(d & (BIT(7) | BIT(14) | BIT(22) | BIT(29)), 0);    /* MCE MCA ACPI TM */
+	CHECK_EQ(c & (BIT(3) | BIT(5) | BIT(6) | BIT(27)), 0);	 /* MONITOR VMX SMX OSXSAVE */
+	CHECK_EQ(d & (BIT(7) | BIT(14) | BIT(22) | BIT(29)), 0); /* MCE MCA ACPI TM */
 	c = d = 0;
 	cpuid_mask_leaf(1, 0, &a, &b, &c, &d);
 	CHECK_EQ(c, BIT(21) | BIT(24) | BIT(31)); /* x2APIC, TSC-deadline, hypervisor */
 	CHECK_EQ(d, BIT(9));			  /* the APIC */
 	a = 2, b = c = d = 0xffffffff;
 	cpuid_mask_leaf(7, 0, &a, &b, &c, &d);
-	CHECK_EQ(a, 0); /* no sub-leaf 1 offered */
+	CHECK_EQ(a, 0);					   /* no sub-leaf 1 offered */
 	CHECK_EQ(b & (BIT(1) | BIT(2) | BIT(25)), BIT(1)); /* TSC_ADJUST, no SGX or PT */
-	CHECK_EQ(c & (BIT(16) | BIT(22)), 0);		    /* no LA57, RDPID */
-	CHECK_EQ(d & 0xFC000000u, 0);			    /* no speculation MSRs */
+	CHECK_EQ(c & (BIT(16) | BIT(22)), 0);		   /* no LA57, RDPID */
+	CHECK_EQ(d & 0xFC000000u, 0);			   /* no speculation MSRs */
 	a = b = c = d = 0xffffffff;
 	cpuid_mask_leaf(7, 1, &a, &b, &c, &d);
 	CHECK_EQ(a | b | c | d, 0);
@@ -61,7 +61,7 @@ static void test_mask_leaf(void)
 	CHECK_EQ(b | c | d, 0);
 	c = d = 0xffffffff;
 	cpuid_mask_leaf(0x80000001, 0, &a, &b, &c, &d);
-	CHECK_EQ(c & (BIT(2) | BIT(12)), 0);		 /* SVM, SKINIT */
+	CHECK_EQ(c & (BIT(2) | BIT(12)), 0);	       /* SVM, SKINIT */
 	CHECK_EQ(d & (BIT(7) | BIT(14) | BIT(27)), 0); /* MCE, MCA, RDTSCP */
 }
 
@@ -81,9 +81,9 @@ static void test_portable_on_both_rigs(void)
 	CHECK(!memcmp(&on_bochs, &on_qemu, sizeof(on_bochs)));
 	CHECK(!memcmp(&on_bochs, &model, sizeof(model)));
 	/* What Linux turned on under Bochs' icelake and QEMU lacks is not in it. */
-	CHECK_EQ(model.w[CPUID_W_1_ECX] & BIT(17), 0);	 /* PCID */
-	CHECK_EQ(model.w[CPUID_W_7_EBX] & BIT(16), 0);	 /* AVX512F */
-	CHECK_EQ(model.w[CPUID_W_7_ECX] & BIT(3), 0);	 /* PKU */
+	CHECK_EQ(model.w[CPUID_W_1_ECX] & BIT(17), 0); /* PCID */
+	CHECK_EQ(model.w[CPUID_W_7_EBX] & BIT(16), 0); /* AVX512F */
+	CHECK_EQ(model.w[CPUID_W_7_ECX] & BIT(3), 0);  /* PKU */
 	CHECK_EQ(model.xcr0, 7);
 	/* The host model is no restriction. */
 	cpu_model_mask(CPU_MODEL_HOST, &model);

@@ -770,9 +770,9 @@ static void test_devices_versions(void)
 	/* The CPU model from 0x180: id, zero, the eight words, XCR0. */
 	CHECK_EQ(snap_get32(raw + 0x180), CPU_MODEL_PORTABLE);
 	CHECK_EQ(snap_get32(raw + 0x184), 0);
-	CHECK_EQ(snap_get32(raw + 0x188), 0x11111111u);	     /* 1:ECX */
-	CHECK_EQ(snap_get32(raw + 0x190), 0x33333333u);	     /* 7:EBX */
-	CHECK_EQ(snap_get32(raw + 0x1A4), 0x88888888u);	     /* 80000001:EDX */
+	CHECK_EQ(snap_get32(raw + 0x188), 0x11111111u); /* 1:ECX */
+	CHECK_EQ(snap_get32(raw + 0x190), 0x33333333u); /* 7:EBX */
+	CHECK_EQ(snap_get32(raw + 0x1A4), 0x88888888u); /* 80000001:EDX */
 	CHECK_EQ(snap_get64(raw + 0x1A8), 0x207);
 	snap_devices_decode(raw, SNAP_DEVICES_SIZE, &back);
 	CHECK(back.has_cpuid);
