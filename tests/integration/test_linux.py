@@ -370,11 +370,12 @@ def test_linux_contained():
 TICK_RE = r"\[vm{vid}\] T (\d+)\.(\d+) "  # the loop's line: T <uptime> <idle>
 
 
-def boot_disk(kernel, initrd, disk, name="qemu-svm-linux-snap"):
-	"""QEMU TCG, AMD-V, the Linux modules and a virtio-blk snapshot disk."""
+def boot_disk(kernel, initrd, disk, name="qemu-svm-linux-snap", icount=False):
+	"""QEMU TCG, AMD-V, the Linux modules and a virtio-blk snapshot disk;
+	icount: -icount shift=0,sleep=off (a TSC of 1 GHz in guest time)."""
 	args, _ = harness._qemu_args([(kernel, "console=ttyS0"), (initrd, "")],
 				     [("virtio", disk)], "512M", "", (), None, False)
-	args += ["--accel", "tcg", "--cpu", "max"]
+	args += ["--accel", "tcg", "--cpu", "max"] + (["--icount"] if icount else [])
 	return harness.Emulator(name, lambda port, _: args + ["--serial-tcp", str(port)])
 
 
@@ -556,11 +557,15 @@ def test_linux_snapshot_vmx_bochs():
 	guest was created with cpu=portable, so Linux booted under Bochs'
 	corei7_icelake_u saw only what QEMU TCG's CPU has too (no PCID, no
 	AVX-512): the same image restores under AMD-V in QEMU, and its loop goes
-	on from the frozen uptime."""
+	on from the frozen uptime. Neither emulator can scale a TSC, so the two
+	run theirs at one rate: Bochs at ips=1e9 (its TSC counts instructions),
+	QEMU under -icount (1 GHz in guest time); at other rates Linux's clock
+	would keep its own frame but gain on the loop's wall time
+	(docs/vmm.md "TSC rate after a restore")."""
 	kernel, initrd = material()
 	disk = harness.make_disk(256 << 20)
 	with harness.boot_bochs(modules=[(kernel, "console=ttyS0"), (initrd, "")], mem=512,
-				disk=disk) as vm:
+				disk=disk, ips=1000000000) as vm:
 		vm.wait_prompt(timeout=120)
 		vid, start = linux_to_shell(vm, 128, 300, opts="cpu=portable")
 		vm.cmd_ok(f"vm info {vid}", expect=r"CPU model: portable")
@@ -579,7 +584,7 @@ def test_linux_snapshot_vmx_bochs():
 		out = vm.cmd_ok("snap restore lx", timeout=300)
 		again = int(re.search(r"as VM (\d+)", out).group(1))
 		resume_loop(vm, again, frozen, 120)
-	with boot_disk(kernel, initrd, disk, name="qemu-svm-linux-restore") as vm:
+	with boot_disk(kernel, initrd, disk, name="qemu-svm-linux-restore", icount=True) as vm:
 		vm.wait_prompt(timeout=60)
 		vm.cmd_ok("snap info lx", expect=r"CPU model portable")
 		out = vm.cmd_ok("snap restore lx", timeout=180)
