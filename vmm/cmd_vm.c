@@ -195,17 +195,20 @@ static int cmd_create(int argc, char **argv)
 		}
 		cmdline = args;
 	}
-	vm = vm_create(argv[2], mem, (int)cpus, cmdline, initrd);
-	if (!vm)
-		return -EINVAL;
-	if (vm_set_cpu_model(vm, (u32)model, missing, sizeof(missing))) {
-		vm_destroy(vm);
+	/* Refused before anything is made (QEMU's "enforce"): the model's
+	 * features this CPU lacks. */
+	if (model != CPU_MODEL_HOST &&
+	    vmm_cpu_model_missing((u32)model, missing, sizeof(missing))) {
 		shell_error(-EOPNOTSUPP, "this CPU lacks what CPU model %s shows a guest:",
 			    cpu_model_name((u32)model));
 		shell_wrap("  ", 2, missing);
 		printk("  nothing created; cpu=host shows what this CPU has\n");
 		return -EOPNOTSUPP;
 	}
+	vm = vm_create(argv[2], mem, (int)cpus, cmdline, initrd);
+	if (!vm)
+		return -EINVAL;
+	vm_set_cpu_model(vm, (u32)model, missing, sizeof(missing)); /* checked above */
 	if (hypercalls && hypercall_enable(vm, inputs)) {
 		vm_destroy(vm);
 		return -EINVAL;

@@ -210,7 +210,7 @@ void vmm_print_cpu_models(void)
 	static const char *const words[CPUID_WORDS] = { "1:ECX",	"1:EDX",       "7:EBX",
 							"7:ECX",	"7:EDX",       "D.1:EAX",
 							"80000001:ECX", "80000001:EDX" };
-	struct cpuid_features here, want;
+	struct cpuid_features here;
 	char line[200];
 
 	vmm_cpuid_offered(&here);
@@ -219,14 +219,22 @@ void vmm_print_cpu_models(void)
 		printk(" %s 0x%08x%s", words[i], here.w[i], i % 3 == 2 ? "\n " : "");
 	printk(" XCR0 0x%lx\n", here.xcr0);
 	for (u32 m = CPU_MODEL_HOST + 1; m < CPU_MODELS; m++) {
-		cpu_model_mask(m, &want);
-		if (!cpuid_features_missing(&want, &here, line, sizeof(line))) {
+		if (!vmm_cpu_model_missing(m, line, sizeof(line))) {
 			printk("cpu=%s: offered\n", cpu_model_name(m));
 			continue;
 		}
 		printk("cpu=%s: this CPU lacks\n", cpu_model_name(m));
 		shell_wrap("  ", 2, line);
 	}
+}
+
+int vmm_cpu_model_missing(u32 model, char *missing, size_t len)
+{
+	struct cpuid_features here, want;
+
+	vmm_cpuid_offered(&here);
+	cpu_model_mask(model, &want);
+	return model == CPU_MODEL_HOST ? 0 : cpuid_features_missing(&want, &here, missing, len);
 }
 
 int vm_set_cpu_model(struct vm *vm, u32 model, char *missing, size_t len)

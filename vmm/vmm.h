@@ -324,6 +324,9 @@ void vmm_describe_backend(char *buf, size_t len);
 void vmm_cpuid_offered(struct cpuid_features *f);
 /* For `cpu`: the features offered and which models this CPU can give. */
 void vmm_print_cpu_models(void);
+/* How many of model's features this CPU lacks (0 for host), named in
+ * `missing`. */
+int vmm_cpu_model_missing(u32 model, char *missing, size_t len);
 /* Gives vm the CPU model `model` (vmm/cpumodel.h): its guest is shown the
  * model's features that this CPU offers. Returns 0, or -EOPNOTSUPP with the
  * model's features this CPU lacks named in `missing` (nothing changed). */
