@@ -319,6 +319,7 @@ static const struct {
 	{ CPUID_W_7_EBX, 19, "ADX" },
 	{ CPUID_W_7_EBX, 20, "SMAP" },
 	{ CPUID_W_7_EBX, 21, "AVX512IFMA" },
+	{ CPUID_W_7_EBX, 22, "PCOMMIT" },
 	{ CPUID_W_7_EBX, 23, "CLFLUSHOPT" },
 	{ CPUID_W_7_EBX, 24, "CLWB" },
 	{ CPUID_W_7_EBX, 28, "AVX512CD" },
@@ -339,6 +340,7 @@ static const struct {
 	{ CPUID_W_7_ECX, 25, "CLDEMOTE" },
 	{ CPUID_W_7_ECX, 27, "MOVDIRI" },
 	{ CPUID_W_7_ECX, 28, "MOVDIR64B" },
+	{ CPUID_W_7_ECX, 31, "PKS" },
 	{ CPUID_W_7_EDX, 4, "FSRM" },
 	{ CPUID_W_7_EDX, 8, "AVX512_VP2INTERSECT" },
 	{ CPUID_W_7_EDX, 10, "MD_CLEAR" },
@@ -398,6 +400,12 @@ static void add_name(char *buf, size_t len, const char *name)
 	snprintf(buf + n, len - n, "%s%s", n ? " " : "", name);
 }
 
+/* AMD's copies of leaf 1 EDX bits in 0x80000001 EDX (FPU ... PAT, PSE36,
+ * MMX, FXSR; APM Vol. 3 E.4.2), reserved on Intel: the leaf 1 bits are the
+ * ones that count (Linux reads those alone), so a copy missing is no feature
+ * missing. */
+#define F81D_LEAF1_COPIES (GENMASK_ULL(9, 0) | GENMASK_ULL(17, 12) | BIT(23) | BIT(24))
+
 int cpuid_features_missing(const struct cpuid_features *want, const struct cpuid_features *have,
 			   char *buf, size_t len)
 {
@@ -408,6 +416,9 @@ int cpuid_features_missing(const struct cpuid_features *want, const struct cpuid
 		buf[0] = '\0';
 	for (int i = 0; i < CPUID_WORDS; i++) {
 		u32 miss = want->w[i] & ~have->w[i];
+
+		if (i == CPUID_W_81_EDX)
+			miss &= ~(u32)F81D_LEAF1_COPIES;
 
 		for (int bit = 0; bit < 32; bit++) {
 			const char *name = NULL;

@@ -111,6 +111,11 @@ static void test_missing_names(void)
 	CHECK(strstr(buf, "MPX") == buf);
 	CHECK(strstr(buf, "SSE4A") != NULL);
 	CHECK(strstr(buf, "VME") == NULL);
+	/* AMD's copies of leaf 1 EDX (FPU, DE ... in 0x80000001 EDX) are no
+	 * feature of their own; its own bits (MMXEXT, 3DNOW) are. */
+	CHECK(strstr(buf, "80000001:EDX") == NULL);
+	CHECK(strstr(buf, "MMXEXT") != NULL);
+	CHECK(strstr(buf, "PKS") != NULL);
 	/* A bit without a name, and an XCR0 component past the names. */
 	want.w[CPUID_W_7_EDX] = BIT(1);
 	want.xcr0 = 1ULL << 17;
