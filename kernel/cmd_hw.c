@@ -20,6 +20,8 @@ static int cmd_cpu(int argc, char **argv)
 	cpu_print_features();
 	vmm_describe_backend(backend, sizeof(backend));
 	printk("backend:  %s\n", backend);
+	if (!vmm_unavailable_reason())
+		vmm_print_cpu_models();
 	return 0;
 }
 SHELL_COMMAND(cpu, .name = "cpu", .usage = "cpu",

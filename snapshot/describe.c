@@ -95,6 +95,11 @@ void snap_image_describe(struct snap_source *src, struct snap_parsed *p,
 		     p->dev.cmdline + at, at + DESCRIBE_CUT >= len ? "\"" : "");
 	if (p->dev.initrd[0])
 		line(&o, "  initrd \"%s\" (a reset of the VM loads it again)", p->dev.initrd);
+	if (p->dev.has_cpuid)
+		line(&o, "  CPU model %s (its CPUID: 1:ECX %08x, 7:EBX %08x, XCR0 %llx)",
+		     cpu_model_name(p->dev.cpu_model) ? cpu_model_name(p->dev.cpu_model) : "?",
+		     p->dev.cpuid.w[CPUID_W_1_ECX], p->dev.cpuid.w[CPUID_W_7_EBX],
+		     (unsigned long long)p->dev.cpuid.xcr0);
 	if (p->dev.vm_state == SNAP_VM_EXITED)
 		line(&o, "  the VM had exited with code %d", (int)p->dev.exit_code);
 	if (p->dev.vm_state == SNAP_VM_STOPPED)

@@ -169,8 +169,15 @@ static void snap_devices_fields(const struct rec *r, struct snap_devices *d, u64
 	REC(r, 0x0B0, d->guest_tsc_hz);
 	REC(r, 0x0B8, d->exit_code);
 	REC_STR(r, 0x0C0, d->stop_reason);
-	if (len == SNAP_DEVICES_SIZE)
+	if (len >= SNAP_DEVICES_SIZE_NO_CPU)
 		REC_STR(r, 0x160, d->initrd);
+	if (len < SNAP_DEVICES_SIZE)
+		return;
+	REC(r, 0x180, d->cpu_model);
+	for (int i = 0; i < CPUID_WORDS; i++)
+		REC(r, 0x188 + 4 * i, d->cpuid.w[i]);
+	REC(r, 0x1A8, d->cpuid.xcr0);
+	d->has_cpuid = true;
 }
 
 void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE])

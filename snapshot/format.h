@@ -8,6 +8,7 @@
 #define AMBER_SNAP_FORMAT_H
 
 #include "kernel/types.h"
+#include "vmm/cpumodel.h"
 #include "vmm/vcpu_state.h"
 
 #define SNAPSHOT_MAGIC 0x50414E53u /* the bytes 'S' 'N' 'A' 'P' in little-endian order */
@@ -152,8 +153,11 @@ void snap_region_desc_decode(const u8 in[SNAP_REGION_ENTRY_SIZE], struct snap_re
  * COM1's state from 0xB0 on and were 392 bytes, without the VM's end; version
  * 2 holds the guest TSC rate, the exit code and the stop reason there, and
  * from 0x160 a Linux guest's initrd (a reset loads it again); version 2
- * images written before that field have 0x160 bytes and no initrd. */
-#define SNAP_DEVICES_SIZE 0x180
+ * images written before that field have 0x160 bytes and no initrd; from 0x180
+ * the guest's CPU model and the CPUID features it was shown (vmm/cpumodel.h),
+ * absent (0x180 bytes: the host model, features unrecorded) before. */
+#define SNAP_DEVICES_SIZE 0x1B0
+#define SNAP_DEVICES_SIZE_NO_CPU 0x180 /* before the CPU model (0x180-0x1AF) */
 #define SNAP_DEVICES_SIZE_NO_INITRD 0x160
 #define SNAP_DEVICES_SIZE_V1 0x188
 enum snap_vm_state {
@@ -172,14 +176,18 @@ struct snap_devices {
 	u64 mem_size; /* bytes of guest RAM */
 	char image[32];
 	char cmdline[128];
-	u64 guest_tsc_hz;      /* the TSC rate the devices' timers convert with */
-	u32 exit_code;	       /* SNAP_VM_EXITED: the code the guest wrote */
-	char stop_reason[160]; /* SNAP_VM_STOPPED: why Amber stopped it */
-	char initrd[32];       /* a Linux guest's initrd image, else "" */
+	u64 guest_tsc_hz;	     /* the TSC rate the devices' timers convert with */
+	u32 exit_code;		     /* SNAP_VM_EXITED: the code the guest wrote */
+	char stop_reason[160];	     /* SNAP_VM_STOPPED: why Amber stopped it */
+	char initrd[32];	     /* a Linux guest's initrd image, else "" */
+	u32 cpu_model;		     /* enum cpu_model_id */
+	bool has_cpuid;		     /* the image recorded `cpuid` (0x1B0 bytes) */
+	struct cpuid_features cpuid; /* the features the guest was shown */
 };
+_Static_assert(0x188 + 4 * CPUID_WORDS == 0x1A8, "DEVICES: the feature words end at 0x1A8");
 void snap_devices_encode(const struct snap_devices *d, u8 out[SNAP_DEVICES_SIZE]);
 /* Decodes a payload of `len` bytes: SNAP_DEVICES_SIZE, the older version 2
- * SNAP_DEVICES_SIZE_NO_INITRD, or the version 1 SNAP_DEVICES_SIZE_V1 (its
+ * SNAP_DEVICES_SIZE_NO_CPU or SNAP_DEVICES_SIZE_NO_INITRD, or the version 1 SNAP_DEVICES_SIZE_V1 (its
  * identity part); what a payload lacks decodes as zero. */
 void snap_devices_decode(const u8 *in, u64 len, struct snap_devices *d);
 const char *snap_vm_state_name(u32 state);

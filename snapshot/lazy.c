@@ -352,6 +352,8 @@ static struct vm *lazy_make(const char *name, struct blkdev *dev, int index,
 			return NULL;
 		}
 	}
+	if (snap_cpu_fits(name, p, lz_vstate))
+		return NULL;
 	vm = vm_create_hidden(p->dev.image[0] ? p->dev.image : "?", p->region[0].pages * PAGE_SIZE,
 			      (int)p->hdr.vcpu_count);
 	if (!vm) {

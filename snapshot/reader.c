@@ -271,12 +271,13 @@ static int load_region(struct snap_source *src, struct snap_parsed *p,
 }
 
 /* The DEVICES lengths a reader takes (format.h): version 1's, or version 2's
- * with or without the initrd field. */
+ * with or without the CPU model and the initrd field. */
 static bool devices_size_ok(u64 len, bool v1)
 {
 	if (v1)
 		return len == SNAP_DEVICES_SIZE_V1;
-	return len == SNAP_DEVICES_SIZE || len == SNAP_DEVICES_SIZE_NO_INITRD;
+	return len == SNAP_DEVICES_SIZE || len == SNAP_DEVICES_SIZE_NO_CPU ||
+	       len == SNAP_DEVICES_SIZE_NO_INITRD;
 }
 
 /* Checks one section's payload by type; unknown optional ones are skipped

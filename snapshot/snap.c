@@ -338,6 +338,8 @@ static void capture_devices(struct vm *vm)
 	strlcpy(image.dev.cmdline, vm->cmdline, sizeof(image.dev.cmdline));
 	strlcpy(image.dev.initrd, vm->initrd, sizeof(image.dev.initrd));
 	image.dev.guest_tsc_hz = vm->guest_tsc_hz;
+	image.dev.cpu_model = vm->cpu_model;
+	image.dev.cpuid = vm->cpuid;
 	image.ndevrecs = 0;
 	for (int i = 0; i < vdev_count(); i++) {
 		const struct vdev *d = vdev_at(i);
@@ -710,6 +712,12 @@ static int restore_devices(struct vm *vm, struct snap_parsed *p)
 	strlcpy(vm->cmdline, p->dev.cmdline, sizeof(vm->cmdline));
 	if (p->dev.guest_tsc_hz)
 		vm->guest_tsc_hz = p->dev.guest_tsc_hz;
+	/* A named CPU model goes on showing the guest the very features it saw
+	 * (snap_cpu_fits found them all here); the host model shows this host's. */
+	if (p->dev.has_cpuid && p->dev.cpu_model != CPU_MODEL_HOST) {
+		vm->cpu_model = p->dev.cpu_model;
+		vm->cpuid = p->dev.cpuid;
+	}
 	for (u32 i = 0; i < p->ndevrecs; i++) {
 		const struct snap_devrec *rec = &p->devrec[i];
 		const struct vdev *d = vdev_find(rec->id);
@@ -737,6 +745,51 @@ static struct {
 	u64 prev_id;
 	u32 prev_crc;
 } rs;
+
+int snap_cpu_fits(const char *name, const struct snap_parsed *p, const struct vcpu_state *vs)
+{
+	const char *model = cpu_model_name(p->dev.cpu_model);
+	struct cpuid_features here;
+	char miss[240], unknown[16];
+	int n;
+
+	vmm_cpuid_offered(&here);
+	if (!model) {
+		snprintf(unknown, sizeof(unknown), "%u", p->dev.cpu_model);
+		model = unknown;
+	}
+	n = p->dev.has_cpuid ? cpuid_features_missing(&p->dev.cpuid, &here, miss, sizeof(miss)) : 0;
+	if (n && p->dev.cpu_model != CPU_MODEL_HOST) {
+		/* A named model: the guest was shown exactly these features and
+		 * may use any of them (Linux patches its code by them at boot). */
+		printk("error: snap restore: '%s' runs CPU model %s; this CPU lacks %d of\n"
+		       "  its features:\n",
+		       name, model, n);
+		shell_wrap("  ", 2, miss);
+		printk("  restore refused, no VM created\n");
+		return -EOPNOTSUPP;
+	}
+	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
+		const char *what;
+
+		if (vcpu_state_fits(&vs[i], &what)) {
+			printk("error: snap restore: vCPU %u of '%s' uses %s,\n"
+			       "  which this CPU does not offer; restore refused, no VM created\n",
+			       i, name, what);
+			if (p->dev.cpu_model == CPU_MODEL_HOST)
+				printk("  (its guest saw CPU model host; one created with 'vm create "
+				       "... cpu=portable'\n  restores under VT-x and AMD-V alike)\n");
+			return -EOPNOTSUPP;
+		}
+	}
+	if (n) { /* the host model: what the guest may use is unknown */
+		printk("snap restore: note: '%s' was shown features this CPU lacks (CPU model\n"
+		       "  host); a guest that uses one faults:\n",
+		       name);
+		shell_wrap("  ", 2, miss);
+	}
+	return 0;
+}
 
 /* snap_loader.prepare: the page data of region ri comes next and the image
  * checked out so far. Checks that this Amber can restore it, then makes the
@@ -778,18 +831,11 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 		rs.said = true;
 		return -EOPNOTSUPP;
 	}
-	/* Saved on another machine (or vendor), a guest may have enabled what
-	 * this CPU lacks: VM entry would fail, so refuse it before loading. */
-	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
-		const char *what;
-
-		if (vcpu_state_fits(&ld->vcpu[i], &what)) {
-			printk("error: snap restore: vCPU %u of '%s' uses %s,\n"
-			       "  which this CPU does not offer; restore refused, no VM created\n",
-			       i, rs.name, what);
-			rs.said = true;
-			return -EOPNOTSUPP;
-		}
+	/* Saved on another machine (or vendor), a guest may use what this CPU
+	 * lacks: refuse it before loading. */
+	if (snap_cpu_fits(rs.name, p, ld->vcpu)) {
+		rs.said = true;
+		return -EOPNOTSUPP;
 	}
 	/* The VM is as large as the region; a header that says otherwise is
 	 * reported by the walk (check_whole), so nothing is loaded for it. */

@@ -70,6 +70,12 @@ int snap_restore(const char *name, const char *disk_opt);
  * becomes visible (vm_publish). 0, or an errno after saying why (the caller
  * removes the VM). */
 struct vm;
+/* Whether this CPU can run the guest of image p with vCPU states vs: every
+ * CPUID feature its CPU model showed it (a model other than host), and each
+ * vCPU's CR4 bits and XCR0 components (vcpu_state_fits). Returns 0 (after a
+ * note for host-model features missing here), or -EOPNOTSUPP after the
+ * refusal naming what is missing. */
+int snap_cpu_fits(const char *name, const struct snap_parsed *p, const struct vcpu_state *vs);
 int snap_restore_commit(struct vm *vm, struct snap_parsed *p, const struct vcpu_state *vs);
 /* `snap restore NAME --lazy` (snapshot/lazy.c): the metadata checked, the
  * VM running at once, its pages read as it touches them and in the idle

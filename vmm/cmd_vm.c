@@ -139,8 +139,9 @@ static int cmd_create(int argc, char **argv)
 	char args[128];
 	const char *cmdline = NULL, *initrd = NULL, *inputs = NULL;
 	bool hypercalls = false;
+	int i, model = CPU_MODEL_HOST;
+	char missing[160];
 	struct vm *vm;
-	int i;
 
 	if (argc < 3)
 		return shell_usage("vm");
@@ -156,6 +157,13 @@ static int cmd_create(int argc, char **argv)
 						   VM_MAX_VCPUS);
 		} else if (!strncmp(argv[i], "initrd=", 7) && argv[i][7]) {
 			initrd = argv[i] + 7;
+		} else if (!strncmp(argv[i], "cpu=", 4)) {
+			model = cpu_model_lookup(argv[i] + 4);
+			if (model < 0)
+				return shell_error(-EINVAL,
+						   "no CPU model '%s'; there are host (the "
+						   "default) and portable",
+						   argv[i] + 4);
 		} else if (!strcmp(argv[i], "hypercalls")) {
 			hypercalls = true; /* vmm/hypercall.h */
 		} else if (!strncmp(argv[i], "inputs=", 7) && argv[i][7]) {
@@ -187,15 +195,27 @@ static int cmd_create(int argc, char **argv)
 		}
 		cmdline = args;
 	}
+	/* Refused before anything is made (QEMU's "enforce"): the model's
+	 * features this CPU lacks. */
+	if (model != CPU_MODEL_HOST &&
+	    vmm_cpu_model_missing((u32)model, missing, sizeof(missing))) {
+		shell_error(-EOPNOTSUPP, "this CPU lacks what CPU model %s shows a guest:",
+			    cpu_model_name((u32)model));
+		shell_wrap("  ", 2, missing);
+		printk("  nothing created; cpu=host shows what this CPU has\n");
+		return -EOPNOTSUPP;
+	}
 	vm = vm_create(argv[2], mem, (int)cpus, cmdline, initrd);
 	if (!vm)
 		return -EINVAL;
+	vm_set_cpu_model(vm, (u32)model, missing, sizeof(missing)); /* checked above */
 	if (hypercalls && hypercall_enable(vm, inputs)) {
 		vm_destroy(vm);
 		return -EINVAL;
 	}
-	printk("created vm %d (%s, %lu MiB, %d vCPU): vm start %d runs it\n", vm->id, vm->image,
-	       vm->mem_size >> 20, vm->nvcpus, vm->id);
+	printk("created vm %d (%s, %lu MiB, %d vCPU%s%s): vm start %d runs it\n", vm->id, vm->image,
+	       vm->mem_size >> 20, vm->nvcpus, model ? ", CPU " : "",
+	       model ? cpu_model_name((u32)model) : "", vm->id);
 	return 0;
 }
 
@@ -321,6 +341,8 @@ static int cmd_info(struct vm *vm)
 	shell_wrap("command line:", 14, vm->cmdline);
 	if (vm->boot_layout[0])
 		shell_wrap("boot:", 6, vm->boot_layout);
+	printk("CPU model: %s\n",
+	       cpu_model_name(vm->cpu_model) ? cpu_model_name(vm->cpu_model) : "?");
 	vm_info_tsc(vm);
 	if (vm->pager) {
 		char how[200];
@@ -540,6 +562,9 @@ static const struct shell_sub vm_subs[] = {
 		  "  mem=SIZE       its RAM, like 64M or 1G (default 32M)\n"
 		  "  cpus=N         its vCPUs (default 1)\n"
 		  "  initrd=IMAGE   an initrd for a Linux kernel (see 'vm images')\n"
+		  "  cpu=MODEL      the CPU its guest sees: host (default: all this CPU\n"
+		  "                 offers) or portable (a baseline both vendors give:\n"
+		  "                 its snapshot restores under VT-x and AMD-V; 'cpu')\n"
 		  "  hypercalls     the guest may use Amber's hypercalls (docs/vmm.md)\n"
 		  "  inputs=IMAGE   a fuzzing corpus for them (implies hypercalls)\n"
 		  "  -- ARGS        the rest of the line is the guest's command line\n"

@@ -9,6 +9,7 @@
 #include "kernel/lib.h"
 #include "kernel/msr.h"
 #include "kernel/printk.h"
+#include "kernel/shell.h"
 #include "kernel/x86.h"
 #include "vmm/platform.h"
 #include "vmm/intr.h"
@@ -97,45 +98,10 @@ int emulate_io(struct vcpu *v, const struct vm_exit *e)
 /* ---- CPUID --------------------------------------------------------------- */
 
 /* SDM Vol. 2A "CPUID" and APM Vol. 3 Appendix E "Obtaining Processor
- * Information Via the CPUID Instruction". */
-#define CPUID_1_ECX_MONITOR BIT(3)
-#define CPUID_1_ECX_VMX BIT(5)
-#define CPUID_1_ECX_X2APIC BIT(21)
-#define CPUID_1_ECX_TSC_DEADLINE BIT(24)
+ * Information Via the CPUID Instruction". The feature bits: vmm/cpumodel.c. */
 #define CPUID_1_ECX_XSAVE BIT(26)
 #define CPUID_1_ECX_OSXSAVE BIT(27)
-#define CPUID_1_ECX_HYPERVISOR BIT(31)
-#define CPUID_1_EDX_MCE BIT(7)
-#define CPUID_1_EDX_APIC BIT(9)
-#define CPUID_1_EDX_MCA BIT(14)
-#define CPUID_1_EDX_DS BIT(21)
-#define CPUID_1_EDX_ACPI BIT(22) /* thermal monitor MSRs */
-#define CPUID_1_EDX_TM BIT(29)
-#define CPUID_1_ECX_DTES64 BIT(2)
-#define CPUID_1_ECX_DS_CPL BIT(4)
-#define CPUID_1_ECX_EST BIT(7)
-#define CPUID_1_ECX_TM2 BIT(8)
-#define CPUID_7_EBX_TSC_ADJUST BIT(1) /* offered: held at 0 (msr_read) */
-#define CPUID_7_EBX_SGX BIT(2)
-#define CPUID_7_EBX_PQM BIT(12)
-#define CPUID_7_EBX_PQE BIT(15)
-#define CPUID_7_ECX_WAITPKG BIT(5)
-#define CPUID_7_ECX_CET_SS BIT(7)
-#define CPUID_7_ECX_LA57 BIT(16)
-#define CPUID_7_ECX_RDPID BIT(22)
-#define CPUID_7_ECX_SGX_LC BIT(30)
-#define CPUID_7_EDX_CET_IBT BIT(20)
-#define CPUID_7_EDX_SPEC_CTRL BIT(26) /* IBRS and IBPB */
-#define CPUID_7_EDX_STIBP BIT(27)
-#define CPUID_7_EDX_FLUSH_L1D BIT(28)
-#define CPUID_7_EDX_ARCH_CAPABILITIES BIT(29)
-#define CPUID_7_EDX_CORE_CAPABILITIES BIT(30)
-#define CPUID_7_EDX_SSBD BIT(31)
-#define CPUID_80000001_EDX_RDTSCP BIT(27)
 #define CPUID_80000007_EDX_INVARIANT_TSC BIT(8)
-#define CPUID_D1_EAX_XSAVES BIT(3)
-#define CPUID_80000001_ECX_SVM BIT(2)
-#define CPUID_80000001_ECX_SKINIT BIT(12)
 #define X86_CR4_OSXSAVE BIT(18)
 
 #define AMBER_CPUID_BASE 0x40000000
@@ -222,11 +188,73 @@ static void time_leaf(const struct vm *vm, u32 leaf, u32 *a, u32 *b, u32 *c, u32
 	}
 }
 
+void vmm_cpuid_offered(struct cpuid_features *f)
+{
+	static const u32 leaves[][2] = { { 1, 0 }, { 7, 0 }, { 0xD, 1 }, { 0x80000001, 0 } };
+
+	memset(f, 0, sizeof(*f));
+	for (size_t i = 0; i < ARRAY_SIZE(leaves); i++) {
+		u32 leaf = leaves[i][0], a, b, c, d;
+
+		if (leaf < 0x80000000 ? leaf > cpu.max_leaf : leaf > cpu.max_ext_leaf)
+			continue;
+		cpuid_count(leaf, leaves[i][1], &a, &b, &c, &d);
+		cpuid_mask_leaf(leaf, leaves[i][1], &a, &b, &c, &d);
+		cpuid_features_from_leaf(f, leaf, leaves[i][1], a, b, c, d);
+	}
+	f->xcr0 = vcpu_xcr0_allowed();
+}
+
+void vmm_print_cpu_models(void)
+{
+	static const char *const words[CPUID_WORDS] = { "1:ECX",	"1:EDX",       "7:EBX",
+							"7:ECX",	"7:EDX",       "D.1:EAX",
+							"80000001:ECX", "80000001:EDX" };
+	struct cpuid_features here;
+	char line[200];
+
+	vmm_cpuid_offered(&here);
+	printk("guest CPUID features offered (cpu=host):\n ");
+	for (int i = 0; i < CPUID_WORDS; i++)
+		printk(" %s 0x%08x%s", words[i], here.w[i], i % 3 == 2 ? "\n " : "");
+	printk(" XCR0 0x%lx\n", here.xcr0);
+	for (u32 m = CPU_MODEL_HOST + 1; m < CPU_MODELS; m++) {
+		if (!vmm_cpu_model_missing(m, line, sizeof(line))) {
+			printk("cpu=%s: offered\n", cpu_model_name(m));
+			continue;
+		}
+		printk("cpu=%s: this CPU lacks\n", cpu_model_name(m));
+		shell_wrap("  ", 2, line);
+	}
+}
+
+int vmm_cpu_model_missing(u32 model, char *missing, size_t len)
+{
+	struct cpuid_features here, want;
+
+	vmm_cpuid_offered(&here);
+	cpu_model_mask(model, &want);
+	return model == CPU_MODEL_HOST ? 0 : cpuid_features_missing(&want, &here, missing, len);
+}
+
+int vm_set_cpu_model(struct vm *vm, u32 model, char *missing, size_t len)
+{
+	struct cpuid_features here, want;
+
+	vmm_cpuid_offered(&here);
+	cpu_model_mask(model, &want);
+	if (model != CPU_MODEL_HOST && cpuid_features_missing(&want, &here, missing, len))
+		return -EOPNOTSUPP;
+	vm->cpu_model = model;
+	cpuid_features_and(&vm->cpuid, &here, &want);
+	return 0;
+}
+
 int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 {
 	u32 leaf = (u32)v->regs[REG_RAX], sub = (u32)v->regs[REG_RCX];
 	u32 a = 0, b = 0, c = 0, d = 0;
-	u64 allowed = vcpu_xcr0_allowed();
+	u64 allowed = vcpu_xcr0_allowed() & v->vm->cpuid.xcr0;
 	int err;
 
 	if ((leaf & 0xFFFFFF00) == AMBER_CPUID_BASE) {
@@ -249,16 +277,15 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 	if (leaf > cpu.max_leaf && leaf < 0x80000000)
 		goto out;
 	cpuid_count(leaf, sub, &a, &b, &c, &d);
+	/* Amber's masks, then the VM's CPU model (vmm/cpumodel.c). */
+	cpuid_mask_leaf(leaf, sub, &a, &b, &c, &d);
+	cpuid_apply_features(&v->vm->cpuid, leaf, sub, &a, &b, &c, &d);
 	switch (leaf) {
 	case 0:
 		a = MAX(a, (u32)CPUID_FREQ_LEAF);
 		break;
 	case 1:
-		/* No VMX, no MONITOR/MWAIT (intercepted as #UD). The local APIC,
-		 * x2APIC and the TSC-deadline timer are emulated (vmm/dev_lapic.c)
-		 * whatever the host has. OSXSAVE mirrors the guest's CR4. */
-		c &= ~(CPUID_1_ECX_VMX | CPUID_1_ECX_MONITOR | CPUID_1_ECX_OSXSAVE);
-		c |= CPUID_1_ECX_HYPERVISOR | CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE;
+		/* OSXSAVE mirrors the guest's CR4. */
 		if (c & CPUID_1_ECX_XSAVE) {
 			u64 cr4;
 
@@ -268,41 +295,12 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 			if (cr4 & X86_CR4_OSXSAVE)
 				c |= CPUID_1_ECX_OSXSAVE;
 		}
-		d |= CPUID_1_EDX_APIC;
-		/* Nor machine checks, the debug store, thermal monitoring or
-		 * SpeedStep: Amber holds none of their MSRs (Linux reads
-		 * IA32_THERM_INTERRUPT unchecked when ACPI and TM are set). */
-		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA | CPUID_1_EDX_DS | CPUID_1_EDX_ACPI |
-		       CPUID_1_EDX_TM);
-		c &= ~(CPUID_1_ECX_DTES64 | CPUID_1_ECX_DS_CPL | CPUID_1_ECX_EST | CPUID_1_ECX_TM2);
 		b = (b & 0x00FFFFFF) | ((u32)v->id << 24); /* initial APIC id */
 		break;
 	case 5:	  /* MONITOR/MWAIT */
 	case 6:	  /* thermal and power management */
 	case 0xA: /* performance monitoring: no virtual PMU */
 		a = b = c = d = 0;
-		break;
-	case 7:
-		/* Only what Amber gives every guest the same way on both vendors
-		 * (a snapshot moves between them): no 5-level paging (the page
-		 * walk and the canonical checks are 48-bit), none of the features
-		 * whose MSRs Amber does not hold (SGX, RDT, CET, the speculation
-		 * controls, ARCH/CORE_CAPABILITIES), and no RDPID (it reads
-		 * TSC_AUX, which is not per vCPU). TSC_ADJUST is always there:
-		 * with the invariant TSC it tells Linux that nothing else moved
-		 * the TSC, so Linux trusts it without a watchdog, which under an
-		 * emulator would be the slower, tick-counting jiffies. */
-		if (sub == 0) {
-			b &= ~(CPUID_7_EBX_SGX | CPUID_7_EBX_PQM | CPUID_7_EBX_PQE);
-			b |= CPUID_7_EBX_TSC_ADJUST;
-			c &= ~(CPUID_7_ECX_WAITPKG | CPUID_7_ECX_CET_SS | CPUID_7_ECX_LA57 |
-			       CPUID_7_ECX_RDPID | CPUID_7_ECX_SGX_LC);
-			d &= ~(CPUID_7_EDX_CET_IBT | CPUID_7_EDX_SPEC_CTRL | CPUID_7_EDX_STIBP |
-			       CPUID_7_EDX_FLUSH_L1D | CPUID_7_EDX_ARCH_CAPABILITIES |
-			       CPUID_7_EDX_CORE_CAPABILITIES | CPUID_7_EDX_SSBD);
-		} else {
-			a = b = c = d = 0;
-		}
 		break;
 	case 0xB:
 	case 0x1F:
@@ -324,17 +322,9 @@ int emulate_cpuid(struct vcpu *v, const struct vm_exit *e)
 				c = MAX(c, sa + sb);
 			}
 			c = MAX(c, 576u);
-		} else if (sub == 1) {
-			a &= ~CPUID_D1_EAX_XSAVES; /* no IA32_XSS management */
-			b = c = d = 0;
-		} else if (sub < 64 && !(allowed & BIT(sub))) {
+		} else if (sub >= 2 && sub < 64 && !(allowed & BIT(sub))) {
 			a = b = c = d = 0;
 		}
-		break;
-	case 0x80000001:
-		/* AMD repeats MCE and MCA here; RDTSCP reads TSC_AUX (leaf 7). */
-		c &= ~(CPUID_80000001_ECX_SVM | CPUID_80000001_ECX_SKINIT);
-		d &= ~(CPUID_1_EDX_MCE | CPUID_1_EDX_MCA | CPUID_80000001_EDX_RDTSCP);
 		break;
 	case 0x80000007:
 		/* Advanced power management: only the invariant TSC, which the
@@ -577,7 +567,7 @@ int emulate_xsetbv(struct vcpu *v, const struct vm_exit *e)
 {
 	u64 val = (v->regs[REG_RDX] << 32) | (u32)v->regs[REG_RAX];
 
-	if ((u32)v->regs[REG_RCX] != 0 || !vcpu_xcr0_valid(val))
+	if ((u32)v->regs[REG_RCX] != 0 || !vcpu_xcr0_valid(val) || (val & ~v->vm->cpuid.xcr0))
 		return finish_insn(v, e, -EPERM);
 	vcpu_fpu_set_xcr0(v, val);
 	return finish_insn(v, e, 0);

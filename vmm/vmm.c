@@ -243,6 +243,7 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
 		       VM_CHUNK_SIZE - mem % VM_CHUNK_SIZE);
 	vm->guest_tsc_hz = tsc_hz();
 	vm->created_ticks = ticks();
+	vm_set_cpu_model(vm, CPU_MODEL_HOST, NULL, 0); /* vm create cpu= or a restore changes it */
 	if (vdev_alloc_all(vm))
 		goto nomem;
 	if (vcpu_ops->vm_init(vm)) {

@@ -9,6 +9,7 @@
 #define AMBER_VMM_H
 
 #include "kernel/types.h"
+#include "vmm/cpumodel.h"
 #include "vmm/dirtylog.h"
 #include "vmm/mmio.h"
 #include "vmm/vcpu_state.h"
@@ -309,6 +310,8 @@ struct vm {
 	bool hypercalls;	     /* the guest may use them (vm create hypercalls) */
 	struct hypercall_state *hc;  /* their host side, NULL when not allowed */
 	struct pager *pager;	     /* RAM still arriving (vmm/pager.h), else NULL */
+	u32 cpu_model;		     /* enum cpu_model_id (vm create cpu=) */
+	struct cpuid_features cpuid; /* the CPUID features its guest is shown */
 };
 
 void vmm_init(void);
@@ -317,6 +320,17 @@ const char *vmm_unavailable_reason(void);
 /* One line for `cpu`: the backend in use and what it runs guests with, or
  * why there is none. */
 void vmm_describe_backend(char *buf, size_t len);
+/* The CPUID features Amber offers a guest on this CPU (the host model). */
+void vmm_cpuid_offered(struct cpuid_features *f);
+/* For `cpu`: the features offered and which models this CPU can give. */
+void vmm_print_cpu_models(void);
+/* How many of model's features this CPU lacks (0 for host), named in
+ * `missing`. */
+int vmm_cpu_model_missing(u32 model, char *missing, size_t len);
+/* Gives vm the CPU model `model` (vmm/cpumodel.h): its guest is shown the
+ * model's features that this CPU offers. Returns 0, or -EOPNOTSUPP with the
+ * model's features this CPU lacks named in `missing` (nothing changed). */
+int vm_set_cpu_model(struct vm *vm, u32 model, char *missing, size_t len);
 /* Creates a VM from a guest image with `mem` bytes of RAM; returns it or NULL
  * after printing why. The guest is loaded and its vCPU 0 set to its entry
  * state: Multiboot's, or for a Linux bzImage the 32-bit boot protocol's with

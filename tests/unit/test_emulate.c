@@ -100,6 +100,7 @@ int vcpu_stop_report(struct vcpu *v, const struct vm_exit *e, const char *fmt, .
 }
 
 void printk(const char *fmt, ...) {}
+void shell_wrap(const char *head, int indent, const char *text) {}
 u64 vcpu_xcr0_allowed(void) { return 7; }
 /* The local APIC's MSRs (vmm/dev_lapic.c): IA32_APIC_BASE answers with a
  * marker, the x2APIC range refuses (#GP), the rest is not the APIC's. */
@@ -128,6 +129,7 @@ static const struct vm_exit exit_rec = { .kind = VMEXIT_MSR_WRITE, .insn_len = 2
 
 static void reset(void)
 {
+	vm_set_cpu_model(&vm, CPU_MODEL_HOST, NULL, 0);
 	memset(fields, 0, sizeof(fields));
 	memset(field_sets, 0, sizeof(field_sets));
 	whole_gets = whole_sets = advances = injects = fail_with = stopped = 0;
@@ -351,8 +353,63 @@ static void test_hidden_features(void)
 	CHECK_EQ(stopped, 0);
 }
 
+/* A VM's CPU model restricts what CPUID shows and what XSETBV takes: with
+ * the portable model no PCID or AVX-512 whatever this host has, XCR0 at most
+ * x87+SSE+AVX; a model the host lacks is refused with the missing named. */
+static void test_cpu_model(void)
+{
+	struct cpuid_features want;
+	char missing[200];
+
+	reset();
+	__asm__ volatile("cpuid" : "=a"(cpu.max_leaf) : "a"(0) : "ebx", "ecx", "edx");
+	__asm__ volatile("cpuid" : "=a"(cpu.max_ext_leaf) : "a"(0x80000000) : "ebx", "ecx", "edx");
+	cpu_model_mask(CPU_MODEL_PORTABLE, &want);
+	/* This host: the model is refused exactly when it lacks a bit of it. */
+	vmm_cpuid_offered(&vm.cpuid);
+	int lacks = cpuid_features_missing(&want, &vm.cpuid, missing, sizeof(missing));
+	CHECK_EQ(vm_set_cpu_model(&vm, CPU_MODEL_PORTABLE, missing, sizeof(missing)),
+		 lacks ? -EOPNOTSUPP : 0);
+	CHECK_EQ(vm.cpu_model, lacks ? CPU_MODEL_HOST : CPU_MODEL_PORTABLE);
+	/* Whatever the host: a VM shown the model's words sees no more. */
+	vm.cpuid = want;
+	guest_cpuid(1);
+	CHECK_EQ(cpuid_regs[2] & ~(want.w[CPUID_W_1_ECX] | BIT(27)), 0); /* (OSXSAVE: CR4's) */
+	CHECK_EQ(cpuid_regs[2] & BIT(17), 0);				 /* PCID */
+	CHECK_EQ(cpuid_regs[3] & ~want.w[CPUID_W_1_EDX], 0);
+	guest_cpuid(0x80000001);
+	CHECK_EQ(cpuid_regs[2] & ~want.w[CPUID_W_81_ECX], 0);
+	if (cpu.max_leaf >= 7) {
+		guest_cpuid(7);
+		CHECK_EQ(cpuid_regs[1] & ~want.w[CPUID_W_7_EBX], 0);
+		CHECK_EQ(cpuid_regs[1] & BIT(16), 0); /* AVX512F */
+	}
+	if (cpu.max_leaf >= 0xD) {
+		guest_cpuid(0xD);
+		CHECK_EQ(cpuid_regs[0] & ~7u, 0);
+		CHECK_EQ(cpuid_regs[3], 0);
+	}
+	/* XSETBV: within the stub's allowed 7, but the model allows 3 only. */
+	vm.cpuid.xcr0 = 3;
+	injects = advances = 0;
+	v.regs[REG_RCX] = 0;
+	v.regs[REG_RAX] = 7;
+	v.regs[REG_RDX] = 0;
+	CHECK_EQ(emulate_xsetbv(&v, &exit_rec), EXIT_RESUME);
+	CHECK_EQ(injects, 1); /* #GP */
+	CHECK_EQ(advances, 0);
+	v.regs[REG_RAX] = 3;
+	CHECK_EQ(emulate_xsetbv(&v, &exit_rec), EXIT_RESUME);
+	CHECK_EQ(injects, 1);
+	CHECK_EQ(advances, 1);
+	vm_set_cpu_model(&vm, CPU_MODEL_HOST, NULL, 0);
+	CHECK_EQ(vm.cpu_model, CPU_MODEL_HOST);
+	CHECK_EQ(vm.cpuid.xcr0, 7);
+}
+
 int main(void)
 {
+	test_cpu_model();
 	test_time_leaves();
 	test_hidden_features();
 	test_one_field();

@@ -752,15 +752,37 @@ static void test_version1_image(void)
 static void test_devices_versions(void)
 {
 	struct snap_devices d = { .vm_state = SNAP_VM_EXITED, .exit_code = 0xFFFFFFFE }, back;
-	u8 raw[SNAP_DEVICES_SIZE_V1] = { 0 };
+	u8 raw[SNAP_DEVICES_SIZE] = { 0 };
 
+	_Static_assert(SNAP_DEVICES_SIZE > SNAP_DEVICES_SIZE_V1, "raw holds every version");
 	strcpy(d.cmdline, "pattern=5");
+	d.cpu_model = CPU_MODEL_PORTABLE;
+	for (int i = 0; i < CPUID_WORDS; i++)
+		d.cpuid.w[i] = 0x11111111u * (u32)(i + 1);
+	d.cpuid.xcr0 = 0x207;
 	d.guest_tsc_hz = 2600000000ULL;
 	strcpy(d.stop_reason, "guest wrote to its own page tables");
 	strcpy(d.initrd, "initramfs.cpio.gz");
 	snap_devices_encode(&d, raw);
-	CHECK_EQ(SNAP_DEVICES_SIZE, 0x180);
+	CHECK_EQ(SNAP_DEVICES_SIZE, 0x1B0);
+	CHECK_EQ(SNAP_DEVICES_SIZE_NO_CPU, 0x180);
 	CHECK_EQ(SNAP_DEVICES_SIZE_NO_INITRD, 0x160);
+	/* The CPU model from 0x180: id, zero, the eight words, XCR0. */
+	CHECK_EQ(snap_get32(raw + 0x180), CPU_MODEL_PORTABLE);
+	CHECK_EQ(snap_get32(raw + 0x184), 0);
+	CHECK_EQ(snap_get32(raw + 0x188), 0x11111111u); /* 1:ECX */
+	CHECK_EQ(snap_get32(raw + 0x190), 0x33333333u); /* 7:EBX */
+	CHECK_EQ(snap_get32(raw + 0x1A4), 0x88888888u); /* 80000001:EDX */
+	CHECK_EQ(snap_get64(raw + 0x1A8), 0x207);
+	snap_devices_decode(raw, SNAP_DEVICES_SIZE, &back);
+	CHECK(back.has_cpuid);
+	CHECK_EQ(back.cpu_model, CPU_MODEL_PORTABLE);
+	CHECK(!memcmp(&back.cpuid, &d.cpuid, sizeof(d.cpuid)));
+	/* Older: the host model, nothing recorded. */
+	snap_devices_decode(raw, SNAP_DEVICES_SIZE_NO_CPU, &back);
+	CHECK(!back.has_cpuid);
+	CHECK_EQ(back.cpu_model, CPU_MODEL_HOST);
+	CHECK_STR(back.initrd, "initramfs.cpio.gz");
 	CHECK(memcmp(raw + 0x160, "initramfs.cpio.gz", 18) == 0);
 	CHECK_EQ(raw[0x17F], 0);
 	CHECK_EQ(snap_get32(raw + 0x004), SNAP_VM_EXITED);
