@@ -327,7 +327,7 @@ static void test_tracking(void)
 static void test_fill(void)
 {
 	u64 chunks[3] = { 0x80000000, 0x80c00000, 0x80400000 };
-	u64 mem = 2 * EPT_PAGE_2M + 259 * EPT_PAGE_4K, root;
+	u64 mem = 2 * EPT_PAGE_2M + 259 * EPT_PAGE_4K, root, tables;
 	bool merged = true;
 	struct ept e;
 
@@ -374,6 +374,13 @@ static void test_fill(void)
 	pool.limit = pool.live;
 	CHECK_EQ(ept_fill(&e, 0, chunks[0], EPT_PAGE_4K, &merged), -ENOMEM);
 	pool.limit = 0;
+	/* A whole block with nothing of it mapped: one 2 MiB leaf, no table
+	 * made, nothing to flush. */
+	tables = e.table_pages;
+	CHECK_EQ(ept_fill(&e, 0, chunks[0], EPT_PAGE_2M, &merged), 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(e.table_pages, tables);
+	expect_map(&e, 0x5678, chunks[0] + 0x5678, EPT_PAGE_2M);
 	ept_unmap_all(&e);
 	CHECK_EQ(pool.live, 1);
 	ept_destroy(&e);

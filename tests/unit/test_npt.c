@@ -336,6 +336,15 @@ static void test_fill(void)
 	alloc_limit = live_pages;
 	CHECK_EQ(npt_fill(&n, 0, chunks[0], NPT_PAGE_4K, &merged), -ENOMEM);
 	alloc_limit = -1;
+	/* A whole block with nothing of it mapped: one 2 MiB leaf, no table
+	 * made, nothing to flush. */
+	size = n.table_pages;
+	CHECK_EQ(npt_fill(&n, 0, chunks[0], NPT_PAGE_2M, &merged), 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(n.table_pages, size);
+	CHECK_EQ(translate(&n, 0x5678, &size), chunks[0] + 0x5678);
+	CHECK_EQ(size, NPT_PAGE_2M);
+	CHECK(path_flags_ok(&n, 0));
 	npt_unmap_all(&n);
 	CHECK_EQ(live_pages, 1);
 	npt_destroy(&n);

@@ -325,24 +325,39 @@ void npt_unmap_all(struct npt *n)
 
 int npt_fill(struct npt *n, u64 gpa, u64 hpa, u64 size, bool *merged)
 {
-	int err;
+	u64 *t, *pde, *pt;
+	int err = 0;
 
 	*merged = false;
-
 	if (!n->root || ((gpa | hpa | size) & (NPT_PAGE_4K - 1)) || !size ||
 	    (gpa & ~(NPT_PAGE_2M - 1)) != ((gpa + size - 1) & ~(NPT_PAGE_2M - 1)) ||
 	    gpa + size > NPT_GPA_LIMIT || hpa + size > NPT_HPA_LIMIT)
 		return -EINVAL;
-	for (u64 off = 0; off < size; off += NPT_PAGE_4K) {
-		u64 *pde = npt_pde(n, gpa + off);
-
-		if (pde && (*pde & NPT_PS))
-			return 0; /* the whole 2 MiB is there already */
-		err = npt_map_one(n, gpa + off, hpa + off, NPT_PAGE_4K, NPT_RW);
-		if (err && err != -EEXIST)
+	/* One walk for the whole run: a walk per page was most of what mapping
+	 * a lazily restored VM cost. */
+	t = npt_table(n, n->root);
+	for (int level = 3; level > 1; level--) {
+		t = npt_next_table(n, t, NPT_INDEX(gpa, level), &err);
+		if (!t)
 			return err;
 	}
-	npt_merge(n, npt_pde(n, gpa));
-	*merged = (*npt_pde(n, gpa) & NPT_PS) != 0;
+	pde = &t[NPT_INDEX(gpa, 1)];
+	if (*pde & NPT_PS)
+		return 0; /* the whole 2 MiB is there already */
+	/* A whole block of which nothing is mapped: its 2 MiB leaf at once, no
+	 * page table made and merged again. */
+	if (!(*pde & NPT_P) && size == NPT_PAGE_2M && n->large_pages &&
+	    !(hpa & (NPT_PAGE_2M - 1))) {
+		*pde = hpa | NPT_P | NPT_US | NPT_RW | NPT_PS;
+		return 0;
+	}
+	pt = npt_next_table(n, t, NPT_INDEX(gpa, 1), &err);
+	if (!pt)
+		return err;
+	for (u64 i = NPT_INDEX(gpa, 0), off = 0; off < size; i++, off += NPT_PAGE_4K)
+		if (!(pt[i] & NPT_P))
+			pt[i] = (hpa + off) | NPT_P | NPT_US | NPT_RW;
+	npt_merge(n, pde);
+	*merged = (*pde & NPT_PS) != 0;
 	return 0;
 }

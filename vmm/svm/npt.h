@@ -100,7 +100,9 @@ void npt_unmap_all(struct npt *n);
  * most, to [hpa, hpa + size) writable; pages already mapped stay as they
  * are. A page table whose 512 leaves then map one aligned 2 MiB becomes a
  * 2 MiB leaf (when large_pages), *merged set: a change of page size the
- * caller flushes. Returns 0, -EINVAL or -ENOMEM. */
+ * caller flushes. A whole aligned block of which nothing was mapped becomes
+ * its 2 MiB leaf at once, *merged clear (nothing was present to flush).
+ * Returns 0, -EINVAL or -ENOMEM. */
 int npt_fill(struct npt *n, u64 gpa, u64 hpa, u64 size, bool *merged);
 
 #endif

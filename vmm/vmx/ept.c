@@ -301,24 +301,39 @@ void ept_unmap_all(struct ept *e)
 
 int ept_fill(struct ept *e, u64 gpa, u64 hpa, u64 size, bool *merged)
 {
-	int err;
+	u64 *t, *pde, *pt;
+	int err = 0;
 
 	*merged = false;
-
 	if (!e->root || ((gpa | hpa | size) & (EPT_PAGE_4K - 1)) || !size ||
 	    (gpa & ~(EPT_PAGE_2M - 1)) != ((gpa + size - 1) & ~(EPT_PAGE_2M - 1)) ||
 	    gpa + size > EPT_GPA_LIMIT || hpa + size > EPT_HPA_LIMIT)
 		return -EINVAL;
-	for (u64 off = 0; off < size; off += EPT_PAGE_4K) {
-		u64 *pde = ept_pde(e, gpa + off);
-
-		if (pde && (*pde & EPT_LARGE))
-			return 0; /* the whole 2 MiB is there already */
-		err = ept_map_one(e, gpa + off, hpa + off, EPT_PAGE_4K, EPT_RWX);
-		if (err && err != -EEXIST)
+	/* One walk for the whole run: a walk per page was most of what mapping
+	 * a lazily restored VM cost. */
+	t = ept_table(e, e->root);
+	for (int level = 3; level > 1; level--) {
+		t = ept_next_table(e, t, EPT_INDEX(gpa, level), &err);
+		if (!t)
 			return err;
 	}
-	ept_merge(e, ept_pde(e, gpa));
-	*merged = (*ept_pde(e, gpa) & EPT_LARGE) != 0;
+	pde = &t[EPT_INDEX(gpa, 1)];
+	if (*pde & EPT_LARGE)
+		return 0; /* the whole 2 MiB is there already */
+	/* A whole block of which nothing is mapped: its 2 MiB leaf at once, no
+	 * page table made and merged again. */
+	if (!(*pde & EPT_RWX) && size == EPT_PAGE_2M && e->large_pages &&
+	    !(hpa & (EPT_PAGE_2M - 1))) {
+		*pde = hpa | EPT_RWX | (EPT_MT_WB << EPT_MT_SHIFT) | EPT_LARGE;
+		return 0;
+	}
+	pt = ept_next_table(e, t, EPT_INDEX(gpa, 1), &err);
+	if (!pt)
+		return err;
+	for (u64 i = EPT_INDEX(gpa, 0), off = 0; off < size; i++, off += EPT_PAGE_4K)
+		if (!(pt[i] & EPT_RWX))
+			pt[i] = (hpa + off) | EPT_RWX | (EPT_MT_WB << EPT_MT_SHIFT);
+	ept_merge(e, pde);
+	*merged = (*pde & EPT_LARGE) != 0;
 	return 0;
 }

@@ -100,7 +100,9 @@ void ept_unmap_all(struct ept *e);
  * most, to [hpa, hpa + size) with all rights; pages already mapped stay as
  * they are. A page table whose 512 leaves then map one aligned 2 MiB becomes
  * a 2 MiB leaf (when large_pages), *merged set: a change of page size the
- * caller flushes (INVEPT). Returns 0, -EINVAL or -ENOMEM. */
+ * caller flushes (INVEPT). A whole aligned block of which nothing was
+ * mapped becomes its 2 MiB leaf at once, *merged clear (nothing was present
+ * to flush). Returns 0, -EINVAL or -ENOMEM. */
 int ept_fill(struct ept *e, u64 gpa, u64 hpa, u64 size, bool *merged);
 
 #endif
