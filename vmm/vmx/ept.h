@@ -83,8 +83,10 @@ int ept_track_start(struct ept *e, u64 size);
  * becomes a 2 MiB leaf again (when large_pages) and is freed. */
 void ept_track_stop(struct ept *e, u64 size);
 /* Sets bit (gpa / 4 KiB) in `bits` (NULL: none) for each page whose leaf is
- * dirty, and clears the flag. Returns the number of pages found dirty. */
-u64 ept_harvest(struct ept *e, u64 size, u64 *bits);
+ * dirty, and clears the flag. Looks at the 2 MiB blocks whose bit is set in
+ * `blocks` (struct dirty_log's summary; cleared here), or at all of RAM when
+ * blocks is NULL. Returns the number of pages found dirty. */
+u64 ept_harvest(struct ept *e, u64 size, u64 *blocks, u64 *bits);
 
 /*
  * RAM that arrives after the VM starts (a lazy restore, vmm/pager.c): every

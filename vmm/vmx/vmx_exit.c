@@ -236,6 +236,8 @@ static const struct {
 	[EXIT_REASON_MSR_WRITE] = { .decode = vmx_exit_msr },
 	[EXIT_REASON_EPT_VIOLATION] = { .decode = vmx_exit_ept_violation },
 	[EXIT_REASON_EPT_MISCONFIG] = { .decode = vmx_exit_ept_misconfig },
+	/* Dirty tracking's log is full: vmx_dirty_pml_full() empties it. */
+	[EXIT_REASON_PML_FULL] = { .kind = VMEXIT_NONE },
 	[EXIT_REASON_CR_ACCESS] = { .decode = vmx_exit_cr },
 	[EXIT_REASON_INVD] = { .decode = vmx_exit_invd },
 	[EXIT_REASON_MWAIT_INSTRUCTION] = { .decode = vmx_exit_hidden },
