@@ -60,16 +60,7 @@ static void vmx_pml_drain(struct vcpu *v)
 
 void vmx_dirty_pml_full(struct vcpu *v)
 {
-	struct vmx_vcpu *x = v->arch;
-
-	/* An IRET that unblocked NMIs before the exit: blocked again, as for
-	 * an EPT violation (SDM Vol. 3C 28.2.1 "Basic VM-Exit Information",
-	 * the qualification of a page-modification log-full exit). */
-	if ((vmcs_readl(EXIT_QUALIFICATION) & EPT_VIOLATION_NMI_UNBLOCK) &&
-	    !(vmcs_read32(IDT_VECTORING_INFO_FIELD) & INTR_INFO_VALID_MASK))
-		vmcs_write32(GUEST_INTERRUPTIBILITY_INFO,
-			     vmcs_read32(GUEST_INTERRUPTIBILITY_INFO) | GUEST_INTR_STATE_NMI);
-	if (x->pml_pa)
+	if (((struct vmx_vcpu *)v->arch)->pml_pa)
 		vmx_pml_drain(v);
 }
 
