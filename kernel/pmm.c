@@ -135,6 +135,16 @@ static u64 find_run(u64 npages, u64 align)
 				pfn = ALIGN_UP(pfn + 1, 64) - 1;
 				continue;
 			}
+			/* Whole words for whole-word runs (a VM's 2 MiB chunks):
+			 * the bit-by-bit loop made a 2 MiB chunk cost ~10,000
+			 * instructions, a VM's creation a few million. */
+			if (!(align % 64) && !(npages % 64)) {
+				for (n = 0; n < npages && !bitmap[(pfn + n) / 64]; n += 64)
+					;
+				if (n == npages)
+					return pfn;
+				continue;
+			}
 			for (n = 0; n < npages && !page_used(pfn + n); n++)
 				;
 			if (n == npages)
@@ -159,8 +169,14 @@ static u64 alloc_run(u64 npages, u64 align_pages, bool zero)
 	pfn = find_run(npages, align_pages);
 	if (!pfn)
 		return 0;
-	for (u64 i = 0; i < npages; i++)
-		set_used(pfn + i);
+	for (u64 i = 0; i < npages;) {
+		if (!((pfn + i) % 64) && npages - i >= 64) {
+			bitmap[(pfn + i) / 64] = ~0ULL;
+			i += 64;
+		} else {
+			set_used(pfn + i++);
+		}
+	}
 	free_count -= npages;
 	if (align_pages == 1)
 		search_hint = pfn + npages;

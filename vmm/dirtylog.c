@@ -63,7 +63,9 @@ int vm_dirty_start(struct vm *vm)
 {
 	struct dirty_log *l = &vm->dirty;
 	u64 npages = vm->mem_size / PAGE_SIZE;
-	u64 alloc = (dirty_log_words(npages) * sizeof(u64) + PAGE_SIZE - 1) / PAGE_SIZE;
+	u64 bits_pages = (dirty_log_words(npages) * sizeof(u64) + PAGE_SIZE - 1) / PAGE_SIZE;
+	u64 alloc = bits_pages +
+		    (dirty_log_block_words(npages) * sizeof(u64) + PAGE_SIZE - 1) / PAGE_SIZE;
 	u64 pa;
 	int err;
 
@@ -75,7 +77,8 @@ int vm_dirty_start(struct vm *vm)
 	err = pager_finish(vm, "dirty tracking");
 	if (err)
 		return err;
-	/* Whole pages (zeroed by the allocator): a 64 GiB guest needs 2 MiB. */
+	/* Whole pages (zeroed by the allocator): a 64 GiB guest needs 2 MiB,
+	 * and one more page for its blocks. */
 	pa = pmm_alloc_contig(alloc, 1);
 	if (!pa)
 		return -ENOMEM;
@@ -85,6 +88,7 @@ int vm_dirty_start(struct vm *vm)
 		return err;
 	}
 	l->bits = phys_to_virt(pa);
+	l->blocks = phys_to_virt(pa + bits_pages * PAGE_SIZE);
 	l->npages = npages;
 	l->alloc = alloc;
 	l->on = true;

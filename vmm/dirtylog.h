@@ -12,7 +12,11 @@
 struct vm;
 
 struct dirty_log {
-	u64 *bits;  /* bit p: page p (gpa p * 4 KiB) written */
+	u64 *bits; /* bit p: page p (gpa p * 4 KiB) written */
+	/* Bit b: 2 MiB block b holds guest writes the backend noticed and its
+	 * harvest has not collected yet (dirty_log_note). The harvest looks at
+	 * these blocks only, so that it follows the pages written, not RAM. */
+	u64 *blocks;
 	u64 npages; /* pages of guest RAM the log covers */
 	u64 alloc;  /* pages of host memory under bits (0: none) */
 	bool on;    /* tracking runs: the backend reports guest writes */
@@ -25,6 +29,23 @@ struct dirty_log {
 /* ---- the log itself (pure, host unit-tested) ---------------------------- */
 /* Words of bitmap for npages pages. */
 static inline u64 dirty_log_words(u64 npages) { return (npages + 63) / 64; }
+/* Pages a bit of dirty_log.blocks stands for, and the words of it. */
+#define DIRTY_BLOCK_PAGES 512
+static inline u64 dirty_log_block_words(u64 npages)
+{
+	return (npages + DIRTY_BLOCK_PAGES * 64 - 1) / (DIRTY_BLOCK_PAGES * 64);
+}
+/* The backend noticed a guest write to gpa (AMD-V: the nested page fault
+ * that makes a page writable; VT-x: an entry of the page-modification log):
+ * its 2 MiB block goes to the next harvest. Nothing when the log is off or
+ * gpa is past RAM. Inline: exit decoders call it. */
+static inline void dirty_log_note(struct dirty_log *l, u64 gpa)
+{
+	u64 b = gpa / (DIRTY_BLOCK_PAGES * PAGE_SIZE);
+
+	if (l->blocks && gpa / PAGE_SIZE < l->npages)
+		l->blocks[b / 64] |= 1ULL << (b % 64);
+}
 /* Marks the pages of [gpa, gpa + len) that lie in the log; nothing when the
  * log is off. */
 void dirty_log_mark(struct dirty_log *l, u64 gpa, u64 len);

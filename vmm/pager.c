@@ -103,6 +103,23 @@ static void pager_complete(struct vm *vm)
 	       (unsigned long long)p->host_fills, (unsigned long long)p->prefetches);
 }
 
+/* Pages [first, first + n) present, a bitmap word at a time; resident
+ * counts the ones that were not. */
+static void pager_mark(struct pager *p, u64 first, u64 n)
+{
+	for (u64 i = first, end = first + n; i < end;) {
+		u64 bits = MIN(64 - i % 64, end - i);
+		u64 mask = (bits == 64 ? ~0ULL : (1ULL << bits) - 1) << (i % 64);
+		u64 *w = &p->present[i / 64];
+
+		p->resident += bits;
+		for (u64 old = *w & mask; old; old &= old - 1) /* no libgcc popcount */
+			p->resident--;
+		*w |= mask;
+		i += bits;
+	}
+}
+
 int pager_filled(struct vm *vm, u64 first, u64 count)
 {
 	struct pager *p = vm->pager;
@@ -114,12 +131,7 @@ int pager_filled(struct vm *vm, u64 first, u64 count)
 
 		if (err)
 			return err;
-		for (u64 i = first; i < first + n; i++) {
-			if ((p->present[i / 64] >> (i % 64)) & 1)
-				continue;
-			p->present[i / 64] |= 1ULL << (i % 64);
-			p->resident++;
-		}
+		pager_mark(p, first, n);
 		first += n;
 		count -= n;
 	}

@@ -74,8 +74,14 @@ bool pager_idle(u64 budget_us);
 /* While RAM is arriving the prefetch gets this many times the CPU time the
  * guests just had: the fill ends little later than a full restore would
  * (issue 16 asks at most 1.1 times), and the guests still run meanwhile,
- * their own faults served at once. */
-#define PAGER_SHARE 9
+ * their own faults served at once (a fault's fill counts as their time, so
+ * it buys the prefetch more). With 9 a compute-bound guest took 10 % of the
+ * CPU, most of the margin: the fill itself costs about what a full restore
+ * does (docs/performance.md). A vCPU of such a VM runs slices of
+ * PAGER_SLICE_US, so that a turn of PAGER_SHARE slices fits under
+ * PAGER_TURN_MAX_US. */
+#define PAGER_SHARE 19
+#define PAGER_SLICE_US 5000
 #define PAGER_TURN_MAX_US 100000 /* the shell looks at the console between turns */
 /* Fills everything still missing, now (before a save or dirty tracking):
  * 0, or a negative errno after saying why. */

@@ -514,14 +514,14 @@ static enum exit_class exit_class_of(enum vm_exit_kind kind)
 	}
 }
 
-/* Runs v until its slice ends (VMM_SLICE_US, by the host timer that
- * vmm/intr.c arms), it halts, or its VM leaves the running state. Between
- * exits the interrupt state is brought up to date (intr_before_entry,
+/* Runs v until its slice ends (VMM_SLICE_US, or PAGER_SLICE_US while its
+ * VM's RAM arrives; by the host timer that vmm/intr.c arms), it halts, or
+ * its VM leaves the running state. Between exits the interrupt state is brought up to date (intr_before_entry,
  * intr_after_exit). */
 static void vcpu_run_slice(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
-	u64 slice_end = ticks() + VMM_SLICE_US;
+	u64 slice_end = ticks() + (pager_active(vm->pager) ? PAGER_SLICE_US : VMM_SLICE_US);
 	unsigned n = 0;
 	struct vm_exit e;
 	enum exit_class cls = EXIT_USES_DEVICES; /* what the last exit changed */

@@ -1,8 +1,9 @@
 /*
  * Host unit test of the generic dirty log (vmm/dirtylog.c): marking ranges
  * (page edges, the end of RAM, nothing while off), count, next and clear; and
- * vm_dirty_start/sync/stop over a fake backend: the backend's harvest lands in
- * the log, a second start and a sync while off are refused, a backend that
+ * vm_dirty_start/sync/stop over the fake backend (fake_dirty.h): the backend's
+ * harvest lands in the log, the blocks it noted are collected and outlive a
+ * clear, a second start and a sync while off are refused, a backend that
  * cannot start leaves nothing allocated. "Physical" addresses are host
  * pointers here.
  */
@@ -15,73 +16,7 @@
 #include "kernel/mm.h"
 #include "vmm/vmm.h"
 #include "tests/unit/check.h"
-
-static int live_pages;
-
-u64 pmm_alloc_contig(u64 npages, u64 align_pages)
-{
-	void *p = aligned_alloc(PAGE_SIZE, npages * PAGE_SIZE);
-
-	(void)align_pages;
-	if (!p)
-		return 0;
-	memset(p, 0, npages * PAGE_SIZE);
-	live_pages += (int)npages;
-	return (u64)(uintptr_t)p;
-}
-
-void pmm_free_contig(u64 pa, u64 npages)
-{
-	free((void *)(uintptr_t)pa);
-	live_pages -= (int)npages;
-}
-
-/* No VM here has RAM still arriving (vmm/pager.c is not linked). */
-int pager_finish(struct vm *vm, const char *for_what)
-{
-	(void)vm;
-	(void)for_what;
-	return 0;
-}
-
-/* The fake backend: what it was asked, and the pages its "hardware" saw
- * written, handed over (and forgotten) by each harvest. */
-static struct {
-	int starts, harvests, stops, start_err;
-	u64 written[4];
-	int nwritten;
-} be;
-
-static int fake_start(struct vm *vm)
-{
-	(void)vm;
-	be.starts++;
-	return be.start_err;
-}
-
-static int fake_harvest(struct vm *vm, u64 *bits)
-{
-	(void)vm;
-	be.harvests++;
-	for (int i = 0; i < be.nwritten; i++)
-		bits[be.written[i] / 64] |= 1ULL << (be.written[i] % 64);
-	be.nwritten = 0;
-	return 0;
-}
-
-static void fake_stop(struct vm *vm)
-{
-	(void)vm;
-	be.stops++;
-}
-
-static const struct vcpu_ops fake_ops = {
-	.name = "fake",
-	.dirty_start = fake_start,
-	.dirty_harvest = fake_harvest,
-	.dirty_stop = fake_stop,
-};
-const struct vcpu_ops *vcpu_ops = &fake_ops;
+#include "tests/unit/fake_dirty.h"
 
 static void test_marks(void)
 {
@@ -130,22 +65,35 @@ static void test_vm(void)
 	CHECK_EQ(vm_dirty_start(&vm), 0);
 	CHECK(vm.dirty.on);
 	CHECK_EQ(vm.dirty.npages, 8192);
-	CHECK_EQ(live_pages, 1); /* 8192 bits: one page */
+	CHECK_EQ(live_pages, 2); /* 8192 bits: one page, and one for the blocks */
 	CHECK_EQ(vm_dirty_start(&vm), -EBUSY);
 	CHECK_EQ(be.starts, 2);
 
 	/* Amber's own write and the guest's, seen by the "hardware". */
 	dirty_log_mark(&vm.dirty, 0x5000, 8);
-	be.written[be.nwritten++] = 0x1fff;
-	be.written[be.nwritten++] = 0x300;
+	fake_write(&vm, 0x1fff);
+	fake_write(&vm, 0x300);
+	CHECK_EQ(vm.dirty.blocks[0], BIT(1) | BIT(15)); /* pages 768 and 8191 */
 	CHECK_EQ(dirty_log_count(&vm.dirty), 1);
 	CHECK_EQ(vm_dirty_sync(&vm), 0);
 	CHECK_EQ(dirty_log_count(&vm.dirty), 3);
 	CHECK(dirty_log_test(&vm.dirty, 5) && dirty_log_test(&vm.dirty, 0x300) &&
 	      dirty_log_test(&vm.dirty, 0x1fff));
+	CHECK_EQ(vm.dirty.blocks[0], 0); /* collected */
 	dirty_log_clear(&vm.dirty);
 	CHECK_EQ(vm_dirty_sync(&vm), 0);
 	CHECK_EQ(dirty_log_count(&vm.dirty), 0);
+	/* A write noted, then the log cleared before a sync: the note stays
+	 * for the harvest, the page is reported. */
+	fake_write(&vm, 0x42);
+	dirty_log_clear(&vm.dirty);
+	CHECK_EQ(vm_dirty_sync(&vm), 0);
+	CHECK(dirty_log_test(&vm.dirty, 0x42));
+	dirty_log_clear(&vm.dirty);
+	/* Notes past RAM are dropped. */
+	dirty_log_note(&vm.dirty, vm.mem_size);
+	dirty_log_note(&vm.dirty, ~0ULL);
+	CHECK_EQ(vm.dirty.blocks[0], 0);
 
 	vm_dirty_stop(&vm);
 	CHECK_EQ(be.stops, 1);
@@ -156,8 +104,10 @@ static void test_vm(void)
 	/* 64 GiB of RAM: 16 Mi pages, a 2 MiB bitmap. */
 	vm.mem_size = 64ULL << 30;
 	CHECK_EQ(vm_dirty_start(&vm), 0);
-	CHECK_EQ(live_pages, 512);
+	CHECK_EQ(live_pages, 513); /* and 32 Ki blocks: 4 KiB */
 	dirty_log_mark(&vm.dirty, vm.mem_size - 1, 1);
+	fake_write(&vm, vm.mem_size / PAGE_SIZE - 1);
+	CHECK_EQ(vm.dirty.blocks[511], BIT(63));
 	CHECK_EQ(dirty_log_next(&vm.dirty, 0), (64ULL << 30) / PAGE_SIZE - 1);
 	vm_dirty_stop(&vm);
 	CHECK_EQ(live_pages, 0);

@@ -265,7 +265,7 @@ static void test_tracking(void)
 {
 	u64 chunks[3] = { 0x80000000, 0x80c00000, 0x80400000 };
 	u64 mem = 2 * EPT_PAGE_2M + 259 * EPT_PAGE_4K, npages = mem / EPT_PAGE_4K;
-	u64 bits[(3 * 512 + 63) / 64], before;
+	u64 bits[(3 * 512 + 63) / 64], before, blocks;
 	struct ept e;
 
 	CHECK_EQ(ept_init(&e, &fake_mm, true), 0);
@@ -283,17 +283,32 @@ static void test_tracking(void)
 		CHECK_EQ(*leaf_of(&e, gpa) & EPT_DIRTY, 0);
 	}
 	memset(bits, 0, sizeof(bits));
-	CHECK_EQ(ept_harvest(&e, mem, bits), 0);
+	CHECK_EQ(ept_harvest(&e, mem, NULL, bits), 0);
 	/* The CPU writes pages 3, 511, 512 and the last one. */
 	*leaf_of(&e, 3 * EPT_PAGE_4K) |= EPT_DIRTY | EPT_ACCESSED;
 	*leaf_of(&e, 511 * EPT_PAGE_4K) |= EPT_DIRTY;
 	*leaf_of(&e, 512 * EPT_PAGE_4K) |= EPT_DIRTY;
 	*leaf_of(&e, (npages - 1) * EPT_PAGE_4K) |= EPT_DIRTY;
-	CHECK_EQ(ept_harvest(&e, mem, bits), 4);
+	CHECK_EQ(ept_harvest(&e, mem, NULL, bits), 4);
 	for (u64 p = 0; p < npages; p++)
 		CHECK_EQ((bits[p / 64] >> (p % 64)) & 1,
 			 p == 3 || p == 511 || p == 512 || p == npages - 1);
-	CHECK_EQ(ept_harvest(&e, mem, NULL), 0); /* the flags were cleared */
+	CHECK_EQ(ept_harvest(&e, mem, NULL, NULL), 0); /* the flags were cleared */
+	/* With the blocks the log noted, only those are looked at: a flag in a
+	 * block nobody noted waits for a harvest of all of RAM. */
+	*leaf_of(&e, 5 * EPT_PAGE_4K) |= EPT_DIRTY;
+	*leaf_of(&e, (npages - 1) * EPT_PAGE_4K) |= EPT_DIRTY;
+	blocks = BIT(0);
+	memset(bits, 0, sizeof(bits));
+	CHECK_EQ(ept_harvest(&e, mem, &blocks, bits), 1);
+	CHECK_EQ(blocks, 0);
+	CHECK_EQ(bits[0], BIT(5));
+	CHECK_EQ(*leaf_of(&e, (npages - 1) * EPT_PAGE_4K) & EPT_DIRTY, EPT_DIRTY);
+	blocks = BIT(2) | BIT(7); /* the tail block, and one past RAM */
+	CHECK_EQ(ept_harvest(&e, mem, &blocks, bits), 1);
+	CHECK_EQ(blocks, 0);
+	CHECK_EQ((bits[(npages - 1) / 64] >> ((npages - 1) % 64)) & 1, 1);
+	CHECK_EQ(ept_harvest(&e, mem, NULL, NULL), 0);
 	ept_track_stop(&e, mem);
 	CHECK_EQ(e.table_pages, before);
 	for (u64 gpa = 0; gpa < 2 * EPT_PAGE_2M; gpa += EPT_PAGE_2M)
@@ -327,7 +342,7 @@ static void test_tracking(void)
 static void test_fill(void)
 {
 	u64 chunks[3] = { 0x80000000, 0x80c00000, 0x80400000 };
-	u64 mem = 2 * EPT_PAGE_2M + 259 * EPT_PAGE_4K, root;
+	u64 mem = 2 * EPT_PAGE_2M + 259 * EPT_PAGE_4K, root, tables;
 	bool merged = true;
 	struct ept e;
 
@@ -374,6 +389,13 @@ static void test_fill(void)
 	pool.limit = pool.live;
 	CHECK_EQ(ept_fill(&e, 0, chunks[0], EPT_PAGE_4K, &merged), -ENOMEM);
 	pool.limit = 0;
+	/* A whole block with nothing of it mapped: one 2 MiB leaf, no table
+	 * made, nothing to flush. */
+	tables = e.table_pages;
+	CHECK_EQ(ept_fill(&e, 0, chunks[0], EPT_PAGE_2M, &merged), 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(e.table_pages, tables);
+	expect_map(&e, 0x5678, chunks[0] + 0x5678, EPT_PAGE_2M);
 	ept_unmap_all(&e);
 	CHECK_EQ(pool.live, 1);
 	ept_destroy(&e);

@@ -18,9 +18,10 @@
 #include "vmm/pager.h"
 #include "vmm/vdev.h"
 #include "tests/unit/check.h"
+#include "tests/unit/fake_dirty.h"
 
 /* ---- fakes ---------------------------------------------------------------- */
-static int live_chunks, live_objs, live_pages, chunk_fail_at = -1;
+static int live_chunks, live_objs, chunk_fail_at = -1;
 static u64 free_pages = 1 << 20;
 
 u64 pmm_alloc_2m_uninit(void)
@@ -45,22 +46,6 @@ void pmm_free_2m(u64 pa)
 
 u64 pmm_free_pages(void) { return free_pages; }
 
-u64 pmm_alloc_contig(u64 npages, u64 align_pages)
-{
-	void *p = aligned_alloc(PAGE_SIZE, npages * PAGE_SIZE);
-
-	(void)align_pages;
-	memset(p, 0, npages * PAGE_SIZE);
-	live_pages += (int)npages;
-	return (u64)(uintptr_t)p;
-}
-
-void pmm_free_contig(u64 pa, u64 npages)
-{
-	free((void *)(uintptr_t)pa);
-	live_pages -= (int)npages;
-}
-
 void *kzalloc(size_t size)
 {
 	live_objs++;
@@ -78,52 +63,8 @@ void kfree(void *p)
 
 u64 ticks(void) { return 0; }
 
-static struct {
-	int starts, stops;
-	u64 written[8];
-	int nwritten;
-} be;
-
-static int fake_start(struct vm *vm)
-{
-	(void)vm;
-	be.starts++;
-	return 0;
-}
-
-static int fake_harvest(struct vm *vm, u64 *bits)
-{
-	(void)vm;
-	for (int i = 0; i < be.nwritten; i++)
-		bits[be.written[i] / 64] |= 1ULL << (be.written[i] % 64);
-	be.nwritten = 0;
-	return 0;
-}
-
-static void fake_stop(struct vm *vm)
-{
-	(void)vm;
-	be.stops++;
-}
-
-static const struct vcpu_ops fake_ops = {
-	.name = "fake",
-	.dirty_start = fake_start,
-	.dirty_harvest = fake_harvest,
-	.dirty_stop = fake_stop,
-};
-const struct vcpu_ops *vcpu_ops = &fake_ops;
-
 /* The vCPU's "live" state: its registers and TSC are what the test checks. */
 static struct vcpu_state live_vcpu;
-
-/* No VM here is restored lazily: all its RAM is present (vmm/pager.h). */
-int pager_finish(struct vm *vm, const char *for_what)
-{
-	(void)vm;
-	(void)for_what;
-	return 0;
-}
 
 int vcpu_get_state(struct vcpu *v, struct vcpu_state *s)
 {
@@ -221,9 +162,9 @@ static void scribble(void)
 	page(5)[0] ^= 0xFF;
 	page(1279)[4095] ^= 0xFF; /* the last page of RAM */
 	page(512)[100] ^= 0xFF;	  /* the first of the second chunk */
-	be.written[be.nwritten++] = 5;
-	be.written[be.nwritten++] = 1279;
-	be.written[be.nwritten++] = 512;
+	fake_write(&vm, 5);
+	fake_write(&vm, 1279);
+	fake_write(&vm, 512);
 	memset(page(700), 0, 64);
 	dirty_log_mark(&vm.dirty, 700 * PAGE_SIZE, 64);
 	live_vcpu.regs[REG_RBX] = 0xdead;
@@ -273,7 +214,7 @@ static void test_take_and_reset(void)
 static void test_tracking_already_on(void)
 {
 	CHECK_EQ(vm_dirty_start(&vm), 0); /* `snap dirty VM start` */
-	be.written[be.nwritten++] = 77;	  /* dirty before the base: cleared by it */
+	fake_write(&vm, 77);		  /* dirty before the base: cleared by it */
 	CHECK_EQ(fastreset_take(&vm), 0);
 	CHECK(!vm.base->own_log);
 	CHECK_EQ(dirty_log_count(&vm.dirty), 0);
@@ -334,7 +275,7 @@ static void test_adopt(void)
 	CHECK_EQ(live_vcpu.rip, 0xabc);
 	CHECK_EQ(dev_state[0][0], 0x44);
 	page(3)[0] = 0;
-	be.written[be.nwritten++] = 3;
+	fake_write(&vm, 3);
 	CHECK_EQ(fastreset_reset(&vm), 0);
 	CHECK_EQ(page(3)[0], 3);
 	CHECK_EQ(vm.base->pages_last, 1);

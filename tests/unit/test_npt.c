@@ -213,7 +213,7 @@ static u64 *leaf_of(struct npt *n, u64 gpa)
 static void test_tracking(void)
 {
 	u64 chunks[3], mem = 2 * NPT_PAGE_2M + 259 * NPT_PAGE_4K, npages = mem / NPT_PAGE_4K;
-	u64 bits[(3 * 512 + 63) / 64], before, size;
+	u64 bits[(3 * 512 + 63) / 64], before, size, blocks;
 	struct npt npt;
 
 	make_chunks(chunks, 3);
@@ -231,7 +231,7 @@ static void test_tracking(void)
 		CHECK_EQ(*leaf_of(&npt, gpa) & (NPT_P | NPT_RW | NPT_US), NPT_P | NPT_US);
 	}
 	memset(bits, 0, sizeof(bits));
-	CHECK_EQ(npt_harvest(&npt, mem, bits), 0);
+	CHECK_EQ(npt_harvest(&npt, mem, NULL, bits), 0);
 	/* The guest writes pages 3, 511, 512 and the last one: each faults. */
 	CHECK_EQ(npt_unprotect(&npt, mem, 3 * NPT_PAGE_4K + 8), 0);
 	CHECK_EQ(npt_unprotect(&npt, mem, 3 * NPT_PAGE_4K), -EEXIST);
@@ -243,12 +243,27 @@ static void test_tracking(void)
 	CHECK_EQ(npt_unprotect(&npt, mem, mem), -ENOENT);
 	CHECK_EQ(npt_unprotect(&npt, mem, 0xFEC00000ULL), -ENOENT);
 	CHECK_EQ(npt_unprotect(&npt, 1ULL << 40, 1ULL << 40), -ENOENT);
-	CHECK_EQ(npt_harvest(&npt, mem, bits), 4);
+	CHECK_EQ(npt_harvest(&npt, mem, NULL, bits), 4);
 	for (u64 p = 0; p < npages; p++)
 		CHECK_EQ((bits[p / 64] >> (p % 64)) & 1,
 			 p == 3 || p == 511 || p == 512 || p == npages - 1);
 	CHECK_EQ(*leaf_of(&npt, 3 * NPT_PAGE_4K) & NPT_RW, 0); /* protected again */
-	CHECK_EQ(npt_harvest(&npt, mem, NULL), 0);
+	CHECK_EQ(npt_harvest(&npt, mem, NULL, NULL), 0);
+	/* With the blocks the faults noted, only those are looked at: a write
+	 * in a block nobody noted waits for a harvest of all of RAM. */
+	CHECK_EQ(npt_unprotect(&npt, mem, 5 * NPT_PAGE_4K), 0);
+	CHECK_EQ(npt_unprotect(&npt, mem, mem - 1), 0);
+	blocks = BIT(0);
+	memset(bits, 0, sizeof(bits));
+	CHECK_EQ(npt_harvest(&npt, mem, &blocks, bits), 1);
+	CHECK_EQ(blocks, 0);
+	CHECK_EQ(bits[0], BIT(5));
+	CHECK_EQ(*leaf_of(&npt, mem - 1) & NPT_RW, NPT_RW); /* not looked at */
+	blocks = BIT(2) | BIT(7);			    /* the tail block, and one past RAM */
+	CHECK_EQ(npt_harvest(&npt, mem, &blocks, bits), 1);
+	CHECK_EQ(blocks, 0);
+	CHECK_EQ((bits[(npages - 1) / 64] >> ((npages - 1) % 64)) & 1, 1);
+	CHECK_EQ(npt_harvest(&npt, mem, NULL, NULL), 0);
 	npt_track_stop(&npt, mem);
 	CHECK_EQ(npt.table_pages, before);
 	for (u64 gpa = 0; gpa < 2 * NPT_PAGE_2M; gpa += NPT_PAGE_2M) {
@@ -336,6 +351,15 @@ static void test_fill(void)
 	alloc_limit = live_pages;
 	CHECK_EQ(npt_fill(&n, 0, chunks[0], NPT_PAGE_4K, &merged), -ENOMEM);
 	alloc_limit = -1;
+	/* A whole block with nothing of it mapped: one 2 MiB leaf, no table
+	 * made, nothing to flush. */
+	size = n.table_pages;
+	CHECK_EQ(npt_fill(&n, 0, chunks[0], NPT_PAGE_2M, &merged), 0);
+	CHECK_EQ(merged, false);
+	CHECK_EQ(n.table_pages, size);
+	CHECK_EQ(translate(&n, 0x5678, &size), chunks[0] + 0x5678);
+	CHECK_EQ(size, NPT_PAGE_2M);
+	CHECK(path_flags_ok(&n, 0));
 	npt_unmap_all(&n);
 	CHECK_EQ(live_pages, 1);
 	npt_destroy(&n);

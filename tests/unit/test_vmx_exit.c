@@ -219,6 +219,15 @@ static void test_details(void)
 	/* NMI unblocking by IRET: NMIs are blocked again for the resumed guest. */
 	decode(EXIT_REASON_EPT_VIOLATION, EPT_VIOLATION_NMI_UNBLOCK, 0);
 	CHECK(__vmcs_read(GUEST_INTERRUPTIBILITY_INFO) & GUEST_INTR_STATE_NMI);
+	/* Dirty tracking's log full: the backend's (VMEXIT_NONE), NMI blocking
+	 * restored as above. */
+	reset();
+	e = decode(EXIT_REASON_PML_FULL, 0, 0);
+	CHECK_EQ(e.kind, VMEXIT_NONE);
+	CHECK(!(__vmcs_read(GUEST_INTERRUPTIBILITY_INFO) & GUEST_INTR_STATE_NMI));
+	decode(EXIT_REASON_PML_FULL, EPT_VIOLATION_NMI_UNBLOCK, 0);
+	CHECK(__vmcs_read(GUEST_INTERRUPTIBILITY_INFO) & GUEST_INTR_STATE_NMI);
+	__vmcs_write(GUEST_PHYSICAL_ADDRESS, 0xFEE00030);
 	/* A misconfigured EPT entry is Amber's bug: stopped with the address. */
 	e = decode(EXIT_REASON_EPT_MISCONFIG, 0, 0);
 	CHECK_EQ(e.kind, VMEXIT_UNHANDLED);

@@ -228,7 +228,7 @@ int npt_track_start(struct npt *n, u64 size)
 		if (pde && (*pde & NPT_PS) && npt_split(n, pde))
 			return -ENOMEM;
 	}
-	npt_harvest(n, size, NULL);
+	npt_harvest(n, size, NULL, NULL);
 	return 0;
 }
 
@@ -258,31 +258,50 @@ static void npt_mark(u64 *bits, u64 first, u64 count)
 		bits[p / 64] |= 1ULL << (p % 64);
 }
 
-u64 npt_harvest(struct npt *n, u64 size, u64 *bits)
+/* The 2 MiB block at gpa: see npt_harvest. */
+static u64 npt_harvest_block(struct npt *n, u64 gpa, u64 size, u64 *bits)
 {
-	u64 found = 0;
+	u64 *pde = npt_pde(n, gpa), *pt, found = 0;
 
-	for (u64 gpa = 0; gpa < size; gpa += NPT_PAGE_2M) {
-		u64 *pde = npt_pde(n, gpa), *pt;
+	if (!pde || !(*pde & NPT_P))
+		return 0;
+	if (*pde & NPT_PS) {
+		if (!(*pde & NPT_RW))
+			return 0;
+		*pde &= ~NPT_RW;
+		npt_mark(bits, gpa / NPT_PAGE_4K, NPT_ENTRIES);
+		return NPT_ENTRIES;
+	}
+	pt = npt_table(n, *pde & NPT_ADDR_MASK);
+	for (u64 i = 0; i < NPT_ENTRIES && gpa + i * NPT_PAGE_4K < size; i++) {
+		if (!(pt[i] & NPT_P) || !(pt[i] & NPT_RW))
+			continue;
+		pt[i] &= ~NPT_RW;
+		npt_mark(bits, gpa / NPT_PAGE_4K + i, 1);
+		found++;
+	}
+	return found;
+}
 
-		if (!pde || !(*pde & NPT_P))
-			continue;
-		if (*pde & NPT_PS) {
-			if (*pde & NPT_RW) {
-				*pde &= ~NPT_RW;
-				npt_mark(bits, gpa / NPT_PAGE_4K, NPT_ENTRIES);
-				found += NPT_ENTRIES;
-			}
-			continue;
+u64 npt_harvest(struct npt *n, u64 size, u64 *blocks, u64 *bits)
+{
+	u64 nblocks = (size + NPT_PAGE_2M - 1) / NPT_PAGE_2M, found = 0;
+
+	if (!blocks) {
+		for (u64 b = 0; b < nblocks; b++)
+			found += npt_harvest_block(n, b * NPT_PAGE_2M, size, bits);
+		return found;
+	}
+	/* Only the blocks noted since the last harvest: a reset that wrote ten
+	 * pages looks at ten blocks at most, whatever the size of RAM. */
+	for (u64 w = 0; w < (nblocks + 63) / 64; w++) {
+		for (u64 m = blocks[w]; m; m &= m - 1) {
+			u64 b = w * 64 + (u64)__builtin_ctzll(m);
+
+			if (b < nblocks)
+				found += npt_harvest_block(n, b * NPT_PAGE_2M, size, bits);
 		}
-		pt = npt_table(n, *pde & NPT_ADDR_MASK);
-		for (u64 i = 0; i < NPT_ENTRIES && gpa + i * NPT_PAGE_4K < size; i++) {
-			if (!(pt[i] & NPT_P) || !(pt[i] & NPT_RW))
-				continue;
-			pt[i] &= ~NPT_RW;
-			npt_mark(bits, gpa / NPT_PAGE_4K + i, 1);
-			found++;
-		}
+		blocks[w] = 0;
 	}
 	return found;
 }
@@ -325,24 +344,39 @@ void npt_unmap_all(struct npt *n)
 
 int npt_fill(struct npt *n, u64 gpa, u64 hpa, u64 size, bool *merged)
 {
-	int err;
+	u64 *t, *pde, *pt;
+	int err = 0;
 
 	*merged = false;
-
 	if (!n->root || ((gpa | hpa | size) & (NPT_PAGE_4K - 1)) || !size ||
 	    (gpa & ~(NPT_PAGE_2M - 1)) != ((gpa + size - 1) & ~(NPT_PAGE_2M - 1)) ||
 	    gpa + size > NPT_GPA_LIMIT || hpa + size > NPT_HPA_LIMIT)
 		return -EINVAL;
-	for (u64 off = 0; off < size; off += NPT_PAGE_4K) {
-		u64 *pde = npt_pde(n, gpa + off);
-
-		if (pde && (*pde & NPT_PS))
-			return 0; /* the whole 2 MiB is there already */
-		err = npt_map_one(n, gpa + off, hpa + off, NPT_PAGE_4K, NPT_RW);
-		if (err && err != -EEXIST)
+	/* One walk for the whole run: a walk per page was most of what mapping
+	 * a lazily restored VM cost. */
+	t = npt_table(n, n->root);
+	for (int level = 3; level > 1; level--) {
+		t = npt_next_table(n, t, NPT_INDEX(gpa, level), &err);
+		if (!t)
 			return err;
 	}
-	npt_merge(n, npt_pde(n, gpa));
-	*merged = (*npt_pde(n, gpa) & NPT_PS) != 0;
+	pde = &t[NPT_INDEX(gpa, 1)];
+	if (*pde & NPT_PS)
+		return 0; /* the whole 2 MiB is there already */
+	/* A whole block of which nothing is mapped: its 2 MiB leaf at once, no
+	 * page table made and merged again. */
+	if (!(*pde & NPT_P) && size == NPT_PAGE_2M && n->large_pages &&
+	    !(hpa & (NPT_PAGE_2M - 1))) {
+		*pde = hpa | NPT_P | NPT_US | NPT_RW | NPT_PS;
+		return 0;
+	}
+	pt = npt_next_table(n, t, NPT_INDEX(gpa, 1), &err);
+	if (!pt)
+		return err;
+	for (u64 i = NPT_INDEX(gpa, 0), off = 0; off < size; i++, off += NPT_PAGE_4K)
+		if (!(pt[i] & NPT_P))
+			pt[i] = (hpa + off) | NPT_P | NPT_US | NPT_RW;
+	npt_merge(n, pde);
+	*merged = (*pde & NPT_PS) != 0;
 	return 0;
 }

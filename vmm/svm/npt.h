@@ -78,8 +78,10 @@ int npt_track_start(struct npt *n, u64 size);
  * large_pages) and is freed. */
 void npt_track_stop(struct npt *n, u64 size);
 /* Sets bit (gpa / 4 KiB) in `bits` (NULL: none) for each page whose leaf is
- * writable, and write-protects it. Returns the number of pages found dirty. */
-u64 npt_harvest(struct npt *n, u64 size, u64 *bits);
+ * writable, and write-protects it. Looks at the 2 MiB blocks whose bit is set in
+ * `blocks` (struct dirty_log's summary; cleared here), or at all of RAM when
+ * blocks is NULL. Returns the number of pages found dirty. */
+u64 npt_harvest(struct npt *n, u64 size, u64 *blocks, u64 *bits);
 /* The fault-and-mark step: the present, write-protected leaf of gpa (below
  * `size`) becomes writable. 0; -EEXIST when it already was (a stale
  * translation: flush and retry); -ENOENT when gpa is no RAM page (a genuine
@@ -100,7 +102,9 @@ void npt_unmap_all(struct npt *n);
  * most, to [hpa, hpa + size) writable; pages already mapped stay as they
  * are. A page table whose 512 leaves then map one aligned 2 MiB becomes a
  * 2 MiB leaf (when large_pages), *merged set: a change of page size the
- * caller flushes. Returns 0, -EINVAL or -ENOMEM. */
+ * caller flushes. A whole aligned block of which nothing was mapped becomes
+ * its 2 MiB leaf at once, *merged clear (nothing was present to flush).
+ * Returns 0, -EINVAL or -ENOMEM. */
 int npt_fill(struct npt *n, u64 gpa, u64 hpa, u64 size, bool *merged);
 
 #endif

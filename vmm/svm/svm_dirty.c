@@ -2,7 +2,9 @@
  * Dirty tracking on AMD-V: write protection in the NPT over RAM split into
  * 4 KiB leaves while tracking runs; the first write to a clean page is a
  * nested page fault that svm_exit_npf() turns into a writable (dirty) leaf.
- * The NPT has no dirty flag of its own that the CPU sets for the host. Host
+ * The NPT has no dirty flag of its own that the CPU sets for the host; the
+ * fault also notes the page's 2 MiB block in the dirty log, so a harvest
+ * visits the blocks written, not all of RAM. Host
  * context with EFER.SVME set, boot CPU, interrupts off; the VM's vCPUs are out
  * of guest mode. APM Vol. 2 15.25 "Nested Paging".
  */
@@ -37,7 +39,9 @@ int svm_dirty_harvest(struct vm *vm, u64 *bits)
 {
 	struct svm_vm *sv = vm->arch;
 
-	npt_harvest(&sv->npt, vm->mem_size, bits);
+	/* Every write to a clean page faulted, and the fault noted its block
+	 * (svm_exit_npf): only those blocks can hold writable leaves. */
+	npt_harvest(&sv->npt, vm->mem_size, vm->dirty.blocks, bits);
 	svm_dirty_flush(vm);
 	return 0;
 }

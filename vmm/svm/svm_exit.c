@@ -99,6 +99,8 @@ static void svm_exit_npf(struct vcpu *v, struct vm_exit *exit)
 	if (sv && sv->tracking && (q & NPF_PRESENT) && (q & NPF_WRITE)) {
 		int err = npt_unprotect(&sv->npt, v->vm->mem_size, exit->info2);
 
+		if (!err)
+			dirty_log_note(&v->vm->dirty, exit->info2);
 		if (err != -ENOENT) {
 			if (err == -EEXIST)
 				((struct svm_vcpu *)v->arch)->flush = true;

@@ -233,7 +233,7 @@ int ept_track_start(struct ept *e, u64 size)
 		if (pde && (*pde & EPT_LARGE) && ept_split(e, pde))
 			return -ENOMEM;
 	}
-	ept_harvest(e, size, NULL);
+	ept_harvest(e, size, NULL, NULL);
 	return 0;
 }
 
@@ -254,31 +254,50 @@ static void ept_mark(u64 *bits, u64 first, u64 n)
 		bits[p / 64] |= 1ULL << (p % 64);
 }
 
-u64 ept_harvest(struct ept *e, u64 size, u64 *bits)
+/* The 2 MiB block at gpa: see ept_harvest. */
+static u64 ept_harvest_block(struct ept *e, u64 gpa, u64 size, u64 *bits)
 {
-	u64 found = 0;
+	u64 *pde = ept_pde(e, gpa), *pt, found = 0;
 
-	for (u64 gpa = 0; gpa < size; gpa += EPT_PAGE_2M) {
-		u64 *pde = ept_pde(e, gpa), *pt;
+	if (!pde || !(*pde & EPT_RWX))
+		return 0;
+	if (*pde & EPT_LARGE) {
+		if (!(*pde & EPT_DIRTY))
+			return 0;
+		*pde &= ~EPT_DIRTY;
+		ept_mark(bits, gpa / EPT_PAGE_4K, EPT_ENTRIES);
+		return EPT_ENTRIES;
+	}
+	pt = ept_table(e, *pde & EPT_ADDR_MASK);
+	for (u64 i = 0; i < EPT_ENTRIES && gpa + i * EPT_PAGE_4K < size; i++) {
+		if (!(pt[i] & EPT_DIRTY))
+			continue;
+		pt[i] &= ~EPT_DIRTY;
+		ept_mark(bits, gpa / EPT_PAGE_4K + i, 1);
+		found++;
+	}
+	return found;
+}
 
-		if (!pde || !(*pde & EPT_RWX))
-			continue;
-		if (*pde & EPT_LARGE) {
-			if (*pde & EPT_DIRTY) {
-				*pde &= ~EPT_DIRTY;
-				ept_mark(bits, gpa / EPT_PAGE_4K, EPT_ENTRIES);
-				found += EPT_ENTRIES;
-			}
-			continue;
+u64 ept_harvest(struct ept *e, u64 size, u64 *blocks, u64 *bits)
+{
+	u64 nblocks = (size + EPT_PAGE_2M - 1) / EPT_PAGE_2M, found = 0;
+
+	if (!blocks) {
+		for (u64 b = 0; b < nblocks; b++)
+			found += ept_harvest_block(e, b * EPT_PAGE_2M, size, bits);
+		return found;
+	}
+	/* Only the blocks noted since the last harvest: a reset that wrote ten
+	 * pages looks at ten blocks at most, whatever the size of RAM. */
+	for (u64 w = 0; w < (nblocks + 63) / 64; w++) {
+		for (u64 m = blocks[w]; m; m &= m - 1) {
+			u64 b = w * 64 + (u64)__builtin_ctzll(m);
+
+			if (b < nblocks)
+				found += ept_harvest_block(e, b * EPT_PAGE_2M, size, bits);
 		}
-		pt = ept_table(e, *pde & EPT_ADDR_MASK);
-		for (u64 i = 0; i < EPT_ENTRIES && gpa + i * EPT_PAGE_4K < size; i++) {
-			if (!(pt[i] & EPT_DIRTY))
-				continue;
-			pt[i] &= ~EPT_DIRTY;
-			ept_mark(bits, gpa / EPT_PAGE_4K + i, 1);
-			found++;
-		}
+		blocks[w] = 0;
 	}
 	return found;
 }
@@ -301,24 +320,39 @@ void ept_unmap_all(struct ept *e)
 
 int ept_fill(struct ept *e, u64 gpa, u64 hpa, u64 size, bool *merged)
 {
-	int err;
+	u64 *t, *pde, *pt;
+	int err = 0;
 
 	*merged = false;
-
 	if (!e->root || ((gpa | hpa | size) & (EPT_PAGE_4K - 1)) || !size ||
 	    (gpa & ~(EPT_PAGE_2M - 1)) != ((gpa + size - 1) & ~(EPT_PAGE_2M - 1)) ||
 	    gpa + size > EPT_GPA_LIMIT || hpa + size > EPT_HPA_LIMIT)
 		return -EINVAL;
-	for (u64 off = 0; off < size; off += EPT_PAGE_4K) {
-		u64 *pde = ept_pde(e, gpa + off);
-
-		if (pde && (*pde & EPT_LARGE))
-			return 0; /* the whole 2 MiB is there already */
-		err = ept_map_one(e, gpa + off, hpa + off, EPT_PAGE_4K, EPT_RWX);
-		if (err && err != -EEXIST)
+	/* One walk for the whole run: a walk per page was most of what mapping
+	 * a lazily restored VM cost. */
+	t = ept_table(e, e->root);
+	for (int level = 3; level > 1; level--) {
+		t = ept_next_table(e, t, EPT_INDEX(gpa, level), &err);
+		if (!t)
 			return err;
 	}
-	ept_merge(e, ept_pde(e, gpa));
-	*merged = (*ept_pde(e, gpa) & EPT_LARGE) != 0;
+	pde = &t[EPT_INDEX(gpa, 1)];
+	if (*pde & EPT_LARGE)
+		return 0; /* the whole 2 MiB is there already */
+	/* A whole block of which nothing is mapped: its 2 MiB leaf at once, no
+	 * page table made and merged again. */
+	if (!(*pde & EPT_RWX) && size == EPT_PAGE_2M && e->large_pages &&
+	    !(hpa & (EPT_PAGE_2M - 1))) {
+		*pde = hpa | EPT_RWX | (EPT_MT_WB << EPT_MT_SHIFT) | EPT_LARGE;
+		return 0;
+	}
+	pt = ept_next_table(e, t, EPT_INDEX(gpa, 1), &err);
+	if (!pt)
+		return err;
+	for (u64 i = EPT_INDEX(gpa, 0), off = 0; off < size; i++, off += EPT_PAGE_4K)
+		if (!(pt[i] & EPT_RWX))
+			pt[i] = (hpa + off) | EPT_RWX | (EPT_MT_WB << EPT_MT_SHIFT);
+	ept_merge(e, pde);
+	*merged = (*pde & EPT_LARGE) != 0;
 	return 0;
 }

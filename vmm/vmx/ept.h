@@ -83,8 +83,10 @@ int ept_track_start(struct ept *e, u64 size);
  * becomes a 2 MiB leaf again (when large_pages) and is freed. */
 void ept_track_stop(struct ept *e, u64 size);
 /* Sets bit (gpa / 4 KiB) in `bits` (NULL: none) for each page whose leaf is
- * dirty, and clears the flag. Returns the number of pages found dirty. */
-u64 ept_harvest(struct ept *e, u64 size, u64 *bits);
+ * dirty, and clears the flag. Looks at the 2 MiB blocks whose bit is set in
+ * `blocks` (struct dirty_log's summary; cleared here), or at all of RAM when
+ * blocks is NULL. Returns the number of pages found dirty. */
+u64 ept_harvest(struct ept *e, u64 size, u64 *blocks, u64 *bits);
 
 /*
  * RAM that arrives after the VM starts (a lazy restore, vmm/pager.c): every
@@ -100,7 +102,9 @@ void ept_unmap_all(struct ept *e);
  * most, to [hpa, hpa + size) with all rights; pages already mapped stay as
  * they are. A page table whose 512 leaves then map one aligned 2 MiB becomes
  * a 2 MiB leaf (when large_pages), *merged set: a change of page size the
- * caller flushes (INVEPT). Returns 0, -EINVAL or -ENOMEM. */
+ * caller flushes (INVEPT). A whole aligned block of which nothing was
+ * mapped becomes its 2 MiB leaf at once, *merged clear (nothing was present
+ * to flush). Returns 0, -EINVAL or -ENOMEM. */
 int ept_fill(struct ept *e, u64 gpa, u64 hpa, u64 size, bool *merged);
 
 #endif

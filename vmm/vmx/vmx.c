@@ -179,6 +179,10 @@ static int vmx_check_features(void)
 	vmx_caps.tsc_scaling =
 		(vmx_caps.proc & CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) &&
 		(rdmsr(MSR_IA32_VMX_PROCBASED_CTLS2) >> 32 & SECONDARY_EXEC_TSC_SCALING);
+	/* Page-modification logging: dirty tracking's harvest then follows
+	 * the pages written (vmx_dirty.c). */
+	vmx_caps.pml = (vmx_caps.proc & CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) &&
+		       (rdmsr(MSR_IA32_VMX_PROCBASED_CTLS2) >> 32 & SECONDARY_EXEC_ENABLE_PML);
 	vmx_caps.exit = VMX_ADJUST(true_ctls ? MSR_IA32_VMX_TRUE_EXIT_CTLS : MSR_IA32_VMX_EXIT_CTLS,
 				   vmx_exit_required, 0, missing);
 	vmx_caps.entry =
@@ -266,6 +270,7 @@ static int vmx_feature_control(void)
 static int vmx_hw_enable(void)
 {
 	u64 cr0, cr4, old_cr0, old_cr4;
+	const char *log;
 	int err;
 
 	if (vmx_on)
@@ -313,6 +318,13 @@ static int vmx_hw_enable(void)
 		vmx_caps.revision, cpu.vmx_ept_2m ? " with 2 MiB pages" : "",
 		vmx_caps.vpid ? ", VPID" : "", vmx_caps.preempt_timer ? ", preemption timer" : "");
 	pr_info("vmx: TSC scaling: %s\n", vmx_caps.tsc_scaling ? "yes" : "no");
+	if (!(vmx_caps.ept_vpid_cap & VMX_EPT_AD_BIT))
+		log = "none (no EPT A/D flags)";
+	else if (vmx_caps.pml)
+		log = "EPT dirty flags and PML";
+	else
+		log = "EPT dirty flags, no PML (harvests scan all of RAM)";
+	pr_info("vmx: dirty log: %s\n", log);
 	return 0;
 
 restore_cr:
@@ -568,6 +580,8 @@ static void vmx_vcpu_destroy(struct vcpu *v)
 		vmx_current_vmcs = 0;
 	if (x->vpid)
 		vmx_vpid_used &= ~BIT(x->vpid - 1);
+	if (x->pml_pa) /* tracking still on: vm_destroy stops it after the vCPUs */
+		pmm_free_page(x->pml_pa);
 	pmm_free_page(x->vmcs_pa);
 	kfree(x);
 	v->arch = NULL;
@@ -632,6 +646,8 @@ static int vmx_vcpu_run(struct vcpu *v, struct vm_exit *exit)
 		vmx_reset_launch(x);
 		return rc;
 	}
+	if (exit->raw_reason == EXIT_REASON_PML_FULL)
+		vmx_dirty_pml_full(v);
 	/* The interrupt that ended guest mode is still pending (it was not
 	 * acknowledged on exit): the host takes it now, in a one-instruction
 	 * window, or the next entry would exit at once again. After a

@@ -25,6 +25,7 @@ struct vmx_caps {
 	bool lma_saved;	    /* exits store EFER.LMA in VM_ENTRY_IA32E_MODE */
 	bool vnmi;	    /* virtual NMIs: NMI blocking tracked, NMI-window exits */
 	bool tsc_scaling;   /* "use TSC scaling" may be set (per vCPU, when asked) */
+	bool pml;	    /* "enable PML" may be set (while dirty tracking runs) */
 	u32 preempt_slice;  /* timer value loaded before each entry */
 	u8 preempt_rate;    /* the timer counts once every 2^rate TSC ticks */
 };
@@ -33,6 +34,7 @@ extern struct vmx_caps vmx_caps;
 struct vmx_vm {
 	struct ept ept;
 	u64 eptp;
+	bool pml; /* dirty tracking runs with page-modification logging */
 };
 
 /* Guest state that the VMCS does not hold. It lives in the CPU while this
@@ -51,6 +53,7 @@ struct vmx_vcpu {
 	bool reload_pdptrs; /* set_state ran: PAE PDPTEs to be read before entry */
 	u32 windows;	    /* VCPU_WINDOW_* requested (set_windows) */
 	u64 tsc_mult;	    /* TSC multiplier, 16.48 fixed point; 0: no scaling */
+	u64 pml_pa;	    /* page-modification log, 4 KiB (vmx_dirty.c); 0: none */
 	struct vmx_guest_regs g;
 };
 
@@ -91,6 +94,9 @@ void vmx_inject_event(u32 type, u8 vector, bool has_error, u32 error_code, u32 i
 /* vmx_dirty.c: the vcpu_ops dirty_* calls (vmm/vmm.h). */
 int vmx_dirty_start(struct vm *vm);
 int vmx_dirty_harvest(struct vm *vm, u64 *bits);
+/* A page-modification-log-full exit of v (its VMCS loaded): the log goes to
+ * the dirty log's blocks and starts again. */
+void vmx_dirty_pml_full(struct vcpu *v);
 void vmx_dirty_stop(struct vm *vm);
 
 /* vmx_exit.c. VMX_EXIT_VMFAIL is the raw_reason reported when VMLAUNCH or

@@ -124,6 +124,19 @@ static void vmx_exit_ept_violation(struct vcpu *v, struct vm_exit *exit)
 			     vmcs_read32(GUEST_INTERRUPTIBILITY_INFO) | GUEST_INTR_STATE_NMI);
 }
 
+/* Dirty tracking's page-modification log is full: nothing for generic code,
+ * vmx_vcpu_run has vmx_dirty_pml_full() empty it and the write is retried.
+ * An IRET that unblocked NMIs is undone as for an EPT violation (SDM Vol. 3C
+ * 28.2.1 "Basic VM-Exit Information", page-modification log-full). */
+static void vmx_exit_pml_full(struct vcpu *v, struct vm_exit *exit)
+{
+	exit->kind = VMEXIT_NONE;
+	if ((exit->qualification & EPT_VIOLATION_NMI_UNBLOCK) &&
+	    !(vmcs_read32(IDT_VECTORING_INFO_FIELD) & INTR_INFO_VALID_MASK))
+		vmcs_write32(GUEST_INTERRUPTIBILITY_INFO,
+			     vmcs_read32(GUEST_INTERRUPTIBILITY_INFO) | GUEST_INTR_STATE_NMI);
+}
+
 /* A broken EPT entry is Amber's bug, not the guest's: stop it with the address. */
 static void vmx_exit_ept_misconfig(struct vcpu *v, struct vm_exit *exit)
 {
@@ -236,6 +249,7 @@ static const struct {
 	[EXIT_REASON_MSR_WRITE] = { .decode = vmx_exit_msr },
 	[EXIT_REASON_EPT_VIOLATION] = { .decode = vmx_exit_ept_violation },
 	[EXIT_REASON_EPT_MISCONFIG] = { .decode = vmx_exit_ept_misconfig },
+	[EXIT_REASON_PML_FULL] = { .decode = vmx_exit_pml_full },
 	[EXIT_REASON_CR_ACCESS] = { .decode = vmx_exit_cr },
 	[EXIT_REASON_INVD] = { .decode = vmx_exit_invd },
 	[EXIT_REASON_MWAIT_INSTRUCTION] = { .decode = vmx_exit_hidden },
