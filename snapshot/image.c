@@ -2,7 +2,7 @@
  * Writing a snapshot image: scan guest memory into bitmaps and chunk CRCs, lay
  * the sections out, then stream them into a sink. Page data goes to the sink
  * straight from guest memory, the rest through a staging buffer. Pure code;
- * snapshot/snap.c runs it with the VM paused (so memory cannot change between
+ * snapshot/save.c runs it with the VM paused (so memory cannot change between
  * the scan and the write).
  */
 #include "kernel/lib.h"

@@ -1,8 +1,9 @@
 /*
- * Save and restore of whole VMs into the snapshot store (snapshot/snap.c), and
- * what the `snap` shell commands (snapshot/cmd_snap.c) share with them: the
- * one open store, disk selection, an image source over a catalog entry, and the
- * progress bar. Kernel only; host context (the shell), interrupts off.
+ * Save (snapshot/save.c) and restore (snapshot/restore.c) of whole VMs into the
+ * snapshot store, and what the `snap` shell commands (snapshot/cmd_snap.c)
+ * share with them (snapshot/snap.c): the one open store, disk selection, an
+ * image source over a catalog entry, and the progress bar. Kernel only; host
+ * context (the shell), interrupts off.
  */
 #ifndef AMBER_SNAP_H
 #define AMBER_SNAP_H
@@ -37,6 +38,12 @@ int snap_open_entry(const char *name, const char *disk_opt, struct blkdev **dev,
  * snap_source_put(). */
 int snap_source_get(struct snap_source *src, int entry);
 void snap_source_put(struct snap_source *src);
+/* Microseconds the source has waited for the disk so far. */
+u64 snap_source_io_us(const struct snap_source *src);
+/* A snap_page_fn over a VM's RAM (ctx: the struct vm). */
+void *snap_guest_page(void *ctx, u64 gpa);
+/* "12.3 MiB/s" for bytes in us microseconds. */
+void snap_print_rate(char *buf, size_t len, u64 bytes, u64 us);
 
 /* A progress bar for `what` that Ctrl-C cancels (returns -ECANCELED). */
 struct snap_progress {
