@@ -13,6 +13,7 @@
 #include "kernel/time.h"
 #include "kernel/version.h"
 #include "kernel/x86.h"
+#include "snapshot/save.h"
 #include "snapshot/snap.h"
 #include "vmm/hypercall.h"
 #include "vmm/pager.h"
@@ -26,34 +27,9 @@ static struct snap_image image;		       /* the image being written */
 static struct vcpu_state vstate[VM_MAX_VCPUS]; /* every vCPU, captured at once */
 static char note[240];			       /* the NOTE section's text (a fuzz crash added) */
 static struct snap_parent save_parent;	       /* save --parent: the record */
+struct snap_image *const save_img = &image;
 
 /* ---- save ------------------------------------------------------------------- */
-struct save_io {
-	u64 start, blocks; /* the extent the store gave the image */
-	u64 bytes;	   /* image bytes handed to the disk so far */
-};
-
-/* What one save cost, for its summary line (and `make bench`): times in
- * microseconds, and what was counted. */
-struct save_stats {
-	u64 scan_us, write_us, commit_us;
-	u64 bytes; /* image bytes written */
-	u64 cmds;  /* device commands: image writes, flushes, catalog */
-};
-
-static int save_write(struct snap_sink *s, u64 off, const void *buf, u64 len)
-{
-	struct save_io *io = s->ctx;
-	int ret;
-
-	if (off / SNAP_BLOCK + len / SNAP_BLOCK > io->blocks)
-		return -ERANGE; /* never past the extent */
-	ret = snap_store_write(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK, buf);
-	if (!ret)
-		io->bytes += len;
-	return ret;
-}
-
 /* One bar over a save, the scan of guest RAM and then the image's write, in
  * bytes of work: the RAM scanned plus the image written. While the scan runs
  * the image's size is guessed from the share of pages it found to store. */
@@ -118,12 +94,8 @@ static void capture_devices(struct vm *vm)
 	}
 }
 
-/* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory
- * (with a progress bar: the scan reads all of guest RAM and CRCs what is not
- * zero, a good part of the freeze for a large guest). */
-static int capture(struct vm *vm, enum vm_state was, const char *name, bool child, u64 *scan_us)
+int save_capture_state(struct vm *vm, enum vm_state was, const char *name)
 {
-	u64 *changed = NULL, t0;
 	int ret;
 
 	memset(&image, 0, sizeof(image));
@@ -158,6 +130,19 @@ static int capture(struct vm *vm, enum vm_state was, const char *name, bool chil
 	image.dev.exit_code = (u32)vm->exit_code;
 	if (was == VM_STOPPED || was == VM_OFF)
 		strlcpy(image.dev.stop_reason, vm->stop_reason, sizeof(image.dev.stop_reason));
+	return 0;
+}
+
+/* Fills `image` from the stopped VM: vCPUs, devices and the scanned memory
+ * (with a progress bar: the scan reads all of guest RAM and CRCs what is not
+ * zero, a good part of the freeze for a large guest). */
+static int capture(struct vm *vm, enum vm_state was, const char *name, bool child, u64 *scan_us)
+{
+	u64 *changed = NULL, t0;
+	int ret = save_capture_state(vm, was, name);
+
+	if (ret)
+		return ret;
 	/* Guest RAM is one region at GPA 0 (the 2 MiB chunks of vm->chunks). */
 	image.nregions = 1;
 	ret = snap_region_init(&image.region[0], 0, vm->mem_size / PAGE_SIZE, SNAP_PAGES_PER_CRC);
@@ -244,8 +229,8 @@ static int write_image(struct vm *vm, struct save_io *io, u64 *elapsed)
 	return ret;
 }
 
-static void save_json(struct vm *vm, const char *name, int index, const struct save_stats *st,
-		      u64 frozen)
+void save_json(struct vm *vm, const char *name, int index, const struct save_stats *st, u64 frozen,
+	       void (*more)(struct json *j, const void *ctx), const void *ctx)
 {
 	struct json *j = ctl_data();
 
@@ -270,26 +255,21 @@ static void save_json(struct vm *vm, const char *name, int index, const struct s
 		json_str(j, "changed_from",
 			 image.parent->source == SNAP_DELTA_LOG ? "dirty log" : "comparison");
 	}
+	if (more)
+		more(j, ctx);
 	json_obj_end(j);
 }
 
-/* Writes the image into free space and commits it; `old` >= 0 is the entry
- * of the same name it replaces in that one commit (--replace). */
-static int save_image(struct vm *vm, const char *name, int index, int old, struct save_stats *st)
+int save_extent(struct vm *vm, int index, u64 total, struct save_io *io)
 {
 	char need[32], big[32], all[32];
-	struct snap_entry e = { 0 };
-	struct save_io io;
-	u64 total = snap_image_layout(&image), free_blocks, largest;
-	u8 raw[SNAP_HEADER_SIZE];
-	u64 t0;
-	int ret;
+	u64 free_blocks, largest;
 
 	if (!total) {
 		snap_progress_done(&save_pr.pr); /* the scan's bar ends before an error */
 		return shell_error(-EINVAL, "VM %d cannot be described as an image", vm->id);
 	}
-	if (snap_store_alloc(&snap_store, total, &io.start)) {
+	if (snap_store_alloc(&snap_store, total, &io->start)) {
 		snap_progress_done(&save_pr.pr);
 		snap_store_space(&snap_store, &free_blocks, &largest);
 		format_size(need, sizeof(need), total);
@@ -301,24 +281,48 @@ static int save_image(struct vm *vm, const char *name, int index, int old, struc
 			"  on disk %d (%s) is %s (%s free in all); earlier snapshots are intact",
 			vm->id, need, index, snap_store.dev->name, big, all);
 	}
-	io.blocks = total / SNAP_BLOCK;
-	io.bytes = 0;
-	ret = write_image(vm, &io, &st->write_us);
-	st->bytes = io.bytes;
+	io->blocks = total / SNAP_BLOCK;
+	io->bytes = 0;
+	return 0;
+}
+
+int save_write(struct snap_sink *s, u64 off, const void *buf, u64 len)
+{
+	struct save_io *io = s->ctx;
+	int ret;
+
+	if (off / SNAP_BLOCK + len / SNAP_BLOCK > io->blocks)
+		return -ERANGE; /* never past the extent */
+	ret = snap_store_write(&snap_store, io->start + off / SNAP_BLOCK, len / SNAP_BLOCK, buf);
+	if (!ret)
+		io->bytes += len;
+	return ret;
+}
+
+int save_write_failed(int ret)
+{
 	if (ret == -ECANCELED) {
 		printk("snap save: cancelled; nothing was committed, earlier snapshots are intact\n");
 		return ret;
 	}
-	if (ret) {
-		return shell_error(ret,
-				   "writing the image failed: %s;\n"
-				   "  nothing was committed, earlier snapshots are intact",
-				   snap_store.err[0] ? snap_store.err : errno_name(ret));
-	}
+	return shell_error(ret,
+			   "writing the image failed: %s;\n"
+			   "  nothing was committed, earlier snapshots are intact",
+			   snap_store.err[0] ? snap_store.err : errno_name(ret));
+}
+
+int save_commit(struct vm *vm, const char *name, int old, const struct save_io *io,
+		struct save_stats *st)
+{
+	struct snap_entry e = { 0 };
+	u8 raw[SNAP_HEADER_SIZE];
+	u64 t0;
+	int ret;
+
 	strlcpy(e.name, name, sizeof(e.name));
 	strlcpy(e.vm_image, vm->image, sizeof(e.vm_image));
-	e.start_block = io.start;
-	e.size = total;
+	e.start_block = io->start;
+	e.size = image.hdr.total_size;
 	e.ticks = image.hdr.timestamp;
 	e.wall = snap_wallclock();
 	e.memory_pages = image.hdr.memory_pages;
@@ -345,7 +349,24 @@ static int save_image(struct vm *vm, const char *name, int index, int old, struc
 	return ret;
 }
 
-int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace)
+/* Writes the image into free space and commits it; `old` >= 0 is the entry
+ * of the same name it replaces in that one commit (--replace). */
+static int save_image(struct vm *vm, const char *name, int index, int old, struct save_stats *st)
+{
+	struct save_io io;
+	int ret = save_extent(vm, index, snap_image_layout(&image), &io);
+
+	if (ret)
+		return ret;
+	ret = write_image(vm, &io, &st->write_us);
+	st->bytes = io.bytes;
+	if (ret)
+		return save_write_failed(ret);
+	return save_commit(vm, name, old, &io, st);
+}
+
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace,
+	      bool live)
 {
 	struct vm *vm = vm_get(vm_id);
 	struct blkdev *dev;
@@ -360,6 +381,11 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 		return shell_error(-EINVAL,
 				   "'%s' is not a name: use 1-31 letters, digits, '.', '_', '-'",
 				   name);
+	}
+	if (live && parent) {
+		return shell_error(-EINVAL,
+				   "--live with --parent: a child holds only the pages changed\n"
+				   "  since its parent, so its save is short already; drop --live");
 	}
 	if (!vm) {
 		char id[16];
@@ -405,6 +431,17 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 		return shell_error(-EINVAL, "VM %d was never started ('vm start %d' first)", vm_id,
 				   vm_id);
 	}
+	/* Only a running guest changes its memory while the image is written.
+	 * A live save that cannot lay the image out (-EAGAIN) leaves the VM
+	 * as it found it, and the plain save below follows. */
+	if (live && was == VM_RUNNING) {
+		ret = snap_save_live(vm, name, index, old);
+		if (ret != -EAGAIN)
+			return ret;
+		was = vm->state;
+	} else if (live)
+		printk("snap save: VM %d is %s: its memory cannot change, so a plain save\n", vm_id,
+		       vm_state_name(was));
 	c0 = dev->commands;
 	t0 = ticks();
 	if (was == VM_RUNNING || was == VM_HALTED) {
@@ -454,6 +491,6 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 							"in the dirty log" :
 							"by comparison with the parent");
 	}
-	save_json(vm, name, index, &st, frozen);
+	save_json(vm, name, index, &st, frozen, NULL, NULL);
 	return 0;
 }

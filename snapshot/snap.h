@@ -65,8 +65,10 @@ u64 snap_wallclock(void);
 u64 snap_new_store_id(void);
 
 /* parent: NULL for a full image, or the snapshot a child builds on. replace:
- * a snapshot already named `name` gives way in the commit of the new one. */
-int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace);
+ * a snapshot already named `name` gives way in the commit of the new one.
+ * live: a running VM runs on while its memory is written (snapshot/live.c). */
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace,
+	      bool live);
 /* 0 when no snapshot builds on entry `entry` of snap_store (named `name`);
  * else says that `verb` (delete, replace) would orphan them, or that it
  * cannot tell, and returns -EBUSY or -EIO (snapshot/cmd_snap.c). */
@@ -105,6 +107,9 @@ void snap_incr_free(struct vm *vm, u64 *changed);
  * (on snap_store): its dirty log counts from now on, where the log is free
  * for it (no fast-reset base, no `snap dirty` session of a person's). */
 void snap_incr_mark(struct vm *vm, u64 image_id, u32 header_crc);
+/* The same; adopt: the caller started the log that is on (a live save) and
+ * hands it over, so it counts from this image like one started here. */
+void snap_incr_mark_log(struct vm *vm, u64 image_id, u32 header_crc, bool adopt);
 
 /* `snap dirty VM start|show|clear|stop` (snapshot/cmd_dirty.c). */
 int snap_dirty_cmd(const char *vm_arg, const char *what);
