@@ -17,13 +17,17 @@
 #include "snapshot/snap.h"
 #include "vmm/vmm.h"
 
-#define LIVE_TURN_PAGES 256  /* 1 MiB of pages written between two guest turns */
-#define LIVE_SCAN_PAGES 4096 /* 16 MiB of RAM looked at between two guest turns */
-#define LIVE_MAX_ROUNDS 8    /* rounds while the guest runs, the first included */
-#define LIVE_FINAL_PAGES 256 /* a dirty set this small (1 MiB) goes in the final pass */
-#define LIVE_BUDGET 3	     /* all rounds write at most 3 times the page data */
-#define LIVE_LAYOUTS 2	     /* lay out again once when the guest fills zero pages */
-#define LIVE_THROTTLE_MAX 4  /* at most, the guest runs one turn in 16 */
+#define LIVE_TURN_US 10000     /* the save's own work between two guest turns */
+#define LIVE_WRITE_PAGES 256   /* 1 MiB: the most one write request carries */
+#define LIVE_FLUSH_PAGES 16384 /* 64 MiB written: a flush while the guest runs */
+#define LIVE_SCAN_STEP 256     /* pages looked at between two looks at the clock */
+#define LIVE_SOFT_ROUNDS 8     /* after these rounds the guest's turns thin out faster */
+#define LIVE_MAX_ROUNDS 16     /* rounds while the guest runs, the first included */
+#define LIVE_FINAL_PAGES 256   /* a dirty set this small (1 MiB) goes in the final pass */
+#define LIVE_SOFT_BUDGET 3     /* as the soft rounds: 3 times the page data written */
+#define LIVE_BUDGET 6	       /* all rounds write at most 6 times the page data */
+#define LIVE_LAYOUTS 2	       /* lay out again once when the guest fills zero pages */
+#define LIVE_THROTTLE_MAX 5    /* at most, the guest waits 32 x LIVE_TURN_US for a turn */
 #define LIVE_STAGE (256 * 1024)
 
 /* The one live save in progress (the shell runs one command at a time). */
@@ -45,10 +49,13 @@ static struct {
 	/* What it did, for the summary. */
 	u32 rounds, layouts, throttle;
 	u64 round_pages[LIVE_MAX_ROUNDS];
-	u64 rewritten, last_dirty, final_pages, turns;
-	bool started; /* this save started the dirty log */
-	bool kept_up; /* the rounds converged, unthrottled */
-	bool limited; /* a limit (rounds, bytes) ended the rounds */
+	u64 rewritten, last_dirty, final_pages;
+	u64 unflushed;	 /* pages written since the last flush */
+	u64 turn_mark;	 /* when the guest last had a turn (or the save began) */
+	u64 longest_gap; /* the longest time the guest waited for a turn */
+	bool started;	 /* this save started the dirty log */
+	bool kept_up;	 /* the rounds converged, unthrottled */
+	bool limited;	 /* a limit (rounds, bytes) ended the rounds */
 } lv;
 
 static bool bit(const u64 *bm, u64 i) { return (bm[i / 64] >> (i % 64)) & 1; }
@@ -68,16 +75,26 @@ static u64 next_bit(const u64 *bm, u64 n, u64 i)
 
 static u8 *hva(u64 page) { return gpa_to_hva(lv.vm, page * PAGE_SIZE, PAGE_SIZE); }
 
-/* The guest's share of the CPU: one vmm_idle() turn (every VM's vCPUs take
- * theirs round robin), skipped when every vCPU of this VM sleeps until a
- * later wake time, and once throttled only every 2^throttle calls. */
+/* The guest's share of the CPU: a vmm_idle() turn (a slice; every VM's
+ * vCPUs take theirs round robin) after each LIVE_TURN_US of the save's own
+ * work, about half the CPU, or after 2^throttle times that once throttled.
+ * Measured in time, not bytes: a slow disk gives the guest as much time per
+ * MiB written as the disk takes, as the guest would have beside a disk doing
+ * DMA. Returns whether the turn was due (the caller's moment for the bar,
+ * Ctrl-C and a flush). */
+static bool guest_turn_due(void)
+{
+	return ticks() - lv.turn_mark >= (u64)LIVE_TURN_US << lv.throttle;
+}
+
+/* The turn itself, skipped when every vCPU of this VM sleeps until a later
+ * wake time. */
 static void guest_turn(void)
 {
 	u64 now = ticks();
 	bool wants = false;
 
-	if (lv.throttle && (++lv.turns & ((1u << lv.throttle) - 1)))
-		return;
+	lv.longest_gap = MAX(lv.longest_gap, now - lv.turn_mark);
 	for (int i = 0; i < lv.vm->nvcpus && lv.vm->state == VM_RUNNING; i++) {
 		struct vcpu *v = lv.vm->vcpus[i];
 
@@ -85,6 +102,7 @@ static void guest_turn(void)
 	}
 	if (wants)
 		vmm_idle();
+	lv.turn_mark = ticks();
 }
 
 /* ---- the layout ------------------------------------------------------------- */
@@ -102,9 +120,8 @@ static int scan_layout(void)
 
 		if (!p)
 			return -EFAULT;
-		if (i % LIVE_SCAN_PAGES == 0 && i) {
-			lv.done += LIVE_SCAN_PAGES * PAGE_SIZE;
-			ret = snap_progress(&lv.pr, lv.done, lv.work);
+		if (i % LIVE_SCAN_STEP == 0 && i && guest_turn_due()) {
+			ret = snap_progress(&lv.pr, lv.done + i * PAGE_SIZE, lv.work);
 			if (ret)
 				return ret;
 			guest_turn();
@@ -134,26 +151,33 @@ static u64 stored_index(u64 pg)
 }
 
 /* ---- writing chunks ----------------------------------------------------------- */
-/* Chunk c: its CRC from RAM now, then its pages into their place, in writes
- * of pages contiguous in host memory. The guest does not run in between, so
- * the CRC and the disk hold the same bytes. */
-static int write_chunk(u64 c)
+/* Chunks [c, e), consecutive: their CRCs from RAM now, then their pages into
+ * their place (consecutive on disk), in writes of pages contiguous in host
+ * memory. The guest does not run in between, so the CRCs and the disk hold
+ * the same bytes. */
+static int write_chunks(u64 c, u64 e)
 {
 	struct snap_region *r = lv.r;
-	u64 n0 = c * r->pages_per_crc, n1 = MIN(n0 + r->pages_per_crc, r->stored);
+	u64 n0 = c * r->pages_per_crc, n1 = MIN(e * r->pages_per_crc, r->stored);
 	u64 pg = lv.first[c];
-	u32 crc = 0;
 	int ret;
 
-	for (u64 n = n0; n < n1; n++, pg = next_bit(r->bitmap, r->pages, pg + 1))
-		crc = crc32c(crc, hva(pg), PAGE_SIZE);
-	r->crc[c] = crc;
+	for (u64 k = c; k < e; k++) {
+		u64 m1 = MIN((k + 1) * r->pages_per_crc, r->stored);
+		u32 crc = 0;
+
+		pg = lv.first[k];
+		for (u64 n = k * r->pages_per_crc; n < m1;
+		     n++, pg = next_bit(r->bitmap, r->pages, pg + 1))
+			crc = crc32c(crc, hva(pg), PAGE_SIZE);
+		r->crc[k] = crc;
+	}
 	pg = lv.first[c];
 	for (u64 n = n0; n < n1;) {
 		u8 *start = hva(pg);
 		u64 k = 1, last = pg;
 
-		for (; n + k < n1; k++) {
+		for (; n + k < n1 && k < LIVE_WRITE_PAGES; k++) {
 			u64 q = next_bit(r->bitmap, r->pages, last + 1);
 
 			if (hva(q) != start + k * PAGE_SIZE)
@@ -164,38 +188,61 @@ static int write_chunk(u64 c)
 		if (ret)
 			return ret;
 		lv.io.bytes += k * PAGE_SIZE;
+		lv.unflushed += k;
 		n += k;
 		pg = next_bit(r->bitmap, r->pages, last + 1);
 	}
 	return 0;
 }
 
+/* A flush while the guest runs: what the rounds wrote becomes durable in
+ * pieces, so that the flush inside the freeze covers only the last pass
+ * (a disk's cache, or the host's under an emulator, may hold the whole
+ * image otherwise). */
+static int flush_now(void)
+{
+	int ret = blkdev_flush(snap_store.dev);
+
+	lv.unflushed = 0;
+	return ret;
+}
+
 /* Writes every chunk marked in todo and clears it; running: the guest takes
- * a turn after each LIVE_TURN_PAGES pages and Ctrl-C is looked at. */
+ * its turns, a flush follows each LIVE_FLUSH_PAGES pages, and Ctrl-C is
+ * looked at. */
 static int write_round(bool running, u64 *pages)
 {
-	u64 since = 0;
+	u64 since = 0, c = next_bit(lv.todo, lv.nchunks, 0);
 	int ret;
 
 	*pages = 0;
-	for (u64 c = next_bit(lv.todo, lv.nchunks, 0); c < lv.nchunks;
-	     c = next_bit(lv.todo, lv.nchunks, c + 1)) {
-		u64 n = MIN(lv.r->pages_per_crc, lv.r->stored - c * lv.r->pages_per_crc);
+	while (c < lv.nchunks) {
+		u64 e = c + 1, n;
 
-		ret = write_chunk(c);
+		while (e < lv.nchunks && bit(lv.todo, e) && e - c < LIVE_WRITE_PAGES / 16)
+			e++;
+		ret = write_chunks(c, e);
 		if (ret)
 			return ret;
-		lv.todo[c / 64] &= ~(1ULL << (c % 64));
+		n = MIN(e * lv.r->pages_per_crc, lv.r->stored) - c * lv.r->pages_per_crc;
+		for (u64 k = c; k < e; k++)
+			lv.todo[k / 64] &= ~(1ULL << (k % 64));
 		*pages += n;
 		since += n;
-		if (running && since >= LIVE_TURN_PAGES) {
-			lv.done += since * PAGE_SIZE;
-			since = 0;
-			ret = snap_progress(&lv.pr, lv.done, lv.work);
+		c = next_bit(lv.todo, lv.nchunks, e);
+		if (!running || !guest_turn_due())
+			continue;
+		lv.done += since * PAGE_SIZE;
+		since = 0;
+		if (lv.unflushed >= LIVE_FLUSH_PAGES) {
+			ret = flush_now();
 			if (ret)
 				return ret;
-			guest_turn();
 		}
+		ret = snap_progress(&lv.pr, lv.done, lv.work);
+		if (ret)
+			return ret;
+		guest_turn();
 	}
 	lv.done += since * PAGE_SIZE;
 	return 0;
@@ -291,9 +338,16 @@ static int precopy(const char *name, int index)
 				lv.limited = true;
 				return 0;
 			}
-			/* Not shrinking by half: the guest's turns become rarer. */
-			if (lv.rounds > 1 && dirty * 2 > pages && lv.throttle < LIVE_THROTTLE_MAX)
+			/* Not shrinking by half: the guest's turns become rarer
+			 * (half as often each time), and twice as fast past the
+			 * soft limits, so that the rounds converge and the last
+			 * pass stays short (QEMU's auto-converge does the same). */
+			if (dirty * 2 > pages)
 				lv.throttle++;
+			if (lv.rounds >= LIVE_SOFT_ROUNDS ||
+			    lv.rewritten + dirty > LIVE_SOFT_BUDGET * lv.r->stored)
+				lv.throttle++;
+			lv.throttle = MIN(lv.throttle, LIVE_THROTTLE_MAX);
 			lv.work = lv.done + dirty * PAGE_SIZE;
 		}
 		if (lv.layouts >= LIVE_LAYOUTS)
@@ -369,6 +423,7 @@ static void live_json(struct json *j, const void *ctx)
 	json_u64(j, "kept_up", lv.kept_up);
 	json_u64(j, "limited", lv.limited);
 	json_u64(j, "throttle", lv.throttle);
+	json_u64(j, "longest_wait_us", lv.longest_gap);
 }
 
 static void summary(const char *name, int index, const struct save_stats *st, u64 total, u64 frozen,
@@ -394,15 +449,18 @@ static void summary(const char *name, int index, const struct save_stats *st, u6
 	       (unsigned long long)(st->write_us / 1000),
 	       (unsigned long long)(st->commit_us / 1000));
 	printk("  live:    %u round%s while it ran (%llu pages, then %llu rewritten);\n"
-	       "           last pass %llu pages, frozen\n",
+	       "           last pass %llu pages, frozen; the guest's longest wait %llu ms\n",
 	       lv.rounds, lv.rounds == 1 ? "" : "s", (unsigned long long)lv.round_pages[0],
-	       (unsigned long long)lv.rewritten, (unsigned long long)lv.final_pages);
+	       (unsigned long long)lv.rewritten, (unsigned long long)lv.final_pages,
+	       (unsigned long long)(lv.longest_gap / 1000));
 	if (lv.kept_up)
 		return;
 	if (lv.throttle)
 		printk("  WARNING: could not keep up: the guest wrote pages faster than the disk\n"
-		       "           took them; its turns were cut to 1 in %u to finish%s\n",
-		       1u << lv.throttle, lv.limited ? "," : "");
+		       "           took them; it was given a turn every %u ms to finish, not\n"
+		       "           every %u%s\n",
+		       (LIVE_TURN_US << lv.throttle) / 1000, LIVE_TURN_US / 1000,
+		       lv.limited ? "," : "");
 	else
 		printk("  WARNING: could not keep up: the guest wrote pages faster than the disk\n"
 		       "           took them,\n");
@@ -423,6 +481,7 @@ int snap_save_live(struct vm *vm, const char *name, int index, int old)
 
 	memset(&lv, 0, sizeof(lv));
 	lv.vm = vm;
+	lv.turn_mark = t0;
 	lv.words = snap_bitmap_words(pages);
 	lv.tap = snap_mem_alloc(lv.words * 8);
 	lv.rank = snap_mem_alloc(lv.words * 8);
@@ -464,6 +523,14 @@ int snap_save_live(struct vm *vm, const char *name, int index, int old)
 		shell_error(ret, "no memory for the page bitmap of VM %d", vm->id);
 	snap_progress_done(&lv.pr);
 	if (!ret) {
+		/* The rounds' pages made durable before the pause, so that the
+		 * flush inside it covers the last pass alone. The guest has no
+		 * turn after the last harvest: what it wrote is all in todo. */
+		ret = flush_now();
+		if (ret)
+			fail(ret);
+	}
+	if (!ret) {
 		/* The one instant of the image. */
 		was = vm->state;
 		tf = ticks();
@@ -482,8 +549,11 @@ int snap_save_live(struct vm *vm, const char *name, int index, int old)
 		vm_dirty_stop(vm);
 	if (paused)
 		vm_resume(vm);
-	if (tf)
+	if (tf) {
 		frozen = ticks() - tf;
+		/* The guest's last wait: from its last turn, the freeze included. */
+		lv.longest_gap = MAX(lv.longest_gap, ticks() - lv.turn_mark);
+	}
 	total = ticks() - t0;
 	st.cmds = snap_store.dev->commands - c0;
 	snap_region_release(lv.r);

@@ -21,7 +21,7 @@ LIVE_RE = re.compile(r"saved VM \d+ as '\S+' live in (\d+) ms, frozen (\d+) ms.*
 		     r"  written: .*\((\d+) bytes\) in (\d+) commands.*\n"
 		     r"  frozen: +\d+ ms \(last pass (\d+) ms, metadata (\d+) ms, flush and commit "
 		     r"(\d+) ms\)\n  live: +(\d+) rounds? while it ran \((\d+) pages, then (\d+) "
-		     r"rewritten\);\n +last pass (\d+) pages")
+		     r"rewritten\);\n +last pass (\d+) pages, frozen; the guest's longest wait (\d+) ms")
 PLAIN_RE = re.compile(r"saved VM \d+ as '\S+' in (\d+) ms")
 
 
@@ -47,9 +47,10 @@ def bench_live_save_virtio():
 			if not m:
 				vm.fail(f"no live summary from 'snap save --live':\n{out}")
 			(total, frozen, nbytes, cmds, last_ms, meta_ms, commit_ms, rounds, first,
-			 rewritten, last_pages) = map(int, m.groups())
+			 rewritten, last_pages, wait) = map(int, m.groups())
 			p = f"live{mib}_"
 			result[p + "frozen_ms"] = frozen
+			result[p + "longest_wait_ms"] = wait
 			result[p + "total_ms"] = total
 			result[p + "last_pass_ms"] = last_ms
 			result[p + "metadata_ms"] = meta_ms
@@ -72,6 +73,9 @@ def bench_live_save_virtio():
 	if result[f"live{lo}_frozen_ms"]:
 		result["live_freeze_1g_vs_64m"] = round(
 			result[f"live{hi}_frozen_ms"] / result[f"live{lo}_frozen_ms"], 2)
+	if result[f"live{lo}_longest_wait_ms"]:
+		result["live_wait_1g_vs_64m"] = round(
+			result[f"live{hi}_longest_wait_ms"] / result[f"live{lo}_longest_wait_ms"], 2)
 	if result[f"plain{lo}_frozen_ms"]:
 		result["plain_freeze_1g_vs_64m"] = round(
 			result[f"plain{hi}_frozen_ms"] / result[f"plain{lo}_frozen_ms"], 2)
