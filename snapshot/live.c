@@ -436,8 +436,10 @@ static void summary(const char *name, int index, const struct save_stats *st, u6
 	format_size(mem, sizeof(mem), vm->mem_size);
 	snap_print_rate(rate, sizeof(rate), st->bytes, total);
 	ctl_summary_next();
-	printk("saved VM %d as '%s' live in %llu ms, frozen %llu ms, running again\n", vm->id, name,
-	       (unsigned long long)(total / 1000), (unsigned long long)(frozen / 1000));
+	/* A guest that exited or was stopped during the save stays so. */
+	printk("saved VM %d as '%s' live in %llu ms, frozen %llu ms, %s\n", vm->id, name,
+	       (unsigned long long)(total / 1000), (unsigned long long)(frozen / 1000),
+	       vm->state == VM_RUNNING ? "running again" : vm_state_name(vm->state));
 	printk("  image:   %s on disk %d (%s)\n", img, index, snap_store.dev->name);
 	printk("  memory:  %s, %llu of %llu pages stored (zero pages left out)\n", mem,
 	       (unsigned long long)lv.r->stored, (unsigned long long)save_img->hdr.memory_pages);
