@@ -136,8 +136,12 @@ def test_live_save_cannot_keep_up_and_ctrl_c():
 		out, s = save_live(vm, sq, "fast", timeout=400)
 		if "could not keep up" not in out:
 			vm.fail(f"the fast seq guest should outrun the save and be told:\n{out}")
-		if s["rounds"] > 8:
-			vm.fail(f"a live save should end after at most 8 rounds:\n{out}")
+		if s["rounds"] > 16:
+			vm.fail(f"a live save should end after at most 16 rounds:\n{out}")
+		# Converged by throttling, the last pass holds at most what the last
+		# harvest found (1 MiB); only the rounds' limit may leave more.
+		if s["last"] > 256 and "reached their limit" not in out:
+			vm.fail(f"the last pass wrote {s['last']} pages frozen:\n{out}")
 		vm.cmd_ok(f"vm kill {sq}")
 		v = restore(vm, "fast")
 		vm.cmd_ok(f"vm resume {v}")
