@@ -398,7 +398,7 @@ static int positional(int argc, char **argv, char **pos, int max, const char **p
 	for (int i = 2; i < argc; i++) {
 		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
 		    !strcmp(argv[i], "--verbose") || !strcmp(argv[i], "--lazy") ||
-		    !strcmp(argv[i], "--replace"))
+		    !strcmp(argv[i], "--replace") || !strcmp(argv[i], "--live"))
 			continue;
 		if (!strcmp(argv[i], "--parent") && i + 1 < argc) {
 			*parent = argv[++i];
@@ -420,13 +420,16 @@ static int cmd_snap(int argc, char **argv)
 	int npos = positional(argc, argv, pos, 2, &parent);
 	u64 id;
 
-	if ((parent || shell_flag(argc, argv, 2, "--replace")) && strcmp(sub, "save"))
+	if ((parent || shell_flag(argc, argv, 2, "--replace") ||
+	     shell_flag(argc, argv, 2, "--live")) &&
+	    strcmp(sub, "save"))
 		return shell_usage("snap");
 	if (!strcmp(sub, "save") && npos == 2) {
 		if (parse_u64(pos[0], &id) || id < 1 || id > VM_MAX)
 			return shell_err_no_vm(pos[0]);
 		return snap_save((int)id, pos[1], disk, parent,
-				 shell_flag(argc, argv, 2, "--replace"));
+				 shell_flag(argc, argv, 2, "--replace"),
+				 shell_flag(argc, argv, 2, "--live"));
 	}
 	if (!strcmp(sub, "restore") && npos == 1)
 		return shell_flag(argc, argv, 2, "--lazy") ? snap_restore_lazy(pos[0], disk) :
@@ -451,14 +454,16 @@ static int cmd_snap(int argc, char **argv)
  * unknown-subcommand error say the same. */
 static const struct shell_sub snap_subs[] = {
 	{ .name = "save",
-	  .args = "VM NAME [--parent BASE] [--replace] [disk=N]",
+	  .args = "VM NAME [--live | --parent BASE] [--replace] [disk=N]",
 	  .summary = "pause VM, write its image, commit, resume it",
 	  .help = "  NAME is 1-31 letters, digits, '.', '_' or '-'. The VM runs on once the\n"
 		  "  image is durable; Ctrl-C cancels and earlier snapshots stay intact.\n"
 		  "  A save to a blank disk creates the store. --parent BASE writes only\n"
 		  "  the pages changed since BASE (a child: restoring it reads the chain).\n"
 		  "  --replace: a snapshot named NAME gives way once the new image is\n"
-		  "  committed (one catalog write), so a failure keeps the old one.\n" },
+		  "  committed (one catalog write), so a failure keeps the old one.\n"
+		  "  --live: a running VM runs on while its memory is written (rounds\n"
+		  "  of the pages it changed), frozen only for a short last pass.\n" },
 	{ .name = "restore",
 	  .args = "NAME [--lazy] [disk=N]",
 	  .summary = "check the image, make a paused VM from it",

@@ -2,7 +2,7 @@
  * Writing a snapshot image: scan guest memory into bitmaps and chunk CRCs, lay
  * the sections out, then stream them into a sink. Page data goes to the sink
  * straight from guest memory, the rest through a staging buffer. Pure code;
- * snapshot/snap.c runs it with the VM paused (so memory cannot change between
+ * snapshot/save.c runs it with the VM paused (so memory cannot change between
  * the scan and the write).
  */
 #include "kernel/lib.h"
@@ -366,7 +366,7 @@ static u32 put_runs(struct snap_sink *s, const struct snap_region *r, u32 crc, i
 /* A region's PAGES section (its bitmap) or, for an incremental image, its
  * DELTA section (its run list); the index, then the page data. */
 static int put_pages(struct snap_sink *s, struct snap_region *r, u32 index, bool delta,
-		     snap_page_fn page, void *ctx)
+		     bool in_place, snap_page_fn page, void *ctx)
 {
 	struct snap_delta_head head = {
 		.pages_per_crc = r->pages_per_crc,
@@ -408,6 +408,10 @@ static int put_pages(struct snap_sink *s, struct snap_region *r, u32 index, bool
 		return err;
 	if (s->pos != r->data_pos)
 		return -EINVAL;
+	if (in_place) {
+		s->pos += r->stored * PAGE_SIZE;
+		return 0;
+	}
 
 	/* Runs of stored pages that are contiguous in host memory go out in one
 	 * write each, at most 1 MiB so progress and Ctrl-C stay responsive. */
@@ -515,7 +519,8 @@ int snap_image_write(struct snap_image *img, struct snap_sink *s, snap_page_fn p
 	for (u32 i = 0; i < img->nregions && !err; i++) {
 		if (s->pos + s->stage_len != img->region[i].sec_pos)
 			return -EINVAL;
-		err = put_pages(s, &img->region[i], i, img->parent != NULL, page, ctx);
+		err = put_pages(s, &img->region[i], i, img->parent != NULL, img->data_in_place,
+				page, ctx);
 	}
 	if (!err) {
 		u64 pad = img->hdr.total_size - (s->pos + s->stage_len + SNAP_SECTION_HDR_SIZE);

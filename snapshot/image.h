@@ -64,6 +64,9 @@ struct snap_image {
 	u32 nregions;
 	struct snap_region region[SNAP_MAX_REGIONS]; /* scanned */
 	const char *note;			     /* optional NOTE text, or NULL */
+	/* The regions' page data is in its place on the sink already (a live
+	 * save wrote it, snapshot/live.c): snap_image_write writes the rest. */
+	bool data_in_place;
 	/* An incremental image: its parent (PARENT section), and its regions
 	 * written as DELTA sections; NULL for a full image. */
 	const struct snap_parent *parent;

@@ -185,14 +185,21 @@ void snap_incr_free(struct vm *vm, u64 *changed)
 
 void snap_incr_mark(struct vm *vm, u64 image_id, u32 header_crc)
 {
+	snap_incr_mark_log(vm, image_id, header_crc, false);
+}
+
+void snap_incr_mark_log(struct vm *vm, u64 image_id, u32 header_crc, bool adopt)
+{
 	bool ours;
 
 	if (vm->id < 1 || vm->id > VM_MAX)
 		return;
-	/* The log is this file's to clear only where it started it: a fast
-	 * reset's base (vmm/fastreset.h) or a person's `snap dirty` session
-	 * keeps its own, and a child of this image then compares. */
-	ours = token[vm->id].valid && vm->dirty.on && token[vm->id].epoch == vm->dirty.epoch;
+	/* The log is this file's to clear only where it started it (or a live
+	 * save did, for this image: adopt): a fast reset's base
+	 * (vmm/fastreset.h) or a person's `snap dirty` session keeps its own,
+	 * and a child of this image then compares. */
+	ours = adopt ||
+	       (token[vm->id].valid && vm->dirty.on && token[vm->id].epoch == vm->dirty.epoch);
 	token[vm->id].valid = false;
 	if (vm->base)
 		return;

@@ -1,8 +1,9 @@
 /*
- * Save and restore of whole VMs into the snapshot store (snapshot/snap.c), and
- * what the `snap` shell commands (snapshot/cmd_snap.c) share with them: the
- * one open store, disk selection, an image source over a catalog entry, and the
- * progress bar. Kernel only; host context (the shell), interrupts off.
+ * Save (snapshot/save.c) and restore (snapshot/restore.c) of whole VMs into the
+ * snapshot store, and what the `snap` shell commands (snapshot/cmd_snap.c)
+ * share with them (snapshot/snap.c): the one open store, disk selection, an
+ * image source over a catalog entry, and the progress bar. Kernel only; host
+ * context (the shell), interrupts off.
  */
 #ifndef AMBER_SNAP_H
 #define AMBER_SNAP_H
@@ -37,6 +38,12 @@ int snap_open_entry(const char *name, const char *disk_opt, struct blkdev **dev,
  * snap_source_put(). */
 int snap_source_get(struct snap_source *src, int entry);
 void snap_source_put(struct snap_source *src);
+/* Microseconds the source has waited for the disk so far. */
+u64 snap_source_io_us(const struct snap_source *src);
+/* A snap_page_fn over a VM's RAM (ctx: the struct vm). */
+void *snap_guest_page(void *ctx, u64 gpa);
+/* "12.3 MiB/s" for bytes in us microseconds. */
+void snap_print_rate(char *buf, size_t len, u64 bytes, u64 us);
 
 /* A progress bar for `what` that Ctrl-C cancels (returns -ECANCELED). */
 struct snap_progress {
@@ -58,8 +65,10 @@ u64 snap_wallclock(void);
 u64 snap_new_store_id(void);
 
 /* parent: NULL for a full image, or the snapshot a child builds on. replace:
- * a snapshot already named `name` gives way in the commit of the new one. */
-int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace);
+ * a snapshot already named `name` gives way in the commit of the new one.
+ * live: a running VM runs on while its memory is written (snapshot/live.c). */
+int snap_save(int vm_id, const char *name, const char *disk_opt, const char *parent, bool replace,
+	      bool live);
 /* 0 when no snapshot builds on entry `entry` of snap_store (named `name`);
  * else says that `verb` (delete, replace) would orphan them, or that it
  * cannot tell, and returns -EBUSY or -EIO (snapshot/cmd_snap.c). */
@@ -104,6 +113,9 @@ void snap_incr_free(struct vm *vm, u64 *changed);
  * (on snap_store): its dirty log counts from now on, where the log is free
  * for it (no fast-reset base, no `snap dirty` session of a person's). */
 void snap_incr_mark(struct vm *vm, u64 image_id, u32 header_crc);
+/* The same; adopt: the caller started the log that is on (a live save) and
+ * hands it over, so it counts from this image like one started here. */
+void snap_incr_mark_log(struct vm *vm, u64 image_id, u32 header_crc, bool adopt);
 
 /* `snap dirty VM start|show|clear|stop` (snapshot/cmd_dirty.c). */
 int snap_dirty_cmd(const char *vm_arg, const char *what);

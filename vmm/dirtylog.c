@@ -19,8 +19,11 @@ void dirty_log_mark(struct dirty_log *l, u64 gpa, u64 len)
 	first = gpa / PAGE_SIZE;
 	last = (len > l->npages * PAGE_SIZE - gpa ? l->npages * PAGE_SIZE - 1 : gpa + len - 1) /
 	       PAGE_SIZE;
-	for (u64 p = first; p <= last; p++)
+	for (u64 p = first; p <= last; p++) {
 		l->bits[p / 64] |= 1ULL << (p % 64);
+		if (l->tap)
+			l->tap[p / 64] |= 1ULL << (p % 64);
+	}
 }
 
 bool dirty_log_test(const struct dirty_log *l, u64 page)
@@ -98,9 +101,20 @@ int vm_dirty_start(struct vm *vm)
 
 int vm_dirty_sync(struct vm *vm)
 {
-	if (!vm->dirty.on)
+	struct dirty_log *l = &vm->dirty;
+	int err;
+
+	if (!l->on)
 		return -EINVAL;
-	return vcpu_ops->dirty_harvest(vm, vm->dirty.bits);
+	if (!l->tap)
+		return vcpu_ops->dirty_harvest(vm, l->bits);
+	/* The harvest ORs into the tap; what the tap held before is in bits
+	 * already (the tap's owner never clears bits), so ORing all of it
+	 * into bits adds exactly the new pages. */
+	err = vcpu_ops->dirty_harvest(vm, l->tap);
+	for (u64 w = 0; !err && w < dirty_log_words(l->npages); w++)
+		l->bits[w] |= l->tap[w];
+	return err;
 }
 
 void vm_dirty_stop(struct vm *vm)

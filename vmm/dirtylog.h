@@ -24,6 +24,10 @@ struct dirty_log {
 	 * that saw epoch E knows the log holds every write since then while
 	 * it still reads E (incremental snapshots rely on it). */
 	u64 epoch;
+	/* A second reader's bitmap (a live save's, snapshot/live.c), or NULL:
+	 * every write marked in bits is marked here too. Its owner clears it
+	 * as it likes, so it never clears bits, which others own. */
+	u64 *tap;
 };
 
 /* ---- the log itself (pure, host unit-tested) ---------------------------- */
@@ -46,8 +50,8 @@ static inline void dirty_log_note(struct dirty_log *l, u64 gpa)
 	if (l->blocks && gpa / PAGE_SIZE < l->npages)
 		l->blocks[b / 64] |= 1ULL << (b % 64);
 }
-/* Marks the pages of [gpa, gpa + len) that lie in the log; nothing when the
- * log is off. */
+/* Marks the pages of [gpa, gpa + len) that lie in the log (and its tap);
+ * nothing when the log is off. */
 void dirty_log_mark(struct dirty_log *l, u64 gpa, u64 len);
 bool dirty_log_test(const struct dirty_log *l, u64 page);
 u64 dirty_log_count(const struct dirty_log *l);
@@ -62,8 +66,9 @@ void dirty_log_clear(struct dirty_log *l);
  * on failure nothing changed. */
 int vm_dirty_start(struct vm *vm);
 /* Brings the log up to date: the pages the guest wrote since the last sync
- * are ORed in (and clean again in the backend). 0 or -EINVAL when tracking
- * is off. The VM must not run meanwhile (boot CPU: it never does). */
+ * are ORed in (and into the tap; clean again in the backend). 0 or -EINVAL
+ * when tracking is off. The VM must not run meanwhile (boot CPU: it never
+ * does). */
 int vm_dirty_sync(struct vm *vm);
 /* Stops tracking, merges 2 MiB mappings back and frees the log. Safe to call
  * when tracking is off (vm_destroy does). */

@@ -232,7 +232,7 @@ enum vm_state {
 	VM_OFF,	    /* the guest powered the machine off (ACPI S5) */
 };
 /* How vm->stop_reason of a VM_OFF begins (a snapshot keeps it as a stop
- * reason: snapshot/snap.c tells the two apart by it). */
+ * reason: snapshot/restore.c tells the two apart by it). */
 #define VM_OFF_REASON "the guest powered off"
 
 struct vcpu {

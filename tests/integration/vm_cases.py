@@ -16,7 +16,7 @@ import harness
 from harness import strip_ansi, work_dir
 
 GUESTS = ("hello", "counter", "memtest", "hostile", "exits", "bench", "pic", "strio", "acpi",
-	  "apic", "ioapic", "eventinj", "rtc", "uart", "pm", "reset", "dirty", "fuzz")
+	  "apic", "ioapic", "eventinj", "rtc", "uart", "pm", "reset", "dirty", "fuzz", "seq")
 
 
 class Backend:

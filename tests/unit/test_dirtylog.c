@@ -113,9 +113,41 @@ static void test_vm(void)
 	CHECK_EQ(live_pages, 0);
 }
 
+/* A live save's tap (vmm/dirtylog.h): it sees Amber's writes and each
+ * harvest's; clearing it loses nothing from the log, and the log's own
+ * owner clearing the log leaves the tap as it was. */
+static void test_tap(void)
+{
+	static struct vm vm;
+	static u64 tap[2];
+
+	vm.mem_size = 128ULL << 12; /* 128 pages: two words */
+	CHECK_EQ(vm_dirty_start(&vm), 0);
+	dirty_log_mark(&vm.dirty, 0x1000, 4); /* before the tap: the log's only */
+	vm.dirty.tap = tap;
+	dirty_log_mark(&vm.dirty, 0x2000, 4);
+	be.written[be.nwritten++] = 100;
+	CHECK_EQ(vm_dirty_sync(&vm), 0);
+	CHECK_EQ(tap[0], 1ULL << 2);
+	CHECK_EQ(tap[1], 1ULL << 36);
+	CHECK_EQ(dirty_log_count(&vm.dirty), 3);
+	memset(tap, 0, sizeof(tap)); /* the tap's owner moves on */
+	be.written[be.nwritten++] = 7;
+	CHECK_EQ(vm_dirty_sync(&vm), 0);
+	CHECK_EQ(tap[0], 1ULL << 7);
+	CHECK_EQ(tap[1], 0);
+	CHECK_EQ(dirty_log_count(&vm.dirty), 4); /* pages 1, 2, 7, 100 */
+	dirty_log_clear(&vm.dirty);
+	CHECK_EQ(tap[0], 1ULL << 7);
+	vm.dirty.tap = NULL;
+	vm_dirty_stop(&vm);
+	CHECK_EQ(live_pages, 0);
+}
+
 int main(void)
 {
 	test_marks();
 	test_vm();
+	test_tap();
 	return test_done("dirtylog");
 }
