@@ -388,6 +388,53 @@ static int snap_format(const char *disk, bool force)
 	return 0;
 }
 
+/*
+ * `snap restore NAME [--lazy] [into=ID]`. With into=ID the restored VM takes
+ * the place of VM ID the way QEMU's loadvm replaces the running machine: same
+ * id, same console attachment; the old VM is destroyed only once the new one
+ * passed every check (vm_publish), so a failed restore leaves it as it was.
+ * The lazy restore's checks are its metadata's: its pages are checked as they
+ * arrive, and a damaged one stops the new VM.
+ */
+static int restore_cmd(const char *name, const char *disk, const char *into_arg, bool lazy)
+{
+	struct vm *old = NULL;
+	char image[32] = "", text[160];
+	const char *was = "";
+	bool console = false;
+	int id = 0, ret;
+
+	if (into_arg) {
+		old = vm_from_arg(into_arg);
+		if (!old)
+			return -ENOENT;
+		id = old->id;
+		strlcpy(image, old->image, sizeof(image));
+		was = vm_state_name(old->state);
+		console = old->console_attached;
+	}
+	ret = lazy ? snap_restore_lazy(name, disk, old) : snap_restore(name, disk, old);
+	if (!old)
+		return ret;
+	if (ret) {
+		printk("snap restore: VM %d is as it was (%s, %s)\n", id, image, was);
+		return ret;
+	}
+	snprintf(text, sizeof(text), "VM %d was %s, %s; it gave way once the restore was complete%s",
+		 id, image, was, console ? " (its console stays attached)" : "");
+	shell_wrap("  before:", 11, text);
+	if (ctl_data()) {
+		struct json *j = ctl_data();
+
+		json_obj_begin(j, "replaced");
+		json_u64(j, "vm", (u64)id);
+		json_str(j, "vm_image", image);
+		json_str(j, "state", was);
+		json_obj_end(j);
+	}
+	return 0;
+}
+
 /* Positional words after the subcommand, disk=N, the --flags and --parent
  * NAME left out; *parent is that NAME (NULL if none). */
 static int positional(int argc, char **argv, char **pos, int max, const char **parent)
@@ -396,7 +443,8 @@ static int positional(int argc, char **argv, char **pos, int max, const char **p
 
 	*parent = NULL;
 	for (int i = 2; i < argc; i++) {
-		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
+		if (!strncmp(argv[i], "disk=", 5) || !strncmp(argv[i], "into=", 5) ||
+		    !strcmp(argv[i], "--force") ||
 		    !strcmp(argv[i], "--verbose") || !strcmp(argv[i], "--lazy") ||
 		    !strcmp(argv[i], "--replace"))
 			continue;
@@ -415,6 +463,7 @@ static int cmd_snap(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
 	const char *disk = shell_opt(argc, argv, 2, "disk");
+	const char *into = shell_opt(argc, argv, 2, "into");
 	char *pos[2] = { NULL, NULL };
 	const char *parent;
 	int npos = positional(argc, argv, pos, 2, &parent);
@@ -428,9 +477,10 @@ static int cmd_snap(int argc, char **argv)
 		return snap_save((int)id, pos[1], disk, parent,
 				 shell_flag(argc, argv, 2, "--replace"));
 	}
+	if (into && strcmp(sub, "restore"))
+		return shell_usage("snap");
 	if (!strcmp(sub, "restore") && npos == 1)
-		return shell_flag(argc, argv, 2, "--lazy") ? snap_restore_lazy(pos[0], disk) :
-							     snap_restore(pos[0], disk);
+		return restore_cmd(pos[0], disk, into, shell_flag(argc, argv, 2, "--lazy"));
 	if (!strcmp(sub, "list") && npos == 0)
 		return snap_list(disk, shell_flag(argc, argv, 2, "--verbose"));
 	if (!strcmp(sub, "info") && npos == 1)
@@ -460,12 +510,15 @@ static const struct shell_sub snap_subs[] = {
 		  "  --replace: a snapshot named NAME gives way once the new image is\n"
 		  "  committed (one catalog write), so a failure keeps the old one.\n" },
 	{ .name = "restore",
-	  .args = "NAME [--lazy] [disk=N]",
+	  .args = "NAME [--lazy] [into=ID] [disk=N]",
 	  .summary = "check the image, make a paused VM from it",
 	  .help = "  Every CRC is checked before the VM exists; 'vm resume ID' runs it.\n"
 		  "  --lazy checks the metadata and runs the VM at once: its pages are\n"
 		  "  read as it touches them and in the background ('vm info' shows\n"
-		  "  how far); a damaged page stops that VM alone.\n" },
+		  "  how far); a damaged page stops that VM alone.\n"
+		  "  into=ID replaces VM ID (QEMU's loadvm): the restored VM keeps its\n"
+		  "  id and console; the old one goes once the new one passed every\n"
+		  "  check (with --lazy: the metadata's), and stays if the restore fails.\n" },
 	{ .name = "list",
 	  .args = "[disk=N] [--verbose]",
 	  .summary = "the snapshots on a disk and its free space",

@@ -335,7 +335,7 @@ static bool lazy_restorable(const char *name, const struct snap_parsed *p,
  * running or halted. Returns it, or NULL after saying why (nothing left). */
 static struct vm *lazy_make(const char *name, struct blkdev *dev, int index,
 			    const struct snap_entry *e, struct snap_source *src,
-			    struct snap_report *rep)
+			    struct snap_report *rep, struct vm *into)
 {
 	struct snap_parsed *p = &lz_parsed;
 	struct lazy_src *s;
@@ -353,7 +353,7 @@ static struct vm *lazy_make(const char *name, struct blkdev *dev, int index,
 		}
 	}
 	vm = vm_create_hidden(p->dev.image[0] ? p->dev.image : "?", p->region[0].pages * PAGE_SIZE,
-			      (int)p->hdr.vcpu_count);
+			      (int)p->hdr.vcpu_count, into);
 	if (!vm) {
 		printk("error: snap restore: could not create the VM (see above); nothing "
 		       "restored\n");
@@ -371,18 +371,24 @@ static struct vm *lazy_make(const char *name, struct blkdev *dev, int index,
 		return NULL;
 	}
 	ret = snap_restore_commit(vm, p, lz_vstate);
-	if (!ret && vm->state == VM_PAUSED &&
-	    (p->dev.vm_state == SNAP_VM_RUNNING || p->dev.vm_state == SNAP_VM_HALTED))
-		ret = vm_resume(vm);
 	if (ret) {
 		printk("snap restore: nothing restored\n");
 		vm_destroy(vm);
 		return NULL;
 	}
+	/* Published (a VM it replaced is gone): a VM that cannot run on stays,
+	 * paused, rather than vanish. */
+	if (vm->state == VM_PAUSED &&
+	    (p->dev.vm_state == SNAP_VM_RUNNING || p->dev.vm_state == SNAP_VM_HALTED)) {
+		ret = vm_resume(vm);
+		if (ret)
+			shell_error(ret, "VM %d could not run (%s); it stays paused", vm->id,
+				    errno_name(ret));
+	}
 	return vm;
 }
 
-int snap_restore_lazy(const char *name, const char *disk_opt)
+int snap_restore_lazy(const char *name, const char *disk_opt, struct vm *into)
 {
 	struct snap_report rep = { .emit = snap_report_print };
 	const struct snap_entry *e;
@@ -413,7 +419,7 @@ int snap_restore_lazy(const char *name, const char *disk_opt)
 		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", name,
 		       snap_store.err[0] ? snap_store.err : errno_name(ret));
 	else if (lazy_restorable(name, &lz_parsed, e))
-		vm = lazy_make(name, dev, index, e, &src, &rep);
+		vm = lazy_make(name, dev, index, e, &src, &rep, into);
 	else
 		ret = -EOPNOTSUPP;
 	if (!ret && !vm)

@@ -730,6 +730,7 @@ static struct {
 	const struct snap_entry *entry;
 	const char *name;
 	struct vm *vm; /* hidden until restore_commit() */
+	struct vm *into; /* the VM it replaces (into=ID), else NULL */
 	u64 create_us; /* making the empty VM (its RAM is not zeroed) */
 	bool said;     /* prepare printed why it refused */
 	int tsc_err;   /* why the TSC could not be scaled (vtsc_adopt) */
@@ -796,7 +797,7 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 	if (p->region[0].pages != p->hdr.memory_pages)
 		return 1;
 	rs.vm = vm_create_hidden(p->dev.image[0] ? p->dev.image : "?",
-				 p->region[0].pages * PAGE_SIZE, (int)p->hdr.vcpu_count);
+				 p->region[0].pages * PAGE_SIZE, (int)p->hdr.vcpu_count, rs.into);
 	rs.create_us = ticks() - t0;
 	if (!rs.vm) {
 		shell_error(-ENOMEM, "could not create the VM (see above); nothing restored");
@@ -937,7 +938,7 @@ static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zero
 	return ret;
 }
 
-int snap_restore(const char *name, const char *disk_opt)
+int snap_restore(const char *name, const char *disk_opt, struct vm *into)
 {
 	static int chain[SNAP_MAX_CHAIN];
 	struct blkdev *dev;
@@ -960,6 +961,7 @@ int snap_restore(const char *name, const char *disk_opt)
 		size += snap_store.entry[chain[k]].size;
 	rs.name = name;
 	rs.vm = NULL;
+	rs.into = into;
 	rs.create_us = 0;
 	rs.said = false;
 	rs.tsc_err = 0;
