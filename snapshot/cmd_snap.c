@@ -261,7 +261,7 @@ static int snap_verify(const char *name, const char *disk_opt)
 	if (ret == -EIO)
 		return ret;
 	if (ret) {
-		printk("error: the chain of '%s' is broken (its own image checked below)\n", name);
+		shell_error(ret, "the chain of '%s' is broken (its own image checked below)", name);
 		n = 1;
 	}
 	for (u32 k = 0; k < n; k++) {

@@ -86,7 +86,8 @@ void snap_progress_done(struct snap_progress *pr)
 	pr->shown = false;
 }
 
-void snap_report_print(struct snap_report *r, const char *line) { printk("  damaged: %s\n", line); }
+/* A finding names offsets and ranges: wrapped under itself at 80 columns. */
+void snap_report_print(struct snap_report *r, const char *line) { shell_wrap("  damaged:", 11, line); }
 
 /* ---- disks and the store ---------------------------------------------------- */
 struct blkdev *snap_pick_disk(const char *opt, int *index)
@@ -691,11 +692,11 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	       (unsigned long long)(frozen / 1000), (unsigned long long)(st.scan_us / 1000),
 	       (unsigned long long)(st.write_us / 1000), (unsigned long long)(st.commit_us / 1000));
 	if (parent) {
-		printk("  parent:  '%s', a chain of %u images now; %llu pages changed\n", parent,
-		       save_parent.depth + 1, (unsigned long long)image.region[0].stored);
-		printk("           found %s\n", save_parent.source == SNAP_DELTA_LOG ?
-							"in the dirty log" :
-							"by comparison with the parent");
+		printk("  parent:  '%s', a chain of %u images now\n", parent, save_parent.depth + 1);
+		printk("           %llu pages changed, found %s\n",
+		       (unsigned long long)image.region[0].stored,
+		       save_parent.source == SNAP_DELTA_LOG ? "in the dirty log" :
+							      "by comparison with the parent");
 	}
 	save_json(vm, name, index, &st, frozen);
 	return 0;
@@ -926,9 +927,9 @@ static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zero
 		printk("snap restore: cancelled; no VM created\n");
 	} else if (ret == -EBADMSG) {
 		shell_error(ret,
-			    "snapshot '%s' is damaged (%d problem%s, first: %s);\n"
+			    "snapshot '%s' is damaged (%d problem%s, above);\n"
 			    "  restore refused, no VM created",
-			    img, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+			    img, rep.errors, rep.errors == 1 ? "" : "s");
 	} else if (!rs.said) { /* prepare said why itself */
 		shell_error(ret, "reading '%s' failed: %s; no VM created", img,
 			    snap_store.err[0] ? snap_store.err : errno_name(ret));

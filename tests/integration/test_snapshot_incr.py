@@ -28,7 +28,7 @@ CHAIN_RE = re.compile(r"restored '(\S+)' as VM (\d+) in \d+ ms.*\n(?:.*\n)*?  im
 		      r"bytes\) in one pass.*\n  chain: +(\d+) images.*\n(?:.*\n)*?  read: .*\((\d+) "
 		      r"bytes\) in \d+ commands")
 CHILD_RE = re.compile(r"saved VM \d+ as '(\S+)' in .*\n(?:.*\n)*?  parent: +'(\S+)', a chain of "
-		      r"(\d+) images now; (\d+) pages changed\n\s+found (in the dirty log|by "
+		      r"(\d+) images now\n\s+(\d+) pages changed, found (in the dirty log|by "
 		      r"comparison with the parent)")
 
 
@@ -290,7 +290,7 @@ def test_wrong_or_missing_parent_refused():
 			vm.fail(f"'snap list' should mark the child whose parent is gone:\n{out}")
 		refused(vm, "snap restore kid", r"needs its parent 'base', which is not on this disk\s+"
 			r"snap restore: refused, no VM created", "the parent is gone")
-		refused(vm, "snap verify kid", r"error: the chain of 'kid' is broken", "broken chain")
+		refused(vm, "snap verify kid", r"error: snap verify: the chain of 'kid' is broken", "broken chain")
 		if re.search(r"(?m)^\d+\s", vm.cmd_ok("vm list")):
 			vm.fail("a refused restore left a VM behind")
 		# Another image named 'base': the id and CRC tell it apart.
