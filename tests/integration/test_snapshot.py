@@ -645,7 +645,7 @@ def test_disk_too_small():
 		mt = start_vm(vm, "memtest", mem="8M")
 		memtest_passes(vm, mt, 0, 1, 90)
 		out = vm.cmd(f"snap save {mt} big", timeout=60)
-		expect(vm, r"^error: snap save: disk full: (.*\n)?.*earlier snapshots are intact", out, "a clear disk-full error")
+		expect(vm, r"^error: snap save: disk full: [\s\S]*earlier snapshots are\s+intact", out, "a clear disk-full error")
 		out = vm.cmd_ok("vm list")
 		expect(vm, rf"^{mt}\s+memtest\s+running", out, "memtest running again after the refusal")
 		out = vm.cmd_ok("snap list")

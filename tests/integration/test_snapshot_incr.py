@@ -211,8 +211,9 @@ def test_chain_saved_killed_restored():
 	with boot_qemu(disks=[("virtio", disk)], name="qemu-incr-damaged") as vm:
 		vm.wait_prompt()
 		free = re.search(r"4 KiB pages: (\d+) free", vm.cmd_ok("mem")).group(1)
-		refused(vm, "snap restore c3", r"snapshot 'c2' is damaged .*memory region 0, stored "
-			r"pages[^\n]*\n\s*restore refused, no VM created", "c2's page damaged")
+		refused(vm, "snap restore c3", r"damaged: memory region 0, stored\s+pages[\s\S]*"
+			r"snapshot 'c2' is damaged[^\n]*\n\s*restore refused, no VM created",
+			"c2's page damaged")
 		if re.search(r"(?m)^\d+\s", vm.cmd_ok("vm list")):
 			vm.fail("the refused restore of a chain left a VM behind")
 		now = re.search(r"4 KiB pages: (\d+) free", vm.cmd_ok("mem")).group(1)
@@ -275,7 +276,7 @@ def test_wrong_or_missing_parent_refused():
 		save_child(vm, vid, "kid", "base", "in the dirty log")
 		before, _ = names_listed(vm)
 		refused(vm, f"snap save {vid} x --parent nope",
-			r"no snapshot 'nope' to be the parent[\s\S]*nothing saved", "no such parent")
+			r"no snapshot 'nope' on \S+ to be the parent[\s\S]*nothing saved", "no such parent")
 		small = run(vm, "dirty mem=16M -- pages=80")
 		refused(vm, f"snap save {small} y --parent base",
 			r"a child must have its parent's shape; nothing saved", "16 MiB over 32 MiB")
