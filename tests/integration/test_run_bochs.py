@@ -3,7 +3,9 @@
 # (that goes to bochs.log and bochs.out in the build folder); what is typed
 # is echoed once, by Amber (the terminal is raw); the scratch disk is there
 # as an ATA disk; Ctrl-A X quits, Bochs is gone, its disk lock removed and
-# the terminal's settings are back as they were. One Bochs boot (VT-x).
+# the terminal's settings are back as they were. With --ctl PORT the script
+# relays the control channel: Bochs boots without waiting for a program, and
+# one that connects later gets answers. One Bochs boot (VT-x).
 import os
 import pty
 import re
@@ -11,6 +13,8 @@ import select
 import shutil
 import signal
 import subprocess
+import json
+import socket
 import tempfile
 import termios
 import time
@@ -73,6 +77,37 @@ def bochs_in(folder):
 	return False
 
 
+def free_port():
+	with socket.socket() as s:
+		s.bind(("127.0.0.1", 0))
+		return s.getsockname()[1]
+
+
+def ctl_request(port, line, secs):
+	"""One request on the relayed control channel; its answer object."""
+	with socket.create_connection(("127.0.0.1", port), timeout=secs) as c:
+		c.sendall(line.encode() + b"\n")
+		buf, end = b"", time.monotonic() + secs
+		while time.monotonic() < end:
+			c.settimeout(max(0.1, end - time.monotonic()))
+			try:
+				data = c.recv(65536)
+			except socket.timeout:
+				break
+			if not data:
+				break
+			buf += data
+			*lines, buf = buf.split(b"\n")
+			for ln in lines:
+				try:
+					obj = json.loads(ln)
+				except ValueError:
+					continue  # joined mid-line
+				if "status" in obj:
+					return obj
+	raise AssertionError(f"no answer to '{line}' on the relayed control channel in {secs} s")
+
+
 @timeout(240)
 def test_run_bochs_interactive():
 	if not have_tool("bochs-bin"):
@@ -82,7 +117,9 @@ def test_run_bochs_interactive():
 	os.symlink(ISO, os.path.join(build, "amber.iso"))
 	env = dict(os.environ, AMBER_BUILD=build)
 	env.pop("BUILD", None)
-	term = Terminal([os.path.join(ROOT, "scripts", "run-bochs"), "--timeout", "200"], env)
+	port = free_port()
+	term = Terminal([os.path.join(ROOT, "scripts", "run-bochs"), "--timeout", "200",
+			 "--ctl", str(port)], env)
 	try:
 		term.read_until(rb"Ctrl-A X quits", 20, "the line saying how to quit")
 		term.read_until(rb"amber> ", 150, "Amber's prompt")
@@ -101,6 +138,9 @@ def test_run_bochs_interactive():
 		out = term.seen[start:].decode("latin-1")
 		if not out.startswith("help\r\nCommands") or "amber> disk list\r\n" not in out:
 			raise AssertionError(f"'help' not echoed exactly once:\n{out[:400]!r}")
+		a = ctl_request(port, "disk list", 60)
+		if a["status"] != "ok" or [d["bytes"] for d in a["data"].get("disks", [])] != [64 << 20]:
+			raise AssertionError(f"'disk list' through the relayed channel: {a}")
 		for noise in ("Bochs x86 Emulator", "bochs-bin", "Next at t=", "<bochs:"):
 			if noise in term.seen.decode("latin-1").split("Ctrl-A X quits", 1)[1]:
 				raise AssertionError(f"Bochs' own output ('{noise}') reached the terminal")
