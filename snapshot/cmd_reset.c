@@ -129,9 +129,9 @@ static int image_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri,
 		shell_error(-EOPNOTSUPP,
 			    "'%s' holds %llu KiB of RAM in %u regions and %u vCPUs;\n"
 			    "  vm %d has %llu KiB and %d: no base taken, the VM is unchanged",
-		       il->name, (unsigned long long)(p->hdr.memory_pages * 4), p->nregions,
-		       p->hdr.vcpu_count, il->vm->id, (unsigned long long)(il->vm->mem_size >> 10),
-		       il->vm->nvcpus);
+			    il->name, (unsigned long long)(p->hdr.memory_pages * 4), p->nregions,
+			    p->hdr.vcpu_count, il->vm->id,
+			    (unsigned long long)(il->vm->mem_size >> 10), il->vm->nvcpus);
 		il->said = true;
 		return -EOPNOTSUPP;
 	}
@@ -167,7 +167,7 @@ static int image_devices(struct vm *vm, struct fastreset_base *b, const char *na
 			shell_error(-EINVAL,
 				    "'%s': device %u record version %u: %s;\n"
 				    "  no base taken, the VM is unchanged",
-			       name, r->id, r->version, why);
+				    name, r->id, r->version, why);
 			rec = save;
 			for (int k = 0; k < n; k++) {
 				vdev_load(vm, vdev_at(k), rec, vdev_at(k)->record_size,
@@ -252,8 +252,8 @@ static int take_from_image(struct vm *vm, const char *name, const char *disk_opt
 	}
 	ret = fastreset_adopt(vm, il.b);
 	if (ret == -EOPNOTSUPP || ret == -ENOMEM) {
-		shell_error(ret, "VM %d's dirty tracking cannot start (%s); no base taken",
-			    vm->id, errno_name(ret));
+		shell_error(ret, "VM %d's dirty tracking cannot start (%s); no base taken", vm->id,
+			    errno_name(ret));
 		return ret;
 	}
 	if (ret) {
@@ -299,7 +299,8 @@ int snap_reset_cmd(const char *vm_arg, const char *what, const char *disk_opt)
 	}
 	if ((!vm->base || name) && vm->state != VM_RUNNING && vm->state != VM_HALTED &&
 	    vm->state != VM_PAUSED) {
-		return shell_error(-EINVAL, "vm %d is %s; a base is taken from a running or paused VM",
+		return shell_error(-EINVAL,
+				   "vm %d is %s; a base is taken from a running or paused VM",
 				   vm->id, vm_state_name(vm->state));
 	}
 	was_running = vm->state == VM_RUNNING || vm->state == VM_HALTED;

@@ -420,8 +420,9 @@ static int restore_cmd(const char *name, const char *disk, const char *into_arg,
 		printk("snap restore: VM %d is as it was (%s, %s)\n", id, image, was);
 		return ret;
 	}
-	snprintf(text, sizeof(text), "VM %d was %s, %s; it gave way once the restore was complete%s",
-		 id, image, was, console ? " (its console stays attached)" : "");
+	snprintf(text, sizeof(text),
+		 "VM %d was %s, %s; it gave way once the restore was complete%s", id, image, was,
+		 console ? " (its console stays attached)" : "");
 	shell_wrap("  before:", 11, text);
 	if (ctl_data()) {
 		struct json *j = ctl_data();
@@ -444,9 +445,8 @@ static int positional(int argc, char **argv, char **pos, int max, const char **p
 	*parent = NULL;
 	for (int i = 2; i < argc; i++) {
 		if (!strncmp(argv[i], "disk=", 5) || !strncmp(argv[i], "into=", 5) ||
-		    !strcmp(argv[i], "--force") ||
-		    !strcmp(argv[i], "--verbose") || !strcmp(argv[i], "--lazy") ||
-		    !strcmp(argv[i], "--replace"))
+		    !strcmp(argv[i], "--force") || !strcmp(argv[i], "--verbose") ||
+		    !strcmp(argv[i], "--lazy") || !strcmp(argv[i], "--replace"))
 			continue;
 		if (!strcmp(argv[i], "--parent") && i + 1 < argc) {
 			*parent = argv[++i];

@@ -348,8 +348,8 @@ static struct vm *lazy_make(const char *name, struct blkdev *dev, int index,
 	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
 		ret = snap_image_read_vcpu(src, p, i, &lz_vstate[i], rep);
 		if (ret) {
-			shell_error(ret, "vCPU %u of '%s': %s;\n  restore refused, no VM created", i,
-				    name, ret == -EBADMSG ? rep->first : errno_name(ret));
+			shell_error(ret, "vCPU %u of '%s': %s;\n  restore refused, no VM created",
+				    i, name, ret == -EBADMSG ? rep->first : errno_name(ret));
 			return NULL;
 		}
 	}
@@ -444,8 +444,7 @@ int snap_restore_lazy(const char *name, const char *disk_opt, struct vm *into)
 	printk("restored '%s' lazily as VM %d in %llu us, %s\n", name, vm->id,
 	       (unsigned long long)(ticks() - t0), vm_state_name(vm->state));
 	printk("  state:   %s\n", how);
-	printk("  VM:      %s, %s of RAM, saved from VM %u\n", vm->image, mem,
-	       lz_parsed.dev.vm_id);
+	printk("  VM:      %s, %s of RAM, saved from VM %u\n", vm->image, mem, lz_parsed.dev.vm_id);
 	printk("  read:    metadata checked, %llu bytes read in %llu commands; its %llu\n"
 	       "           pages arrive as it touches them and in the background\n"
 	       "           ('vm info %d' shows how far)\n",

@@ -87,7 +87,10 @@ void snap_progress_done(struct snap_progress *pr)
 }
 
 /* A finding names offsets and ranges: wrapped under itself at 80 columns. */
-void snap_report_print(struct snap_report *r, const char *line) { shell_wrap("  damaged:", 11, line); }
+void snap_report_print(struct snap_report *r, const char *line)
+{
+	shell_wrap("  damaged:", 11, line);
+}
 
 /* ---- disks and the store ---------------------------------------------------- */
 struct blkdev *snap_pick_disk(const char *opt, int *index)
@@ -692,7 +695,8 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	       (unsigned long long)(frozen / 1000), (unsigned long long)(st.scan_us / 1000),
 	       (unsigned long long)(st.write_us / 1000), (unsigned long long)(st.commit_us / 1000));
 	if (parent) {
-		printk("  parent:  '%s', a chain of %u images now\n", parent, save_parent.depth + 1);
+		printk("  parent:  '%s', a chain of %u images now\n", parent,
+		       save_parent.depth + 1);
 		printk("           %llu pages changed, found %s\n",
 		       (unsigned long long)image.region[0].stored,
 		       save_parent.source == SNAP_DELTA_LOG ? "in the dirty log" :
@@ -730,11 +734,11 @@ static int restore_devices(struct vm *vm, struct snap_parsed *p)
 static struct {
 	const struct snap_entry *entry;
 	const char *name;
-	struct vm *vm; /* hidden until restore_commit() */
+	struct vm *vm;	 /* hidden until restore_commit() */
 	struct vm *into; /* the VM it replaces (into=ID), else NULL */
-	u64 create_us; /* making the empty VM (its RAM is not zeroed) */
-	bool said;     /* prepare printed why it refused */
-	int tsc_err;   /* why the TSC could not be scaled (vtsc_adopt) */
+	u64 create_us;	 /* making the empty VM (its RAM is not zeroed) */
+	bool said;	 /* prepare printed why it refused */
+	int tsc_err;	 /* why the TSC could not be scaled (vtsc_adopt) */
 	/* A chain: the image loaded before this one (its child's parent). */
 	u64 prev_id;
 	u32 prev_crc;

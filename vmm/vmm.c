@@ -180,8 +180,7 @@ void vm_destroy(struct vm *vm)
  * page tables and VMCS/VMCBs. Prints why and returns NULL on failure. A hidden
  * VM takes an id but no table entry (vm_publish), and RAM nobody zeroed; one
  * that `replaces` a VM takes that VM's id instead of a free one. */
-static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden,
-			   struct vm *replaces)
+static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden, struct vm *replaces)
 {
 	char want[24], have[24];
 	u64 free_bytes = pmm_free_pages() * PAGE_SIZE;
@@ -519,8 +518,8 @@ void vm_power_off(struct vm *vm, const char *how)
 
 struct vm *vm_create_hidden(const char *image, u64 mem, int ncpus, struct vm *replaces)
 {
-	if (replaces && (replaces->id < 1 || replaces->id > VM_MAX ||
-			 vm_table[replaces->id - 1] != replaces)) {
+	if (replaces &&
+	    (replaces->id < 1 || replaces->id > VM_MAX || vm_table[replaces->id - 1] != replaces)) {
 		shell_error(-EINVAL, "VM %d is not in the VM table", replaces->id);
 		return NULL;
 	}
