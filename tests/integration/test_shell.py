@@ -91,7 +91,8 @@ def test_one_error_style():
 				    ("disk info 3", r"\Aerror: disk info: there is no disk"),
 				    ("snap list disk=3", r"\Aerror: snap list: there is no disk"),
 				    ("version now", r"\Aerror: version: wrong arguments"),
-				    ("frob", r"\Aerror: frob: unknown command; 'help' lists")):
+				    ("frob", r"\Aerror: frob: unknown command; 'help' lists"),
+				    ("help frob", r"\Aerror: help: frob: unknown command; 'help' lists")):
 			out = vm.cmd(line)
 			expect(vm, regex, out, f"'{line}' refused in the one style")
 
