@@ -43,7 +43,7 @@ Q := @
 say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-.PHONY: all run run-linux test iso bench check clean deps unit guests print-unit-bins fuzz fuzz-build \
+.PHONY: all run run-bochs run-linux test iso bench check clean deps unit guests print-unit-bins fuzz fuzz-build \
 	reliability print-fuzz-targets
 all: $(BUILD)/amber.elf
 
@@ -83,6 +83,10 @@ $(BUILD)/amber.iso: $(BUILD)/amber.elf scripts/mkiso
 
 run: deps all
 	./scripts/run-qemu
+
+# The same in Bochs (VT-x with EPT): Amber's shell in this terminal, Ctrl-A X quits.
+run-bochs: deps iso
+	./scripts/run-bochs
 
 # Amber with Debian's kernel and the busybox initramfs as modules (scripts/fetch-linux);
 # at the prompt: vm create vmlinuz mem=256M initrd=initramfs.cpio.gz -- console=ttyS0

@@ -70,8 +70,9 @@ static int cmd_help(int argc, char **argv)
 	if (argc >= 2) {
 		c = shell_find(argv[1]);
 		if (!c)
-			return shell_error(-ENOENT, "there is no command '%s'; 'help' lists them",
-					   argv[1]);
+			/* The shell's own words for the same mistake (kernel/shell.c). */
+			return shell_error(
+				-ENOENT, "%s: unknown command; 'help' lists the commands", argv[1]);
 		return help_command(c, argc == 3 ? argv[2] : NULL);
 	}
 	printk("Commands ('help CMD' for one, 'help CMD SUB' for a subcommand):\n");

@@ -177,6 +177,30 @@ void ctl_summary_next(void)
 	summary_set = running != NULL;
 }
 
+/* An error message wrapped at 80 columns (shell_error) continues on the
+ * lines below it that begin with two spaces: the message is all of them,
+ * joined by single spaces, in `joined`. */
+static char joined[1024];
+static void join_continued(const char **start, size_t *len, size_t end)
+{
+	size_t n = MIN(*len, sizeof(joined) - 1), b;
+
+	memcpy(joined, *start, n);
+	for (b = end + 1; b + 2 < output_len && !strncmp(output + b, "  ", 2); b = end + 1) {
+		for (end = b; end < output_len && output[end] != '\n'; end++)
+			;
+		while (b < end && output[b] == ' ')
+			b++;
+		if (n + 1 + (end - b) >= sizeof(joined))
+			break;
+		joined[n++] = ' ';
+		memcpy(joined + n, output + b, end - b);
+		n += end - b;
+	}
+	*start = joined;
+	*len = n;
+}
+
 /* The line of the output that says what happened: after an error the
  * shell's "error: " line (shell_error), else the first line that is not a
  * usage line; after success the line marked as the summary, else the last
@@ -201,6 +225,8 @@ static void message_line(bool error, const char **start, size_t *len)
 					       strncmp(output + b, "error: ", 7) == 0)) {
 				*start = output + b;
 				*len = end - b;
+				if (!pass)
+					join_continued(start, len, end);
 				return;
 			}
 		}

@@ -50,19 +50,69 @@ const struct shell_sub *shell_sub_find(const struct shell_cmd *c, const char *na
 	return NULL;
 }
 
+/* Prints `text` after what column `col` ends, one space between, wrapped at
+ * SHELL_COLUMNS: a line the text breaks itself keeps its own indent, a line
+ * wrapped here continues at that indent (2 on the first line). A word wider
+ * than a line is not split. */
+static void print_wrapped(int col, const char *text)
+{
+	int indent = 2;
+	bool fresh = false; /* at the start of a line the text began */
+
+	while (*text) {
+		const char *w;
+		int len;
+
+		if (*text == '\n') {
+			printk("\n");
+			for (col = 0, text++; *text == ' '; text++, col++)
+				printk(" ");
+			indent = col;
+			fresh = true;
+			continue;
+		}
+		for (w = text; *w == ' '; w++)
+			;
+		for (len = 0; w[len] && w[len] != ' ' && w[len] != '\n'; len++)
+			;
+		if (!len) {
+			text = w;
+			continue;
+		}
+		if (!fresh && col + 1 + len > SHELL_COLUMNS && col > indent) {
+			printk("\n%*s", indent, "");
+			col = indent;
+		} else if (!fresh) {
+			printk(" ");
+			col++;
+		}
+		fresh = false;
+		printk("%.*s", len, w);
+		col += len;
+		text = w + len;
+	}
+	printk("\n");
+}
+
 int shell_error(int err, const char *fmt, ...)
 {
+	static char msg[1024];
+	char head[80];
 	va_list ap;
 
-	printk("error: ");
 	if (cur_cmd && cur_sub)
-		printk("%s %s: ", cur_cmd->name, cur_sub->name);
+		snprintf(head, sizeof(head), "error: %s %s:", cur_cmd->name, cur_sub->name);
 	else if (cur_cmd)
-		printk("%s: ", cur_cmd->name);
+		snprintf(head, sizeof(head), "error: %s:", cur_cmd->name);
+	else
+		snprintf(head, sizeof(head), "error:");
 	va_start(ap, fmt);
-	vprintk(fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	printk("\n");
+	/* One style at 80 columns whatever the names in it: the message wraps
+	 * under itself (the control channel joins the lines again). */
+	printk("%s", head);
+	print_wrapped((int)strlen(head), msg);
 	return err;
 }
 

@@ -47,7 +47,9 @@ int shell_exec(char *line);
 int shell_usage(const char *cmd_name);
 /* Prints "error: CMD SUB: " (the running command and its subcommand, when one
  * runs), the message and a newline; returns err. The one way a command says
- * what went wrong, so that every error reads alike. */
+ * what went wrong, so that every error reads alike. The message is wrapped at
+ * SHELL_COLUMNS: a line continues 2 columns in (or at the indent of a line
+ * the message breaks itself), so long names never push it past 80. */
 int shell_error(int err, const char *fmt, ...) __printf(2, 3);
 /* The same mistake in the same words wherever it is made; each returns its
  * errno: a VM id (-ENOENT), a disk (-ENOENT; `count` disks exist), a snapshot

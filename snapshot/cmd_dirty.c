@@ -73,10 +73,10 @@ int snap_dirty_cmd(const char *vm_arg, const char *what)
 	/* A reset base counts on the log: clearing or stopping it would lose
 	 * pages a reset must copy back. */
 	if (vm->base && (!strcmp(what, "stop") || !strcmp(what, "clear"))) {
-		printk("error: vm %d: its reset base owns the dirty log ('snap reset %d --drop'\n"
-		       "  frees it)\n",
-		       vm->id, vm->id);
-		return -EBUSY;
+		return shell_error(-EBUSY,
+				   "VM %d's reset base owns the dirty log ('snap reset %d --drop'\n"
+				   "  frees it)",
+				   vm->id, vm->id);
 	}
 	if (!strcmp(what, "stop")) {
 		vm_dirty_stop(vm);

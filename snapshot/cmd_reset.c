@@ -8,6 +8,7 @@
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
+#include "kernel/shell.h"
 #include "kernel/time.h"
 #include "snapshot/snap.h"
 #include "vmm/fastreset.h"
@@ -21,9 +22,10 @@ static void say_no_memory(struct vm *vm)
 
 	format_size(want, sizeof(want), fastreset_base_bytes(vm));
 	format_size(have, sizeof(have), fastreset_free_bytes());
-	printk("error: vm %d: a reset base needs %s of host memory, %s is free\n"
-	       "  beyond the host's reserve; no base was taken\n",
-	       vm->id, want, have);
+	shell_error(-ENOMEM,
+		    "VM %d's reset base needs %s of host memory, %s is free\n"
+		    "  beyond the host's reserve; no base was taken",
+		    vm->id, want, have);
 }
 
 static int take(struct vm *vm)
@@ -35,11 +37,11 @@ static int take(struct vm *vm)
 	if (err == -ENOMEM) {
 		say_no_memory(vm);
 	} else if (err == -EOPNOTSUPP) {
-		printk("error: vm %d: this CPU cannot track dirty pages; no base was taken\n",
-		       vm->id);
+		shell_error(err, "this CPU cannot track VM %d's dirty pages; no base was taken",
+			    vm->id);
 	} else if (err) {
-		printk("error: vm %d: the reset base could not be taken (%s)\n", vm->id,
-		       errno_name(err));
+		shell_error(err, "VM %d's reset base could not be taken (%s)", vm->id,
+			    errno_name(err));
 	} else {
 		printk("vm %d: reset base taken (%s of RAM copied, dirty tracking on);\n"
 		       "  'snap reset %d' returns to it, '--drop' frees it\n",
@@ -54,9 +56,10 @@ static int reset(struct vm *vm)
 	int err = fastreset_reset(vm);
 
 	if (err == -EINVAL) {
-		printk("error: vm %d: its dirty tracking was stopped under the base;\n"
-		       "  'snap reset %d --drop' and take a new one\n",
-		       vm->id, vm->id);
+		shell_error(err,
+			    "VM %d's dirty tracking was stopped under the base;\n"
+			    "  'snap reset %d --drop' and take a new one",
+			    vm->id, vm->id);
 		return err;
 	}
 	if (err) {
@@ -123,11 +126,12 @@ static int image_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri,
 	if (ri != 0 || p->nregions != 1 || p->region[0].gpa != 0 ||
 	    p->region[0].pages * PAGE_SIZE != il->vm->mem_size ||
 	    p->hdr.vcpu_count != (u32)il->vm->nvcpus) {
-		printk("error: snap reset: '%s' holds %llu KiB of RAM in %u regions and %u vCPUs;\n"
-		       "  vm %d has %llu KiB and %d: no base taken, the VM is unchanged\n",
-		       il->name, (unsigned long long)(p->hdr.memory_pages * 4), p->nregions,
-		       p->hdr.vcpu_count, il->vm->id, (unsigned long long)(il->vm->mem_size >> 10),
-		       il->vm->nvcpus);
+		shell_error(-EOPNOTSUPP,
+			    "'%s' holds %llu KiB of RAM in %u regions and %u vCPUs;\n"
+			    "  vm %d has %llu KiB and %d: no base taken, the VM is unchanged",
+			    il->name, (unsigned long long)(p->hdr.memory_pages * 4), p->nregions,
+			    p->hdr.vcpu_count, il->vm->id,
+			    (unsigned long long)(il->vm->mem_size >> 10), il->vm->nvcpus);
 		il->said = true;
 		return -EOPNOTSUPP;
 	}
@@ -148,7 +152,7 @@ static int image_devices(struct vm *vm, struct fastreset_base *b, const char *na
 		size += vdev_at(i)->record_size;
 	save = kmalloc(size); /* the VM's own records, for an undo */
 	if (!save) {
-		printk("error: snap reset: out of host memory; the VM is unchanged\n");
+		shell_error(-ENOMEM, "out of host memory; the VM is unchanged");
 		return -ENOMEM;
 	}
 	for (int i = 0, off = 0; i < n; off += vdev_at(i)->record_size, i++)
@@ -160,9 +164,10 @@ static int image_devices(struct vm *vm, struct fastreset_base *b, const char *na
 
 		why = "no such device in this Amber";
 		if (!d || vdev_load(vm, d, r->data, r->len, r->version, &why)) {
-			printk("error: snap reset: '%s': device %u record version %u: %s;\n"
-			       "  no base taken, the VM is unchanged\n",
-			       name, r->id, r->version, why);
+			shell_error(-EINVAL,
+				    "'%s': device %u record version %u: %s;\n"
+				    "  no base taken, the VM is unchanged",
+				    name, r->id, r->version, why);
 			rec = save;
 			for (int k = 0; k < n; k++) {
 				vdev_load(vm, vdev_at(k), rec, vdev_at(k)->record_size,
@@ -229,14 +234,15 @@ static int take_from_image(struct vm *vm, const char *name, const char *disk_opt
 			memcpy(il.b->vcpu[i], &vstate[i], sizeof(vstate[i]));
 		ret = image_devices(vm, il.b, name);
 	} else if (ret == -EBADMSG) {
-		printk("error: snap reset: snapshot '%s' is damaged (%d problem%s, first: %s);\n"
-		       "  no base taken, the VM is unchanged\n",
-		       name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+		shell_error(ret,
+			    "snapshot '%s' is damaged (%d problem%s, above);\n"
+			    "  no base taken, the VM is unchanged",
+			    name, rep.errors, rep.errors == 1 ? "" : "s");
 	} else if (ret == -ECANCELED) {
 		printk("snap reset: cancelled; no base taken, the VM is unchanged\n");
 	} else if (!il.said) {
-		printk("error: snap reset: reading '%s' failed: %s; the VM is unchanged\n", name,
-		       errno_name(ret));
+		shell_error(ret, "reading '%s' failed: %s; the VM is unchanged", name,
+			    errno_name(ret));
 	}
 	snap_image_close(&img);
 	snap_source_put(&src);
@@ -246,8 +252,8 @@ static int take_from_image(struct vm *vm, const char *name, const char *disk_opt
 	}
 	ret = fastreset_adopt(vm, il.b);
 	if (ret == -EOPNOTSUPP || ret == -ENOMEM) {
-		printk("error: vm %d: dirty tracking cannot start (%s); no base taken\n", vm->id,
-		       errno_name(ret));
+		shell_error(ret, "VM %d's dirty tracking cannot start (%s); no base taken", vm->id,
+			    errno_name(ret));
 		return ret;
 	}
 	if (ret) {
@@ -269,10 +275,8 @@ int snap_reset_cmd(const char *vm_arg, const char *what, const char *disk_opt)
 	u64 id;
 	int err;
 
-	if (parse_u64(vm_arg, &id) || id > 1000 || !(vm = vm_get((int)id))) {
-		printk("error: snap reset: '%s' is not a VM number (see 'vm list')\n", vm_arg);
-		return -EINVAL;
-	}
+	if (parse_u64(vm_arg, &id) || id > VM_MAX || !(vm = vm_get((int)id)))
+		return shell_err_no_vm(vm_arg);
 	if (what && !strcmp(what, "--info")) {
 		info(vm);
 		return 0;
@@ -287,18 +291,17 @@ int snap_reset_cmd(const char *vm_arg, const char *what, const char *disk_opt)
 		return 0;
 	}
 	if (what && !name) {
-		printk("error: snap reset: '%s' is neither --drop nor --info\n", what);
-		return -EINVAL;
+		return shell_error(-EINVAL, "there is no option '%s' (--drop or --info)", what);
 	}
 	if (vm->state == VM_CREATED) {
-		printk("error: vm %d has not started: 'vm start %d' first\n", vm->id, vm->id);
-		return -EINVAL;
+		return shell_error(-EINVAL, "vm %d has not started: 'vm start %d' first", vm->id,
+				   vm->id);
 	}
 	if ((!vm->base || name) && vm->state != VM_RUNNING && vm->state != VM_HALTED &&
 	    vm->state != VM_PAUSED) {
-		printk("error: vm %d is %s; a base is taken from a running or paused VM\n", vm->id,
-		       vm_state_name(vm->state));
-		return -EINVAL;
+		return shell_error(-EINVAL,
+				   "vm %d is %s; a base is taken from a running or paused VM",
+				   vm->id, vm_state_name(vm->state));
 	}
 	was_running = vm->state == VM_RUNNING || vm->state == VM_HALTED;
 	if (was_running) {

@@ -261,7 +261,7 @@ static int snap_verify(const char *name, const char *disk_opt)
 	if (ret == -EIO)
 		return ret;
 	if (ret) {
-		printk("error: the chain of '%s' is broken (its own image checked below)\n", name);
+		shell_error(ret, "the chain of '%s' is broken (its own image checked below)", name);
 		n = 1;
 	}
 	for (u32 k = 0; k < n; k++) {
@@ -388,6 +388,54 @@ static int snap_format(const char *disk, bool force)
 	return 0;
 }
 
+/*
+ * `snap restore NAME [--lazy] [into=ID]`. With into=ID the restored VM takes
+ * the place of VM ID the way QEMU's loadvm replaces the running machine: same
+ * id, same console attachment; the old VM is destroyed only once the new one
+ * passed every check (vm_publish), so a failed restore leaves it as it was.
+ * The lazy restore's checks are its metadata's: its pages are checked as they
+ * arrive, and a damaged one stops the new VM.
+ */
+static int restore_cmd(const char *name, const char *disk, const char *into_arg, bool lazy)
+{
+	struct vm *old = NULL;
+	char image[32] = "", text[160];
+	const char *was = "";
+	bool console = false;
+	int id = 0, ret;
+
+	if (into_arg) {
+		old = vm_from_arg(into_arg);
+		if (!old)
+			return -ENOENT;
+		id = old->id;
+		strlcpy(image, old->image, sizeof(image));
+		was = vm_state_name(old->state);
+		console = old->console_attached;
+	}
+	ret = lazy ? snap_restore_lazy(name, disk, old) : snap_restore(name, disk, old);
+	if (!old)
+		return ret;
+	if (ret) {
+		printk("snap restore: VM %d is as it was (%s, %s)\n", id, image, was);
+		return ret;
+	}
+	snprintf(text, sizeof(text),
+		 "VM %d was %s, %s; it gave way once the restore was complete%s", id, image, was,
+		 console ? " (its console stays attached)" : "");
+	shell_wrap("  before:", 11, text);
+	if (ctl_data()) {
+		struct json *j = ctl_data();
+
+		json_obj_begin(j, "replaced");
+		json_u64(j, "vm", (u64)id);
+		json_str(j, "vm_image", image);
+		json_str(j, "state", was);
+		json_obj_end(j);
+	}
+	return 0;
+}
+
 /* Positional words after the subcommand, disk=N, the --flags and --parent
  * NAME left out; *parent is that NAME (NULL if none). */
 static int positional(int argc, char **argv, char **pos, int max, const char **parent)
@@ -396,9 +444,10 @@ static int positional(int argc, char **argv, char **pos, int max, const char **p
 
 	*parent = NULL;
 	for (int i = 2; i < argc; i++) {
-		if (!strncmp(argv[i], "disk=", 5) || !strcmp(argv[i], "--force") ||
-		    !strcmp(argv[i], "--verbose") || !strcmp(argv[i], "--lazy") ||
-		    !strcmp(argv[i], "--replace") || !strcmp(argv[i], "--live"))
+		if (!strncmp(argv[i], "disk=", 5) || !strncmp(argv[i], "into=", 5) ||
+		    !strcmp(argv[i], "--force") || !strcmp(argv[i], "--verbose") ||
+		    !strcmp(argv[i], "--lazy") || !strcmp(argv[i], "--replace") ||
+		    !strcmp(argv[i], "--live"))
 			continue;
 		if (!strcmp(argv[i], "--parent") && i + 1 < argc) {
 			*parent = argv[++i];
@@ -415,6 +464,7 @@ static int cmd_snap(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
 	const char *disk = shell_opt(argc, argv, 2, "disk");
+	const char *into = shell_opt(argc, argv, 2, "into");
 	char *pos[2] = { NULL, NULL };
 	const char *parent;
 	int npos = positional(argc, argv, pos, 2, &parent);
@@ -431,9 +481,10 @@ static int cmd_snap(int argc, char **argv)
 				 shell_flag(argc, argv, 2, "--replace"),
 				 shell_flag(argc, argv, 2, "--live"));
 	}
+	if (into && strcmp(sub, "restore"))
+		return shell_usage("snap");
 	if (!strcmp(sub, "restore") && npos == 1)
-		return shell_flag(argc, argv, 2, "--lazy") ? snap_restore_lazy(pos[0], disk) :
-							     snap_restore(pos[0], disk);
+		return restore_cmd(pos[0], disk, into, shell_flag(argc, argv, 2, "--lazy"));
 	if (!strcmp(sub, "list") && npos == 0)
 		return snap_list(disk, shell_flag(argc, argv, 2, "--verbose"));
 	if (!strcmp(sub, "info") && npos == 1)
@@ -465,12 +516,15 @@ static const struct shell_sub snap_subs[] = {
 		  "  --live: a running VM runs on while its memory is written (rounds\n"
 		  "  of the pages it changed), frozen only for a short last pass.\n" },
 	{ .name = "restore",
-	  .args = "NAME [--lazy] [disk=N]",
+	  .args = "NAME [--lazy] [into=ID] [disk=N]",
 	  .summary = "check the image, make a paused VM from it",
 	  .help = "  Every CRC is checked before the VM exists; 'vm resume ID' runs it.\n"
 		  "  --lazy checks the metadata and runs the VM at once: its pages are\n"
 		  "  read as it touches them and in the background ('vm info' shows\n"
-		  "  how far); a damaged page stops that VM alone.\n" },
+		  "  how far); a damaged page stops that VM alone.\n"
+		  "  into=ID replaces VM ID (QEMU's loadvm): the restored VM keeps its\n"
+		  "  id and console; the old one goes once the new one passed every\n"
+		  "  check (with --lazy: the metadata's), and stays if the restore fails.\n" },
 	{ .name = "list",
 	  .args = "[disk=N] [--verbose]",
 	  .summary = "the snapshots on a disk and its free space",

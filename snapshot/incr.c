@@ -8,6 +8,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "kernel/shell.h"
 #include "snapshot/chain.h"
 #include "snapshot/snap.h"
 #include "vmm/vmm.h"
@@ -30,7 +31,7 @@ const struct snap_links *snap_incr_links(void)
 	int ret = snap_links_read(&snap_store, &links);
 
 	if (ret) {
-		printk("error: reading the snapshots' first blocks failed: %s\n", snap_store.err);
+		shell_error(ret, "reading the snapshots' first blocks failed: %s", snap_store.err);
 		return NULL;
 	}
 	return &links;
@@ -55,10 +56,10 @@ int snap_incr_parent(struct vm *vm, const char *name, struct snap_parent *out)
 	const struct snap_link *l;
 
 	if (entry < 0) {
-		printk("error: snap save: no snapshot '%s' to be the parent (see 'snap list');\n"
-		       "  nothing saved\n",
-		       name);
-		return -ENOENT;
+		return shell_error(-ENOENT,
+				   "there is no snapshot '%s' on %s to be the parent;\n"
+				   "  'snap list' shows them; nothing saved",
+				   name, snap_store.dev->name);
 	}
 	ret = snap_incr_chain(entry, parent_chain, &parent_len, "snap save");
 	if (ret) {

@@ -343,9 +343,10 @@ static bool lazy_restorable(const char *name, const struct snap_parsed *p,
 			    const struct snap_entry *e)
 {
 	if (crc32c(0, p->hdr_raw, SNAP_HEADER_SIZE) != e->header_crc) {
-		printk("error: snap restore: catalog entry and image header of '%s' disagree "
-		       "(image overwritten?); restore refused, no VM created\n",
-		       name);
+		shell_error(-EBADMSG,
+			    "catalog entry and image header of '%s' disagree (image\n"
+			    "  overwritten?); restore refused, no VM created",
+			    name);
 		return false;
 	}
 	if (p->child) {
@@ -358,9 +359,10 @@ static bool lazy_restorable(const char *name, const struct snap_parsed *p,
 	if (p->nregions != 1 || p->region[0].gpa != 0 || !p->region[0].bitmap ||
 	    p->region[0].pages != p->hdr.memory_pages || !p->hdr.vcpu_count ||
 	    p->hdr.vcpu_count > VM_MAX_VCPUS) {
-		printk("error: snap restore: '%s' has %u memory regions and %u vCPUs; this Amber "
-		       "restores one region at address 0 and at most %d vCPUs\n",
-		       name, p->nregions, p->hdr.vcpu_count, VM_MAX_VCPUS);
+		shell_error(-EOPNOTSUPP,
+			    "'%s' has %u memory regions and %u vCPUs; this Amber\n"
+			    "  restores one region at address 0 and at most %d vCPUs",
+			    name, p->nregions, p->hdr.vcpu_count, VM_MAX_VCPUS);
 		return false;
 	}
 	return true;
@@ -371,7 +373,7 @@ static bool lazy_restorable(const char *name, const struct snap_parsed *p,
  * running or halted. Returns it, or NULL after saying why (nothing left). */
 static struct vm *lazy_make(const char *name, struct blkdev *dev, int index,
 			    const struct snap_entry *e, struct snap_source *src,
-			    struct snap_report *rep)
+			    struct snap_report *rep, struct vm *into)
 {
 	struct snap_parsed *p = &lz_parsed;
 	struct lazy_src *s;
@@ -382,19 +384,17 @@ static struct vm *lazy_make(const char *name, struct blkdev *dev, int index,
 	for (u32 i = 0; i < p->hdr.vcpu_count; i++) {
 		ret = snap_image_read_vcpu(src, p, i, &lz_vstate[i], rep);
 		if (ret) {
-			printk("error: snap restore: vCPU %u of '%s': %s; restore refused, no VM "
-			       "created\n",
-			       i, name, ret == -EBADMSG ? rep->first : errno_name(ret));
+			shell_error(ret, "vCPU %u of '%s': %s;\n  restore refused, no VM created",
+				    i, name, ret == -EBADMSG ? rep->first : errno_name(ret));
 			return NULL;
 		}
 	}
 	if (snap_cpu_fits(name, p, lz_vstate))
 		return NULL;
 	vm = vm_create_hidden(p->dev.image[0] ? p->dev.image : "?", p->region[0].pages * PAGE_SIZE,
-			      (int)p->hdr.vcpu_count);
+			      (int)p->hdr.vcpu_count, into);
 	if (!vm) {
-		printk("error: snap restore: could not create the VM (see above); nothing "
-		       "restored\n");
+		shell_error(-ENOMEM, "could not create the VM (see above); nothing restored");
 		return NULL;
 	}
 	s = lazy_src_new(dev, e, &p->region[0]);
@@ -402,25 +402,32 @@ static struct vm *lazy_make(const char *name, struct blkdev *dev, int index,
 	ret = s ? pager_attach(vm, &lazy_ops, s, source) : -ENOMEM;
 	if (ret) {
 		lazy_src_free(s);
-		printk("error: snap restore: %s cannot run a VM whose memory is still "
-		       "arriving (%s); nothing restored\n",
-		       vcpu_ops->name, errno_name(ret));
+		shell_error(ret,
+			    "%s cannot run a VM whose memory is still arriving (%s);\n"
+			    "  nothing restored",
+			    vcpu_ops->name, errno_name(ret));
 		vm_destroy(vm);
 		return NULL;
 	}
 	ret = snap_restore_commit(vm, p, lz_vstate);
-	if (!ret && vm->state == VM_PAUSED &&
-	    (p->dev.vm_state == SNAP_VM_RUNNING || p->dev.vm_state == SNAP_VM_HALTED))
-		ret = vm_resume(vm);
 	if (ret) {
 		printk("snap restore: nothing restored\n");
 		vm_destroy(vm);
 		return NULL;
 	}
+	/* Published (a VM it replaced is gone): a VM that cannot run on stays,
+	 * paused, rather than vanish. */
+	if (vm->state == VM_PAUSED &&
+	    (p->dev.vm_state == SNAP_VM_RUNNING || p->dev.vm_state == SNAP_VM_HALTED)) {
+		ret = vm_resume(vm);
+		if (ret)
+			shell_error(ret, "VM %d could not run (%s); it stays paused", vm->id,
+				    errno_name(ret));
+	}
 	return vm;
 }
 
-int snap_restore_lazy(const char *name, const char *disk_opt)
+int snap_restore_lazy(const char *name, const char *disk_opt, struct vm *into)
 {
 	struct snap_report rep = { .emit = snap_report_print };
 	const struct snap_entry *e;
@@ -444,14 +451,15 @@ int snap_restore_lazy(const char *name, const char *disk_opt)
 	/* The metadata, every CRC of it; the page data stays on the disk. */
 	ret = snap_image_open(&src, &lz_parsed, &rep);
 	if (ret == -EBADMSG)
-		printk("error: snap restore: snapshot '%s' is damaged (%d problem%s, first: %s); "
-		       "restore refused, no VM created\n",
-		       name, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+		shell_error(ret,
+			    "snapshot '%s' is damaged (%d problem%s, above);\n"
+			    "  restore refused, no VM created",
+			    name, rep.errors, rep.errors == 1 ? "" : "s");
 	else if (ret)
-		printk("error: snap restore: reading '%s' failed: %s; no VM created\n", name,
-		       snap_store.err[0] ? snap_store.err : errno_name(ret));
+		shell_error(ret, "reading '%s' failed: %s; no VM created", name,
+			    snap_store.err[0] ? snap_store.err : errno_name(ret));
 	else if (lazy_restorable(name, &lz_parsed, e))
-		vm = lazy_make(name, dev, index, e, &src, &rep);
+		vm = lazy_make(name, dev, index, e, &src, &rep, into);
 	else
 		ret = -EOPNOTSUPP;
 	if (!ret && !vm)
@@ -461,22 +469,25 @@ int snap_restore_lazy(const char *name, const char *disk_opt)
 	if (ret)
 		return ret;
 	if (vm->state == VM_RUNNING)
-		strlcpy(how, "running", sizeof(how));
+		strlcpy(how, "running, its pages arriving", sizeof(how));
 	else if (vm->state == VM_PAUSED)
-		snprintf(how, sizeof(how), "paused: 'vm resume %d' continues it", vm->id);
+		snprintf(how, sizeof(how), "paused; 'vm resume %d' continues it", vm->id);
 	else
 		snprintf(how, sizeof(how), "%s, as it was saved", vm_state_name(vm->state));
 	/* Microseconds: under QEMU's -icount shift=0 each is 1000 instructions,
-	 * the figure `make bench` compares with a full restore. */
+	 * the figure `make bench` compares with a full restore. The layout is
+	 * the full restore's: a summary line, aligned details in 80 columns. */
 	format_size(mem, sizeof(mem), vm->mem_size);
-	printk("restored '%s' lazily as VM %d (%s, %s, saved from VM %u) in %llu us:\n"
-	       "  metadata checked, %llu bytes read in %llu commands; its %llu pages arrive\n"
-	       "  as it touches them and in the background ('vm info %d' shows how far).\n"
-	       "  VM %d is %s\n",
-	       name, vm->id, vm->image, mem, lz_parsed.dev.vm_id,
-	       (unsigned long long)(ticks() - t0), (unsigned long long)(dev->bytes_read - b0),
-	       (unsigned long long)(dev->commands - c0),
-	       (unsigned long long)(vm->mem_size / PAGE_SIZE), vm->id, vm->id, how);
+	ctl_summary_next();
+	printk("restored '%s' lazily as VM %d in %llu us, %s\n", name, vm->id,
+	       (unsigned long long)(ticks() - t0), vm_state_name(vm->state));
+	printk("  state:   %s\n", how);
+	printk("  VM:      %s, %s of RAM, saved from VM %u\n", vm->image, mem, lz_parsed.dev.vm_id);
+	printk("  read:    metadata checked, %llu bytes read in %llu commands; its %llu\n"
+	       "           pages arrive as it touches them and in the background\n"
+	       "           ('vm info %d' shows how far)\n",
+	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
+	       (unsigned long long)(vm->mem_size / PAGE_SIZE), vm->id);
 	if (ctl_data()) {
 		struct json *j = ctl_data();
 

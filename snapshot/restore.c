@@ -57,10 +57,11 @@ static int restore_devices(struct vm *vm, struct snap_parsed *p)
 static struct {
 	const struct snap_entry *entry;
 	const char *name;
-	struct vm *vm; /* hidden until restore_commit() */
-	u64 create_us; /* making the empty VM (its RAM is not zeroed) */
-	bool said;     /* prepare printed why it refused */
-	int tsc_err;   /* why the TSC could not be scaled (vtsc_adopt) */
+	struct vm *vm;	 /* hidden until restore_commit() */
+	struct vm *into; /* the VM it replaces (into=ID), else NULL */
+	u64 create_us;	 /* making the empty VM (its RAM is not zeroed) */
+	bool said;	 /* prepare printed why it refused */
+	int tsc_err;	 /* why the TSC could not be scaled (vtsc_adopt) */
 	/* A chain: the image loaded before this one (its child's parent). */
 	u64 prev_id;
 	u32 prev_crc;
@@ -162,7 +163,7 @@ static int restore_prepare(struct snap_loader *ld, struct snap_parsed *p, u32 ri
 	if (p->region[0].pages != p->hdr.memory_pages)
 		return 1;
 	rs.vm = vm_create_hidden(p->dev.image[0] ? p->dev.image : "?",
-				 p->region[0].pages * PAGE_SIZE, (int)p->hdr.vcpu_count);
+				 p->region[0].pages * PAGE_SIZE, (int)p->hdr.vcpu_count, rs.into);
 	rs.create_us = ticks() - t0;
 	if (!rs.vm) {
 		shell_error(-ENOMEM, "could not create the VM (see above); nothing restored");
@@ -291,9 +292,9 @@ static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zero
 		printk("snap restore: cancelled; no VM created\n");
 	} else if (ret == -EBADMSG) {
 		shell_error(ret,
-			    "snapshot '%s' is damaged (%d problem%s, first: %s);\n"
+			    "snapshot '%s' is damaged (%d problem%s, above);\n"
 			    "  restore refused, no VM created",
-			    img, rep.errors, rep.errors == 1 ? "" : "s", rep.first);
+			    img, rep.errors, rep.errors == 1 ? "" : "s");
 	} else if (!rs.said) { /* prepare said why itself */
 		shell_error(ret, "reading '%s' failed: %s; no VM created", img,
 			    snap_store.err[0] ? snap_store.err : errno_name(ret));
@@ -303,7 +304,7 @@ static int restore_one_pass(const int *chain, u32 n, const char *name, u64 *zero
 	return ret;
 }
 
-int snap_restore(const char *name, const char *disk_opt)
+int snap_restore(const char *name, const char *disk_opt, struct vm *into)
 {
 	static int chain[SNAP_MAX_CHAIN];
 	struct blkdev *dev;
@@ -326,6 +327,7 @@ int snap_restore(const char *name, const char *disk_opt)
 		size += snap_store.entry[chain[k]].size;
 	rs.name = name;
 	rs.vm = NULL;
+	rs.into = into;
 	rs.create_us = 0;
 	rs.said = false;
 	rs.tsc_err = 0;

@@ -487,11 +487,12 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	       (unsigned long long)(frozen / 1000), (unsigned long long)(st.scan_us / 1000),
 	       (unsigned long long)(st.write_us / 1000), (unsigned long long)(st.commit_us / 1000));
 	if (parent) {
-		printk("  parent:  '%s', a chain of %u images now; %llu pages changed\n", parent,
-		       save_parent.depth + 1, (unsigned long long)image.region[0].stored);
-		printk("           found %s\n", save_parent.source == SNAP_DELTA_LOG ?
-							"in the dirty log" :
-							"by comparison with the parent");
+		printk("  parent:  '%s', a chain of %u images now\n", parent,
+		       save_parent.depth + 1);
+		printk("           %llu pages changed, found %s\n",
+		       (unsigned long long)image.region[0].stored,
+		       save_parent.source == SNAP_DELTA_LOG ? "in the dirty log" :
+							      "by comparison with the parent");
 	}
 	save_json(vm, name, index, &st, frozen, NULL, NULL);
 	return 0;

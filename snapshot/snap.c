@@ -77,7 +77,11 @@ void snap_progress_done(struct snap_progress *pr)
 	pr->shown = false;
 }
 
-void snap_report_print(struct snap_report *r, const char *line) { printk("  damaged: %s\n", line); }
+/* A finding names offsets and ranges: wrapped under itself at 80 columns. */
+void snap_report_print(struct snap_report *r, const char *line)
+{
+	shell_wrap("  damaged:", 11, line);
+}
 
 /* ---- disks and the store ---------------------------------------------------- */
 struct blkdev *snap_pick_disk(const char *opt, int *index)

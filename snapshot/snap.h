@@ -73,7 +73,12 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
  * else says that `verb` (delete, replace) would orphan them, or that it
  * cannot tell, and returns -EBUSY or -EIO (snapshot/cmd_snap.c). */
 int snap_refuse_parent(const char *name, int entry, const char *verb);
-int snap_restore(const char *name, const char *disk_opt);
+/* into: NULL for a new VM, or the VM the restored one replaces (`snap restore
+ * NAME into=ID`): it keeps that VM's id and console, and the old VM is
+ * destroyed only when the new one is complete (vm_publish); a failed
+ * restore leaves it as it was. */
+struct vm;
+int snap_restore(const char *name, const char *disk_opt, struct vm *into);
 /* The last step of a restore, after every check passed: the hidden VM gets
  * its devices, the vCPU states vs[] and the state it was saved in, then
  * becomes visible (vm_publish). 0, or an errno after saying why (the caller
@@ -89,7 +94,7 @@ int snap_restore_commit(struct vm *vm, struct snap_parsed *p, const struct vcpu_
 /* `snap restore NAME --lazy` (snapshot/lazy.c): the metadata checked, the
  * VM running at once, its pages read as it touches them and in the idle
  * turns until it is resident. */
-int snap_restore_lazy(const char *name, const char *disk_opt);
+int snap_restore_lazy(const char *name, const char *disk_opt, struct vm *into);
 /* The id of a VM still filled from the image at start_block of dev, or 0. */
 int snap_lazy_reader(const struct blkdev *dev, u64 start_block);
 

@@ -457,8 +457,7 @@ def boot_bochs(iso=None, disk=None, cpu="corei7_icelake_u", modules=(), cmdline=
 		args += ["--ips", str(ips)]
 	if iso:
 		args += ["--iso", iso]
-	if disk:
-		args += ["--disk", disk]
+	args += ["--disk", disk] if disk else ["--no-disk"]
 	for path, margs in modules:
 		args += ["--module", path, margs]
 	if cmdline:

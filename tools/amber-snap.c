@@ -678,6 +678,8 @@ int main(int argc, char **argv)
 		ret = cmd_core(argc - 1, argv + 1);
 	else if (!strcmp(cmd, "import"))
 		ret = argc == 4 ? snapimport(argv[1], argv[2], argv[3]) : -EINVAL;
+	else /* named, as the shell names an unknown subcommand */
+		fprintf(stderr, "amber-snap: there is no command '%s'; --help lists them\n", cmd);
 	if (ret == -EINVAL) {
 		fputs(usage, stderr);
 		return EXIT_USAGE;

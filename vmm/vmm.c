@@ -178,8 +178,9 @@ void vm_destroy(struct vm *vm)
 
 /* Allocates a VM with its RAM and vCPUs and lets the backend build the nested
  * page tables and VMCS/VMCBs. Prints why and returns NULL on failure. A hidden
- * VM takes an id but no table entry (vm_publish), and RAM nobody zeroed. */
-static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
+ * VM takes an id but no table entry (vm_publish), and RAM nobody zeroed; one
+ * that `replaces` a VM takes that VM's id instead of a free one. */
+static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden, struct vm *replaces)
 {
 	char want[24], have[24];
 	u64 free_bytes = pmm_free_pages() * PAGE_SIZE;
@@ -212,6 +213,8 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
 	}
 	for (slot = 0; slot < VM_MAX && vm_table[slot]; slot++)
 		;
+	if (replaces)
+		slot = replaces->id - 1;
 	if (slot == VM_MAX) {
 		shell_error(-EINVAL, "all %d VM slots are in use; 'vm kill ID' frees one", VM_MAX);
 		return NULL;
@@ -220,6 +223,7 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden)
 	if (!vm)
 		goto nomem;
 	vm->id = slot + 1;
+	vm->replaces = replaces;
 	if (!hidden)
 		vm_table[slot] = vm;
 	strlcpy(vm->image, image, sizeof(vm->image));
@@ -434,7 +438,7 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 	}
 	if (!check_image(img, &initrd, initrd_name, &is_linux))
 		return NULL;
-	vm = vm_alloc(img->name, mem, ncpus, false);
+	vm = vm_alloc(img->name, mem, ncpus, false, NULL);
 	if (!vm)
 		return NULL;
 	if (!cmdline)
@@ -513,18 +517,33 @@ void vm_power_off(struct vm *vm, const char *how)
 	printk("[vm%d] powered off (%s)\n", vm->id, how);
 }
 
-struct vm *vm_create_hidden(const char *image, u64 mem, int ncpus)
+struct vm *vm_create_hidden(const char *image, u64 mem, int ncpus, struct vm *replaces)
 {
-	return vm_alloc(image, mem, ncpus, true);
+	if (replaces &&
+	    (replaces->id < 1 || replaces->id > VM_MAX || vm_table[replaces->id - 1] != replaces)) {
+		shell_error(-EINVAL, "VM %d is not in the VM table", replaces->id);
+		return NULL;
+	}
+	return vm_alloc(image, mem, ncpus, true, replaces);
 }
 
 int vm_publish(struct vm *vm)
 {
+	struct vm *old = vm_table[vm->id - 1];
+
 	/* The id chose the slot at creation and names the VM to the backend (the
-	 * SVM ASID), so it cannot move; the shell runs one command at a time, so
-	 * nothing took the slot in between. */
-	if (vm_table[vm->id - 1])
+	 * SVM ASID: the new vCPUs flush it on their first VMRUN), so it cannot
+	 * move; the shell runs one command at a time, so nothing took the slot
+	 * in between. A VM that replaces another takes its place only now,
+	 * after the caller's every check: the old one goes, its terminal stays
+	 * (the console's input finds the VM by its id). */
+	if (old && old != vm->replaces)
 		return -EBUSY;
+	if (old) {
+		vm->console_attached = old->console_attached;
+		vm_destroy(old);
+	}
+	vm->replaces = NULL;
 	vm_table[vm->id - 1] = vm;
 	return 0;
 }

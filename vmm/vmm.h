@@ -312,6 +312,7 @@ struct vm {
 	struct pager *pager;	     /* RAM still arriving (vmm/pager.h), else NULL */
 	u32 cpu_model;		     /* enum cpu_model_id (vm create cpu=) */
 	struct cpuid_features cpuid; /* the CPUID features its guest is shown */
+	struct vm *replaces;	     /* hidden: the VM it takes the place of (vm_publish) */
 };
 
 void vmm_init(void);
@@ -341,8 +342,10 @@ struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
  * table: `vm list` does not show it, nothing can start or schedule it. The
  * restore path fills every page of its RAM, then vm_publish() enters it in the
  * table (0, or -EBUSY if its slot was taken meanwhile); vm_destroy() removes
- * it unseen. */
-struct vm *vm_create_hidden(const char *image, u64 mem, int ncpus);
+ * it unseen. With `replaces` (a VM in the table, else NULL) it takes that
+ * VM's id, and vm_publish() destroys that VM as it enters the new one: until
+ * then the old VM is untouched, so a failed restore leaves it as it was. */
+struct vm *vm_create_hidden(const char *image, u64 mem, int ncpus, struct vm *replaces);
 int vm_publish(struct vm *vm);
 void vm_destroy(struct vm *vm);
 struct vm *vm_get(int id);

@@ -19,7 +19,7 @@ from harness import make_disk  # noqa: E402
 
 GUEST_MIB = (64, 256)
 FULL_RE = re.compile(r"restored '\S+' as VM (\d+) in (\d+) ms, ")
-LAZY_RE = re.compile(r"restored '\S+' lazily as VM (\d+) \(.*?\) in (\d+) us:")
+LAZY_RE = re.compile(r"restored '\S+' lazily as VM (\d+) in (\d+) us, ")
 RESIDENT_RE = r"\[vm{}\] memory resident: \d+ pages from .* in (\d+) ms"
 
 

@@ -91,7 +91,8 @@ def test_one_error_style():
 				    ("disk info 3", r"\Aerror: disk info: there is no disk"),
 				    ("snap list disk=3", r"\Aerror: snap list: there is no disk"),
 				    ("version now", r"\Aerror: version: wrong arguments"),
-				    ("frob", r"\Aerror: frob: unknown command; 'help' lists")):
+				    ("frob", r"\Aerror: frob: unknown command; 'help' lists"),
+				    ("help frob", r"\Aerror: help: frob: unknown command; 'help' lists")):
 			out = vm.cmd(line)
 			expect(vm, regex, out, f"'{line}' refused in the one style")
 
@@ -296,7 +297,14 @@ def test_every_line_fits_80_columns():
 			"snap dirty 1 show", "snap dirty 1 stop", "snap save 1 nightly-build-of-the-test-vm-31",
 			"snap save 1 nightly-build-of-the-test-vm-31", "snap save 9 x", "snap list", "snap list --verbose",
 			"snap info nightly-build-of-the-test-vm-31", "snap verify nightly-build-of-the-test-vm-31",
-			"snap restore nightly-build-of-the-test-vm-31", "snap restore nosuch", "vm list", "vm info 3",
+			"snap restore nightly-build-of-the-test-vm-31", "snap restore nosuch",
+			"snap save 1 nightly-build-of-the-test-vm-31 --replace",
+			"snap save 1 kid --parent nightly-build-of-the-test-vm-31", "snap list",
+			"snap list --verbose", "snap restore kid",
+			"snap restore nightly-build-of-the-test-vm-31 --lazy into=4",
+			"snap restore kid into=4", "snap restore kid into=9", "vm console 2",
+			"snap reset 1", "snap reset 1 --info", "snap reset 1 --drop", "snap reset 9",
+			"vm images hostile", "vm list", "vm info 3",
 			"vm resume 3", "vm start 2", "vm list", "snap delete nightly-build-of-the-test-vm-31",
 			"snap format 0", "vm kill 3", "vm frob", "snap frob", "vm create nosuch",
 			"help vm frob", "frob"]

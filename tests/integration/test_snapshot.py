@@ -23,6 +23,12 @@ SNAPSHOT_MAGIC = 0x50414E53
 HEADER = struct.Struct("<IIQIIQIIQQQ")   # the issue's 64-byte table, padding included
 
 
+def flat(text):
+	"""Text with the findings' wrapped lines ("  damaged: ..." continues
+	under itself at 11 columns) joined again."""
+	return re.sub(r"\n {11}(?=\S)", " ", text)
+
+
 def expect(vm, regex, text, what):
 	if not re.search(regex, text, re.M):
 		vm.fail(f"expected {what} (/{regex}/) in:\n{text.rstrip()}")
@@ -536,7 +542,7 @@ def test_reboot_restore_and_bit_flips():
 				   ("cpu", r"vCPU 0 state record .*CRC32C mismatch"),
 				   ("page", r"memory region 0, stored pages \d+-\d+ between guest-physical 0x[0-9a-f]+ and 0x[0-9a-f]+")):
 			out = vm.cmd(f"snap verify {name}", timeout=60)
-			expect(vm, what, out, f"'snap verify {name}' naming the damage")
+			expect(vm, what, flat(out), f"'snap verify {name}' naming the damage")
 			expect(vm, rf"^error: snap verify: snapshot '{name}' is damaged", out, "the verdict")
 			out = vm.cmd(f"snap restore {name}", timeout=60)
 			expect(vm, r"restore refused, no VM created", out, f"restore of '{name}' refused")
@@ -596,7 +602,7 @@ def test_restore_damage_late():
 		out = vm.cmd("snap restore late", timeout=120)
 		m = re.search(r"memory region 0, stored pages \d+-\d+ between guest-physical "
 			      r"0x[0-9a-f]+ and 0x[0-9a-f]+ \(image bytes 0x([0-9a-f]+)-0x([0-9a-f]+)\)",
-			      out)
+			      flat(out))
 		if not m or not int(m.group(1), 16) <= damaged <= int(m.group(2), 16):
 			vm.fail(f"expected the damaged page range around image byte {damaged:#x}:\n{out}")
 		expect(vm, r"restore refused, no VM created", out, "the refusal")
@@ -639,7 +645,7 @@ def test_disk_too_small():
 		mt = start_vm(vm, "memtest", mem="8M")
 		memtest_passes(vm, mt, 0, 1, 90)
 		out = vm.cmd(f"snap save {mt} big", timeout=60)
-		expect(vm, r"^error: snap save: disk full: (.*\n)?.*earlier snapshots are intact", out, "a clear disk-full error")
+		expect(vm, r"^error: snap save: disk full: [\s\S]*earlier snapshots are\s+intact", out, "a clear disk-full error")
 		out = vm.cmd_ok("vm list")
 		expect(vm, rf"^{mt}\s+memtest\s+running", out, "memtest running again after the refusal")
 		out = vm.cmd_ok("snap list")

@@ -28,7 +28,7 @@ CHAIN_RE = re.compile(r"restored '(\S+)' as VM (\d+) in \d+ ms.*\n(?:.*\n)*?  im
 		      r"bytes\) in one pass.*\n  chain: +(\d+) images.*\n(?:.*\n)*?  read: .*\((\d+) "
 		      r"bytes\) in \d+ commands")
 CHILD_RE = re.compile(r"saved VM \d+ as '(\S+)' in .*\n(?:.*\n)*?  parent: +'(\S+)', a chain of "
-		      r"(\d+) images now; (\d+) pages changed\n\s+found (in the dirty log|by "
+		      r"(\d+) images now\n\s+(\d+) pages changed, found (in the dirty log|by "
 		      r"comparison with the parent)")
 
 
@@ -211,8 +211,9 @@ def test_chain_saved_killed_restored():
 	with boot_qemu(disks=[("virtio", disk)], name="qemu-incr-damaged") as vm:
 		vm.wait_prompt()
 		free = re.search(r"4 KiB pages: (\d+) free", vm.cmd_ok("mem")).group(1)
-		refused(vm, "snap restore c3", r"snapshot 'c2' is damaged .*memory region 0, stored "
-			r"pages[^\n]*\n\s*restore refused, no VM created", "c2's page damaged")
+		refused(vm, "snap restore c3", r"damaged: memory region 0, stored\s+pages[\s\S]*"
+			r"snapshot 'c2' is damaged[^\n]*\n\s*restore refused, no VM created",
+			"c2's page damaged")
 		if re.search(r"(?m)^\d+\s", vm.cmd_ok("vm list")):
 			vm.fail("the refused restore of a chain left a VM behind")
 		now = re.search(r"4 KiB pages: (\d+) free", vm.cmd_ok("mem")).group(1)
@@ -275,7 +276,7 @@ def test_wrong_or_missing_parent_refused():
 		save_child(vm, vid, "kid", "base", "in the dirty log")
 		before, _ = names_listed(vm)
 		refused(vm, f"snap save {vid} x --parent nope",
-			r"no snapshot 'nope' to be the parent[\s\S]*nothing saved", "no such parent")
+			r"no snapshot 'nope' on \S+ to be the parent[\s\S]*nothing saved", "no such parent")
 		small = run(vm, "dirty mem=16M -- pages=80")
 		refused(vm, f"snap save {small} y --parent base",
 			r"a child must have its parent's shape; nothing saved", "16 MiB over 32 MiB")
@@ -290,7 +291,7 @@ def test_wrong_or_missing_parent_refused():
 			vm.fail(f"'snap list' should mark the child whose parent is gone:\n{out}")
 		refused(vm, "snap restore kid", r"needs its parent 'base', which is not on this disk\s+"
 			r"snap restore: refused, no VM created", "the parent is gone")
-		refused(vm, "snap verify kid", r"error: the chain of 'kid' is broken", "broken chain")
+		refused(vm, "snap verify kid", r"error: snap verify: the chain of 'kid' is broken", "broken chain")
 		if re.search(r"(?m)^\d+\s", vm.cmd_ok("vm list")):
 			vm.fail("a refused restore left a VM behind")
 		# Another image named 'base': the id and CRC tell it apart.

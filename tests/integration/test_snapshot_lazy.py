@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_snapshot import (ISO, expect, flip_bit, free_memory, memtest_passes, parse_image, seen_after,
 			   snapshot_base, start_vm)  # noqa: E402
 
-LAZY_RE = re.compile(r"restored '\S+' lazily as VM (\d+) \(.*\) in \d+ us:\r?\n\s+metadata "
-		     r"checked, (\d+) bytes read in \d+ commands; its (\d+) pages arrive")
+LAZY_RE = re.compile(r"restored '\S+' lazily as VM (\d+) in \d+ us, \w+\r?\n(?:.*\n)*?  read: +metadata "
+		     r"checked, (\d+) bytes read in \d+ commands; its (\d+)\s+pages arrive")
 
 
 def restore_lazy(vm, name, image_size):

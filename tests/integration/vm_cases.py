@@ -1212,6 +1212,6 @@ def case_snap_reset_shell(vm, backend):
 	if free3 != free0:
 		vm.fail(f"a killed VM with a reset base kept {free0 - free3} pages")
 	out = vm.cmd("snap reset 7")
-	if "not a VM number" not in out:
+	if "error: snap reset: there is no VM '7'; 'vm list' shows the VMs" not in out:
 		vm.fail(f"'snap reset' of no VM should be refused:\n{out}")
 	shell_alive(vm)
