@@ -99,12 +99,30 @@ static int cpu_ping(void)
 	return 0;
 }
 
+static u64 panic_here(u64 unused)
+{
+	(void)unused;
+	panic("test hook: `cpu panic` on CPU %d", this_cpu()->index);
+}
+
+/* Test hook: CPU n panics; every other CPU must stop before it reports. */
+static int cpu_panic(const char *arg)
+{
+	u64 n;
+
+	if (parse_u64(arg, &n) || n >= (u64)smp_cpu_count || host_cpus[n].state != CPU_ONLINE)
+		return shell_error(-EINVAL, "no online CPU %s; `cpu` lists them", arg);
+	return smp_call((int)n, panic_here, 0, NULL, SMP_CALL_TIMEOUT_US);
+}
+
 static int cmd_cpu(int argc, char **argv)
 {
 	char backend[160];
 
 	if (argc == 2 && !strcmp(argv[1], "ping"))
 		return cpu_ping();
+	if (argc == 3 && !strcmp(argv[1], "panic"))
+		return cpu_panic(argv[2]);
 	if (argc != 1)
 		return shell_usage("cpu");
 	cpu_print_features();
@@ -119,6 +137,12 @@ static const struct shell_sub cpu_subs[] = {
 	  .summary = "round trip of a request to every other CPU",
 	  .help = "  Sends each online CPU a request through the cross-CPU mailbox (an IPI\n"
 		  "  on vector 0xF0) and prints how long its answer took.\n" },
+	{ .name = "panic",
+	  .args = "N",
+	  .summary = "test hook: CPU N panics",
+	  .help = "  CPU N calls panic(), which stops every other CPU with an NMI before\n"
+		  "  it prints: the machine halts.\n",
+	  .hidden = true },
 	{ NULL },
 };
 SHELL_COMMAND(cpu, .name = "cpu",

@@ -189,7 +189,7 @@ bool smp_nmi(void)
 void smp_panic_stop(void)
 {
 	struct host_cpu *me = this_cpu();
-	int owner = -1;
+	int owner = -1, stopped = 0;
 	u64 dl;
 
 	if (!__atomic_compare_exchange_n(&panic_cpu, &owner, me->index, false, __ATOMIC_ACQ_REL,
@@ -209,10 +209,16 @@ void smp_panic_stop(void)
 			cpu_relax();
 	}
 	printk_panic_unlock();
-	for (int i = 0; i < smp_cpu_count; i++)
-		if (i != me->index && cpu_state(i) == CPU_ONLINE)
-			printk("*** CPU %d (APIC id %u) did not stop within 100 ms\n", i,
+	for (int i = 0; i < smp_cpu_count; i++) {
+		if (i == me->index)
+			continue;
+		if (cpu_state(i) == CPU_STOPPED)
+			stopped++;
+		else if (cpu_state(i) == CPU_ONLINE)
+			printk("\n*** CPU %d (APIC id %u) did not stop within 100 ms", i,
 			       host_cpus[i].apic_id);
+	}
+	printk("\n*** CPU %d stopped %d other CPU(s) before reporting", me->index, stopped);
 }
 
 /* ---- bring-up ------------------------------------------------------------- */
