@@ -67,8 +67,8 @@ static int cpu_ping(void)
 		u64 t0, t1, answer = ~0ULL, ns;
 		int err;
 
-		if (i == this_cpu()->index || __atomic_load_n(&c->state, __ATOMIC_ACQUIRE) !=
-						      CPU_ONLINE)
+		if (i == this_cpu()->index ||
+		    __atomic_load_n(&c->state, __ATOMIC_ACQUIRE) != CPU_ONLINE)
 			continue;
 		asked++;
 		t0 = rdtsc();
@@ -82,7 +82,8 @@ static int cpu_ping(void)
 		}
 		if (answer != c->apic_id) {
 			lost++;
-			printk("cpu %d: answered by APIC id %lu, expected %u\n", i, answer, c->apic_id);
+			printk("cpu %d: answered by APIC id %lu, expected %u\n", i, answer,
+			       c->apic_id);
 			continue;
 		}
 		ns = (t1 - t0) * 1000000000ULL / tsc_hz();

@@ -21,7 +21,7 @@ static u64 *bitmap;
 static u64 bitmap_pages; /* pages the bitmap describes */
 static u64 free_count, total_count;
 static u64 search_hint;
-static spinlock_t pmm_lock = SPINLOCK_INIT; /* the bitmap, the counts, the hint */
+static spinlock_t pmm_lock = SPINLOCK_INIT;  /* the bitmap, the counts, the hint */
 static u8 low_taken[MiB(1) / PAGE_SIZE / 8]; /* pages below 1 MiB handed out */
 
 static inline bool page_used(u64 pfn) { return bitmap[pfn / 64] & BIT(pfn % 64); }
@@ -196,7 +196,8 @@ void pmm_free_contig(u64 pa, u64 npages)
 	for (u64 i = 0; i < npages; i++) {
 		if (pfn + i >= bitmap_pages || !page_used(pfn + i)) {
 			spin_unlock(&pmm_lock);
-			panic("pmm: freeing page 0x%lx, which is not allocated", pa + i * PAGE_SIZE);
+			panic("pmm: freeing page 0x%lx, which is not allocated",
+			      pa + i * PAGE_SIZE);
 		}
 		set_free(pfn + i);
 	}

@@ -33,20 +33,20 @@
 
 struct host_cpu host_cpus[SMP_MAX_CPUS];
 int smp_cpu_count = 1;
-static bool smp_up;	       /* the APIC is set up: this_cpu() may read the ID */
-static int panic_cpu = -1;     /* the CPU that owns a panic, -1 while none does */
-static int hang_cpu = -1;      /* test hook amber.cpu_hang=N */
+static bool smp_up;	   /* the APIC is set up: this_cpu() may read the ID */
+static int panic_cpu = -1; /* the CPU that owns a panic, -1 while none does */
+static int hang_cpu = -1;  /* test hook amber.cpu_hang=N */
 
-extern char trampoline_start[], trampoline_end[], tr_gdt[], tr_gdtr[], tr_pm32[],
-	tr_pm32_ptr[], tr_lm_ptr[], tr_boot_cr3[], tr_efer[], tr_kernel_cr3[], tr_stack_top[],
-	tr_cpu_index[], tr_hang[], tr_alive[];
+extern char trampoline_start[], trampoline_end[], tr_gdt[], tr_gdtr[], tr_pm32[], tr_pm32_ptr[],
+	tr_lm_ptr[], tr_boot_cr3[], tr_efer[], tr_kernel_cr3[], tr_stack_top[], tr_cpu_index[],
+	tr_hang[], tr_alive[];
 extern char ap_long_entry[], boot_pml4[];
 extern void ipi_call_entry(void), apic_spurious_entry(void);
 void smp_ap_main(u32 index);
 void smp_ipi_ack(void);
 
 /* A field of the trampoline's copy at `page`. */
-#define TR(page, field) ((void *)((u8 *)phys_to_virt(page) + ((field) - trampoline_start)))
+#define TR(page, field) ((void *)((u8 *)phys_to_virt(page) + ((field)-trampoline_start)))
 
 struct host_cpu *this_cpu(void)
 {
@@ -146,9 +146,10 @@ int smp_call(int cpu, smp_fn fn, u64 arg, u64 *ret, u64 timeout_us)
 	apic_send(c->apic_id, APIC_ICR_FIXED | APIC_ICR_ASSERT | SMP_CALL_VECTOR);
 	while (__atomic_load_n(&c->call_state, __ATOMIC_ACQUIRE) != CALL_DONE) {
 		if (deadline_passed(dl)) {
-			bool withdrawn = __atomic_compare_exchange_n(
-				&c->call_state, &posted, CALL_IDLE, false, __ATOMIC_ACQUIRE,
-				__ATOMIC_RELAXED);
+			bool withdrawn = __atomic_compare_exchange_n(&c->call_state, &posted,
+								     CALL_IDLE, false,
+								     __ATOMIC_ACQUIRE,
+								     __ATOMIC_RELAXED);
 
 			/* Withdrawn: it never runs. Still running: the mailbox
 			 * stays busy and the CPU is never asked again. */
@@ -195,7 +196,7 @@ void smp_panic_stop(void)
 	if (!__atomic_compare_exchange_n(&panic_cpu, &owner, me->index, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE)) {
 		if (owner == me->index)
-			return; /* a fault while this CPU reports its panic */
+			return;	   /* a fault while this CPU reports its panic */
 		halt_for_good(me); /* another CPU panics and reports */
 	}
 	if (smp_cpu_count < 2)
@@ -319,7 +320,8 @@ static void parse_hang_hook(void)
 			hang_cpu = 0;
 			for (p += kl; *p >= '0' && *p <= '9'; p++)
 				hang_cpu = hang_cpu * 10 + (*p - '0');
-			pr_warn("smp: test hook: CPU %d will not answer (amber.cpu_hang)", hang_cpu);
+			pr_warn("smp: test hook: CPU %d will not answer (amber.cpu_hang)",
+				hang_cpu);
 			return;
 		}
 	}
@@ -343,8 +345,8 @@ void smp_init(void)
 	idt_set_handler(APIC_SPURIOUS_VECTOR, apic_spurious_entry, 0);
 	smp_up = true;
 	parse_hang_hook();
-	n = smp_cpu_list(acpi.cpu_apic_ids, MIN(acpi.cpu_count, ACPI_MAX_CPUS), bsp->apic_id,
-			 ids, SMP_MAX_CPUS, &dropped);
+	n = smp_cpu_list(acpi.cpu_apic_ids, MIN(acpi.cpu_count, ACPI_MAX_CPUS), bsp->apic_id, ids,
+			 SMP_MAX_CPUS, &dropped);
 	if (dropped)
 		pr_warn("smp: %d CPU(s) beyond Amber's %d left out", dropped, SMP_MAX_CPUS);
 	if (n < 2) {

@@ -28,7 +28,12 @@ enum host_cpu_state {
 };
 
 /* A request's way through a CPU's mailbox. */
-enum smp_call_state { CALL_IDLE, CALL_POSTED, CALL_RUNNING, CALL_DONE };
+enum smp_call_state {
+	CALL_IDLE,
+	CALL_POSTED,
+	CALL_RUNNING,
+	CALL_DONE
+};
 
 typedef u64 (*smp_fn)(u64 arg);
 

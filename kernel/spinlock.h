@@ -16,7 +16,10 @@ typedef struct {
 	u32 owner; /* the ticket that holds the lock */
 } spinlock_t;
 
-#define SPINLOCK_INIT {0, 0}
+#define SPINLOCK_INIT \
+	{ \
+		0, 0 \
+	}
 
 static inline void spin_lock(spinlock_t *l)
 {

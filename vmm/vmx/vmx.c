@@ -77,7 +77,7 @@ static const struct vmx_ctl_name vmx_entry_required[] = {
 #define VMX_EXCEPTION_BITMAP (BIT(X86_TRAP_GP) | BIT(X86_TRAP_AC))
 
 struct vmx_caps vmx_caps;
-static bool vmx_on; /* the backend is usable: on for the boot CPU */
+static bool vmx_on;	     /* the backend is usable: on for the boot CPU */
 static u64 vmx_current_vmcs; /* the VMCS loaded with VMPTRLD, 0 if none */
 static u64 vmx_vpid_used;    /* bit i: VPID i + 1 belongs to a vCPU */
 
