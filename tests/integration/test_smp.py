@@ -128,3 +128,27 @@ def test_bochs_smp2_vmx():
 		check_ping(vm, rows, [1])
 		vm.send("poweroff\r")
 		vm.expect_exit(timeout=60, code=1)
+
+
+@timeout(120)
+def test_qemu_smp2_guests_still_run():
+	"""Guests run on the boot CPU as before while another CPU is online, and
+	`cpu ping` answers while one runs."""
+	with boot_qemu(smp=2, name="qemu-smp2-guest") as vm:
+		vm.wait_prompt(timeout=60)
+		out = vm.cmd("vm create hello -- one two", timeout=30)
+		m = re.search(r"created vm (\d+)", out)
+		if not m:
+			vm.fail(f"'vm create hello' did not create a VM:\n{out}")
+		vid = int(m.group(1))
+		vm.cmd_ok(f"vm start {vid}", expect=rf"vm {vid} started")
+		vm.wait_for(rf"\[vm{vid}\] cmdline: hello one two", timeout=30)
+		vm.wait_for(rf"\[vm{vid}\] exited with code 0", timeout=30)
+		out = vm.cmd("vm create counter -- every=20000000", timeout=30)
+		cid = int(re.search(r"created vm (\d+)", out).group(1))
+		vm.cmd_ok(f"vm start {cid}", expect=rf"vm {cid} started")
+		vm.wait_for(rf"\[vm{cid}\] count=2\r?\n", timeout=30)
+		rows = cpu_rows(vm, vm.cmd_ok("cpu"))
+		check_ping(vm, rows, [1])
+		vm.wait_for(rf"\[vm{cid}\] count=\d+\r?\n", timeout=30)  # it went on
+		vm.cmd_ok(f"vm kill {cid}", expect="killed")
