@@ -57,8 +57,7 @@ static void console_end(int me, const char *s, size_t n)
 	spin_unlock(&console_lock);
 }
 
-/* Writes s[0..n) as one piece, from this CPU. */
-static void console_out(const char *s, size_t n)
+void printk_write(const char *s, size_t n)
 {
 	int me = this_cpu()->index;
 
@@ -89,7 +88,7 @@ void vprintk(const char *fmt, va_list ap)
 	va_copy(again, ap);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	if ((size_t)n < sizeof(buf)) {
-		console_out(buf, n);
+		printk_write(buf, n);
 	} else {
 		/* Longer than the stack buffer (a command's help text): format it
 		 * again into the heap, or print what fits if there is no heap yet. */
@@ -97,10 +96,10 @@ void vprintk(const char *fmt, va_list ap)
 
 		if (big) {
 			vsnprintf(big, n + 1, fmt, again);
-			console_out(big, n);
+			printk_write(big, n);
 			kfree(big);
 		} else {
-			console_out(buf, sizeof(buf) - 1);
+			printk_write(buf, sizeof(buf) - 1);
 		}
 	}
 	va_end(again);

@@ -15,6 +15,9 @@ int snprintf(char *buf, size_t size, const char *fmt, ...) __printf(3, 4);
 
 void printk(const char *fmt, ...) __printf(1, 2);
 void vprintk(const char *fmt, va_list ap);
+/* Writes s[0..n) unformatted, as one piece under the console lock (the line
+ * editor's echo and redraws). */
+void printk_write(const char *s, size_t n);
 /* Kernel log: printed, and kept in the ring with a timestamp. */
 void pr_info(const char *fmt, ...) __printf(1, 2);
 void pr_warn(const char *fmt, ...) __printf(1, 2);
