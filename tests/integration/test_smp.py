@@ -1,6 +1,7 @@
 # Every host CPU comes up (kernel/smp.c): QEMU TCG with -smp 4 (AMD-V, xAPIC)
 # and Bochs corei7_icelake_u with `cpu: count=2` (VT-x, x2APIC) list every CPU
-# online with virtualization on; `cpu ping` gets an answer from each through the
+# online with virtualization on, and guests still run on the boot CPU; `cpu
+# ping` gets an answer from each through the
 # cross-CPU mailbox; a CPU held back by the test hook amber.cpu_hang=N is
 # reported at boot and left out while Amber goes on; a panic on one CPU stops
 # the others before it prints, and nothing runs after it.
@@ -126,6 +127,13 @@ def test_bochs_smp2_vmx():
 		rows = cpu_rows(vm, out)
 		check_online(vm, rows, 2, "VT-x")
 		check_ping(vm, rows, [1])
+		# A guest runs on the boot CPU with the other in VMX operation too.
+		out = vm.cmd("vm create hello", timeout=60)
+		m = re.search(r"created vm (\d+)", out)
+		if not m:
+			vm.fail(f"'vm create hello' did not create a VM:\n{out}")
+		vm.cmd_ok(f"vm start {m.group(1)}", timeout=60)
+		vm.wait_for(rf"\[vm{m.group(1)}\] exited with code 0", timeout=120)
 		vm.send("poweroff\r")
 		vm.expect_exit(timeout=60, code=1)
 
