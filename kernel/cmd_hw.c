@@ -106,14 +106,32 @@ static u64 panic_here(u64 unused)
 	panic("test hook: `cpu panic` on CPU %d", this_cpu()->index);
 }
 
-/* Test hook: CPU n panics; every other CPU must stop before it reports. */
-static int cpu_panic(const char *arg)
+/* Never returns: a CPU stuck with interrupts off, as a wedged one would be. */
+static u64 hang_here(u64 unused)
+{
+	(void)unused;
+	for (;;)
+		cpu_relax();
+	return 0;
+}
+
+/* Test hooks: CPU n panics (every other CPU must stop before it reports), or
+ * hangs in a request (the caller must time out and leave it out). */
+static int cpu_hook(const char *arg, smp_fn fn)
 {
 	u64 n;
+	int err;
 
-	if (parse_u64(arg, &n) || n >= (u64)smp_cpu_count || host_cpus[n].state != CPU_ONLINE)
-		return shell_error(-EINVAL, "no online CPU %s; `cpu` lists them", arg);
-	return smp_call((int)n, panic_here, 0, NULL, SMP_CALL_TIMEOUT_US);
+	if (parse_u64(arg, &n) || n == 0 || n >= (u64)smp_cpu_count ||
+	    host_cpus[n].state != CPU_ONLINE)
+		return shell_error(-EINVAL,
+				   "no online CPU %s other than the boot CPU; `cpu` "
+				   "lists them",
+				   arg);
+	err = smp_call((int)n, fn, 0, NULL, SMP_CALL_TIMEOUT_US);
+	if (err)
+		return shell_error(err, "CPU %s did not answer; it is left out", arg);
+	return 0;
 }
 
 static int cmd_cpu(int argc, char **argv)
@@ -123,7 +141,9 @@ static int cmd_cpu(int argc, char **argv)
 	if (argc == 2 && !strcmp(argv[1], "ping"))
 		return cpu_ping();
 	if (argc == 3 && !strcmp(argv[1], "panic"))
-		return cpu_panic(argv[2]);
+		return cpu_hook(argv[2], panic_here);
+	if (argc == 3 && !strcmp(argv[1], "hang"))
+		return cpu_hook(argv[2], hang_here);
 	if (argc != 1)
 		return shell_usage("cpu");
 	cpu_print_features();
@@ -143,6 +163,12 @@ static const struct shell_sub cpu_subs[] = {
 	  .summary = "test hook: CPU N panics",
 	  .help = "  CPU N calls panic(), which stops every other CPU with an NMI before\n"
 		  "  it prints: the machine halts.\n",
+	  .hidden = true },
+	{ .name = "hang",
+	  .args = "N",
+	  .summary = "test hook: CPU N hangs in a request",
+	  .help = "  CPU N spins with interrupts off inside a request: the request times out,\n"
+		  "  CPU N is reported as not answering and left out.\n",
 	  .hidden = true },
 	{ NULL },
 };

@@ -176,6 +176,9 @@ static __noreturn void halt_for_good(struct host_cpu *c)
 		__asm__ volatile("cli; hlt" ::: "memory");
 }
 
+/* A CPU that runs kernel code and has not yet halted for the panic. */
+static bool must_stop(int i) { return host_cpus[i].booted && cpu_state(i) != CPU_STOPPED; }
+
 bool smp_nmi(void)
 {
 	struct host_cpu *me = this_cpu();
@@ -201,12 +204,14 @@ void smp_panic_stop(void)
 	}
 	if (smp_cpu_count < 2)
 		return;
+	/* Every CPU that runs kernel code, a left-out one too: it may still be
+	 * running something. One held in INIT since its start runs nothing. */
 	for (int i = 0; i < smp_cpu_count; i++)
-		if (i != me->index && cpu_state(i) == CPU_ONLINE)
+		if (i != me->index && must_stop(i))
 			apic_send(host_cpus[i].apic_id, APIC_ICR_NMI | APIC_ICR_ASSERT);
 	dl = deadline_after_us(100000);
 	for (int i = 0; i < smp_cpu_count; i++) {
-		while (i != me->index && cpu_state(i) == CPU_ONLINE && !deadline_passed(dl))
+		while (i != me->index && must_stop(i) && !deadline_passed(dl))
 			cpu_relax();
 	}
 	printk_panic_unlock();
@@ -215,7 +220,7 @@ void smp_panic_stop(void)
 			continue;
 		if (cpu_state(i) == CPU_STOPPED)
 			stopped++;
-		else if (cpu_state(i) == CPU_ONLINE)
+		else if (must_stop(i))
 			printk("\n*** CPU %d (APIC id %u) did not stop within 100 ms", i,
 			       host_cpus[i].apic_id);
 	}
@@ -243,6 +248,7 @@ void smp_ap_main(u32 index)
 	traps_init_cpu(index);
 	apic_init_ap();
 	c->apic_id = apic_id();
+	c->booted = true;
 	__atomic_store_n(&c->state, CPU_ONLINE, __ATOMIC_RELEASE);
 	smp_idle(c);
 }
@@ -336,6 +342,7 @@ void smp_init(void)
 
 	bsp->index = 0;
 	bsp->state = CPU_ONLINE;
+	bsp->booted = true;
 	if (apic_init(acpi.lapic_phys)) {
 		pr_warn("smp: no usable local APIC: Amber runs on the boot CPU alone");
 		return;

@@ -42,7 +42,8 @@ typedef u64 (*smp_fn)(u64 arg);
 struct host_cpu {
 	int index;
 	u32 apic_id;
-	int state; /* enum host_cpu_state; read by other CPUs */
+	int state;   /* enum host_cpu_state; read by other CPUs */
+	bool booted; /* it reached the kernel: it runs code, even if left out later */
 	bool virt_on;
 	/* The virtualization backend's per-CPU pages, set by its cpu_enable on
 	 * this CPU: VT-x its VMXON region; AMD-V its VM_HSAVE_PA area and the

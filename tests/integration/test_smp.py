@@ -160,3 +160,28 @@ def test_qemu_smp2_guests_still_run():
 		check_ping(vm, rows, [1])
 		vm.wait_for(rf"\[vm{cid}\] count=\d+\r?\n", timeout=30)  # it went on
 		vm.cmd_ok(f"vm kill {cid}", expect="killed")
+
+
+@timeout(120)
+def test_qemu_request_timeout_then_panic():
+	"""CPU 1 hangs in a request with interrupts off (hidden hook `cpu hang`):
+	the request times out, CPU 1 is reported and left out, the others still
+	answer; a later panic stops it too, since it still runs code."""
+	with boot_qemu(smp=3, name="qemu-smp-timeout") as vm:
+		vm.wait_prompt(timeout=60)
+		out = vm.cmd("cpu hang 1", timeout=30)
+		if not re.search(r"^error: cpu hang: CPU 1 did not answer", out, re.M):
+			vm.fail(f"expected `cpu hang 1` to fail with a timeout:\n{out}")
+		if not re.search(r"CPU 1 \(APIC id 1\) did not answer a request within 500 ms "
+				 r"\(it is still running it\); it is left out", vm.seen):
+			vm.fail("expected the timeout reported with the CPU and its APIC id")
+		rows = cpu_rows(vm, vm.cmd_ok("cpu"))
+		if rows[1][1] != "not answering, left out":
+			vm.fail(f"CPU 1 should be listed as not answering: {rows[1]}")
+		check_ping(vm, rows, [2])
+		vm.send("cpu panic 2\r")
+		deadline = time.monotonic() + 30
+		while "*** System halted." not in vm.seen and time.monotonic() < deadline:
+			time.sleep(0.2)
+		if "*** CPU 2 stopped 2 other CPU(s) before reporting" not in vm.seen:
+			vm.fail("expected CPU 2 to stop both others, the left-out CPU 1 included")
