@@ -2,11 +2,13 @@
  * The kernel heap: a first-fit free list over a fixed 4 MiB arena taken from the
  * physical allocator at boot, with neighbours merged on free. For small objects
  * (VM records, driver state); page-sized and DMA memory comes from pmm_*.
- * Host context; not reentrant.
+ * Host context, any CPU: heap_lock guards the list; no interrupt handler
+ * allocates.
  */
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
+#include "kernel/spinlock.h"
 
 #define HEAP_SIZE MiB(4)
 #define HEAP_MAGIC 0xA4B3E11Au
@@ -22,6 +24,7 @@ _Static_assert(sizeof(struct block) == 32, "heap block header keeps 16-byte alig
 
 static struct block *head;
 static u64 heap_used;
+static spinlock_t heap_lock = SPINLOCK_INIT; /* the block list and heap_used */
 
 void heap_init(void)
 {
@@ -36,6 +39,7 @@ void heap_init(void)
 void *kmalloc(size_t size)
 {
 	size = ALIGN_UP(size ? size : 1, 16);
+	spin_lock(&heap_lock);
 	for (struct block *b = head; b; b = b->next) {
 		if (!b->free || b->size < size)
 			continue;
@@ -49,8 +53,10 @@ void *kmalloc(size_t size)
 		}
 		b->free = 0;
 		heap_used += b->size;
+		spin_unlock(&heap_lock);
 		return b + 1;
 	}
+	spin_unlock(&heap_lock);
 	return NULL;
 }
 
@@ -70,7 +76,11 @@ void kfree(void *p)
 	if (!p)
 		return;
 	b = (struct block *)p - 1;
-	BUG_ON(b->magic != HEAP_MAGIC || b->free);
+	spin_lock(&heap_lock);
+	if (b->magic != HEAP_MAGIC || b->free) {
+		spin_unlock(&heap_lock);
+		panic("kfree(%p): not a block in use", p);
+	}
 	b->free = 1;
 	heap_used -= b->size;
 	/* Merge with free successors, then let the walk merge predecessors. */
@@ -81,6 +91,7 @@ void kfree(void *p)
 			c->next = c->next->next;
 		}
 	}
+	spin_unlock(&heap_lock);
 }
 
 void heap_stats(u64 *used, u64 *size)

@@ -1,10 +1,11 @@
 ; Exception entry stubs of the host: each pushes its vector (and a zero where
 ; the CPU pushes no error code), saves the general registers as struct
 ; trap_frame (kernel/traps.h) and calls trap_handler. Runs on the interrupted
-; stack, or on IST1 for #DF, NMI and #MC.
+; stack, or on the CPU's IST1-3 for #DF, NMI and #MC. Also the entries of the
+; local APIC's vectors (the request doorbell, spurious).
 
-extern trap_handler
-global isr_stub_table
+extern trap_handler, smp_ipi_ack
+global isr_stub_table, ipi_call_entry, apic_spurious_entry
 
 section .text
 bits 64
@@ -61,6 +62,38 @@ isr_common:
 	pop r14
 	pop r15
 	add rsp, 16                     ; vector and error code
+	iretq
+
+; The cross-CPU request doorbell (kernel/smp.c, SMP_CALL_VECTOR): saves the
+; registers a C call may change and acknowledges at the local APIC; the request
+; itself runs in the CPU's loop. The CPU aligned RSP to 16 before its 5-word
+; frame, so 9 pushes keep the C call aligned.
+ipi_call_entry:
+	push rax
+	push rcx
+	push rdx
+	push rsi
+	push rdi
+	push r8
+	push r9
+	push r10
+	push r11
+	cld
+	call smp_ipi_ack
+	pop r11
+	pop r10
+	pop r9
+	pop r8
+	pop rdi
+	pop rsi
+	pop rdx
+	pop rcx
+	pop rax
+	iretq
+
+; The local APIC's spurious vector: no EOI (SDM Vol. 3A 11.9 "Spurious
+; Interrupt").
+apic_spurious_entry:
 	iretq
 
 section .rodata

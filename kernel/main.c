@@ -13,6 +13,7 @@
 #include "kernel/pci.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
+#include "kernel/smp.h"
 #include "kernel/time.h"
 #include "kernel/traps.h"
 #include "kernel/version.h"
@@ -60,6 +61,7 @@ void kmain(u32 magic, u64 info_phys)
 	cpu_init();
 	crc32c_init();
 	acpi_init();
+	smp_init();
 	pci_init();
 	drivers_init();
 	snap_init();

@@ -23,6 +23,11 @@ u64 pmm_alloc_contig(u64 npages, u64 align_pages);
 /* A 2 MiB page left as its last owner left it, for a caller that overwrites
  * all of it before anyone can read it (a restored VM's RAM: vm_create_hidden). */
 u64 pmm_alloc_2m_uninit(void);
+/* A zeroed page of RAM below `below` (at most 1 MiB), the highest one free,
+ * never page 0, for code a CPU runs in real mode; 0 if none. The boot memory
+ * map decides what is RAM; the loader's data and the modules are avoided.
+ * Such a page is never freed. */
+u64 pmm_alloc_low_page(u64 below);
 void pmm_free_page(u64 pa);
 void pmm_free_2m(u64 pa);
 void pmm_free_contig(u64 pa, u64 npages);

@@ -31,11 +31,11 @@ extern char boot_stack_guard[];
 static u64 *pml4;
 static u64 pte_nx; /* PTE_NX once EFER.NXE is on (boot.asm sets it where the CPU has NX) */
 
-/* The pages under the two stacks: the boot stack (boot/boot.asm), on which
- * the shell runs, and IST1 (kernel/traps.c) for #DF, NMI and #MC. */
+/* The pages under the stacks: the boot stack (boot/boot.asm), on which the
+ * shell runs, and each CPU's kernel and IST stacks (kernel/traps.c). */
 static bool stack_guard(u64 pa)
 {
-	return pa == virt_to_phys(boot_stack_guard) || pa == virt_to_phys(ist1_stack_guard);
+	return pa == virt_to_phys(boot_stack_guard) || traps_stack_guard(pa);
 }
 
 static u64 *table_of(u64 entry) { return phys_to_virt(entry & PTE_ADDR); }

@@ -2,13 +2,15 @@
  * Physical page allocator: one bit per 4 KiB page (1 = in use), built from the
  * boot memory map with the kernel image, the loader's structures, the modules
  * and the low 1 MiB reserved. Serves single pages, 2 MiB pages and contiguous
- * runs (DMA buffers). Host context, boot onwards; not reentrant (one CPU,
- * interrupts off).
+ * runs (DMA buffers), and single pages below 1 MiB for code a CPU runs in real
+ * mode (the AP trampoline). Host context, boot onwards, any CPU: pmm_lock
+ * guards the bitmap; no interrupt handler allocates.
  */
 #include "kernel/bootinfo.h"
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
+#include "kernel/spinlock.h"
 
 /* Pages above this are ignored: 64 GiB keeps the bitmap at 2 MiB at most. */
 #define PMM_MAX_PHYS GiB(64)
@@ -19,6 +21,8 @@ static u64 *bitmap;
 static u64 bitmap_pages; /* pages the bitmap describes */
 static u64 free_count, total_count;
 static u64 search_hint;
+static spinlock_t pmm_lock = SPINLOCK_INIT;  /* the bitmap, the counts, the hint */
+static u8 low_taken[MiB(1) / PAGE_SIZE / 8]; /* pages below 1 MiB handed out */
 
 static inline bool page_used(u64 pfn) { return bitmap[pfn / 64] & BIT(pfn % 64); }
 static inline void set_used(u64 pfn) { bitmap[pfn / 64] |= BIT(pfn % 64); }
@@ -45,8 +49,9 @@ static void mark_range(u64 base, u64 len, bool used)
 	}
 }
 
-/* Is [base, base+len) free of everything the boot must keep? */
-static bool overlaps_boot_data(u64 base, u64 len)
+/* Does [base, base+len) hold anything the boot must keep (the image, the
+ * loader's structure, the modules)? */
+static bool overlaps_boot_data_low(u64 base, u64 len)
 {
 	struct {
 		u64 s, e;
@@ -64,7 +69,13 @@ static bool overlaps_boot_data(u64 base, u64 len)
 	for (int i = 0; i < n; i++)
 		if (base < keep[i].e && keep[i].s < base + len)
 			return true;
-	return base < MiB(1);
+	return false;
+}
+
+/* ... or lies below 1 MiB, which only pmm_alloc_low_page hands out. */
+static bool overlaps_boot_data(u64 base, u64 len)
+{
+	return overlaps_boot_data_low(base, len) || base < MiB(1);
 }
 
 void pmm_init(void)
@@ -162,13 +173,14 @@ static u64 alloc_run(u64 npages, u64 align_pages, bool zero)
 {
 	u64 pfn;
 
-	if (!npages || npages > free_count)
-		return 0;
 	if (!align_pages)
 		align_pages = 1;
-	pfn = find_run(npages, align_pages);
-	if (!pfn)
+	spin_lock(&pmm_lock);
+	pfn = npages && npages <= free_count ? find_run(npages, align_pages) : 0;
+	if (!pfn) {
+		spin_unlock(&pmm_lock);
 		return 0;
+	}
 	for (u64 i = 0; i < npages;) {
 		if (!((pfn + i) % 64) && npages - i >= 64) {
 			bitmap[(pfn + i) / 64] = ~0ULL;
@@ -180,6 +192,7 @@ static u64 alloc_run(u64 npages, u64 align_pages, bool zero)
 	free_count -= npages;
 	if (align_pages == 1)
 		search_hint = pfn + npages;
+	spin_unlock(&pmm_lock);
 	if (zero)
 		memset(phys_to_virt(pfn * PAGE_SIZE), 0, npages * PAGE_SIZE);
 	return pfn * PAGE_SIZE;
@@ -195,13 +208,60 @@ void pmm_free_contig(u64 pa, u64 npages)
 	u64 pfn = pa / PAGE_SIZE;
 
 	BUG_ON(pa & (PAGE_SIZE - 1));
+	spin_lock(&pmm_lock);
 	for (u64 i = 0; i < npages; i++) {
-		BUG_ON(pfn + i >= bitmap_pages || !page_used(pfn + i));
+		if (pfn + i >= bitmap_pages || !page_used(pfn + i)) {
+			spin_unlock(&pmm_lock);
+			panic("pmm: freeing page 0x%lx, which is not allocated",
+			      pa + i * PAGE_SIZE);
+		}
 		set_free(pfn + i);
 	}
 	free_count += npages;
 	if (pfn < search_hint)
 		search_hint = pfn;
+	spin_unlock(&pmm_lock);
+}
+
+/* Is the whole page at pa usable RAM in the boot memory map (no other entry
+ * claiming any of it)? */
+static bool page_is_ram(u64 pa)
+{
+	bool ram = false;
+
+	for (int i = 0; i < boot_info.mmap_count; i++) {
+		const struct mem_range *r = &boot_info.mmap[i];
+
+		if (pa < r->base + r->len && r->base < pa + PAGE_SIZE) {
+			if (r->type != MEM_USABLE)
+				return false;
+			if (r->base <= pa && pa + PAGE_SIZE <= r->base + r->len)
+				ram = true;
+		}
+	}
+	return ram;
+}
+
+u64 pmm_alloc_low_page(u64 below)
+{
+	u64 pa;
+
+	below = MIN(ALIGN_DOWN(below, PAGE_SIZE), MiB(1));
+	spin_lock(&pmm_lock);
+	for (pa = below - PAGE_SIZE; pa >= PAGE_SIZE && pa < below; pa -= PAGE_SIZE) {
+		u64 pfn = pa / PAGE_SIZE;
+
+		if (!(low_taken[pfn / 8] & BIT(pfn % 8)) && page_is_ram(pa) &&
+		    !overlaps_boot_data_low(pa, PAGE_SIZE)) {
+			low_taken[pfn / 8] |= BIT(pfn % 8);
+			break;
+		}
+	}
+	spin_unlock(&pmm_lock);
+	if (pa < PAGE_SIZE || pa >= below)
+		return 0;
+	memset(phys_to_virt(pa), 0, PAGE_SIZE);
+	return pa;
 }
 
 void pmm_free_page(u64 pa) { pmm_free_contig(pa, 1); }

@@ -1,19 +1,76 @@
 /*
  * printk and the kernel message ring. Every pr_* message is stamped with the
  * time since boot and kept in a fixed ring (oldest lines drop out) that the
- * shell's `log` prints. Host context, any time after console_init().
+ * shell's `log` prints. Host context, any CPU, any time after console_init().
+ * console_lock makes each call's output one piece; a line one CPU left open
+ * (a prompt, a table row printed in parts) is not cut into by another CPU's
+ * output unless it stays open longer than CONSOLE_LINE_WAIT_US, in which case
+ * the other CPU starts a new line first.
  */
 #include "kernel/printk.h"
 #include "kernel/console.h"
 #include "kernel/lib.h"
 #include "kernel/mm.h"
+#include "kernel/smp.h"
+#include "kernel/spinlock.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
 
 #define LOG_RING_SIZE 16384
 
+#define CONSOLE_LINE_WAIT_US 20000
+
 static char log_ring[LOG_RING_SIZE];
 static size_t log_head; /* total bytes ever written; index = head % size */
+
+/* console_lock: the consoles (console_write and what is behind it), the
+ * message ring, and which CPU has a line open. Taken after every other
+ * lock, never in an interrupt or NMI handler. */
+static spinlock_t console_lock = SPINLOCK_INIT;
+static int line_open_cpu = -1; /* the CPU whose last output did not end a line */
+
+/* Takes console_lock for CPU `me`, waiting a little for another CPU's open
+ * line to end, and ending it for that CPU if it does not. */
+static void console_begin(int me)
+{
+	u64 dl = 0;
+
+	for (;;) {
+		spin_lock(&console_lock);
+		if (line_open_cpu < 0 || line_open_cpu == me)
+			return;
+		if (!dl)
+			dl = deadline_after_us(CONSOLE_LINE_WAIT_US);
+		else if (deadline_passed(dl))
+			break;
+		spin_unlock(&console_lock);
+		cpu_relax();
+	}
+	console_write("\n", 1);
+	line_open_cpu = -1;
+}
+
+static void console_end(int me, const char *s, size_t n)
+{
+	if (n)
+		line_open_cpu = s[n - 1] == '\n' ? -1 : me;
+	spin_unlock(&console_lock);
+}
+
+void printk_write(const char *s, size_t n)
+{
+	int me = this_cpu()->index;
+
+	console_begin(me);
+	console_write(s, n);
+	console_end(me, s, n);
+}
+
+void printk_panic_unlock(void)
+{
+	spin_lock_bust(&console_lock);
+	line_open_cpu = -1;
+}
 
 static void log_append(const char *s, size_t n)
 {
@@ -31,7 +88,7 @@ void vprintk(const char *fmt, va_list ap)
 	va_copy(again, ap);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	if ((size_t)n < sizeof(buf)) {
-		console_write(buf, n);
+		printk_write(buf, n);
 	} else {
 		/* Longer than the stack buffer (a command's help text): format it
 		 * again into the heap, or print what fits if there is no heap yet. */
@@ -39,10 +96,10 @@ void vprintk(const char *fmt, va_list ap)
 
 		if (big) {
 			vsnprintf(big, n + 1, fmt, again);
-			console_write(big, n);
+			printk_write(big, n);
 			kfree(big);
 		} else {
-			console_write(buf, sizeof(buf) - 1);
+			printk_write(buf, sizeof(buf) - 1);
 		}
 	}
 	va_end(again);
@@ -60,7 +117,7 @@ void printk(const char *fmt, ...)
 static void vlog(const char *level, bool print, const char *fmt, va_list ap)
 {
 	char buf[512];
-	int n, stamp, pre;
+	int n, stamp, pre, me;
 	u64 t = ticks();
 
 	stamp = snprintf(buf, sizeof(buf), "[%5lu.%06lu] ", t / TICKS_PER_SEC, t % TICKS_PER_SEC);
@@ -72,9 +129,15 @@ static void vlog(const char *level, bool print, const char *fmt, va_list ap)
 		buf[n++] = '\n';
 		buf[n] = '\0';
 	}
+	me = this_cpu()->index;
+	console_begin(me);
 	log_append(buf, n);
-	if (print)
+	if (print) {
 		console_write(buf + stamp, n - stamp); /* the console shows it without the stamp */
+		console_end(me, buf + stamp, n - stamp);
+	} else {
+		spin_unlock(&console_lock);
+	}
 }
 
 #define DEFINE_LOG(name, level, print) \
@@ -117,7 +180,8 @@ void panic(const char *fmt, ...)
 	va_list ap;
 
 	cli();
-	printk("\n*** Amber panic: ");
+	smp_panic_stop(); /* every other CPU halted before anything is printed */
+	printk("\n*** Amber panic on CPU %d: ", this_cpu()->index);
 	va_start(ap, fmt);
 	vprintk(fmt, ap);
 	va_end(ap);

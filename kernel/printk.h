@@ -1,8 +1,9 @@
 /*
  * Formatted output. vsnprintf is Amber's own formatter (no libc); printk writes to
  * every console and to the kernel message ring that the shell's `log` shows.
- * Safe in any host context, including exception handlers (it takes no lock that
- * an interrupted printk could hold: Amber's host runs on one CPU, interrupts off).
+ * Safe on any CPU and in exception handlers: each call's output is one piece
+ * under the console lock, and a panic stops the other CPUs and frees that lock
+ * before it prints (an exception inside printk on the same CPU included).
  */
 #ifndef AMBER_PRINTK_H
 #define AMBER_PRINTK_H
@@ -14,6 +15,9 @@ int snprintf(char *buf, size_t size, const char *fmt, ...) __printf(3, 4);
 
 void printk(const char *fmt, ...) __printf(1, 2);
 void vprintk(const char *fmt, va_list ap);
+/* Writes s[0..n) unformatted, as one piece under the console lock (the line
+ * editor's echo and redraws). */
+void printk_write(const char *s, size_t n);
 /* Kernel log: printed, and kept in the ring with a timestamp. */
 void pr_info(const char *fmt, ...) __printf(1, 2);
 void pr_warn(const char *fmt, ...) __printf(1, 2);
@@ -24,7 +28,10 @@ void pr_debug(const char *fmt, ...) __printf(1, 2);
 /* Walks the message ring oldest first. */
 void log_dump(void (*emit)(const char *line));
 
+/* Stops every other CPU (smp_panic_stop), prints and halts. */
 __noreturn void panic(const char *fmt, ...) __printf(1, 2);
+/* Panic only, every other CPU stopped: frees the console lock. */
+void printk_panic_unlock(void);
 #define BUG_ON(cond) \
 	do { \
 		if (unlikely(cond)) \

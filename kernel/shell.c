@@ -11,6 +11,7 @@
 #include "kernel/lib.h"
 #include "kernel/lineedit.h"
 #include "kernel/printk.h"
+#include "kernel/smp.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
 
@@ -349,7 +350,7 @@ void shell_attach_input(bool (*handler)(u8 c, void *ctx), void *ctx)
 	input_ctx = ctx;
 }
 
-static void editor_write(void *ctx, const char *s, size_t n) { console_write(s, n); }
+static void editor_write(void *ctx, const char *s, size_t n) { printk_write(s, n); }
 
 static void editor_complete(void *ctx, const char *prefix,
 			    void (*add)(struct lineedit *le, const char *cand), struct lineedit *le)
@@ -439,6 +440,7 @@ void shell_run(void)
 		while ((c = console_getc()) >= 0)
 			feed((u8)c);
 		ctl_poll();
+		smp_poll(); /* requests other CPUs sent the boot CPU */
 		if (idle_hook)
 			run_idle();
 		else

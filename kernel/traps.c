@@ -1,14 +1,19 @@
 /*
- * Host CPU tables and exceptions. Builds the GDT (with a 64-bit TSS whose IST1
- * gives #DF, NMI and #MC a known-good stack) and the IDT. An exception in the
- * host prints a full register dump and stops the machine cleanly, unless the
- * faulting instruction is listed in the fixup table (rdmsr_safe and friends).
+ * Host CPU tables and exceptions. Each CPU has its own GDT with a 64-bit TSS
+ * whose IST1-3 give #DF, NMI and #MC each a known-good stack, and its own
+ * kernel stack (the APs'; the boot CPU keeps boot/boot.asm's), every stack
+ * with an unmapped guard page under it; all CPUs share one IDT. An exception
+ * in the host stops the other CPUs, prints a full register dump and stops the
+ * machine cleanly, unless the faulting instruction is listed in the fixup
+ * table (rdmsr_safe and friends). Any CPU.
  * SDM Vol. 3A 6.14 "Exception and Interrupt Handling in 64-bit Mode",
  * 7.7 "Task Management in 64-bit Mode".
  */
 #include "kernel/traps.h"
 #include "kernel/lib.h"
+#include "kernel/mm.h"
 #include "kernel/printk.h"
+#include "kernel/smp.h"
 #include "kernel/x86.h"
 
 struct tss64 {
@@ -38,15 +43,29 @@ struct desc_ptr {
 	u64 base;
 } __packed;
 
-static u64 gdt[5] __aligned(16);
-static struct tss64 tss __aligned(16);
+/* One CPU's descriptor tables. */
+struct cpu_tables {
+	u64 gdt[5];
+	struct tss64 tss;
+} __aligned(16);
+
+static struct cpu_tables tables[SMP_MAX_CPUS];
 static struct idt_entry idt[256] __aligned(16);
-/* IST1's stack with its guard page below it (left unmapped by kernel/paging.c). */
-static struct {
-	u8 guard[PAGE_SIZE];
-	u8 stack[8192];
-} ist1 __aligned(PAGE_SIZE);
-const char *const ist1_stack_guard = (const char *)ist1.guard;
+
+/* Every CPU's stacks, each with its guard page below it (left unmapped by
+ * kernel/paging.c): the kernel stack an AP runs on, and the IST stacks. */
+#define KSTACK_SIZE 16384
+#define IST_SIZE 8192
+struct cpu_stacks {
+	u8 kernel_guard[PAGE_SIZE];
+	u8 kernel[KSTACK_SIZE];
+	struct {
+		u8 guard[PAGE_SIZE];
+		u8 stack[IST_SIZE];
+	} ist[3]; /* IST1 #DF, IST2 NMI, IST3 #MC */
+};
+_Static_assert(sizeof(struct cpu_stacks) % PAGE_SIZE == 0, "stacks keep page alignment");
+struct cpu_stacks cpu_stacks[SMP_MAX_CPUS] __aligned(PAGE_SIZE);
 
 extern const u64 isr_stub_table[32];
 extern const struct extable_entry __extable_start[], __extable_end[];
@@ -117,23 +136,46 @@ static void pic_disable(void)
 	outb(0xA1, 0xFF);
 }
 
-void traps_init(void)
+bool traps_stack_guard(u64 pa)
 {
+	u64 base = virt_to_phys(cpu_stacks), off;
+
+	if (pa < base || pa >= base + sizeof(cpu_stacks))
+		return false;
+	off = (pa - base) % sizeof(struct cpu_stacks);
+	if (off == offsetof(struct cpu_stacks, kernel_guard))
+		return true;
+	for (u64 i = 0; i < 3; i++)
+		if (off == offsetof(struct cpu_stacks, ist) + i * sizeof(cpu_stacks[0].ist[0]))
+			return true;
+	return false;
+}
+
+u64 traps_kernel_stack_top(int cpu_index)
+{
+	return (u64)(uintptr_t)(cpu_stacks[cpu_index].kernel + KSTACK_SIZE);
+}
+
+void traps_init_cpu(int cpu_index)
+{
+	struct cpu_tables *t = &tables[cpu_index];
+	struct cpu_stacks *st = &cpu_stacks[cpu_index];
 	struct desc_ptr gp, ip;
-	u64 t = (u64)(uintptr_t)&tss;
+	u64 ta = (u64)(uintptr_t)&t->tss;
 
-	gdt[0] = 0;
-	gdt[1] = 0x00AF9A000000FFFFULL; /* 0x08: 64-bit code */
-	gdt[2] = 0x00CF92000000FFFFULL; /* 0x10: data */
+	t->gdt[0] = 0;
+	t->gdt[1] = 0x00AF9A000000FFFFULL; /* 0x08: 64-bit code */
+	t->gdt[2] = 0x00CF92000000FFFFULL; /* 0x10: data */
 	/* 0x18: 16-byte TSS descriptor, SDM Vol. 3A 7.2.3 "TSS Descriptor in 64-bit mode". */
-	gdt[3] = (sizeof(tss) - 1) | ((t & 0xFFFFFF) << 16) | (0x89ULL << 40) |
-		 (((t >> 24) & 0xFF) << 56);
-	gdt[4] = t >> 32;
-	tss.ist[0] = (u64)(uintptr_t)(ist1.stack + sizeof(ist1.stack));
-	tss.iomap_base = sizeof(tss);
+	t->gdt[3] = (sizeof(t->tss) - 1) | ((ta & 0xFFFFFF) << 16) | (0x89ULL << 40) |
+		    (((ta >> 24) & 0xFF) << 56);
+	t->gdt[4] = ta >> 32;
+	for (int i = 0; i < 3; i++)
+		t->tss.ist[i] = (u64)(uintptr_t)(st->ist[i].stack + IST_SIZE);
+	t->tss.iomap_base = sizeof(t->tss);
 
-	gp.limit = sizeof(gdt) - 1;
-	gp.base = (u64)(uintptr_t)gdt;
+	gp.limit = sizeof(t->gdt) - 1;
+	gp.base = (u64)(uintptr_t)t->gdt;
 	__asm__ volatile("lgdt %0\n\t"
 			 "pushq %1\n\t"
 			 "leaq 1f(%%rip), %%rax\n\t"
@@ -148,14 +190,18 @@ void traps_init(void)
 			 :
 			 : "m"(gp), "i"(GDT_KERNEL_CS), "i"(GDT_KERNEL_DS), "r"(GDT_TSS)
 			 : "rax", "memory");
-
-	for (int v = 0; v < 32; v++) {
-		u8 ist = (v == 2 || v == 8 || v == 18) ? 1 : 0;
-		idt_set_handler(v, (void (*)(void))(uintptr_t)isr_stub_table[v], ist);
-	}
 	ip.limit = sizeof(idt) - 1;
 	ip.base = (u64)(uintptr_t)idt;
 	__asm__ volatile("lidt %0" : : "m"(ip));
+}
+
+void traps_init(void)
+{
+	for (int v = 0; v < 32; v++) {
+		u8 ist = v == 8 ? 1 : v == 2 ? 2 : v == 18 ? 3 : 0;
+		idt_set_handler(v, (void (*)(void))(uintptr_t)isr_stub_table[v], ist);
+	}
+	traps_init_cpu(0);
 	pic_disable();
 }
 
@@ -194,9 +240,14 @@ void trap_handler(struct trap_frame *f)
 		if (extable_fixup(f))
 			return;
 	}
+	if (f->vector == 2 && smp_nmi())
+		return; /* not reached: a stop request halts this CPU */
 	cli();
-	printk("\n*** Amber: CPU exception %lu (%s) in the hypervisor, error code 0x%lx\n",
-	       f->vector, f->vector < 32 ? exception_names[f->vector] : "?", f->error);
+	smp_panic_stop(); /* nothing runs on while this CPU reports */
+	printk("\n*** Amber: CPU exception %lu (%s) in the hypervisor on CPU %d, error code "
+	       "0x%lx\n",
+	       f->vector, f->vector < 32 ? exception_names[f->vector] : "?", this_cpu()->index,
+	       f->error);
 	if (f->vector == 14)
 		printk("faulting address (CR2): 0x%016lx (%s, %s%s)\n", read_cr2(),
 		       f->error & 1 ? "protection violation" : "page not present",

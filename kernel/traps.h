@@ -20,9 +20,16 @@ struct trap_frame {
 };
 _Static_assert(sizeof(struct trap_frame) == 22 * 8, "trap_frame must match kernel/isr.asm");
 
+/* Boot CPU: the shared IDT, CPU 0's GDT and TSS, the PICs masked. */
 void traps_init(void);
-/* The unmapped page under IST1's stack (kernel/paging.c leaves it out). */
-extern const char *const ist1_stack_guard;
+/* Loads CPU cpu_index's own GDT and TSS (IST1 #DF, IST2 NMI, IST3 #MC) and
+ * the shared IDT; on that CPU. */
+void traps_init_cpu(int cpu_index);
+/* The top of CPU cpu_index's kernel stack (the APs run on it). */
+u64 traps_kernel_stack_top(int cpu_index);
+/* Is pa the unmapped page under one of the CPUs' stacks (kernel/paging.c
+ * leaves them out)? */
+bool traps_stack_guard(u64 pa);
 void trap_handler(struct trap_frame *f);
 /* Interrupt vector used by the IPI/timer path of the VMM; exported for it. */
 void idt_set_handler(u8 vector, void (*handler)(void), u8 ist);

@@ -414,8 +414,10 @@ def _disk_spec(d):
 	return f"{kind}:{path}" + (":ro" if ro else "")
 
 
-def _qemu_args(modules, disks, mem, cmdline, extra, iso, uefi):
+def _qemu_args(modules, disks, mem, cmdline, extra, iso, uefi, smp=1):
 	args = [os.path.join(ROOT, "scripts", "run-qemu"), "--no-disk", "--mem", mem]
+	if smp > 1:
+		args += ["--smp", str(smp)]  # multi-threaded TCG, one thread per CPU
 	if iso:
 		args += ["--iso"] if iso is True else ["--iso", iso]
 	if uefi:
@@ -429,10 +431,12 @@ def _qemu_args(modules, disks, mem, cmdline, extra, iso, uefi):
 	return args, list(extra)
 
 
-def boot_qemu(modules=(), disks=(), mem="512M", cmdline="", extra=(), name="qemu", kernel=None):
+def boot_qemu(modules=(), disks=(), mem="512M", cmdline="", extra=(), name="qemu", kernel=None,
+	      smp=1):
 	"""QEMU with -kernel (Multiboot 1). modules: [(path, "args")]; disks: see
-	_disk_spec, or raw -drive/-device fragments in `extra` (QEMU arguments)."""
-	args, extra = _qemu_args(modules, disks, mem, cmdline, extra, None, False)
+	_disk_spec, or raw -drive/-device fragments in `extra` (QEMU arguments);
+	smp: the number of CPUs (-smp, multi-threaded TCG)."""
+	args, extra = _qemu_args(modules, disks, mem, cmdline, extra, None, False, smp)
 	if kernel:
 		args += ["--kernel", kernel]
 	return Emulator(name, lambda port, _: args + ["--serial-tcp", str(port), "--"] + extra)
@@ -448,11 +452,13 @@ def boot_qemu_iso(iso=None, uefi=False, modules=(), disks=(), mem="512M", cmdlin
 
 
 def boot_bochs(iso=None, disk=None, cpu="corei7_icelake_u", modules=(), cmdline="", mem=256,
-	       ips=None):
+	       ips=None, cpus=1):
 	"""Bochs booting the GRUB ISO; cpu "ryzen" for AMD-V. disk: a flat image
 	attached as ata1-master; ips: instructions per emulated second (the TSC
-	rate). Bochs' own log goes next to the serial log."""
+	rate); cpus: `cpu: count=N`. Bochs' own log goes next to the serial log."""
 	args = [os.path.join(ROOT, "scripts", "run-bochs"), "--cpu", cpu, "--mem", str(mem)]
+	if cpus > 1:
+		args += ["--cpus", str(cpus)]
 	if ips:
 		args += ["--ips", str(ips)]
 	if iso:

@@ -114,6 +114,16 @@ static void fpu_load(struct vcpu *v)
 	}
 }
 
+void vcpu_fpu_setup_cpu(void)
+{
+	write_cr0((read_cr0() & ~(X86_CR0_EM | X86_CR0_TS)) | X86_CR0_MP | X86_CR0_NE);
+	write_cr4(read_cr4() | X86_CR4_OSFXSR | X86_CR4_OSXMMEXCPT);
+	if (!use_xsave)
+		return;
+	write_cr4(read_cr4() | X86_CR4_OSXSAVE);
+	xsetbv0(XCR0_MIN);
+}
+
 void vcpu_fpu_setup(void)
 {
 	u32 a, b, c, d;

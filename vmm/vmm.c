@@ -12,6 +12,7 @@
 #include "kernel/mm.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
+#include "kernel/smp.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
 #include "snapshot/snap.h"
@@ -104,6 +105,36 @@ u64 vmm_wallclock(void)
 	return wall_at_boot ? wall_at_boot + (ticks() - ticks_at_boot) / 1000000 : 0;
 }
 
+/* On each other CPU, through smp_call: the FPU control bits the guests'
+ * state switching expects, and the backend's per-CPU enable. */
+static u64 cpu_enable_here(u64 unused)
+{
+	(void)unused;
+	vcpu_fpu_setup_cpu();
+	return (u64)(s64)vcpu_ops->cpu_enable();
+}
+
+/* Virtualization on every online CPU; one that fails or does not answer is
+ * reported and stays without it. */
+static void enable_other_cpus(void)
+{
+	int on = 1, online = smp_online_count();
+
+	for (int i = 1; i < smp_cpu_count; i++) {
+		u64 r = 0;
+
+		if (host_cpus[i].state != CPU_ONLINE)
+			continue;
+		if (smp_call(i, cpu_enable_here, 0, &r, SMP_CALL_TIMEOUT_US) == 0 && r == 0)
+			on++;
+		else if (host_cpus[i].state == CPU_ONLINE)
+			pr_err("vmm: %s could not be enabled on CPU %d (error %ld)", vcpu_ops->name,
+			       i, (long)(s64)r);
+	}
+	if (smp_cpu_count > 1)
+		pr_info("vmm: %s on %d of %d online CPUs", vcpu_ops->name, on, online);
+}
+
 void vmm_init(void)
 {
 	const struct vcpu_ops *ops = pick_backend();
@@ -125,6 +156,7 @@ void vmm_init(void)
 		return;
 	}
 	vcpu_fpu_setup();
+	enable_other_cpus();
 	irq_timer_init();
 	check_timer();
 	shell_set_idle(vmm_idle);

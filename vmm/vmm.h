@@ -130,6 +130,11 @@ struct vcpu_ops {
 	 * EFER.SVME). Returns 0, or a negative errno after printing what is
 	 * missing; on failure the CPU is left as it was found. */
 	int (*hw_enable)(void);
+	/* Turns virtualization on for the calling CPU (VMXON with its own VMXON
+	 * region; EFER.SVME with its own host save area), pages kept in
+	 * this_cpu()->virt_page[]. hw_enable does it for the boot CPU; vmm_init
+	 * asks every other CPU through smp_call. 0 or a negative errno. */
+	int (*cpu_enable)(void);
 	/* Builds the EPT/NPT for vm's RAM (vm->chunks); devices stay unmapped so
 	 * accesses to them exit. */
 	int (*vm_init)(struct vm *vm);

@@ -29,6 +29,9 @@ enum exit_action {
 struct vcpu *vcpu_create(struct vm *vm, int id);
 void vcpu_free(struct vcpu *v);
 void vcpu_fpu_setup(void);
+/* The same FPU control bits (CR0, CR4, XCR0) on another CPU, after
+ * vcpu_fpu_setup ran on the boot CPU; on that CPU. */
+void vcpu_fpu_setup_cpu(void);
 /* Saves the vCPU's FPU state into v->fpu if it is loaded in the registers, so
  * that v->fpu is complete (pause, snapshot, destroy). */
 void vcpu_fpu_release(struct vcpu *v);

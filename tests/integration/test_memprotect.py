@@ -33,6 +33,24 @@ def symbols():
 	return syms
 
 
+# kernel/traps.c struct cpu_stacks: a guard page and a 16 KiB kernel stack,
+# then three IST stacks (#DF, NMI, #MC) of a guard page and 8 KiB each.
+CPU_STACKS_SIZE = PAGE + 16384 + 3 * (PAGE + 8192)
+CPU_STACK_GUARDS = [0, PAGE + 16384] + [PAGE + 16384 + i * (PAGE + 8192) for i in (1, 2)]
+
+
+def cpu_stack_guards(syms):
+	"""The guard page of every CPU's kernel and IST stacks."""
+	out = subprocess.run(["nm", "-S", ELF], capture_output=True, text=True, check=True).stdout
+	m = re.search(r"^([0-9a-f]+) ([0-9a-f]+) [bB] cpu_stacks$", out, re.M)
+	assert m, "no symbol cpu_stacks (kernel/traps.c) in amber.elf"
+	base, size = int(m.group(1), 16), int(m.group(2), 16)
+	assert size % CPU_STACKS_SIZE == 0, \
+		f"cpu_stacks is {size} bytes, not a multiple of {CPU_STACKS_SIZE}: layout changed?"
+	return [base + cpu * CPU_STACKS_SIZE + g for cpu in range(size // CPU_STACKS_SIZE)
+		for g in CPU_STACK_GUARDS]
+
+
 def load_segments():
 	"""(flags, vaddr, memsz) of each PT_LOAD, read from the ELF64 header."""
 	with open(ELF, "rb") as f:
@@ -84,7 +102,7 @@ def test_page_rights():
 	text = pages(s["_text_start"], s["_text_end"])
 	rodata = pages(s["_rodata_start"], s["_rodata_end"])
 	data = pages(s["_data_start"], s["_kernel_end"])
-	guards = [s["boot_stack_guard"], s["ist1"]]
+	guards = [s["boot_stack_guard"]] + cpu_stack_guards(s)
 	assert all(g % PAGE == 0 for g in guards), f"stack guards not page aligned: {guards}"
 	data = [p for p in data if p not in guards]
 	want = {}
@@ -113,6 +131,7 @@ def test_page_rights():
 			  (data[0], r"read ok, write ok"),
 			  (guards[0] + 100, "read faults"),
 			  (guards[1] + PAGE - 1, "read faults"),
+			  (guards[-1] + 8, "read faults"),
 			  (guards[0] + PAGE, r"read ok, write ok")]
 		for addr, expect in probes:
 			out = vm.cmd_ok(f"mem probe {addr:#x}")

@@ -29,7 +29,7 @@ from harness import PROMPT_RE, boot_qemu, make_disk, strip_ansi, timeout
 SEED = 20261201
 LINES = int(os.environ.get("AMBER_FUZZ_LINES", 2000))   # more by hand: AMBER_FUZZ_LINES=N
 BATCH = 100
-EXCLUDED = ("reboot", "poweroff", "console", "start", "resume")
+EXCLUDED = ("reboot", "poweroff", "console", "start", "resume", "panic", "hang")
 FAULT_RE = re.compile(r"\*\*\* Amber(: CPU exception| panic)[^\n]*")
 
 SEEDS = [

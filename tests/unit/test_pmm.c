@@ -113,5 +113,40 @@ int main(void)
 			pmm_free_page(pages[i]);
 		CHECK_EQ(pmm_free_pages(), n);
 	}
+
+	/* The AP trampoline's page below 1 MiB (kernel/smp.c): the highest
+	 * whole page of RAM under the limit, never twice, never the loader's
+	 * data or what the memory map does not call RAM, never page 0. The
+	 * general allocator never hands out low pages at all. */
+	{
+		void *low = mmap((void *)0x10000, 0x90000, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		u64 free_before = pmm_free_pages(), p;
+
+		if (low != (void *)0x10000) {
+			perror("mmap of the low 640 KiB");
+			return 1;
+		}
+		memset(low, 0x5A, 0x90000);
+		/* RAM ends at 0x9FC00: the page at 0x9F000 is not whole. */
+		CHECK_EQ(pmm_alloc_low_page(0xA0000), 0x9E000);
+		CHECK_EQ(*(u64 *)0x9E000, 0); /* zeroed */
+		CHECK_EQ(pmm_alloc_low_page(0xA0000), 0x9D000);
+		/* A module across 0x9B000-0x9C0FF: both pages are the loader's. */
+		boot_info.modules[1] = (struct boot_module){ 0x9B800, 0x9C100, "low" };
+		boot_info.module_count = 2;
+		CHECK_EQ(pmm_alloc_low_page(0xA0000), 0x9A000);
+		/* The limit is the end of the page; an unaligned one rounds down. */
+		CHECK_EQ(pmm_alloc_low_page(0x12345), 0x11000);
+		/* Reserved by the memory map, though inside a usable entry. */
+		boot_info.mmap[4] = (struct mem_range){ 0x80000, 0x10000, MEM_RESERVED };
+		boot_info.mmap_count = 5;
+		CHECK_EQ(pmm_alloc_low_page(0x90000), 0x7F000);
+		/* Only page 0 below the limit: none. */
+		CHECK_EQ(pmm_alloc_low_page(0x1000), 0);
+		p = pmm_alloc_low_page(MiB(2)); /* clamped to 1 MiB: 0xA0000+ is not RAM */
+		CHECK_EQ(p, 0x99000);
+		CHECK_EQ(pmm_free_pages(), free_before);
+	}
 	return test_done("pmm");
 }

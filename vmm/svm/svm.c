@@ -4,7 +4,8 @@
  * intercepts, and the run step that enters the guest and decodes the next
  * exit. State transfer is in svm_state.c, exit decoding in svm_exit.c;
  * everything an exit means is emulated by generic code in vmm/.
- * Host context on the boot CPU, interrupts off.
+ * Host context, interrupts off: bring-up on each CPU (svm_cpu_enable), the
+ * rest on the boot CPU.
  * APM Vol. 2 15 "Secure Virtual Machine", Appendix B "Layout of VMCB".
  */
 #include "kernel/cpu.h"
@@ -12,6 +13,7 @@
 #include "kernel/mm.h"
 #include "kernel/msr.h"
 #include "kernel/printk.h"
+#include "kernel/smp.h"
 #include "kernel/x86.h"
 #include "vmm/svm/svm.h"
 
@@ -22,8 +24,7 @@
 #define SVM_EXCEPTION_INTERCEPTS (BIT(X86_TRAP_GP) | BIT(X86_TRAP_AC))
 
 struct svm_caps svm_caps;
-static bool svm_on;
-static u64 svm_hsave_pa; /* VM_HSAVE_PA: the CPU's own host save area */
+static bool svm_on; /* the backend is usable: on for the boot CPU */
 
 /* ---- bring-up ------------------------------------------------------------ */
 
@@ -48,12 +49,61 @@ static int svm_check_features(void)
 	return 0;
 }
 
-/* Sets EFER.SVME, then the host save area (VM_HSAVE_PA) and the shared
- * permission maps; on any failure undoes what it did, EFER first to last.
+/* Sets EFER.SVME on the calling CPU with its own host save area (VM_HSAVE_PA,
+ * this_cpu()->virt_page[0]) and its own VMSAVE area for the host (virt_page[1]);
+ * on failure leaves EFER as it found it. Once per CPU, after
+ * svm_check_features on the boot CPU; on that CPU.
  * APM Vol. 2 15.4 "Enabling SVM", 15.30.4 "VM_HSAVE_PA MSR". */
+static int svm_cpu_enable(void)
+{
+	struct host_cpu *c = this_cpu();
+	u64 old_efer, hsave, host_save;
+	int err = -ENOMEM;
+
+	if (c->virt_on)
+		return 0;
+	hsave = pmm_alloc_page();
+	if (!hsave)
+		goto nomem;
+	host_save = pmm_alloc_page();
+	if (!host_save)
+		goto free_hsave;
+
+	err = -ENODEV;
+	if (rdmsr_safe(MSR_EFER, &old_efer) || wrmsr_safe(MSR_EFER, old_efer | EFER_SVME)) {
+		pr_err("svm: CPU %d: setting EFER.SVME faulted\n", c->index);
+		goto free_host_save;
+	}
+	if (wrmsr_safe(MSR_VM_HSAVE_PA, hsave)) {
+		pr_err("svm: CPU %d: writing VM_HSAVE_PA faulted\n", c->index);
+		goto restore_efer;
+	}
+	vmsave(host_save);
+	/* TSC scaling is switched on per vCPU, for a restored guest whose TSC
+	 * ran at another rate (vmm/vtsc.c); until then every guest runs 1:1. */
+	if (svm_caps.tsc_rate && wrmsr_safe(MSR_AMD64_TSC_RATIO, SVM_TSC_RATIO_ONE))
+		svm_caps.tsc_rate = false;
+	c->virt_page[0] = hsave;
+	c->virt_page[1] = host_save;
+	c->virt_on = true;
+	return 0;
+
+restore_efer:
+	wrmsr_safe(MSR_EFER, old_efer);
+free_host_save:
+	pmm_free_page(host_save);
+free_hsave:
+	pmm_free_page(hsave);
+nomem:
+	if (err == -ENOMEM)
+		pr_err("svm: CPU %d: no memory for the host save areas\n", c->index);
+	return err;
+}
+
+/* The boot CPU, once: the feature check, the permission maps every VMCB
+ * shares, then SVM on this CPU. */
 static int svm_hw_enable(void)
 {
-	u64 old_efer;
 	int err;
 
 	if (svm_on)
@@ -62,37 +112,22 @@ static int svm_hw_enable(void)
 	if (err)
 		return err;
 	err = -ENOMEM;
-	svm_hsave_pa = pmm_alloc_page();
-	if (!svm_hsave_pa)
-		goto nomem;
-	svm_caps.host_save_pa = pmm_alloc_page();
-	if (!svm_caps.host_save_pa)
-		goto free_hsave;
 	svm_caps.iopm_pa = pmm_alloc_contig(SVM_IOPM_SIZE / PAGE_SIZE, 1);
 	if (!svm_caps.iopm_pa)
-		goto free_host_save;
+		goto nomem;
 	svm_caps.msrpm_pa = pmm_alloc_contig(SVM_MSRPM_SIZE / PAGE_SIZE, 1);
 	if (!svm_caps.msrpm_pa)
 		goto free_iopm;
 	/* Every port and every MSR is intercepted: generic code decides. */
 	memset(phys_to_virt(svm_caps.iopm_pa), 0xFF, SVM_IOPM_SIZE);
 	memset(phys_to_virt(svm_caps.msrpm_pa), 0xFF, SVM_MSRPM_SIZE);
-
-	err = -ENODEV;
-	if (rdmsr_safe(MSR_EFER, &old_efer) || wrmsr_safe(MSR_EFER, old_efer | EFER_SVME)) {
-		pr_err("svm: setting EFER.SVME faulted\n");
-		goto free_msrpm;
-	}
-	if (wrmsr_safe(MSR_VM_HSAVE_PA, svm_hsave_pa)) {
-		pr_err("svm: writing VM_HSAVE_PA faulted\n");
-		goto restore_efer;
-	}
-	vmsave(svm_caps.host_save_pa);
-	/* TSC scaling is switched on per vCPU, for a restored guest whose TSC
-	 * ran at another rate (vmm/vtsc.c); until then every guest runs 1:1. */
 	svm_caps.tsc_ratio = SVM_TSC_RATIO_ONE;
-	if (svm_caps.tsc_rate && wrmsr_safe(MSR_AMD64_TSC_RATIO, SVM_TSC_RATIO_ONE))
-		svm_caps.tsc_rate = false;
+	err = svm_cpu_enable();
+	if (err)
+		goto free_msrpm;
+	/* The run path saves and loads the host's VMSAVE state here: the boot
+	 * CPU's, the one that runs guests today. */
+	svm_caps.host_save_pa = this_cpu()->virt_page[1];
 	svm_on = true;
 	pr_info("svm: AMD-V on: NPT, %u ASIDs, NRIPS %s, VM_CR %s", svm_caps.nasid,
 		svm_caps.nrips ? "yes" : "no: next RIP decoded by Amber",
@@ -100,21 +135,14 @@ static int svm_hw_enable(void)
 	pr_info("svm: TSC scaling (TSC ratio MSR): %s", svm_caps.tsc_rate ? "yes" : "no");
 	return 0;
 
-restore_efer:
-	wrmsr_safe(MSR_EFER, old_efer);
 free_msrpm:
 	pmm_free_contig(svm_caps.msrpm_pa, SVM_MSRPM_SIZE / PAGE_SIZE);
 free_iopm:
 	pmm_free_contig(svm_caps.iopm_pa, SVM_IOPM_SIZE / PAGE_SIZE);
-free_host_save:
-	pmm_free_page(svm_caps.host_save_pa);
-free_hsave:
-	pmm_free_page(svm_hsave_pa);
 nomem:
 	if (err == -ENOMEM)
-		pr_err("svm: no memory for the host save areas and permission maps\n");
+		pr_err("svm: no memory for the permission maps\n");
 	memset(&svm_caps, 0, sizeof(svm_caps));
-	svm_hsave_pa = 0;
 	return err;
 }
 
@@ -353,6 +381,7 @@ const struct vcpu_ops svm_ops = {
 	.name = "AMD-V",
 	.mechanism = "AMD-V with NPT",
 	.hw_enable = svm_hw_enable,
+	.cpu_enable = svm_cpu_enable,
 	.vm_init = svm_vm_init,
 	.vm_destroy = svm_vm_destroy,
 	.vcpu_init = svm_vcpu_init,

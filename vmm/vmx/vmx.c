@@ -2,7 +2,8 @@
  * The VT-x backend: VMX bring-up (one feature check, controls from the
  * capability MSRs, VMXON), per-VM EPT, per-vCPU VMCS with the host state of
  * the running kernel, and the run step that enters the guest and decodes the
- * next exit. Host context on the boot CPU, interrupts off.
+ * next exit. Host context, interrupts off: bring-up on each CPU
+ * (vmx_cpu_enable), the rest on the boot CPU.
  * SDM Vol. 3C 24.7 "Enabling and Entering VMX Operation", 25 "Virtual Machine
  * Control Structures", 27 "VM Entries".
  */
@@ -12,6 +13,7 @@
 #include "kernel/mm.h"
 #include "kernel/msr.h"
 #include "kernel/printk.h"
+#include "kernel/smp.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
 #include "vmm/vmx/vmcs.h"
@@ -75,8 +77,7 @@ static const struct vmx_ctl_name vmx_entry_required[] = {
 #define VMX_EXCEPTION_BITMAP (BIT(X86_TRAP_GP) | BIT(X86_TRAP_AC))
 
 struct vmx_caps vmx_caps;
-static bool vmx_on;
-static u64 vmxon_region;
+static bool vmx_on;	     /* the backend is usable: on for the boot CPU */
 static u64 vmx_current_vmcs; /* the VMCS loaded with VMPTRLD, 0 if none */
 static u64 vmx_vpid_used;    /* bit i: VPID i + 1 belongs to a vCPU */
 
@@ -267,26 +268,27 @@ static int vmx_feature_control(void)
 	return 0;
 }
 
-static int vmx_hw_enable(void)
+/* Enters VMX operation on the calling CPU with its own VMXON region, kept in
+ * this_cpu()->virt_page[0]; on failure leaves CR0 and CR4 as it found them.
+ * Once per CPU, after vmx_check_features on the boot CPU; on that CPU.
+ * SDM Vol. 3C 24.7 "Enabling and Entering VMX Operation". */
+static int vmx_cpu_enable(void)
 {
-	u64 cr0, cr4, old_cr0, old_cr4;
-	const char *log;
+	struct host_cpu *c = this_cpu();
+	u64 cr0, cr4, old_cr0, old_cr4, region;
 	int err;
 
-	if (vmx_on)
+	if (c->virt_on)
 		return 0;
-	err = vmx_check_features();
+	err = vmx_feature_control(); /* a per-CPU MSR: each CPU's firmware setting */
 	if (err)
 		return err;
-	err = vmx_feature_control();
-	if (err)
-		return err;
-	vmxon_region = pmm_alloc_page();
-	if (!vmxon_region) {
-		pr_err("vmx: no memory for the VMXON region\n");
+	region = pmm_alloc_page();
+	if (!region) {
+		pr_err("vmx: CPU %d: no memory for the VMXON region\n", c->index);
 		return -ENOMEM;
 	}
-	*(u32 *)phys_to_virt(vmxon_region) = vmx_caps.revision;
+	*(u32 *)phys_to_virt(region) = vmx_caps.revision;
 
 	/* SDM Vol. 3C 24.8 "Restrictions on VMX Operation": the fixed bits of CR0
 	 * and CR4 hold in VMX operation, CR4.VMXE included. */
@@ -308,11 +310,37 @@ static int vmx_hw_enable(void)
 	}
 	write_cr0(cr0);
 	write_cr4(cr4);
-	if (vmxon(vmxon_region) < 0) {
-		pr_err("vmx: VMXON failed\n");
+	if (vmxon(region) < 0) {
+		pr_err("vmx: CPU %d: VMXON failed\n", c->index);
 		err = -EIO;
 		goto restore_cr;
 	}
+	c->virt_page[0] = region;
+	c->virt_on = true;
+	return 0;
+
+restore_cr:
+	write_cr4(old_cr4);
+	write_cr0(old_cr0);
+free_region:
+	pmm_free_page(region);
+	return err;
+}
+
+/* The boot CPU, once: the feature check, then VMX operation on this CPU. */
+static int vmx_hw_enable(void)
+{
+	const char *log;
+	int err;
+
+	if (vmx_on)
+		return 0;
+	err = vmx_check_features();
+	if (err)
+		return err;
+	err = vmx_cpu_enable();
+	if (err)
+		return err;
 	vmx_on = true;
 	pr_info("vmx: VT-x on: VMCS revision 0x%x, EPT%s%s, unrestricted guest%s\n",
 		vmx_caps.revision, cpu.vmx_ept_2m ? " with 2 MiB pages" : "",
@@ -326,14 +354,6 @@ static int vmx_hw_enable(void)
 		log = "EPT dirty flags, no PML (harvests scan all of RAM)";
 	pr_info("vmx: dirty log: %s\n", log);
 	return 0;
-
-restore_cr:
-	write_cr4(old_cr4);
-	write_cr0(old_cr0);
-free_region:
-	pmm_free_page(vmxon_region);
-	vmxon_region = 0;
-	return err;
 }
 
 /* ---- VMs: the EPT ------------------------------------------------------- */
@@ -781,6 +801,7 @@ const struct vcpu_ops vmx_ops = {
 	.name = "VT-x",
 	.mechanism = "VT-x with EPT",
 	.hw_enable = vmx_hw_enable,
+	.cpu_enable = vmx_cpu_enable,
 	.vm_init = vmx_vm_init,
 	.vm_destroy = vmx_vm_destroy,
 	.vcpu_init = vmx_vcpu_init,
