@@ -661,7 +661,7 @@ def case_bad_arguments(vm, backend):
 			    ("vm create hello mem=12xyz", r"not a size"),
 			    ("vm create hello mem=1M", r"between 2 MiB and 64 GiB"),
 			    ("vm create hello mem=60G", r"only .* is free"),
-			    ("vm create hello cpus=2", r"only cpus=1"),
+			    ("vm create hello cpus=9", r"cpus must be a number from 1 to 8"),
 			    ("vm create hello cpus=0", r"cpus must be"),
 			    ("vm create hello colour=red", r"unknown option"),
 			    ("vm start 7", r"^error: vm start: there is no VM '7'; 'vm list'"),
