@@ -3,7 +3,7 @@
 # directly under `qemu-system-x86_64 -kernel`, and is wrapped by image.asm into
 # an object that puts it in Amber's .guest_images section.
 GUESTS := hello counter memtest hostile exits bench pic strio acpi apic ioapic eventinj rtc \
-	uart pm reset dirty fuzz
+	uart pm reset dirty fuzz smp
 GUEST_BINS := $(patsubst %,$(BUILD)/guests/%.bin,$(GUESTS))
 GUEST_BLOBS_OBJ := $(patsubst %,$(BUILD)/guests/%.img.o,$(GUESTS))
 
@@ -64,6 +64,9 @@ dirty_USAGE := pages=A,B,C span=N; keys: b q
 fuzz_ARGS :=
 fuzz_PURPOSE := hypercall fuzzer (inputs=IMAGE)
 fuzz_USAGE := check resets=N all | bench resets=N | probe
+smp_ARGS :=
+smp_PURPOSE := several vCPUs: SIPI, IPIs, barrier
+smp_USAGE := iters=N count every=N wait
 
 $(BUILD)/guests/%.bin: tests/guests/%.asm tests/guests/guest.inc tests/guests/tsc.inc
 	@mkdir -p $(dir $@)
