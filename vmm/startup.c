@@ -72,10 +72,22 @@ void vcpu_init_state(struct vcpu_state *s, int sipi_vector)
 	}
 }
 
-/* Loads the INIT state (sipi_vector < 0) or the STARTUP state into v with its
- * TSC at `tsc`, through the backend's reset_state; the FPU stays as it is.
- * Returns 0 or the backend's negative errno. */
-static int vcpu_reset_to(struct vcpu *v, int sipi_vector, u64 tsc)
+/* An application processor reads the BSP's clock: the BSP's TSC is read and
+ * written into v one call apart, so the few ticks between the two reads are
+ * far fewer than a switch between vCPUs takes, and no vCPU can see the TSC
+ * of another one behind its own (Linux's TSC sync check counts such warps). */
+static int vcpu_tsc_follow_bsp(struct vcpu *v)
+{
+	u64 tsc;
+	int err = vcpu_ops->get_field(v->vm->vcpus[0], VCPU_FIELD_TSC, &tsc);
+
+	return err ? err : vcpu_ops->set_field(v, VCPU_FIELD_TSC, tsc);
+}
+
+/* Loads the INIT state (sipi_vector < 0) or the STARTUP state into the
+ * application processor v, through the backend's reset_state, with the BSP's
+ * TSC; the FPU stays as it is. Returns 0 or the backend's negative errno. */
+static int vcpu_reset_to(struct vcpu *v, int sipi_vector)
 {
 	static struct vcpu_state s; /* 4.6 KiB: not on the stack; never nested */
 	int err = vcpu_ops->get_state(v, &s);
@@ -83,8 +95,9 @@ static int vcpu_reset_to(struct vcpu *v, int sipi_vector, u64 tsc)
 	if (err)
 		return err;
 	vcpu_init_state(&s, sipi_vector);
-	s.tsc = tsc;
 	err = vcpu_ops->reset_state(v, &s);
+	if (!err)
+		err = vcpu_tsc_follow_bsp(v);
 	if (err)
 		return err;
 	memcpy(v->regs, s.regs, sizeof(v->regs));
@@ -97,15 +110,13 @@ static int vcpu_reset_to(struct vcpu *v, int sipi_vector, u64 tsc)
 	return 0;
 }
 
-int vcpu_wait_for_sipi(struct vcpu *v, u64 tsc) { return vcpu_reset_to(v, -1, tsc); }
+int vcpu_wait_for_sipi(struct vcpu *v) { return vcpu_reset_to(v, -1); }
 
 bool vcpu_startup(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	u8 vector = 0;
 	int st = vlapic_startup(v, &vector), err;
-	/* The application processors keep the BSP's time (one TSC per VM). */
-	u64 tsc;
 
 	if (st == VLAPIC_RUN)
 		return true;
@@ -117,15 +128,14 @@ bool vcpu_startup(struct vcpu *v)
 		vm_reset_pending(v);
 		return vm->state == VM_RUNNING;
 	}
-	tsc = vcpu_guest_tsc(vm->vcpus[0]);
 	if (!v->wait_sipi) {
-		err = vcpu_reset_to(v, -1, tsc);
+		err = vcpu_reset_to(v, -1);
 		if (err)
 			goto fail;
 	}
 	if (st == VLAPIC_WAIT_SIPI)
 		return false;
-	err = vcpu_reset_to(v, vector, tsc);
+	err = vcpu_reset_to(v, vector);
 	if (err)
 		goto fail;
 	vlapic_started(v);

@@ -421,16 +421,16 @@ static int vm_load_bsp(struct vm *vm, const struct guest_image *img, u64 tsc, ch
 static int vm_load_image(struct vm *vm, const struct guest_image *img, u64 tsc, char *err,
 			 size_t errlen)
 {
-	for (int i = 1; i < vm->nvcpus; i++) {
-		int ret = vcpu_wait_for_sipi(vm->vcpus[i], tsc);
+	int ret = vm_load_bsp(vm, img, tsc, err, errlen);
 
-		if (ret) {
+	/* After the BSP: the others take its TSC. */
+	for (int i = 1; i < vm->nvcpus && !ret; i++) {
+		ret = vcpu_wait_for_sipi(vm->vcpus[i]);
+		if (ret)
 			snprintf(err, errlen, "%s could not put vCPU %d in its INIT state (%s)",
 				 vcpu_ops->name, i, errno_name(ret));
-			return ret;
-		}
 	}
-	return vm_load_bsp(vm, img, tsc, err, errlen);
+	return ret;
 }
 
 struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,

@@ -152,8 +152,8 @@ bool intr_sleeps_for_good(struct vcpu *v);
  * sipi_vector >= 0 the one a STARTUP IPI starts it in (pure). */
 void vcpu_init_state(struct vcpu_state *s, int sipi_vector);
 /* v (an application processor) in the INIT state, waiting for a STARTUP
- * IPI, its TSC at `tsc`: VM creation and reset. 0 or the backend's errno. */
-int vcpu_wait_for_sipi(struct vcpu *v, u64 tsc);
+ * IPI, its TSC the BSP's: VM creation and reset. 0 or the backend's errno. */
+int vcpu_wait_for_sipi(struct vcpu *v);
 /* Before the scheduler runs v: acts on an INIT or STARTUP its LAPIC
  * received (an INIT to the BSP resets the VM). False while v waits for a
  * STARTUP IPI (or its VM was stopped because the backend failed). */

@@ -108,6 +108,9 @@ main:
 	out 0xA1, al
 	call cpu_setup                          ; the BSP's LAPIC, id 0
 	mov dword [APIC + 0x350], 0x10000       ; LVT LINT0 masked
+	; nothing comes now but the IPIs sent, and a wait with IF=1 lets a
+	; hypervisor end the slice (Bochs' AMD-V cannot preempt IF=0)
+	sti
 	mov eax, [APIC + 0x20]
 	shr eax, 24
 	CHECK z, "the BSP's APIC id is not 0"
@@ -247,7 +250,7 @@ cpu_setup:
 ; ---- what every vCPU runs, EAX = its id -----------------------------------
 
 cpu_main:
-	sti                                     ; nothing comes but the IPIs sent
+	sti                                     ; as the BSP's: only IPIs come
 	cmp dword [count_mode], 0
 	jne count_forever
 

@@ -110,6 +110,9 @@ def test_smp_restore_aps_waiting():
 		vm.cmd_ok(f"vm pause {vid}")
 		check_vcpus(vm, vid, 3, waiting=(1, 2))
 		vm.cmd_ok(f"snap save {vid} waiting", timeout=60)
+		out = vm.cmd_ok("snap info waiting")
+		if len(re.findall(r"(?m)^vCPU [12]: real mode, waiting for SIPI", out)) != 2:
+			vm.fail(f"the image should hold vCPUs 1 and 2 waiting for SIPI:\n{out}")
 		vm.cmd_ok(f"vm kill {vid}")
 		again = restore(vm, "waiting")
 		check_vcpus(vm, again, 3, waiting=(1, 2))

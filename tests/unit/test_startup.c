@@ -58,10 +58,28 @@ static int fake_reset_state(struct vcpu *v, const struct vcpu_state *s)
 	return 0;
 }
 
+static u64 tsc_of[2] = { 777000, 1 }; /* each vCPU's TSC in the "backend" */
+
+static int fake_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
+{
+	CHECK_EQ(f, VCPU_FIELD_TSC);
+	*val = tsc_of[v->id];
+	return 0;
+}
+
+static int fake_set_field(struct vcpu *v, enum vcpu_field f, u64 val)
+{
+	CHECK_EQ(f, VCPU_FIELD_TSC);
+	tsc_of[v->id] = val;
+	return 0;
+}
+
 static const struct vcpu_ops fake_ops = {
 	.name = "fake",
 	.get_state = fake_get_state,
 	.reset_state = fake_reset_state,
+	.get_field = fake_get_field,
+	.set_field = fake_set_field,
 };
 const struct vcpu_ops *vcpu_ops = &fake_ops;
 
@@ -151,7 +169,7 @@ static void test_flow(void)
 	CHECK(ap->wait_sipi);
 	CHECK_EQ(loads[1], 1);
 	CHECK_EQ(live[1].cs.selector, 0xF000);
-	CHECK_EQ(live[1].tsc, tsc_now); /* the BSP's time */
+	CHECK_EQ(tsc_of[1], 777000); /* the BSP's time */
 	CHECK(!vcpu_startup(ap));
 	CHECK_EQ(loads[1], 1); /* loaded once */
 	/* INIT (assert, then the ignored de-assert), STARTUP, STARTUP */
@@ -162,7 +180,9 @@ static void test_flow(void)
 	ipi(APIC_DM_STARTUP, 0x20, 1, false, false);
 	CHECK(kicks >= 2);
 	CHECK(!vcpu_waits_for_sipi(ap));
+	tsc_of[0] += 5000;
 	CHECK(vcpu_startup(ap));
+	CHECK_EQ(tsc_of[1], 782000);
 	CHECK(!ap->wait_sipi);
 	CHECK_EQ(live[1].cs.selector, 0x1000);
 	CHECK_EQ(live[1].cs.base, 0x10000);
