@@ -348,7 +348,9 @@ static int cmd_info(struct vm *vm)
 		bool sipi = vcpu_waits_for_sipi(v);
 
 		printk("vCPU %d: %lu exits%s\n", i, v->exits,
-		       sipi ? ", wait-for-SIPI" : v->halted ? ", halted" : "");
+		       sipi	 ? ", wait-for-SIPI" :
+		       v->halted ? ", halted" :
+				   "");
 		for (int k = 0; k < VMEXIT_KIND_COUNT; k++)
 			if (v->exit_counts[k])
 				printk("  %-14s %lu\n", vm_exit_kind_name(k), v->exit_counts[k]);

@@ -82,7 +82,11 @@ void vlapic_take_nmi(struct vcpu *v);
  * power-on of an application processor) and no STARTUP yet; VLAPIC_SIPI, a
  * STARTUP IPI arrived with *vector. vlapic_started() clears both once the
  * vCPU runs from the STARTUP (vmm/startup.c acts on them). */
-enum { VLAPIC_RUN, VLAPIC_WAIT_SIPI, VLAPIC_SIPI };
+enum {
+	VLAPIC_RUN,
+	VLAPIC_WAIT_SIPI,
+	VLAPIC_SIPI
+};
 int vlapic_startup(struct vcpu *v, u8 *vector);
 void vlapic_started(struct vcpu *v);
 /* CR8 is TPR[7:4] (SDM Vol. 3A 10.8.6 "Task Priority in IA-32e Mode"). */

@@ -104,8 +104,9 @@ static void setup(void)
 
 static void ipi(u8 mode, u8 vector, u32 dest, bool level, bool assert)
 {
-	struct apic_msg m = { .vector = vector, .mode = mode, .dest = dest, .level = level,
-			      .assert = assert };
+	struct apic_msg m = {
+		.vector = vector, .mode = mode, .dest = dest, .level = level, .assert = assert
+	};
 
 	vlapic_send(&vm, &cpu[0], &m);
 }
