@@ -569,10 +569,9 @@ static void vcpu_run_slice(struct vcpu *v)
 		if (action == EXIT_YIELD || ((e.kind == VMEXIT_HOST_INTERRUPT || ++n % 64 == 0) &&
 					     ticks() + SLICE_SLACK_US >= slice_end))
 			break;
-		if (e.kind == VMEXIT_MEM || e.kind == VMEXIT_MSR_WRITE) {
-			if (vcpu_waits_for_sipi(v) || !vcpu_startup(v))
-				break;
-		}
+		if (vm->nvcpus > 1 && (e.kind == VMEXIT_MEM || e.kind == VMEXIT_MSR_WRITE) &&
+		    (vcpu_waits_for_sipi(v) || !vcpu_startup(v)))
+			break;
 	}
 	/* The LAPIC's TPR is whole again before the shell or a snapshot sees it. */
 	if (v->cr8_stale)
@@ -588,7 +587,7 @@ static bool all_halted(struct vm *vm)
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 
-		if (vcpu_waits_for_sipi(v))
+		if (vm->nvcpus > 1 && vcpu_waits_for_sipi(v))
 			continue;
 		if (!v->halted || !intr_sleeps_for_good(v))
 			return false;
@@ -629,8 +628,10 @@ static struct vcpu *sched_next(u64 *wake)
 		if (!vm || vm->state != VM_RUNNING || (int)(k % VM_MAX_VCPUS) >= vm->nvcpus)
 			continue;
 		v = vm->vcpus[k % VM_MAX_VCPUS];
-		/* A vCPU waiting for a STARTUP IPI is not run (vmm/startup.c). */
-		if (!v || !vcpu_startup(v) || vm->state != VM_RUNNING)
+		/* A vCPU waiting for a STARTUP IPI is not run (vmm/startup.c).
+		 * A VM of one vCPU has no other to start it: INIT and STARTUP
+		 * are recorded only, and its exit path stays as it was. */
+		if (!v || (vm->nvcpus > 1 && (!vcpu_startup(v) || vm->state != VM_RUNNING)))
 			continue;
 		if (vcpu_ready(v, now)) {
 			cursor = k;
