@@ -49,7 +49,10 @@ static void describe_vcpus(struct snap_source *src, struct snap_parsed *p, struc
 			line(o, "vCPU %u: record unreadable", i);
 			continue;
 		}
-		line(o, "vCPU %u: %s%s%s", i, cpu_mode(&s), s.halted ? ", halted" : "",
+		line(o, "vCPU %u: %s%s%s", i, cpu_mode(&s),
+		     s.halted == VCPU_WAIT_SIPI ? ", waiting for SIPI" :
+		     s.halted			? ", halted" :
+						  "",
 		     s.pending.valid ? ", an event pending" : "");
 		line(o, "  rip 0x%llx rsp 0x%llx rflags 0x%llx", (unsigned long long)s.rip,
 		     (unsigned long long)s.regs[REG_RSP], (unsigned long long)s.rflags);

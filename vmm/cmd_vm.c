@@ -253,6 +253,7 @@ static void vm_json(struct json *j, const char *key, struct vm *vm, bool detail)
 			json_obj_begin(j, NULL);
 			json_u64(j, "exits", v->exits);
 			json_bool(j, "halted", v->halted);
+			json_bool(j, "wait_for_sipi", vcpu_waits_for_sipi(v));
 			json_obj_begin(j, "exit_counts");
 			for (int k = 0; k < VMEXIT_KIND_COUNT; k++)
 				if (v->exit_counts[k])
@@ -366,11 +367,16 @@ static int cmd_info(struct vm *vm)
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 
-		printk("vCPU %d: %lu exits%s\n", i, v->exits, v->halted ? ", halted" : "");
+		bool sipi = vcpu_waits_for_sipi(v);
+
+		printk("vCPU %d: %lu exits%s\n", i, v->exits,
+		       sipi	 ? ", wait-for-SIPI" :
+		       v->halted ? ", halted" :
+				   "");
 		for (int k = 0; k < VMEXIT_KIND_COUNT; k++)
 			if (v->exit_counts[k])
 				printk("  %-14s %lu\n", vm_exit_kind_name(k), v->exit_counts[k]);
-		if (vm->state != VM_RUNNING) {
+		if (vm->state != VM_RUNNING && !sipi) {
 			printk("  registers:\n");
 			vcpu_dump(v, false);
 		}

@@ -192,6 +192,25 @@ bool vlapic_accepts_pic(struct vcpu *v)
 
 bool vlapic_nmi_pending(struct vcpu *v) { return lapic_of(v)->nmi; }
 
+int vlapic_startup(struct vcpu *v, u8 *vector)
+{
+	const struct vlapic *l = lapic_of(v);
+
+	if (!l->init)
+		return VLAPIC_RUN;
+	if (!l->sipi)
+		return VLAPIC_WAIT_SIPI;
+	*vector = l->sipi_vector;
+	return VLAPIC_SIPI;
+}
+
+void vlapic_started(struct vcpu *v)
+{
+	struct vlapic *l = lapic_of(v);
+
+	l->init = l->sipi = 0;
+}
+
 void vlapic_take_nmi(struct vcpu *v) { lapic_of(v)->nmi = 0; }
 
 u8 vlapic_get_cr8(struct vcpu *v) { return (u8)((lapic_of(v)->tpr >> 4) & 0xF); }
@@ -318,6 +337,11 @@ static void lapic_reset(struct vm *vm, void *st)
 		l->apic_base = PLAT_LAPIC_BASE | APICBASE_EN | (i == 0 ? APICBASE_BSP : 0);
 		l->id = i;
 		lapic_init_regs(l);
+		/* The application processors wait for a STARTUP IPI, as the MP
+		 * spec 1.4 B.4 "Application Processor Startup" finds them after
+		 * the BIOS; the BSP runs. */
+		l->init = i != 0;
+		l->sipi = l->sipi_vector = 0;
 	}
 	s->l[0].lvt[LVT_LINT0] = APIC_DM_EXTINT << 8;
 	s->l[0].lvt[LVT_LINT1] = APIC_DM_NMI << 8;

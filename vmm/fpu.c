@@ -246,7 +246,7 @@ int vcpu_get_state(struct vcpu *v, struct vcpu_state *s)
 	s->xcr0 = use_xsave ? v->xcr0 : XCR0_MIN;
 	s->xsave_size = area_size;
 	memcpy(s->xsave, v->fpu, area_size);
-	s->halted = v->halted;
+	s->halted = v->wait_sipi ? VCPU_WAIT_SIPI : v->halted ? VCPU_IN_HLT : VCPU_RUNS;
 	return 0;
 }
 
@@ -304,7 +304,8 @@ int vcpu_set_state(struct vcpu *v, const struct vcpu_state *s)
 	if (err)
 		return err;
 	memcpy(v->regs, s->regs, sizeof(v->regs));
-	v->halted = s->halted;
+	v->halted = s->halted == VCPU_IN_HLT;
+	v->wait_sipi = s->halted == VCPU_WAIT_SIPI;
 	/* A sleeping vCPU is looked at again before it runs (vmm/intr.c); the
 	 * backend holds the record's CR8 now. */
 	v->wake_at = 0;

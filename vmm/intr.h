@@ -76,6 +76,19 @@ bool vlapic_accepts_pic(struct vcpu *v);
  * the backend injects it. */
 bool vlapic_nmi_pending(struct vcpu *v);
 void vlapic_take_nmi(struct vcpu *v);
+/* INIT and STARTUP IPIs as v's LAPIC holds them (SDM Vol. 3A 11.4.7.3
+ * "Local APIC State After an INIT Reset ("Wait-for-SIPI" State)"):
+ * VLAPIC_RUN, nothing pending; VLAPIC_WAIT_SIPI, an INIT arrived (or the
+ * power-on of an application processor) and no STARTUP yet; VLAPIC_SIPI, a
+ * STARTUP IPI arrived with *vector. vlapic_started() clears both once the
+ * vCPU runs from the STARTUP (vmm/startup.c acts on them). */
+enum {
+	VLAPIC_RUN,
+	VLAPIC_WAIT_SIPI,
+	VLAPIC_SIPI
+};
+int vlapic_startup(struct vcpu *v, u8 *vector);
+void vlapic_started(struct vcpu *v);
 /* CR8 is TPR[7:4] (SDM Vol. 3A 10.8.6 "Task Priority in IA-32e Mode"). */
 u8 vlapic_get_cr8(struct vcpu *v);
 void vlapic_set_cr8(struct vcpu *v, u8 cr8);

@@ -184,8 +184,9 @@ int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 acces
 	if (!user && (w.rights & PG_US) && (s->cr4 & X86_CR4_SMAP) && !(s->rflags & X86_EFLAGS_AC))
 		return -EPERM;
 	/* 4.8 "Accessed and Dirty Flags": A in every entry used, D in the one
-	 * that maps the page when it is written. One vCPU per VM, so plain
-	 * read-modify-writes are not racing another walker. */
+	 * that maps the page when it is written. The vCPUs of a VM take
+	 * turns on one host CPU, so plain read-modify-writes are not racing
+	 * another walker. */
 	for (int i = 0; i < w.n; i++) {
 		u64 set = PG_A | (write && i == w.n - 1 ? PG_D : 0);
 
@@ -562,9 +563,14 @@ static void vcpu_run_slice(struct vcpu *v)
 		}
 		action = exit_handlers[e.kind](v, &e);
 		/* The slice ends by the clock; a host interrupt is the moment to
-		 * look (the timer may have come a little early: SLICE_SLACK_US). */
+		 * look (the timer may have come a little early: SLICE_SLACK_US).
+		 * An INIT the vCPU sent itself takes effect at once: the
+		 * scheduler acts on it (vmm/startup.c). */
 		if (action == EXIT_YIELD || ((e.kind == VMEXIT_HOST_INTERRUPT || ++n % 64 == 0) &&
 					     ticks() + SLICE_SLACK_US >= slice_end))
+			break;
+		if (vm->nvcpus > 1 && (e.kind == VMEXIT_MEM || e.kind == VMEXIT_MSR_WRITE) &&
+		    (vcpu_waits_for_sipi(v) || !vcpu_startup(v)))
 			break;
 	}
 	/* The LAPIC's TPR is whole again before the shell or a snapshot sees it. */
@@ -572,13 +578,22 @@ static void vcpu_run_slice(struct vcpu *v)
 		intr_after_exit(v); /* a failure leaves it stale: the next look meets it */
 }
 
-/* Every vCPU sleeps in HLT with nothing that could ever wake it. */
+/* Every vCPU sleeps in HLT with nothing that could ever wake it, or waits
+ * for a STARTUP IPI that none of the others can send any more. */
 static bool all_halted(struct vm *vm)
 {
-	for (int i = 0; i < vm->nvcpus; i++)
-		if (!vm->vcpus[i]->halted || !intr_sleeps_for_good(vm->vcpus[i]))
+	bool hlt = false;
+
+	for (int i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (vm->nvcpus > 1 && vcpu_waits_for_sipi(v))
+			continue;
+		if (!v->halted || !intr_sleeps_for_good(v))
 			return false;
-	return true;
+		hlt = true;
+	}
+	return hlt;
 }
 
 /* v can run: not halted, or halted and woken now. A halted vCPU is looked at
@@ -613,7 +628,10 @@ static struct vcpu *sched_next(u64 *wake)
 		if (!vm || vm->state != VM_RUNNING || (int)(k % VM_MAX_VCPUS) >= vm->nvcpus)
 			continue;
 		v = vm->vcpus[k % VM_MAX_VCPUS];
-		if (!v)
+		/* A vCPU waiting for a STARTUP IPI is not run (vmm/startup.c).
+		 * A VM of one vCPU has no other to start it: INIT and STARTUP
+		 * are recorded only, and its exit path stays as it was. */
+		if (!v || (vm->nvcpus > 1 && (!vcpu_startup(v) || vm->state != VM_RUNNING)))
 			continue;
 		if (vcpu_ready(v, now)) {
 			cursor = k;

@@ -65,6 +65,13 @@ struct vcpu_event {
 	u32 error_code;
 };
 
+/* What the vCPU was doing (struct vcpu_state.halted): running, sitting in
+ * HLT, or in the INIT state waiting for a STARTUP IPI (SDM Vol. 3A 11.4.7.3
+ * "Local APIC State After an INIT Reset ("Wait-for-SIPI" State)"). */
+#define VCPU_RUNS 0
+#define VCPU_IN_HLT 1
+#define VCPU_WAIT_SIPI 2
+
 #define VCPU_INTR_STI BIT(0)	/* blocking by STI */
 #define VCPU_INTR_MOV_SS BIT(1) /* blocking by MOV SS */
 #define VCPU_INTR_NMI BIT(3)	/* blocking by NMI */
@@ -81,7 +88,7 @@ struct vcpu_state {
 	u64 dr0, dr1, dr2, dr3, dr6, dr7;
 	u64 tsc;	      /* the guest's TSC value at the moment of the freeze */
 	u32 interruptibility; /* VCPU_INTR_* */
-	u32 halted;	      /* 1 when the vCPU sat in HLT */
+	u32 halted;	      /* VCPU_RUNS, VCPU_IN_HLT or VCPU_WAIT_SIPI */
 	struct vcpu_event pending;
 	/* FPU/SSE/AVX: the standard-format XSAVE area (SDM Vol. 1 13.4 "XSAVE
 	 * Area"), xsave_size bytes; xcr0 says which components it holds. */

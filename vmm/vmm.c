@@ -231,10 +231,6 @@ static struct vm *vm_alloc(const char *image, u64 mem, int ncpus, bool hidden, s
 		shell_error(-EINVAL, "cpus must be between 1 and %d", VM_MAX_VCPUS);
 		return NULL;
 	}
-	if (ncpus > 1) {
-		shell_error(-EINVAL, "only cpus=1 so far: Amber cannot start a second vCPU yet");
-		return NULL;
-	}
 	if (ALIGN_UP(mem, VM_CHUNK_SIZE) + VM_HOST_RESERVE > free_bytes) {
 		format_size(want, sizeof(want), mem);
 		format_size(have, sizeof(have),
@@ -398,14 +394,9 @@ static const char *guest_args(const struct vm *vm)
 	return vm->cmdline[n] == ' ' ? vm->cmdline + n + 1 : vm->cmdline + n;
 }
 
-/*
- * Writes the firmware tables and loads img (a Linux kernel with vm->initrd,
- * or a Multiboot image with its information for vm->cmdline) into vm's RAM,
- * and puts vCPU 0 at its entry with its TSC at `tsc`: what vm_create and a
- * machine reset share. Returns 0, or a negative errno with a message in err.
- */
-static int vm_load_image(struct vm *vm, const struct guest_image *img, u64 tsc, char *err,
-			 size_t errlen)
+/* vm_load_image's part for the image and vCPU 0. */
+static int vm_load_bsp(struct vm *vm, const struct guest_image *img, u64 tsc, char *err,
+		       size_t errlen)
 {
 	static struct vcpu_state entry; /* large: not on the shell's stack */
 	const struct guest_image *initrd = NULL;
@@ -456,6 +447,29 @@ static int vm_load_image(struct vm *vm, const struct guest_image *img, u64 tsc, 
 	return 0;
 }
 
+/*
+ * Writes the firmware tables and loads img (a Linux kernel with vm->initrd,
+ * or a Multiboot image with its information for vm->cmdline) into vm's RAM,
+ * and puts vCPU 0 at its entry with its TSC at `tsc`, the others in the
+ * INIT state waiting for a STARTUP IPI (their LAPICs' power-on says so):
+ * what vm_create and a machine reset share. Returns 0, or a negative errno
+ * with a message in err.
+ */
+static int vm_load_image(struct vm *vm, const struct guest_image *img, u64 tsc, char *err,
+			 size_t errlen)
+{
+	int ret = vm_load_bsp(vm, img, tsc, err, errlen);
+
+	/* After the BSP: the others take its TSC. */
+	for (int i = 1; i < vm->nvcpus && !ret; i++) {
+		ret = vcpu_wait_for_sipi(vm->vcpus[i]);
+		if (ret)
+			snprintf(err, errlen, "%s could not put vCPU %d in its INIT state (%s)",
+				 vcpu_ops->name, i, errno_name(ret));
+	}
+	return ret;
+}
+
 struct vm *vm_create(const char *image, u64 mem, int ncpus, const char *cmdline,
 		     const char *initrd_name)
 {
@@ -502,8 +516,8 @@ void vm_request_reset(struct vm *vm, const char *how)
  * CMOS keeps its battery-backed memory and clock), the image loaded again
  * with the same command line (RAM outside it keeps what it held, as on a warm
  * reset), vCPU 0 at the Multiboot entry. The guest TSC goes on counting, so
- * that time never runs backwards for the devices. SMP: the other vCPUs would
- * wait for a startup IPI; today every VM has one.
+ * that time never runs backwards for the devices. The other vCPUs wait for a
+ * STARTUP IPI again, as after power-on.
  */
 bool vm_reset_pending(struct vcpu *v)
 {
@@ -532,8 +546,6 @@ bool vm_reset_pending(struct vcpu *v)
 			err);
 		return true;
 	}
-	for (int i = 0; i < vm->nvcpus; i++)
-		vm->vcpus[i]->halted = i != 0;
 	vm->resets++;
 	printk("[vm%d] reset through %s: booting '%s' again\n", vm->id, vm->reset_why, vm->image);
 	return true;

@@ -201,6 +201,14 @@ struct vcpu_ops {
 	 * returns 0 or a negative errno; the TLB flushes are the backend's. */
 	int (*ram_unmap)(struct vm *vm);
 	int (*ram_map)(struct vm *vm, u64 gpa, u64 size);
+	/* INIT and STARTUP (vmm/startup.c builds s): loads s, the state an INIT
+	 * leaves the processor in or the one a STARTUP IPI starts it in, like
+	 * set_state, and drops what the processor forgets at INIT beyond s:
+	 * the event queued for the next entry, the interrupt and NMI windows,
+	 * the guest's TLB entries (SDM Vol. 3A 9.1.1 "Processor State After
+	 * Reset"; APM Vol. 2 16.3.2 "INIT"). 0, or the backend's errno with
+	 * the vCPU not to be trusted. */
+	int (*reset_state)(struct vcpu *v, const struct vcpu_state *s);
 };
 
 extern const struct vcpu_ops *vcpu_ops; /* chosen once at boot from CPUID */
@@ -245,6 +253,10 @@ struct vcpu {
 	int id;
 	u64 regs[NR_VCPU_REGS];
 	bool halted;
+	/* In the INIT state, waiting for a STARTUP IPI (vmm/startup.c): not
+	 * run until one comes. The LAPIC's INIT and STARTUP flags say what
+	 * arrived; this says the INIT state is loaded. */
+	bool wait_sipi;
 	bool kicked; /* something to take may have arrived (vmm/intr.h) */
 	/* Host TSC ticks the next entry may run before a device deadline is
 	 * due (~0: none); a backend with a guest timer of its own (the
@@ -383,8 +395,8 @@ void vm_power_off(struct vm *vm, const char *how);
  * when the instruction that asked for it has completed (vm_reset_pending). */
 void vm_request_reset(struct vm *vm, const char *how);
 /* Carries out a requested reset on the exit path of v: every device back to
- * power-on, the image loaded again, vCPU 0 at its entry, the guest TSC going
- * on. A VM whose image this Amber does not have is stopped instead. Returns
+ * power-on, the image loaded again, vCPU 0 at its entry and the others
+ * waiting for a STARTUP IPI, the guest TSC going on. A VM whose image this Amber does not have is stopped instead. Returns
  * true when a reset was pending (the exit then ends the slice). */
 bool vm_reset_pending(struct vcpu *v);
 

@@ -150,6 +150,21 @@ bool intr_can_wake(struct vcpu *v);
 /* v sleeps in HLT with IF=0 and no NMI waiting: nothing can wake it. */
 bool intr_sleeps_for_good(struct vcpu *v);
 
+/* vmm/startup.c: INIT and STARTUP IPIs. vcpu_init_state: s (from
+ * get_state) turned into the state INIT leaves a processor in, or with
+ * sipi_vector >= 0 the one a STARTUP IPI starts it in (pure). */
+void vcpu_init_state(struct vcpu_state *s, int sipi_vector);
+/* v (an application processor) in the INIT state, waiting for a STARTUP
+ * IPI, its TSC the BSP's: VM creation and reset. 0 or the backend's errno. */
+int vcpu_wait_for_sipi(struct vcpu *v);
+/* Before the scheduler runs v: acts on an INIT or STARTUP its LAPIC
+ * received (an INIT to the BSP resets the VM). False while v waits for a
+ * STARTUP IPI (or its VM was stopped because the backend failed). */
+bool vcpu_startup(struct vcpu *v);
+/* v sits in the INIT state with no STARTUP IPI yet: only another vCPU's
+ * IPI can wake it. */
+bool vcpu_waits_for_sipi(struct vcpu *v);
+
 /* vmm/emulate.c: CPUID, MSR and port I/O. */
 /* IN and OUT (not the string forms). */
 int emulate_io(struct vcpu *v, const struct vm_exit *e);

@@ -3,7 +3,7 @@
 # directly under `qemu-system-x86_64 -kernel`, and is wrapped by image.asm into
 # an object that puts it in Amber's .guest_images section.
 GUESTS := hello counter memtest hostile exits bench pic strio acpi apic ioapic eventinj rtc \
-	uart pm reset dirty fuzz seq
+	uart pm reset dirty fuzz seq smp
 GUEST_BINS := $(patsubst %,$(BUILD)/guests/%.bin,$(GUESTS))
 GUEST_BLOBS_OBJ := $(patsubst %,$(BUILD)/guests/%.img.o,$(GUESTS))
 
@@ -67,6 +67,9 @@ fuzz_USAGE := check resets=N all | bench resets=N | probe
 seq_ARGS :=
 seq_PURPOSE := writes 1, 2, 3.. across all RAM
 seq_USAGE := delay=N; keys: v q
+smp_ARGS :=
+smp_PURPOSE := several vCPUs: SIPI, IPIs, barrier
+smp_USAGE := iters=N count every=N wait
 
 $(BUILD)/guests/%.bin: tests/guests/%.asm tests/guests/guest.inc tests/guests/intr.inc tests/guests/tsc.inc
 	@mkdir -p $(dir $@)

@@ -377,6 +377,27 @@ static int svm_ops_set_state(struct vcpu *v, const struct vcpu_state *s)
 	return 0;
 }
 
+/*
+ * INIT and STARTUP (vcpu_ops.reset_state, the twin of vmx_reset_state): the
+ * state set as set_state would, and what INIT also drops: the interrupt
+ * window (V_IRQ and the VINTR intercept), NMI blocking with its IRET
+ * intercept (set_state's interruptibility), and the guest's TLB entries of
+ * this ASID (the guest's CR3 and paging changed without a MOV to CR3 it
+ * executed). A vCPU waiting for a STARTUP IPI is simply not entered
+ * (vmm/startup.c); AMD-V has no wait-for-SIPI state of its own. APM Vol. 2
+ * 15.16 "TLB Control", 15.21.4 "Injecting Virtual (INTR) Interrupts";
+ * SDM Vol. 3A 9.1.1 "Processor State After Reset".
+ */
+static int svm_reset_state(struct vcpu *v, const struct vcpu_state *st)
+{
+	struct svm_vcpu *s = v->arch;
+
+	svm_set_state(v, st);
+	svm_set_windows(v, 0);
+	s->flush = true;
+	return 0;
+}
+
 const struct vcpu_ops svm_ops = {
 	.name = "AMD-V",
 	.mechanism = "AMD-V with NPT",
@@ -403,4 +424,5 @@ const struct vcpu_ops svm_ops = {
 	.dirty_stop = svm_dirty_stop,
 	.ram_unmap = svm_ram_unmap,
 	.ram_map = svm_ram_map,
+	.reset_state = svm_reset_state,
 };

@@ -783,6 +783,41 @@ static int vmx_ops_set_state(struct vcpu *v, const struct vcpu_state *s)
 	return 0;
 }
 
+/*
+ * INIT and STARTUP (vcpu_ops.reset_state, the twin of svm_reset_state): the
+ * state set as set_state would, and what INIT also drops: the interrupt and
+ * NMI windows, pending debug exceptions, and the guest's cached
+ * translations of this VPID (the guest's CR3 and paging changed without a
+ * MOV to CR3 it executed). The activity state stays "active": a vCPU
+ * waiting for a STARTUP IPI is simply not entered by the scheduler
+ * (vmm/startup.c). VT-x's own wait-for-SIPI activity state waits for a
+ * *physical* SIPI to this CPU (SDM Vol. 3C 25.4.2 "Guest Non-Register
+ * State", 26.2 "Other Causes of VM Exits": SIPI), which never comes for a
+ * virtual one, and AMD-V has no such state: not entering is the one way
+ * that is the same on both backends. SDM Vol. 3A 9.1.1 "Processor State
+ * After Reset"; 28.3.3.3 "Guidelines for Use of the INVVPID Instruction".
+ */
+static int vmx_reset_state(struct vcpu *v, const struct vcpu_state *s)
+{
+	struct vmx_vcpu *x = v->arch;
+	int err = vmx_load_vmcs(x);
+
+	if (err)
+		return err;
+	vmx_set_state(v, s);
+	vmcs_writel(GUEST_PENDING_DBG_EXCEPTIONS, 0);
+	err = vmx_set_windows(v, 0);
+	if (err)
+		return err;
+	if (x->vpid) {
+		if (vmx_caps.ept_vpid_cap & VMX_VPID_EXTENT_SINGLE_CONTEXT_BIT)
+			invvpid(VMX_VPID_EXTENT_SINGLE_CONTEXT, x->vpid, 0);
+		else
+			invvpid(VMX_VPID_EXTENT_ALL_CONTEXT, 0, 0);
+	}
+	return 0;
+}
+
 static int vmx_ops_get_field(struct vcpu *v, enum vcpu_field f, u64 *val)
 {
 	int err = vmx_load_vmcs(v->arch);
@@ -823,4 +858,5 @@ const struct vcpu_ops vmx_ops = {
 	.dirty_stop = vmx_dirty_stop,
 	.ram_unmap = vmx_ram_unmap,
 	.ram_map = vmx_ram_map,
+	.reset_state = vmx_reset_state,
 };
