@@ -126,13 +126,13 @@ static void test_tap(void)
 	dirty_log_mark(&vm.dirty, 0x1000, 4); /* before the tap: the log's only */
 	vm.dirty.tap = tap;
 	dirty_log_mark(&vm.dirty, 0x2000, 4);
-	be.written[be.nwritten++] = 100;
+	fake_write(&vm, 100);
 	CHECK_EQ(vm_dirty_sync(&vm), 0);
 	CHECK_EQ(tap[0], 1ULL << 2);
 	CHECK_EQ(tap[1], 1ULL << 36);
 	CHECK_EQ(dirty_log_count(&vm.dirty), 3);
 	memset(tap, 0, sizeof(tap)); /* the tap's owner moves on */
-	be.written[be.nwritten++] = 7;
+	fake_write(&vm, 7);
 	CHECK_EQ(vm_dirty_sync(&vm), 0);
 	CHECK_EQ(tap[0], 1ULL << 7);
 	CHECK_EQ(tap[1], 0);
