@@ -446,7 +446,7 @@ static void summary(const char *name, int index, const struct save_stats *st, u6
 	format_size(img, sizeof(img), st->bytes);
 	printk("  written: %s (%llu bytes) in %llu commands at %s, flushed\n", img,
 	       (unsigned long long)st->bytes, (unsigned long long)st->cmds, rate);
-	printk("  frozen:  %llu ms (last pass %llu ms, metadata %llu ms, flush and commit %llu ms)\n",
+	printk("  frozen:  %llu ms (last pass %llu ms, metadata %llu ms, commit %llu ms)\n",
 	       (unsigned long long)(frozen / 1000), (unsigned long long)(pass_us / 1000),
 	       (unsigned long long)(st->write_us / 1000),
 	       (unsigned long long)(st->commit_us / 1000));

@@ -19,7 +19,7 @@ GUEST_MIB = (64, 1024)
 AMBER_MEM = "2G"  # a 1 GiB guest and Amber's own memory; no restore here
 LIVE_RE = re.compile(r"saved VM \d+ as '\S+' live in (\d+) ms, frozen (\d+) ms.*\n(?:.*\n)*?"
 		     r"  written: .*\((\d+) bytes\) in (\d+) commands.*\n"
-		     r"  frozen: +\d+ ms \(last pass (\d+) ms, metadata (\d+) ms, flush and commit "
+		     r"  frozen: +\d+ ms \(last pass (\d+) ms, metadata (\d+) ms, commit "
 		     r"(\d+) ms\)\n  live: +(\d+) rounds? while it ran \((\d+) pages, then (\d+) "
 		     r"rewritten\);\n +last pass (\d+) pages, frozen; the guest's longest wait (\d+) ms")
 PLAIN_RE = re.compile(r"saved VM \d+ as '\S+' in (\d+) ms")
