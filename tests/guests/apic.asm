@@ -7,7 +7,7 @@
 ; order of three self IPIs by priority, and the timer counted in 50 ms.
 ; With windows=N it does only this: a periodic 1 kHz timer counted in
 ; windows of 100 ms of the 8254 (channel 2, a 20 Hz square wave), printing
-; "apic: window K: T ticks" (100 +-2 each), exiting after N windows or,
+; "apic: window K: T ticks" (100, 95-103 each), exiting after N windows or,
 ; with N = 0, running until stopped (the snapshot test saves it so).
 ; Prints "apic: ..." lines, exits 0; a failed check prints "apic: FAILED"
 ; and exits 1. SDM Vol. 3A chapter 11 "Advanced Programmable Interrupt
@@ -469,9 +469,12 @@ run_windows:
 	call putdec
 	PRINT " ticks"
 	call newline
-	cmp eax, 98
+	; 95-103, as eventinj's IRQ0: this line goes out through
+	; Amber's console inside the exit, holding the vCPU 3-7 ms while the
+	; timer goes on; its ticks merge in the IRR.
+	cmp eax, 95
 	CHECK ae, "too few timer interrupts in a window"
-	cmp eax, 102
+	cmp eax, 103
 	CHECK be, "too many timer interrupts in a window"
 	inc edi
 	mov eax, [windows]

@@ -344,9 +344,9 @@ def test_apic_timer_mid_work():
 		for w in (frozen + 1, frozen + 2, frozen + 3):
 			m = seen_after(vm, start, rf"\[vm{again}\] apic: window (\d+): (\d+) ticks", 60,
 				       f"window {w} of the restored guest")
-			if int(m.group(1)) != w or not 98 <= int(m.group(2)) <= 102:
+			if int(m.group(1)) != w or not 95 <= int(m.group(2)) <= 103:
 				vm.fail(f"the restored guest printed '{m.group(0)}', expected window {w} "
-					"with 100 +-2 ticks")
+					"with 95-103 ticks (apic.asm says why)")
 			start = m.end()
 		if vm_state_of(vm, again) != "running":
 			vm.fail(f"the restored guest should run on:\n{vm.cmd_ok('vm list')}")
@@ -359,9 +359,9 @@ def test_apic_timer_mid_work():
 		for w in (frozen + 1, frozen + 2):
 			m = seen_after(vm, start, rf"\[vm{again}\] apic: window (\d+): (\d+) ticks", 60,
 				       f"window {w} of the guest restored after a reboot")
-			if int(m.group(1)) != w or not 98 <= int(m.group(2)) <= 102:
+			if int(m.group(1)) != w or not 95 <= int(m.group(2)) <= 103:
 				vm.fail(f"restored after a reboot, the guest printed '{m.group(0)}', "
-					f"expected window {w} with 100 +-2 ticks")
+					f"expected window {w} with 95-103 ticks")
 			start = m.end()
 
 
