@@ -83,6 +83,17 @@ static void cpu_identify(void)
 	cpu.avx = c & CPUID_1_ECX_AVX;
 	cpu.hypervisor = c & CPUID_1_ECX_HYPERVISOR;
 	cpu.fxsr = d & CPUID_1_EDX_FXSR;
+	if (cpu.hypervisor) {
+		/* The hypervisor leaf's signature: EBX, ECX, EDX (the range set
+		 * aside for hypervisors by the SDM's CPUID description). */
+		u32 *sig = (u32 *)cpu.hv_vendor;
+
+		cpuid(0x40000000, &a, &sig[0], &sig[1], &sig[2]);
+		cpu.hv_vendor[12] = 0;
+		for (int i = 0; i < 12 && cpu.hv_vendor[i]; i++)
+			if (cpu.hv_vendor[i] < ' ' || cpu.hv_vendor[i] > '~')
+				cpu.hv_vendor[0] = 0; /* no signature there */
+	}
 
 	if (cpu.xsave && cpu.max_leaf >= 0xd) {
 		/* Leaf 0xD sub-leaf 0: EDX:EAX the XCR0 bits supported, ECX the
@@ -276,8 +287,8 @@ void cpu_print_features(void)
 	printk("physical address bits: %u\n", cpu.phys_addr_bits);
 	printk("features: NX %s, 1G pages %s, FXSR %s, SSE4.2 %s, AVX %s,\n", yn(cpu.nx),
 	       yn(cpu.pdpe1gb), yn(cpu.fxsr), yn(cpu.sse42), yn(cpu.avx));
-	printk("          invariant TSC %s, hypervisor %s\n", yn(cpu.tsc_invariant),
-	       yn(cpu.hypervisor));
+	printk("          invariant TSC %s, hypervisor %s%s%s\n", yn(cpu.tsc_invariant),
+	       yn(cpu.hypervisor), cpu.hv_vendor[0] ? ": " : "", cpu.hv_vendor);
 	if (cpu.xsave)
 		printk("XSAVE:    yes, XCR0 may hold 0x%lx, area %u bytes for all of it\n",
 		       cpu.xcr0_supported, cpu.xsave_size);

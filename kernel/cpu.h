@@ -15,7 +15,8 @@ struct cpu_features {
 	u32 max_leaf, max_ext_leaf;
 	u8 phys_addr_bits;
 	bool is_intel, is_amd;
-	bool hypervisor; /* running under another hypervisor */
+	bool hypervisor;    /* running under another hypervisor */
+	char hv_vendor[13]; /* its CPUID 0x40000000 signature, or "" */
 	bool tsc_invariant;
 	bool pdpe1gb, nx, xsave, avx, fxsr;
 	bool sse42; /* the CRC32 instruction (kernel/crc32c.c) */

@@ -170,6 +170,22 @@ def interrupts(text):
 	return found
 
 
+def _attached_wait(vm, vid, regex, wait_s, what):
+	"""wait_for while attached to the guest's console; on a timeout detaches
+	and adds Amber's view of the VM (state, registers, interrupt state) to
+	the failure, so a stalled guest can be told from a stalled host."""
+	try:
+		return vm.wait_for(regex, timeout=wait_s, what=what)
+	except AssertionError as e:
+		vm.send("\x1d")
+		try:
+			vm.wait_prompt(timeout=10)
+			view = vm.cmd(f"vm info {vid}") + vm.cmd("vm list")
+		except AssertionError:
+			view = "(Amber's shell did not answer either)"
+		raise AssertionError(f"{e}\nAmber's view of vm {vid}:\n{view}") from None
+
+
 def shell(vm, vid, wait_s, tsc):
 	"""The busybox shell through `vm console`: a typed line runs, the TSC is
 	the clocksource, /proc/interrupts counts the LAPIC timer and ttyS0
@@ -178,17 +194,17 @@ def shell(vm, vid, wait_s, tsc):
 	vm.send(f"vm console {vid}\r")
 	vm.wait_for(r"Ctrl-\] detaches", timeout=10)
 	vm.send("echo AMBER-$((6*7))\r")
-	vm.wait_for(r"AMBER-42", timeout=wait_s, what="the shell to run a typed echo")
+	_attached_wait(vm, vid, r"AMBER-42", wait_s, "the shell to run a typed echo")
 	vm.send("cat /sys/devices/system/clocksource/clocksource0/current_clocksource\r")
-	m = vm.wait_for(r"(?m)^(?:\[vm\d+\] )?(tsc|tsc-early|hpet|acpi_pm|refined-jiffies|jiffies)\s*$",
-			timeout=wait_s, what="the current clocksource")
+	m = _attached_wait(vm, vid, r"(?m)^(?:\[vm\d+\] )?(tsc|tsc-early|hpet|acpi_pm|"
+			   r"refined-jiffies|jiffies)\s*$", wait_s, "the current clocksource")
 	if tsc and not m.group(1).startswith("tsc"):
 		vm.fail(f"Linux's clocksource is {m.group(1)}, not the TSC")
 	counts = []
 	for _ in range(2):
 		start = len(vm.seen)
 		vm.send("cat /proc/interrupts; echo END-$((1+1))\r")
-		vm.wait_for(r"END-2", timeout=wait_s, what="/proc/interrupts")
+		_attached_wait(vm, vid, r"END-2", wait_s, "/proc/interrupts")
 		counts.append(interrupts(strip_ansi(vm.seen[start:])))
 		time.sleep(1)
 	print(f"linux /proc/interrupts: {counts}")
@@ -198,11 +214,11 @@ def shell(vm, vid, wait_s, tsc):
 	# Ctrl-C reaches the guest: its tty makes it SIGINT for the sleep that
 	# runs in the foreground (ZZ-7 is printed just before the sleep starts).
 	vm.send("echo ZZ-$((3+4)); sleep 600\r")
-	vm.wait_for(r"ZZ-7", timeout=wait_s, what="the shell to start a sleep")
+	_attached_wait(vm, vid, r"ZZ-7", wait_s, "the shell to start a sleep")
 	time.sleep(1)
 	vm.send("\x03")
 	vm.send("echo AFTER-$((2+2))\r")
-	vm.wait_for(r"AFTER-4", timeout=wait_s, what="the shell after Ctrl-C ended the sleep")
+	_attached_wait(vm, vid, r"AFTER-4", wait_s, "the shell after Ctrl-C ended the sleep")
 	# Output while detached goes on as [vmN] lines, none lost or reordered.
 	# (typed at a person's pace: the guest UART's receiver holds 63 bytes, and a
 	# line pasted faster than the guest reads it overruns, as on hardware)

@@ -198,18 +198,44 @@ static void test_requeue(void)
 	vmcb->control.exit_int_info = 0;
 }
 
-/* An external interrupt and an NMI cut short are requeued exactly as they
- * were; the IRET intercept (on while an injected NMI blocks NMIs) keeps the
- * blocking until an exit at another RIP shows the IRET completed. */
+/* An external interrupt cut short is requeued as it was, or, where they go
+ * through V_IRQ (QEMU's TCG, svm_post_virq), posted there again, also when
+ * QEMU records it with the exception type; an NMI is requeued exactly as it
+ * was. The IRET intercept
+ * (on while an injected NMI blocks NMIs) keeps the blocking until an exit
+ * at another RIP shows the IRET completed. */
 static void test_intr_events(void)
 {
 	u64 intr = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_INTR | 0x30;
+	u64 as_exception = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_EXEPT | 0x41;
 	u64 nmi = SVM_EVTINJ_VALID | SVM_EVTINJ_TYPE_NMI | 2;
 	struct vm_exit e;
 
 	vmcb->control.exit_int_info = intr;
 	decode(SVM_EXIT_NPF, 0, 0x1000);
 	CHECK_EQ(vmcb->control.event_inj, intr);
+	CHECK(!sv.virq);
+
+	svm_caps.virq_inject = true;
+	sv.windows = VCPU_WINDOW_INTR; /* a window open before: the post ends it */
+	vmcb->control.intercept_misc1 |= INTERCEPT_VINTR;
+	vmcb->control.exit_int_info = intr;
+	decode(SVM_EXIT_NPF, 0, 0x1000);
+	CHECK_EQ(vmcb->control.event_inj, 0);
+	CHECK(sv.virq);
+	CHECK(vmcb->control.int_ctl & V_IRQ_MASK);
+	CHECK(vmcb->control.int_ctl & V_IGN_TPR_MASK);
+	CHECK_EQ((vmcb->control.int_ctl & V_INTR_VECTOR_MASK) >> V_INTR_VECTOR_SHIFT, 0x30);
+	CHECK(!(vmcb->control.intercept_misc1 & INTERCEPT_VINTR));
+	CHECK_EQ(sv.windows, 0);
+	vmcb->control.exit_int_info = as_exception;
+	decode(SVM_EXIT_INTR, 0, 0);
+	CHECK_EQ(vmcb->control.event_inj, 0);
+	CHECK_EQ((vmcb->control.int_ctl & V_INTR_VECTOR_MASK) >> V_INTR_VECTOR_SHIFT, 0x41);
+	svm_drop_virq(&sv);
+	CHECK(!sv.virq);
+	CHECK(!(vmcb->control.int_ctl & (V_IRQ_MASK | V_INTR_VECTOR_MASK)));
+	svm_caps.virq_inject = false;
 	vmcb->control.exit_int_info = nmi;
 	decode(SVM_EXIT_INTR, 0, 0);
 	CHECK_EQ(vmcb->control.event_inj, nmi);

@@ -46,6 +46,10 @@ static int svm_check_features(void)
 	svm_caps.nasid = cpu.svm_nasid;
 	svm_caps.nrips = cpu.svm_nrips;
 	svm_caps.tsc_rate = cpu.svm_tsc_rate;
+	/* QEMU's TCG names itself in the brand string of its own models
+	 * ("QEMU TCG CPU", -cpu max) and in the hypervisor leaf. */
+	svm_caps.virq_inject = !strncmp(cpu.brand, "QEMU", 4) ||
+			       !strcmp(cpu.hv_vendor, "TCGTCGTCGTCG");
 	return 0;
 }
 
@@ -133,6 +137,8 @@ static int svm_hw_enable(void)
 		svm_caps.nrips ? "yes" : "no: next RIP decoded by Amber",
 		cpu.svm_vm_cr_faults ? "unreadable (#GP), taken as enabled" : "readable");
 	pr_info("svm: TSC scaling (TSC ratio MSR): %s", svm_caps.tsc_rate ? "yes" : "no");
+	if (svm_caps.virq_inject)
+		pr_info("svm: QEMU's TCG: interrupts go in through V_IRQ, not EVENTINJ");
 	return 0;
 
 free_msrpm:
@@ -280,8 +286,11 @@ static int svm_vcpu_run(struct vcpu *v, struct vm_exit *exit)
 	svm_vmrun(v, s->vmcb_pa, svm_caps.host_save_pa);
 	v->regs[REG_RAX] = vmcb->save.rax;
 	v->regs[REG_RSP] = vmcb->save.rsp;
-	/* The injected event, if any, was delivered or is in EXITINTINFO now. */
+	/* The injected event, if any, was delivered or is in EXITINTINFO now;
+	 * a posted interrupt the guest took is gone from V_IRQ. */
 	vmcb->control.event_inj = 0;
+	if (s->virq && !(vmcb->control.int_ctl & V_IRQ_MASK))
+		svm_drop_virq(s);
 	return svm_decode_exit(v, exit);
 }
 
@@ -296,14 +305,18 @@ static int svm_advance_rip(struct vcpu *v, const struct vm_exit *exit)
 }
 
 /* APM Vol. 2 15.20 "Event Injection". An NMI blocks NMIs until the guest's
- * IRET completes; the IRET intercept tells when (svm_exit.c). */
+ * IRET completes; the IRET intercept tells when (svm_exit.c). On QEMU's
+ * TCG external interrupts go through V_IRQ instead (svm_post_virq). */
 static int svm_ops_inject_event(struct vcpu *v, const struct vcpu_event *ev)
 {
 	struct svm_vcpu *s = v->arch;
 
 	switch (ev->type) {
 	case VCPU_EVENT_EXTINT:
-		svm_inject_event(s->vmcb, SVM_EVTINJ_TYPE_INTR, ev->vector, false, 0);
+		if (svm_caps.virq_inject)
+			svm_post_virq(s, ev->vector);
+		else
+			svm_inject_event(s->vmcb, SVM_EVTINJ_TYPE_INTR, ev->vector, false, 0);
 		break;
 	case VCPU_EVENT_NMI:
 		svm_inject_event(s->vmcb, SVM_EVTINJ_TYPE_NMI, X86_TRAP_NMI, false, 0);
@@ -320,7 +333,7 @@ static int svm_ops_inject_event(struct vcpu *v, const struct vcpu_event *ev)
 }
 
 /* The VMCB's interrupt shadow (one for STI and MOV SS), RFLAGS.IF, the NMI
- * blocking Amber tracks, and EVENTINJ. */
+ * blocking Amber tracks, and EVENTINJ or a posted V_IRQ. */
 static int svm_intr_state(struct vcpu *v, u32 *state)
 {
 	struct svm_vcpu *s = v->arch;
@@ -330,7 +343,7 @@ static int svm_intr_state(struct vcpu *v, u32 *state)
 		*state |= VCPU_INTR_IF;
 	if (s->nmi_blocked)
 		*state |= VCPU_INTR_NMI;
-	if (s->vmcb->control.event_inj & SVM_EVTINJ_VALID)
+	if ((s->vmcb->control.event_inj & SVM_EVTINJ_VALID) || s->virq)
 		*state |= VCPU_INTR_QUEUED;
 	return 0;
 }
@@ -339,11 +352,16 @@ static int svm_intr_state(struct vcpu *v, u32 *state)
  * the highest priority, TPR ignored, and the VINTR intercept, which exits as
  * soon as the guest could take it (IF=1, no shadow). APM Vol. 2 15.21.4
  * "Injecting Virtual (INTR) Interrupts". The NMI window is the IRET
- * intercept, on whenever NMIs are blocked (svm_ops_inject_event). */
+ * intercept, on whenever NMIs are blocked (svm_ops_inject_event). While
+ * V_IRQ carries a posted interrupt there is no interrupt window: the next
+ * exit after it is taken looks again (the guest's EOI is one). */
 static int svm_set_windows(struct vcpu *v, u32 windows)
 {
 	struct svm_vcpu *s = v->arch;
 	struct vmcb_control_area *c = &s->vmcb->control;
+
+	if (s->virq)
+		windows &= ~VCPU_WINDOW_INTR;
 
 	if ((windows & VCPU_WINDOW_INTR) == (s->windows & VCPU_WINDOW_INTR))
 		return 0;

@@ -21,6 +21,7 @@ struct svm_caps {
 	u64 host_save_pa; /* the host's VMSAVE state, reloaded after every exit */
 	u64 iopm_pa;	  /* I/O permission map, shared by every VMCB */
 	u64 msrpm_pa;	  /* MSR permission map, shared by every VMCB */
+	bool virq_inject; /* external interrupts through V_IRQ (svm_post_virq) */
 };
 extern struct svm_caps svm_caps;
 
@@ -42,7 +43,10 @@ struct svm_vcpu {
 	u64 vmcb_pa;
 	bool flush; /* flush this ASID's TLB entries on the next VMRUN */
 	struct svm_guest_regs g;
-	u32 windows;   /* VCPU_WINDOW_* requested (set_windows) */
+	u32 windows; /* VCPU_WINDOW_* requested (set_windows) */
+	/* An external interrupt posted through V_IRQ (svm_post_virq) that the
+	 * guest has not taken yet: V_IRQ holds it, not the interrupt window. */
+	bool virq;
 	u64 tsc_ratio; /* TSC ratio, 8.32 fixed point; 0: no scaling */
 	/* NMI blocking, which the VMCB does not hold: set when an NMI is
 	 * injected, cleared once the guest's IRET has completed. The IRET
@@ -52,6 +56,44 @@ struct svm_vcpu {
 	bool iret_seen;
 	u64 iret_rip;
 };
+
+/*
+ * On QEMU's TCG external interrupts go in through the virtual interrupt,
+ * not EVENTINJ: V_IRQ with the vector, the TPR ignored (Amber's LAPIC has
+ * decided) and no VINTR intercept, so the guest takes it at the first
+ * instruction boundary RFLAGS.IF allows, and V_IRQ is clear once it has
+ * (APM Vol. 2 15.21.4 "Injecting Virtual (INTR) Interrupts"). Amber posts
+ * one only when the guest can take it at once (vmm/intr.c), and QEMU takes
+ * it before the guest's first instruction, so the effect is EVENTINJ's.
+ * Why: QEMU 7.2's VMRUN delivers an EVENTINJ interrupt but leaves it as
+ * its CPU's pending exception, and delivers it a second time, whatever
+ * RFLAGS.IF says, when its vCPU thread is kicked before the guest's next
+ * exception or exit: a Linux guest deadlocked in its own interrupt handler
+ * (docs/testing.md, "Emulator quirks"). Elsewhere EVENTINJ stays: Bochs
+ * runs one guest instruction before it takes a V_IRQ, so an interrupt that
+ * ends a HLT would come after the instruction that follows it.
+ */
+static inline void svm_post_virq(struct svm_vcpu *s, u8 vector)
+{
+	struct vmcb_control_area *c = &s->vmcb->control;
+
+	c->int_ctl = (c->int_ctl & ~(V_INTR_PRIO_MASK | V_INTR_VECTOR_MASK)) | V_IRQ_MASK |
+		     V_IGN_TPR_MASK | (u64)(vector >> 4) << V_INTR_PRIO_SHIFT |
+		     (u64)vector << V_INTR_VECTOR_SHIFT;
+	c->intercept_misc1 &= ~INTERCEPT_VINTR; /* not a window: to be taken */
+	s->windows &= ~VCPU_WINDOW_INTR;
+	s->virq = true;
+}
+
+/* Takes a posted interrupt back, or forgets one the guest has taken. */
+static inline void svm_drop_virq(struct svm_vcpu *s)
+{
+	if (!s->virq)
+		return;
+	s->vmcb->control.int_ctl &=
+		~(V_IRQ_MASK | V_IGN_TPR_MASK | V_INTR_PRIO_MASK | V_INTR_VECTOR_MASK);
+	s->virq = false;
+}
 
 /* The entry stub (svm_entry.asm): loads v->regs (RAX and RSP excepted: they are
  * in the VMCB), runs VMLOAD/VMRUN/VMSAVE on vmcb_pa, stores the guest's

@@ -49,6 +49,9 @@
 #define V_INTR_PRIO_MASK (0xF << V_INTR_PRIO_SHIFT)
 #define V_IGN_TPR_MASK BIT(20)
 #define V_INTR_MASKING_MASK BIT(24)
+/* V_INTR_VECTOR is the VMCB's byte at 0x64: bits 39:32 of the u64 at 0x60. */
+#define V_INTR_VECTOR_SHIFT 32
+#define V_INTR_VECTOR_MASK (0xFFULL << V_INTR_VECTOR_SHIFT)
 
 /* Guest interrupt state (offset 0x68). */
 #define SVM_INTERRUPT_SHADOW_MASK BIT(0)

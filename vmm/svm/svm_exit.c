@@ -254,10 +254,14 @@ const char *svm_exit_reason_name(u32 reason)
  * (15.7.2 "Intercepts During IDT Interrupt Delivery"), so a resumed guest, or
  * a saved image, still receives it. Software interrupts and INT3/INTO are not
  * replayed: their instruction has not completed, RIP still points at it, and
- * it runs again.
+ * it runs again. Where external interrupts go through V_IRQ (QEMU's TCG,
+ * svm_post_virq), one cut short is posted again; QEMU records one it was
+ * delivering with the exception type, but no exception has a vector above
+ * 31.
  */
-static void svm_requeue_event(struct vmcb_control_area *c)
+static void svm_requeue_event(struct svm_vcpu *s)
 {
+	struct vmcb_control_area *c = &s->vmcb->control;
 	u64 info = c->exit_int_info;
 	u64 type = info & SVM_EVTINJ_TYPE_MASK;
 	u8 vec = info & SVM_EVTINJ_VEC_MASK;
@@ -267,7 +271,11 @@ static void svm_requeue_event(struct vmcb_control_area *c)
 	if (type == SVM_EVTINJ_TYPE_SOFT ||
 	    (type == SVM_EVTINJ_TYPE_EXEPT && (vec == X86_TRAP_BP || vec == X86_TRAP_OF)))
 		return;
-	c->event_inj = info;
+	if (svm_caps.virq_inject &&
+	    (type == SVM_EVTINJ_TYPE_INTR || (type == SVM_EVTINJ_TYPE_EXEPT && vec >= 32)))
+		svm_post_virq(s, vec);
+	else
+		c->event_inj = info;
 }
 
 /* The length of the exiting instruction: from nRIP when the CPU fills it in
@@ -300,7 +308,7 @@ int svm_decode_exit(struct vcpu *v, struct vm_exit *exit)
 		exit->kind = VMEXIT_ENTRY_FAILED;
 		return -EIO;
 	}
-	svm_requeue_event(c);
+	svm_requeue_event(s);
 	if (s->iret_seen && exit->rip != s->iret_rip) {
 		s->iret_seen = false;
 		s->nmi_blocked = false;

@@ -121,9 +121,11 @@ static u64 svm_event_type_from_vmx(u8 type)
 	}
 }
 
-/* The event queued for the next VMRUN (EVENTINJ), as the neutral record has it. */
-static struct vcpu_event svm_event_get(const struct vmcb_control_area *c)
+/* The event queued for the next VMRUN (EVENTINJ, or an external interrupt
+ * posted through V_IRQ), as the neutral record has it. */
+static struct vcpu_event svm_event_get(const struct svm_vcpu *s)
 {
+	const struct vmcb_control_area *c = &s->vmcb->control;
 	struct vcpu_event ev = { 0 };
 
 	if (c->event_inj & SVM_EVTINJ_VALID)
@@ -132,13 +134,22 @@ static struct vcpu_event svm_event_get(const struct vmcb_control_area *c)
 					  .vector = c->event_inj & SVM_EVTINJ_VEC_MASK,
 					  .has_error = !!(c->event_inj & SVM_EVTINJ_VALID_ERR),
 					  .error_code = (u32)(c->event_inj >> 32) };
+	else if (s->virq)
+		ev = (struct vcpu_event){ .valid = 1,
+					  .type = VCPU_EVENT_EXTINT,
+					  .vector = (u8)(c->int_ctl >> V_INTR_VECTOR_SHIFT) };
 	return ev;
 }
 
-static void svm_event_set(struct vmcb_control_area *c, const struct vcpu_event *ev)
+static void svm_event_set(struct svm_vcpu *s, const struct vcpu_event *ev)
 {
+	struct vmcb_control_area *c = &s->vmcb->control;
+
 	c->event_inj = 0;
-	if (ev->valid)
+	svm_drop_virq(s);
+	if (ev->valid && ev->type == VCPU_EVENT_EXTINT && svm_caps.virq_inject)
+		svm_post_virq(s, ev->vector);
+	else if (ev->valid)
 		c->event_inj =
 			SVM_EVTINJ_VALID | (ev->vector & SVM_EVTINJ_VEC_MASK) |
 			svm_event_type_from_vmx(ev->type) |
@@ -228,7 +239,7 @@ static void svm_xfer_state(struct vcpu *v, struct vcpu_state *out, const struct 
 		       ((c->int_state & SVM_INTERRUPT_SHADOW_MASK) ? VCPU_INTR_STI : 0) |
 			       (s->nmi_blocked ? VCPU_INTR_NMI : 0),
 		       svm_set_intr_state(s, in->interruptibility));
-	VCPU_XFER_WITH(out, in, pending, svm_event_get(c), svm_event_set(c, &in->pending));
+	VCPU_XFER_WITH(out, in, pending, svm_event_get(s), svm_event_set(s, &in->pending));
 	/* Derived, not stored: CPL is SS.DPL in protected mode, 0 in real mode,
 	 * 3 in virtual-8086 mode; the descriptor tables' padding is zero. */
 	if (in)
