@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from harness import boot_bochs, boot_qemu, make_disk, need_file, timeout
 
@@ -154,14 +155,16 @@ def test_live_child_restores_one_instant():
 	written while it runs on; the chain restores one instant."""
 	need_file(AMBER_SNAP, "make builds it")
 	disk = make_disk(128 << 20)
-	# A disk held to 16 MiB/s: the child's few MiB take long enough for the
-	# guest to have its turns during the save, whatever the host.
+	# A disk held to 16 MiB/s (with bursts): the child's few MiB take long
+	# enough for the guest to have its turns during the save (one after each
+	# 1 MiB write that ends 10 ms after the last).
 	slow = ["-drive", f"file={disk},if=none,id=slow,format=raw,"
 		f"throttling.bps-write={16 << 20}", "-device", "virtio-blk-pci,drive=slow"]
 	with boot_qemu(extra=slow, name="qemu-livechild") as vm:
 		vm.wait_prompt()
-		sq = start_seq(vm, "32M", SLOW)
+		sq = start_seq(vm, "32M", 2 * SLOW)
 		vm.cmd_ok(f"snap save {sq} base", timeout=120)
+		time.sleep(0.5)   # some MiB of the guest's writes for the child
 		before = seq_check(vm, sq)
 		out, s = save_live(vm, sq, "kid", extra=" --parent base")
 		m = re.search(r"  parent:  'base', a chain of 2 images now\n +(\d+) pages changed, "
