@@ -3,8 +3,10 @@
 # to run under QEMU -icount shift=0,sleep=off: one TSC tick is one instruction,
 # Amber's included, plus the idle stretches QEMU skips ahead), the VM exits by
 # kind, and the wall time from `vm start` to the marker for orientation. The
-# same on VT-x in Bochs icelake, whose TSC also counts instructions. Recorded
-# in docs/performance.md.
+# same on VT-x in Bochs icelake, whose TSC also counts instructions. A
+# snapshot of the booted guest, saved and restored against `disk bench`, in
+# wall time and again under -icount (repeatable). Recorded in
+# docs/performance.md.
 import os
 import re
 import sys
