@@ -713,6 +713,14 @@ int snap_save_live(struct vm *vm, const char *name, int index, int old, struct s
 	total = ticks() - t0;
 	st.cmds = snap_store.dev->commands - c0;
 	snap_region_release(lv.r);
+	if (ret == -EAGAIN && lv.parent) {
+		/* A child's set grows in place: only its metadata can outgrow
+		 * the layout (a NOTE added during the save). */
+		printk("snap save: VM %d's state no longer fits the layout its pages were\n"
+		       "  written for: saving it paused instead, as without --live\n",
+		       vm->id);
+		return ret;
+	}
 	if (ret == -EAGAIN) {
 		printk("snap save: VM %d kept filling pages that were zero when its image was\n"
 		       "  laid out (%u layouts): saving it paused instead, as without --live\n",
