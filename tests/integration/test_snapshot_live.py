@@ -45,7 +45,9 @@ def save_live(vm, vid, name, timeout=240, extra=""):
 def seq_check(vm, vid):
 	"""'v' on the seq guest's console: its sequence must be whole; returns the
 	last value it had written."""
-	m = dirty_key(vm, vid, "v", rf"\[vm{vid}\] seq: (ok, last (\d+)|HOLE[^\n]*|FUTURE[^\n]*)")
+	# The whole line: a value cut by the serial line's pace must not match.
+	m = dirty_key(vm, vid, "v",
+		      rf"\[vm{vid}\] seq: (ok, last (\d+)|HOLE[^\r\n]*|FUTURE[^\r\n]*)\r?\n")
 	if not m.group(2):
 		vm.fail(f"VM {vid}'s sequence is not whole: {m.group(1)}")
 	return int(m.group(2))
