@@ -204,7 +204,9 @@ def test_live_child_restores_one_instant():
 
 @timeout(900)
 def test_live_save_vmx():
-	"""VT-x in Bochs (EPT dirty flags): seq saved live, restored whole."""
+	"""VT-x in Bochs (EPT dirty flags): seq saved live, restored whole; a
+	live child of it, its pages found in the log the live save handed on,
+	restored whole from the chain."""
 	need_file(ISO, "make iso builds it")
 	disk = make_disk(64 << 20)
 	with boot_bochs(disk=disk) as vm:
@@ -212,6 +214,10 @@ def test_live_save_vmx():
 		sq = start_seq(vm, "8M", SLOW)
 		before = seq_check(vm, sq)
 		out, s = save_live(vm, sq, "sq", timeout=400)
+		kid, _ = save_live(vm, sq, "kid", timeout=400, extra=" --parent sq")
+		if not re.search(r"  parent:  'sq', a chain of 2 images now\n.*found in the dirty log",
+				 kid):
+			vm.fail(f"a live child of 'sq' should find its pages in the log:\n{kid}")
 		vm.cmd_ok(f"vm kill {sq}")
 		v = restore(vm, "sq")
 		vm.cmd_ok(f"vm resume {v}")
@@ -219,3 +225,10 @@ def test_live_save_vmx():
 		if not s["rewritten"] + s["last"] or after <= before:
 			vm.fail(f"the seq guest did not run during the live save ({before} before it, "
 				f"{after} after the restore):\n{out}")
+		vm.cmd_ok(f"vm kill {v}")
+		v = restore_chain(vm, "kid", 2)
+		vm.cmd_ok(f"vm resume {v}")
+		last = seq_check(vm, v)   # whole, and saved after 'sq' was
+		if last <= before:
+			vm.fail(f"the live child restored {last}, not past {before}, a value from before "
+				f"its parent was saved")
