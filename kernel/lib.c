@@ -6,10 +6,22 @@
 #include "kernel/lib.h"
 
 #ifndef AMBER_HOST_TEST
+/* Eight bytes a step where the destination is aligned: an emulator (QEMU
+ * TCG, Bochs) pays per iteration of a rep string instruction whatever its
+ * width, so rep stosq fills 8x faster there (a restore zeroes the guest
+ * pages its image leaves out: 186 MiB for a booted Linux of 256 MiB); on
+ * hardware both widths run at the cache's speed (SDM Vol. 1 7.3.9.3 "Fast-String
+ * Operation"). */
 void *memset(void *dst, int c, size_t n)
 {
 	void *ret = dst;
 
+	if (n >= 64 && !((u64)dst & 7)) {
+		u64 q = n / 8, pat = 0x0101010101010101ULL * (u8)c;
+
+		__asm__ volatile("rep stosq" : "+D"(dst), "+c"(q) : "a"(pat) : "memory");
+		n %= 8;
+	}
 	__asm__ volatile("rep stosb" : "+D"(dst), "+c"(n) : "a"(c) : "memory");
 	return ret;
 }

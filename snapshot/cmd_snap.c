@@ -505,7 +505,7 @@ static int cmd_snap(int argc, char **argv)
  * unknown-subcommand error say the same. */
 static const struct shell_sub snap_subs[] = {
 	{ .name = "save",
-	  .args = "VM NAME [--live | --parent BASE] [--replace] [disk=N]",
+	  .args = "VM NAME [--live] [--parent BASE] [--replace] [disk=N]",
 	  .summary = "pause VM, write its image, commit, resume it",
 	  .help = "  NAME is 1-31 letters, digits, '.', '_' or '-'. The VM runs on once the\n"
 		  "  image is durable; Ctrl-C cancels and earlier snapshots stay intact.\n"
@@ -514,7 +514,8 @@ static const struct shell_sub snap_subs[] = {
 		  "  --replace: a snapshot named NAME gives way once the new image is\n"
 		  "  committed (one catalog write), so a failure keeps the old one.\n"
 		  "  --live: a running VM runs on while its memory is written (rounds\n"
-		  "  of the pages it changed), frozen only for a short last pass.\n" },
+		  "  of the pages it changed), frozen only for a short last pass; with\n"
+		  "  --parent too, a child written so.\n" },
 	{ .name = "restore",
 	  .args = "NAME [--lazy] [into=ID] [disk=N]",
 	  .summary = "check the image, make a paused VM from it",

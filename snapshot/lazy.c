@@ -488,19 +488,12 @@ int snap_restore_lazy(const char *name, const char *disk_opt, struct vm *into)
 	       "           ('vm info %d' shows how far)\n",
 	       (unsigned long long)(dev->bytes_read - b0), (unsigned long long)(dev->commands - c0),
 	       (unsigned long long)(vm->mem_size / PAGE_SIZE), vm->id);
-	if (ctl_data()) {
-		struct json *j = ctl_data();
-
-		json_obj_begin(j, "restore");
-		json_str(j, "name", name);
-		json_u64(j, "vm", (u64)vm->id);
-		json_str(j, "state", vm_state_name(vm->state));
-		json_bool(j, "lazy", true);
-		json_u64(j, "total_us", ticks() - t0);
-		json_u64(j, "memory", vm->mem_size);
-		json_u64(j, "bytes_read", dev->bytes_read - b0);
-		json_u64(j, "disk_commands", dev->commands - c0);
-		json_obj_end(j);
-	}
+	snap_restore_json(name, vm,
+			  &(struct snap_restore_figures){
+				  .lazy = true,
+				  .total_us = ticks() - t0,
+				  .bytes_read = dev->bytes_read - b0,
+				  .disk_commands = dev->commands - c0,
+			  });
 	return 0;
 }

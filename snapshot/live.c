@@ -5,8 +5,10 @@
  * written since the previous one, the guest running between two disk writes;
  * then the VM is paused for a last pass over the pages written since, its
  * vCPU and device state, the image's metadata and the commit. Why pre-copy
- * and not copy-on-write: docs/snapshot-format.md "Live save". Host context
- * (the shell); the guest runs only in the vmm_idle() turns given here.
+ * and not copy-on-write: docs/snapshot-format.md "Live save". With --parent
+ * the image is a child: its pages are those changed since the parent, a set
+ * that grows as the guest writes pages the parent held. Host context (the
+ * shell); the guest runs only in the vmm_idle() turns given here.
  */
 #include "kernel/ctl.h"
 #include "kernel/lib.h"
@@ -34,11 +36,17 @@
 static struct {
 	struct vm *vm;
 	struct snap_region *r; /* save_img->region[0]: bitmap fixed, CRCs kept */
-	u64 words;	       /* of the page bitmaps */
-	u64 *tap;	       /* the dirty log's tap: pages written since the last look */
-	u64 *rank;	       /* stored pages before bitmap word w */
-	u32 *first;	       /* chunk c's first page */
-	u64 *todo;	       /* chunk c is to be written (CRC and pages) */
+	/* A child (--parent): its record, and the pages it must hold (those
+	 * changed since the parent), which grows during the save. */
+	const struct snap_parent *parent;
+	u64 *set;
+	u64 first_new; /* the lowest page added to set since the last layout */
+	u64 grown;     /* pages added to set during the save */
+	u64 words;     /* of the page bitmaps */
+	u64 *tap;      /* the dirty log's tap: pages written since the last look */
+	u64 *rank;     /* stored pages before bitmap word w */
+	u32 *first;    /* chunk c's first page */
+	u64 *todo;     /* chunk c is to be written (CRC and pages) */
 	u64 nchunks;
 	struct save_io io;
 	u64 data_block; /* the extent's block of the first stored page */
@@ -106,6 +114,40 @@ static void guest_turn(void)
 }
 
 /* ---- the layout ------------------------------------------------------------- */
+/* Where each stored page of the bitmap goes: ranks per word, chunks' first
+ * pages. */
+static void index_layout(void)
+{
+	struct snap_region *r = lv.r;
+
+	lv.nchunks = snap_crc_count(r->stored, r->pages_per_crc);
+	for (u64 w = 0, n = 0; w < lv.words; w++) {
+		lv.rank[w] = n;
+		for (u64 b = r->bitmap[w]; b; b &= b - 1, n++)
+			if (n % r->pages_per_crc == 0)
+				lv.first[n / r->pages_per_crc] = (u32)(w * 64 + __builtin_ctzll(b));
+	}
+}
+
+/* A child's bitmap: the pages of lv.set, zero or not (a DELTA stores the
+ * pages changed since the parent, docs/snapshot-format.md 1.12). */
+static void child_layout(void)
+{
+	struct snap_region *r = lv.r;
+
+	r->stored = 0;
+	for (u64 w = 0; w < lv.words; w++) {
+		u64 b = lv.set[w];
+
+		if (w == lv.words - 1 && r->pages % 64)
+			b &= (1ULL << (r->pages % 64)) - 1;
+		r->bitmap[w] = b;
+		r->stored += snap_popcount64(b);
+	}
+	index_layout();
+	lv.first_new = r->pages;
+}
+
 /* The bitmap of the pages not zero now, the guest running between steps
  * (the tap sees what it writes meanwhile). */
 static int scan_layout(void)
@@ -131,14 +173,7 @@ static int scan_layout(void)
 		r->bitmap[i / 64] |= 1ULL << (i % 64);
 		r->stored++;
 	}
-	/* Where each stored page goes: ranks per word, chunks' first pages. */
-	lv.nchunks = snap_crc_count(r->stored, r->pages_per_crc);
-	for (u64 w = 0, n = 0; w < lv.words; w++) {
-		lv.rank[w] = n;
-		for (u64 b = r->bitmap[w]; b; b &= b - 1, n++)
-			if (n % r->pages_per_crc == 0)
-				lv.first[n / r->pages_per_crc] = (u32)(w * 64 + __builtin_ctzll(b));
-	}
+	index_layout();
 	return 0;
 }
 
@@ -249,7 +284,8 @@ static int write_round(bool running, u64 *pages)
 }
 
 /* Syncs the dirty log and moves the tap's pages into todo (their chunks);
- * returns the pages found, *misses those outside the layout. */
+ * returns the pages found, *misses those outside the layout (a child's go
+ * into its set, for the next layout). */
 static u64 collect(u64 *misses)
 {
 	u64 found = 0;
@@ -262,6 +298,11 @@ static u64 collect(u64 *misses)
 
 		if (!bit(lv.r->bitmap, pg)) {
 			(*misses)++;
+			if (lv.parent && !bit(lv.set, pg)) {
+				lv.set[pg / 64] |= 1ULL << (pg % 64);
+				lv.first_new = MIN(lv.first_new, pg);
+				lv.grown++;
+			}
 			continue;
 		}
 		c = stored_index(pg) / lv.r->pages_per_crc;
@@ -270,6 +311,69 @@ static u64 collect(u64 *misses)
 	}
 	memset(lv.tap, 0, lv.words * 8);
 	return found;
+}
+
+/* Pages of the chunks marked in todo: what the next round writes. */
+static u64 todo_pages(void)
+{
+	u64 n = 0;
+
+	for (u64 c = next_bit(lv.todo, lv.nchunks, 0); c < lv.nchunks;
+	     c = next_bit(lv.todo, lv.nchunks, c + 1))
+		n += MIN((c + 1) * lv.r->pages_per_crc, lv.r->stored) - c * lv.r->pages_per_crc;
+	return n;
+}
+
+/* A child's room on the disk for the layout now: the extent it has while
+ * the image still fits there with its pages where they were (*moved false),
+ * else a new one, asked a quarter larger than the image (the pages the guest
+ * writes during the save make a child grow; the catalog takes only the
+ * image's own size, so the rest stays free). */
+static int child_place(int index, bool *moved)
+{
+	u64 total = snap_image_layout(save_img), extra = ALIGN_UP(total / 4, SNAP_BLOCK), at;
+	u64 bytes = lv.io.bytes;
+	int ret;
+
+	*moved = !lv.io.blocks || total > lv.io.blocks * SNAP_BLOCK ||
+		 lv.r->data_pos != lv.data_pos;
+	if (*moved && total && !snap_store_alloc(&snap_store, total + extra, &at)) {
+		lv.io.start = at;
+		lv.io.blocks = (total + extra) / SNAP_BLOCK;
+	} else if (*moved) {
+		/* save_extent says why it fails: the bar's line ends first. */
+		if (!total || snap_store_alloc(&snap_store, total, &at))
+			snap_progress_done(&lv.pr);
+		ret = save_extent(lv.vm, index, total, &lv.io);
+		if (ret)
+			return ret;
+	}
+	lv.io.bytes = bytes; /* everything this save handed to the disk */
+	lv.total_size = total;
+	lv.data_pos = lv.r->data_pos;
+	lv.data_block = lv.data_pos / SNAP_BLOCK;
+	return 0;
+}
+
+/* A child's set grew (collect): laid out again. The chunks before the first
+ * new page keep their pages, places and CRCs; every one from there on is to
+ * be written (all of them when the image moved). */
+static int child_grow(int index)
+{
+	u64 first = lv.first_new, c0 = 0;
+	bool moved;
+	int ret;
+
+	child_layout();
+	ret = child_place(index, &moved);
+	if (ret)
+		return ret;
+	if (!moved && first < lv.r->pages)
+		c0 = stored_index(first) / lv.r->pages_per_crc;
+	for (u64 c = c0; c < lv.nchunks; c++)
+		lv.todo[c / 64] |= 1ULL << (c % 64);
+	lv.layouts++;
+	return 0;
 }
 
 /* ---- the save ----------------------------------------------------------------- */
@@ -285,26 +389,37 @@ static int fail(int ret)
 
 /* Lays the image out and writes its page data in rounds while the guest
  * runs. 0: converged or a limit was reached, todo holds what the final pass
- * writes; -EAGAIN: the guest keeps filling pages that were zero. */
+ * writes; -EAGAIN: the guest keeps filling pages that were zero. A child
+ * never lays out from scratch again: a page the guest writes that its set
+ * lacked joins it (child_grow) and the rounds go on. */
 static int precopy(const char *name, int index)
 {
-	u64 misses, dirty, at;
+	u64 misses, dirty, due, at;
+	bool moved;
 	int ret;
 
 	for (lv.layouts = 1;; lv.layouts++) {
-		ret = scan_layout();
-		if (ret)
-			return fail(ret);
-		lv.done = lv.layouts * lv.r->pages * PAGE_SIZE;
-		lv.total_size = snap_image_layout(save_img);
-		lv.data_pos = lv.r->data_pos;
-		/* save_extent says why it fails: the bar's line ends first. */
-		if (!lv.total_size || snap_store_alloc(&snap_store, lv.total_size, &at))
-			snap_progress_done(&lv.pr);
-		ret = save_extent(lv.vm, index, lv.total_size, &lv.io);
-		if (ret)
-			return ret;
-		lv.data_block = lv.data_pos / SNAP_BLOCK;
+		if (lv.parent) {
+			child_layout();
+			lv.done = 0;
+			ret = child_place(index, &moved);
+			if (ret)
+				return ret;
+		} else {
+			ret = scan_layout();
+			if (ret)
+				return fail(ret);
+			lv.done = lv.layouts * lv.r->pages * PAGE_SIZE;
+			lv.total_size = snap_image_layout(save_img);
+			lv.data_pos = lv.r->data_pos;
+			/* save_extent says why it fails: the bar's line ends first. */
+			if (!lv.total_size || snap_store_alloc(&snap_store, lv.total_size, &at))
+				snap_progress_done(&lv.pr);
+			ret = save_extent(lv.vm, index, lv.total_size, &lv.io);
+			if (ret)
+				return ret;
+			lv.data_block = lv.data_pos / SNAP_BLOCK;
+		}
 		lv.work = lv.done + lv.r->stored * PAGE_SIZE;
 		memset(lv.todo, 0, snap_bitmap_words(lv.r->pages) * 8);
 		for (u64 c = 0; c < lv.nchunks; c++)
@@ -326,14 +441,22 @@ static int precopy(const char *name, int index)
 				lv.rewritten += pages;
 			dirty = collect(&misses);
 			lv.last_dirty = dirty;
-			if (misses)
+			if (misses && !lv.parent)
 				break; /* a new layout, or the final pass falls back */
-			if (dirty <= LIVE_FINAL_PAGES) {
+			if (misses) {
+				ret = child_grow(index);
+				if (ret)
+					return ret;
+			}
+			/* A child's new pages move the chunks after them: what the
+			 * next round writes is todo, not only what was written. */
+			due = lv.parent ? todo_pages() : dirty;
+			if (due <= LIVE_FINAL_PAGES) {
 				lv.kept_up = !lv.throttle;
 				return 0;
 			}
 			if (lv.rounds >= LIVE_MAX_ROUNDS ||
-			    lv.rewritten + dirty > LIVE_BUDGET * lv.r->stored) {
+			    lv.rewritten + due > LIVE_BUDGET * lv.r->stored) {
 				lv.kept_up = false;
 				lv.limited = true;
 				return 0;
@@ -342,13 +465,13 @@ static int precopy(const char *name, int index)
 			 * (half as often each time), and twice as fast past the
 			 * soft limits, so that the rounds converge and the last
 			 * pass stays short (QEMU's auto-converge does the same). */
-			if (dirty * 2 > pages)
+			if (due * 2 > pages)
 				lv.throttle++;
 			if (lv.rounds >= LIVE_SOFT_ROUNDS ||
-			    lv.rewritten + dirty > LIVE_SOFT_BUDGET * lv.r->stored)
+			    lv.rewritten + due > LIVE_SOFT_BUDGET * lv.r->stored)
 				lv.throttle++;
 			lv.throttle = MIN(lv.throttle, LIVE_THROTTLE_MAX);
-			lv.work = lv.done + dirty * PAGE_SIZE;
+			lv.work = lv.done + due * PAGE_SIZE;
 		}
 		if (lv.layouts >= LIVE_LAYOUTS)
 			return -EAGAIN;
@@ -359,11 +482,11 @@ static int precopy(const char *name, int index)
 }
 
 /* The final pass, the VM paused: vCPU and device state, the layout checked
- * against the one written for, the pages written since the last round, the
- * metadata, the commit. -EAGAIN: the layout no longer fits (the plain save
- * follows). */
-static int final_pass(const char *name, int old, enum vm_state was, struct save_stats *st,
-		      u64 *pass_us)
+ * against the one written for (a child's grown by the pages written since the
+ * last round), the pages written since the last round, the metadata, the
+ * commit. -EAGAIN: the layout no longer fits (the plain save follows). */
+static int final_pass(const char *name, int index, int old, enum vm_state was,
+		      struct save_stats *st, u64 *pass_us)
 {
 	struct snap_region keep = *lv.r;
 	struct snap_sink sink = { .write = save_write, .ctx = &lv.io, .stage_size = LIVE_STAGE };
@@ -374,9 +497,17 @@ static int final_pass(const char *name, int old, enum vm_state was, struct save_
 	ret = save_capture_state(lv.vm, was, name);
 	save_img->nregions = 1;
 	save_img->region[0] = keep; /* capture cleared it; lv.r points there */
+	save_img->parent = lv.parent;
 	if (ret)
 		return ret;
-	if (misses || snap_image_layout(save_img) != lv.total_size || lv.r->data_pos != lv.data_pos)
+	if (misses && lv.parent) {
+		ret = child_grow(index);
+		if (ret)
+			return ret;
+	} else if (misses) {
+		return -EAGAIN;
+	}
+	if (snap_image_layout(save_img) != lv.total_size || lv.r->data_pos != lv.data_pos)
 		return -EAGAIN;
 	ret = write_round(false, &lv.final_pages);
 	if (ret)
@@ -406,6 +537,9 @@ static void live_free(void)
 	snap_mem_free(lv.rank, words * 8);
 	snap_mem_free(lv.todo, words * 8);
 	snap_mem_free(lv.first, words * 64 * 4 / SNAP_PAGES_PER_CRC + 4);
+	if (lv.vm)
+		snap_incr_free(lv.vm, lv.set);
+	lv.set = NULL;
 	lv.tap = lv.rank = lv.todo = NULL;
 	lv.first = NULL;
 }
@@ -420,6 +554,8 @@ static void live_json(struct json *j, const void *ctx)
 	json_u64(j, "layouts", lv.layouts);
 	json_u64(j, "rewritten_pages", lv.rewritten);
 	json_u64(j, "final_pages", lv.final_pages);
+	if (lv.parent)
+		json_u64(j, "grown_pages", lv.grown);
 	json_u64(j, "kept_up", lv.kept_up);
 	json_u64(j, "limited", lv.limited);
 	json_u64(j, "throttle", lv.throttle);
@@ -441,8 +577,9 @@ static void summary(const char *name, int index, const struct save_stats *st, u6
 	       (unsigned long long)(total / 1000), (unsigned long long)(frozen / 1000),
 	       vm->state == VM_RUNNING ? "running again" : vm_state_name(vm->state));
 	printk("  image:   %s on disk %d (%s)\n", img, index, snap_store.dev->name);
-	printk("  memory:  %s, %llu of %llu pages stored (zero pages left out)\n", mem,
-	       (unsigned long long)lv.r->stored, (unsigned long long)save_img->hdr.memory_pages);
+	printk("  memory:  %s, %llu of %llu pages stored (%s)\n", mem,
+	       (unsigned long long)lv.r->stored, (unsigned long long)save_img->hdr.memory_pages,
+	       lv.parent ? "changed since the parent" : "zero pages left out");
 	format_size(img, sizeof(img), st->bytes);
 	printk("  written: %s (%llu bytes) in %llu commands at %s, flushed\n", img,
 	       (unsigned long long)st->bytes, (unsigned long long)st->cmds, rate);
@@ -455,6 +592,16 @@ static void summary(const char *name, int index, const struct save_stats *st, u6
 	       lv.rounds, lv.rounds == 1 ? "" : "s", (unsigned long long)lv.round_pages[0],
 	       (unsigned long long)lv.rewritten, (unsigned long long)lv.final_pages,
 	       (unsigned long long)(lv.longest_gap / 1000));
+	if (lv.parent) {
+		printk("  parent:  '%s', a chain of %u images now\n", lv.parent->name,
+		       lv.parent->depth + 1);
+		printk("           %llu pages changed, found %s;\n"
+		       "           %llu of them first written during the save\n",
+		       (unsigned long long)lv.r->stored,
+		       lv.parent->source == SNAP_DELTA_LOG ? "in the dirty log" :
+							     "by comparison with the parent",
+		       (unsigned long long)lv.grown);
+	}
 	if (lv.kept_up)
 		return;
 	if (lv.throttle)
@@ -472,7 +619,7 @@ static void summary(const char *name, int index, const struct save_stats *st, u6
 		       LIVE_MAX_ROUNDS, LIVE_BUDGET, (unsigned long long)lv.final_pages);
 }
 
-int snap_save_live(struct vm *vm, const char *name, int index, int old)
+int snap_save_live(struct vm *vm, const char *name, int index, int old, struct snap_parent *parent)
 {
 	struct save_stats st = { 0 };
 	enum vm_state was;
@@ -517,6 +664,13 @@ int snap_save_live(struct vm *vm, const char *name, int index, int old)
 	lv.r = &save_img->region[0];
 	if (!ret)
 		ret = snap_region_init(lv.r, 0, pages, SNAP_PAGES_PER_CRC);
+	/* A child's pages: those changed since the parent, found with the tap
+	 * on, so that what the guest writes from now on reaches the set. */
+	if (!ret && parent) {
+		lv.parent = parent;
+		save_img->parent = parent;
+		ret = snap_incr_changed(vm, parent, &lv.set);
+	}
 	snap_progress_init(&lv.pr, "live save");
 	lv.work = 2 * vm->mem_size;
 	if (!ret)
@@ -541,7 +695,7 @@ int snap_save_live(struct vm *vm, const char *name, int index, int old)
 			paused = !ret;
 		}
 		if (!ret)
-			ret = final_pass(name, old, was, &st, &pass_us);
+			ret = final_pass(name, index, old, was, &st, &pass_us);
 	}
 	live_free();
 	if (!ret) /* still paused: the log counts from this image on */
@@ -559,6 +713,14 @@ int snap_save_live(struct vm *vm, const char *name, int index, int old)
 	total = ticks() - t0;
 	st.cmds = snap_store.dev->commands - c0;
 	snap_region_release(lv.r);
+	if (ret == -EAGAIN && lv.parent) {
+		/* A child's set grows in place: only its metadata can outgrow
+		 * the layout (a NOTE added during the save). */
+		printk("snap save: VM %d's state no longer fits the layout its pages were\n"
+		       "  written for: saving it paused instead, as without --live\n",
+		       vm->id);
+		return ret;
+	}
 	if (ret == -EAGAIN) {
 		printk("snap save: VM %d kept filling pages that were zero when its image was\n"
 		       "  laid out (%u layouts): saving it paused instead, as without --live\n",

@@ -134,12 +134,19 @@ int snap_region_load(struct snap_source *src, struct snap_parsed *p, u32 ri, str
 		if (!dst)
 			return -EFAULT;
 		if (!stored(r, i)) {
-			/* An incremental image leaves the parent's page in place. */
+			/* A run of pages the image leaves out, contiguous in host
+			 * memory (a 2 MiB chunk of the VM's RAM at most), zeroed
+			 * in one call; an incremental image leaves the parent's
+			 * pages in place. */
+			while (i + run < r->pages && !stored(r, i + run) &&
+			       ld->page(ld->ctx, r->gpa + (i + run) * PAGE_SIZE) ==
+				       dst + run * PAGE_SIZE)
+				run++;
 			if (!p->child) {
-				memset(dst, 0, PAGE_SIZE);
-				ld->zeroed++;
+				memset(dst, 0, run * PAGE_SIZE);
+				ld->zeroed += run;
 			}
-			i++;
+			i += run;
 			continue;
 		}
 		while (i + run < r->pages && run < LOAD_RUN && stored(r, i + run) &&

@@ -377,29 +377,49 @@ int snap_restore(const char *name, const char *disk_opt, struct vm *into)
 	vtsc_describe(vm, rs.tsc_err, tscline, sizeof(tscline));
 	if (tscline[0])
 		printk("%s\n", tscline);
-	if (ctl_data()) {
-		struct json *j = ctl_data();
-
-		json_obj_begin(j, "restore");
-		json_str(j, "name", name);
-		json_u64(j, "vm", (u64)vm->id);
-		json_str(j, "state", vm_state_name(vm->state));
-		json_u64(j, "memory", vm->mem_size);
-		json_u64(j, "image_bytes", size);
-		json_u64(j, "total_us", t_all);
-		json_u64(j, "create_us", rs.create_us);
-		json_u64(j, "disk_read_us", io_us);
-		json_u64(j, "chain", n);
-		json_u64(j, "pages_zeroed", zeroed);
-		json_u64(j, "bytes_read", dev->bytes_read - b0);
-		json_u64(j, "disk_commands", dev->commands - c0);
-		json_u64(j, "tsc_hz", vm->guest_tsc_hz);
-		json_u64(j, "host_tsc_hz", tsc_hz());
-		json_str(j, "tsc",
-			 vm->tsc_mode == VTSC_SCALED   ? "scaled" :
-			 vm->tsc_mode == VTSC_UNSCALED ? "unscaled" :
-							 "native");
-		json_obj_end(j);
-	}
+	snap_restore_json(name, vm,
+			  &(struct snap_restore_figures){
+				  .total_us = t_all,
+				  .bytes_read = dev->bytes_read - b0,
+				  .disk_commands = dev->commands - c0,
+				  .full = { .image_bytes = size,
+					    .create_us = rs.create_us,
+					    .disk_read_us = io_us,
+					    .pages_zeroed = zeroed,
+					    .chain = n },
+			  });
 	return 0;
+}
+
+void snap_restore_json(const char *name, struct vm *vm, const struct snap_restore_figures *f)
+{
+	struct json *j = ctl_data();
+	const char *cpu = cpu_model_name(vm->cpu_model);
+
+	if (!j)
+		return;
+	json_obj_begin(j, "restore");
+	json_str(j, "name", name);
+	json_u64(j, "vm", (u64)vm->id);
+	json_str(j, "state", vm_state_name(vm->state));
+	json_bool(j, "lazy", f->lazy);
+	json_u64(j, "memory", vm->mem_size);
+	json_str(j, "cpu", cpu ? cpu : "?");
+	json_u64(j, "total_us", f->total_us);
+	json_u64(j, "bytes_read", f->bytes_read);
+	json_u64(j, "disk_commands", f->disk_commands);
+	if (!f->lazy) {
+		json_u64(j, "image_bytes", f->full.image_bytes);
+		json_u64(j, "create_us", f->full.create_us);
+		json_u64(j, "disk_read_us", f->full.disk_read_us);
+		json_u64(j, "chain", f->full.chain);
+		json_u64(j, "pages_zeroed", f->full.pages_zeroed);
+	}
+	json_u64(j, "tsc_hz", vm->guest_tsc_hz);
+	json_u64(j, "host_tsc_hz", tsc_hz());
+	json_str(j, "tsc",
+		 vm->tsc_mode == VTSC_SCALED   ? "scaled" :
+		 vm->tsc_mode == VTSC_UNSCALED ? "unscaled" :
+						 "native");
+	json_obj_end(j);
 }

@@ -384,11 +384,6 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 				   "'%s' is not a name: use 1-31 letters, digits, '.', '_', '-'",
 				   name);
 	}
-	if (live && parent) {
-		return shell_error(-EINVAL,
-				   "--live with --parent: a child holds only the pages changed\n"
-				   "  since its parent, so its save is short already; drop --live");
-	}
 	if (!vm) {
 		char id[16];
 
@@ -437,7 +432,7 @@ int snap_save(int vm_id, const char *name, const char *disk_opt, const char *par
 	 * A live save that cannot lay the image out (-EAGAIN) leaves the VM
 	 * as it found it, and the plain save below follows. */
 	if (live && was == VM_RUNNING) {
-		ret = snap_save_live(vm, name, index, old);
+		ret = snap_save_live(vm, name, index, old, parent ? &save_parent : NULL);
 		if (ret != -EAGAIN)
 			return ret;
 		was = vm->state;

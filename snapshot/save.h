@@ -47,7 +47,7 @@ void save_json(struct vm *vm, const char *name, int index, const struct save_sta
 	       void (*more)(struct json *j, const void *ctx), const void *ctx);
 
 /* `snap save --live` of a running VM, after snap_save's checks
- * (snapshot/live.c). */
-int snap_save_live(struct vm *vm, const char *name, int index, int old);
+ * (snapshot/live.c); parent: --parent's record (a child), or NULL. */
+int snap_save_live(struct vm *vm, const char *name, int index, int old, struct snap_parent *parent);
 
 #endif

@@ -95,6 +95,17 @@ int snap_restore_commit(struct vm *vm, struct snap_parsed *p, const struct vcpu_
  * VM running at once, its pages read as it touches them and in the idle
  * turns until it is resident. */
 int snap_restore_lazy(const char *name, const char *disk_opt, struct vm *into);
+/* What a restore (full or lazy) reports on the control channel: its
+ * "restore" object. The fields under `full` only a full restore knows. */
+struct snap_restore_figures {
+	bool lazy;
+	u64 total_us, bytes_read, disk_commands;
+	struct {
+		u64 image_bytes, create_us, disk_read_us, pages_zeroed;
+		u32 chain;
+	} full;
+};
+void snap_restore_json(const char *name, struct vm *vm, const struct snap_restore_figures *f);
 /* The id of a VM still filled from the image at start_block of dev, or 0. */
 int snap_lazy_reader(const struct blkdev *dev, u64 start_block);
 

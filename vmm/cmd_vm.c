@@ -245,6 +245,9 @@ static void vm_json(struct json *j, const char *key, struct vm *vm, bool detail)
 		json_str(j, "stop_reason", vm->stop_reason);
 	if (detail) {
 		json_str(j, "cmdline", vm->cmdline);
+		/* The CPU model `vm info` shows (vmm/cpumodel.h). */
+		json_str(j, "cpu",
+			 cpu_model_name(vm->cpu_model) ? cpu_model_name(vm->cpu_model) : "?");
 		json_u64(j, "unemulated_port_accesses", vm->io_unemulated);
 		json_arr_begin(j, "vcpu");
 		for (int i = 0; i < vm->nvcpus; i++) {

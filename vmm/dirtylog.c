@@ -67,8 +67,9 @@ int vm_dirty_start(struct vm *vm)
 	struct dirty_log *l = &vm->dirty;
 	u64 npages = vm->mem_size / PAGE_SIZE;
 	u64 bits_pages = (dirty_log_words(npages) * sizeof(u64) + PAGE_SIZE - 1) / PAGE_SIZE;
+	/* The blocks, and as much again for the copy a sync with a tap keeps. */
 	u64 alloc = bits_pages +
-		    (dirty_log_block_words(npages) * sizeof(u64) + PAGE_SIZE - 1) / PAGE_SIZE;
+		    (2 * dirty_log_block_words(npages) * sizeof(u64) + PAGE_SIZE - 1) / PAGE_SIZE;
 	u64 pa;
 	int err;
 
@@ -81,7 +82,7 @@ int vm_dirty_start(struct vm *vm)
 	if (err)
 		return err;
 	/* Whole pages (zeroed by the allocator): a 64 GiB guest needs 2 MiB,
-	 * and one more page for its blocks. */
+	 * and two more pages for its blocks. */
 	pa = pmm_alloc_contig(alloc, 1);
 	if (!pa)
 		return -ENOMEM;
@@ -102,18 +103,32 @@ int vm_dirty_start(struct vm *vm)
 int vm_dirty_sync(struct vm *vm)
 {
 	struct dirty_log *l = &vm->dirty;
+	u64 bwords = dirty_log_block_words(l->npages), *seen;
 	int err;
 
 	if (!l->on)
 		return -EINVAL;
 	if (!l->tap)
 		return vcpu_ops->dirty_harvest(vm, l->bits);
-	/* The harvest ORs into the tap; what the tap held before is in bits
-	 * already (the tap's owner never clears bits), so ORing all of it
-	 * into bits adds exactly the new pages. */
+	seen = l->blocks + bwords;
+	/* The harvest ORs into the tap the pages of the noted blocks only,
+	 * and clears the notes: they are kept first. What the tap held before
+	 * is in bits already (the tap's owner never clears bits, and
+	 * dirty_log_mark sets both), so ORing the noted blocks' words of the
+	 * tap into bits adds exactly the new pages, and a sync follows the
+	 * pages written, not RAM, as the harvest does. */
+	memcpy(seen, l->blocks, bwords * sizeof(u64));
 	err = vcpu_ops->dirty_harvest(vm, l->tap);
-	for (u64 w = 0; !err && w < dirty_log_words(l->npages); w++)
-		l->bits[w] |= l->tap[w];
+	for (u64 w = 0; !err && w < bwords; w++) {
+		for (u64 m = seen[w]; m; m &= m - 1) {
+			u64 b = w * 64 + (u64)__builtin_ctzll(m);
+			u64 first = b * (DIRTY_BLOCK_PAGES / 64);
+			u64 end = MIN(first + DIRTY_BLOCK_PAGES / 64, dirty_log_words(l->npages));
+
+			for (u64 i = first; i < end; i++)
+				l->bits[i] |= l->tap[i];
+		}
+	}
 	return err;
 }
 

@@ -15,7 +15,9 @@ struct dirty_log {
 	u64 *bits; /* bit p: page p (gpa p * 4 KiB) written */
 	/* Bit b: 2 MiB block b holds guest writes the backend noticed and its
 	 * harvest has not collected yet (dirty_log_note). The harvest looks at
-	 * these blocks only, so that it follows the pages written, not RAM. */
+	 * these blocks only, so that it follows the pages written, not RAM.
+	 * As many words again follow them: a sync with a tap keeps there the
+	 * blocks it harvests, to follow them too. */
 	u64 *blocks;
 	u64 npages; /* pages of guest RAM the log covers */
 	u64 alloc;  /* pages of host memory under bits (0: none) */
@@ -66,7 +68,8 @@ void dirty_log_clear(struct dirty_log *l);
  * on failure nothing changed. */
 int vm_dirty_start(struct vm *vm);
 /* Brings the log up to date: the pages the guest wrote since the last sync
- * are ORed in (and into the tap; clean again in the backend). 0 or -EINVAL
+ * are ORed in (and into the tap; clean again in the backend), looking at the
+ * 2 MiB blocks written only, tap or not. 0 or -EINVAL
  * when tracking is off. The VM must not run meanwhile (boot CPU: it never
  * does). */
 int vm_dirty_sync(struct vm *vm);

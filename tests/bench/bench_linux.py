@@ -3,8 +3,10 @@
 # to run under QEMU -icount shift=0,sleep=off: one TSC tick is one instruction,
 # Amber's included, plus the idle stretches QEMU skips ahead), the VM exits by
 # kind, and the wall time from `vm start` to the marker for orientation. The
-# same on VT-x in Bochs icelake, whose TSC also counts instructions. Recorded
-# in docs/performance.md.
+# same on VT-x in Bochs icelake, whose TSC also counts instructions. A
+# snapshot of the booted guest, saved and restored against `disk bench`, in
+# wall time and again under -icount (repeatable). Recorded in
+# docs/performance.md.
 import os
 import re
 import sys
@@ -66,6 +68,17 @@ LINUX_SNAP_MIB = 256
 
 
 def bench_linux_snapshot_svm():
+	return _linux_snapshot(False)
+
+
+def bench_linux_snapshot_svm_icount():
+	"""The same under -icount shift=0,sleep=off: every time is guest
+	instructions (1 ms = 1 M), so the restore against its read + CRC floor
+	repeats from run to run whatever else the host runs."""
+	return _linux_snapshot(True)
+
+
+def _linux_snapshot(icount):
 	import bench_snapshot  # noqa: E402 (tests/bench, beside this file)
 
 	kernel, initrd = test_linux.material()
@@ -75,8 +88,9 @@ def bench_linux_snapshot_svm():
 	os.close(fd)
 	args, _ = harness._qemu_args([(kernel, "console=ttyS0"), (initrd, "")],
 				     [("virtio", disk)], "1G", "", (), None, False)
-	args += ["--accel", "tcg", "--cpu", "max"]
-	result = {"emulator": "QEMU-TCG", "backend": "AMD-V", "disk_kind": "virtio",
+	args += ["--accel", "tcg", "--cpu", "max"] + (["--icount"] if icount else [])
+	result = {"emulator": "QEMU-TCG-icount" if icount else "QEMU-TCG", "backend": "AMD-V",
+		  "disk_kind": "virtio",
 		  "guest_ram_MiB": LINUX_SNAP_MIB}
 	with harness.Emulator("qemu-linux-snap", lambda port, _: args + [
 			"--serial-tcp", str(port)]) as vm:

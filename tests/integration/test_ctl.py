@@ -187,6 +187,13 @@ def test_ctl_vm_lifecycle():
 			vm.fail(f"vm info data: {d}")
 		if "exit code: 0" not in info["output"]:
 			vm.fail(f"vm info output as the shell prints it: {info['output']!r}")
+		# The CPU model, as `vm info` shows it: host unless cpu= said else.
+		if d.get("cpu") != "host" or "CPU model: host" not in info["output"]:
+			vm.fail(f"vm info's CPU model: data {d.get('cpu')!r}, output {info['output']!r}")
+		ctl.ok("vm create hello cpu=portable -- three")
+		p = ctl.ok("vm info 2")
+		if p["data"]["vm"].get("cpu") != "portable" or "CPU model: portable" not in p["output"]:
+			vm.fail(f"vm info of a portable VM: {p}")
 		# An error carries the text the shell prints for the same mistake.
 		a = ctl.request("vm start 5")
 		shell = vm.cmd("vm start 5").strip()
@@ -228,6 +235,13 @@ def test_ctl_snapshot():
 		vms = ctl.ok("vm list")["data"]["vms"]
 		if [v["id"] for v in vms] != [1, 2]:
 			vm.fail(f"vm list after restore: {vms}")
+		# A lazy restore reports the same object (one function writes both),
+		# less what only a full restore knows.
+		lz = ctl.ok("snap restore nightly --lazy", timeout=120)["data"].get("restore")
+		full_only = {"image_bytes", "create_us", "disk_read_us", "chain", "pages_zeroed"}
+		if not lz or lz["vm"] != 3 or lz["lazy"] is not True or r["lazy"] is not False \
+				or set(lz) != set(r) - full_only or {lz["cpu"], r["cpu"]} != {"host"}:
+			vm.fail(f"lazy restore report data {lz} against the full one's {r}")
 
 
 def test_ctl_malformed():

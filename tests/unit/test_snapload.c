@@ -17,9 +17,18 @@ static u64 img_size;
 static u8 *reads;   /* how often each image byte was handed out */
 static u64 fail_at; /* a read touching this image offset fails (~0: none) */
 
+/* Guest pages from split_at on live in `upper`, apart from the rest (as a
+ * VM's 2 MiB chunks lie apart in host memory); 0: one buffer. */
+static u64 split_at;
+static u8 *upper;
+
 static void *page_of(void *ctx, u64 gpa)
 {
-	return gpa / PAGE_SIZE < PAGES ? (u8 *)ctx + gpa : NULL;
+	if (gpa / PAGE_SIZE >= PAGES)
+		return NULL;
+	if (split_at && gpa / PAGE_SIZE >= split_at && ctx == loaded)
+		return upper + gpa - split_at * PAGE_SIZE;
+	return (u8 *)ctx + gpa;
 }
 
 static int sink_write(struct snap_sink *s, u64 off, const void *buf, u64 len)
@@ -51,7 +60,11 @@ static void collect(struct snap_report *r, const char *line)
 
 static struct vcpu_state vs, vs_back[2];
 
-/* One region at 0 of PAGES pages, every fifth page zero, one vCPU. */
+/* One region at 0 of PAGES pages, every fifth page zero and pages
+ * ZERO_FROM..ZERO_TO-1 too, one vCPU. */
+#define ZERO_FROM 200
+#define ZERO_TO 240
+#define ZEROS (PAGES / 5 + (ZERO_TO - ZERO_FROM) - (ZERO_TO - ZERO_FROM) / 5)
 static void build_image(void)
 {
 	static struct snap_image im;
@@ -62,7 +75,9 @@ static void build_image(void)
 	for (u64 pg = 0; pg < PAGES; pg++)
 		for (u64 i = 0; i < PAGE_SIZE; i += 8)
 			*(u64 *)(guest + pg * PAGE_SIZE + i) =
-				pg % 5 == 2 ? 0 : (pg + 1) * 0x9E3779B97F4A7C15ULL ^ i;
+				pg % 5 == 2 || (pg >= ZERO_FROM && pg < ZERO_TO) ?
+					0 :
+					(pg + 1) * 0x9E3779B97F4A7C15ULL ^ i;
 	memset(&vs, 0, sizeof(vs));
 	vs.rip = 0x123456;
 	vs.cr0 = 0x80000011;
@@ -162,7 +177,7 @@ static void test_once(void)
 	/* Every byte of the image was read, none twice: 1.0 bytes per byte. */
 	CHECK_EQ(read_at_most_once(), img_size);
 	CHECK(memcmp(loaded, guest, PAGES * PAGE_SIZE) == 0);
-	CHECK_EQ(ld.zeroed, PAGES / 5);
+	CHECK_EQ(ld.zeroed, ZEROS);
 	CHECK(memcmp(&vs_back[0], &vs, sizeof(vs)) == 0);
 
 	/* The two-pass way reads the page data twice (what restore did). */
@@ -257,12 +272,39 @@ static void test_damage(void)
 	CHECK(memcmp(loaded, guest, PAGES * PAGE_SIZE) == 0);
 }
 
+/* A run of left-out pages is zeroed a host-contiguous stretch at a time
+ * (one memset): split in host memory inside the run, each side is zeroed,
+ * and nothing past the guest's pages is written. */
+static void test_zero_run_split(void)
+{
+	struct snap_loader ld;
+	u64 rest = PAGES - (ZERO_FROM + 17), stray = 0;
+
+	split_at = ZERO_FROM + 17;
+	upper = aligned_alloc(4096, (rest + 1) * PAGE_SIZE);
+	memset(upper, 0xAA, (rest + 1) * PAGE_SIZE);
+	fail_at = ~0ULL;
+	CHECK_EQ(load(&ld), 0);
+	CHECK_EQ(ld.zeroed, ZEROS);
+	CHECK(memcmp(loaded, guest, split_at * PAGE_SIZE) == 0);
+	CHECK(memcmp(upper, guest + split_at * PAGE_SIZE, rest * PAGE_SIZE) == 0);
+	/* Nothing past what each buffer holds of the guest was written. */
+	for (u64 i = 0; i < PAGE_SIZE; i++)
+		stray += upper[rest * PAGE_SIZE + i] != 0xAA;
+	for (u64 i = split_at * PAGE_SIZE; i < PAGES * PAGE_SIZE; i++)
+		stray += loaded[i] != 0xAA;
+	CHECK_EQ(stray, 0);
+	split_at = 0;
+	free(upper);
+}
+
 int main(void)
 {
 	fail_at = ~0ULL;
 	build_image();
 	test_once();
 	test_damage();
+	test_zero_run_split();
 	free(guest);
 	free(loaded);
 	free(img);
