@@ -160,6 +160,8 @@ void vmm_init(void)
 	irq_timer_init();
 	check_timer();
 	shell_set_idle(vmm_idle);
+	shell_set_hold(vmm_hold);
+	vcpu_sched_init();
 	pr_info("vmm: %s backend ready; %d guest image(s)", vcpu_ops->name, guest_image_count());
 }
 

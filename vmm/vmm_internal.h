@@ -35,6 +35,9 @@ void vcpu_fpu_setup_cpu(void);
 /* Saves the vCPU's FPU state into v->fpu if it is loaded in the registers, so
  * that v->fpu is complete (pause, snapshot, destroy). */
 void vcpu_fpu_release(struct vcpu *v);
+/* Boot CPU, once, after the backend is on everywhere: the kick IPI and the
+ * APs' loop that runs their vCPUs (vmm/vcpu.c). */
+void vcpu_sched_init(void);
 u64 vcpu_xcr0_allowed(void);
 /* Makes v the FPU owner (its state loaded in the registers) before it runs. */
 void vcpu_fpu_switch(struct vcpu *v);
