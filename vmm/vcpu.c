@@ -543,10 +543,11 @@ int vcpu_runs_on(struct vcpu *v)
 	int c = v->cpu;
 
 	/* The boot CPU takes over a VM whose RAM still arrives from a disk (the
-	 * pager reads it there) or whose writes a live save tracks (the
-	 * harvest runs there), and every vCPU whose CPU is not online. */
+	 * pager reads it there), whose writes a live save tracks (the harvest
+	 * runs there), one with hypercalls (a fast reset rewrites every vCPU
+	 * from the exit path), and every vCPU whose CPU is not online. */
 	if (c <= 0 || c >= smp_cpu_count || pager_active(vm->pager) || vm->dirty.on ||
-	    !host_cpus[c].virt_on ||
+	    vm->hypercalls || !host_cpus[c].virt_on ||
 	    __atomic_load_n(&host_cpus[c].state, __ATOMIC_ACQUIRE) != CPU_ONLINE)
 		return 0;
 	return c;
@@ -684,7 +685,7 @@ static void vcpu_run_slice(struct vcpu *v, int cpu)
 			vcpu_backend_failed(v, &e, "prepare interrupt delivery", err);
 			break;
 		}
-		if (vm->state != VM_RUNNING ||
+		if (vm->state != VM_RUNNING || vm->reset_pending ||
 		    (cpu && __atomic_load_n(&ap_hold, __ATOMIC_ACQUIRE)))
 			break;
 		e.kind = VMEXIT_UNHANDLED; /* the backend fills in the record */
@@ -768,7 +769,8 @@ static struct vcpu *candidate(int cpu, unsigned k, u64 now, u64 *wake)
 	struct vm *vm = vm_table[k / VM_MAX_VCPUS];
 	struct vcpu *v;
 
-	if (!vm || vm->state != VM_RUNNING || (int)(k % VM_MAX_VCPUS) >= vm->nvcpus)
+	if (!vm || vm->state != VM_RUNNING || vm->reset_pending ||
+	    (int)(k % VM_MAX_VCPUS) >= vm->nvcpus)
 		return NULL;
 	v = vm->vcpus[k % VM_MAX_VCPUS];
 	if (!v || v->on_cpu >= 0 || vcpu_runs_on(v) != cpu)
@@ -814,7 +816,7 @@ static struct vcpu *sched_next(int cpu, u64 *wake)
 		 * are recorded only, and its exit path stays as it was. */
 		ready = vm->state == VM_RUNNING &&
 			(vm->nvcpus == 1 || (vcpu_startup(v) && vm->state == VM_RUNNING)) &&
-			vcpu_ready(v, now);
+			!vm->reset_pending && vcpu_ready(v, now);
 		if (!ready && v->halted)
 			*wake = MIN(*wake, v->wake_at);
 		/* intr_can_wake may have loaded a VMCS: given up before another
@@ -882,6 +884,7 @@ void vmm_idle(void)
 {
 	u64 wake, t0 = ticks();
 
+	vmm_resets_due();
 	if (!run_next(0, &wake)) {
 		/* Nothing to run: a VM restored asleep for good is halted now; the
 		 * host fills the RAM of a lazily restored VM, or sleeps until the

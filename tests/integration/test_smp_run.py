@@ -4,18 +4,20 @@
 # and killed (the kick IPI ends its guest mode whatever its IF) while the other
 # counts on; the smp guest's 4 vCPUs spread over the APs are paused and
 # resumed while every one is busy, and each count goes on exactly from its
-# frozen value; `pin=` values that name no usable CPU are refused.
+# frozen value; `pin=` values that name no usable CPU are refused. Bochs with
+# `cpu: count=2` (VT-x) runs one vCPU of the smp guest on each CPU.
 import os
 import re
 import sys
 import time
 
-from harness import boot_qemu, make_disk, strip_ansi, timeout
+from harness import BUILD, boot_bochs, boot_qemu, make_disk, need_file, strip_ansi, timeout
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_snapshot import restore, seen_after  # noqa: E402
 from test_snapshot_smp import freeze, resume_and_check, wait_counts  # noqa: E402
 
+ISO = os.path.join(BUILD, "amber.iso")
 EVERY = 10000000  # a counter line about every 0.1-0.5 s under TCG
 
 
@@ -141,3 +143,21 @@ def test_smp_guest_spread_pause_save_restore():
 		resume_and_check(vm, again, frozen)
 		if "FAILED" in vm.seen:
 			vm.fail("the guest found a count in memory different from its register")
+
+
+@timeout(300)
+def test_bochs_vmx_smp_guest_split():
+	"""VT-x (Bochs, x2APIC, cpu count=2): the smp guest with vCPU 0 on the boot
+	CPU and vCPU 1 on CPU 1, its VMCS loaded on the AP with that CPU's host
+	state; paused and resumed while both count, each goes on from its value."""
+	need_file(ISO, "make iso builds it")
+	with boot_bochs(cpus=2) as vm:
+		vm.wait_prompt(timeout=150)
+		vid, _ = create(vm, "smp mem=32M cpus=2 pin=0,1 -- count every=200000")
+		check_placement(vm, vid, [0, 1])
+		vm.cmd_ok(f"vm start {vid}", timeout=60)
+		wait_counts(vm, vid, 2, 2, time_limit=150)
+		frozen = freeze(vm, vid, 2)
+		resume_and_check(vm, vid, frozen)
+		if "FAILED" in vm.seen or "VMPTRLD" in vm.seen or "VMLAUNCH" in vm.seen:
+			vm.fail("the guest or the VT-x backend reported a failure")
