@@ -639,6 +639,15 @@ static int cmd_vm(int argc, char **argv)
 		       !strcmp(sub, "start") ? "started" :
 		       !strcmp(sub, "pause") ? "paused" :
 					       "resumed");
+	/* The freeze: how long the hold that began this command waited for
+	 * the other CPUs to leave guest mode (docs/architecture.md). */
+	if (!err && !strcmp(sub, "pause"))
+		for (int i = 0; i < vm->nvcpus; i++)
+			if (vm->vcpus[i]->cpu) {
+				printk("  its vCPUs on other CPUs were out of guest mode in %lu us\n",
+				       vmm_hold_wait_us);
+				break;
+			}
 	return err;
 }
 

@@ -41,7 +41,7 @@ def save_live(vm, vid, name, timeout=240):
 def seq_check(vm, vid):
 	"""'v' on the seq guest's console: its sequence must be whole; returns the
 	last value it had written."""
-	m = dirty_key(vm, vid, "v", rf"\[vm{vid}\] seq: (ok, last (\d+)|HOLE[^\n]*|FUTURE[^\n]*)")
+	m = dirty_key(vm, vid, "v", rf"\[vm{vid}\] seq: (ok, last (\d+)\r?\n|HOLE[^\n]*|FUTURE[^\n]*)")
 	if not m.group(2):
 		vm.fail(f"VM {vid}'s sequence is not whole: {m.group(1)}")
 	return int(m.group(2))
