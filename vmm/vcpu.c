@@ -597,21 +597,23 @@ static void vcpu_put(struct vcpu *v)
 		vcpu_ops->vcpu_put(v);
 }
 
-/* Waits until no AP has a vCPU, kicking each that has one; bounded per CPU.
- * Returns 0 or -ETIMEDOUT after reporting the CPU left out. */
+/* Waits until no AP has a vCPU, kicking each that has one; bounded (500 ms
+ * for all). Returns 0 or -ETIMEDOUT after reporting a CPU left out. */
 static int wait_aps(void)
 {
-	u64 t0 = ticks();
+	u64 t0 = ticks(), dl;
 	int err = 0;
 
+	/* Every kick first, so that the CPUs leave guest mode together. */
+	for (int c = 1; c < smp_cpu_count; c++)
+		if (__atomic_load_n(&running[c], __ATOMIC_ACQUIRE))
+			smp_kick(c);
+	dl = deadline_after_us(SMP_CALL_TIMEOUT_US);
 	for (int c = 1; c < smp_cpu_count; c++) {
-		u64 dl;
 		struct vcpu *v = __atomic_load_n(&running[c], __ATOMIC_ACQUIRE);
 
 		if (!v)
 			continue;
-		smp_kick(c);
-		dl = deadline_after_us(SMP_CALL_TIMEOUT_US);
 		while (__atomic_load_n(&running[c], __ATOMIC_ACQUIRE)) {
 			if (deadline_passed(dl)) {
 				__atomic_store_n(&host_cpus[c].state, CPU_NOANSWER,
