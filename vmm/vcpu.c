@@ -188,17 +188,21 @@ int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 acces
 	if (!user && (w.rights & PG_US) && (s->cr4 & X86_CR4_SMAP) && !(s->rflags & X86_EFLAGS_AC))
 		return -EPERM;
 	/* 4.8 "Accessed and Dirty Flags": A in every entry used, D in the one
-	 * that maps the page when it is written. The vCPUs of a VM take
-	 * turns on one host CPU, so plain read-modify-writes are not racing
-	 * another walker. */
+	 * that maps the page when it is written. Locked ORs, as the CPU's own
+	 * walker does: another vCPU of the VM may be changing the same entry
+	 * on another host CPU, and a plain read-modify-write would undo its
+	 * write. An entry that has the bits already is not written. */
 	for (int i = 0; i < w.n; i++) {
 		u64 set = PG_A | (write && i == w.n - 1 ? PG_D : 0);
 
+		if (w.wide[i] ? (*(u64 *)w.entry[i] & set) == set :
+				(*(u32 *)w.entry[i] & (u32)set) == (u32)set)
+			continue;
 		dirty_log_mark(&v->vm->dirty, w.entry_gpa[i], w.wide[i] ? 8 : 4);
 		if (w.wide[i])
-			*(u64 *)w.entry[i] |= set;
+			__atomic_fetch_or((u64 *)w.entry[i], set, __ATOMIC_SEQ_CST);
 		else
-			*(u32 *)w.entry[i] |= (u32)set;
+			__atomic_fetch_or((u32 *)w.entry[i], (u32)set, __ATOMIC_SEQ_CST);
 	}
 	return 0;
 }
