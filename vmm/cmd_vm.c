@@ -173,15 +173,17 @@ static int parse_pins(const char *list, int n, int *pins)
 					   "run guests",
 					   list, c,
 					   c >= (u64)smp_cpu_count ? "does not exist" :
-					   host_cpus[c].state != CPU_ONLINE ? "is not online" :
-									     "has no virtualization on");
+					   host_cpus[c].state != CPU_ONLINE ?
+								     "is not online" :
+								     "has no virtualization on");
 		pins[count++] = (int)c;
 		if (!*p)
 			break;
 	}
 	if (count != 1 && count != n)
-		return shell_error(-EINVAL, "pin=%s names %d CPUs for %d vCPUs: one, or one per vCPU",
-				   list, count, n);
+		return shell_error(-EINVAL,
+				   "pin=%s names %d CPUs for %d vCPUs: one, or one per vCPU", list,
+				   count, n);
 	for (int i = count; i < n; i++)
 		pins[i] = pins[0];
 	return 0;
@@ -369,8 +371,8 @@ static int cmd_list(int argc, char **argv)
 		char where[40];
 
 		if (!any)
-			printk("%-3s %-16s %-8s %10s %5s %12s  %s\n", "ID", "IMAGE", "STATE", "MEMORY",
-			       "VCPUS", "EXITS", "ON CPU");
+			printk("%-3s %-16s %-8s %10s %5s %12s  %s\n", "ID", "IMAGE", "STATE",
+			       "MEMORY", "VCPUS", "EXITS", "ON CPU");
 		any = true;
 		for (int i = 0; i < vm->nvcpus; i++)
 			exits += vm->vcpus[i]->exits;
@@ -478,7 +480,7 @@ static bool console_input(u8 c, void *ctx)
 		printk("\n[detached from vm %d]\n", id);
 		return false;
 	}
-	vmm_hold(true); /* its UART may be in use on another CPU */
+	vmm_hold(true);		    /* its UART may be in use on another CPU */
 	vuart_console_input(vm, c); /* waits while the guest's receiver is full */
 	vmm_hold(false);
 	return true;

@@ -534,11 +534,11 @@ static enum exit_class exit_class_of(enum vm_exit_kind kind)
  * (vmm_hold): every AP is out of guest mode and claims nothing, which is also
  * what freezes every vCPU of a VM at one instant for pause, save and kill.
  */
-static spinlock_t sched_lock;		  /* claims, ap_hold */
-static u32 ap_hold;			  /* set: no AP claims a vCPU */
-static unsigned hold_depth;		  /* vmm_hold's nesting; boot CPU only */
+static spinlock_t sched_lock;		   /* claims, ap_hold */
+static u32 ap_hold;			   /* set: no AP claims a vCPU */
+static unsigned hold_depth;		   /* vmm_hold's nesting; boot CPU only */
 static struct vcpu *running[SMP_MAX_CPUS]; /* what each CPU has claimed */
-static unsigned cursors[SMP_MAX_CPUS];	  /* each CPU's round robin */
+static unsigned cursors[SMP_MAX_CPUS];	   /* each CPU's round robin */
 u64 vmm_hold_wait_us;
 
 int vcpu_runs_on(struct vcpu *v)

@@ -301,7 +301,7 @@ struct vcpu {
 };
 
 struct vm {
-	int id;		/* 1-based, as the shell shows it */
+	int id; /* 1-based, as the shell shows it */
 	/* Held by the CPU that handles an exit of one of its vCPUs, from the
 	 * exit to the next entry (never in guest mode): its devices, every
 	 * vCPU's LAPIC and the fields below (docs/architecture.md "Locks"). */

@@ -14,11 +14,11 @@
 
 /* What hw_enable() found and set up, used for every VMCB. */
 struct svm_caps {
-	u32 nasid;	  /* ASIDs the CPU offers, CPUID 8000_000A EBX */
-	bool nrips;	  /* the VMCB's nRIP field is filled on exit */
-	bool tsc_rate;	  /* the TSC ratio MSR, CPUID 8000_000A EDX bit 4 */
-	u64 iopm_pa;	  /* I/O permission map, shared by every VMCB */
-	u64 msrpm_pa;	  /* MSR permission map, shared by every VMCB */
+	u32 nasid;     /* ASIDs the CPU offers, CPUID 8000_000A EBX */
+	bool nrips;    /* the VMCB's nRIP field is filled on exit */
+	bool tsc_rate; /* the TSC ratio MSR, CPUID 8000_000A EDX bit 4 */
+	u64 iopm_pa;   /* I/O permission map, shared by every VMCB */
+	u64 msrpm_pa;  /* MSR permission map, shared by every VMCB */
 };
 extern struct svm_caps svm_caps;
 
@@ -38,7 +38,7 @@ struct svm_guest_regs {
 struct svm_vcpu {
 	struct vmcb *vmcb; /* the VMCB, 4 KiB */
 	u64 vmcb_pa;
-	bool flush; /* flush this ASID's TLB entries on the next VMRUN */
+	bool flush;   /* flush this ASID's TLB entries on the next VMRUN */
 	int host_cpu; /* the CPU it last ran on (its TLB entries), -1: none */
 	struct svm_guest_regs g;
 	u32 windows;   /* VCPU_WINDOW_* requested (set_windows) */

@@ -78,11 +78,11 @@ static const struct vmx_ctl_name vmx_entry_required[] = {
 #define VMX_EXCEPTION_BITMAP (BIT(X86_TRAP_GP) | BIT(X86_TRAP_AC))
 
 struct vmx_caps vmx_caps;
-static bool vmx_on;	     /* the backend is usable: on for the boot CPU */
+static bool vmx_on; /* the backend is usable: on for the boot CPU */
 /* Per CPU, by number: the VMCS current there (VMPTRLD), 0 if none. */
 static u64 vmx_current_vmcses[SMP_MAX_CPUS];
 #define vmx_current_vmcs (vmx_current_vmcses[smp_this_index()])
-static u64 vmx_vpid_used;    /* bit i: VPID i + 1 belongs to a vCPU */
+static u64 vmx_vpid_used; /* bit i: VPID i + 1 belongs to a vCPU */
 
 struct desc_ptr {
 	u16 limit;

@@ -46,8 +46,8 @@ struct vmx_guest_regs {
 };
 
 struct vmx_vcpu {
-	u64 vmcs_pa;   /* the VMCS region, 4 KiB */
-	bool launched; /* VMLAUNCH done since the last VMCLEAR: use VMRESUME */
+	u64 vmcs_pa;	/* the VMCS region, 4 KiB */
+	bool launched;	/* VMLAUNCH done since the last VMCLEAR: use VMRESUME */
 	int active_cpu; /* the CPU it is active on (VMPTRLD), -1: cleared */
 	int host_cpu;	/* the CPU its host state is for (its TLB entries), -1: none */
 	u16 vpid;
