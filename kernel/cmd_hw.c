@@ -18,9 +18,18 @@
 
 static const char *cpu_state_name(const struct host_cpu *c)
 {
+	static char runs[32];
+	int n;
+
 	switch (__atomic_load_n(&c->state, __ATOMIC_ACQUIRE)) {
 	case CPU_ONLINE:
-		return c->index == 0 ? "boot CPU, runs the shell" : "online, idle";
+		if (c->index == 0)
+			return "boot CPU, runs the shell";
+		n = vmm_vcpus_placed(c->index);
+		if (!n)
+			return "online, idle";
+		snprintf(runs, sizeof(runs), "online, runs %d vCPU%s", n, n == 1 ? "" : "s");
+		return runs;
 	case CPU_STARTING:
 		return "starting";
 	case CPU_NOANSWER:

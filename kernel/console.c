@@ -29,6 +29,7 @@ void console_enable_fb(u64 phys, u32 pitch, u32 width, u32 height, u8 bpp)
 }
 
 void console_guard_line(bool on) { line_guard = on; }
+bool console_line_guarded(void) { return __atomic_load_n(&line_guard, __ATOMIC_RELAXED); }
 
 void console_guard_seq(const char *seq) { strlcpy(guard_seq, seq, sizeof(guard_seq)); }
 

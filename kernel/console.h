@@ -16,6 +16,9 @@ void console_write(const char *s, size_t n);
 /* While on, the next output first erases the current line (the shell sets it
  * around guest time so a guest's line does not land after the prompt). */
 void console_guard_line(bool on);
+/* The guard is on: the open line (the prompt) will be erased, so output of
+ * another CPU need not wait for it to end (kernel/printk.c). */
+bool console_line_guarded(void);
 /* The control sequence the guard writes first (at most 23 bytes): the line
  * editor's, for a line that spans several rows. */
 void console_guard_seq(const char *seq);

@@ -4,11 +4,14 @@
  * device's deadline, the shell's next look at the console. Nothing else in
  * the host is interrupt driven; the interrupt ends guest mode (AMD-V: INTR
  * intercept; VT-x: external-interrupt exiting) or an idle HLT. Between
- * deadlines an idle host sleeps. Host context, boot CPU.
+ * deadlines an idle host sleeps. Host context, boot CPU; on an AP the same
+ * calls drive its local APIC timer (kernel/apic.c) instead.
  * Intel 8254 datasheet "Mode 0: Interrupt on Terminal Count"; 8259A
  * "Operation Command Words".
  */
 #include "kernel/irq.h"
+#include "kernel/apic.h"
+#include "kernel/smp.h"
 #include "kernel/printk.h"
 #include "kernel/time.h"
 #include "kernel/traps.h"
@@ -47,6 +50,10 @@ void irq_timer_arm(u64 at)
 {
 	u64 now, clocks;
 
+	if (smp_this_index() != 0) {
+		apic_timer_at(at); /* an AP: its own LAPIC timer */
+		return;
+	}
 	if (!timer_ready)
 		return;
 	if (timer_armed && armed_count == irq_timer_ticks && armed_at <= at)
@@ -65,4 +72,11 @@ void irq_timer_arm(u64 at)
 	armed_at = now + clocks * TICKS_PER_SEC / PIT_HZ;
 }
 
-u64 irq_timer_count(void) { return irq_timer_ticks; }
+/* On an AP: every interrupt it took (its timer and the doorbell alike), which
+ * is what the caller asks: has the CPU been interrupted since. */
+u64 irq_timer_count(void)
+{
+	int cpu = smp_this_index();
+
+	return cpu ? __atomic_load_n(&host_cpus[cpu].ipis, __ATOMIC_RELAXED) : irq_timer_ticks;
+}

@@ -30,14 +30,16 @@ static spinlock_t console_lock = SPINLOCK_INIT;
 static int line_open_cpu = -1; /* the CPU whose last output did not end a line */
 
 /* Takes console_lock for CPU `me`, waiting a little for another CPU's open
- * line to end, and ending it for that CPU if it does not. */
+ * line to end, and ending it for that CPU if it does not. The shell's prompt,
+ * open while the boot CPU gives guests their time, is guarded: a guest's line
+ * from another CPU erases it at once (the shell draws it again after). */
 static void console_begin(int me)
 {
 	u64 dl = 0;
 
 	for (;;) {
 		spin_lock(&console_lock);
-		if (line_open_cpu < 0 || line_open_cpu == me)
+		if (line_open_cpu < 0 || line_open_cpu == me || console_line_guarded())
 			return;
 		if (!dl)
 			dl = deadline_after_us(CONSOLE_LINE_WAIT_US);

@@ -19,6 +19,7 @@ extern const struct shell_cmd __shell_cmds_start[], __shell_cmds_end[];
 
 static struct lineedit editor;
 static void (*idle_hook)(void);
+static int (*hold_hook)(bool on);
 static bool (*input_handler)(u8 c, void *ctx);
 static void *input_ctx;
 
@@ -335,7 +336,12 @@ int shell_exec(char *line)
 	cur_cmd = c;
 	cur_word = argc > 1 && c->subs ? argv[1] : NULL;
 	cur_sub = cur_word ? shell_sub_find(c, cur_word) : NULL;
+	/* A command touches VM state only while no other CPU runs a guest. */
+	if (hold_hook)
+		hold_hook(true);
 	ret = c->fn(argc, argv);
+	if (hold_hook)
+		hold_hook(false);
 	cur_cmd = NULL;
 	cur_sub = NULL;
 	cur_word = NULL;
@@ -343,6 +349,7 @@ int shell_exec(char *line)
 }
 
 void shell_set_idle(void (*fn)(void)) { idle_hook = fn; }
+void shell_set_hold(int (*fn)(bool on)) { hold_hook = fn; }
 
 void shell_attach_input(bool (*handler)(u8 c, void *ctx), void *ctx)
 {

@@ -81,6 +81,9 @@ const struct shell_cmd *shell_cmds_end(void);
 
 /* Work to do while the shell waits for a key (the VMM's scheduler). */
 void shell_set_idle(void (*fn)(void));
+/* Called with true before each command and false after it: the VMM stops
+ * the guests on other CPUs while a command may touch their state. */
+void shell_set_hold(int (*fn)(bool on));
 /* Hands every typed byte to `handler` instead of the line editor until it
  * returns false (used by `vm console`); the prompt comes back then. */
 void shell_attach_input(bool (*handler)(u8 c, void *ctx), void *ctx);

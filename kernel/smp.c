@@ -36,6 +36,7 @@ int smp_cpu_count = 1;
 static bool smp_up;	   /* the APIC is set up: this_cpu() may read the ID */
 static int panic_cpu = -1; /* the CPU that owns a panic, -1 while none does */
 static int hang_cpu = -1;  /* test hook amber.cpu_hang=N */
+static void (*ap_idle)(int cpu);
 
 extern char trampoline_start[], trampoline_end[], tr_gdt[], tr_gdtr[], tr_pm32[], tr_pm32_ptr[],
 	tr_lm_ptr[], tr_boot_cr3[], tr_efer[], tr_kernel_cr3[], tr_stack_top[], tr_cpu_index[],
@@ -99,7 +100,7 @@ void smp_poll(void)
  * request runs in the CPU's loop, where it may take locks. */
 void smp_ipi_ack(void)
 {
-	this_cpu()->ipis++;
+	host_cpus[smp_this_index()].ipis++;
 	apic_eoi();
 }
 
@@ -235,9 +236,24 @@ void smp_panic_stop(void)
 static __noreturn void smp_idle(struct host_cpu *c)
 {
 	for (;;) {
+		void (*fn)(int) = __atomic_load_n(&ap_idle, __ATOMIC_ACQUIRE);
+
 		serve(c);
-		irq_wait();
+		if (fn)
+			fn(c->index); /* sleeps itself, bounded */
+		else
+			irq_wait();
 	}
+}
+
+void smp_set_idle(void (*fn)(int cpu)) { __atomic_store_n(&ap_idle, fn, __ATOMIC_RELEASE); }
+
+int smp_kick(int cpu)
+{
+	if (cpu < 0 || cpu >= smp_cpu_count || cpu_state(cpu) != CPU_ONLINE)
+		return -ENODEV;
+	return apic_send(host_cpus[cpu].apic_id,
+			 APIC_ICR_FIXED | APIC_ICR_ASSERT | SMP_CALL_VECTOR);
 }
 
 /* First C on an AP, on its own kernel stack and the kernel's page tables. */
@@ -247,6 +263,7 @@ void smp_ap_main(u32 index)
 
 	traps_init_cpu(index);
 	apic_init_ap();
+	apic_timer_init(SMP_TIMER_VECTOR);
 	c->apic_id = apic_id();
 	c->booted = true;
 	__atomic_store_n(&c->state, CPU_ONLINE, __ATOMIC_RELEASE);
@@ -350,6 +367,7 @@ void smp_init(void)
 	bsp->apic_id = apic_id();
 	idt_set_handler(SMP_CALL_VECTOR, ipi_call_entry, 0);
 	idt_set_handler(APIC_SPURIOUS_VECTOR, apic_spurious_entry, 0);
+	idt_set_handler(SMP_TIMER_VECTOR, ipi_call_entry, 0);
 	smp_up = true;
 	parse_hang_hook();
 	n = smp_cpu_list(acpi.cpu_apic_ids, MIN(acpi.cpu_count, ACPI_MAX_CPUS), bsp->apic_id, ids,
@@ -368,6 +386,7 @@ void smp_init(void)
 		return;
 	}
 	trampoline_setup(page);
+	apic_timer_calibrate();
 	for (int i = 1; i < n; i++) {
 		struct host_cpu *c = &host_cpus[i];
 

@@ -9,12 +9,16 @@
 #define AMBER_SMP_H
 
 #include "kernel/spinlock.h"
+#include "kernel/traps.h"
 #include "kernel/types.h"
 
 #define SMP_MAX_CPUS 16
 /* The vector of the cross-CPU request IPI. Above the PIC's 0x20-0x2F; the
  * APIC's spurious vector is 0xFF (kernel/apic.h). */
 #define SMP_CALL_VECTOR 0xF0
+/* The local APIC timer of an AP (the end of a guest's slice there; only the
+ * boot CPU takes the PIT). Its handler is the doorbell's: acknowledge only. */
+#define SMP_TIMER_VECTOR 0xF1
 /* How long a CPU may take to come up after its SIPIs, and to answer a request. */
 #define SMP_START_TIMEOUT_US 1000000
 #define SMP_CALL_TIMEOUT_US 500000
@@ -60,6 +64,14 @@ struct host_cpu {
 extern struct host_cpu host_cpus[SMP_MAX_CPUS];
 extern int smp_cpu_count; /* entries of host_cpus[] in use, not-answering ones included */
 
+/* The calling CPU's number, from the stack it runs on (each AP runs on its own
+ * kernel stack, the boot CPU on boot/boot.asm's): a few instructions, no APIC
+ * read, so the VMM's exit path may use it for its per-CPU data. */
+static inline int smp_this_index(void)
+{
+	return traps_stack_cpu((u64)(uintptr_t)__builtin_frame_address(0));
+}
+
 /* Boot CPU, after acpi_init: maps the APIC and brings up every other CPU. */
 void smp_init(void);
 /* The calling CPU's entry (host_cpus[0] before smp_init). */
@@ -73,6 +85,15 @@ int smp_online_count(void);
  * While it waits the caller serves its own mailbox, so two CPUs calling each
  * other cannot deadlock. Any CPU, no lock held. */
 int smp_call(int cpu, smp_fn fn, u64 arg, u64 *ret, u64 timeout_us);
+/* The kick: the doorbell IPI without a request. It ends guest mode on that
+ * CPU (AMD-V's INTR intercept, VT-x's external-interrupt exiting, whatever
+ * the guest's IF) or wakes it from its idle HLT; its loop then looks at what
+ * changed. 0, -ENODEV for a CPU that is not online. Any CPU. */
+int smp_kick(int cpu);
+/* The loop an AP runs once online, between requests (the VMM's vCPUs on that
+ * CPU); it must return after sleeping at most until the next interrupt.
+ * Without one, an AP sleeps until the next doorbell. */
+void smp_set_idle(void (*fn)(int cpu));
 /* Runs a request waiting in the calling CPU's mailbox, if any. */
 void smp_poll(void);
 /* Panic path: claims the panic for this CPU, stops every other CPU with an

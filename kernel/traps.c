@@ -156,6 +156,15 @@ u64 traps_kernel_stack_top(int cpu_index)
 	return (u64)(uintptr_t)(cpu_stacks[cpu_index].kernel + KSTACK_SIZE);
 }
 
+int traps_stack_cpu(u64 rsp)
+{
+	u64 base = (u64)(uintptr_t)cpu_stacks;
+
+	if (rsp < base || rsp >= base + sizeof(cpu_stacks))
+		return 0; /* the boot CPU's own stack (boot/boot.asm) */
+	return (int)((rsp - base) / sizeof(struct cpu_stacks));
+}
+
 void traps_init_cpu(int cpu_index)
 {
 	struct cpu_tables *t = &tables[cpu_index];

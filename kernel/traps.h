@@ -27,6 +27,9 @@ void traps_init(void);
 void traps_init_cpu(int cpu_index);
 /* The top of CPU cpu_index's kernel stack (the APs run on it). */
 u64 traps_kernel_stack_top(int cpu_index);
+/* The CPU whose stacks hold rsp (its kernel stack or an IST stack); 0 for
+ * any other stack, which only the boot CPU runs on. */
+int traps_stack_cpu(u64 rsp);
 /* Is pa the unmapped page under one of the CPUs' stacks (kernel/paging.c
  * leaves them out)? */
 bool traps_stack_guard(u64 pa);

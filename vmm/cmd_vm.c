@@ -8,6 +8,7 @@
 #include "kernel/lib.h"
 #include "kernel/printk.h"
 #include "kernel/shell.h"
+#include "kernel/smp.h"
 #include "kernel/time.h"
 #include "vmm/hypercall.h"
 #include "vmm/linux.h"
@@ -133,8 +134,75 @@ static int cmd_images(int argc, char **argv)
 	return 0;
 }
 
+/* `pin=LIST`: the home CPU of each vCPU (docs/architecture.md "Execution
+ * model"). LIST is one CPU number per vCPU ("1,2"; one number pins them
+ * all there) or "auto", which spreads them over the APs, boot CPU last.
+ * Every CPU named must be online with virtualization on. Fills pins[0..n). */
+static int parse_pins(const char *list, int n, int *pins)
+{
+	int count = 0;
+
+	if (!strcmp(list, "auto")) {
+		int aps = 0, ids[SMP_MAX_CPUS];
+
+		for (int c = 1; c < smp_cpu_count; c++)
+			if (host_cpus[c].state == CPU_ONLINE && host_cpus[c].virt_on)
+				ids[aps++] = c;
+		for (int i = 0; i < n; i++)
+			pins[i] = aps ? ids[i % aps] : 0;
+		return 0;
+	}
+	for (const char *p = list; *p; p++) {
+		u64 c = 0;
+		const char *start = p;
+
+		while (*p >= '0' && *p <= '9' && c < 1000)
+			c = c * 10 + (u64)(*p++ - '0');
+		if (p == start || (*p && *p != ','))
+			return shell_error(-EINVAL,
+					   "pin=%s: write CPU numbers like pin=1,2 (one per vCPU) "
+					   "or pin=auto",
+					   list);
+		if (count == VM_MAX_VCPUS || count == n)
+			return shell_error(-EINVAL, "pin=%s names more CPUs than the %d vCPU%s",
+					   list, n, n == 1 ? "" : "s");
+		if (c >= (u64)smp_cpu_count || host_cpus[c].state != CPU_ONLINE ||
+		    !host_cpus[c].virt_on)
+			return shell_error(-EINVAL,
+					   "pin=%s: CPU %lu %s; 'cpu' lists the CPUs that "
+					   "run guests",
+					   list, c,
+					   c >= (u64)smp_cpu_count ? "does not exist" :
+					   host_cpus[c].state != CPU_ONLINE ?
+								     "is not online" :
+								     "has no virtualization on");
+		pins[count++] = (int)c;
+		if (!*p)
+			break;
+	}
+	if (count != 1 && count != n)
+		return shell_error(-EINVAL,
+				   "pin=%s names %d CPUs for %d vCPUs: one, or one per vCPU", list,
+				   count, n);
+	for (int i = count; i < n; i++)
+		pins[i] = pins[0];
+	return 0;
+}
+
+/* The CPUs the vCPUs of vm are placed on, "1,2", for `vm list`/`vm info`. */
+static void format_pins(struct vm *vm, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < vm->nvcpus && n + 4 < len; i++)
+		n += snprintf(buf + n, len - n, "%s%d", i ? "," : "", vm->vcpus[i]->cpu);
+}
+
 static int cmd_create(int argc, char **argv)
 {
+	int pins[VM_MAX_VCPUS] = { 0 };
+	const char *pin = NULL;
 	u64 mem = VM_DEFAULT_MEM, cpus = 1;
 	char args[128];
 	const char *cmdline = NULL, *initrd = NULL, *inputs = NULL;
@@ -155,6 +223,8 @@ static int cmd_create(int argc, char **argv)
 			if (parse_u64(argv[i] + 5, &cpus) || cpus < 1 || cpus > VM_MAX_VCPUS)
 				return shell_error(-EINVAL, "cpus must be a number from 1 to %d",
 						   VM_MAX_VCPUS);
+		} else if (!strncmp(argv[i], "pin=", 4) && argv[i][4]) {
+			pin = argv[i] + 4; /* checked once cpus= is known */
 		} else if (!strncmp(argv[i], "initrd=", 7) && argv[i][7]) {
 			initrd = argv[i] + 7;
 		} else if (!strncmp(argv[i], "cpu=", 4)) {
@@ -195,6 +265,8 @@ static int cmd_create(int argc, char **argv)
 		}
 		cmdline = args;
 	}
+	if (pin && parse_pins(pin, (int)cpus, pins))
+		return -EINVAL;
 	/* Refused before anything is made (QEMU's "enforce"): the model's
 	 * features this CPU lacks. */
 	if (model != CPU_MODEL_HOST &&
@@ -209,6 +281,8 @@ static int cmd_create(int argc, char **argv)
 	if (!vm)
 		return -EINVAL;
 	vm_set_cpu_model(vm, (u32)model, missing, sizeof(missing)); /* checked above */
+	for (i = 0; i < vm->nvcpus; i++)
+		vm->vcpus[i]->cpu = pins[i]; /* the APs are held: none looks yet */
 	if (hypercalls && hypercall_enable(vm, inputs)) {
 		vm_destroy(vm);
 		return -EINVAL;
@@ -216,6 +290,12 @@ static int cmd_create(int argc, char **argv)
 	printk("created vm %d (%s, %lu MiB, %d vCPU%s%s): vm start %d runs it\n", vm->id, vm->image,
 	       vm->mem_size >> 20, vm->nvcpus, model ? ", CPU " : "",
 	       model ? cpu_model_name((u32)model) : "", vm->id);
+	if (pin) {
+		char where[40];
+
+		format_pins(vm, where, sizeof(where));
+		printk("  its vCPUs run on CPU %s\n", where);
+	}
 	return 0;
 }
 
@@ -255,6 +335,7 @@ static void vm_json(struct json *j, const char *key, struct vm *vm, bool detail)
 
 			json_obj_begin(j, NULL);
 			json_u64(j, "exits", v->exits);
+			json_u64(j, "cpu", (u64)v->cpu);
 			json_bool(j, "halted", v->halted);
 			json_bool(j, "wait_for_sipi", vcpu_waits_for_sipi(v));
 			json_obj_begin(j, "exit_counts");
@@ -290,15 +371,18 @@ static int cmd_list(int argc, char **argv)
 
 		if (!vm)
 			continue;
+		char where[40];
+
 		if (!any)
-			printk("%-3s %-16s %-8s %10s %5s %12s\n", "ID", "IMAGE", "STATE", "MEMORY",
-			       "VCPUS", "EXITS");
+			printk("%-3s %-16s %-8s %10s %5s %12s  %s\n", "ID", "IMAGE", "STATE",
+			       "MEMORY", "VCPUS", "EXITS", "ON CPU");
 		any = true;
 		for (int i = 0; i < vm->nvcpus; i++)
 			exits += vm->vcpus[i]->exits;
 		format_size(mem, sizeof(mem), vm->mem_size);
-		printk("%-3d %-16s %-8s %10s %5d %12lu", vm->id, vm->image,
-		       vm_state_name(vm->state), mem, vm->nvcpus, exits);
+		format_pins(vm, where, sizeof(where));
+		printk("%-3d %-16s %-8s %10s %5d %12lu  %s", vm->id, vm->image,
+		       vm_state_name(vm->state), mem, vm->nvcpus, exits, where);
 		/* Lazily restored, still arriving (vmm/pager.h): how far. */
 		if (pager_active(vm->pager))
 			printk("  %llu%% resident",
@@ -372,10 +456,11 @@ static int cmd_info(struct vm *vm)
 
 		bool sipi = vcpu_waits_for_sipi(v);
 
-		printk("vCPU %d: %lu exits%s\n", i, v->exits,
+		printk("vCPU %d: %lu exits%s, on CPU %d%s\n", i, v->exits,
 		       sipi	 ? ", wait-for-SIPI" :
 		       v->halted ? ", halted" :
-				   "");
+				   "",
+		       v->cpu, vcpu_runs_on(v) != v->cpu ? " (now the boot CPU)" : "");
 		for (int k = 0; k < VMEXIT_KIND_COUNT; k++)
 			if (v->exit_counts[k])
 				printk("  %-14s %lu\n", vm_exit_kind_name(k), v->exit_counts[k]);
@@ -398,7 +483,9 @@ static bool console_input(u8 c, void *ctx)
 		printk("\n[detached from vm %d]\n", id);
 		return false;
 	}
+	vmm_hold(true);		    /* its UART may be in use on another CPU */
 	vuart_console_input(vm, c); /* waits while the guest's receiver is full */
+	vmm_hold(false);
 	return true;
 }
 
@@ -557,6 +644,15 @@ static int cmd_vm(int argc, char **argv)
 		       !strcmp(sub, "start") ? "started" :
 		       !strcmp(sub, "pause") ? "paused" :
 					       "resumed");
+	/* The freeze: how long the hold that began this command waited for
+	 * the other CPUs to leave guest mode (docs/architecture.md). */
+	if (!err && !strcmp(sub, "pause"))
+		for (int i = 0; i < vm->nvcpus; i++)
+			if (vm->vcpus[i]->cpu) {
+				printk("  its vCPUs on other CPUs were out of guest mode in %lu us\n",
+				       vmm_hold_wait_us);
+				break;
+			}
 	return err;
 }
 
@@ -570,6 +666,9 @@ static const struct shell_sub vm_subs[] = {
 	  .help = "  OPTION is one of:\n"
 		  "  mem=SIZE       its RAM, like 64M or 1G (default 32M)\n"
 		  "  cpus=N         its vCPUs (default 1)\n"
+		  "  pin=LIST       the host CPU of each vCPU, like pin=1,2 (one number:\n"
+		  "                 all there; auto: spread over the CPUs after the\n"
+		  "                 boot CPU); default: the boot CPU runs them all\n"
 		  "  initrd=IMAGE   an initrd for a Linux kernel (see 'vm images')\n"
 		  "  cpu=MODEL      the CPU its guest sees: host (default: all this CPU\n"
 		  "                 offers) or portable (a baseline both vendors give:\n"

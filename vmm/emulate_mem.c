@@ -7,6 +7,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "kernel/smp.h"
 #include "vmm/insn.h"
 #include "vmm/mmio.h"
 #include "vmm/vmm_internal.h"
@@ -15,7 +16,10 @@
 
 #define STRIO_BATCH 1024 /* elements of a REP INS/OUTS done per exit */
 
-static struct vcpu_state st; /* the vCPU's state around a string I/O or MMIO exit */
+/* The vCPU's state around a string I/O or MMIO exit, one per CPU (each runs
+ * the exits of its own vCPUs). */
+static struct vcpu_state states[SMP_MAX_CPUS];
+#define st (states[smp_this_index()])
 #define X86_EFLAGS_DF BIT(10)
 
 /* The guest page the last element of a string went to, so that a batch walks

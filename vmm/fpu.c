@@ -11,6 +11,7 @@
 #include "kernel/lib.h"
 #include "kernel/mm.h"
 #include "kernel/printk.h"
+#include "kernel/smp.h"
 #include "kernel/traps.h"
 #include "kernel/x86.h"
 #include "vmm/vmm_internal.h"
@@ -36,7 +37,9 @@
 #define FXSAVE_MXCSR_MASK 28
 #define XSAVE_HDR 512 /* XSTATE_BV, XCOMP_BV, then 48 reserved bytes */
 
-static struct vcpu *fpu_owner;
+/* The vCPU whose FPU state each CPU's registers hold, by CPU number. */
+static struct vcpu *fpu_owners[SMP_MAX_CPUS];
+#define fpu_owner (fpu_owners[smp_this_index()])
 static bool use_xsave;
 static u64 xcr0_allowed = 3;
 static u32 area_size = 512;
@@ -213,6 +216,7 @@ struct vcpu *vcpu_create(struct vm *vm, int id)
 	}
 	v->vm = vm;
 	v->id = id;
+	v->on_cpu = -1;
 	v->fpu = phys_to_virt(pa);
 	v->xcr0 = XCR0_MIN;
 	fpu_init_area(v->fpu);
@@ -221,6 +225,8 @@ struct vcpu *vcpu_create(struct vm *vm, int id)
 
 void vcpu_free(struct vcpu *v)
 {
+	/* A vCPU is freed on the boot CPU; any other CPU gave it up after
+	 * its last slice there (vcpu_put). */
 	if (fpu_owner == v)
 		fpu_owner = NULL;
 	if (v->fpu)

@@ -12,10 +12,16 @@
 #include "vmm/vmm_internal.h"
 #include "vmm/vtsc.h"
 
+static void (*kick_remote)(struct vcpu *v);
+
+void intr_set_remote_kick(void (*fn)(struct vcpu *v)) { kick_remote = fn; }
+
 void vcpu_kick(struct vcpu *v)
 {
 	v->kicked = true;
 	v->intr_dirty = true;
+	if (kick_remote)
+		kick_remote(v); /* a vCPU on another CPU: an IPI (vmm/vcpu.c) */
 }
 
 void vm_kick(struct vm *vm)

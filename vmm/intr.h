@@ -121,5 +121,8 @@ void vioapic_eoi(struct vm *vm, u8 vector);
 void vcpu_kick(struct vcpu *v);
 /* The same for every vCPU of vm (the 8259A's INTR, a broadcast). */
 void vm_kick(struct vm *vm);
+/* Registers how a kick reaches a vCPU that runs on another host CPU (the
+ * scheduler's IPI, vmm/vcpu.c); unset, a kick only sets the flags. */
+void intr_set_remote_kick(void (*fn)(struct vcpu *v));
 
 #endif

@@ -9,15 +9,19 @@
 #include "kernel/irq.h"
 #include "kernel/lib.h"
 #include "kernel/printk.h"
+#include "kernel/smp.h"
 #include "kernel/time.h"
 #include "kernel/x86.h"
 #include "vmm/hypercall.h"
+#include "vmm/intr.h"
 #include "vmm/pager.h"
 #include "vmm/vmm_internal.h"
 
 typedef int (*exit_handler_t)(struct vcpu *v, struct vm_exit *e);
 
-static struct vcpu_state scratch; /* reports and page walks; never nested */
+/* Reports and page walks, one per CPU (never nested on one). */
+static struct vcpu_state scratches[SMP_MAX_CPUS];
+#define scratch (scratches[smp_this_index()])
 
 static const char *const kind_names[VMEXIT_KIND_COUNT] = {
 	[VMEXIT_NONE] = "other",
@@ -184,17 +188,21 @@ int vcpu_translate(struct vcpu *v, const struct vcpu_state *s, u64 la, u32 acces
 	if (!user && (w.rights & PG_US) && (s->cr4 & X86_CR4_SMAP) && !(s->rflags & X86_EFLAGS_AC))
 		return -EPERM;
 	/* 4.8 "Accessed and Dirty Flags": A in every entry used, D in the one
-	 * that maps the page when it is written. The vCPUs of a VM take
-	 * turns on one host CPU, so plain read-modify-writes are not racing
-	 * another walker. */
+	 * that maps the page when it is written. Locked ORs, as the CPU's own
+	 * walker does: another vCPU of the VM may be changing the same entry
+	 * on another host CPU, and a plain read-modify-write would undo its
+	 * write. An entry that has the bits already is not written. */
 	for (int i = 0; i < w.n; i++) {
 		u64 set = PG_A | (write && i == w.n - 1 ? PG_D : 0);
 
+		if (w.wide[i] ? (*(u64 *)w.entry[i] & set) == set :
+				(*(u32 *)w.entry[i] & (u32)set) == (u32)set)
+			continue;
 		dirty_log_mark(&v->vm->dirty, w.entry_gpa[i], w.wide[i] ? 8 : 4);
 		if (w.wide[i])
-			*(u64 *)w.entry[i] |= set;
+			__atomic_fetch_or((u64 *)w.entry[i], set, __ATOMIC_SEQ_CST);
 		else
-			*(u32 *)w.entry[i] |= (u32)set;
+			__atomic_fetch_or((u32 *)w.entry[i], (u32)set, __ATOMIC_SEQ_CST);
 	}
 	return 0;
 }
@@ -515,11 +523,154 @@ static enum exit_class exit_class_of(enum vm_exit_kind kind)
 	}
 }
 
+/* ---- placement, the hold, the kick ---------------------------------------
+ *
+ * Each vCPU has a home CPU (v->cpu: vm create pin=, the boot CPU by
+ * default). Every CPU runs the vCPUs placed on it: the boot CPU from the
+ * shell's idle hook (vmm_idle), an AP from its own loop (vmm_ap_idle, which
+ * kernel/smp.c calls between requests). A vCPU is claimed (v->on_cpu) by the
+ * CPU that looks at it or runs it, under sched_lock, so it runs on one CPU at
+ * a time. The shell touches VM state only while it holds the APs
+ * (vmm_hold): every AP is out of guest mode and claims nothing, which is also
+ * what freezes every vCPU of a VM at one instant for pause, save and kill.
+ */
+static spinlock_t sched_lock;		   /* claims, ap_hold */
+static u32 ap_hold;			   /* set: no AP claims a vCPU */
+static unsigned hold_depth;		   /* vmm_hold's nesting; boot CPU only */
+static struct vcpu *running[SMP_MAX_CPUS]; /* what each CPU has claimed */
+static unsigned cursors[SMP_MAX_CPUS];	   /* each CPU's round robin */
+u64 vmm_hold_wait_us;
+
+int vcpu_runs_on(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	int c = v->cpu;
+
+	/* The boot CPU takes over a VM whose RAM still arrives from a disk (the
+	 * pager reads it there), whose writes a live save tracks (the harvest
+	 * runs there), one with hypercalls (a fast reset rewrites every vCPU
+	 * from the exit path), and every vCPU whose CPU is not online. */
+	if (c <= 0 || c >= smp_cpu_count || pager_active(vm->pager) || vm->dirty.on ||
+	    vm->hypercalls || !host_cpus[c].virt_on ||
+	    __atomic_load_n(&host_cpus[c].state, __ATOMIC_ACQUIRE) != CPU_ONLINE)
+		return 0;
+	return c;
+}
+
+int vmm_vcpus_placed(int cpu)
+{
+	int n = 0;
+
+	for (int i = 0; i < VM_MAX; i++) {
+		struct vm *vm = vm_table[i];
+
+		if (!vm || (vm->state != VM_CREATED && vm->state != VM_RUNNING &&
+			    vm->state != VM_PAUSED && vm->state != VM_HALTED))
+			continue;
+		for (int j = 0; j < vm->nvcpus; j++)
+			n += vm->vcpus[j] && vm->vcpus[j]->cpu == cpu;
+	}
+	return n;
+}
+
+/* The cross-CPU half of vcpu_kick: a vCPU that runs elsewhere gets a kick,
+ * which ends its guest mode or wakes its CPU from HLT, so that it looks at
+ * what arrived. */
+static void kick_remote(struct vcpu *v)
+{
+	int c = vcpu_runs_on(v);
+
+	if (c != smp_this_index())
+		smp_kick(c);
+}
+
+static void unclaim(int cpu, struct vcpu *v)
+{
+	spin_lock(&sched_lock);
+	v->on_cpu = -1;
+	running[cpu] = NULL;
+	spin_unlock(&sched_lock);
+}
+
+/* What an AP leaves behind after a slice of v, and the boot CPU after a
+ * slice or a look at a vCPU placed elsewhere: nothing of v loaded. */
+static void vcpu_put(struct vcpu *v)
+{
+	vcpu_fpu_release(v);
+	if (vcpu_ops->vcpu_put)
+		vcpu_ops->vcpu_put(v);
+}
+
+/* Waits until no AP has a vCPU, kicking each that has one; bounded (500 ms
+ * for all). Returns 0 or -ETIMEDOUT after reporting a CPU left out. */
+static int wait_aps(void)
+{
+	u64 t0 = ticks(), dl;
+	int err = 0;
+
+	/* Every kick first, so that the CPUs leave guest mode together. */
+	for (int c = 1; c < smp_cpu_count; c++)
+		if (__atomic_load_n(&running[c], __ATOMIC_ACQUIRE))
+			smp_kick(c);
+	dl = deadline_after_us(SMP_CALL_TIMEOUT_US);
+	for (int c = 1; c < smp_cpu_count; c++) {
+		struct vcpu *v = __atomic_load_n(&running[c], __ATOMIC_ACQUIRE);
+
+		if (!v)
+			continue;
+		while (__atomic_load_n(&running[c], __ATOMIC_ACQUIRE)) {
+			if (deadline_passed(dl)) {
+				__atomic_store_n(&host_cpus[c].state, CPU_NOANSWER,
+						 __ATOMIC_RELEASE);
+				pr_err("vmm: CPU %d did not leave guest mode (vm%d vCPU %d) within "
+				       "%d ms; it is left out",
+				       c, v->vm->id, v->id, SMP_CALL_TIMEOUT_US / 1000);
+				err = -ETIMEDOUT;
+				break;
+			}
+			smp_poll();
+			cpu_relax();
+		}
+	}
+	vmm_hold_wait_us = ticks() - t0;
+	return err;
+}
+
+int vmm_hold(bool on)
+{
+	if (smp_cpu_count < 2)
+		return 0;
+	if (on) {
+		if (hold_depth++)
+			return 0;
+		spin_lock(&sched_lock);
+		__atomic_store_n(&ap_hold, 1, __ATOMIC_RELEASE);
+		spin_unlock(&sched_lock);
+		return wait_aps();
+	}
+	if (!hold_depth || --hold_depth)
+		return 0;
+	/* What the shell loaded of a vCPU placed on an AP goes back to memory
+	 * before that AP may load it (a VMCS is active on one CPU at a time). */
+	for (int i = 0; i < VM_MAX; i++) {
+		struct vm *vm = vm_table[i];
+
+		for (int j = 0; vm && j < vm->nvcpus; j++)
+			if (vm->vcpus[j] && vm->vcpus[j]->cpu)
+				vcpu_put(vm->vcpus[j]);
+	}
+	__atomic_store_n(&ap_hold, 0, __ATOMIC_RELEASE);
+	for (int c = 1; c < smp_cpu_count; c++)
+		smp_kick(c); /* asleep until their next timer otherwise */
+	return 0;
+}
+
 /* Runs v until its slice ends (VMM_SLICE_US, or PAGER_SLICE_US while its
- * VM's RAM arrives; by the host timer that vmm/intr.c arms), it halts, or
- * its VM leaves the running state. Between exits the interrupt state is brought up to date (intr_before_entry,
- * intr_after_exit). */
-static void vcpu_run_slice(struct vcpu *v)
+ * VM's RAM arrives; by the host timer that vmm/intr.c arms), it halts, its
+ * VM leaves the running state, or (on an AP) the shell holds the APs.
+ * Between exits the interrupt state is brought up to date (intr_before_entry,
+ * intr_after_exit). Holds vm->lock except in guest mode. */
+static void vcpu_run_slice(struct vcpu *v, int cpu)
 {
 	struct vm *vm = v->vm;
 	u64 slice_end = ticks() + (pager_active(vm->pager) ? PAGER_SLICE_US : VMM_SLICE_US);
@@ -529,6 +680,7 @@ static void vcpu_run_slice(struct vcpu *v)
 
 	vcpu_fpu_switch(v);
 	v->intr_dirty = true; /* the shell ran: look again */
+	spin_lock(&vm->lock);
 	while (vm->state == VM_RUNNING && !v->halted) {
 		int err = 0, action;
 
@@ -539,10 +691,13 @@ static void vcpu_run_slice(struct vcpu *v)
 			vcpu_backend_failed(v, &e, "prepare interrupt delivery", err);
 			break;
 		}
-		if (vm->state != VM_RUNNING)
+		if (vm->state != VM_RUNNING || vm->reset_pending ||
+		    (cpu && __atomic_load_n(&ap_hold, __ATOMIC_ACQUIRE)))
 			break;
 		e.kind = VMEXIT_UNHANDLED; /* the backend fills in the record */
+		spin_unlock(&vm->lock);
 		err = vcpu_ops->vcpu_run(v, &e);
+		spin_lock(&vm->lock);
 		if (err && e.kind != VMEXIT_ENTRY_FAILED)
 			e.kind = VMEXIT_ENTRY_FAILED;
 		if ((unsigned)e.kind >= VMEXIT_KIND_COUNT)
@@ -576,10 +731,12 @@ static void vcpu_run_slice(struct vcpu *v)
 	/* The LAPIC's TPR is whole again before the shell or a snapshot sees it. */
 	if (v->cr8_stale)
 		intr_after_exit(v); /* a failure leaves it stale: the next look meets it */
+	spin_unlock(&vm->lock);
 }
 
 /* Every vCPU sleeps in HLT with nothing that could ever wake it, or waits
- * for a STARTUP IPI that none of the others can send any more. */
+ * for a STARTUP IPI that none of the others can send any more. vm->lock held:
+ * a halted vCPU is in no guest mode. */
 static bool all_halted(struct vm *vm)
 {
 	bool hlt = false;
@@ -611,33 +768,73 @@ static bool vcpu_ready(struct vcpu *v, u64 now)
 	return true;
 }
 
-/* The next runnable vCPU after the last one run, round robin over all VMs;
- * *wake receives the earliest wake time of the sleeping ones passed over. */
-static struct vcpu *sched_next(u64 *wake)
+/* Under sched_lock: the vCPU in slot k when CPU `cpu` may claim it now. A
+ * halted one whose wake time has not come is passed over (*wake notes it). */
+static struct vcpu *candidate(int cpu, unsigned k, u64 now, u64 *wake)
 {
-	static unsigned cursor;
+	struct vm *vm = vm_table[k / VM_MAX_VCPUS];
+	struct vcpu *v;
+
+	if (!vm || vm->state != VM_RUNNING || vm->reset_pending ||
+	    (int)(k % VM_MAX_VCPUS) >= vm->nvcpus)
+		return NULL;
+	v = vm->vcpus[k % VM_MAX_VCPUS];
+	if (!v || v->on_cpu >= 0 || vcpu_runs_on(v) != cpu)
+		return NULL;
+	if (v->halted && !v->kicked && now < v->wake_at) {
+		*wake = MIN(*wake, v->wake_at);
+		return NULL;
+	}
+	return v;
+}
+
+/* The next runnable vCPU placed on `cpu` after the last one it ran, round
+ * robin over all VMs, claimed for it; *wake receives the earliest wake time
+ * of the sleeping ones passed over. */
+static struct vcpu *sched_next(int cpu, u64 *wake)
+{
 	const unsigned slots = VM_MAX * VM_MAX_VCPUS;
+	unsigned cursor = cursors[cpu];
 	u64 now = ticks();
 
 	*wake = ~0ULL;
 	for (unsigned i = 1; i <= slots; i++) {
 		unsigned k = (cursor + i) % slots;
-		struct vm *vm = vm_table[k / VM_MAX_VCPUS];
 		struct vcpu *v;
+		struct vm *vm;
+		bool ready;
 
-		if (!vm || vm->state != VM_RUNNING || (int)(k % VM_MAX_VCPUS) >= vm->nvcpus)
+		spin_lock(&sched_lock);
+		v = cpu && ap_hold ? NULL : candidate(cpu, k, now, wake);
+		if (v) {
+			v->on_cpu = cpu;
+			running[cpu] = v;
+		}
+		spin_unlock(&sched_lock);
+		if (cpu && __atomic_load_n(&ap_hold, __ATOMIC_ACQUIRE) && !v)
+			return NULL;
+		if (!v)
 			continue;
-		v = vm->vcpus[k % VM_MAX_VCPUS];
+		vm = v->vm;
+		spin_lock(&vm->lock);
 		/* A vCPU waiting for a STARTUP IPI is not run (vmm/startup.c).
 		 * A VM of one vCPU has no other to start it: INIT and STARTUP
 		 * are recorded only, and its exit path stays as it was. */
-		if (!v || (vm->nvcpus > 1 && (!vcpu_startup(v) || vm->state != VM_RUNNING)))
-			continue;
-		if (vcpu_ready(v, now)) {
-			cursor = k;
+		ready = vm->state == VM_RUNNING &&
+			(vm->nvcpus == 1 || (vcpu_startup(v) && vm->state == VM_RUNNING)) &&
+			!vm->reset_pending && vcpu_ready(v, now);
+		if (!ready && v->halted)
+			*wake = MIN(*wake, v->wake_at);
+		/* intr_can_wake may have loaded a VMCS: given up before another
+		 * CPU can look at v (under vm->lock, halt_check). */
+		if (!ready && (cpu || v->cpu))
+			vcpu_put(v);
+		spin_unlock(&vm->lock);
+		if (ready) {
+			cursors[cpu] = k;
 			return v;
 		}
-		*wake = MIN(*wake, v->wake_at);
+		unclaim(cpu, v);
 	}
 	return NULL;
 }
@@ -647,11 +844,22 @@ static void halt_check(struct vm *vm)
 {
 	struct vcpu *v = vm->vcpus[0];
 	u64 rip = 0;
+	bool halted;
 
-	if (vm->state != VM_RUNNING || !all_halted(vm))
+	spin_lock(&vm->lock);
+	halted = vm->state == VM_RUNNING && all_halted(vm);
+	/* all_halted read the halted vCPUs' state: what it loaded of one that
+	 * another CPU runs goes back before that CPU may load it. */
+	for (int i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i]->halted && vcpu_runs_on(vm->vcpus[i]) != smp_this_index())
+			vcpu_put(vm->vcpus[i]);
+	if (halted) {
+		vm->state = VM_HALTED;
+		vuart_flush(vm);
+	}
+	spin_unlock(&vm->lock);
+	if (!halted)
 		return;
-	vm->state = VM_HALTED;
-	vuart_flush(vm);
 	if (vcpu_ops->read_rip(v, &rip))
 		printk("[vm%d] halted: every vCPU executed HLT and nothing will wake it\n", vm->id);
 	else
@@ -660,12 +868,30 @@ static void halt_check(struct vm *vm)
 		       vm->id, rip);
 }
 
+/* One slice of the next vCPU placed on `cpu`; 0 when there was none (*wake:
+ * the earliest wake time of the sleeping ones). */
+static bool run_next(int cpu, u64 *wake)
+{
+	struct vcpu *v = sched_next(cpu, wake);
+
+	if (!v)
+		return false;
+	vcpu_run_slice(v, cpu);
+	halt_check(v->vm);
+	/* An AP keeps nothing of a vCPU between slices: the shell on the boot
+	 * CPU may read it while it holds the APs, and it may move. */
+	if (cpu || v->cpu)
+		vcpu_put(v);
+	unclaim(cpu, v);
+	return true;
+}
+
 void vmm_idle(void)
 {
-	u64 wake, t0;
-	struct vcpu *v = sched_next(&wake);
+	u64 wake, t0 = ticks();
 
-	if (!v) {
+	vmm_resets_due();
+	if (!run_next(0, &wake)) {
 		/* Nothing to run: a VM restored asleep for good is halted now; the
 		 * host fills the RAM of a lazily restored VM, or sleeps until the
 		 * next wake time or the shell's next look at the console, whichever
@@ -683,9 +909,24 @@ void vmm_idle(void)
 		}
 		return;
 	}
-	t0 = ticks();
-	vcpu_run_slice(v);
-	halt_check(v->vm);
 	/* Between slices: RAM still arriving, PAGER_SHARE times the slice. */
 	pager_idle((ticks() - t0) * PAGER_SHARE);
+}
+
+/* An AP's turn between requests (kernel/smp.c smp_set_idle): a slice of one
+ * of its vCPUs, or a sleep until the next wake time, kick or request. */
+static void vmm_ap_idle(int cpu)
+{
+	u64 wake;
+
+	if (run_next(cpu, &wake))
+		return;
+	irq_timer_arm(MIN(wake, ticks() + VMM_SLICE_US));
+	irq_wait();
+}
+
+void vcpu_sched_init(void)
+{
+	intr_set_remote_kick(kick_remote);
+	smp_set_idle(vmm_ap_idle);
 }

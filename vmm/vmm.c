@@ -160,6 +160,8 @@ void vmm_init(void)
 	irq_timer_init();
 	check_timer();
 	shell_set_idle(vmm_idle);
+	shell_set_hold(vmm_hold);
+	vcpu_sched_init();
 	pr_info("vmm: %s backend ready; %d guest image(s)", vcpu_ops->name, guest_image_count());
 }
 
@@ -519,24 +521,32 @@ void vm_request_reset(struct vm *vm, const char *how)
  * that time never runs backwards for the devices. The other vCPUs wait for a
  * STARTUP IPI again, as after power-on.
  */
-bool vm_reset_pending(struct vcpu *v)
+/* Every vCPU of vm runs on the calling CPU: none can be in guest mode now. */
+static bool vm_all_here(struct vm *vm)
 {
-	struct vm *vm = v->vm;
+	int here = smp_this_index();
+
+	for (int i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i] && vcpu_runs_on(vm->vcpus[i]) != here)
+			return false;
+	return true;
+}
+
+static void vm_do_reset(struct vm *vm)
+{
 	const struct guest_image *img;
 	char err[160];
 	u64 tsc;
 
-	if (!vm->reset_pending)
-		return false;
 	vm->reset_pending = false;
 	if (vm->state != VM_RUNNING)
-		return true;
+		return;
 	vuart_flush(vm);
 	img = guest_image_find(vm->image);
 	if (!img) {
 		vm_stop(vm, "reset through %s: image '%s' is not in this Amber", vm->reset_why,
 			vm->image);
-		return true;
+		return;
 	}
 	tsc = vcpu_guest_tsc(vm->vcpus[0]);
 	vdev_sync(vm, tsc); /* what happened before the reset, before it */
@@ -544,11 +554,37 @@ bool vm_reset_pending(struct vcpu *v)
 	if (vm_load_image(vm, img, tsc, err, sizeof(err))) {
 		vm_stop(vm, "reset through %s: reloading '%s' failed: %s", vm->reset_why, vm->image,
 			err);
-		return true;
+		return;
 	}
 	vm->resets++;
 	printk("[vm%d] reset through %s: booting '%s' again\n", vm->id, vm->reset_why, vm->image);
+}
+
+/* A reset rewrites every vCPU: on the exit path when they all run on this
+ * CPU; else it stays pending, no CPU enters the VM, and the boot CPU carries
+ * it out with the APs held (vmm_resets_due, from vmm_idle). */
+bool vm_reset_pending(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	if (!vm->reset_pending)
+		return false;
+	if (vm_all_here(vm))
+		vm_do_reset(vm);
 	return true;
+}
+
+void vmm_resets_due(void)
+{
+	for (int i = 0; i < VM_MAX; i++) {
+		struct vm *vm = vm_table[i];
+
+		if (!vm || !vm->reset_pending)
+			continue;
+		vmm_hold(true);
+		vm_do_reset(vm);
+		vmm_hold(false);
+	}
 }
 
 void vm_power_off(struct vm *vm, const char *how)

@@ -8,6 +8,7 @@
 #ifndef AMBER_VMM_H
 #define AMBER_VMM_H
 
+#include "kernel/spinlock.h"
 #include "kernel/types.h"
 #include "vmm/cpumodel.h"
 #include "vmm/dirtylog.h"
@@ -209,6 +210,11 @@ struct vcpu_ops {
 	 * Reset"; APM Vol. 2 16.3.2 "INIT"). 0, or the backend's errno with
 	 * the vCPU not to be trusted. */
 	int (*reset_state)(struct vcpu *v, const struct vcpu_state *s);
+	/* The CPU that calls it gives v up: nothing of v stays loaded in it (VT-x
+	 * VMCLEARs the VMCS, so that another CPU may load it; both backends
+	 * write back the registers they switch by hand), so that v can run on,
+	 * or be read by, another CPU. May be NULL. */
+	void (*vcpu_put)(struct vcpu *v);
 };
 
 extern const struct vcpu_ops *vcpu_ops; /* chosen once at boot from CPUID */
@@ -251,6 +257,12 @@ enum vm_state {
 struct vcpu {
 	struct vm *vm;
 	int id;
+	/* Where it runs (vmm/vcpu.c "placement"): cpu, its home CPU (vm create
+	 * pin=; 0, the boot CPU, by default); on_cpu, the CPU that has it now
+	 * (running a slice or looking whether it can), -1 for none; changed
+	 * under the scheduler's lock. */
+	int cpu;
+	int on_cpu;
 	u64 regs[NR_VCPU_REGS];
 	bool halted;
 	/* In the INIT state, waiting for a STARTUP IPI (vmm/startup.c): not
@@ -289,7 +301,11 @@ struct vcpu {
 };
 
 struct vm {
-	int id;		/* 1-based, as the shell shows it */
+	int id; /* 1-based, as the shell shows it */
+	/* Held by the CPU that handles an exit of one of its vCPUs, from the
+	 * exit to the next entry (never in guest mode): its devices, every
+	 * vCPU's LAPIC and the fields below (docs/architecture.md "Locks"). */
+	spinlock_t lock;
 	char image[32]; /* name of the guest image it was created from */
 	char cmdline[128];
 	enum vm_state state;
@@ -408,5 +424,16 @@ int vm_copy_from_guest(struct vm *vm, void *dst, u64 gpa, u64 len);
 
 /* The scheduler: runs guests for one time slice; the shell's idle hook. */
 void vmm_idle(void);
+/* The shell's hold on the guests that run on other CPUs (vmm/vcpu.c): with
+ * on = true, every AP leaves guest mode (a kick each, a bounded wait; a CPU
+ * that does not answer is reported and left out) and enters none until the
+ * matching false. Nests. Boot CPU. Returns 0 or -ETIMEDOUT. */
+int vmm_hold(bool on);
+/* The CPU a vCPU runs on now: its home, or the boot CPU (vmm/vcpu.c). */
+int vcpu_runs_on(struct vcpu *v);
+/* How many vCPUs of VMs that may still run are placed on CPU `cpu`. */
+int vmm_vcpus_placed(int cpu);
+/* Microseconds the last hold waited for the APs to leave guest mode. */
+extern u64 vmm_hold_wait_us;
 
 #endif

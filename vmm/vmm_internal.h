@@ -35,6 +35,12 @@ void vcpu_fpu_setup_cpu(void);
 /* Saves the vCPU's FPU state into v->fpu if it is loaded in the registers, so
  * that v->fpu is complete (pause, snapshot, destroy). */
 void vcpu_fpu_release(struct vcpu *v);
+/* Boot CPU, once, after the backend is on everywhere: the kick IPI and the
+ * APs' loop that runs their vCPUs (vmm/vcpu.c). */
+void vcpu_sched_init(void);
+/* Boot CPU, from vmm_idle: the machine resets that wait for it (a VM whose
+ * vCPUs run on several CPUs), each with the APs held (vmm/vmm.c). */
+void vmm_resets_due(void);
 u64 vcpu_xcr0_allowed(void);
 /* Makes v the FPU owner (its state loaded in the registers) before it runs. */
 void vcpu_fpu_switch(struct vcpu *v);

@@ -17,6 +17,10 @@
 ; printing "smp: cpu K count=M" after every N steps (default 2000000),
 ; each step checked against its memory (snapshot tests). `wait`: the BSP
 ; leaves the APs waiting for their STARTUP IPI until a key arrives on COM1.
+; `pingpong`: once the APs are up, vCPU 0 sends vCPU 1 a fixed IPI, whose
+; handler answers with one back, `rounds=N` times (default 1000), vCPU 1
+; waiting in HLT between them; prints "smp: ipi round trip T ticks" (T: the
+; mean in TSC ticks) and exits 0 (the IPI round trip of `make bench`).
 %include "guest.inc"
 
 APIC         equ 0xFEE00000
@@ -41,6 +45,9 @@ V_ALL        equ 0x45
 V_RING       equ 0x46
 V_X2PHYS     equ 0x47
 V_X2LOG      equ 0x48
+V_PING       equ 0x49
+V_PONG       equ 0x4A
+DEFAULT_ROUNDS equ 1000
 
 %macro FAIL 1
 	PRINT "smp: FAILED: "
@@ -80,6 +87,19 @@ main:
 	mov esi, word_count
 	call has_word
 	mov [count_mode], eax
+	mov esi, word_pingpong
+	call has_word
+	mov [pingpong_mode], eax
+	mov esi, key_rounds
+	call get_num
+	jnc .rounds
+	mov eax, DEFAULT_ROUNDS
+.rounds:
+	test eax, eax
+	jnz .rounds_ok
+	inc eax
+.rounds_ok:
+	mov [rounds], eax
 
 	; the vCPU count, from fw_cfg
 	mov dx, FW_CFG_SEL
@@ -253,6 +273,8 @@ cpu_main:
 	sti                                     ; as the BSP's: only IPIs come
 	cmp dword [count_mode], 0
 	jne count_forever
+	cmp dword [pingpong_mode], 0
+	jne pingpong
 
 	; step 1: count in its own page, checked against a register
 	call barrier
@@ -592,6 +614,53 @@ count_forever:
 .bad:
 	FAIL "a count in memory differs from its register"
 
+; ---- the IPI round trip (bench) -------------------------------------------
+
+pingpong:
+	call barrier
+	call my_id
+	test eax, eax
+	jz .bsp
+.sleep:                                         ; vCPU 1 and up: h_ping answers
+	hlt
+	jmp .sleep
+.bsp:
+	cmp dword [ncpus], 2
+	CHECK ae, "pingpong needs 2 vCPUs"
+	rdtsc
+	mov [t_start], eax
+	mov [t_start + 4], edx
+	xor edi, edi
+.round:
+	mov ebp, [cnt_pong]
+	mov edx, 1
+	mov eax, V_PING
+	call send_ipi
+.wait:
+	cmp [cnt_pong], ebp
+	jne .back
+	pause
+	jmp .wait
+.back:
+	inc edi
+	cmp edi, [rounds]
+	jb .round
+	rdtsc
+	sub eax, [t_start]
+	sbb edx, [t_start + 4]
+	div dword [rounds]                      ; the mean: EDX:EAX / rounds
+	push eax
+	PRINT "smp: ipi round trip "
+	pop eax
+	call putdec
+	PRINT " ticks ("
+	mov eax, [rounds]
+	call putdec
+	PRINT " rounds)"
+	call newline
+	xor al, al
+	jmp exit
+
 ; ---- helpers --------------------------------------------------------------
 
 ; my_id: EAX = this vCPU's id, from the stack it runs on.
@@ -771,6 +840,21 @@ IPI_HANDLER h_all, cnt_all
 IPI_HANDLER h_ring, cnt_ring
 IPI_HANDLER h_x2phys, cnt_x2phys
 IPI_HANDLER h_x2log, cnt_x2log
+IPI_HANDLER h_pong, cnt_pong
+
+; h_ping: counts, and answers vCPU 0 with V_PONG.
+h_ping:
+	push eax
+	push edx
+	call my_id
+	lock inc dword [cnt_ping + eax * 4]
+	xor edx, edx
+	mov eax, V_PONG
+	call send_ipi
+	call eoi
+	pop edx
+	pop eax
+	iret
 
 h_nmi:
 	push eax
@@ -816,6 +900,8 @@ idt_init:
 	GATE V_RING, h_ring
 	GATE V_X2PHYS, h_x2phys
 	GATE V_X2LOG, h_x2log
+	GATE V_PING, h_ping
+	GATE V_PONG, h_pong
 	lidt [idt_desc]
 	ret
 
@@ -827,12 +913,17 @@ key_iters:   db "iters=", 0
 key_every:   db "every=", 0
 word_count:  db "count", 0
 word_wait:   db "wait", 0
+word_pingpong: db "pingpong", 0
+key_rounds:  db "rounds=", 0
 
 align 4
 ncpus:       dd 0
 iters:       dd 0
 every:       dd 0
 count_mode:  dd 0
+pingpong_mode: dd 0
+rounds:      dd 0
+t_start:     dd 0, 0
 started:     dd 0
 release:     dd 0
 ap_mask:     dd 0
@@ -855,6 +946,8 @@ cnt_ring:    times MAX_CPUS dd 0
 cnt_x2phys:  times MAX_CPUS dd 0
 cnt_x2log:   times MAX_CPUS dd 0
 counters_end:
+cnt_ping:    times MAX_CPUS dd 0
+cnt_pong:    times MAX_CPUS dd 0
 align 8
 idt:         times 256 * 8 db 0
 

@@ -4,8 +4,8 @@
  * intercepts, and the run step that enters the guest and decodes the next
  * exit. State transfer is in svm_state.c, exit decoding in svm_exit.c;
  * everything an exit means is emulated by generic code in vmm/.
- * Host context, interrupts off: bring-up on each CPU (svm_cpu_enable), the
- * rest on the boot CPU.
+ * Host context, interrupts off: bring-up on each CPU (svm_cpu_enable), VMs
+ * and vCPUs set up on the boot CPU, a vCPU run on the CPU it is placed on.
  * APM Vol. 2 15 "Secure Virtual Machine", Appendix B "Layout of VMCB".
  */
 #include "kernel/cpu.h"
@@ -25,6 +25,10 @@
 
 struct svm_caps svm_caps;
 static bool svm_on; /* the backend is usable: on for the boot CPU */
+/* Per CPU, by number: what its TSC ratio MSR holds (8.32 fixed point), and
+ * the vCPU it ran last (its ASID's TLB entries are that vCPU's). */
+static u64 tsc_ratios[SMP_MAX_CPUS];
+static struct vcpu *last_run[SMP_MAX_CPUS];
 
 /* ---- bring-up ------------------------------------------------------------ */
 
@@ -87,6 +91,7 @@ static int svm_cpu_enable(void)
 	 * ran at another rate (vmm/vtsc.c); until then every guest runs 1:1. */
 	if (svm_caps.tsc_rate && wrmsr_safe(MSR_AMD64_TSC_RATIO, SVM_TSC_RATIO_ONE))
 		svm_caps.tsc_rate = false;
+	tsc_ratios[c->index] = SVM_TSC_RATIO_ONE;
 	c->virt_page[0] = hsave;
 	c->virt_page[1] = host_save;
 	c->virt_on = true;
@@ -125,13 +130,9 @@ static int svm_hw_enable(void)
 	/* Every port and every MSR is intercepted: generic code decides. */
 	memset(phys_to_virt(svm_caps.iopm_pa), 0xFF, SVM_IOPM_SIZE);
 	memset(phys_to_virt(svm_caps.msrpm_pa), 0xFF, SVM_MSRPM_SIZE);
-	svm_caps.tsc_ratio = SVM_TSC_RATIO_ONE;
 	err = svm_cpu_enable();
 	if (err)
 		goto free_msrpm;
-	/* The run path saves and loads the host's VMSAVE state here: the boot
-	 * CPU's, the one that runs guests today. */
-	svm_caps.host_save_pa = this_cpu()->virt_page[1];
 	svm_on = true;
 	pr_info("svm: AMD-V on: NPT, %u ASIDs, NRIPS %s, VM_CR %s", svm_caps.nasid,
 		svm_caps.nrips ? "yes" : "no: next RIP decoded by Amber",
@@ -241,6 +242,7 @@ static int svm_vcpu_init(struct vcpu *v)
 		goto free;
 	s->vmcb = phys_to_virt(s->vmcb_pa);
 	s->flush = true;
+	s->host_cpu = -1;
 	v->arch = s;
 	svm_setup_controls(v, s);
 	return 0;
@@ -268,22 +270,30 @@ static int svm_vcpu_run(struct vcpu *v, struct vm_exit *exit)
 {
 	struct svm_vcpu *s = v->arch;
 	struct vmcb *vmcb = s->vmcb;
+	int here = smp_this_index();
 
 	*exit = (struct vm_exit){ 0 }; /* inline stores: memset is a REP STOSB */
 	svm_own_cpu_regs(v);
 	vmcb->save.rax = v->regs[REG_RAX];
 	vmcb->save.rsp = v->regs[REG_RSP];
 	/* Without flush-by-ASID the only TLB control is "flush everything"; it is
-	 * needed once per vCPU, since a VM's ASID may have served an older VM. */
+	 * needed once per vCPU, since a VM's ASID may have served an older VM;
+	 * after its NPT changed; and whenever this CPU's entries of the ASID may
+	 * be another vCPU's (they share it) or stale (v ran elsewhere since). */
+	if (last_run[here] != v || s->host_cpu != here)
+		s->flush = true;
 	vmcb->control.tlb_ctl = s->flush ? TLB_CONTROL_FLUSH_ALL_ASID : TLB_CONTROL_DO_NOTHING;
 	s->flush = false;
+	last_run[here] = v;
+	s->host_cpu = here;
 	/* The TSC ratio is the CPU's, not the VMCB's: each vCPU brings its own
 	 * (APM Vol. 2 15.30.5 "TSC Ratio MSR"). */
-	if (svm_caps.tsc_rate && svm_caps.tsc_ratio != (s->tsc_ratio ?: SVM_TSC_RATIO_ONE)) {
-		svm_caps.tsc_ratio = s->tsc_ratio ?: SVM_TSC_RATIO_ONE;
-		wrmsr(MSR_AMD64_TSC_RATIO, svm_caps.tsc_ratio);
+	if (svm_caps.tsc_rate && tsc_ratios[here] != (s->tsc_ratio ?: SVM_TSC_RATIO_ONE)) {
+		tsc_ratios[here] = s->tsc_ratio ?: SVM_TSC_RATIO_ONE;
+		wrmsr(MSR_AMD64_TSC_RATIO, tsc_ratios[here]);
 	}
-	svm_vmrun(v, s->vmcb_pa, svm_caps.host_save_pa);
+	/* The host's VMSAVE state of this CPU (svm_cpu_enable). */
+	svm_vmrun(v, s->vmcb_pa, host_cpus[here].virt_page[1]);
 	v->regs[REG_RAX] = vmcb->save.rax;
 	v->regs[REG_RSP] = vmcb->save.rsp;
 	/* The injected event, if any, was delivered or is in EXITINTINFO now;
@@ -443,4 +453,5 @@ const struct vcpu_ops svm_ops = {
 	.ram_unmap = svm_ram_unmap,
 	.ram_map = svm_ram_map,
 	.reset_state = svm_reset_state,
+	.vcpu_put = svm_vcpu_put,
 };

@@ -17,8 +17,6 @@ struct svm_caps {
 	u32 nasid;	  /* ASIDs the CPU offers, CPUID 8000_000A EBX */
 	bool nrips;	  /* the VMCB's nRIP field is filled on exit */
 	bool tsc_rate;	  /* the TSC ratio MSR, CPUID 8000_000A EDX bit 4 */
-	u64 tsc_ratio;	  /* what that MSR holds now (8.32 fixed point) */
-	u64 host_save_pa; /* the host's VMSAVE state, reloaded after every exit */
 	u64 iopm_pa;	  /* I/O permission map, shared by every VMCB */
 	u64 msrpm_pa;	  /* MSR permission map, shared by every VMCB */
 	bool virq_inject; /* external interrupts through V_IRQ (svm_post_virq) */
@@ -27,7 +25,7 @@ extern struct svm_caps svm_caps;
 
 struct svm_vm {
 	struct npt npt;
-	u32 asid;      /* one per VM, shared by its vCPUs (they never run at once) */
+	u32 asid;      /* one per VM, shared by its vCPUs (a switch flushes) */
 	bool tracking; /* dirty tracking: RAM write-protected until written */
 };
 
@@ -41,7 +39,8 @@ struct svm_guest_regs {
 struct svm_vcpu {
 	struct vmcb *vmcb; /* the VMCB, 4 KiB */
 	u64 vmcb_pa;
-	bool flush; /* flush this ASID's TLB entries on the next VMRUN */
+	bool flush;   /* flush this ASID's TLB entries on the next VMRUN */
+	int host_cpu; /* the CPU it last ran on (its TLB entries), -1: none */
 	struct svm_guest_regs g;
 	u32 windows; /* VCPU_WINDOW_* requested (set_windows) */
 	/* An external interrupt posted through V_IRQ (svm_post_virq) that the
@@ -110,6 +109,7 @@ int svm_set_field(struct vcpu *v, enum vcpu_field f, u64 val);
 int svm_set_tsc_ratio(struct vcpu *v, u64 guest_hz, u64 host_hz);
 void svm_own_cpu_regs(struct vcpu *v);
 void svm_release_cpu_regs(struct vcpu *v);
+void svm_vcpu_put(struct vcpu *v);
 void svm_inject_event(struct vmcb *vmcb, u64 type, u8 vector, bool has_error, u32 error_code);
 
 /* svm_dirty.c: the vcpu_ops dirty_* calls (vmm/vmm.h). */

@@ -8,6 +8,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/msr.h"
+#include "kernel/smp.h"
 #include "kernel/x86.h"
 #include "vmm/svm/svm.h"
 #include "vmm/vtsc.h"
@@ -16,8 +17,9 @@
 #define X86_RFLAGS_FIXED BIT(1)
 #define X86_RFLAGS_VM BIT(17)
 
-/* Whose DR0-3 the CPU holds now (NULL: nobody's). */
-static struct vcpu *svm_cpu_owner;
+/* Whose DR0-3 each CPU holds now (NULL: nobody's), by CPU number. */
+static struct vcpu *svm_cpu_owners[SMP_MAX_CPUS];
+#define svm_cpu_owner (svm_cpu_owners[smp_this_index()])
 
 /* The host's TSC as the guest's runs from it: through the vCPU's ratio when
  * it scales, before the offset is added (APM Vol. 2 15.30.5 "TSC Ratio
@@ -82,6 +84,15 @@ void svm_release_cpu_regs(struct vcpu *v)
 {
 	if (svm_cpu_owner == v)
 		svm_cpu_owner = NULL;
+}
+
+/* vcpu_ops.vcpu_put: the registers this CPU holds for v back into its copy. */
+void svm_vcpu_put(struct vcpu *v)
+{
+	if (svm_cpu_owner == v) {
+		svm_save_cpu_regs(&((struct svm_vcpu *)v->arch)->g);
+		svm_cpu_owner = NULL;
+	}
 }
 
 /* ---- events ---------------------------------------------------------------- */

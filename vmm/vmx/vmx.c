@@ -3,7 +3,8 @@
  * capability MSRs, VMXON), per-VM EPT, per-vCPU VMCS with the host state of
  * the running kernel, and the run step that enters the guest and decodes the
  * next exit. Host context, interrupts off: bring-up on each CPU
- * (vmx_cpu_enable), the rest on the boot CPU.
+ * (vmx_cpu_enable), VMs and vCPUs set up on the boot CPU, a vCPU run on the
+ * CPU it is placed on.
  * SDM Vol. 3C 24.7 "Enabling and Entering VMX Operation", 25 "Virtual Machine
  * Control Structures", 27 "VM Entries".
  */
@@ -77,9 +78,11 @@ static const struct vmx_ctl_name vmx_entry_required[] = {
 #define VMX_EXCEPTION_BITMAP (BIT(X86_TRAP_GP) | BIT(X86_TRAP_AC))
 
 struct vmx_caps vmx_caps;
-static bool vmx_on;	     /* the backend is usable: on for the boot CPU */
-static u64 vmx_current_vmcs; /* the VMCS loaded with VMPTRLD, 0 if none */
-static u64 vmx_vpid_used;    /* bit i: VPID i + 1 belongs to a vCPU */
+static bool vmx_on; /* the backend is usable: on for the boot CPU */
+/* Per CPU, by number: the VMCS current there (VMPTRLD), 0 if none. */
+static u64 vmx_current_vmcses[SMP_MAX_CPUS];
+#define vmx_current_vmcs (vmx_current_vmcses[smp_this_index()])
+static u64 vmx_vpid_used; /* bit i: VPID i + 1 belongs to a vCPU */
 
 struct desc_ptr {
 	u16 limit;
@@ -419,16 +422,22 @@ static void vmx_vm_destroy(struct vm *vm)
 
 /* ---- vCPUs: the VMCS ---------------------------------------------------- */
 
-/* Makes x's VMCS the current one (VMPTRLD), if it is not already. */
+/* Makes x's VMCS the current one on this CPU (VMPTRLD), if it is not
+ * already. A VMCS is active on one CPU at a time: the one it was active on
+ * before gave it up with VMCLEAR (vmx_vcpu_put), SDM Vol. 3C 25.11.1
+ * "Software Use of Virtual-Machine Control Structures". */
 int vmx_load_vmcs(struct vmx_vcpu *x)
 {
-	if (vmx_current_vmcs == x->vmcs_pa)
+	int here = smp_this_index();
+
+	if (vmx_current_vmcses[here] == x->vmcs_pa)
 		return 0;
 	if (vmptrld(x->vmcs_pa) < 0) {
 		pr_err("vmx: VMPTRLD of 0x%lx failed\n", x->vmcs_pa);
 		return -EIO;
 	}
-	vmx_current_vmcs = x->vmcs_pa;
+	vmx_current_vmcses[here] = x->vmcs_pa;
+	x->active_cpu = here;
 	return 0;
 }
 
@@ -568,12 +577,14 @@ static int vmx_vcpu_init(struct vcpu *v)
 		}
 	}
 	err = -EIO;
+	x->active_cpu = -1;
 	if (vmclear(x->vmcs_pa) < 0)
 		goto free_vpid;
 	if (vmx_load_vmcs(x) < 0)
 		goto free_vpid;
 	v->arch = x;
 	vmx_setup_controls(v, x);
+	x->host_cpu = smp_this_index();
 	return 0;
 
 free_vpid:
@@ -615,7 +626,42 @@ static void vmx_reset_launch(struct vmx_vcpu *x)
 {
 	vmclear(x->vmcs_pa);
 	vmx_current_vmcs = 0;
+	x->active_cpu = -1;
 	x->launched = false;
+}
+
+/* vcpu_ops.vcpu_put: this CPU's registers of v back into its copy, and its
+ * VMCS written back and cleared if it is active here, so that another CPU
+ * may load it (the next entry is a VMLAUNCH). SDM Vol. 3C 25.11.3
+ * "Initializing a VMCS", 31.3 "VMCLEAR". */
+static void vmx_vcpu_put(struct vcpu *v)
+{
+	struct vmx_vcpu *x = v->arch;
+
+	vmx_put_cpu_regs(v);
+	if (x->active_cpu == smp_this_index())
+		vmx_reset_launch(x);
+}
+
+/* The host state is the running CPU's (its GDT, TSS, stacks): written again
+ * when the vCPU runs on another CPU than the one it was written for, and
+ * that CPU's cached translations of the guest dropped, which may be older
+ * than the EPT or the guest's own page tables (they changed elsewhere). */
+static void vmx_move_here(struct vcpu *v, struct vmx_vcpu *x)
+{
+	int here = smp_this_index();
+
+	if (x->host_cpu == here)
+		return;
+	vmx_setup_host_state();
+	vmx_flush_ept(((struct vmx_vm *)v->vm->arch)->eptp);
+	if (x->vpid) {
+		if (vmx_caps.ept_vpid_cap & VMX_VPID_EXTENT_SINGLE_CONTEXT_BIT)
+			invvpid(VMX_VPID_EXTENT_SINGLE_CONTEXT, x->vpid, 0);
+		else
+			invvpid(VMX_VPID_EXTENT_ALL_CONTEXT, 0, 0);
+	}
+	x->host_cpu = here;
 }
 
 static int vmx_vcpu_run(struct vcpu *v, struct vm_exit *exit)
@@ -630,6 +676,7 @@ static int vmx_vcpu_run(struct vcpu *v, struct vm_exit *exit)
 		exit->raw_reason = VMX_EXIT_VMFAIL;
 		return -EIO;
 	}
+	vmx_move_here(v, x);
 	vmx_own_cpu_regs(v);
 	if (x->reload_pdptrs) {
 		vmx_load_pdptrs(v);
@@ -859,4 +906,5 @@ const struct vcpu_ops vmx_ops = {
 	.ram_unmap = vmx_ram_unmap,
 	.ram_map = vmx_ram_map,
 	.reset_state = vmx_reset_state,
+	.vcpu_put = vmx_vcpu_put,
 };

@@ -46,8 +46,10 @@ struct vmx_guest_regs {
 };
 
 struct vmx_vcpu {
-	u64 vmcs_pa;   /* the VMCS region, 4 KiB */
-	bool launched; /* VMLAUNCH done since the last VMCLEAR: use VMRESUME */
+	u64 vmcs_pa;	/* the VMCS region, 4 KiB */
+	bool launched;	/* VMLAUNCH done since the last VMCLEAR: use VMRESUME */
+	int active_cpu; /* the CPU it is active on (VMPTRLD), -1: cleared */
+	int host_cpu;	/* the CPU its host state is for (its TLB entries), -1: none */
 	u16 vpid;
 	u64 cr8;	    /* the guest's TPR as MOV CR8 sees it (CR8 accesses exit) */
 	bool reload_pdptrs; /* set_state ran: PAE PDPTEs to be read before entry */
@@ -82,6 +84,7 @@ int vmx_set_tsc_ratio(struct vcpu *v, u64 guest_hz, u64 host_hz);
 void vmx_own_cpu_regs(struct vcpu *v);
 void vmx_load_pdptrs(struct vcpu *v);
 void vmx_release_cpu_regs(struct vcpu *v);
+void vmx_put_cpu_regs(struct vcpu *v);
 u64 vmx_read_cr0(void);
 u64 vmx_read_cr4(void);
 /* Guest writes of CR0/CR3/CR4 as the guest sees them: return 0 or -EINVAL

@@ -7,6 +7,7 @@
  */
 #include "kernel/lib.h"
 #include "kernel/msr.h"
+#include "kernel/smp.h"
 #include "kernel/x86.h"
 #include "vmm/vmx/vmcs.h"
 #include "vmm/vmx/vmx.h"
@@ -19,8 +20,10 @@
 /* Neutral segment attributes (vcpu_state.h): P is bit 7. */
 #define SEG_ATTR_P BIT(7)
 
-/* Whose CR2, DR0-3, DR6 and SYSCALL MSRs the CPU holds now (NULL: nobody's). */
-static struct vcpu *vmx_cpu_owner;
+/* Whose CR2, DR0-3, DR6 and SYSCALL MSRs each CPU holds now (NULL: nobody's),
+ * by CPU number. */
+static struct vcpu *vmx_cpu_owners[SMP_MAX_CPUS];
+#define vmx_cpu_owner (vmx_cpu_owners[smp_this_index()])
 
 /* The host's TSC as the guest's runs from it: through the vCPU's multiplier
  * when it scales, before the offset is added (SDM Vol. 3C 25.6.5
@@ -101,6 +104,16 @@ void vmx_release_cpu_regs(struct vcpu *v)
 {
 	if (vmx_cpu_owner == v)
 		vmx_cpu_owner = NULL;
+}
+
+/* vcpu_ops.vcpu_put, first half: the registers this CPU holds for v back
+ * into its copy (vmx.c then gives up the VMCS). */
+void vmx_put_cpu_regs(struct vcpu *v)
+{
+	if (vmx_cpu_owner == v) {
+		vmx_save_cpu_regs(&((struct vmx_vcpu *)v->arch)->g);
+		vmx_cpu_owner = NULL;
+	}
 }
 
 /* ---- control registers as the guest sees them ----------------------------- */
