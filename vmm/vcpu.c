@@ -724,7 +724,7 @@ static void vcpu_run_slice(struct vcpu *v, int cpu)
 		if (action == EXIT_YIELD || ((e.kind == VMEXIT_HOST_INTERRUPT || ++n % 64 == 0) &&
 					     ticks() + SLICE_SLACK_US >= slice_end))
 			break;
-		if (vm->nvcpus > 1 && (e.kind == VMEXIT_MEM || e.kind == VMEXIT_MSR_WRITE) &&
+		if ((e.kind == VMEXIT_MEM || e.kind == VMEXIT_MSR_WRITE) &&
 		    (vcpu_waits_for_sipi(v) || !vcpu_startup(v)))
 			break;
 	}
@@ -744,7 +744,7 @@ static bool all_halted(struct vm *vm)
 	for (int i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 
-		if (vm->nvcpus > 1 && vcpu_waits_for_sipi(v))
+		if (vcpu_waits_for_sipi(v))
 			continue;
 		if (!v->halted || !intr_sleeps_for_good(v))
 			return false;
@@ -817,11 +817,8 @@ static struct vcpu *sched_next(int cpu, u64 *wake)
 			continue;
 		vm = v->vm;
 		spin_lock(&vm->lock);
-		/* A vCPU waiting for a STARTUP IPI is not run (vmm/startup.c).
-		 * A VM of one vCPU has no other to start it: INIT and STARTUP
-		 * are recorded only, and its exit path stays as it was. */
-		ready = vm->state == VM_RUNNING &&
-			(vm->nvcpus == 1 || (vcpu_startup(v) && vm->state == VM_RUNNING)) &&
+		/* A vCPU waiting for a STARTUP IPI is not run (vmm/startup.c). */
+		ready = vm->state == VM_RUNNING && vcpu_startup(v) && vm->state == VM_RUNNING &&
 			!vm->reset_pending && vcpu_ready(v, now);
 		if (!ready && v->halted)
 			*wake = MIN(*wake, v->wake_at);
