@@ -58,17 +58,21 @@ $(BUILD)/%.o: %.c
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+# Dependencies in a pass of their own: NASM 2.16's -MD, given while it
+# assembles, lists the source alone and not what it %includes, so a changed
+# asm-offsets.inc left the entry stubs with stale structure offsets.
 $(BUILD)/%.asm.o: %.asm
 	@mkdir -p $(dir $@)
 	$(call say,NASM,$<)
-	$(Q)$(NASM) -f elf64 -g -F dwarf -I. -I$(BUILD)/ -MD $(@:.o=.d) $< -o $@
+	$(Q)$(NASM) -f elf64 -I. -I$(BUILD)/ -M -MP -MT $@ $< > $(@:.o=.d)
+	$(Q)$(NASM) -f elf64 -g -F dwarf -I. -I$(BUILD)/ $< -o $@
 
 # Structure offsets for the entry stubs, generated from C (vmm/asm-offsets.c):
 # nasm %defines in $(BUILD)/asm-offsets.inc, never typed twice.
 $(BUILD)/asm-offsets.inc: vmm/asm-offsets.c vmm/vmm.h vmm/vcpu_state.h kernel/types.h
 	@mkdir -p $(dir $@)
 	$(call say,GEN,$@)
-	$(Q)$(CC) $(filter-out -MMD -MP -g,$(CFLAGS)) -S $< -o $@.s
+	$(Q)$(CC) $(filter-out -MMD -MP -g,$(CFLAGS)) -MMD -MP -MT $@ -MF $@.d -S $< -o $@.s
 	$(Q)sed -n 's/^@@ASMOFF \([A-Za-z0-9_]*\) \([0-9]*\).*/%define \1 \2/p' $@.s > $@.tmp
 	$(Q)mv $@.tmp $@
 $(patsubst %.asm,$(BUILD)/%.asm.o,$(KERNEL_ASM)): | $(BUILD)/asm-offsets.inc
