@@ -59,8 +59,9 @@ $(BUILD)/%.o: %.c
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 # Dependencies in a pass of their own: NASM 2.16's -MD, given while it
-# assembles, lists the source alone and not what it %includes, so a changed
-# asm-offsets.inc left the entry stubs with stale structure offsets.
+# assembles, lists the source alone and not what it %includes; then a new
+# asm-offsets.inc did not reassemble the entry stubs, which kept the old
+# structure offsets.
 $(BUILD)/%.asm.o: %.asm
 	@mkdir -p $(dir $@)
 	$(call say,NASM,$<)
