@@ -136,20 +136,16 @@ static int cmd_images(int argc, char **argv)
 
 /* `pin=LIST`: the home CPU of each vCPU (docs/architecture.md "Execution
  * model"). LIST is one CPU number per vCPU ("1,2"; one number pins them
- * all there) or "auto", which spreads them over the APs, boot CPU last.
+ * all there) or "auto" (the default), which spreads them over the APs that
+ * run guests, the least loaded first, and uses the boot CPU only when there
+ * is none.
  * Every CPU named must be online with virtualization on. Fills pins[0..n). */
 static int parse_pins(const char *list, int n, int *pins)
 {
 	int count = 0;
 
 	if (!strcmp(list, "auto")) {
-		int aps = 0, ids[SMP_MAX_CPUS];
-
-		for (int c = 1; c < smp_cpu_count; c++)
-			if (host_cpus[c].state == CPU_ONLINE && host_cpus[c].virt_on)
-				ids[aps++] = c;
-		for (int i = 0; i < n; i++)
-			pins[i] = aps ? ids[i % aps] : 0;
+		vmm_place_auto(n, pins);
 		return 0;
 	}
 	for (const char *p = list; *p; p++) {
@@ -197,6 +193,39 @@ static void format_pins(struct vm *vm, char *buf, size_t len)
 	buf[0] = '\0';
 	for (int i = 0; i < vm->nvcpus && n + 4 < len; i++)
 		n += snprintf(buf + n, len - n, "%s%d", i ? "," : "", vm->vcpus[i]->cpu);
+}
+
+/* `vm pin ID LIST`: gives a VM's vCPUs new home CPUs, LIST as for pin=
+ * ("auto" spreads them as if the VM were new). The shell holds the APs while
+ * a command runs (vmm_hold), so none of its vCPUs is in guest mode or claimed
+ * now; each runs on its new CPU from its next slice, and the hold's end
+ * writes back what the boot CPU had loaded of one that leaves it. */
+static int cmd_pin(int argc, char **argv)
+{
+	int pins[VM_MAX_VCPUS], old[VM_MAX_VCPUS];
+	char where[40];
+	struct vm *vm;
+
+	if (argc != 4)
+		return shell_usage("vm");
+	vm = vm_from_arg(argv[2]);
+	if (!vm)
+		return -ENOENT;
+	/* Its own vCPUs do not count against the CPUs "auto" weighs. */
+	for (int i = 0; i < vm->nvcpus; i++) {
+		old[i] = vm->vcpus[i]->cpu;
+		vm->vcpus[i]->cpu = 0;
+	}
+	if (parse_pins(argv[3], vm->nvcpus, pins)) {
+		for (int i = 0; i < vm->nvcpus; i++)
+			vm->vcpus[i]->cpu = old[i];
+		return -EINVAL;
+	}
+	for (int i = 0; i < vm->nvcpus; i++)
+		vm->vcpus[i]->cpu = pins[i];
+	format_pins(vm, where, sizeof(where));
+	printk("vm %d: its vCPUs run on CPU %s\n", vm->id, where);
+	return 0;
 }
 
 static int cmd_create(int argc, char **argv)
@@ -265,7 +294,7 @@ static int cmd_create(int argc, char **argv)
 		}
 		cmdline = args;
 	}
-	if (pin && parse_pins(pin, (int)cpus, pins))
+	if (parse_pins(pin ? pin : "auto", (int)cpus, pins))
 		return -EINVAL;
 	/* Refused before anything is made (QEMU's "enforce"): the model's
 	 * features this CPU lacks. */
@@ -290,7 +319,7 @@ static int cmd_create(int argc, char **argv)
 	printk("created vm %d (%s, %lu MiB, %d vCPU%s%s): vm start %d runs it\n", vm->id, vm->image,
 	       vm->mem_size >> 20, vm->nvcpus, model ? ", CPU " : "",
 	       model ? cpu_model_name((u32)model) : "", vm->id);
-	if (pin) {
+	if (smp_cpu_count > 1) {
 		char where[40];
 
 		format_pins(vm, where, sizeof(where));
@@ -617,6 +646,8 @@ static int cmd_vm(int argc, char **argv)
 	}
 	if (!strcmp(sub, "fail-state"))
 		return cmd_fail_state(argc, argv);
+	if (!strcmp(sub, "pin"))
+		return cmd_pin(argc, argv);
 	vm = arg_vm(argc, argv);
 	if (!vm)
 		return argc == 3 ? -ENOENT : -EINVAL;
@@ -667,8 +698,8 @@ static const struct shell_sub vm_subs[] = {
 		  "  mem=SIZE       its RAM, like 64M or 1G (default 32M)\n"
 		  "  cpus=N         its vCPUs (default 1)\n"
 		  "  pin=LIST       the host CPU of each vCPU, like pin=1,2 (one number:\n"
-		  "                 all there; auto: spread over the CPUs after the\n"
-		  "                 boot CPU); default: the boot CPU runs them all\n"
+		  "                 all there), or auto (the default): each on the CPU\n"
+		  "                 after the boot CPU with the fewest vCPUs ('vm pin')\n"
 		  "  initrd=IMAGE   an initrd for a Linux kernel (see 'vm images')\n"
 		  "  cpu=MODEL      the CPU its guest sees: host (default: all this CPU\n"
 		  "                 offers) or portable (a baseline both vendors give:\n"
@@ -682,6 +713,12 @@ static const struct shell_sub vm_subs[] = {
 	{ .name = "pause", .args = "ID", .summary = "stop it running; its state is kept whole" },
 	{ .name = "resume", .args = "ID", .summary = "let a paused VM run on" },
 	{ .name = "kill", .args = "ID", .summary = "end it and free its memory" },
+	{ .name = "pin",
+	  .args = "ID LIST",
+	  .summary = "move its vCPUs to other host CPUs ('cpu')",
+	  .help = "  LIST as for 'vm create ... pin=': one CPU for all its vCPUs, one per\n"
+		  "  vCPU (like 1,2), or auto. A running VM goes on where it was; each\n"
+		  "  vCPU runs on its new CPU from its next time slice.\n" },
 	{ .name = "info",
 	  .args = "ID",
 	  .summary = "state, exit counts; registers when not running" },

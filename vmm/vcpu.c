@@ -573,6 +573,30 @@ int vmm_vcpus_placed(int cpu)
 	return n;
 }
 
+/* Where new vCPUs go by default (vm create without pin=, pin=auto, a
+ * restored VM): each to the AP that runs guests with the fewest vCPUs placed
+ * on it, counting the ones placed before it (the lowest number on a tie), so
+ * that VMs spread over the machine and the boot CPU keeps the shell and the
+ * disks. The boot CPU when no AP runs guests. */
+void vmm_place_auto(int n, int *pins)
+{
+	int load[SMP_MAX_CPUS];
+
+	for (int c = 1; c < smp_cpu_count; c++)
+		load[c] = vmm_vcpus_placed(c);
+	for (int i = 0; i < n; i++) {
+		int best = 0;
+
+		for (int c = 1; c < smp_cpu_count; c++)
+			if (host_cpus[c].state == CPU_ONLINE && host_cpus[c].virt_on &&
+			    (!best || load[c] < load[best]))
+				best = c;
+		pins[i] = best;
+		if (best)
+			load[best]++;
+	}
+}
+
 /* The cross-CPU half of vcpu_kick: a vCPU that runs elsewhere gets a kick,
  * which ends its guest mode or wakes its CPU from HLT, so that it looks at
  * what arrived. */

@@ -617,12 +617,23 @@ int vm_publish(struct vm *vm)
 	 * in between. A VM that replaces another takes its place only now,
 	 * after the caller's every check: the old one goes, its terminal stays
 	 * (the console's input finds the VM by its id). */
+	int pins[VM_MAX_VCPUS];
+	bool same = old && old->nvcpus == vm->nvcpus;
+
 	if (old && old != vm->replaces)
 		return -EBUSY;
+	/* Its vCPUs' homes: those of the VM it replaces where it has as many
+	 * (a restore keeps a `vm pin`), else spread as for a new VM. */
+	for (int i = 0; same && i < vm->nvcpus; i++)
+		pins[i] = old->vcpus[i]->cpu;
 	if (old) {
 		vm->console_attached = old->console_attached;
 		vm_destroy(old);
 	}
+	if (!same)
+		vmm_place_auto(vm->nvcpus, pins);
+	for (int i = 0; i < vm->nvcpus; i++)
+		vm->vcpus[i]->cpu = pins[i];
 	vm->replaces = NULL;
 	vm_table[vm->id - 1] = vm;
 	return 0;

@@ -433,6 +433,9 @@ int vmm_hold(bool on);
 int vcpu_runs_on(struct vcpu *v);
 /* How many vCPUs of VMs that may still run are placed on CPU `cpu`. */
 int vmm_vcpus_placed(int cpu);
+/* Default homes for n new vCPUs: spread over the APs that run guests, the
+ * least loaded first; all 0 (the boot CPU) when there are none. */
+void vmm_place_auto(int n, int *pins);
 /* Microseconds the last hold waited for the APs to leave guest mode. */
 extern u64 vmm_hold_wait_us;
 

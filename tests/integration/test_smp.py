@@ -1,8 +1,8 @@
 # Every host CPU comes up (kernel/smp.c): QEMU TCG with -smp 4 (AMD-V, xAPIC)
 # and Bochs corei7_icelake_u with `cpu: count=2` (VT-x, x2APIC) list every CPU
-# online with virtualization on, and guests still run on the boot CPU; `cpu
-# ping` gets an answer from each through the
-# cross-CPU mailbox; a CPU held back by the test hook amber.cpu_hang=N is
+# online with virtualization on, and guests run on the APs; `cpu ping` gets
+# an answer from each through the cross-CPU mailbox, also from one that runs
+# a guest; a CPU held back by the test hook amber.cpu_hang=N is
 # reported at boot and left out while Amber goes on; a panic on one CPU stops
 # the others before it prints, and nothing runs after it.
 import os
@@ -13,7 +13,7 @@ from harness import BUILD, boot_bochs, boot_qemu, need_file, timeout
 
 ISO = os.path.join(BUILD, "amber.iso")
 ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(boot CPU, runs the shell|online, idle|"
-		 r"not answering, left out|starting|stopped)\s+(\S+ o(?:n|ff))\s+(\d+)\s*$", re.M)
+		 r"online, runs \d+ vCPUs?|not answering, left out|starting|stopped)\s+(\S+ o(?:n|ff))\s+(\d+)\s*$", re.M)
 
 
 def cpu_rows(vm, out):
@@ -140,8 +140,8 @@ def test_bochs_smp2_vmx():
 
 @timeout(120)
 def test_qemu_smp2_guests_still_run():
-	"""Guests run on the boot CPU as before while another CPU is online, and
-	`cpu ping` answers while one runs."""
+	"""Guests run on CPU 1 (placed there by default: the boot CPU keeps the
+	shell), and CPU 1 answers `cpu ping` while one runs there."""
 	with boot_qemu(smp=2, name="qemu-smp2-guest") as vm:
 		vm.wait_prompt(timeout=60)
 		out = vm.cmd("vm create hello -- one two", timeout=30)
@@ -157,6 +157,8 @@ def test_qemu_smp2_guests_still_run():
 		vm.cmd_ok(f"vm start {cid}", expect=rf"vm {cid} started")
 		vm.wait_for(rf"\[vm{cid}\] count=2\r?\n", timeout=30)
 		rows = cpu_rows(vm, vm.cmd_ok("cpu"))
+		if rows[1][1] != "online, runs 1 vCPU":
+			vm.fail(f"CPU 1 should run the counter's vCPU: {rows[1]}")
 		check_ping(vm, rows, [1])
 		vm.wait_for(rf"\[vm{cid}\] count=\d+\r?\n", timeout=30)  # it went on
 		vm.cmd_ok(f"vm kill {cid}", expect="killed")

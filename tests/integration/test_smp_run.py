@@ -1,11 +1,12 @@
 # vCPUs on their own host CPUs (issue 14, vmm/vcpu.c "placement"): QEMU TCG
-# with -smp (multi-threaded, AMD-V). Two counters pinned to two APs count at
-# the same time, and a guest spinning with interrupts off on one AP is paused
-# and killed (the kick IPI ends its guest mode whatever its IF) while the other
-# counts on; the smp guest's 4 vCPUs spread over the APs are paused and
-# resumed while every one is busy, and each count goes on exactly from its
-# frozen value; `pin=` values that name no usable CPU are refused. Bochs with
-# `cpu: count=2` (VT-x) runs one vCPU of the smp guest on each CPU.
+# with -smp (multi-threaded, AMD-V). Two counters, placed on two APs by
+# default, count at the same time; `vm pin` moves one; a guest spinning with
+# interrupts off on one AP is paused and killed (the kick IPI ends its guest
+# mode whatever its IF) while the other counts on; the smp guest's 4 vCPUs
+# spread over the APs are paused and resumed while every one is busy, and
+# each count goes on exactly from its frozen value, also after a restore
+# spreads them again; `pin=` values that name no usable CPU are refused.
+# Bochs with `cpu: count=2` (VT-x) runs one vCPU of the smp guest on each CPU.
 import os
 import re
 import sys
@@ -56,10 +57,13 @@ def check_placement(vm, vid, want):
 def test_two_vms_on_two_cpus():
 	with boot_qemu(smp=3, name="qemu-smp3-run") as vm:
 		vm.wait_prompt(timeout=60)
-		a, out = create(vm, f"counter pin=1 -- every={EVERY}")
+		# Without pin= each VM goes to the least loaded AP: 1, then 2.
+		a, out = create(vm, f"counter -- every={EVERY}")
 		if "its vCPUs run on CPU 1" not in out:
-			vm.fail(f"'vm create ... pin=1' should say where its vCPU runs:\n{out}")
-		b, _ = create(vm, f"counter pin=2 -- every={EVERY}")
+			vm.fail(f"'vm create' should say its vCPU runs on CPU 1:\n{out}")
+		b, out = create(vm, f"counter -- every={EVERY}")
+		if "its vCPUs run on CPU 2" not in out:
+			vm.fail(f"a second 'vm create' should place its vCPU on CPU 2:\n{out}")
 		check_placement(vm, a, [1])
 		check_placement(vm, b, [2])
 		if not re.search(rf"(?m)^{a}\s+counter\s+created\s.*\s1\s*$", vm.cmd_ok("vm list")):
@@ -102,6 +106,21 @@ def test_two_vms_on_two_cpus():
 		seen_after(vm, start, rf"\[vm{t}\] stopped: triple fault", 30, "the triple fault")
 		c = counts(vm, a)[-1]
 		wait_count(vm, a, c + 3, len(vm.seen))
+		# `vm pin` moves the running counter to CPU 2, where it counts on;
+		# a CPU that does not exist is refused and moves nothing.
+		vm.cmd_ok(f"vm kill {t}")
+		vm.cmd_ok(f"vm pin {a} 2", expect=rf"vm {a}: its vCPUs run on CPU 2")
+		check_placement(vm, a, [2])
+		c = counts(vm, a)[-1]
+		wait_count(vm, a, c + 3, len(vm.seen))
+		out = vm.cmd_ok("cpu")
+		if not re.search(r"(?m)^\s*2\s+\d+\s+online, runs 1 vCPU\b", out) or \
+				re.search(r"(?m)^\s*1\s+\d+\s+online, runs", out):
+			vm.fail(f"`cpu` should show the counter on CPU 2 and none on CPU 1:\n{out}")
+		out = vm.cmd(f"vm pin {a} 7")
+		if "CPU 7 does not exist" not in out:
+			vm.fail(f"'vm pin {a} 7' should be refused:\n{out}")
+		check_placement(vm, a, [2])
 		if "did not leave guest mode" in vm.seen or "not answering" in vm.cmd_ok("cpu"):
 			vm.fail("every CPU should have answered the holds")
 
@@ -125,7 +144,8 @@ def test_pin_refused():
 def test_smp_guest_spread_pause_save_restore():
 	"""4 vCPUs over the 3 APs of -smp 4: every vCPU busy counting is frozen at
 	one instant by pause and by save; each count goes on from its frozen
-	value after resume and after restore (which runs it on the boot CPU)."""
+	value after resume and after restore, which spreads it over the APs
+	again."""
 	disk = make_disk(64 << 20)
 	with boot_qemu(smp=4, disks=[("virtio", disk)], name="qemu-smp4-run") as vm:
 		vm.wait_prompt(timeout=60)
@@ -140,6 +160,7 @@ def test_smp_guest_spread_pause_save_restore():
 		vm.cmd_ok(f"snap save {vid} spread", timeout=120)
 		vm.cmd_ok(f"vm kill {vid}")
 		again = restore(vm, "spread")
+		check_placement(vm, again, [1, 2, 3, 1])
 		resume_and_check(vm, again, frozen)
 		if "FAILED" in vm.seen:
 			vm.fail("the guest found a count in memory different from its register")
