@@ -220,6 +220,18 @@ main:
 	; COM1 (Bochs) or a loaded host; ticks that fall due meanwhile merge
 	; in the IRR. A TX ring drained between slices would let this be +-2.
 	cmp ebx, 95
+	jae .enough
+	PRINT "eventinj: the longest gap between two IRQ0s: "
+	mov eax, [gap]
+	call putdec
+	PRINT " TSC ticks, ending at IRQ0 "
+	mov eax, [gap_at]
+	sub eax, [window_irqs]
+	call putdec
+	PRINT " of the window"
+	call newline
+.enough:
+	cmp ebx, 95
 	CHECK ae, "fewer IRQ0 than 1 kHz gives in a window"
 	cmp ebx, 103
 	CHECK be, "more IRQ0 than 1 kHz gives in a window"
@@ -293,6 +305,8 @@ window:
 	rdtsc
 	mov ecx, eax                            ; the low half: 100 ms < 2^32 ticks
 	mov ebx, [irqs]
+	mov [window_irqs], ebx
+	mov dword [gap], 0
 .sleep:
 	hlt
 	rdtsc
@@ -322,6 +336,20 @@ irq0:
 	test al, 1
 	jz .double
 	inc dword [irqs]
+	push edx                                ; the longest gap between two
+	push eax                                ; IRQ0s, for a failed window
+	rdtsc
+	mov edx, eax
+	sub eax, [last_tsc]
+	mov [last_tsc], edx
+	cmp eax, [gap]
+	jbe .gap_ok
+	mov [gap], eax
+	mov edx, [irqs]
+	mov [gap_at], edx
+.gap_ok:
+	pop eax
+	pop edx
 	mov al, EOI
 	out PIC_M_CMD, al
 	pop eax
@@ -516,6 +544,10 @@ align 4
 windows: dd 0
 done: dd 0
 irqs: dd 0
+last_tsc: dd 0                                  ; TSC (low half) at the last IRQ0
+gap: dd 0                                       ; the longest TSC gap this window
+gap_at: dd 0                                    ; the IRQ0 (of irqs) it ended at
+window_irqs: dd 0                               ; irqs when this window began
 last_eip: dd 0
 in_exc: dd 0
 exc_seen: dd 0
