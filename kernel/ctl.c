@@ -53,10 +53,22 @@ static struct {
 static bool tx_stalled;
 static u64 tx_lost; /* messages dropped while stalled */
 
+/* An answer is different: the program that sent the request waits for it
+ * and is reading (or is about to: it may be working through the events
+ * that piled up while it was not), so an answer waits for the UART up to
+ * CTL_ANSWER_WAIT_US in all, stalled or not, before it too is dropped. A
+ * program that never reads again still holds Amber no longer than that. */
+#define CTL_ANSWER_WAIT_US 2000000
+static u64 answer_dl; /* while an answer goes out: its deadline; else 0 */
+
+static void answer_begin(void) { answer_dl = deadline_after_us(CTL_ANSWER_WAIT_US); }
+
+static void answer_end(void) { answer_dl = 0; }
+
 static void send(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n && !tx_stalled; i++) {
-		u64 dl = deadline_after_us(CTL_TX_WAIT_US);
+		u64 dl = answer_dl ? answer_dl : deadline_after_us(CTL_TX_WAIT_US);
 
 		while (!uart_tx_ready(COM2)) {
 			if (deadline_passed(dl)) {
@@ -77,6 +89,8 @@ static bool send_begin(void)
 {
 	if (!tx_stalled)
 		return true;
+	while (answer_dl && !uart_tx_ready(COM2) && !deadline_passed(answer_dl))
+		cpu_relax();
 	if (!uart_tx_ready(COM2)) {
 		tx_lost++;
 		return false;
@@ -147,7 +161,9 @@ static void answer_refused(const struct ctl_req *r, int err, const char *fmt, ..
 	json_null(&j, "data");
 	json_str(&j, "output", "");
 	json_obj_end(&j);
+	answer_begin();
 	send_json(&j);
+	answer_end();
 }
 
 static void capture(const char *s, size_t n)
@@ -345,7 +361,9 @@ static void ctl_request(char *line)
 	json_obj_begin(&head, NULL);
 	if (r.has_id)
 		json_u64(&head, "id", r.id);
+	answer_begin();
 	send_result(&head, running_copy, ret);
+	answer_end();
 }
 
 /* Answers a finished line that cannot run now or at all. */
