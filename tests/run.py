@@ -252,6 +252,10 @@ def main():
 				print(f"SKIP {test.name}: {reason}", flush=True)
 				return
 			print(f"{status} {test.name} ({secs:.1f}s)", flush=True)
+			if status == "PASS":  # a passing test's notes (a rerun and why)
+				for line in out.splitlines():
+					if line.lstrip().startswith("note:"):
+						print(f"    {line.strip()}", flush=True)
 			if status == "FAIL":
 				failed.append(test.name)
 				if out:

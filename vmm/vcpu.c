@@ -6,6 +6,7 @@
  * guest gets. Host context, boot CPU, interrupts off (the backends open the
  * window in which the host timer ends a slice).
  */
+#include "kernel/console.h"
 #include "kernel/irq.h"
 #include "kernel/lib.h"
 #include "kernel/printk.h"
@@ -689,19 +690,27 @@ int vmm_hold(bool on)
 	return 0;
 }
 
+static void note_late(u64 due, const char *where);
+
 /* Runs v until its slice ends (VMM_SLICE_US, or PAGER_SLICE_US while its
  * VM's RAM arrives; by the host timer that vmm/intr.c arms), it halts, its
  * VM leaves the running state, or (on an AP) the shell holds the APs.
  * Between exits the interrupt state is brought up to date (intr_before_entry,
- * intr_after_exit). Holds vm->lock except in guest mode. */
-static void vcpu_run_slice(struct vcpu *v, int cpu)
+ * intr_after_exit). Holds vm->lock except in guest mode. `back`: when the
+ * caller began to choose v (the host has had the CPU since). */
+static void vcpu_run_slice(struct vcpu *v, int cpu, u64 back)
 {
 	struct vm *vm = v->vm;
 	u64 slice_end = ticks() + (pager_active(vm->pager) ? PAGER_SLICE_US : VMM_SLICE_US);
 	unsigned n = 0;
 	struct vm_exit e;
 	enum exit_class cls = EXIT_USES_DEVICES; /* what the last exit changed */
+	u64 entered;
 
+	/* The boot CPU's slice also ends when COM1 wants its next bytes
+	 * (kernel/console.c), which vmm_idle then hands it. */
+	if (!cpu)
+		slice_end = MIN(slice_end, console_tx_due());
 	vcpu_fpu_switch(v);
 	v->intr_dirty = true; /* the shell ran: look again */
 	spin_lock(&vm->lock);
@@ -720,7 +729,11 @@ static void vcpu_run_slice(struct vcpu *v, int cpu)
 			break;
 		e.kind = VMEXIT_UNHANDLED; /* the backend fills in the record */
 		spin_unlock(&vm->lock);
+		note_late(back, "in the host between two entries");
+		entered = ticks();
 		err = vcpu_ops->vcpu_run(v, &e);
+		note_late(MAX(slice_end, entered), "in guest mode past its timer");
+		back = ticks();
 		spin_lock(&vm->lock);
 		if (err && e.kind != VMEXIT_ENTRY_FAILED)
 			e.kind = VMEXIT_ENTRY_FAILED;
@@ -893,11 +906,12 @@ static void halt_check(struct vm *vm)
  * the earliest wake time of the sleeping ones). */
 static bool run_next(int cpu, u64 *wake)
 {
+	u64 back = ticks();
 	struct vcpu *v = sched_next(cpu, wake);
 
 	if (!v)
 		return false;
-	vcpu_run_slice(v, cpu);
+	vcpu_run_slice(v, cpu, back);
 	halt_check(v->vm);
 	/* An AP keeps nothing of a vCPU between slices: the shell on the boot
 	 * CPU may read it while it holds the APs, and it may move. */
@@ -907,11 +921,40 @@ static bool run_next(int cpu, u64 *wake)
 	return true;
 }
 
+/* A stretch the CPU should have been back from by ticks() `due` lasted until
+ * now: a sleep or a stint in guest mode past its timer, or the host's own
+ * work between two entries, which takes microseconds. Far later means the
+ * CPU was taken away meanwhile (an SMI's handler on hardware; Bochs 2.7's
+ * clock jumps at one point of its emulated time, docs/testing.md "Emulator
+ * quirks"), or an exit's work was slow, and every guest on the CPU lost that
+ * stretch. It goes into the log (`log`), which is how a test tells such a
+ * stall from a guest's timer going wrong. */
+static void note_late(u64 due, const char *where)
+{
+	u64 now = ticks();
+
+	if (now > due + SLEEP_LATE_US)
+		pr_debug("vmm: CPU %d lost %lu us %s: a stall (the CPU was away, or Amber "
+			 "was slow)",
+			 smp_this_index(), now - due, where);
+}
+
+/* Sleeps in HLT until the host timer at ticks() `at`, a kick or a request. */
+static void sleep_until(u64 at)
+{
+	u64 t0 = ticks();
+
+	irq_timer_arm(at);
+	irq_wait();
+	note_late(MAX(at, t0), "asleep past its timer");
+}
+
 void vmm_idle(void)
 {
 	u64 wake, t0 = ticks();
 
 	vmm_resets_due();
+	printk_tx_poll(); /* the console's next bytes before the next slice */
 	if (!run_next(0, &wake)) {
 		/* Nothing to run: a VM restored asleep for good is halted now; the
 		 * host fills the RAM of a lazily restored VM, or sleeps until the
@@ -922,12 +965,10 @@ void vmm_idle(void)
 				halt_check(vm_table[i]);
 		if (pager_idle(0))
 			return;
-		if (irq_timer_count()) {
-			irq_timer_arm(MIN(wake, ticks() + VMM_SLICE_US));
-			irq_wait();
-		} else {
+		if (irq_timer_count())
+			sleep_until(MIN(MIN(wake, ticks() + VMM_SLICE_US), console_tx_due()));
+		else
 			cpu_relax();
-		}
 		return;
 	}
 	/* Between slices: RAM still arriving, PAGER_SHARE times the slice. */
@@ -942,8 +983,7 @@ static void vmm_ap_idle(int cpu)
 
 	if (run_next(cpu, &wake))
 		return;
-	irq_timer_arm(MIN(wake, ticks() + VMM_SLICE_US));
-	irq_wait();
+	sleep_until(MIN(wake, ticks() + VMM_SLICE_US));
 }
 
 void vcpu_sched_init(void)

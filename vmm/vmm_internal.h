@@ -15,6 +15,7 @@
 #define VM_HOST_RESERVE MiB(8) /* memory vm create leaves to the host */
 #define VMM_SLICE_US 10000     /* longest a vCPU runs before the shell's turn */
 #define SLICE_SLACK_US 50      /* a timer this close to a slice's end ends it */
+#define SLEEP_LATE_US 20000    /* a wake this late: the CPU was away (logged) */
 #define IO_STORM_LIMIT 100000  /* unemulated port accesses before a VM is stopped */
 #define EXC_STORM_LIMIT 1000   /* intercepted exceptions in one window: a storm */
 #define EXC_STORM_WINDOW_US 1000000

@@ -201,21 +201,55 @@ def case_counter_pause_resume(vm, backend):
 	out_ok(vm, f"vm kill {vid}", expect="killed")
 
 
+AWAY_RE = re.compile(r"vmm: CPU (\d+) lost (\d+) us [^:\r\n]*: a stall")
+
+
+def cpu_was_away(vm, seen_before):
+	"""The CPU-away lines Amber's log gained since `seen_before` (a list of
+	those it held then): a CPU came back from guest mode, its sleep or a short
+	stretch of host code far later than it could have, so it was taken away
+	meanwhile (vmm/vcpu.c note_late; Bochs does this at one point
+	of its emulated time, docs/testing.md "Emulator quirks")."""
+	now = AWAY_RE.findall(strip_ansi(vm.cmd("log")))
+	return now[len(seen_before):]
+
+
+def timed_case(vm, attempt):
+	"""Runs attempt() (a case that counts a guest's timer interrupts over
+	windows of its own time); when it fails and Amber logged meanwhile that its
+	CPU was away for a stretch, the windows measured that stretch rather than
+	Amber, and attempt() runs once more (saying so) and must pass."""
+	before = AWAY_RE.findall(strip_ansi(vm.cmd("log")))
+	try:
+		attempt()
+		return
+	except AssertionError as e:
+		away = cpu_was_away(vm, before)
+		if not away:
+			raise
+		print(f"  note: CPU {away[0][0]} stalled {int(away[0][1]) // 1000} ms while the "
+		      f"guest counted ({str(e).splitlines()[0]}); once more", flush=True)
+	attempt()
+
+
 @case(timed=True)
 def case_pic_timer(vm, backend):
 	"""The 8259A pair and PIT channel 0 as a polling guest sees them: masks,
 	IRR, ISR, EOI, and IRQ0 at the programmed 100 Hz against channel 2."""
-	vid = run(vm, "pic -- windows=3")
-	vm.wait_for(rf"\[vm{vid}\] exited with code (\d+)", timeout=backend.t(60))
-	text = "\n".join(guest_lines(vm, vid))
-	if "FAILED" in text or "exited with code 0" not in strip_ansi(vm.seen):
-		vm.fail(f"the pic guest failed:\n{text}")
-	for line in ("masked IRQ0 waits in the IRR", "EOI releases the next request"):
-		if f"pic: {line}" not in text:
-			vm.fail(f"the pic guest did not say '{line}':\n{text}")
-	ticks = [int(t) for t in re.findall(r"pic: window \d+: (\d+) ticks", text)]
-	if len(ticks) != 3 or not all(48 <= t <= 52 for t in ticks):
-		vm.fail(f"expected 3 windows of 50 +-2 IRQ0 ticks, saw {ticks}:\n{text}")
+	def attempt():
+		vid = run(vm, "pic -- windows=3")
+		m = vm.wait_for(rf"\[vm{vid}\] exited with code (\d+)", timeout=backend.t(60))
+		text = "\n".join(guest_lines(vm, vid))
+		if "FAILED" in text or m.group(1) != "0":
+			vm.fail(f"the pic guest failed:\n{text}")
+		for line in ("masked IRQ0 waits in the IRR", "EOI releases the next request"):
+			if f"pic: {line}" not in text:
+				vm.fail(f"the pic guest did not say '{line}':\n{text}")
+		ticks = [int(t) for t in re.findall(r"pic: window \d+: (\d+) ticks", text)]
+		if len(ticks) != 3 or not all(48 <= t <= 52 for t in ticks):
+			vm.fail(f"expected 3 windows of 50 +-2 IRQ0 ticks, saw {ticks}:\n{text}")
+
+	timed_case(vm, attempt)
 	shell_alive(vm)
 
 
@@ -260,12 +294,15 @@ def case_apic_interrupts(vm, backend):
 	IF is set, each handler's EOI letting the next one in; the one-shot and
 	periodic expiries waiting in IRR taken once each; then a periodic 1 kHz
 	timer counted over 50 ms of the 8254: 50 +-1 interrupts."""
-	vid = run(vm, "apic -- irq")
-	out = guest_passes(vm, backend, vid, "apic",
-			   APIC_LINES + ("EOI order by priority: 0x91 0x71 0x61 0x42",))
-	m = re.search(r"apic: periodic 1 kHz interrupts in 50 ms: (\d+)", "\n".join(out))
-	if not m or not 49 <= int(m.group(1)) <= 51:
-		vm.fail(f"expected 50 +-1 timer interrupts in 50 ms:\n{out}")
+	def attempt():
+		vid = run(vm, "apic -- irq")
+		out = guest_passes(vm, backend, vid, "apic",
+				   APIC_LINES + ("EOI order by priority: 0x91 0x71 0x61 0x42",))
+		m = re.search(r"apic: periodic 1 kHz interrupts in 50 ms: (\d+)", "\n".join(out))
+		if not m or not 49 <= int(m.group(1)) <= 51:
+			vm.fail(f"expected 50 +-1 timer interrupts in 50 ms:\n{out}")
+
+	timed_case(vm, attempt)
 	shell_alive(vm)
 
 
@@ -359,21 +396,27 @@ def case_eventinj(vm, backend):
 	(IR0 in service each time), and the rate is 1 kHz against channel 2 (500
 	ms) and against the TSC while the guest sleeps in HLT (3 windows of 100
 	ms)."""
-	vid = run(vm, "eventinj -- windows=3")
-	m = vm.wait_for(rf"\[vm{vid}\] (exited with code \d+|stopped: [^\r\n]*|halted[^\r\n]*)\r?\n",
-			timeout=backend.t(120))
-	text = "\n".join(guest_lines(vm, vid))
-	if m.group(1) != "exited with code 0":
-		vm.fail(f"the eventinj guest did not pass: {m.group(1)}\n{text}")
-	for line in EVENTINJ_LINES:
-		if f"eventinj: {line}" not in text:
-			vm.fail(f"the eventinj guest did not say '{line}':\n{text}")
-	m = re.search(r"eventinj: 500 ms of channel 2: (\d+) ticks", text)
-	if not m or not 498 <= int(m.group(1)) <= 502:
-		vm.fail(f"expected 500 +-2 IRQ0 in 500 ms of channel 2:\n{text}")
-	ticks = [int(t) for t in re.findall(r"eventinj: window \d+: (\d+) ticks", text)]
-	if len(ticks) != 3 or not all(95 <= t <= 103 for t in ticks):  # eventinj.asm says why
-		vm.fail(f"expected 3 windows of 95-103 IRQ0 asleep in HLT, saw {ticks}:\n{text}")
+	def attempt():
+		vid = run(vm, "eventinj -- windows=3")
+		m = vm.wait_for(rf"\[vm{vid}\] (exited with code \d+|stopped: [^\r\n]*|halted[^\r\n]*)\r?\n",
+				timeout=backend.t(120))
+		text = "\n".join(guest_lines(vm, vid))
+		if m.group(1) != "exited with code 0":
+			vm.fail(f"the eventinj guest did not pass: {m.group(1)}\n{text}")
+		for line in EVENTINJ_LINES:
+			if f"eventinj: {line}" not in text:
+				vm.fail(f"the eventinj guest did not say '{line}':\n{text}")
+		m = re.search(r"eventinj: 500 ms of channel 2: (\d+) ticks", text)
+		if not m or not 498 <= int(m.group(1)) <= 502:
+			vm.fail(f"expected 500 +-2 IRQ0 in 500 ms of channel 2:\n{text}")
+		ticks = [int(t) for t in re.findall(r"eventinj: window \d+: (\d+) ticks", text)]
+		if len(ticks) != 3 or not all(98 <= t <= 102 for t in ticks):
+			vm.fail(f"expected 3 windows of 100 +-2 IRQ0 asleep in HLT, saw {ticks}:\n{text}")
+		return vid
+
+	vids = []
+	timed_case(vm, lambda: vids.append(attempt()))
+	vid = vids[-1]
 	counts = exit_counts(vm, vid)
 	if counts.get("hlt", 0) < 250:
 		vm.fail(f"the guest should have slept in HLT between interrupts: {counts}")
