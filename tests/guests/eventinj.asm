@@ -14,7 +14,8 @@
 ;    (NMI blocking) and comes after it, once, never nested;
 ;  - IRQ0 counted over 500 ms of channel 2 (a 20 Hz square wave on port 0x61,
 ;    ten periods from a rising edge): 500 +-2, then over windows of 100 ms
-;    by the TSC (calibrated against channel 2) spent in HLT: 100 +-2 each.
+;    by the TSC (calibrated against channel 2) spent in HLT: 95-103 each
+;    (a window may hold a pause of the VM; vm_cases.py holds 100 +-2).
 ; With the word `cost` it only measures what an IRQ0 costs (make bench): 100
 ; times, IRQ0 waits with IF=0, then the TSC from STI to the instruction after
 ; the shadowed NOP, the interrupt taken between with a handler that only EOIs:
@@ -215,9 +216,12 @@ main:
 	call putdec
 	PRINT " ticks"
 	call newline
-	; 100 +-2: a window starts at an interrupt, so it holds 100 or 101,
-	; one more or less where a tick falls on its edge. (A line the guest
-	; prints goes into Amber's console ring, not out at the line rate.)
+	; 95-103 here: a window starts at an interrupt, so it holds 100 or
+	; 101, but a test may pause the VM inside one (test_snapshot's
+	; test_interrupts_mid_work does, to save it), and ticks due meanwhile
+	; merge in the IRR. The case that only lets it run (vm_cases.py
+	; case_eventinj) holds the printed counts to 100 +-2; below that the
+	; guest names its longest gap.
 	cmp ebx, 98
 	jae .enough
 	PRINT "eventinj: the longest gap between two IRQ0s: "
@@ -230,9 +234,9 @@ main:
 	PRINT " of the window"
 	call newline
 .enough:
-	cmp ebx, 98
+	cmp ebx, 95
 	CHECK ae, "fewer IRQ0 than 1 kHz gives in a window"
-	cmp ebx, 102
+	cmp ebx, 103
 	CHECK be, "more IRQ0 than 1 kHz gives in a window"
 	mov eax, [windows]
 	test eax, eax
