@@ -123,8 +123,6 @@ void apic_timer_init(u32 vector)
 	apic_write(XAPIC_LVT_TIMER, vector); /* one-shot, unmasked, fixed */
 }
 
-bool apic_timer_ok(void) { return timer_per_ms && timer_vector; }
-
 void apic_timer_at(u64 at)
 {
 	u64 now = ticks(), count;

@@ -33,15 +33,13 @@ bool apic_ready(void);
 bool apic_x2apic(void);
 u32 apic_id(void);
 void apic_eoi(void);
-/* The local APIC timer as every CPU's host timer (kernel/irq.c).
- * apic_timer_calibrate: the boot CPU, once, before the APs start (10 ms).
- * apic_timer_init: each CPU, one-shot mode on `vector`. apic_timer_ok: both
- * done and the timer counted (else the boot CPU keeps the PIT).
- * apic_timer_at: the calling CPU's timer interrupts once at ticks() `at` (at
- * once for a time past), replacing what was armed. */
+/* The local APIC timer as the host timer of an AP. apic_timer_calibrate: the
+ * boot CPU, once, before the APs start (10 ms). apic_timer_init: each AP,
+ * one-shot mode on `vector`. apic_timer_at: the calling CPU's timer
+ * interrupts once at ticks() `at` (at once for a time past), replacing what
+ * was armed. */
 void apic_timer_calibrate(void);
 void apic_timer_init(u32 vector);
-bool apic_timer_ok(void);
 void apic_timer_at(u64 at);
 /* Sends an IPI to the APIC with ID dest; icr is the low word (mode, vector,
  * flags). Waits, bounded, until the APIC has taken it: 0 or -ETIMEDOUT. */

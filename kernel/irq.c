@@ -1,18 +1,13 @@
 /*
- * The host timer: a one-shot armed for the next moment the VMM needs the CPU
- * back: the end of a guest's slice, a guest device's deadline, the shell's
- * next look at the console. Nothing else in the host is interrupt driven;
- * the interrupt ends guest mode (AMD-V: INTR intercept; VT-x:
- * external-interrupt exiting) or an idle HLT. Between deadlines an idle host
- * sleeps. Host context, any CPU.
- *
- * Each CPU's own local APIC timer (kernel/apic.c, vector 0xF1) is the timer
- * wherever the local APIC works, the boot CPU's included, so that every CPU
- * arms and takes its timer the same way. The PIT's channel 0 (mode 0 on IRQ0
- * through the 8259A), one device for the whole machine, is the boot CPU's
- * timer only where there is no usable local APIC.
+ * The host timer: PIT channel 0 as a one-shot (mode 0) on IRQ0, armed for the
+ * next moment the VMM needs the CPU back: the end of a guest's slice, a guest
+ * device's deadline, the shell's next look at the console. Nothing else in
+ * the host is interrupt driven; the interrupt ends guest mode (AMD-V: INTR
+ * intercept; VT-x: external-interrupt exiting) or an idle HLT. Between
+ * deadlines an idle host sleeps. Host context, boot CPU; on an AP the same
+ * calls drive its local APIC timer (kernel/apic.c) instead.
  * Intel 8254 datasheet "Mode 0: Interrupt on Terminal Count"; 8259A
- * "Operation Command Words"; SDM Vol. 3A 11.5.4 "APIC Timer".
+ * "Operation Command Words".
  */
 #include "kernel/irq.h"
 #include "kernel/apic.h"
@@ -32,7 +27,6 @@ extern void irq_timer_entry(void), irq_other_entry(void);
 extern volatile u64 irq_timer_ticks;
 
 static bool timer_ready, timer_armed;
-static bool pit;	/* the boot CPU's timer is the PIT (no local APIC timer) */
 static u64 armed_at;	/* ticks() when the armed count runs out */
 static u64 armed_count; /* irq_timer_ticks when it was armed */
 
@@ -40,13 +34,6 @@ void irq_timer_init(void)
 {
 	if (timer_ready)
 		return;
-	if (apic_timer_ok()) { /* kernel/smp.c set it up with the local APIC */
-		timer_ready = true;
-		irq_timer_arm(ticks() + 1000);
-		pr_debug("irq: the local APIC timer, one-shot");
-		return;
-	}
-	pit = true;
 	idt_set_handler(IRQ_TIMER_VECTOR, irq_timer_entry, 0);
 	for (unsigned v = IRQ_TIMER_VECTOR + 1; v < IRQ_TIMER_VECTOR + 16; v++)
 		idt_set_handler(v, irq_other_entry, 0);
@@ -63,11 +50,11 @@ void irq_timer_arm(u64 at)
 {
 	u64 now, clocks;
 
-	if (!pit) {
-		apic_timer_at(at); /* this CPU's own local APIC timer */
+	if (smp_this_index() != 0) {
+		apic_timer_at(at); /* an AP: its own LAPIC timer */
 		return;
 	}
-	if (!timer_ready || smp_this_index() != 0)
+	if (!timer_ready)
 		return;
 	if (timer_armed && armed_count == irq_timer_ticks && armed_at <= at)
 		return; /* an earlier interrupt is on its way */
@@ -85,12 +72,11 @@ void irq_timer_arm(u64 at)
 	armed_at = now + clocks * TICKS_PER_SEC / PIT_HZ;
 }
 
-/* With the local APIC timer: every interrupt the CPU took (its timer and the
- * doorbell alike), which is what the caller asks: has the CPU been
- * interrupted since. */
+/* On an AP: every interrupt it took (its timer and the doorbell alike), which
+ * is what the caller asks: has the CPU been interrupted since. */
 u64 irq_timer_count(void)
 {
-	if (pit)
-		return irq_timer_ticks;
-	return __atomic_load_n(&host_cpus[smp_this_index()].ipis, __ATOMIC_RELAXED);
+	int cpu = smp_this_index();
+
+	return cpu ? __atomic_load_n(&host_cpus[cpu].ipis, __ATOMIC_RELAXED) : irq_timer_ticks;
 }

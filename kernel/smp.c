@@ -368,10 +368,6 @@ void smp_init(void)
 	idt_set_handler(SMP_CALL_VECTOR, ipi_call_entry, 0);
 	idt_set_handler(APIC_SPURIOUS_VECTOR, apic_spurious_entry, 0);
 	idt_set_handler(SMP_TIMER_VECTOR, ipi_call_entry, 0);
-	/* The boot CPU's host timer too (kernel/irq.c), on a machine of one
-	 * CPU as well. */
-	apic_timer_calibrate();
-	apic_timer_init(SMP_TIMER_VECTOR);
 	smp_up = true;
 	parse_hang_hook();
 	n = smp_cpu_list(acpi.cpu_apic_ids, MIN(acpi.cpu_count, ACPI_MAX_CPUS), bsp->apic_id, ids,
@@ -390,6 +386,7 @@ void smp_init(void)
 		return;
 	}
 	trampoline_setup(page);
+	apic_timer_calibrate();
 	for (int i = 1; i < n; i++) {
 		struct host_cpu *c = &host_cpus[i];
 

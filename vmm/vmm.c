@@ -96,8 +96,8 @@ static void check_timer(void)
 	while (!irq_timer_count() && !deadline_passed(dl))
 		irq_window();
 	if (!irq_timer_count())
-		pr_warn("vmm: the host timer does not tick: a guest that never exits will keep "
-			"the CPU");
+		pr_warn("vmm: the host timer (PIT, IRQ0) does not tick: a guest that never exits "
+			"will keep the CPU");
 }
 
 u64 vmm_wallclock(void)
