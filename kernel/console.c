@@ -7,24 +7,17 @@
  * the line's time at 115200 baud (~87 us a byte, 2-4 ms a line; hardware and
  * Bochs pace it). Every write hands the UART what it takes at once; the boot
  * CPU hands it more between guest slices and sleeps (vmm_idle, the shell's
- * loop), waking for it (console_tx_due); a full ring waits for the UART. The
- * ring is off (every byte waits for the UART, after what the ring holds)
- * until the shell starts, so a boot that hangs still shows its last line,
- * and while the shell answers what was typed, so that its echo, a command's
- * output and the prompt never wait behind a chatty guest for more than the
- * ring. A panic flushes the ring before it halts. The screens are written at
- * once.
+ * loop), waking for it (console_tx_due); a full ring waits for the UART. Until
+ * the shell starts every byte waits for the UART, so a boot that hangs still
+ * shows its last line, and a panic flushes the ring before it halts. The
+ * screens are written at once.
  */
 #include "kernel/console.h"
 #include "kernel/lib.h"
 #include "kernel/time.h"
 
 #define COM1 0x3F8
-/* Small on purpose: what waits is never more than ~45 ms of output old, also
- * where the boot CPU gets back from a guest only at its exits (Bochs' AMD-V
- * with a guest at IF=0, docs/vmm.md), and a line typed at the shell is echoed
- * that soon behind a chatty guest. A guest's line and the prompt fit. */
-#define TX_RING 512   /* bytes; a power of two (the indexes wrap) */
+#define TX_RING 16384 /* bytes; a power of two (the indexes wrap) */
 #define TX_BYTE_US 87 /* one byte at 115200 8N1: 10 bits */
 
 static char tx_ring[TX_RING];

@@ -83,13 +83,6 @@ void printk_flush(void)
 	spin_unlock(&console_lock);
 }
 
-void printk_tx_async(bool on)
-{
-	spin_lock(&console_lock);
-	console_tx_async(on);
-	spin_unlock(&console_lock);
-}
-
 void printk_panic_unlock(void)
 {
 	spin_lock_bust(&console_lock);

@@ -31,8 +31,6 @@ void pr_debug(const char *fmt, ...) __printf(1, 2);
  * (before a reset or power-off). */
 void printk_tx_poll(void);
 void printk_flush(void);
-/* console_tx_async under the lock: off flushes the ring first. */
-void printk_tx_async(bool on);
 
 /* Walks the message ring oldest first. */
 void log_dump(void (*emit)(const char *line));

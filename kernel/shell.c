@@ -429,38 +429,24 @@ static void run_idle(void)
 		le_redraw(&editor);
 }
 
-/* Feeds what was typed to the line editor, bytes a command left pending
- * first. What answers the person typing (the echo, a command's output, the
- * prompt) goes out at once, after what COM1's ring holds; what guests print
- * meanwhile waits in the ring (kernel/console.c), so a chatty guest delays
- * an answer by no more than the ring. */
-static void take_input(void)
-{
-	int c = console_getc();
-
-	if (!pending_len && c < 0)
-		return;
-	printk_tx_async(false);
-	while (pending_len) {
-		u8 b = pending[0];
-
-		memmove(pending, pending + 1, --pending_len);
-		feed(b);
-	}
-	for (; c >= 0; c = console_getc())
-		feed((u8)c);
-	printk_tx_async(true);
-}
-
 void shell_run(void)
 {
 	le_init(&editor, "amber> ");
 	editor.write = editor_write;
 	editor.complete = editor_complete;
 	le_start(&editor);
-	printk_tx_async(true); /* from here guests' lines do not wait for COM1 */
+	console_tx_async(true); /* from here a write does not wait for COM1 */
 	for (;;) {
-		take_input();
+		int c;
+
+		while (pending_len) {
+			u8 b = pending[0];
+
+			memmove(pending, pending + 1, --pending_len);
+			feed(b);
+		}
+		while ((c = console_getc()) >= 0)
+			feed((u8)c);
 		ctl_poll();
 		smp_poll(); /* requests other CPUs sent the boot CPU */
 		printk_tx_poll();
