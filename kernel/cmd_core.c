@@ -271,7 +271,6 @@ static int cmd_reboot(int argc, char **argv)
 	if (argc != 1)
 		return shell_usage("reboot");
 	printk("Rebooting...\n");
-	printk_flush();
 	acpi_reboot(); /* does not return: it ends in a triple fault at worst */
 }
 SHELL_COMMAND(reboot, .name = "reboot", .usage = "reboot", .summary = "restart the machine",
@@ -282,7 +281,6 @@ static int cmd_poweroff(int argc, char **argv)
 	if (argc != 1)
 		return shell_usage("poweroff");
 	printk("Powering off...\n");
-	printk_flush();
 	acpi_poweroff();
 	return shell_error(-EIO, "ACPI S5 did not take effect; switch the machine off by hand");
 }

@@ -23,16 +23,6 @@ bool console_line_guarded(void);
  * editor's, for a line that spans several rows. */
 void console_guard_seq(const char *seq);
 u64 console_output_count(void);
-/* COM1's transmit ring (kernel/console.c). Off (every byte waits for the
- * UART) until the shell starts; console_tx_poll hands the UART what it takes
- * now, console_flush all of it (waiting), console_tx_due is when the UART
- * will want more (~0ULL: nothing waits). Under console_lock (printk.c:
- * printk_tx_poll, printk_flush take it). */
-void console_tx_async(bool on);
-void console_tx_poll(void);
-void console_flush(void);
-bool console_tx_pending(void);
-u64 console_tx_due(void);
 /* Next byte typed on the serial console, or -1 when none is waiting. */
 int console_getc(void);
 
@@ -51,15 +41,8 @@ void uart_init(u16 base);
 void uart_putc(u16 base, char c);
 /* The transmit holding register is empty (a byte may be written now). */
 bool uart_tx_ready(u16 base);
-/* Writes a byte without waiting: only after uart_tx_ready(), or up to
- * uart_tx_room() bytes. */
+/* Writes a byte without waiting: only after uart_tx_ready(). */
 void uart_tx(u16 base, char c);
-/* Bytes that may be written now without waiting: 0 while the transmitter is
- * busy, else 16 with the 16550A's FIFOs on (1 without); 0 without a UART. */
-unsigned uart_tx_room(u16 base);
-/* What uart_tx_room gives when the transmitter is idle (16 or 1). */
-unsigned uart_tx_burst(u16 base);
-bool uart_present(u16 base);
 int uart_getc(u16 base);
 
 void vga_init(u64 text_phys);

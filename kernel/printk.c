@@ -68,21 +68,6 @@ void printk_write(const char *s, size_t n)
 	console_end(me, s, n);
 }
 
-void printk_tx_poll(void)
-{
-	if (!console_tx_pending() || !spin_trylock(&console_lock))
-		return; /* a CPU that holds it hands the UART what it takes */
-	console_tx_poll();
-	spin_unlock(&console_lock);
-}
-
-void printk_flush(void)
-{
-	spin_lock(&console_lock);
-	console_flush();
-	spin_unlock(&console_lock);
-}
-
 void printk_panic_unlock(void)
 {
 	spin_lock_bust(&console_lock);
@@ -203,7 +188,6 @@ void panic(const char *fmt, ...)
 	vprintk(fmt, ap);
 	va_end(ap);
 	printk("\n*** System halted.\n");
-	console_flush(); /* every other CPU has stopped: no lock to take */
 	for (;;)
 		hlt();
 }

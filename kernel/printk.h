@@ -25,13 +25,6 @@ void pr_err(const char *fmt, ...) __printf(1, 2);
 /* Kept in the ring only (shown by `log`), not printed. */
 void pr_debug(const char *fmt, ...) __printf(1, 2);
 
-/* COM1's transmit ring (kernel/console.c) under the console lock:
- * printk_tx_poll hands the UART what it takes now, unless another CPU holds
- * the lock (it does the same); printk_flush waits until all of it is sent
- * (before a reset or power-off). */
-void printk_tx_poll(void);
-void printk_flush(void);
-
 /* Walks the message ring oldest first. */
 void log_dump(void (*emit)(const char *line));
 

@@ -435,7 +435,6 @@ void shell_run(void)
 	editor.write = editor_write;
 	editor.complete = editor_complete;
 	le_start(&editor);
-	console_tx_async(true); /* from here a write does not wait for COM1 */
 	for (;;) {
 		int c;
 
@@ -449,7 +448,6 @@ void shell_run(void)
 			feed((u8)c);
 		ctl_poll();
 		smp_poll(); /* requests other CPUs sent the boot CPU */
-		printk_tx_poll();
 		if (idle_hook)
 			run_idle();
 		else

@@ -1,9 +1,7 @@
 /*
  * 16550 UART driver for the host console (COM1 at 0x3F8) and the control channel
- * (COM2 at 0x2F8). Polled: uart_putc waits, bounded, for the transmit
- * holding register, uart_tx_room says how much may go without waiting (the
- * console's transmit ring, kernel/console.c); input is read when the shell
- * polls.
+ * (COM2 at 0x2F8). Polled: output waits, bounded, for the transmit holding
+ * register; input is read when the shell polls.
  * Register layout from the PC16550D datasheet ("Register Description").
  */
 #include "kernel/console.h"
@@ -21,16 +19,12 @@
 #define UART_SCR 7	   /* scratch: no function, holds what was written */
 #define UART_LSR_DR 0x01   /* data ready */
 #define UART_LSR_THRE 0x20 /* transmit holding register empty */
-#define UART_IIR 2	   /* interrupt identification (read) */
-#define UART_IIR_FIFO 0xC0 /* bits 7:6 set: the FIFOs are enabled (16550A) */
-#define UART_TX_FIFO 16	   /* the 16550A's transmit FIFO */
 
 /* Per port: COM1 and COM2 are the only ones Amber drives. */
 static struct uart_port {
 	bool present;
-	u8 tx_burst;	/* bytes the transmitter takes when THRE is set */
 	int early_byte; /* a key that arrived before the FIFOs were enabled */
-} ports[2] = { { false, 1, -1 }, { false, 1, -1 } };
+} ports[2] = { { false, -1 }, { false, -1 } };
 
 static struct uart_port *port(u16 base) { return &ports[base == 0x2F8]; }
 
@@ -62,11 +56,8 @@ void uart_init(u16 base)
 		pt->early_byte = inb(base + UART_RBR);
 	outb(base + UART_FCR, 0xC7); /* enable and clear FIFOs, 14-byte threshold */
 	outb(base + UART_MCR, 0x03); /* DTR, RTS */
-	/* A missing UART reads back 0xFF from every register. With its FIFOs
-	 * on, THRE means the whole transmit FIFO is empty ("Line Status
-	 * Register", bit 5): 16 bytes may go at once. */
+	/* A missing UART reads back 0xFF from every register. */
 	pt->present = inb(base + UART_LSR) != 0xFF;
-	pt->tx_burst = (inb(base + UART_IIR) & UART_IIR_FIFO) == UART_IIR_FIFO ? UART_TX_FIFO : 1;
 }
 
 void uart_putc(u16 base, char c)
@@ -85,12 +76,6 @@ bool uart_tx_ready(u16 base)
 {
 	return port(base)->present && (inb(base + UART_LSR) & UART_LSR_THRE);
 }
-
-unsigned uart_tx_room(u16 base) { return uart_tx_ready(base) ? port(base)->tx_burst : 0; }
-
-unsigned uart_tx_burst(u16 base) { return port(base)->tx_burst; }
-
-bool uart_present(u16 base) { return port(base)->present; }
 
 void uart_tx(u16 base, char c) { outb(base + UART_THR, (u8)c); }
 

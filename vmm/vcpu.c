@@ -6,7 +6,6 @@
  * guest gets. Host context, boot CPU, interrupts off (the backends open the
  * window in which the host timer ends a slice).
  */
-#include "kernel/console.h"
 #include "kernel/irq.h"
 #include "kernel/lib.h"
 #include "kernel/printk.h"
@@ -707,10 +706,6 @@ static void vcpu_run_slice(struct vcpu *v, int cpu, u64 back)
 	enum exit_class cls = EXIT_USES_DEVICES; /* what the last exit changed */
 	u64 entered;
 
-	/* The boot CPU's slice also ends when COM1 wants its next bytes
-	 * (kernel/console.c), which vmm_idle then hands it. */
-	if (!cpu)
-		slice_end = MIN(slice_end, console_tx_due());
 	vcpu_fpu_switch(v);
 	v->intr_dirty = true; /* the shell ran: look again */
 	spin_lock(&vm->lock);
@@ -954,7 +949,6 @@ void vmm_idle(void)
 	u64 wake, t0 = ticks();
 
 	vmm_resets_due();
-	printk_tx_poll(); /* the console's next bytes before the next slice */
 	if (!run_next(0, &wake)) {
 		/* Nothing to run: a VM restored asleep for good is halted now; the
 		 * host fills the RAM of a lazily restored VM, or sleeps until the
@@ -966,7 +960,7 @@ void vmm_idle(void)
 		if (pager_idle(0))
 			return;
 		if (irq_timer_count())
-			sleep_until(MIN(MIN(wake, ticks() + VMM_SLICE_US), console_tx_due()));
+			sleep_until(MIN(wake, ticks() + VMM_SLICE_US));
 		else
 			cpu_relax();
 		return;

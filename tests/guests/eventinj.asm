@@ -14,8 +14,7 @@
 ;    (NMI blocking) and comes after it, once, never nested;
 ;  - IRQ0 counted over 500 ms of channel 2 (a 20 Hz square wave on port 0x61,
 ;    ten periods from a rising edge): 500 +-2, then over windows of 100 ms
-;    by the TSC (calibrated against channel 2) spent in HLT: 95-103 each
-;    (a window may hold a pause of the VM; vm_cases.py holds 100 +-2).
+;    by the TSC (calibrated against channel 2) spent in HLT: 95-103 each.
 ; With the word `cost` it only measures what an IRQ0 costs (make bench): 100
 ; times, IRQ0 waits with IF=0, then the TSC from STI to the instruction after
 ; the shadowed NOP, the interrupt taken between with a handler that only EOIs:
@@ -216,12 +215,12 @@ main:
 	call putdec
 	PRINT " ticks"
 	call newline
-	; 95-103 here: a window starts at an interrupt, so it holds 100 or
-	; 101, but a test may pause the VM inside one (test_snapshot's
-	; test_interrupts_mid_work does, to save it), and ticks due meanwhile
-	; merge in the IRR. The case that only lets it run (vm_cases.py
-	; case_eventinj) holds the printed counts to 100 +-2; below that the
-	; guest names its longest gap.
+	; 95-103: a window starts at an interrupt, so it holds 100 or 101,
+	; but Amber writes each line a guest prints to its own console inside
+	; the exit, holding the guest up 3-7 ms on a paced COM1 (Bochs) or a
+	; loaded host, and a test may pause the VM inside a window
+	; (test_snapshot's test_interrupts_mid_work); ticks that fall due
+	; meanwhile merge in the IRR. Below 98 the guest names its longest gap.
 	cmp ebx, 98
 	jae .enough
 	PRINT "eventinj: the longest gap between two IRQ0s: "

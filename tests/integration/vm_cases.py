@@ -410,8 +410,8 @@ def case_eventinj(vm, backend):
 		if not m or not 498 <= int(m.group(1)) <= 502:
 			vm.fail(f"expected 500 +-2 IRQ0 in 500 ms of channel 2:\n{text}")
 		ticks = [int(t) for t in re.findall(r"eventinj: window \d+: (\d+) ticks", text)]
-		if len(ticks) != 3 or not all(98 <= t <= 102 for t in ticks):
-			vm.fail(f"expected 3 windows of 100 +-2 IRQ0 asleep in HLT, saw {ticks}:\n{text}")
+		if len(ticks) != 3 or not all(95 <= t <= 103 for t in ticks):  # eventinj.asm says why
+			vm.fail(f"expected 3 windows of 95-103 IRQ0 asleep in HLT, saw {ticks}:\n{text}")
 		return vid
 
 	vids = []
