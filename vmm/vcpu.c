@@ -689,7 +689,7 @@ int vmm_hold(bool on)
 	return 0;
 }
 
-static void note_late(u64 due, const char *where);
+static void note_late(u64 now, u64 due, const char *where);
 
 /* Runs v until its slice ends (VMM_SLICE_US, or PAGER_SLICE_US while its
  * VM's RAM arrives; by the host timer that vmm/intr.c arms), it halts, its
@@ -724,11 +724,11 @@ static void vcpu_run_slice(struct vcpu *v, int cpu, u64 back)
 			break;
 		e.kind = VMEXIT_UNHANDLED; /* the backend fills in the record */
 		spin_unlock(&vm->lock);
-		note_late(back, "in the host between two entries");
 		entered = ticks();
+		note_late(entered, back, "in the host between two entries");
 		err = vcpu_ops->vcpu_run(v, &e);
-		note_late(MAX(slice_end, entered), "in guest mode past its timer");
 		back = ticks();
+		note_late(back, MAX(slice_end, entered), "in guest mode past its timer");
 		spin_lock(&vm->lock);
 		if (err && e.kind != VMEXIT_ENTRY_FAILED)
 			e.kind = VMEXIT_ENTRY_FAILED;
@@ -917,17 +917,15 @@ static bool run_next(int cpu, u64 *wake)
 }
 
 /* A stretch the CPU should have been back from by ticks() `due` lasted until
- * now: a sleep or a stint in guest mode past its timer, or the host's own
+ * `now` (read by the caller: two clock reads an exit, not four): a sleep or a stint in guest mode past its timer, or the host's own
  * work between two entries, which takes microseconds. Far later means the
  * CPU was taken away meanwhile (an SMI's handler on hardware; Bochs 2.7's
  * clock jumps at one point of its emulated time, docs/testing.md "Emulator
  * quirks"), or an exit's work was slow, and every guest on the CPU lost that
  * stretch. It goes into the log (`log`), which is how a test tells such a
  * stall from a guest's timer going wrong. */
-static void note_late(u64 due, const char *where)
+static void note_late(u64 now, u64 due, const char *where)
 {
-	u64 now = ticks();
-
 	if (now > due + SLEEP_LATE_US)
 		pr_debug("vmm: CPU %d lost %lu us %s: a stall (the CPU was away, or Amber "
 			 "was slow)",
@@ -941,7 +939,7 @@ static void sleep_until(u64 at)
 
 	irq_timer_arm(at);
 	irq_wait();
-	note_late(MAX(at, t0), "asleep past its timer");
+	note_late(ticks(), MAX(at, t0), "asleep past its timer");
 }
 
 void vmm_idle(void)
